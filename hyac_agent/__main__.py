@@ -1,0 +1,3 @@
+from hyac_agent.main import run
+
+run()

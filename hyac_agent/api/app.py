@@ -1,0 +1,59 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from hyac_agent.api import gateway, routes_functions, routes_logs
+from hyac_agent.api.deps import get_agent, require_token
+from hyac_agent.api.errors import install_error_handlers
+from hyac_agent.api.limits import BodyLimitMiddleware
+from hyac_agent.core import Agent
+from hyac_common import __version__
+from hyac_common.wire import AgentInfo
+
+
+def create_app(agent: Agent, url: str = "") -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await agent.start()
+        try:
+            yield
+        finally:
+            await agent.stop()
+
+    app = FastAPI(title="Hyac agent", version=__version__, lifespan=lifespan)
+    app.state.agent = agent
+    app.state.url = url
+    install_error_handlers(app)
+
+    @app.get("/v1/health", tags=["agent"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/v1/agent", response_model=AgentInfo, dependencies=[Depends(require_token)], tags=["agent"])
+    async def agent_info(current: Agent = Depends(get_agent)) -> AgentInfo:
+        import os
+
+        return AgentInfo(
+            running=True,
+            url=app.state.url,
+            version=__version__,
+            pid=os.getpid(),
+            sandbox=current.backend.name,
+            data_dir=str(current.config.data_dir),
+            extra={"isolation": current.backend.describe(), "pool": current.pool.stats()},
+        )
+
+    app.include_router(routes_functions.router)
+    app.include_router(routes_logs.router)
+    app.include_router(gateway.router)  # last: its routes match any /{a}/{b}
+    app.add_middleware(
+        BodyLimitMiddleware,
+        body_limit=agent.config.max_body_bytes,
+        bundle_limit=agent.config.max_bundle_bytes,
+    )
+    return app

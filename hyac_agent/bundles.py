@@ -1,0 +1,109 @@
+"""Content-addressed function bundles on disk.
+
+A bundle is the function's files plus its entry and settings. Its sha256 names it; the
+files live in ``BUNDLES_DIR/<sha256>/code/`` and are written once, through a temporary
+directory renamed into place, so a crash never leaves a half-written bundle under its
+final name.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from hyac_common.errors import InvalidInput, PayloadTooLarge
+from hyac_common.wire import DeployRequest
+
+MAX_FILES = 1000
+
+
+def _check_path(path: str) -> PurePosixPath:
+    pure = PurePosixPath(path)
+    if (
+        not path
+        or "\\" in path
+        or "\x00" in path
+        or pure.is_absolute()
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    ):
+        raise InvalidInput(f"invalid file path in bundle: {path!r}")
+    return pure
+
+
+def decode_bundle(request: DeployRequest, max_bytes: int) -> dict[str, bytes]:
+    """Validate and decode the files of a deploy request."""
+    if len(request.files_b64) > MAX_FILES:
+        raise InvalidInput(f"bundle has more than {MAX_FILES} files")
+    files: dict[str, bytes] = {}
+    total = 0
+    for path, encoded in request.files_b64.items():
+        _check_path(path)
+        try:
+            content = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"file {path!r} is not valid base64") from None
+        total += len(content)
+        if total > max_bytes:
+            raise PayloadTooLarge(f"bundle is larger than the limit of {max_bytes} bytes")
+        files[path] = content
+    _check_path(request.entry)
+    if request.entry not in files:
+        raise InvalidInput(f"entry file {request.entry!r} is not in the bundle")
+    return files
+
+
+def bundle_sha256(files: dict[str, bytes], request: DeployRequest) -> str:
+    manifest = {
+        "entry": request.entry,
+        "config": request.config.model_dump(mode="json"),
+        "files": {p: hashlib.sha256(c).hexdigest() for p, c in sorted(files.items())},
+    }
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class BundleStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def code_dir(self, sha256: str) -> Path:
+        return self.root / sha256 / "code"
+
+    def exists(self, sha256: str) -> bool:
+        return (self.root / sha256 / "complete").exists()
+
+    def write(self, sha256: str, files: dict[str, bytes]) -> Path:
+        final = self.root / sha256
+        if self.exists(sha256):
+            return final / "code"
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        try:
+            code = tmp / "code"
+            for rel, content in files.items():
+                target = code / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+                target.chmod(0o644)
+            for folder, _dirs, _files in os.walk(code):
+                os.chmod(folder, 0o755)
+            (tmp / "complete").write_text(sha256)
+            os.chmod(tmp, 0o755)
+            if final.exists():  # a leftover of a crashed write: replace it
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final / "code"
+
+    def sweep_temporary(self) -> None:
+        """Remove what a crash left behind mid-write."""
+        for leftover in self.root.glob(".tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)

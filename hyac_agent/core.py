@@ -1,0 +1,72 @@
+"""The agent's parts, built once per process and shared by the API routes."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from hyac_agent.bundles import BundleStore
+from hyac_agent.config import AgentConfig
+from hyac_agent.hostcalls import HostCalls
+from hyac_agent.logbus import LogBus
+from hyac_agent.pool import WorkerPool
+from hyac_agent.sandbox import SandboxBackend, select_backend
+from hyac_agent.services.functions import FunctionService
+from hyac_agent.services.invoke import InvokeService
+from hyac_agent.store import SqlStore
+
+log = logging.getLogger("hyac.agent")
+
+TOKEN_FILE = "agent.token"
+
+
+def load_or_create_token(data_dir: Path) -> str:
+    """The agent's API token, created on first start and kept in a file only its owner reads."""
+    path = data_dir / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    token = "hyac_" + secrets.token_urlsafe(32)
+    fd = path.parent.joinpath(f".{TOKEN_FILE}.tmp")
+    fd.write_text(token)
+    fd.chmod(0o600)
+    fd.replace(path)
+    return token
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, backend: SandboxBackend | None = None) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config.data_dir.chmod(0o700)
+        self.backend = backend or select_backend(config.sandbox, config.insecure_no_sandbox)
+        self.token = load_or_create_token(config.data_dir)
+        self.store = SqlStore(config.resolved_database_url())
+        self.store.create_schema()
+        self.bundles = BundleStore(config.bundles_dir)
+        self.bundles.sweep_temporary()
+        self.logbus = LogBus(self.store, config.log_retention)
+        self.host_calls = HostCalls(self.store)
+        self.pool = WorkerPool(
+            self.backend, self.bundles, self.logbus, self.host_calls, config.worker_idle_timeout
+        )
+        self.functions = FunctionService(self.store, self.bundles, config.max_bundle_bytes)
+        self.invoker = InvokeService(self.functions, self.pool, self.logbus, config.max_body_bytes)
+
+    async def start(self) -> None:
+        self.logbus.start()
+        self.pool.start()
+        if not self.backend.isolating:
+            log.warning(
+                "INSECURE: functions run without a sandbox (--insecure-no-sandbox); "
+                "they can read everything this agent can. Use this for local development only."
+            )
+
+    async def stop(self) -> None:
+        await self.pool.close()
+        await self.logbus.stop()
+        self.store.close()

@@ -1,0 +1,61 @@
+"""Host calls: what a function asks of the agent, always within the worker's own tenant.
+
+The tenant comes from the worker that made the call (the agent started it for that
+tenant); nothing in the call's arguments can name another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from hyac_agent.store import Store
+from hyac_common.errors import InvalidInput, PayloadTooLarge
+
+MAX_KEY = 512
+MAX_VALUE = 1024 * 1024
+MAX_LIST = 10_000
+
+
+def _key(args: dict[str, Any], name: str = "key") -> str:
+    key = args.get(name)
+    if not isinstance(key, str) or (name == "key" and not key):
+        raise InvalidInput(f"kv {name} must be a non-empty string")
+    if len(key.encode()) > MAX_KEY:
+        raise InvalidInput(f"kv {name} is longer than {MAX_KEY} bytes")
+    return key
+
+
+class HostCalls:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def __call__(self, tenant: str, op: str, args: dict[str, Any]) -> Any:
+        handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None
+        if handler is None:
+            raise InvalidInput(f"unknown host call {op!r}")
+        return await handler(tenant, args)
+
+    async def _kv_get(self, tenant: str, args: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(self.store.kv_get, tenant, _key(args))
+
+    async def _kv_set(self, tenant: str, args: dict[str, Any]) -> None:
+        key = _key(args)
+        if "value" not in args:
+            raise InvalidInput("kv.set needs a value")
+        if len(json.dumps(args["value"])) > MAX_VALUE:
+            raise PayloadTooLarge(f"kv value is larger than {MAX_VALUE} bytes")
+        await asyncio.to_thread(self.store.kv_set, tenant, key, args["value"])
+
+    async def _kv_delete(self, tenant: str, args: dict[str, Any]) -> bool:
+        return await asyncio.to_thread(self.store.kv_delete, tenant, _key(args))
+
+    async def _kv_list(self, tenant: str, args: dict[str, Any]) -> list[str]:
+        prefix = args.get("prefix") or ""
+        if not isinstance(prefix, str):
+            raise InvalidInput("kv prefix must be a string")
+        limit = args.get("limit", 1000)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidInput("kv list limit must be a positive integer")
+        return await asyncio.to_thread(self.store.kv_list, tenant, prefix, min(limit, MAX_LIST))

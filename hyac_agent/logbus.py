@@ -1,0 +1,93 @@
+"""The log bus: function output goes to live subscribers at once and to the store in
+batches, so that a `print` never waits on a disk write."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from hyac_agent.store import Store
+from hyac_common.wire import LogRecord
+
+log = logging.getLogger("hyac.logbus")
+
+MAX_LINE = 16 * 1024
+FLUSH_INTERVAL = 0.2
+SUBSCRIBER_BACKLOG = 10_000
+
+
+class LogBus:
+    def __init__(self, store: Store, retention: int) -> None:
+        self.store = store
+        self.retention = retention
+        self._pending: list[LogRecord] = []
+        self._subscribers: set[tuple[asyncio.Queue[LogRecord], str, str | None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._flushes = 0
+
+    def publish(self, record: LogRecord) -> None:
+        if len(record.message) > MAX_LINE:
+            record.message = record.message[:MAX_LINE] + " …[truncated]"
+        self._pending.append(record)
+        for queue, tenant, function in list(self._subscribers):
+            if record.tenant == tenant and function in (None, record.function):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(record)
+
+    def emit(
+        self,
+        *,
+        tenant: str,
+        function: str,
+        version: int,
+        stream: str,
+        message: str,
+        request_id: str | None = None,
+        level: str | None = None,
+    ) -> None:
+        self.publish(
+            LogRecord(
+                ts=time.time(), tenant=tenant, function=function, version=version,
+                request_id=request_id, stream=stream, level=level, message=message,  # type: ignore[arg-type]
+            )
+        )
+
+    async def subscribe(self, tenant: str, function: str | None) -> AsyncIterator[LogRecord]:
+        queue: asyncio.Queue[LogRecord] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
+        entry = (queue, tenant, function)
+        self._subscribers.add(entry)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(entry)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            await asyncio.to_thread(self.store.append_logs, batch)
+            self._flushes += 1
+            if self._flushes % 100 == 0:
+                await asyncio.to_thread(self.store.trim_logs, self.retention)
+        except Exception:  # a failing disk must not take invocations down with it
+            log.exception("could not store %d log lines", len(batch))
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush()

@@ -1,0 +1,135 @@
+"""Deploy, list, roll back and remove functions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+from hyac_agent.bundles import BundleStore, bundle_sha256, decode_bundle
+from hyac_agent.runtimes import Runtime, resolve
+from hyac_agent.store import FunctionRecord, Store, VersionRecord
+from hyac_common.errors import InvalidInput, NotFound
+from hyac_common.names import validate_name
+from hyac_common.wire import DeployRequest, DeployResult, FunctionSummary, VersionInfo
+
+# Compiles every Python file of a bundle with the function's own interpreter (so syntax
+# is judged by the version that will run it) without executing any of it.
+_SYNTAX_CHECK = r"""
+import json, sys
+files = json.load(sys.stdin)
+for path, source in sorted(files.items()):
+    try:
+        compile(source, path, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        line = exc.lineno or 0
+        print(json.dumps({"path": exc.filename or path, "line": line,
+                          "message": "%s: %s" % (type(exc).__name__, exc.msg)}))
+        sys.exit(1)
+"""
+
+
+def _check_syntax(runtime: Runtime, files: dict[str, bytes]) -> None:
+    sources = {
+        path: content.decode("utf-8", "replace")
+        for path, content in files.items()
+        if path.endswith(".py")
+    }
+    result = subprocess.run(
+        [str(runtime.interpreter), "-I", "-S", "-c", _SYNTAX_CHECK],
+        input=json.dumps(sources), capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0:
+        try:
+            info = json.loads(result.stdout)
+        except ValueError:
+            raise InvalidInput(f"could not check the function's syntax: {result.stderr.strip()}") from None
+        raise InvalidInput(
+            f"{info['path']}:{info['line']}: {info['message']}", code="syntax_error",
+            path=info["path"], line=info["line"],
+        )
+
+
+class FunctionService:
+    def __init__(self, store: Store, bundles: BundleStore, max_bundle_bytes: int) -> None:
+        self.store = store
+        self.bundles = bundles
+        self.max_bundle_bytes = max_bundle_bytes
+        # Active versions cached for the invoke path; every change below goes through here.
+        self._active: dict[tuple[str, str], VersionRecord] = {}
+
+    async def deploy(self, tenant: str, name: str, request: DeployRequest) -> DeployResult:
+        validate_name(name)
+        files = decode_bundle(request, self.max_bundle_bytes)
+        runtime = await asyncio.to_thread(resolve, request.config.runtime)
+        sha = bundle_sha256(files, request)
+        if not self.bundles.exists(sha):
+            await asyncio.to_thread(_check_syntax, runtime, files)
+            await asyncio.to_thread(self.bundles.write, sha, files)
+        # The bundle is complete on disk before the store points at it: a crash at any
+        # moment leaves either the old version active or the new one whole.
+        version, created = await asyncio.to_thread(
+            self.store.record_deploy, tenant, name, sha, request.entry, request.config
+        )
+        self._active[(tenant, name)] = version
+        return DeployResult(
+            name=name, version=version.number, sha256=sha, created=created,
+            active_version=version.number,
+        )
+
+    async def active_version(self, tenant: str, name: str) -> VersionRecord:
+        cached = self._active.get((tenant, name))
+        if cached is not None:
+            return cached
+        validate_name(name)
+        version = await asyncio.to_thread(self.store.get_version, tenant, name)
+        if version is None:
+            raise NotFound(f"function {name!r} not found in tenant {tenant!r}")
+        self._active[(tenant, name)] = version
+        return version
+
+    def summary(self, record: FunctionRecord, active: VersionRecord | None) -> FunctionSummary:
+        return FunctionSummary(
+            name=record.name,
+            active_version=record.active_version,
+            versions=record.versions,
+            runtime=active.runtime if active else "",
+            sha256=active.sha256 if active else "",
+            updated_at=record.updated_at,
+        )
+
+    def list_functions(self, tenant: str) -> list[FunctionSummary]:
+        return [
+            self.summary(r, self.store.get_version(tenant, r.name))
+            for r in self.store.list_functions(tenant)
+        ]
+
+    def get(self, tenant: str, name: str) -> FunctionSummary:
+        validate_name(name)
+        record = self.store.get_function(tenant, name)
+        if record is None:
+            raise NotFound(f"function {name!r} not found in tenant {tenant!r}")
+        return self.summary(record, self.store.get_version(tenant, name))
+
+    def versions(self, tenant: str, name: str) -> list[VersionInfo]:
+        summary = self.get(tenant, name)
+        return [
+            VersionInfo(
+                version=v.number, sha256=v.sha256, runtime=v.runtime, created_at=v.created_at,
+                active=v.number == summary.active_version, entry=v.entry, config=v.config,
+            )
+            for v in self.store.list_versions(tenant, name)
+        ]
+
+    def rollback(self, tenant: str, name: str, number: int) -> VersionRecord:
+        validate_name(name)
+        version = self.store.set_active_version(tenant, name, number)
+        self._active[(tenant, name)] = version
+        return version
+
+    def remove(self, tenant: str, name: str) -> None:
+        validate_name(name)
+        self._active.pop((tenant, name), None)
+        if not self.store.delete_function(tenant, name):
+            raise NotFound(f"function {name!r} not found in tenant {tenant!r}")
+        self._active.pop((tenant, name), None)

@@ -1,0 +1,98 @@
+"""Invoking a function: find its active version, take a warm worker, run, map the result."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from typing import Any
+
+from hyac_agent.logbus import LogBus
+from hyac_agent.pool import WorkerPool
+from hyac_agent.services.functions import FunctionService
+from hyac_agent.worker import FunctionLoadError
+from hyac_common.errors import FunctionTimeout, HyacError, WorkerCrashed
+from hyac_common.wire import FunctionError, InvokeRequest, InvokeResult
+
+
+class OutputTooLarge(HyacError):
+    code = "output_too_large"
+    status = 502
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(8)
+
+
+class InvokeService:
+    def __init__(
+        self, functions: FunctionService, pool: WorkerPool, logbus: LogBus, max_body_bytes: int
+    ) -> None:
+        self.functions = functions
+        self.pool = pool
+        self.logbus = logbus
+        self.max_body_bytes = max_body_bytes
+
+    async def invoke(
+        self, tenant: str, name: str, request: InvokeRequest, client_ip: str = ""
+    ) -> InvokeResult:
+        version = await self.functions.active_version(tenant, name)
+        request_id = new_request_id()
+        started = time.perf_counter()
+        payload: dict[str, Any] = {
+            "method": request.method.upper(),
+            "path": request.path or "/",
+            "query": request.query,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "body_b64": request.body_b64,
+            "client_ip": client_ip,
+        }
+        try:
+            worker = await self.pool.acquire(version)
+            message = await worker.invoke(request_id, payload, version.config.timeout)
+        except (FunctionTimeout, WorkerCrashed, FunctionLoadError) as exc:
+            self.logbus.emit(
+                tenant=tenant, function=name, version=version.number, stream="system",
+                request_id=request_id, level="ERROR", message=f"{exc.code}: {exc.message}",
+            )
+            exc.details.setdefault("request_id", request_id)
+            raise
+        duration = (time.perf_counter() - started) * 1000
+        base = {"request_id": request_id, "version": version.number, "duration_ms": duration}
+        if message.get("ok"):
+            response = message.get("response") or {}
+            body = response.get("body_b64") or ""
+            if len(body) * 3 // 4 > self.max_body_bytes:
+                raise OutputTooLarge(
+                    f"function {name!r} returned more than {self.max_body_bytes} bytes",
+                    request_id=request_id,
+                )
+            headers = response.get("headers") or {}
+            return InvokeResult(
+                ok=True,
+                status=int(response.get("status", 200)),
+                headers={str(k): str(v) for k, v in headers.items()},
+                body_b64=body,
+                **base,
+            )
+        error = message.get("error") or {}
+        report = str(error.get("traceback") or f"{error.get('type')}: {error.get('message')}")
+        for line in report.rstrip("\n").split("\n"):
+            self.logbus.emit(
+                tenant=tenant, function=name, version=version.number, stream="stderr",
+                request_id=request_id, level="ERROR", message=line,
+            )
+        return InvokeResult(
+            ok=False,
+            status=500,
+            error=FunctionError(
+                type=str(error.get("type", "Error")),
+                message=str(error.get("message", "")),
+                traceback=str(error.get("traceback", "")),
+            ),
+            **base,
+        )
+
+
+def decode_body(result: InvokeResult) -> bytes:
+    return base64.b64decode(result.body_b64) if result.body_b64 else b""

@@ -1,0 +1,10 @@
+"""The store keeps functions, versions, tenant data and logs.
+
+``Store`` is the interface; ``SqlStore`` implements it on SQLAlchemy 2 (SQLite with
+WAL by default, PostgreSQL by giving a ``postgresql+psycopg://`` URL).
+"""
+
+from hyac_agent.store.base import FunctionRecord, Store, VersionRecord
+from hyac_agent.store.sql import SqlStore
+
+__all__ = ["FunctionRecord", "Store", "SqlStore", "VersionRecord"]

@@ -1,0 +1,100 @@
+"""The store interface: what the services need, nothing about how it is kept."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from hyac_common.wire import FunctionConfig, LogRecord
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    tenant: str
+    function: str
+    number: int
+    sha256: str
+    entry: str
+    config: FunctionConfig
+    created_at: float
+
+    @property
+    def runtime(self) -> str:
+        return self.config.runtime
+
+
+@dataclass(frozen=True)
+class FunctionRecord:
+    tenant: str
+    name: str
+    active_version: int
+    versions: int
+    created_at: float
+    updated_at: float
+
+
+class Store(abc.ABC):
+    """Durable state of one agent (or of several agents sharing one database)."""
+
+    @abc.abstractmethod
+    def create_schema(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # functions and versions
+    @abc.abstractmethod
+    def record_deploy(
+        self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig
+    ) -> tuple[VersionRecord, bool]:
+        """Make ``sha256`` the active version of ``tenant/name``, in one transaction.
+
+        Returns the version and whether it is new. Identical content reuses the version
+        that already holds it.
+        """
+
+    @abc.abstractmethod
+    def get_function(self, tenant: str, name: str) -> FunctionRecord | None: ...
+
+    @abc.abstractmethod
+    def list_functions(self, tenant: str) -> list[FunctionRecord]: ...
+
+    @abc.abstractmethod
+    def delete_function(self, tenant: str, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def list_versions(self, tenant: str, name: str) -> list[VersionRecord]: ...
+
+    @abc.abstractmethod
+    def get_version(self, tenant: str, name: str, number: int | None = None) -> VersionRecord | None:
+        """The given version, or the active one when ``number`` is None."""
+
+    @abc.abstractmethod
+    def set_active_version(self, tenant: str, name: str, number: int) -> VersionRecord: ...
+
+    # tenant key-value
+    @abc.abstractmethod
+    def kv_get(self, tenant: str, key: str) -> Any: ...
+
+    @abc.abstractmethod
+    def kv_set(self, tenant: str, key: str, value: Any) -> None: ...
+
+    @abc.abstractmethod
+    def kv_delete(self, tenant: str, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def kv_list(self, tenant: str, prefix: str, limit: int) -> list[str]: ...
+
+    # logs
+    @abc.abstractmethod
+    def append_logs(self, records: Iterable[LogRecord]) -> None: ...
+
+    @abc.abstractmethod
+    def query_logs(
+        self, tenant: str, function: str | None, since: float | None, limit: int
+    ) -> list[LogRecord]: ...
+
+    @abc.abstractmethod
+    def trim_logs(self, keep: int) -> None: ...

@@ -1,0 +1,258 @@
+"""The store on SQLAlchemy 2: SQLite (WAL) by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from hyac_agent.store import tables as t
+from hyac_agent.store.base import FunctionRecord, Store, VersionRecord
+from hyac_common.errors import NotFound
+from hyac_common.wire import FunctionConfig, LogRecord
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable against a crash of the agent process (not of the machine's power).
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class SqlStore(Store):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def create_schema(self) -> None:
+        t.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # functions and versions ------------------------------------------------------------
+
+    @staticmethod
+    def _version(row: Any, tenant: str, name: str) -> VersionRecord:
+        return VersionRecord(
+            tenant=tenant,
+            function=name,
+            number=row.number,
+            sha256=row.sha256,
+            entry=row.entry,
+            config=FunctionConfig.model_validate_json(row.config),
+            created_at=row.created_at,
+        )
+
+    def _function_row(self, conn: Connection, tenant: str, name: str) -> Any:
+        return conn.execute(
+            select(t.functions).where(t.functions.c.tenant == tenant, t.functions.c.name == name)
+        ).first()
+
+    def record_deploy(
+        self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig
+    ) -> tuple[VersionRecord, bool]:
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = self._function_row(conn, tenant, name)
+            if row is None:
+                function_id = conn.execute(
+                    insert(t.functions).values(
+                        tenant=tenant, name=name, active_version=0, created_at=now, updated_at=now
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+            else:
+                function_id = row.id
+                existing = conn.execute(
+                    select(t.versions).where(
+                        t.versions.c.function_id == function_id, t.versions.c.sha256 == sha256
+                    )
+                ).first()
+                if existing is not None:
+                    if row.active_version != existing.number:
+                        conn.execute(
+                            update(t.functions)
+                            .where(t.functions.c.id == function_id)
+                            .values(active_version=existing.number, updated_at=now)
+                        )
+                    return self._version(existing, tenant, name), False
+            last = conn.execute(
+                select(func.max(t.versions.c.number)).where(t.versions.c.function_id == function_id)
+            ).scalar()
+            number = (last or 0) + 1
+            conn.execute(
+                insert(t.versions).values(
+                    function_id=function_id,
+                    number=number,
+                    sha256=sha256,
+                    entry=entry,
+                    config=config.model_dump_json(),
+                    created_at=now,
+                )
+            )
+            conn.execute(
+                update(t.functions)
+                .where(t.functions.c.id == function_id)
+                .values(active_version=number, updated_at=now)
+            )
+        record = VersionRecord(tenant, name, number, sha256, entry, config, now)
+        return record, True
+
+    def _function_record(self, conn: Connection, row: Any) -> FunctionRecord:
+        count = conn.execute(
+            select(func.count()).select_from(t.versions).where(t.versions.c.function_id == row.id)
+        ).scalar_one()
+        return FunctionRecord(
+            tenant=row.tenant,
+            name=row.name,
+            active_version=row.active_version,
+            versions=count,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def get_function(self, tenant: str, name: str) -> FunctionRecord | None:
+        with self.engine.connect() as conn:
+            row = self._function_row(conn, tenant, name)
+            return None if row is None else self._function_record(conn, row)
+
+    def list_functions(self, tenant: str) -> list[FunctionRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.functions).where(t.functions.c.tenant == tenant).order_by(t.functions.c.name)
+            ).all()
+            return [self._function_record(conn, row) for row in rows]
+
+    def delete_function(self, tenant: str, name: str) -> bool:
+        with self.engine.begin() as conn:
+            row = self._function_row(conn, tenant, name)
+            if row is None:
+                return False
+            conn.execute(delete(t.versions).where(t.versions.c.function_id == row.id))
+            conn.execute(delete(t.functions).where(t.functions.c.id == row.id))
+            return True
+
+    def list_versions(self, tenant: str, name: str) -> list[VersionRecord]:
+        with self.engine.connect() as conn:
+            row = self._function_row(conn, tenant, name)
+            if row is None:
+                return []
+            rows = conn.execute(
+                select(t.versions)
+                .where(t.versions.c.function_id == row.id)
+                .order_by(t.versions.c.number)
+            ).all()
+            return [self._version(v, tenant, name) for v in rows]
+
+    def get_version(self, tenant: str, name: str, number: int | None = None) -> VersionRecord | None:
+        with self.engine.connect() as conn:
+            row = self._function_row(conn, tenant, name)
+            if row is None:
+                return None
+            wanted = row.active_version if number is None else number
+            version = conn.execute(
+                select(t.versions).where(
+                    t.versions.c.function_id == row.id, t.versions.c.number == wanted
+                )
+            ).first()
+            return None if version is None else self._version(version, tenant, name)
+
+    def set_active_version(self, tenant: str, name: str, number: int) -> VersionRecord:
+        with self.engine.begin() as conn:
+            row = self._function_row(conn, tenant, name)
+            if row is None:
+                raise NotFound(f"function {name!r} not found")
+            version = conn.execute(
+                select(t.versions).where(
+                    t.versions.c.function_id == row.id, t.versions.c.number == number
+                )
+            ).first()
+            if version is None:
+                raise NotFound(f"function {name!r} has no version {number}")
+            conn.execute(
+                update(t.functions)
+                .where(t.functions.c.id == row.id)
+                .values(active_version=number, updated_at=time.time())
+            )
+            return self._version(version, tenant, name)
+
+    # tenant key-value -------------------------------------------------------------------
+
+    def kv_get(self, tenant: str, key: str) -> Any:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(t.kv.c.value).where(t.kv.c.tenant == tenant, t.kv.c.key == key)
+            ).scalar()
+        return None if value is None else json.loads(value)
+
+    def kv_set(self, tenant: str, key: str, value: Any) -> None:
+        encoded = json.dumps(value)
+        now = time.time()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(t.kv)
+                .where(t.kv.c.tenant == tenant, t.kv.c.key == key)
+                .values(value=encoded, updated_at=now)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(t.kv).values(tenant=tenant, key=key, value=encoded, updated_at=now))
+
+    def kv_delete(self, tenant: str, key: str) -> bool:
+        with self.engine.begin() as conn:
+            deleted = conn.execute(
+                delete(t.kv).where(t.kv.c.tenant == tenant, t.kv.c.key == key)
+            ).rowcount
+        return bool(deleted)
+
+    def kv_list(self, tenant: str, prefix: str, limit: int) -> list[str]:
+        query = select(t.kv.c.key).where(t.kv.c.tenant == tenant)
+        if prefix:
+            # Range scan rather than LIKE, so '%' and '_' in a prefix mean themselves.
+            query = query.where(t.kv.c.key >= prefix, t.kv.c.key < prefix + "\U0010ffff")
+        with self.engine.connect() as conn:
+            return list(conn.execute(query.order_by(t.kv.c.key).limit(limit)).scalars())
+
+    # logs -------------------------------------------------------------------------------
+
+    def append_logs(self, records: Iterable[LogRecord]) -> None:
+        rows = [r.model_dump() for r in records]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.logs), rows)
+
+    def query_logs(
+        self, tenant: str, function: str | None, since: float | None, limit: int
+    ) -> list[LogRecord]:
+        query = select(t.logs).where(t.logs.c.tenant == tenant)
+        if function:
+            query = query.where(t.logs.c.function == function)
+        if since is not None:
+            query = query.where(t.logs.c.ts >= since)
+        query = query.order_by(t.logs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            LogRecord(
+                ts=r.ts, tenant=r.tenant, function=r.function, version=r.version,
+                request_id=r.request_id, stream=r.stream, level=r.level, message=r.message,
+            )
+            for r in reversed(rows)
+        ]
+
+    def trim_logs(self, keep: int) -> None:
+        with self.engine.begin() as conn:
+            newest = conn.execute(select(func.max(t.logs.c.id))).scalar()
+            if newest is not None and newest > keep:
+                conn.execute(delete(t.logs).where(t.logs.c.id <= newest - keep))

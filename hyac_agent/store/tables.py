@@ -1,0 +1,70 @@
+"""SQLAlchemy table definitions."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(63), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("active_version", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("tenant", "name", name="uq_function_tenant_name"),
+)
+
+versions = Table(
+    "versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "function_id", Integer, ForeignKey("functions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("number", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("entry", Text, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("function_id", "number", name="uq_version_number"),
+    Index("ix_version_sha", "function_id", "sha256"),
+)
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("tenant", String(63), nullable=False),
+    Column("function", String(63), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("request_id", String(64)),
+    Column("stream", String(16), nullable=False),
+    Column("level", String(16)),
+    Column("message", Text, nullable=False),
+    Index("ix_logs_tenant_function_ts", "tenant", "function", "ts"),
+)

@@ -1,0 +1,239 @@
+"""One live worker: a sandboxed runtime serving many invocations of one function version.
+
+The agent multiplexes invocations over the worker's channel by request id, answers
+its host calls (with the tenant this worker belongs to, never one the worker names) and
+turns its log frames and raw output into log records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hyac_agent.channel import ProtocolError, encode_frame, read_frame
+from hyac_agent.logbus import LogBus
+from hyac_agent.sandbox import Sandbox, SandboxSpec
+from hyac_common.errors import FunctionTimeout, HyacError, InvalidInput, WorkerCrashed
+
+log = logging.getLogger("hyac.worker")
+
+HostCallHandler = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
+INIT_TIMEOUT = 30.0
+
+
+class FunctionLoadError(HyacError):
+    """The function's module failed to load in the worker (syntax error, no main, …)."""
+
+    code = "function_load_error"
+    status = 500
+
+
+class Worker:
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        sha256: str,
+        sandbox: Sandbox,
+        logbus: LogBus,
+        host_calls: HostCallHandler,
+    ) -> None:
+        self.spec = spec
+        self.sha256 = sha256
+        self.sandbox = sandbox
+        self.logbus = logbus
+        self.host_calls = host_calls
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.last_used = time.monotonic()
+        self.dead = False
+        self.death_reason = "the worker exited"
+        self._ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._writer: asyncio.StreamWriter | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    # life cycle --------------------------------------------------------------------------
+
+    async def start(self, init: dict[str, Any]) -> None:
+        reader, self._writer = await asyncio.open_unix_connection(sock=self.sandbox.channel)
+        process = self.sandbox.process
+        self._tasks = [
+            asyncio.create_task(self._read_channel(reader)),
+            asyncio.create_task(self._read_output(process.stdout, "stdout")),
+            asyncio.create_task(self._read_output(process.stderr, "stderr")),
+            asyncio.create_task(self._watch_exit()),
+        ]
+        self._send(init)
+        try:
+            message = await asyncio.wait_for(asyncio.shield(self._ready), INIT_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self.kill("the worker did not start in time")
+            raise WorkerCrashed(f"the worker did not start within {INIT_TIMEOUT:.0f}s") from None
+        except WorkerCrashed:
+            await self.kill(self.death_reason)
+            raise
+        if message["type"] == "init_error":
+            await self.kill("the function failed to load")
+            error = message.get("error") or {}
+            raise FunctionLoadError(
+                error.get("message") or "the function failed to load",
+                type=error.get("type", "Error"),
+                traceback=error.get("traceback", ""),
+            )
+
+    async def kill(self, reason: str) -> None:
+        if not self.dead:
+            self.dead = True
+            self.death_reason = reason
+        self._fail_pending()
+        await self.sandbox.kill()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+
+    async def shutdown(self) -> None:
+        """Ask the worker to leave, and make sure it has."""
+        if not self.dead:
+            with contextlib.suppress(Exception):
+                self._send({"type": "shutdown"})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.sandbox.process.wait(), 2)
+        await self.kill("shut down")
+
+    # invocations -------------------------------------------------------------------------
+
+    async def invoke(self, request_id: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Run one invocation; the raw ``result`` message, or FunctionTimeout/WorkerCrashed."""
+        if self.dead:
+            raise WorkerCrashed(self.death_reason)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        self.last_used = time.monotonic()
+        try:
+            deadline = time.time() + timeout
+            self._send({"type": "invoke", "id": request_id, "request": request, "deadline": deadline})
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout)
+            except asyncio.TimeoutError:
+                # A worker that overran cannot be trusted to stop: kill it, and every
+                # other request on it fails as crashed rather than hanging.
+                await self.kill(f"request {request_id} exceeded its timeout")
+                raise FunctionTimeout(
+                    f"function {self.spec.function!r} timed out after {timeout:g}s"
+                ) from None
+        finally:
+            self.pending.pop(request_id, None)
+            self.last_used = time.monotonic()
+
+    # channel -----------------------------------------------------------------------------
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._writer is None or self._writer.is_closing():
+            raise WorkerCrashed(self.death_reason)
+        self._writer.write(encode_frame(message))
+
+    async def _read_channel(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                message = await read_frame(reader)
+                if message is None:
+                    break
+                self._dispatch(message)
+        except ProtocolError as exc:
+            log.warning("worker %s broke the protocol: %s", self.sandbox.pid, exc)
+            self._system_log(f"worker broke the protocol: {exc}")
+        except (ConnectionError, OSError):
+            pass
+        await self.kill(self.death_reason if self.dead else "the worker closed its channel")
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "result":
+            future = self.pending.get(str(message.get("id")))
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif kind == "log":
+            self.logbus.emit(
+                tenant=self.spec.tenant,
+                function=self.spec.function,
+                version=self.spec.version,
+                stream=message.get("stream") if message.get("stream") in ("stdout", "stderr", "logger") else "stdout",
+                message=str(message.get("message", "")),
+                request_id=message.get("id") if isinstance(message.get("id"), str) else None,
+                level=message.get("level") if isinstance(message.get("level"), str) else None,
+            )
+        elif kind == "hostcall":
+            task = asyncio.create_task(self._answer_host_call(message))
+            self._tasks.append(task)
+            task.add_done_callback(self._forget_task)
+        elif kind in ("ready", "init_error"):
+            if not self._ready.done():
+                self._ready.set_result(message)
+        else:
+            raise ProtocolError(f"unexpected message type {kind!r}")
+
+    def _forget_task(self, task: asyncio.Task[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+
+    async def _answer_host_call(self, message: dict[str, Any]) -> None:
+        call = message.get("call")
+        op = message.get("op")
+        args = message.get("args") if isinstance(message.get("args"), dict) else {}
+        reply: dict[str, Any] = {"type": "hostcall_result", "call": call}
+        try:
+            if not isinstance(op, str):
+                raise InvalidInput("host call without an operation")
+            reply["value"] = await self.host_calls(self.spec.tenant, op, args)
+            reply["ok"] = True
+        except HyacError as exc:
+            reply.update(ok=False, error={"code": exc.code, "message": exc.message})
+        except Exception:
+            log.exception("host call %s failed", op)
+            reply.update(ok=False, error={"code": "internal", "message": "host call failed"})
+        with contextlib.suppress(WorkerCrashed, ProtocolError):
+            self._send(reply)
+
+    async def _read_output(self, stream: asyncio.StreamReader | None, name: str) -> None:
+        if stream is None:
+            return
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the stream's limit
+                line = await stream.read(64 * 1024)
+            if not line:
+                return
+            self.logbus.emit(
+                tenant=self.spec.tenant, function=self.spec.function, version=self.spec.version,
+                stream=name, message=line.decode("utf-8", "replace").rstrip("\n"),
+            )
+
+    async def _watch_exit(self) -> None:
+        code = await self.sandbox.process.wait()
+        if not self.dead:
+            self.dead = True
+            self.death_reason = f"the worker exited unexpectedly (exit code {code})"
+            self._system_log(self.death_reason)
+        self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        if not self._ready.done():
+            self._ready.set_exception(WorkerCrashed(self.death_reason))
+            self._ready.exception()  # mark retrieved
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(WorkerCrashed(self.death_reason))
+
+    def _system_log(self, message: str) -> None:
+        self.logbus.emit(
+            tenant=self.spec.tenant, function=self.spec.function, version=self.spec.version,
+            stream="system", message=message,
+        )
