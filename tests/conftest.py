@@ -1,0 +1,118 @@
+"""Shared fixtures: every test gets its own data and config dirs and a clean environment;
+integration tests get a real agent process listening on a real port."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Own data/config dirs per test; no HYAC_* setting leaks in from the caller."""
+    home = tmp_path_factory.mktemp("home")
+    for key in list(os.environ):
+        if key.startswith("HYAC_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HYAC_DATA_DIR", str(home / "data"))
+    monkeypatch.setenv("HYAC_CONFIG_DIR", str(home / "config"))
+    return home
+
+
+requires_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None,
+    reason="bubblewrap is not installed (apt-get install bubblewrap); the sandbox cannot be tested",
+)
+
+
+@dataclass
+class RunningAgent:
+    url: str
+    token: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra_args: list[str] = field(default_factory=list)
+
+    def client(self, tenant: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if tenant:
+            headers["X-Hyac-Tenant"] = tenant
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def deploy(self, name: str, source: str, tenant: str | None = None, **config: object) -> dict:
+        entry = f"functions/{name}.py"
+        body = {
+            "entry": entry,
+            "files_b64": {entry: base64.b64encode(source.encode()).decode()},
+            "config": {"runtime": current_runtime(), **config},
+        }
+        with self.client(tenant) as client:
+            response = client.put(f"/v1/functions/{name}", json=body)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def invoke(self, name: str, tenant: str | None = None, **request: object) -> httpx.Response:
+        with self.client(tenant) as client:
+            return client.post(f"/v1/functions/{name}/invoke", json=request)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=20)
+
+
+def current_runtime() -> str:
+    return f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def start_agent(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RunningAgent:
+    """Start `hyac-agent serve` on a free port and wait until it answers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"agent-{time.monotonic_ns()}.log"
+    state = data_dir / "agent.json"
+    state.unlink(missing_ok=True)
+    process_env = {**os.environ, "HYAC_DATA_DIR": str(data_dir), **(env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hyac_agent", "serve", "--port", "0", *extra],
+            stdout=log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"agent exited with {process.returncode}: {log_path.read_text()}")
+        if state.exists():
+            info = json.loads(state.read_text())
+            if info.get("pid") == process.pid:
+                return RunningAgent(info["url"], info["token"], data_dir, process, log_path, list(extra))
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"agent did not start: {log_path.read_text()}")
+
+
+@pytest.fixture
+def agent(isolation: Path) -> Iterator[RunningAgent]:
+    """A real agent with the bubblewrap sandbox, on a free port."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    running = start_agent(Path(os.environ["HYAC_DATA_DIR"]))
+    yield running
+    running.kill(signal.SIGTERM)
