@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Set up Hyac from this checkout and run the five-minute tour on the embedded default:
+# a local agent (SQLite, bubblewrap sandbox), a new project, a deploy and an invoke.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+PYTHON="${PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+    for candidate in python3.13 python3.12 python3.11 python3.10 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+           "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+            PYTHON="$(command -v "$candidate")"
+            break
+        fi
+    done
+fi
+[ -n "$PYTHON" ] || { echo "Hyac needs Python 3.10 or newer" >&2; exit 1; }
+
+if ! command -v bwrap >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing bubblewrap (the sandbox)"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+    else
+        echo "Hyac runs functions in bubblewrap: install it (e.g. 'sudo apt-get install bubblewrap')" >&2
+        exit 1
+    fi
+fi
+
+say "installing Hyac into .venv (with $PYTHON)"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+
+export PATH="$PWD/.venv/bin:$PATH"
+say "starting the local agent"
+hyac agent up
+hyac agent status
+
+say "creating a project in ./demo and deploying it"
+rm -rf demo
+hyac init demo
+cd demo
+hyac deploy
+
+say "invoking hello"
+hyac invoke hello --data '{"name": "Hyac"}'
+
+say "its logs"
+hyac logs hello
+
+cat <<'DONE'
+
+Hyac is set up. Try:
+  source .venv/bin/activate && cd demo
+  hyac invoke hello --data '{"name": "you"}'
+  hyac logs hello -f
+  hyac agent down          # stop the local agent
+DONE
