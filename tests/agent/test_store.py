@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hyac_agent.store import SqlStore
+from hyac_common.errors import NotFound
+from hyac_common.wire import FunctionConfig, LogRecord
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqlStore:
+    s = SqlStore(f"sqlite:///{tmp_path / 'hyac.db'}")
+    s.create_schema()
+    return s
+
+
+def test_deploy_versions_and_reuse(store: SqlStore) -> None:
+    config = FunctionConfig(runtime="python3.11")
+    v1, new1 = store.record_deploy("t", "f", "a" * 64, "functions/f.py", config)
+    v2, new2 = store.record_deploy("t", "f", "b" * 64, "functions/f.py", config)
+    same, new3 = store.record_deploy("t", "f", "b" * 64, "functions/f.py", config)
+    assert (v1.number, new1, v2.number, new2, same.number, new3) == (1, True, 2, True, 2, False)
+    back, reused = store.record_deploy("t", "f", "a" * 64, "functions/f.py", config)
+    assert (back.number, reused) == (1, False)
+    assert store.get_function("t", "f").active_version == 1  # type: ignore[union-attr]
+    assert store.get_version("t", "f").sha256 == "a" * 64  # type: ignore[union-attr]
+    assert store.get_function("other", "f") is None
+
+
+def test_rollback_and_delete(store: SqlStore) -> None:
+    config = FunctionConfig()
+    store.record_deploy("t", "f", "a" * 64, "e.py", config)
+    store.record_deploy("t", "f", "b" * 64, "e.py", config)
+    assert store.set_active_version("t", "f", 1).sha256 == "a" * 64
+    with pytest.raises(NotFound):
+        store.set_active_version("t", "f", 7)
+    with pytest.raises(NotFound):
+        store.set_active_version("t", "nope", 1)
+    assert store.delete_function("t", "f") is True
+    assert store.list_versions("t", "f") == []
+    assert store.delete_function("t", "f") is False
+
+
+def test_kv_is_per_tenant_and_prefix_is_literal(store: SqlStore) -> None:
+    store.kv_set("a", "100%_x", {"n": 1})
+    store.kv_set("a", "100abc", 2)
+    store.kv_set("b", "100%_x", "other tenant")
+    assert store.kv_get("a", "100%_x") == {"n": 1}
+    assert store.kv_list("a", "100%", 10) == ["100%_x"]
+    assert store.kv_list("a", "", 10) == ["100%_x", "100abc"]
+    assert store.kv_list("b", "", 10) == ["100%_x"]
+    store.kv_set("a", "100abc", 3)
+    assert store.kv_get("a", "100abc") == 3
+    assert store.kv_delete("a", "100abc") is True
+    assert store.kv_delete("a", "100abc") is False
+    assert store.kv_get("a", "missing") is None
+
+
+def test_logs_query_and_trim(store: SqlStore) -> None:
+    records = [
+        LogRecord(ts=float(i), tenant="t", function="f" if i % 2 else "g", version=1,
+                  stream="stdout", message=f"line {i}")
+        for i in range(10)
+    ]
+    store.append_logs(records)
+    assert [r.message for r in store.query_logs("t", "f", None, 100)] == [
+        "line 1", "line 3", "line 5", "line 7", "line 9"
+    ]
+    assert [r.message for r in store.query_logs("t", None, 8.0, 100)] == ["line 8", "line 9"]
+    assert [r.message for r in store.query_logs("t", None, None, 2)] == ["line 8", "line 9"]
+    assert store.query_logs("other", None, None, 100) == []
+    store.trim_logs(3)
+    assert len(store.query_logs("t", None, None, 100)) == 3
