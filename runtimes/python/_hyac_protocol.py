@@ -1,0 +1,230 @@
+"""The worker's side of the channel to the agent: framing, host calls, captured output.
+
+See docs/protocol.md. Frames are a 4-byte big-endian length and that many bytes of UTF-8
+JSON. Writes come from the event loop and from thread-pool handlers, so they are
+serialised by one lock; a single reader thread delivers host-call replies.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import itertools
+import json
+import os
+import socket
+import struct
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, NoReturn
+
+from hyac_context import HostCallError
+
+MAX_FRAME = 64 * 1024 * 1024
+MAX_LOG_LINE = 256 * 1024
+_HEADER = struct.Struct(">I")
+
+current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "hyac_request_id", default=None
+)
+"""The id of the request the running code serves; None outside any request."""
+
+
+class ProtocolError(Exception):
+    """The peer broke the framing or sent a frame that makes no sense."""
+
+
+class FrameTooLarge(ValueError):
+    """A frame we were about to send is larger than MAX_FRAME."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """Serialise one message into a frame; raises FrameTooLarge past the limit."""
+    payload = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    data = payload.encode("utf-8")
+    if len(data) > MAX_FRAME:
+        raise FrameTooLarge(f"message of {len(data)} bytes exceeds the 64 MiB frame limit")
+    return _HEADER.pack(len(data)) + data
+
+
+class Channel:
+    """The channel socket: sends frames, receives them, and tracks pending host calls."""
+
+    def __init__(self, sock: socket.socket, on_lost: Callable[[], None]) -> None:
+        self._sock = sock
+        self._on_lost = on_lost
+        self._send_lock = threading.Lock()
+        self._calls_lock = threading.Lock()
+        self._call_ids = itertools.count(1)
+        self._pending: dict[int, Future[Any]] = {}
+        self.formatter: Callable[[BaseException], str] = _plain_format
+
+    # -- receiving -----------------------------------------------------------------
+
+    def read_frame(self) -> dict[str, Any] | None:
+        """Read one frame; None on a clean end of stream, ProtocolError if malformed."""
+        header = self._read_exactly(_HEADER.size, at_boundary=True)
+        if header is None:
+            return None
+        (length,) = _HEADER.unpack(header)
+        if length > MAX_FRAME:
+            raise ProtocolError(f"frame of {length} bytes exceeds the 64 MiB limit")
+        payload = self._read_exactly(length, at_boundary=False) or b""
+        try:
+            message = json.loads(payload.decode("utf-8"))
+        except ValueError as exc:
+            raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise ProtocolError("frame is not a JSON object with a string 'type'")
+        return message
+
+    def _read_exactly(self, size: int, at_boundary: bool) -> bytes | None:
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = self._sock.recv_into(view[got:])
+            if n == 0:
+                if at_boundary and got == 0:
+                    return None
+                raise ProtocolError("channel closed in the middle of a frame")
+            got += n
+        return bytes(buf)
+
+    def resolve(self, message: dict[str, Any]) -> None:
+        """Hand a ``hostcall_result`` to the caller waiting for it."""
+        call, ok = message.get("call"), message.get("ok")
+        if not isinstance(call, int) or not isinstance(ok, bool):
+            raise ProtocolError("hostcall_result needs an int 'call' and a bool 'ok'")
+        with self._calls_lock:
+            future = self._pending.pop(call, None)
+        if future is None:
+            return  # the caller is gone; nothing waits for this answer
+        if ok:
+            future.set_result(message.get("value"))
+        else:
+            error = message.get("error")
+            if not isinstance(error, dict):
+                error = {}
+            future.set_exception(
+                HostCallError(str(error.get("code", "error")), str(error.get("message", "")))
+            )
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send one frame; the whole process exits if the agent has gone away."""
+        data = encode_frame(message)
+        with self._send_lock:
+            try:
+                self._sock.sendall(data)
+            except OSError:
+                self._on_lost()
+                raise
+
+    def call(self, request_id: str, op: str, args: dict[str, Any]) -> Future[Any]:
+        """Start host call ``op``; the future resolves when the agent answers."""
+        future: Future[Any] = Future()
+        with self._calls_lock:
+            call = next(self._call_ids)
+            self._pending[call] = future
+        message = {"type": "hostcall", "id": request_id, "call": call, "op": op, "args": args}
+        try:
+            self.send(message)
+        except FrameTooLarge as exc:
+            with self._calls_lock:
+                self._pending.pop(call, None)
+            future.set_exception(ValueError(f"{op} arguments too large: {exc}"))
+        return future
+
+    def format_exception(self, exc: BaseException) -> str:
+        """Format ``exc`` for a log line, with ``formatter`` (set by the worker)."""
+        return self.formatter(exc)
+
+    def log(
+        self, request_id: str | None, stream: str, message: str, level: str | None = None
+    ) -> None:
+        """Send one log line, cut at MAX_LOG_LINE characters."""
+        if len(message) > MAX_LOG_LINE:
+            message = message[:MAX_LOG_LINE] + " ...[truncated]"
+        frame: dict[str, Any] = {"type": "log", "id": request_id, "stream": stream}
+        if level is not None:
+            frame["level"] = level
+        frame["message"] = message
+        self.send(frame)
+
+
+def _plain_format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class LogStream(io.TextIOBase):
+    """A text stream replacing sys.stdout/sys.stderr: each line becomes a ``log`` frame.
+
+    Partial lines are kept per request id until a newline arrives or the request ends.
+    """
+
+    def __init__(self, channel: Channel, name: str) -> None:
+        super().__init__()
+        self._channel = channel
+        self._name = name
+        # Re-entrant: a finaliser or signal handler may print while a write is under way.
+        self._lock = threading.RLock()
+        self._partial: dict[str | None, str] = {}
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"<hyac {self._name}>"
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "strict"
+
+    @property
+    def line_buffering(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        request_id = current_request.get()
+        with self._lock:
+            data = self._partial.pop(request_id, "") + text
+            *lines, rest = data.split("\n")
+            if rest:
+                self._partial[request_id] = rest
+            for line in lines:
+                self._channel.log(request_id, self._name, line)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing to do: lines are sent as they complete (see ``end_request``)."""
+
+    def end_request(self, request_id: str | None) -> None:
+        """Send the unfinished last line of ``request_id``, if any."""
+        with self._lock:
+            rest = self._partial.pop(request_id, "")
+            if rest:
+                self._channel.log(request_id, self._name, rest)
+
+
+def die(code: int, reason: str | None = None) -> NoReturn:
+    """Exit the worker at once, from any thread, telling fd 2 why."""
+    if reason:
+        try:
+            os.write(2, f"hyac worker: {reason}\n".encode("utf-8", "replace"))
+        except OSError:
+            pass
+    os._exit(code)

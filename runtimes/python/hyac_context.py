@@ -1,0 +1,435 @@
+"""The context a Hyac function receives: its request, logger, env, key-value store and more.
+
+A function is a file with ``def main(context)`` (or ``async def main(context)``). The names
+in ``SHIM_NAMES`` are injected into the file's globals, so no import is needed; code that
+prefers explicit imports can write ``from hyac_context import FunctionContext``.
+
+This module is the single source of truth for the function API: the editor stubs are
+generated from it, so every public signature is annotated and documented here. It is
+stdlib-only and runs unchanged on Python 3.9 to 3.13.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import codecs
+import json
+import sys
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from types import MappingProxyType
+from typing import Any, Protocol
+
+__all__ = [
+    "SHIM_NAMES",
+    "FunctionContext",
+    "FunctionInfo",
+    "Host",
+    "HostCallError",
+    "KV",
+    "Logger",
+    "Request",
+    "Response",
+]
+
+SHIM_NAMES: tuple[str, ...] = ("FunctionContext", "Response")
+"""Names injected into every function's globals, so ``main(context: FunctionContext)``
+needs no import. Editor integrations read this same constant."""
+
+
+class HostCallError(Exception):
+    """A host call (``context.kv`` …) was refused or failed on the host side."""
+
+    code: str
+    """Machine-readable reason, e.g. ``"forbidden"``, ``"quota_exceeded"``, ``"unavailable"``."""
+    message: str
+    """Human-readable explanation from the host."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        """Create the error from the host's ``code`` and ``message``."""
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        """Return ``"code: message"``."""
+        return f"{self.code}: {self.message}" if self.message else self.code
+
+
+class Host(Protocol):
+    """What the runtime provides to a context: host calls and log lines.
+
+    The worker implements it; a test may pass its own object to build a context by hand.
+    """
+
+    def call(self, request_id: str, op: str, args: dict[str, Any]) -> Future[Any]:
+        """Send host call ``op`` for a request; the future holds its value or a HostCallError."""
+        ...
+
+    def log(
+        self, request_id: str | None, stream: str, message: str, level: str | None = None
+    ) -> None:
+        """Send one log line (without its newline) tagged with the request id."""
+        ...
+
+    def format_exception(self, exc: BaseException) -> str:
+        """Format a traceback the way the user sees it (their own frames only)."""
+        ...
+
+
+class Request:
+    """The HTTP request that triggered this invocation."""
+
+    method: str
+    """HTTP method in upper case, e.g. ``"GET"`` or ``"POST"``."""
+    path: str
+    """Path below the function's route, e.g. ``"/"`` or ``"/items/7"``."""
+    query: dict[str, str]
+    """Query string parameters."""
+    headers: dict[str, str]
+    """Request headers, with lower-cased names."""
+    body: bytes
+    """The raw request body."""
+    client_ip: str
+    """The caller's IP address."""
+    id: str
+    """The request id, also found in log lines and ``context.function.request_id``."""
+
+    def __init__(
+        self,
+        method: str = "GET",
+        path: str = "/",
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        client_ip: str = "",
+        id: str = "",
+    ) -> None:
+        """Build a request; header names are lower-cased."""
+        self.method = method.upper()
+        self.path = path
+        self.query = dict(query or {})
+        self.headers = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+        self.body = bytes(body)
+        self.client_ip = client_ip
+        self.id = id
+
+    def json(self) -> Any:
+        """Parse the body as JSON; an empty body gives ``None``.
+
+        Raises ValueError with a clear message when the body is not valid JSON.
+        """
+        if not self.body.strip():
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise ValueError(f"request body is not valid JSON: {exc}") from None
+
+    def text(self) -> str:
+        """Decode the body as text, using the content-type charset (UTF-8 by default)."""
+        return self.body.decode(_charset(self.headers.get("content-type", "")), "replace")
+
+    def __repr__(self) -> str:
+        """Show method, path and id."""
+        return f"<Request {self.method} {self.path} id={self.id!r}>"
+
+
+class Response:
+    """An HTTP response with an explicit status and headers.
+
+    ``body`` may be bytes, str (sent as UTF-8 text), a dict or list (sent as JSON) or None.
+    """
+
+    status: int
+    """HTTP status code, 100 to 599."""
+    headers: dict[str, str]
+    """Response headers; a content-type is added from the body type when missing."""
+    body: Any
+    """The body: bytes, str, dict, list or None."""
+
+    def __init__(
+        self, status: int = 200, headers: Mapping[str, str] | None = None, body: Any = b""
+    ) -> None:
+        """Build a response; raises TypeError or ValueError at once on bad arguments."""
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise TypeError(f"Response status must be an int, not {type(status).__name__}")
+        if not 100 <= status <= 599:
+            raise ValueError(f"Response status must be between 100 and 599, not {status}")
+        if body is not None and not isinstance(body, _BODY_TYPES):
+            raise TypeError(
+                f"Response body must be bytes, str, dict, list or None, not {type(body).__name__}"
+            )
+        self.status = status
+        self.headers = {}
+        for name, value in (headers or {}).items():
+            if not isinstance(name, str):
+                raise TypeError(f"header names must be str, not {type(name).__name__}")
+            self.headers[name] = str(value)
+        self.body = body
+
+    def __repr__(self) -> str:
+        """Show the status and body type."""
+        return f"<Response {self.status} body={type(self.body).__name__}>"
+
+
+class Logger:
+    """Log lines for this invocation, tagged with its request id and level.
+
+    Messages use %-formatting like the ``logging`` module: ``logger.info("hi %s", name)``.
+    """
+
+    def __init__(self, host: Host, request_id: str | None) -> None:
+        """Create a logger sending its lines through ``host`` for ``request_id``."""
+        self._host = host
+        self._request_id = request_id
+
+    def debug(self, msg: object, *args: object) -> None:
+        """Log a message at DEBUG level."""
+        self._emit("DEBUG", msg, args)
+
+    def info(self, msg: object, *args: object) -> None:
+        """Log a message at INFO level."""
+        self._emit("INFO", msg, args)
+
+    def warning(self, msg: object, *args: object) -> None:
+        """Log a message at WARNING level."""
+        self._emit("WARNING", msg, args)
+
+    def error(self, msg: object, *args: object) -> None:
+        """Log a message at ERROR level."""
+        self._emit("ERROR", msg, args)
+
+    def critical(self, msg: object, *args: object) -> None:
+        """Log a message at CRITICAL level."""
+        self._emit("CRITICAL", msg, args)
+
+    def exception(self, msg: object, *args: object) -> None:
+        """Log at ERROR level, followed by the traceback of the exception being handled."""
+        exc = sys.exc_info()[1]
+        self._emit("ERROR", msg, args, exc)
+
+    def _emit(
+        self, level: str, msg: object, args: tuple[object, ...], exc: BaseException | None = None
+    ) -> None:
+        text = str(msg)
+        if args:
+            try:
+                text = text % args
+            except (TypeError, ValueError, KeyError) as err:
+                text = f"{text} (could not format args {args!r}: {err})"
+        if exc is not None:
+            text = text + "\n" + self._host.format_exception(exc).rstrip("\n")
+        for line in text.split("\n"):
+            self._host.log(self._request_id, "logger", line, level)
+
+
+class KV:
+    """The tenant's key-value store: string keys, JSON-serialisable values.
+
+    Each method is a host call. Use the ``a``-prefixed variants from ``async def main``
+    so the event loop keeps serving other requests while waiting.
+    """
+
+    def __init__(self, host: Host, request_id: str) -> None:
+        """Create a store client making host calls for ``request_id``."""
+        self._host = host
+        self._request_id = request_id
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value stored under ``key``, or ``default`` when there is none."""
+        value = self._call("kv.get", {"key": _check_key(key)}).result()
+        return default if value is None else value
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key``; raises TypeError if it is not JSON-serialisable."""
+        self._call("kv.set", {"key": _check_key(key), "value": _check_json(value)}).result()
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; return True if it existed."""
+        return bool(self._call("kv.delete", {"key": _check_key(key)}).result())
+
+    def list(self, prefix: str = "", limit: int = 1000) -> builtins.list[str]:
+        """Return up to ``limit`` keys starting with ``prefix``, in order."""
+        return list(self._call("kv.list", _list_args(prefix, limit)).result())
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Async ``get``: return the value under ``key``, or ``default``."""
+        value = await self._acall("kv.get", {"key": _check_key(key)})
+        return default if value is None else value
+
+    async def aset(self, key: str, value: Any) -> None:
+        """Async ``set``: store ``value`` under ``key``."""
+        await self._acall("kv.set", {"key": _check_key(key), "value": _check_json(value)})
+
+    async def adelete(self, key: str) -> bool:
+        """Async ``delete``: delete ``key``; return True if it existed."""
+        return bool(await self._acall("kv.delete", {"key": _check_key(key)}))
+
+    async def alist(self, prefix: str = "", limit: int = 1000) -> builtins.list[str]:
+        """Async ``list``: return up to ``limit`` keys starting with ``prefix``."""
+        return list(await self._acall("kv.list", _list_args(prefix, limit)))
+
+    def _call(self, op: str, args: dict[str, Any]) -> Future[Any]:
+        return self._host.call(self._request_id, op, args)
+
+    async def _acall(self, op: str, args: dict[str, Any]) -> Any:
+        return await asyncio.wrap_future(self._call(op, args))
+
+
+class FunctionInfo:
+    """Which function and version is running, and for which request."""
+
+    tenant: str
+    """The tenant that owns the function."""
+    name: str
+    """The function's name."""
+    version: int
+    """The deployed version number."""
+    sha256: str
+    """The content hash of the deployed bundle."""
+    runtime: str
+    """The runtime, e.g. ``"python3.11"``."""
+    request_id: str
+    """The id of the request being served."""
+
+    def __init__(
+        self,
+        tenant: str = "default",
+        name: str = "",
+        version: int = 0,
+        sha256: str = "",
+        runtime: str = "",
+        request_id: str = "",
+    ) -> None:
+        """Describe a function version serving ``request_id``."""
+        self.tenant = tenant
+        self.name = name
+        self.version = version
+        self.sha256 = sha256
+        self.runtime = runtime
+        self.request_id = request_id
+
+    def __repr__(self) -> str:
+        """Show tenant, name and version."""
+        return f"<FunctionInfo {self.tenant}/{self.name} v{self.version}>"
+
+
+class FunctionContext:
+    """Everything a function can reach; passed as ``context`` to ``main(context)``."""
+
+    request: Request
+    """The HTTP request being served."""
+    logger: Logger
+    """Log lines tagged with this request's id."""
+    env: Mapping[str, str]
+    """The function's environment variables (read-only)."""
+    kv: KV
+    """The tenant's key-value store."""
+    function: FunctionInfo
+    """Which function, version and request this is."""
+    deadline: float
+    """When the invocation must be finished, as a Unix timestamp in seconds."""
+    Response = Response
+    """The Response class, so ``return context.Response(status=201, body=...)`` works."""
+
+    def __init__(
+        self,
+        *,
+        request: Request,
+        logger: Logger,
+        env: Mapping[str, str],
+        kv: KV,
+        function: FunctionInfo,
+        deadline: float,
+    ) -> None:
+        """Assemble a context; the runtime builds one per invocation."""
+        self.request = request
+        self.logger = logger
+        self.env = MappingProxyType(dict(env))
+        self.kv = kv
+        self.function = function
+        self.deadline = deadline
+
+    def remaining_time(self) -> float:
+        """Seconds left before the deadline (never negative)."""
+        return max(0.0, self.deadline - time.time())
+
+    def __repr__(self) -> str:
+        """Show the function and request."""
+        return f"<FunctionContext {self.function!r} {self.request!r}>"
+
+
+_BODY_TYPES = (bytes, bytearray, memoryview, str, dict, list)
+
+
+def _charset(content_type: str) -> str:
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"')
+            try:
+                return codecs.lookup(charset).name
+            except LookupError:
+                break
+    return "utf-8"
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"kv keys must be str, not {type(key).__name__}")
+    if not key:
+        raise ValueError("kv keys must not be empty")
+    return key
+
+
+def _check_json(value: object) -> object:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"kv values must be JSON-serialisable: {exc}") from None
+    return value
+
+
+def _list_args(prefix: object, limit: object) -> dict[str, Any]:
+    if not isinstance(prefix, str):
+        raise TypeError(f"kv prefix must be str, not {type(prefix).__name__}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"kv limit must be a positive int, not {limit!r}")
+    return {"prefix": prefix, "limit": limit}
+
+
+def _encode_body(body: Any) -> tuple[bytes, str | None]:
+    """Turn a body into bytes and the content-type it implies."""
+    if body is None:
+        return b"", None
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body), "application/octet-stream"
+    if isinstance(body, str):
+        return body.encode("utf-8"), "text/plain; charset=utf-8"
+    if isinstance(body, (dict, list, tuple, int, float, bool)):
+        try:
+            text = json.dumps(body, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the returned value is not JSON-serialisable: {exc}") from None
+        return text.encode("utf-8"), "application/json"
+    raise TypeError(
+        f"a function must return dict, list, str, bytes, a number, None or a Response, "
+        f"not {type(body).__name__}"
+    )
+
+
+def _to_wire_response(value: Any) -> tuple[int, dict[str, str], bytes]:
+    """Map a handler's return value to (status, headers, body) per the protocol."""
+    if value is None:
+        return 204, {}, b""
+    if isinstance(value, Response):
+        body, implied = _encode_body(value.body)
+        headers = dict(value.headers)
+        if implied and body and not any(k.lower() == "content-type" for k in headers):
+            headers["content-type"] = implied
+        return value.status, headers, body
+    body, implied = _encode_body(value)
+    return 200, ({"content-type": implied} if implied else {}), body

@@ -1,0 +1,865 @@
+"""The Python worker (runtimes/python/bootstrap.py), driven as the agent drives it.
+
+Each test starts the bootstrap as a real subprocess with one end of a socketpair on
+fd 3, plays the agent's side of docs/protocol.md and checks what comes back. Every test
+runs on each Python 3.9-3.13 found under /root/.pyenv/versions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtimes" / "python"
+BOOTSTRAP = RUNTIME_DIR / "bootstrap.py"
+PYENV_VERSIONS = Path("/root/.pyenv/versions")
+SUPPORTED = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+FUNCTION = {
+    "tenant": "acme",
+    "name": "hello",
+    "version": 3,
+    "sha256": "ab" * 32,
+    "runtime": "python3.11",
+}
+TIMEOUT = 20.0
+
+
+def _interpreter(version: str) -> str | None:
+    def patch(path: Path) -> int:
+        return int(path.parents[1].name.split(".")[2].split("-")[0] or 0)
+
+    found = sorted(PYENV_VERSIONS.glob(f"{version}.*/bin/python{version}"), key=patch)
+    return str(found[-1]) if found else None
+
+
+def _interpreters() -> Iterator[Any]:
+    for version in SUPPORTED:
+        path = _interpreter(version)
+        reason = f"Python {version} is not installed under {PYENV_VERSIONS}"
+        marks = () if path else (pytest.mark.skip(reason=reason),)
+        yield pytest.param(path, id=f"py{version}", marks=marks)
+
+
+@pytest.fixture(params=list(_interpreters()))
+def python(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+class Worker:
+    """A bootstrap subprocess and the agent's end of its channel."""
+
+    def __init__(
+        self, python: str, code_dir: Path, env: dict[str, str], *, fd3: bool = False
+    ) -> None:
+        parent, child = socket.socketpair()
+        child_fd = child.fileno()
+        process_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": "/tmp",
+            "LANG": "C.UTF-8",
+            "HYAC_CODE_DIR": str(code_dir),
+            **env,
+        }
+        if fd3:
+            # No HYAC_CHANNEL_FD: the worker must find the channel on fd 3, so dup it
+            # there in the child. Our fds are non-inheritable, so close_fds=False leaks none.
+            fd_options: dict[str, Any] = {
+                "close_fds": False,
+                "preexec_fn": lambda: os.dup2(child_fd, 3),
+            }
+        else:
+            # As the agent does: the fd keeps its number, named in HYAC_CHANNEL_FD.
+            process_env["HYAC_CHANNEL_FD"] = str(child_fd)
+            fd_options = {"pass_fds": (child_fd,)}
+        self.proc = subprocess.Popen(
+            [python, "-I", "-B", str(BOOTSTRAP)],
+            env=process_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **fd_options,
+        )
+        child.close()
+        self.code_dir = code_dir
+        self.sock = parent
+        self.sock.settimeout(TIMEOUT)
+        self.logs: list[dict[str, Any]] = []
+        self.hostcalls: list[dict[str, Any]] = []
+        self.order: list[tuple[str, Any]] = []
+        self.kv: dict[str, Any] = {}
+
+    # framing
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message).encode()
+        self.sock.sendall(struct.pack(">I", len(data)) + data)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _read(self, size: int) -> bytes:
+        buf = b""
+        while len(buf) < size:
+            chunk = self.sock.recv(size - len(buf))
+            if not chunk:
+                raise EOFError("worker closed the channel")
+            buf += chunk
+        return buf
+
+    def recv(self) -> dict[str, Any]:
+        (length,) = struct.unpack(">I", self._read(4))
+        message = json.loads(self._read(length))
+        self.order.append((message["type"], message.get("id")))
+        return message
+
+    # the agent's side
+
+    def init(self, entry: str, env: dict[str, str] | None = None, handler: str = "main") -> None:
+        self.send(
+            {
+                "type": "init",
+                "function": FUNCTION,
+                "code_dir": str(self.code_dir),
+                "entry": entry,
+                "handler": handler,
+                "env": env or {},
+                "timeout": 30.0,
+            }
+        )
+
+    def startup(self) -> dict[str, Any]:
+        """Frames until ready/init_error (logs are collected)."""
+        while True:
+            message = self.recv()
+            if message["type"] == "log":
+                self.logs.append(message)
+            else:
+                return message
+
+    def invoke(
+        self,
+        body: Any = None,
+        *,
+        method: str = "POST",
+        path: str = "/",
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        deadline: float | None = None,
+        raw_body: bytes | None = None,
+    ) -> str:
+        request_id = "req_" + uuid.uuid4().hex[:12]
+        payload = raw_body if raw_body is not None else json.dumps(body).encode()
+        self.send(
+            {
+                "type": "invoke",
+                "id": request_id,
+                "request": {
+                    "method": method,
+                    "path": path,
+                    "query": query or {},
+                    "headers": headers or {"Content-Type": "application/json"},
+                    "body_b64": base64.b64encode(payload).decode(),
+                    "client_ip": "10.0.0.7",
+                },
+                "deadline": deadline if deadline is not None else time.time() + 30,
+            }
+        )
+        return request_id
+
+    def results(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Serve logs and host calls until every id in ``ids`` has its result."""
+        results: dict[str, dict[str, Any]] = {}
+        while len(results) < len(ids):
+            message = self.recv()
+            if message["type"] == "log":
+                self.logs.append(message)
+            elif message["type"] == "hostcall":
+                self.hostcalls.append(message)
+                self.send(self._answer(message))
+            elif message["type"] == "result":
+                assert message["id"] in ids, message
+                assert message["id"] not in results, "two results for one request"
+                results[message["id"]] = message
+            else:
+                raise AssertionError(f"unexpected frame {message}")
+        return results
+
+    def call(self, body: Any = None, **kwargs: Any) -> dict[str, Any]:
+        request_id = self.invoke(body, **kwargs)
+        return self.results([request_id])[request_id]
+
+    def _answer(self, message: dict[str, Any]) -> dict[str, Any]:
+        op, args, call = message["op"], message["args"], message["call"]
+        if args.get("key", "").startswith("forbidden") or args.get("prefix") == "forbidden":
+            error = {"code": "forbidden", "message": "not your key"}
+            return {"type": "hostcall_result", "call": call, "ok": False, "error": error}
+        if op == "kv.get":
+            value = self.kv.get(args["key"])
+        elif op == "kv.set":
+            self.kv[args["key"]] = args["value"]
+            value = None
+        elif op == "kv.delete":
+            value = self.kv.pop(args["key"], None) is not None
+        elif op == "kv.list":
+            value = sorted(k for k in self.kv if k.startswith(args["prefix"]))[: args["limit"]]
+        else:
+            error = {"code": "unknown_op", "message": op}
+            return {"type": "hostcall_result", "call": call, "ok": False, "error": error}
+        return {"type": "hostcall_result", "call": call, "ok": True, "value": value}
+
+    def wait(self, timeout: float = 10.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def start(python: str, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """start(files, entry, ...) writes the code, spawns a worker and sends init."""
+    workers: list[Worker] = []
+
+    def _start(
+        files: dict[str, str],
+        entry: str = "functions/hello.py",
+        *,
+        env: dict[str, str] | None = None,
+        process_env: dict[str, str] | None = None,
+        handler: str = "main",
+        expect_ready: bool = True,
+        fd3: bool = False,
+    ) -> Worker:
+        code_dir = tmp_path / "code"
+        for name, source in files.items():
+            target = code_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(textwrap.dedent(source))
+        worker = Worker(python, code_dir, process_env or {}, fd3=fd3)
+        workers.append(worker)
+        worker.init(entry, env=env, handler=handler)
+        if expect_ready:
+            ready = worker.startup()
+            assert ready["type"] == "ready", ready
+            worker.ready = ready  # type: ignore[attr-defined]
+        return worker
+
+    yield _start
+    for worker in workers:
+        worker.close()
+
+
+def body_of(result: dict[str, Any]) -> bytes:
+    assert result["ok"], result.get("error")
+    return base64.b64decode(result["response"]["body_b64"])
+
+
+def json_of(result: dict[str, Any]) -> Any:
+    assert result["response"]["headers"]["content-type"] == "application/json"
+    return json.loads(body_of(result))
+
+
+def line_of(source: str, marker: str) -> int:
+    lines = textwrap.dedent(source).splitlines()
+    return next(i for i, line in enumerate(lines, 1) if marker in line)
+
+
+ECHO = """
+    import os
+
+    def main(context: FunctionContext):
+        return {
+            "got": context.request.json(),
+            "method": context.request.method,
+            "path": context.request.path,
+            "query": context.request.query,
+            "content_type": context.request.headers.get("content-type"),
+            "client_ip": context.request.client_ip,
+            "request_id": context.request.id,
+            "function": [context.function.tenant, context.function.name,
+                         context.function.version, context.function.request_id],
+            "env": dict(context.env),
+            "os_env": os.environ.get("REGION"),
+        }
+"""
+
+
+# start-up
+
+
+@pytest.mark.parametrize("fd3", [False, True], ids=["HYAC_CHANNEL_FD", "default-fd3"])
+def test_ready_frame_reports_pid_and_version(
+    start: Callable[..., Worker], python: str, fd3: bool
+) -> None:
+    worker = start({"functions/hello.py": "def main(context):\n    return 'hi'\n"}, fd3=fd3)
+    assert worker.ready["pid"] == worker.proc.pid
+    version = re.search(r"python(3\.\d+)$", python).group(1)
+    assert worker.ready["runtime_version"].startswith(version + ".")
+    assert body_of(worker.call()) == b"hi"
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_echo_request(start: Callable[..., Worker], flavour: str) -> None:
+    source = ECHO if flavour == "sync" else ECHO.replace("def main", "async def main")
+    worker = start({"functions/hello.py": source}, env={"REGION": "eu"})
+    result = worker.call({"n": [1, 2]}, method="put", path="/x", query={"k": "v"})
+    data = json_of(result)
+    assert data == {
+        "got": {"n": [1, 2]},
+        "method": "PUT",
+        "path": "/x",
+        "query": {"k": "v"},
+        "content_type": "application/json",
+        "client_ip": "10.0.0.7",
+        "request_id": result["id"],
+        "function": ["acme", "hello", 3, result["id"]],
+        "env": {"REGION": "eu"},
+        "os_env": "eu",
+    }
+    assert result["response"]["status"] == 200
+
+
+def test_injected_names_and_explicit_import(start: Callable[..., Worker]) -> None:
+    source = """
+        from hyac_context import FunctionContext as Imported, HostCallError
+
+        def main(context: FunctionContext) -> Response:
+            assert Imported is FunctionContext and context.Response is Response
+            assert issubclass(HostCallError, Exception)
+            return context.Response(201, {"x-kind": type(context).__name__}, "made")
+    """
+    worker = start({"functions/hello.py": source})
+    result = worker.call()
+    assert result["response"]["status"] == 201
+    assert result["response"]["headers"]["x-kind"] == "FunctionContext"
+    assert body_of(result) == b"made"
+
+
+def test_channel_fd_is_not_inherited_by_programs_the_function_runs(
+    start: Callable[..., Worker],
+) -> None:
+    source = """
+        import os
+        def main(context):
+            return {"inheritable": os.get_inheritable(int(os.environ["HYAC_CHANNEL_FD"]))}
+    """
+    worker = start({"functions/hello.py": source})
+    assert json_of(worker.call()) == {"inheritable": False}
+
+
+# concurrency
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_invocations_run_concurrently(start: Callable[..., Worker], flavour: str) -> None:
+    if flavour == "async":
+        source = """
+            import asyncio
+            async def main(context):
+                await asyncio.sleep(0.5)
+                return "done"
+        """
+    else:
+        source = """
+            import time
+            def main(context):
+                time.sleep(0.5)
+                return "done"
+        """
+    worker = start({"functions/hello.py": source})
+    began = time.monotonic()
+    ids = [worker.invoke() for _ in range(4)]
+    results = worker.results(ids)
+    elapsed = time.monotonic() - began
+    assert all(body_of(r) == b"done" for r in results.values())
+    assert elapsed < 1.5, f"4 x 0.5 s took {elapsed:.2f} s: not concurrent"
+
+
+def test_worker_threads_setting_limits_sync_pool(start: Callable[..., Worker]) -> None:
+    source = """
+        import time
+        def main(context):
+            time.sleep(0.3)
+            return "done"
+    """
+    worker = start({"functions/hello.py": source}, process_env={"HYAC_WORKER_THREADS": "1"})
+    began = time.monotonic()
+    worker.results([worker.invoke() for _ in range(3)])
+    assert time.monotonic() - began >= 0.85
+
+
+# return values
+
+
+RETURNS = """
+    def main(context):
+        kind = context.request.query["kind"]
+        if kind == "dict":
+            return {"a": 1, "s": "é"}
+        if kind == "list":
+            return [1, "two"]
+        if kind == "str":
+            return "héllo"
+        if kind == "bytes":
+            return b"\\x00\\x01"
+        if kind == "none":
+            return None
+        if kind == "response":
+            return Response(status=201, headers={"X-Id": 7}, body={"ok": True})
+        if kind == "response_text":
+            return context.Response(404, body="missing")
+        if kind == "response_typed":
+            return Response(200, {"Content-Type": "text/csv"}, "a,b\\n")
+        if kind == "response_empty":
+            return Response(status=304)
+        if kind == "unserialisable":
+            return {"when": object()}
+        if kind == "int":
+            return 42
+        if kind == "set":
+            return {1, 2}
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "content_type", "body"),
+    [
+        ("dict", 200, "application/json", '{"a": 1, "s": "é"}'.encode()),
+        ("list", 200, "application/json", b'[1, "two"]'),
+        ("str", 200, "text/plain; charset=utf-8", "héllo".encode()),
+        ("bytes", 200, "application/octet-stream", b"\x00\x01"),
+        ("none", 204, None, b""),
+        ("response", 201, "application/json", b'{"ok": true}'),
+        ("response_text", 404, "text/plain; charset=utf-8", b"missing"),
+        ("response_typed", 200, "text/csv", b"a,b\n"),
+        ("response_empty", 304, None, b""),
+        ("int", 200, "application/json", b"42"),
+    ],
+)
+def test_return_values_map_to_responses(
+    start: Callable[..., Worker], kind: str, status: int, content_type: str | None, body: bytes
+) -> None:
+    worker = start({"functions/hello.py": RETURNS})
+    result = worker.call(query={"kind": kind})
+    response = result["response"]
+    assert response["status"] == status
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    assert headers.get("content-type") == content_type
+    assert body_of(result) == body
+    if kind == "response":
+        assert headers["x-id"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("kind", "needle"), [("unserialisable", "not JSON-serialisable"), ("set", "not set")]
+)
+def test_unsendable_return_value_is_a_type_error(
+    start: Callable[..., Worker], kind: str, needle: str
+) -> None:
+    worker = start({"functions/hello.py": RETURNS})
+    result = worker.call(query={"kind": kind})
+    assert result["ok"] is False
+    assert result["error"]["type"] == "TypeError"
+    assert needle in result["error"]["message"]
+    assert "bootstrap.py" not in result["error"]["traceback"]
+
+
+def test_bad_request_json_is_a_clear_value_error(start: Callable[..., Worker]) -> None:
+    worker = start(
+        {"functions/hello.py": "def main(context):\n    return context.request.json()\n"}
+    )
+    result = worker.call(raw_body=b"{nope")
+    assert result["error"]["type"] == "ValueError"
+    assert result["error"]["message"].startswith("request body is not valid JSON")
+    empty = worker.call(raw_body=b"")
+    assert empty["response"]["status"] == 204  # empty body -> None -> 204
+
+
+# logs
+
+
+LOGGING = """
+    import asyncio, sys
+
+    async def main(context):
+        rid = context.request.id
+        print("start", rid)
+        await asyncio.sleep(0.2)
+        print("partial-", end="")
+        sys.stderr.write("err " + rid + "\\n")
+        await asyncio.sleep(0.1)
+        print(rid)
+        context.logger.info("info %s", rid)
+        context.logger.warning("multi\\nline %s", rid)
+        print("tail", rid, end="")
+        return "ok"
+"""
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_logs_are_tagged_with_their_request(start: Callable[..., Worker], flavour: str) -> None:
+    source = LOGGING
+    if flavour == "sync":
+        source = source.replace("async def", "def").replace("await asyncio.sleep", "time.sleep")
+        source = source.replace("import asyncio", "import time")
+    worker = start({"functions/hello.py": source})
+    ids = [worker.invoke() for _ in range(3)]
+    worker.results(ids)
+    for rid in ids:
+        mine = [(m["stream"], m.get("level"), m["message"]) for m in worker.logs if m["id"] == rid]
+        assert mine == [
+            ("stdout", None, f"start {rid}"),
+            ("stderr", None, f"err {rid}"),
+            ("stdout", None, f"partial-{rid}"),
+            ("logger", "INFO", f"info {rid}"),
+            ("logger", "WARNING", "multi"),
+            ("logger", "WARNING", f"line {rid}"),
+            ("stdout", None, f"tail {rid}"),  # unfinished line flushed at the end
+        ]
+        # every log line of a request is sent before its result
+        assert worker.order.index(("log", rid)) < worker.order.index(("result", rid))
+        last_log = max(i for i, item in enumerate(worker.order) if item == ("log", rid))
+        assert last_log < worker.order.index(("result", rid))
+
+
+def test_module_level_output_has_no_request_id(start: Callable[..., Worker]) -> None:
+    source = """
+        print("loading")
+        def main(context):
+            return None
+    """
+    worker = start({"functions/hello.py": source})
+    assert worker.logs == [{"type": "log", "id": None, "stream": "stdout", "message": "loading"}]
+
+
+def test_logger_exception_includes_user_traceback(start: Callable[..., Worker]) -> None:
+    source = """
+        def main(context):
+            try:
+                {}["k"]  # raises here
+            except KeyError:
+                context.logger.exception("lookup failed for %s", "k")
+            return None
+    """
+    worker = start({"functions/hello.py": source})
+    result = worker.call()
+    lines = [m["message"] for m in worker.logs if m["id"] == result["id"]]
+    assert lines[0] == "lookup failed for k"
+    assert {m["level"] for m in worker.logs if m["id"] == result["id"]} == {"ERROR"}
+    assert f'  File "functions/hello.py", line {line_of(source, "raises here")}, in main' in lines
+    assert lines[-1] == "KeyError: 'k'"
+    assert not any("hyac_context" in line for line in lines)
+
+
+# errors
+
+
+FAILING = """
+    def divide(a, b):
+        return a / b  # divide here
+
+    def main(context):
+        return divide(1, 0)  # call here
+"""
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_traceback_shows_only_user_frames(start: Callable[..., Worker], flavour: str) -> None:
+    source = FAILING if flavour == "sync" else FAILING.replace("def main", "async def main")
+    worker = start({"functions/hello.py": source})
+    error = worker.call()["error"]
+    assert error["type"] == "ZeroDivisionError"
+    assert error["message"] == "division by zero"
+    tb = error["traceback"]
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\w+)', tb)
+    assert frames == [
+        ("functions/hello.py", str(line_of(source, "call here")), "main"),
+        ("functions/hello.py", str(line_of(source, "divide here")), "divide"),
+    ]
+    assert tb.startswith("Traceback (most recent call last):\n")
+    assert tb.endswith("ZeroDivisionError: division by zero\n")
+    for leaked in ("bootstrap", "hyac_context", "_hyac", "asyncio", "concurrent", "threading"):
+        assert leaked not in tb
+
+
+def test_traceback_through_helper_module_and_chained_cause(
+    start: Callable[..., Worker],
+) -> None:
+    helper = """
+        class BadInput(Exception):
+            pass
+
+        def parse(text):
+            try:
+                return int(text)  # int here
+            except ValueError as exc:
+                raise BadInput("not a number: " + text) from exc  # raise here
+    """
+    main = """
+        from util import parse
+
+        def main(context):
+            return {"n": parse("x")}  # parse here
+    """
+    worker = start(
+        {"functions/calc/main.py": main, "functions/calc/util.py": helper},
+        entry="functions/calc/main.py",
+    )
+    error = worker.call()["error"]
+    assert error["type"] == "BadInput"
+    tb = error["traceback"]
+    assert f'File "functions/calc/util.py", line {line_of(helper, "int here")}, in parse' in tb
+    assert "The above exception was the direct cause of the following exception" in tb
+    assert f'File "functions/calc/main.py", line {line_of(main, "parse here")}, in main' in tb
+    assert f'File "functions/calc/util.py", line {line_of(helper, "raise here")}, in parse' in tb
+    assert tb.endswith("util.BadInput: not a number: x\n")
+    assert str(worker.code_dir) not in tb  # paths are relative to the code directory
+
+
+def test_user_exception_class_in_entry_has_plain_name(start: Callable[..., Worker]) -> None:
+    source = """
+        class Nope(Exception):
+            pass
+
+        def main(context):
+            raise Nope("no")
+    """
+    worker = start({"functions/hello.py": source})
+    error = worker.call()["error"]
+    assert error["type"] == "Nope"
+    assert error["traceback"].endswith("\nNope: no\n")
+
+
+def test_helper_module_layout_imports_sibling(start: Callable[..., Worker]) -> None:
+    files = {
+        "functions/calc/main.py": "from util import double\n"
+        "def main(context):\n    return {'r': double(context.request.json())}\n",
+        "functions/calc/util.py": "def double(x):\n    return 2 * x\n",
+    }
+    worker = start(files, entry="functions/calc/main.py")
+    assert json_of(worker.call(21)) == {"r": 42}
+
+
+def test_syntax_error_at_init_names_file_and_line(start: Callable[..., Worker]) -> None:
+    source = "def main(context):\n    x = 1\n    return (x +\n\nprint('unreachable')\n"
+    worker = start({"functions/bad.py": source}, entry="functions/bad.py", expect_ready=False)
+    reply = worker.startup()
+    assert reply["type"] == "init_error"
+    error = reply["error"]
+    assert error["type"] == "SyntaxError"
+    assert "functions/bad.py" in error["message"]
+    match = re.search(r'File "functions/bad\.py", line (\d+)', error["traceback"])
+    assert match and int(match.group(1)) in (3, 5), error["traceback"]
+    assert f"line {match.group(1)}" in error["message"]
+    assert "bootstrap" not in error["traceback"]
+    assert worker.wait() == 1
+
+
+def test_missing_main_is_an_init_error(start: Callable[..., Worker]) -> None:
+    worker = start({"functions/hello.py": "def handler(context):\n    pass\n"}, expect_ready=False)
+    reply = worker.startup()
+    assert reply["type"] == "init_error"
+    assert reply["error"]["message"] == "functions/hello.py has no main(context) function"
+    assert worker.wait() == 1
+
+
+def test_module_level_exception_is_an_init_error(start: Callable[..., Worker]) -> None:
+    source = "print('before')\nimport json\nCONFIG = json.loads('{bad')\n"
+    worker = start({"functions/hello.py": source}, expect_ready=False)
+    reply = worker.startup()
+    assert reply["type"] == "init_error"
+    assert reply["error"]["type"] == "JSONDecodeError"
+    tb = reply["error"]["traceback"]
+    assert re.findall(r'File "([^"]+)", line (\d+)', tb) == [("functions/hello.py", "3")]
+    assert worker.logs[0]["message"] == "before" and worker.logs[0]["id"] is None
+    assert worker.wait() == 1
+
+
+# host calls
+
+
+KV_SYNC = """
+    def main(context):
+        kv = context.kv
+        kv.set("user:1", {"name": "ada"})
+        kv.set("user:2", [1, 2])
+        kv.set("other", "x")
+        return {
+            "get": kv.get("user:1"),
+            "missing": kv.get("nope", "fallback"),
+            "list": kv.list("user:"),
+            "limited": kv.list(limit=1),
+            "deleted": kv.delete("user:2"),
+            "deleted_again": kv.delete("user:2"),
+        }
+"""
+
+KV_ASYNC = (
+    KV_SYNC.replace("def main", "async def main")
+    .replace("kv.set(", "await kv.aset(")
+    .replace("kv.get(", "await kv.aget(")
+    .replace("kv.list(", "await kv.alist(")
+    .replace("kv.delete(", "await kv.adelete(")
+)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_kv_host_calls_round_trip(start: Callable[..., Worker], flavour: str) -> None:
+    worker = start({"functions/hello.py": KV_SYNC if flavour == "sync" else KV_ASYNC})
+    result = worker.call()
+    assert json_of(result) == {
+        "get": {"name": "ada"},
+        "missing": "fallback",
+        "list": ["user:1", "user:2"],
+        "limited": ["other"],
+        "deleted": True,
+        "deleted_again": False,
+    }
+    assert worker.kv == {"user:1": {"name": "ada"}, "other": "x"}
+    assert {call["id"] for call in worker.hostcalls} == {result["id"]}
+    assert len({call["call"] for call in worker.hostcalls}) == len(worker.hostcalls) == 9
+    assert worker.hostcalls[0]["op"] == "kv.set"
+    assert worker.hostcalls[0]["args"] == {"key": "user:1", "value": {"name": "ada"}}
+    assert worker.hostcalls[5]["args"] == {"prefix": "user:", "limit": 1000}
+
+
+def test_async_host_calls_do_not_block_other_requests(start: Callable[..., Worker]) -> None:
+    source = """
+        async def main(context):
+            return await context.kv.aget(context.request.query["key"])
+    """
+    worker = start({"functions/hello.py": source})
+    worker.kv = {"a": "A", "b": "B"}
+    first = worker.invoke(query={"key": "a"})
+    # Hold the first request's host call unanswered while the second completes.
+    held = worker.recv()
+    assert held["type"] == "hostcall" and held["id"] == first
+    second = worker.invoke(query={"key": "b"})
+    assert body_of(worker.results([second])[second]) == b"B"
+    worker.send(worker._answer(held))
+    assert body_of(worker.results([first])[first]) == b"A"
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_host_call_error_raises_host_call_error(start: Callable[..., Worker], flavour: str) -> None:
+    source = """
+        from hyac_context import HostCallError
+
+        def main(context):
+            try:
+                context.kv.get("forbidden:caught")
+            except HostCallError as exc:
+                caught = [exc.code, exc.message]
+            context.logger.info("caught %s", caught)
+            return context.kv.get("forbidden:x")  # uncaught here
+    """
+    if flavour == "async":
+        source = source.replace("def main", "async def main").replace(
+            "context.kv.get(", "await context.kv.aget("
+        )
+    worker = start({"functions/hello.py": source})
+    result = worker.call()
+    assert [m["message"] for m in worker.logs] == ["caught ['forbidden', 'not your key']"]
+    error = result["error"]
+    assert error["type"] == "HostCallError"
+    assert error["message"] == "forbidden: not your key"
+    line = line_of(source, "uncaught here")
+    assert re.findall(r'File "([^"]+)", line (\d+)', error["traceback"]) == [
+        ("functions/hello.py", str(line))
+    ]
+
+
+def test_kv_rejects_non_json_values_before_calling_host(start: Callable[..., Worker]) -> None:
+    source = """
+        def main(context):
+            context.kv.set("k", {1, 2})
+    """
+    worker = start({"functions/hello.py": source})
+    error = worker.call()["error"]
+    assert error["type"] == "TypeError"
+    assert "JSON-serialisable" in error["message"]
+    assert worker.hostcalls == []
+
+
+# deadlines
+
+
+def test_remaining_time_counts_down(start: Callable[..., Worker]) -> None:
+    source = """
+        import time
+        def main(context):
+            first = context.remaining_time()
+            time.sleep(0.2)
+            return [context.deadline, first, context.remaining_time()]
+    """
+    worker = start({"functions/hello.py": source})
+    deadline = time.time() + 10
+    sent_deadline, first, second = json_of(worker.call(deadline=deadline))
+    assert sent_deadline == pytest.approx(deadline)
+    assert 8 < first <= 10
+    assert first - second >= 0.15
+    assert json_of(worker.call(deadline=time.time() - 5))[1] == 0.0
+
+
+# lifecycle
+
+
+def test_shutdown_finishes_in_flight_work_and_exits_zero(start: Callable[..., Worker]) -> None:
+    source = """
+        import time
+        def main(context):
+            time.sleep(0.3)
+            return "finished"
+    """
+    worker = start({"functions/hello.py": source})
+    request_id = worker.invoke()
+    worker.send({"type": "shutdown"})
+    assert body_of(worker.results([request_id])[request_id]) == b"finished"
+    assert worker.wait() == 0
+
+
+def test_channel_eof_exits_promptly(start: Callable[..., Worker]) -> None:
+    source = """
+        import time
+        def main(context):
+            time.sleep(60)
+    """
+    worker = start({"functions/hello.py": source})
+    worker.invoke()
+    time.sleep(0.1)
+    began = time.monotonic()
+    worker.sock.shutdown(socket.SHUT_RDWR)
+    assert worker.wait(timeout=5) == 0
+    assert time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        struct.pack(">I", 5) + b"{nope",
+        struct.pack(">I", 2) + b"[]",
+        struct.pack(">I", 64 * 1024 * 1024 + 1),
+        struct.pack(">I", 17) + b'{"type": "bogus"}',
+    ],
+    ids=["bad-json", "not-object", "too-large", "unknown-type"],
+)
+def test_malformed_frame_exits_non_zero(start: Callable[..., Worker], garbage: bytes) -> None:
+    worker = start({"functions/hello.py": "def main(context):\n    return 1\n"})
+    worker.send_raw(garbage)
+    assert worker.wait() != 0
+    assert b"protocol error" in worker.proc.stderr.read()
