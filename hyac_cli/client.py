@@ -1,0 +1,256 @@
+"""The CLI's httpx client for the agent API (docs/api.md).
+
+Where the agent is:
+
+| setting    | environment variable | default                                   |
+|------------|----------------------|-------------------------------------------|
+| agent URL  | HYAC_URL             | ``url`` in ``DATA_DIR/agent.json``        |
+| API token  | HYAC_TOKEN           | ``token`` in ``DATA_DIR/agent.json``      |
+| tenant     | HYAC_TENANT          | the project's tenant, else ``default``    |
+
+Commands get a client from :func:`connect`; tests replace :data:`transport_factory`
+with one that returns an ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hyac_common import errors
+from hyac_common.paths import agent_state_path, read_agent_state
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_TENANT = "default"
+TENANT_HEADER = "X-Hyac-Tenant"
+DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+
+# Returns the transport for new clients; None means httpx's own network transport.
+transport_factory: Callable[[], httpx.BaseTransport | None] = lambda: None  # noqa: E731
+
+
+def _error_classes(base: type[errors.HyacError]) -> Iterator[type[errors.HyacError]]:
+    for cls in base.__subclasses__():
+        yield cls
+        yield from _error_classes(cls)
+
+
+# Every HyacError subclass, by the code the agent puts in its error answers.
+_ERRORS_BY_CODE: dict[str, type[errors.HyacError]] = {
+    cls.code: cls for cls in _error_classes(errors.HyacError)
+    if cls is not errors.AgentUnreachable
+}
+_ERRORS_BY_STATUS: dict[int, type[errors.HyacError]] = {
+    400: errors.InvalidInput,
+    401: errors.Unauthorized,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    422: errors.InvalidInput,
+    502: errors.WorkerCrashed,
+    503: errors.SandboxUnavailable,
+    504: errors.FunctionTimeout,
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    token: str | None
+
+
+def resolve_endpoint() -> Endpoint:
+    """The agent to talk to: ``HYAC_URL``/``HYAC_TOKEN``, else the local agent.json."""
+    url = os.environ.get("HYAC_URL", "").strip()
+    token = os.environ.get("HYAC_TOKEN") or None
+    state = read_agent_state()
+    if url:
+        if token is None and state and same_url(state.get("url"), url):
+            token = state.get("token")
+        return Endpoint(url.rstrip("/"), token)
+    if state and state.get("url"):
+        return Endpoint(str(state["url"]).rstrip("/"), token or state.get("token"))
+    raise errors.AgentUnreachable(
+        f"no agent is running (no {agent_state_path()}) — start one with `hyac agent up`"
+    )
+
+
+def unreachable(url: str) -> errors.AgentUnreachable:
+    return errors.AgentUnreachable(
+        f"no agent is running at {url} — start one with `hyac agent up`"
+    )
+
+
+class AgentClient:
+    """A thin wrapper over ``httpx.Client`` that speaks the agent's error format."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        tenant: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        self.url = endpoint.url
+        headers = {"User-Agent": "hyac-cli"}
+        if endpoint.token:
+            headers["Authorization"] = f"Bearer {endpoint.token}"
+        if tenant:
+            headers[TENANT_HEADER] = tenant
+        self._http = httpx.Client(
+            base_url=endpoint.url,
+            headers=headers,
+            timeout=_timeout(timeout),
+            transport=transport,
+        )
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None | str = "default",
+    ) -> Any:
+        """Send one request and return its decoded JSON, or raise the matching HyacError."""
+        extra: dict[str, Any] = {}
+        if timeout != "default":
+            extra["timeout"] = _timeout(timeout)  # type: ignore[arg-type]
+        with self._translate_errors():
+            response = self._http.request(method, path, json=json, params=params, **extra)
+        raise_for_error(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise errors.HyacError(
+                f"the agent at {self.url} answered {method} {path} with something not JSON"
+            ) from exc
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
+
+    def stream_lines(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[str]:
+        """Lines of a streamed answer (server-sent events), waiting as long as it takes."""
+        import httpx
+
+        with self._translate_errors():
+            timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=CONNECT_TIMEOUT, read=None)
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise_for_error(response)
+                yield from response.iter_lines()
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        import httpx
+
+        try:
+            yield
+        except httpx.ConnectError as exc:
+            raise unreachable(self.url) from exc
+        except httpx.TimeoutException as exc:
+            raise errors.HyacError(f"the agent at {self.url} did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise errors.HyacError(f"talking to the agent at {self.url} failed: {exc}") from exc
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Turn an error answer into the HyacError it stands for."""
+    if response.status_code < 400:
+        return
+    code, message = _error_of(response)
+    cls = _ERRORS_BY_CODE.get(code or "") or _ERRORS_BY_STATUS.get(response.status_code)
+    if cls is None:
+        cls = errors.HyacError
+    if cls is errors.InvalidInput and response.status_code >= 500:
+        cls = errors.HyacError
+    error = cls(message, code=code) if code else cls(message)
+    error.status = response.status_code
+    raise error
+
+
+def _error_of(response: httpx.Response) -> tuple[str | None, str]:
+    fallback = f"the agent answered HTTP {response.status_code}"
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip().splitlines()
+        return None, f"{fallback}: {text[0][:200]}" if text else fallback
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return error.get("code"), str(error["message"])
+        detail = body.get("detail")  # FastAPI's own validation errors
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            where = ".".join(str(p) for p in detail[0].get("loc", ()) if p != "body")
+            return "invalid_input", f"{where}: {detail[0].get('msg', 'invalid')}".lstrip(": ")
+        if isinstance(detail, str):
+            return None, detail
+    return None, fallback
+
+
+def connect(*, tenant: str | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> AgentClient:
+    """A client for the configured agent, or AgentUnreachable if there is none."""
+    return AgentClient(
+        resolve_endpoint(), tenant=tenant, timeout=timeout, transport=transport_factory()
+    )
+
+
+def health(url: str, *, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The agent's ``/v1/health`` answer, or None if nothing healthy answers at ``url``."""
+    import httpx
+
+    try:
+        with httpx.Client(timeout=timeout, transport=transport_factory()) as http:
+            response = http.get(url.rstrip("/") + "/v1/health")
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _timeout(seconds: float | None) -> httpx.Timeout:
+    import httpx
+
+    return httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
+
+
+def same_url(a: object, b: str) -> bool:
+    return isinstance(a, str) and a.rstrip("/") == b.rstrip("/")

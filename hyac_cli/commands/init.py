@@ -1,0 +1,120 @@
+"""``hyac init`` and ``hyac stubs``: create a project, refresh its editor stubs."""
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hyac_common.errors import InvalidInput
+
+_RUNTIME_RE = re.compile(r"^python3\.\d+$")
+
+
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to create the project (created if missing).")
+    ] = Path("."),
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime", "-r", show_default=False,
+            help="Runtime of the functions (default: python3.X of this interpreter).",
+        ),
+    ] = None,
+    template: Annotated[
+        str, typer.Option("--template", "-T", help="Starting point: 'hello' or 'empty'.")
+    ] = "hello",
+) -> None:
+    """Create a project: hyac.toml, a first function and editor stubs."""
+    from hyac_cli import templates
+    from hyac_cli.manifest import MANIFEST, default_runtime
+    from hyac_cli.stubs import STUBS_DIR, build_stubs
+    from hyac_cli.terminal import Terminal
+    from hyac_common.errors import HyacError
+
+    term = Terminal()
+    runtime = runtime or default_runtime()
+    if not _RUNTIME_RE.match(runtime):
+        raise InvalidInput(f"unknown runtime {runtime!r}: use python3.X, e.g. python3.11")
+    if template not in templates.TEMPLATES:
+        raise InvalidInput(
+            f"unknown template {template!r}: choose one of {', '.join(templates.TEMPLATES)}"
+        )
+    root = directory.expanduser()
+    if (root / MANIFEST).exists():
+        raise InvalidInput(f"{root / MANIFEST} already exists; not overwriting it")
+    if root.exists() and not root.is_dir():
+        raise InvalidInput(f"{root} exists and is not a directory")
+    try:
+        stubs = build_stubs()
+    except HyacError as exc:
+        stubs = None
+        term.warn(f"editor stubs not written: {exc.message}")
+
+    name = root.resolve().name or "project"
+    created: list[Path] = []
+    kept: list[Path] = []
+
+    def put(path: Path, text: str | None, *, overwrite: bool = False) -> None:
+        if text is None:
+            return
+        if path.exists() and not overwrite:
+            kept.append(path)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        created.append(path)
+
+    root.mkdir(parents=True, exist_ok=True)
+    put(root / MANIFEST, templates.manifest(name, runtime))
+    (root / "functions").mkdir(exist_ok=True)
+    if template == "hello":
+        put(root / "functions" / "hello.py", templates.HELLO)
+    put(root / ".gitignore", templates.GITIGNORE)
+    if stubs is not None:
+        created += stubs.write(root / STUBS_DIR)
+    put(root / "pyrightconfig.json", templates.pyright_config(runtime, STUBS_DIR))
+    settings = root / ".vscode" / "settings.json"
+    existing = settings.read_text(encoding="utf-8") if settings.exists() else None
+    put(settings, templates.vscode_settings(existing, STUBS_DIR), overwrite=True)
+
+    for path in created:
+        term.say(f"  created  {_shown(path, root)}")
+    for path in kept:
+        term.say(f"  kept     {_shown(path, root)} (already there)", style="dim")
+    where = "" if root.resolve() == Path.cwd().resolve() else f"cd {directory} && "
+    term.say(f"\nProject {name!r} is ready. Next:", style="bold")
+    term.say(f"  {where}hyac agent up && hyac deploy")
+    if template == "hello":
+        term.say("""  hyac invoke hello --data '{"name": "Ada"}'""")
+
+
+def stubs(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            show_default=False,
+            help="Project directory (default: the project around the current directory).",
+        ),
+    ] = None,
+) -> None:
+    """Regenerate the editor stubs (typings/) from the installed runtime."""
+    from hyac_cli.manifest import require_project_root
+    from hyac_cli.stubs import STUBS_DIR, build_stubs
+    from hyac_cli.terminal import Terminal
+
+    root = directory if directory is not None else require_project_root()
+    if not root.is_dir():
+        raise InvalidInput(f"{root} is not a directory")
+    written = build_stubs().write(root / STUBS_DIR)
+    term = Terminal()
+    for path in written:
+        term.say(f"  wrote  {_shown(path, root)}")
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)

@@ -1,0 +1,141 @@
+"""``hyac logs``: print stored log lines, or follow them live."""
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from hyac_cli import options
+
+STREAM_STYLES = {"stdout": None, "stderr": "red", "logger": "cyan", "system": "yellow"}
+LEVEL_STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red", "DEBUG": "dim"}
+
+
+def logs(
+    name: Annotated[
+        str | None,
+        typer.Argument(show_default=False, help="Only this function's lines (default: all)."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines as they come.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", "-s", show_default=False,
+                     help="Only lines newer than this, e.g. 10m, 2h, 1d."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="At most this many stored lines.")
+    ] = 100,
+    tenant: options.Tenant = None,
+    as_json: options.Json = False,
+) -> None:
+    """Show the log lines of functions: prints, stderr and context.logger.
+
+    With --json, each line is one JSON object (JSON Lines). Ctrl-C stops --follow.
+    """
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+    from hyac_common.durations import parse_duration
+    from hyac_common.names import validate_name
+
+    if name is not None:
+        validate_name(name)
+    since_ts = time.time() - parse_duration(since, "--since") if since else None
+    term = Terminal()
+    params: dict[str, Any] = {"limit": limit}
+    if name:
+        params["function"] = name
+    if since_ts is not None:
+        params["since"] = since_ts
+    printed = _Printer(term, as_json)
+    started = time.time()
+    try:
+        with client.connect(tenant=options.tenant_of(tenant)) as agent:
+            for record in agent.get("/v1/logs", params=params) or []:
+                printed(record)
+            if not follow:
+                return
+            stream_params = {k: v for k, v in params.items() if k != "limit"}
+            stream_params["since"] = printed.last_ts if printed.last_ts is not None else (
+                since_ts if since_ts is not None else started
+            )
+            for record in read_events(agent.stream_lines("/v1/logs/stream", params=stream_params)):
+                printed(record, live=True)
+    except KeyboardInterrupt:
+        return
+    from hyac_common.errors import HyacError
+
+    raise HyacError("the agent closed the log stream")
+
+
+def read_events(lines: Any) -> Any:
+    """Decoded JSON payloads of a server-sent event stream."""
+    import json
+
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                payload = "\n".join(data)
+                data = []
+                try:
+                    yield json.loads(payload)
+                except ValueError:
+                    continue
+            continue
+        if line.startswith(":"):
+            continue  # a comment, e.g. the agent's keep-alive ping
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        try:
+            yield json.loads("\n".join(data))
+        except ValueError:
+            pass
+
+
+def format_time(ts: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).isoformat(timespec="milliseconds")
+
+
+class _Printer:
+    """Prints records once each; the stream may repeat the last ones already listed."""
+
+    def __init__(self, term: Any, as_json: bool) -> None:
+        self.term = term
+        self.as_json = as_json
+        self.last_ts: float | None = None
+        self._at_last: set[tuple[Any, ...]] = set()
+
+    def __call__(self, record: dict[str, Any], *, live: bool = False) -> None:
+        ts = float(record.get("ts", 0.0))
+        key = (record.get("request_id"), record.get("stream"), record.get("message"),
+               record.get("function"), record.get("version"))
+        if live:
+            if self.last_ts is not None and (
+                ts < self.last_ts or (ts == self.last_ts and key in self._at_last)
+            ):
+                return  # already listed before following began
+        elif self.last_ts is None or ts > self.last_ts:
+            self.last_ts, self._at_last = ts, {key}
+        else:
+            self._at_last.add(key)
+        if self.as_json:
+            self.term.print_json(record, compact=True)
+            return
+        stream = str(record.get("stream", ""))
+        level = record.get("level")
+        parts: list[tuple[str, str | None]] = [
+            (format_time(ts), "dim"),
+            (f" {record.get('function', '?')} v{record.get('version', '?')} ", None),
+            (f"{record.get('request_id') or '-'} ", "dim"),
+            (f"{stream:<6}  ", STREAM_STYLES.get(stream)),
+        ]
+        if level:
+            parts.append((f"{level} ", LEVEL_STYLES.get(str(level), "cyan")))
+        parts.append((str(record.get("message", "")), None))
+        self.term.styled(parts)

@@ -1,0 +1,114 @@
+"""The ``hyac`` command. This module only assembles the command groups.
+
+Start-up must stay fast: the command modules import httpx, pydantic and rich tables
+inside their bodies, and ``tests/cli/test_startup.py`` checks that importing this
+module pulls in none of them.
+"""
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from hyac_cli.commands import agent, deploy, functions, init, invoke, logs
+from hyac_common.errors import HyacError
+
+
+class HyacGroup(TyperGroup):
+    """Turns user-facing failures into ``Error: ...`` on stderr and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        with handle_errors():
+            return super().invoke(ctx)
+
+
+app = typer.Typer(
+    name="hyac",
+    cls=HyacGroup,
+    help="Hyac: deploy and run serverless functions on your own machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("init")(init.init)
+app.command("deploy")(deploy.deploy)
+app.command("invoke")(invoke.invoke)
+app.command("logs")(logs.logs)
+app.command("ls")(functions.ls)
+app.command("rm")(functions.rm)
+app.command("versions")(functions.versions)
+app.command("rollback")(functions.rollback)
+app.command("stubs")(init.stubs)
+app.add_typer(agent.app, name="agent")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from hyac_cli import __version__
+
+        typer.echo(f"hyac {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Hyac: deploy and run serverless functions on your own machines."""
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """One line on stderr and a non-zero exit for every failure that is not a bug."""
+    try:
+        yield
+    except HyacError as exc:
+        _fail(exc.message, exc.exit_code)
+    except BrokenPipeError:
+        # The reader went away (`hyac logs | head`): stop quietly, like other tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        _fail(_os_message(exc), 1)
+    except Exception as exc:
+        httpx = sys.modules.get("httpx")
+        if httpx is not None and isinstance(exc, httpx.HTTPError):
+            _fail(f"talking to the agent failed: {exc}", 1)
+        pydantic = sys.modules.get("pydantic")
+        if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            _fail(f"unexpected answer from the agent ({where}: {first.get('msg', exc)})", 1)
+        raise
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    from hyac_cli.terminal import Terminal
+
+    Terminal().error(message)
+    raise typer.Exit(code)
+
+
+def _os_message(exc: OSError) -> str:
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror or str(exc)
+
+
+def run() -> None:
+    """Entry point of the ``hyac`` console script."""
+    try:
+        with handle_errors():  # failures outside any command, e.g. while parsing options
+            app(prog_name="hyac")
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,365 @@
+"""The project: ``hyac.toml`` plus the functions found under ``functions/``.
+
+Every ``functions/NAME.py`` and ``functions/NAME/main.py`` is a function (files beside a
+``main.py`` belong to its bundle). ``hyac.toml`` names the project and may tune each
+function in a ``[functions.NAME]`` table. Mistakes are reported as
+``hyac.toml:LINE: message`` or ``functions/FILE.py:LINE: message``.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hyac_common.durations import parse_duration, parse_size
+from hyac_common.errors import HyacError, InvalidInput, ManifestError
+from hyac_common.names import validate_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+MANIFEST = "hyac.toml"
+FUNCTIONS_DIR = "functions"
+TOP_KEYS = ("project", "functions")
+PROJECT_KEYS = ("name", "runtime", "tenant")
+FUNCTION_KEYS = (
+    "runtime", "handler", "timeout", "memory", "env", "background", "retries", "requirements",
+)
+_SKIPPED_DIRS = {"__pycache__", "node_modules"}
+
+
+def default_runtime() -> str:
+    """The runtime matching the interpreter the CLI runs on, e.g. ``python3.11``."""
+    return f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@dataclass
+class FunctionSpec:
+    name: str
+    entry: str  # project-relative POSIX path of the file holding main()
+    files: list[str]  # project-relative POSIX paths of the whole bundle
+    config: dict[str, Any]  # keyword arguments of hyac_common.wire.FunctionConfig
+
+
+@dataclass
+class Project:
+    root: Path
+    name: str
+    runtime: str
+    tenant: str
+    functions: dict[str, FunctionSpec]
+    warnings: list[str] = field(default_factory=list)
+
+    def select(self, names: list[str] | None) -> list[FunctionSpec]:
+        """The named functions (all of them if ``names`` is empty), or a clear error."""
+        if not names:
+            if not self.functions:
+                raise InvalidInput(
+                    f"no functions in {FUNCTIONS_DIR}/ — add {FUNCTIONS_DIR}/NAME.py "
+                    "with a main(context) function"
+                )
+            return list(self.functions.values())
+        chosen: list[FunctionSpec] = []
+        for name in dict.fromkeys(names):
+            if name not in self.functions:
+                raise InvalidInput(
+                    f"no function {name!r} in this project (expected {FUNCTIONS_DIR}/{name}.py "
+                    f"or {FUNCTIONS_DIR}/{name}/main.py)"
+                )
+            chosen.append(self.functions[name])
+        return chosen
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The nearest directory at or above ``start`` that holds a hyac.toml."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / MANIFEST).is_file():
+            return directory
+    return None
+
+
+def require_project_root(start: Path | None = None) -> Path:
+    root = find_project_root(start)
+    if root is None:
+        where = (start or Path.cwd()).resolve()
+        raise InvalidInput(
+            f"no {MANIFEST} in {where} or its parents — run `hyac init` to create a project"
+        )
+    return root
+
+
+def project_tenant(start: Path | None = None) -> str | None:
+    """The tenant of the project around ``start``, if any; never raises."""
+    try:
+        root = find_project_root(start)
+        if root is None:
+            return None
+        data = tomllib.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        tenant = data.get("project", {}).get("tenant")
+        return tenant if isinstance(tenant, str) and tenant else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_project(root: Path) -> Project:
+    """Read hyac.toml and discover the functions, or raise ManifestError/InvalidInput."""
+    text = (root / MANIFEST).read_text(encoding="utf-8")
+    data = parse_toml(text)
+    lines = TomlLines(text)
+
+    def fail(path: tuple[str, ...], message: str) -> ManifestError:
+        line = lines.line_of(path)
+        return ManifestError(f"{MANIFEST}:{line}: {message}" if line else f"{MANIFEST}: {message}")
+
+    for key in data:
+        if key not in TOP_KEYS:
+            raise fail((key,), _unknown(key, None, TOP_KEYS))
+    project_table = data.get("project")
+    if not isinstance(project_table, dict):
+        raise fail(("project",), "missing [project] table with at least name = \"...\"")
+    for key in project_table:
+        if key not in PROJECT_KEYS:
+            raise fail(("project", key), _unknown(key, "[project]", PROJECT_KEYS))
+    name = project_table.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise fail(("project", "name") if "name" in project_table else ("project",),
+                   "[project] needs a name, e.g. name = \"demo\"")
+    runtime = project_table.get("runtime", default_runtime())
+    if not isinstance(runtime, str) or not runtime:
+        raise fail(("project", "runtime"), "runtime must be a string such as \"python3.11\"")
+    tenant = project_table.get("tenant", "default")
+    try:
+        validate_name(tenant if isinstance(tenant, str) else "", kind="tenant")
+    except InvalidInput as exc:
+        raise fail(("project", "tenant"), exc.message) from None
+
+    found, warnings = discover_functions(root)
+    tables = data.get("functions", {})
+    if not isinstance(tables, dict):
+        raise fail(("functions",), "functions must be a table of [functions.NAME] tables")
+    functions: dict[str, FunctionSpec] = {}
+    for fn_name, (entry, files) in found.items():
+        functions[fn_name] = FunctionSpec(fn_name, entry, files, {"runtime": runtime})
+    for fn_name, table in tables.items():
+        where = ("functions", fn_name)
+        try:
+            validate_name(fn_name)
+        except InvalidInput as exc:
+            raise fail(where, exc.message) from None
+        if not isinstance(table, dict):
+            raise fail(where, f"[functions.{fn_name}] must be a table")
+        if fn_name not in functions:
+            raise fail(
+                where,
+                f"[functions.{fn_name}] has no source: create {FUNCTIONS_DIR}/{fn_name}.py "
+                f"or {FUNCTIONS_DIR}/{fn_name}/main.py",
+            )
+        for key in table:
+            if key not in FUNCTION_KEYS:
+                raise fail((*where, key), _unknown(key, f"[functions.{fn_name}]", FUNCTION_KEYS))
+        for key, value in table.items():
+            try:
+                functions[fn_name].config[key] = _check_setting(key, value)
+            except HyacError as exc:
+                raise fail((*where, key), f"{key} of function {fn_name!r}: {exc.message}") from None
+    return Project(root, name.strip(), runtime, tenant, functions, warnings)
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else "invalid TOML"
+        line = getattr(exc, "lineno", None)
+        match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        if match:
+            line = line or int(match.group(1))
+            message = f"{message[: match.start()].rstrip()} (column {match.group(2)})"
+        prefix = f"{MANIFEST}:{line}" if line else MANIFEST
+        raise ManifestError(f"{prefix}: invalid TOML: {message}") from None
+
+
+def discover_functions(root: Path) -> tuple[dict[str, tuple[str, list[str]]], list[str]]:
+    """``{name: (entry, files)}`` for every function under functions/, plus warnings."""
+    base = root / FUNCTIONS_DIR
+    found: dict[str, tuple[str, list[str]]] = {}
+    warnings: list[str] = []
+    if not base.is_dir():
+        return found, warnings
+    for path in sorted(base.iterdir()):
+        if path.name.startswith((".", "_")):
+            continue
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and path.suffix == ".py":
+            name, entry, files = path.stem, rel, [rel]
+        elif path.is_dir() and path.name not in _SKIPPED_DIRS:
+            if not (path / "main.py").is_file():
+                if any(path.glob("*.py")):
+                    warnings.append(f"{rel}/ has no main.py, so it is not a function")
+                continue
+            name, entry = path.name, f"{rel}/main.py"
+            files = _bundle_files(root, path)
+        else:
+            continue
+        try:
+            validate_name(name)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{rel}: {exc.message}") from None
+        if name in found:
+            first, second = sorted((found[name][0], entry))
+            raise InvalidInput(f"function {name!r} is defined twice: {first} and {second}")
+        found[name] = (entry, files)
+    return found, warnings
+
+
+def check_sources(project: Project, functions: list[FunctionSpec]) -> None:
+    """Compile every Python file of ``functions`` and find each entry point, or raise."""
+    for spec in functions:
+        if not str(spec.config.get("runtime", project.runtime)).startswith("python"):
+            continue
+        for rel in spec.files:
+            if not rel.endswith(".py"):
+                continue
+            source = (project.root / rel).read_bytes()
+            try:
+                # A full compile, not just a parse: it also catches `return` outside a
+                # function, `await` outside async code and the like.
+                compile(source, rel, "exec", dont_inherit=True)
+            except SyntaxError as exc:
+                where = f"{rel}:{exc.lineno}" if exc.lineno else rel
+                raise InvalidInput(f"{where}: {type(exc).__name__}: {exc.msg}") from None
+            except ValueError as exc:  # e.g. null bytes
+                raise InvalidInput(f"{rel}: {exc}") from None
+            if rel == spec.entry:
+                tree = ast.parse(source, rel)
+                handler = spec.config.get("handler", "main")
+                if handler not in _top_level_names(tree):
+                    raise InvalidInput(
+                        f"{rel}: no top-level {handler!r} — define "
+                        f"`def {handler}(context):` (the function's entry point)"
+                    )
+
+
+class TomlLines:
+    """Finds the line of a key in raw TOML text, which tomllib does not report."""
+
+    _HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
+    _ASSIGN = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+                         r"(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self._entries: list[tuple[int, tuple[str, ...]]] = []
+        table: tuple[str, ...] = ()
+        in_multiline: str | None = None
+        for number, line in enumerate(text.splitlines(), start=1):
+            if in_multiline:
+                if line.count(in_multiline) % 2 == 1:
+                    in_multiline = None
+                continue
+            header = self._HEADER.match(line)
+            if header and not line.lstrip().startswith("#"):
+                table = _split_key(header.group(1))
+                self._entries.append((number, table))
+                continue
+            assign = self._ASSIGN.match(line)
+            if assign:
+                self._entries.append((number, table + _split_key(assign.group(1))))
+                for quote in ('"""', "'''"):
+                    if line.count(quote) % 2 == 1:
+                        in_multiline = quote
+
+    def line_of(self, path: tuple[str, ...]) -> int | None:
+        """First line defining ``path`` or, failing that, the closest enclosing key."""
+        best, best_score = None, 0
+        for number, key in self._entries:
+            common = 0
+            for a, b in zip(key, path, strict=False):
+                if a != b:
+                    break
+                common += 1
+            if common < min(len(key), len(path)):
+                continue  # a sibling, not an ancestor or descendant
+            if common > best_score:
+                best, best_score = number, common
+        return best
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+)", text)
+    return tuple(next(p for p in groups if p) if any(groups) else "" for groups in parts)
+
+
+def _unknown(key: str, table: str | None, known: tuple[str, ...]) -> str:
+    message = f"unknown key {key!r}" + (f" in {table}" if table else "")
+    close = difflib.get_close_matches(key, known, n=1)
+    return message + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def _check_setting(key: str, value: Any) -> Any:
+    """The FunctionConfig value for a [functions.NAME] setting, or InvalidInput."""
+    if key in ("runtime", "handler"):
+        if not isinstance(value, str) or not value:
+            raise InvalidInput("must be a non-empty string")
+        if key == "handler" and not value.isidentifier():
+            raise InvalidInput(f"{value!r} is not a Python function name")
+        return value
+    if key == "timeout":
+        return parse_duration(value, "timeout")
+    if key == "memory":
+        return parse_size(value, "memory")
+    if key == "env":
+        if not isinstance(value, dict):
+            raise InvalidInput("must be a table such as { REGION = \"eu\" }")
+        for name, item in value.items():
+            if not isinstance(item, str):
+                raise InvalidInput(f"value of {name!r} must be a string, not {item!r}")
+        return dict(value)
+    if key == "background":
+        if not isinstance(value, bool):
+            raise InvalidInput("must be true or false")
+        return value
+    if key == "retries":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInput("must be a whole number >= 0")
+        return value
+    if key == "requirements":
+        if not isinstance(value, list) or not all(isinstance(r, str) and r for r in value):
+            raise InvalidInput("must be a list of strings such as [\"httpx>=0.27\"]")
+        return list(value)
+    raise InvalidInput(f"unknown setting {key!r}")  # pragma: no cover - keys checked before
+
+
+def _bundle_files(root: Path, directory: Path) -> list[str]:
+    files: list[str] = []
+    for path in sorted(directory.rglob("*")):
+        parts = path.relative_to(directory).parts
+        if any(p.startswith(".") or p in _SKIPPED_DIRS for p in parts):
+            continue
+        if path.is_file() and path.suffix not in (".pyc", ".pyo"):
+            files.append(path.relative_to(root).as_posix())
+    return files
+
+
+def _top_level_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in getattr(tree, "body", []):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.If, ast.Try)):
+            names.update(_top_level_names(node))
+            for branch in (node.orelse, *(h.body for h in getattr(node, "handlers", []))):
+                names.update(_top_level_names(ast.Module(body=branch, type_ignores=[])))
+    return names

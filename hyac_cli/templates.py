@@ -1,0 +1,80 @@
+"""What ``hyac init`` writes: the manifest, a first function and editor settings."""
+
+from __future__ import annotations
+
+import json
+
+TEMPLATES = ("hello", "empty")
+
+MANIFEST = """\
+[project]
+name = {name}
+runtime = {runtime}
+tenant = "default"
+
+# Every functions/NAME.py (or functions/NAME/main.py) is a function. Tune one with a
+# [functions.NAME] table, for example:
+#
+# [functions.hello]
+# timeout = "30s"            # seconds, or a string such as "10m" or "1h"
+# memory = "256Mi"
+# env = {{ GREETING = "hello" }}
+# requirements = []
+"""
+
+HELLO = '''\
+"""Greets whoever calls it.
+
+    hyac invoke hello --data '{"name": "Ada"}'
+    hyac invoke hello --query name=Ada
+
+`FunctionContext` and `Response` are provided by the runtime: no import needed.
+"""
+
+
+async def main(context: FunctionContext):
+    name = context.request.query.get("name", "world")
+    if context.request.headers.get("content-type", "").startswith("application/json"):
+        payload = context.request.json()
+        if isinstance(payload, dict) and payload.get("name"):
+            name = str(payload["name"])
+    context.logger.info("greeting %s", name)
+    return {"hello": name}
+'''
+
+GITIGNORE = """\
+__pycache__/
+*.py[cod]
+.venv/
+.env
+"""
+
+
+def manifest(name: str, runtime: str) -> str:
+    return MANIFEST.format(name=json.dumps(name), runtime=json.dumps(runtime))
+
+
+def pyright_config(runtime: str, stubs_dir: str) -> str:
+    config: dict[str, object] = {
+        "stubPath": stubs_dir,
+        "include": ["functions"],
+        "typeCheckingMode": "standard",
+    }
+    version = runtime.removeprefix("python")
+    if version.replace(".", "").isdigit():
+        config["pythonVersion"] = version
+    return json.dumps(config, indent=2) + "\n"
+
+
+def vscode_settings(existing: str | None, stubs_dir: str) -> str | None:
+    """settings.json with ``python.analysis.stubPath`` set; None if ``existing`` is not JSON."""
+    settings: object = {}
+    if existing and existing.strip():
+        try:
+            settings = json.loads(existing)
+        except ValueError:
+            return None
+    if not isinstance(settings, dict):
+        return None
+    settings["python.analysis.stubPath"] = stubs_dir
+    return json.dumps(settings, indent=2) + "\n"
