@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from tests.conftest import RunningAgent, requires_bwrap, start_agent
 
 
@@ -36,7 +37,12 @@ def test_kill_9_during_deploys_leaves_a_consistent_store(isolation: Path) -> Non
         stop = threading.Event()
         attempted: list[int] = []
 
-        def hammer(agent: RunningAgent = agent) -> None:
+        def hammer(
+            agent: RunningAgent = agent,
+            round_: int = round_,
+            stop: threading.Event = stop,
+            attempted: list[int] = attempted,
+        ) -> None:
             n = 1000 * (round_ + 1)
             while not stop.is_set():
                 n += 1
@@ -89,7 +95,7 @@ def test_agent_refuses_to_start_without_bubblewrap(isolation: Path, tmp_path: Pa
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "hyac_agent", "serve", "--port", "0"],
+        [sys.executable, "-m", "hyac_agent", "serve", "--port", "0", "--sandbox", "bwrap"],
         env={**os.environ, "PATH": str(empty_bin)}, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1
