@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,11 +12,42 @@ from hyac_common.errors import NotFound
 from hyac_common.wire import FunctionConfig, LogRecord
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SqlStore:
-    s = SqlStore(f"sqlite:///{tmp_path / 'hyac.db'}")
-    s.create_schema()
-    return s
+POSTGRES_ADMIN_URL = os.environ.get(
+    "HYAC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    try:
+        admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = "hyac_test_" + secrets.token_hex(4)
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    if request.param == "sqlite":
+        s = SqlStore(f"sqlite:///{tmp_path / 'hyac.db'}")
+        s.create_schema()
+        yield s
+        s.close()
+        return
+    for url in _postgres_database():
+        s = SqlStore(url)
+        s.create_schema()
+        yield s
+        s.close()
 
 
 def test_deploy_versions_and_reuse(store: SqlStore) -> None:

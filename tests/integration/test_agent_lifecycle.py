@@ -131,3 +131,22 @@ def test_port_in_use_is_a_clear_error(agent: RunningAgent) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
 
+
+
+@requires_bwrap
+def test_agent_runs_on_postgresql(isolation: Path) -> None:
+    from tests.agent.test_store import _postgres_database
+
+    for url in _postgres_database():
+        agent = start_agent(isolation / "data", env={"HYAC_DATABASE_URL": url})
+        try:
+            agent.deploy("pg", "def main(context):\n    context.kv.set('k', [1, 2])\n    return context.kv.get('k')\n")
+            assert served(agent, "pg") == "[1, 2]"
+            agent.kill()  # state lives in PostgreSQL, not in the data dir's SQLite file
+            assert not (isolation / "data" / "hyac.db").exists()
+            agent = start_agent(isolation / "data", env={"HYAC_DATABASE_URL": url})
+            with agent.client() as client:
+                assert [f["name"] for f in client.get("/v1/functions").json()] == ["pg"]
+            assert served(agent, "pg") == "[1, 2]"
+        finally:
+            agent.kill()
