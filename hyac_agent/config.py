@@ -11,20 +11,50 @@
 | max_body_bytes       | HYAC_MAX_BODY_BYTES         | 6 MiB (request and response)     |
 | max_bundle_bytes     | HYAC_MAX_BUNDLE_BYTES       | 50 MiB                           |
 | log_retention        | HYAC_LOG_RETENTION          | 100000 lines kept                |
+| docker_image         | HYAC_DOCKER_IMAGE           | hyac/python:{version}            |
+| oci_runtime          | HYAC_OCI_RUNTIME            | "" (docker's default; runsc, kata-runtime) |
+| sandbox_uid          | HYAC_SANDBOX_UID            | 65534 (host uid of bwrap sandboxes when root) |
+| default_memory       | HYAC_DEFAULT_MEMORY         | 256 MiB per worker (a function's `memory` overrides) |
+| sandbox_pids         | HYAC_SANDBOX_PIDS           | 128 processes/threads per worker |
+| sandbox_cpus         | HYAC_SANDBOX_CPUS           | 1.0 CPU per worker               |
+| sandbox_tmp_bytes    | HYAC_SANDBOX_TMP_BYTES      | 64 MiB of /tmp (and largest file) |
+| pool_size            | HYAC_POOL_SIZE              | 1 generic sandbox ready per runtime (0: off) |
+| pool_runtimes        | HYAC_POOL_RUNTIMES          | the agent's own python3.X (comma list) |
+| pool_min_warm        | HYAC_POOL_MIN_WARM          | "" ("tenant/function=1,…" never idle-reaped) |
+| tasks                | HYAC_QUEUE, HYAC_BROKER_URL, HYAC_TASK_* … | see hyac_agent/tasks/settings.py |
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from hyac_common.paths import data_dir as default_data_dir
+
+if TYPE_CHECKING:
+    from hyac_agent.pool import PoolSettings
+    from hyac_agent.tasks.settings import TaskSettings
+    from hyac_agent.sandbox.base import SandboxSettings
 
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    value = os.environ.get(name, default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _task_settings() -> TaskSettings:
+    from hyac_agent.tasks.settings import TaskSettings
+
+    return TaskSettings()
 
 
 def _env_float(name: str, default: float) -> float:
@@ -50,6 +80,32 @@ class AgentConfig:
         default_factory=lambda: _env_int("HYAC_MAX_BUNDLE_BYTES", 50 * 1024 * 1024)
     )
     log_retention: int = field(default_factory=lambda: _env_int("HYAC_LOG_RETENTION", 100_000))
+    docker_image: str = field(
+        default_factory=lambda: os.environ.get("HYAC_DOCKER_IMAGE", "hyac/python:{version}")
+    )
+    oci_runtime: str = field(default_factory=lambda: os.environ.get("HYAC_OCI_RUNTIME", ""))
+    sandbox_uid: int = field(default_factory=lambda: _env_int("HYAC_SANDBOX_UID", 65534))
+    default_memory: int = field(
+        default_factory=lambda: _env_int("HYAC_DEFAULT_MEMORY", 256 * 1024 * 1024)
+    )
+    sandbox_pids: int = field(default_factory=lambda: _env_int("HYAC_SANDBOX_PIDS", 128))
+    sandbox_cpus: float = field(default_factory=lambda: _env_float("HYAC_SANDBOX_CPUS", 1.0))
+    sandbox_tmp_bytes: int = field(
+        default_factory=lambda: _env_int("HYAC_SANDBOX_TMP_BYTES", 64 * 1024 * 1024)
+    )
+    pool_size: int = field(default_factory=lambda: _env_int("HYAC_POOL_SIZE", 1))
+    pool_runtimes: list[str] = field(
+        default_factory=lambda: _env_list(
+            "HYAC_POOL_RUNTIMES", f"python{sys.version_info.major}.{sys.version_info.minor}"
+        )
+    )
+    pool_min_warm: dict[str, int] = field(
+        default_factory=lambda: {
+            k: int(v) for k, _, v in (i.partition("=") for i in _env_list("HYAC_POOL_MIN_WARM", ""))
+        }
+    )
+
+    tasks: TaskSettings = field(default_factory=lambda: _task_settings())
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'hyac.db'}"
@@ -61,3 +117,29 @@ class AgentConfig:
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    def sandbox_settings(self) -> SandboxSettings:
+        from hyac_agent.sandbox.base import SandboxSettings
+        from hyac_agent.sandbox.limits import ResourceLimits
+
+        limits = ResourceLimits(
+            memory_bytes=self.default_memory,
+            pids=self.sandbox_pids,
+            cpus=self.sandbox_cpus,
+            tmp_bytes=self.sandbox_tmp_bytes,
+            file_bytes=self.sandbox_tmp_bytes,
+        )
+        return SandboxSettings(
+            run_dir=self.run_dir,
+            limits=limits,
+            docker_image=self.docker_image,
+            oci_runtime=self.oci_runtime,
+            sandbox_uid=self.sandbox_uid,
+        )
+
+    def pool_settings(self) -> PoolSettings:
+        from hyac_agent.pool import PoolSettings
+
+        return PoolSettings(
+            size=self.pool_size, runtimes=list(self.pool_runtimes), min_warm=dict(self.pool_min_warm)
+        )

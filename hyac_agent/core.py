@@ -43,7 +43,9 @@ class Agent:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.data_dir.chmod(0o700)
-        self.backend = backend or select_backend(config.sandbox, config.insecure_no_sandbox)
+        self.backend = backend or select_backend(
+            config.sandbox, config.insecure_no_sandbox, config.sandbox_settings()
+        )
         self.token = load_or_create_token(config.data_dir)
         self.store = SqlStore(config.resolved_database_url())
         self.store.create_schema()
@@ -52,14 +54,33 @@ class Agent:
         self.logbus = LogBus(self.store, config.log_retention)
         self.host_calls = HostCalls(self.store)
         self.pool = WorkerPool(
-            self.backend, self.bundles, self.logbus, self.host_calls, config.worker_idle_timeout
+            self.backend, self.bundles, self.logbus, self.host_calls, config.worker_idle_timeout,
+            config.pool_settings(),
         )
         self.functions = FunctionService(self.store, self.bundles, config.max_bundle_bytes)
         self.invoker = InvokeService(self.functions, self.pool, self.logbus, config.max_body_bytes)
+        self._init_tasks()
+
+    def _init_tasks(self) -> None:
+        from hyac_agent.tasks import TaskExecutor, TaskService, make_queue
+        from hyac_agent.tasks.callbacks import load_or_create_secret
+
+        settings = self.config.tasks
+        settings.validate()
+        data_dir = self.config.data_dir
+
+        def secret() -> str:
+            return settings.callback_secret or load_or_create_secret(data_dir)
+
+        self.task_executor = TaskExecutor(self.store, self.functions, self.invoker, settings, secret)
+        self.queue = make_queue(self.task_executor)
+        self.tasks = TaskService(self.store, self.functions, self.queue)
+        self.host_calls.tasks = self.tasks
 
     async def start(self) -> None:
         self.logbus.start()
         self.pool.start()
+        await self.queue.start()
         if not self.backend.isolating:
             log.warning(
                 "INSECURE: functions run without a sandbox (--insecure-no-sandbox); "
@@ -67,6 +88,7 @@ class Agent:
             )
 
     async def stop(self) -> None:
+        await self.queue.stop()
         await self.pool.close()
         await self.logbus.stop()
         self.store.close()

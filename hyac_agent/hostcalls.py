@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hyac_agent.store import Store
 from hyac_common.errors import InvalidInput, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from hyac_agent.tasks.service import TaskService
 
 MAX_KEY = 512
 MAX_VALUE = 1024 * 1024
@@ -30,8 +33,18 @@ def _key(args: dict[str, Any], name: str = "key") -> str:
 class HostCalls:
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: set once the task service exists (it needs the invoke path built on us)
+        self.tasks: TaskService | None = None
 
-    async def __call__(self, tenant: str, op: str, args: dict[str, Any]) -> Any:
+    async def __call__(
+        self, tenant: str, op: str, args: dict[str, Any], request_id: str | None = None
+    ) -> Any:
+        if op in ("task.enqueue", "task.progress"):
+            if self.tasks is None:
+                raise InvalidInput("background tasks are not available on this agent")
+            if op == "task.enqueue":
+                return await self.tasks.enqueue_from_function(tenant, args)
+            return await self.tasks.progress_from_function(request_id, args)
         handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None
         if handler is None:
             raise InvalidInput(f"unknown host call {op!r}")

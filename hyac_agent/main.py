@@ -31,7 +31,7 @@ def serve(
     port: Optional[int] = typer.Option(None, help="Port; 0 picks a free one [env: HYAC_PORT]."),
     data_dir: Optional[Path] = typer.Option(None, help="State directory [env: HYAC_DATA_DIR]."),
     sandbox: Optional[str] = typer.Option(
-        None, help="Sandbox backend: auto, bwrap [env: HYAC_SANDBOX]."
+        None, help="Sandbox backend: auto, docker, bwrap [env: HYAC_SANDBOX]."
     ),
     insecure_no_sandbox: bool = typer.Option(
         False, "--insecure-no-sandbox",
@@ -116,29 +116,90 @@ def serve(
 
 @app.command()
 def doctor(json_output: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Report which sandbox backends and runtimes work on this host."""
+    """Report which sandbox backends work here, which isolation features are in force,
+    and what to install for the rest."""
     import json
 
-    from hyac_agent import runtimes
-    from hyac_agent.sandbox import BACKENDS
+    from hyac_agent.sandbox.doctor import render, report
 
-    report = {
-        "version": __version__,
-        "backends": {
-            name: {"available": cls.unavailable_reason() is None, "reason": cls.unavailable_reason()}
-            for name, cls in BACKENDS.items()
-        },
-        "runtimes": runtimes.available(),
-    }
+    data = report()
     if json_output:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps(data, indent=2))
         return
-    typer.echo(f"hyac-agent {__version__}")
-    for name, info in report["backends"].items():
-        state = "ok" if info["available"] else f"unavailable: {info['reason']}"
-        typer.echo(f"  sandbox {name:6} {state}")
-    for name, path in report["runtimes"].items():
-        typer.echo(f"  runtime {name:10} {path or 'not installed'}")
+    for line in render(data):
+        typer.echo(line)
+
+
+images_app = typer.Typer(help="Runtime images for the docker sandbox.", no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+
+@images_app.command("build")
+def images_build(
+    base: Optional[str] = typer.Option(
+        None, help="Base image (e.g. python:3.12-slim). Default: a Debian base made offline."
+    ),
+    python: Optional[str] = typer.Option(None, help="Python version the image holds, e.g. 3.11."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the images exist."),
+) -> None:
+    """Build the python runtime image (offline by default: debootstrap + docker import)."""
+    from hyac_agent.config import AgentConfig
+    from hyac_agent.images import build_runtime_image
+
+    try:
+        build_runtime_image(AgentConfig().docker_image, base=base, python=python, force=force,
+                            say=typer.echo)
+    except HyacError as exc:
+        _fail(exc.message)
+    except Exception as exc:  # the daemon is missing or refused
+        _fail(f"{type(exc).__name__}: {exc}")
+
+
+@app.command()
+def worker(
+    concurrency: Optional[int] = typer.Option(
+        None, "--concurrency", "-c", min=1,
+        help="Tasks run at once by this worker [env: HYAC_TASK_CONCURRENCY].",
+    ),
+    data_dir: Optional[Path] = typer.Option(None, help="State directory [env: HYAC_DATA_DIR]."),
+    sandbox: Optional[str] = typer.Option(
+        None, help="Sandbox backend: auto, docker, bwrap [env: HYAC_SANDBOX]."
+    ),
+    insecure_no_sandbox: bool = typer.Option(
+        False, "--insecure-no-sandbox",
+        help="Run functions WITHOUT isolation (local development only).",
+    ),
+) -> None:
+    """Run background tasks from the broker (HYAC_QUEUE=celery), on this or any host.
+
+    Workers share the store (HYAC_DATABASE_URL, PostgreSQL), the broker
+    (HYAC_BROKER_URL) and the bundles folder (DATA_DIR/bundles) with the agents."""
+    from hyac_agent.config import AgentConfig
+    from hyac_agent.core import Agent
+    from hyac_agent.tasks.celery_queue import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = AgentConfig(insecure_no_sandbox=insecure_no_sandbox)
+    if data_dir is not None:
+        config.data_dir = data_dir
+    if sandbox is not None:
+        config.sandbox = sandbox
+    if concurrency is not None:
+        config.tasks.concurrency = concurrency
+    if config.tasks.engine != "celery":
+        _fail("hyac-agent worker runs tasks from a broker: set HYAC_QUEUE=celery "
+              "(and HYAC_BROKER_URL, HYAC_DATABASE_URL); the embedded queue needs no worker")
+    if config.resolved_database_url().startswith("sqlite"):
+        logging.getLogger("hyac.agent").warning(
+            "worker on SQLite (%s): only processes on this host can share it; use "
+            "PostgreSQL (HYAC_DATABASE_URL) for workers on other hosts",
+            config.resolved_database_url(),
+        )
+    try:
+        agent = Agent(config)
+    except HyacError as exc:
+        _fail(exc.message)
+    run_worker(agent, config.tasks.concurrency)
 
 
 @app.command()

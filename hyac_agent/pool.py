@@ -1,9 +1,12 @@
-"""The worker pool: one live worker per function version, started on first use,
-reused while warm, reaped when idle.
+"""Worker pools: generic pre-started sandboxes per runtime, and one live worker per
+function version, specialised from a generic sandbox on first use.
 
-A burst of first requests for a version waits on the single start in flight instead of
-starting one sandbox each. Workers are keyed by tenant, function and content hash, so
-a worker is never shared across tenants or versions.
+A cold start therefore costs a code load (hard-linking the bundle into the sandbox's own
+code directory and sending ``init``), not a sandbox boot; the generic pool is refilled
+in the background. A burst of first requests for a version waits on the single
+specialisation in flight. A generic sandbox has never run code when it is specialised,
+and a specialised one serves exactly one (tenant, function, content hash) until it is
+stopped: sandboxes are never shared across tenants or versions, nor handed back.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from hyac_agent.bundles import BundleStore
 from hyac_agent.logbus import LogBus
-from hyac_agent.runtimes import resolve
-from hyac_agent.sandbox import SandboxBackend, SandboxSpec
+from hyac_agent.runtimes import Runtime
+from hyac_agent.sandbox import Sandbox, SandboxBackend, SandboxSpec
 from hyac_agent.store import VersionRecord
 from hyac_agent.worker import HostCallHandler, Worker
 from hyac_common.errors import WorkerCrashed
@@ -25,6 +29,28 @@ from hyac_common.errors import WorkerCrashed
 log = logging.getLogger("hyac.pool")
 
 WorkerKey = tuple[str, str, str]  # tenant, function, sha256
+
+
+@dataclass
+class PoolSettings:
+    #: generic sandboxes kept ready per warm runtime (0 disables pre-starting)
+    size: int = 1
+    #: runtimes kept warm from the start; others join once a function asks for them
+    runtimes: list[str] = field(default_factory=list)
+    #: a generic sandbox older than this is replaced (seconds)
+    max_generic_age: float = 3600.0
+    #: seconds to wait before refilling, so a refill does not compete with the burst
+    #: of work that just took a sandbox (booting one costs a core for a moment)
+    refill_delay: float = 1.0
+    #: "tenant/function" → live workers kept even when idle (0 or 1: a worker multiplexes)
+    min_warm: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Generic:
+    sandbox: Sandbox
+    runtime: Runtime
+    started: float
 
 
 class WorkerPool:
@@ -35,15 +61,24 @@ class WorkerPool:
         logbus: LogBus,
         host_calls: HostCallHandler,
         idle_timeout: float,
+        settings: PoolSettings | None = None,
     ) -> None:
         self.backend = backend
         self.bundles = bundles
         self.logbus = logbus
         self.host_calls = host_calls
         self.idle_timeout = idle_timeout
+        self.settings = settings or PoolSettings()
         self._workers: dict[WorkerKey, Worker] = {}
         self._starting: dict[WorkerKey, asyncio.Future[Worker]] = {}
+        self._generic: dict[str, list[_Generic]] = {}
+        self._warm_runtimes: set[str] = set(self.settings.runtimes)
+        self._refilling: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+        self.hits = 0
+        self.misses = 0
 
     @staticmethod
     def key(version: VersionRecord) -> WorkerKey:
@@ -51,9 +86,13 @@ class WorkerPool:
 
     def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap_loop())
+        for runtime in sorted(self._warm_runtimes):
+            self._schedule_refill(runtime)
+
+    # specialised workers -------------------------------------------------------------
 
     async def acquire(self, version: VersionRecord) -> Worker:
-        """A live worker for ``version``, started if there is none."""
+        """A live worker for ``version``, specialised or started if there is none."""
         key = self.key(version)
         worker = self._workers.get(key)
         if worker is not None and not worker.dead:
@@ -77,19 +116,37 @@ class WorkerPool:
             self._starting.pop(key, None)
 
     async def _start_worker(self, version: VersionRecord) -> Worker:
-        runtime = await asyncio.to_thread(resolve, version.config.runtime)
+        runtime_name = version.config.runtime
+        limits = self.backend.settings.limits.with_memory(version.config.memory)
+        sandbox = self._take_generic(runtime_name, limits)
+        if sandbox is not None:
+            runtime = sandbox[1]
+            sandbox_ = sandbox[0]
+            self.hits += 1
+        else:
+            self.misses += 1
+            runtime = await asyncio.to_thread(self.backend.resolve_runtime, runtime_name)
+            sandbox_ = await self.backend.start(SandboxSpec(runtime=runtime, limits=limits))
+        if self.settings.size > 0 and runtime_name not in self._warm_runtimes:
+            self._warm_runtimes.add(runtime_name)
+        self._schedule_refill(runtime_name)
         spec = SandboxSpec(
+            runtime=runtime,
+            limits=limits,
             tenant=version.tenant,
             function=version.function,
             version=version.number,
-            runtime=runtime,
-            code_dir=self.bundles.code_dir(version.sha256),
             env=dict(version.config.env),
-            memory_bytes=version.config.memory,
         )
-        sandbox = await self.backend.start(spec)
-        worker = Worker(spec, version.sha256, sandbox, self.logbus, self.host_calls)
-        await worker.start(self._init_message(version, runtime.name, sandbox.code_dir))
+        try:
+            await asyncio.to_thread(
+                sandbox_.load_code, self.bundles.code_dir(version.sha256), version.sha256
+            )
+        except BaseException:
+            await sandbox_.kill()
+            raise
+        worker = Worker(spec, version.sha256, sandbox_, self.logbus, self.host_calls)
+        await worker.start(self._init_message(version, runtime.name, sandbox_.code_dir))
         return worker
 
     @staticmethod
@@ -110,6 +167,63 @@ class WorkerPool:
             "timeout": version.config.timeout,
         }
 
+    # generic sandboxes ---------------------------------------------------------------
+
+    def _take_generic(self, runtime: str, limits: Any) -> tuple[Sandbox, Runtime] | None:
+        ready = self._generic.get(runtime, [])
+        while ready:
+            entry = ready.pop(0)
+            sandbox = entry.sandbox
+            if sandbox.process.returncode is not None:
+                self._spawn(sandbox.kill())
+                continue
+            if not sandbox.set_limits(limits):
+                # This sandbox cannot take the function's limits: keep it for another.
+                ready.insert(0, entry)
+                return None
+            return sandbox, entry.runtime
+        return None
+
+    def _schedule_refill(self, runtime: str) -> None:
+        if self._closed or self.settings.size <= 0 or runtime not in self._warm_runtimes:
+            return
+        task = self._refilling.get(runtime)
+        if task is not None and not task.done():
+            return
+        self._refilling[runtime] = asyncio.create_task(self._refill(runtime))
+
+    async def _refill(self, runtime_name: str) -> None:
+        await asyncio.sleep(self.settings.refill_delay)
+        try:
+            resolved = await asyncio.to_thread(self.backend.resolve_runtime, runtime_name)
+        except Exception as exc:
+            log.info("not pre-starting %s sandboxes: %s", runtime_name, exc)
+            self._warm_runtimes.discard(runtime_name)
+            return
+        ready = self._generic.setdefault(runtime_name, [])
+        failures = 0
+        while not self._closed and len(ready) < self.settings.size and failures < 3:
+            try:
+                sandbox = await self.backend.start(
+                    SandboxSpec(runtime=resolved, limits=self.backend.settings.limits)
+                )
+            except Exception:
+                failures += 1
+                log.exception("could not pre-start a %s sandbox", runtime_name)
+                await asyncio.sleep(0.5 * failures)
+                continue
+            if self._closed:
+                await sandbox.kill()
+                return
+            ready.append(_Generic(sandbox, resolved, time.monotonic()))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # retiring and reaping ------------------------------------------------------------
+
     async def retire(self, tenant: str, function: str, keep_sha: str | None = None) -> None:
         """Stop the workers of ``tenant/function`` (all but ``keep_sha``)."""
         doomed = [
@@ -118,7 +232,7 @@ class WorkerPool:
         ]
         for key in doomed:
             worker = self._workers.pop(key)
-            asyncio.create_task(self._drain_and_stop(worker))
+            self._spawn(self._drain_and_stop(worker))
 
     async def _drain_and_stop(self, worker: Worker) -> None:
         # Let requests already running on the old version finish first.
@@ -133,7 +247,16 @@ class WorkerPool:
             del self._workers[key]
 
     def stats(self) -> dict[str, int]:
-        return {"workers": len(self._workers), "starting": len(self._starting)}
+        return {
+            "workers": len(self._workers),
+            "starting": len(self._starting),
+            "generic": sum(len(v) for v in self._generic.values()),
+            "hits": self.hits,
+            "misses": self.misses,
+        }
+
+    def _kept_warm(self, key: WorkerKey) -> bool:
+        return self.settings.min_warm.get(f"{key[0]}/{key[1]}", 0) > 0
 
     async def _reap_loop(self) -> None:
         while True:
@@ -141,18 +264,35 @@ class WorkerPool:
             now = time.monotonic()
             for key, worker in list(self._workers.items()):
                 idle = worker.in_flight == 0 and now - worker.last_used > self.idle_timeout
-                if worker.dead or idle:
+                if worker.dead or (idle and not self._kept_warm(key)):
                     self._workers.pop(key, None)
                     with contextlib.suppress(Exception):
                         await worker.shutdown()
+            for runtime, ready in self._generic.items():
+                for entry in list(ready):
+                    stale = now - entry.started > self.settings.max_generic_age
+                    if stale or entry.sandbox.process.returncode is not None:
+                        ready.remove(entry)
+                        self._spawn(entry.sandbox.kill())
+                self._schedule_refill(runtime)
 
     async def close(self) -> None:
+        self._closed = True
         if self._reaper:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        for task in self._refilling.values():
+            task.cancel()
+        await asyncio.gather(*self._refilling.values(), return_exceptions=True)
         workers, self._workers = list(self._workers.values()), {}
-        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        generic = [e.sandbox for ready in self._generic.values() for e in ready]
+        self._generic = {}
+        await asyncio.gather(
+            *(w.shutdown() for w in workers), *(s.kill() for s in generic),
+            return_exceptions=True,
+        )
+        await asyncio.gather(*self._background, return_exceptions=True)
 
 
-__all__ = ["WorkerCrashed", "WorkerPool"]
+__all__ = ["PoolSettings", "WorkerCrashed", "WorkerPool"]

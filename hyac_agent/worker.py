@@ -17,12 +17,22 @@ from typing import Any
 from hyac_agent.channel import ProtocolError, encode_frame, read_frame
 from hyac_agent.logbus import LogBus
 from hyac_agent.sandbox import Sandbox, SandboxSpec
-from hyac_common.errors import FunctionTimeout, HyacError, InvalidInput, WorkerCrashed
+from hyac_common.errors import (
+    FunctionTimeout,
+    HyacError,
+    InvalidInput,
+    OutOfMemory,
+    WorkerCrashed,
+)
 
 log = logging.getLogger("hyac.worker")
 
-HostCallHandler = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
+#: (tenant, op, args, request id of the caller's own request in flight or None) -> value
+HostCallHandler = Callable[[str, str, dict[str, Any], "str | None"], Awaitable[Any]]
 INIT_TIMEOUT = 30.0
+#: log bytes one request may send (and a worker's raw stdout/stderr in total)
+MAX_LOG_BYTES_PER_REQUEST = 1024 * 1024
+MAX_RAW_OUTPUT_BYTES = 4 * 1024 * 1024
 
 
 class FunctionLoadError(HyacError):
@@ -50,6 +60,9 @@ class Worker:
         self.last_used = time.monotonic()
         self.dead = False
         self.death_reason = "the worker exited"
+        self.death_error: type[WorkerCrashed] = WorkerCrashed
+        self._log_bytes: dict[str | None, int] = {}
+        self._raw_bytes = 0
         self._ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[Any]] = []
         self._writer: asyncio.StreamWriter | None = None
@@ -109,16 +122,22 @@ class Worker:
 
     # invocations -------------------------------------------------------------------------
 
-    async def invoke(self, request_id: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Run one invocation; the raw ``result`` message, or FunctionTimeout/WorkerCrashed."""
+    async def invoke(
+        self, request_id: str, request: dict[str, Any], timeout: float,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run one invocation; the raw ``result`` message, or FunctionTimeout/WorkerCrashed.
+
+        ``extra`` adds optional fields to the ``invoke`` frame (``task``)."""
         if self.dead:
-            raise WorkerCrashed(self.death_reason)
+            raise self.death_error(self.death_reason)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         self.last_used = time.monotonic()
         try:
             deadline = time.time() + timeout
-            self._send({"type": "invoke", "id": request_id, "request": request, "deadline": deadline})
+            self._send({"type": "invoke", "id": request_id, "request": request,
+                        "deadline": deadline, **(extra or {})})
             try:
                 return await asyncio.wait_for(asyncio.shield(future), timeout)
             except asyncio.TimeoutError:
@@ -151,6 +170,11 @@ class Worker:
             self._system_log(f"worker broke the protocol: {exc}")
         except (ConnectionError, OSError):
             pass
+        if not self.dead:
+            # The channel usually closes just before the exit is seen: learn why it died.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.sandbox.process.wait()), 2)
+            await self._classify_exit()
         await self.kill(self.death_reason if self.dead else "the worker closed its channel")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
@@ -160,6 +184,8 @@ class Worker:
             if future is not None and not future.done():
                 future.set_result(message)
         elif kind == "log":
+            if not self._within_log_budget(message):
+                return
             self.logbus.emit(
                 tenant=self.spec.tenant,
                 function=self.spec.function,
@@ -179,6 +205,20 @@ class Worker:
         else:
             raise ProtocolError(f"unexpected message type {kind!r}")
 
+    def _within_log_budget(self, message: dict[str, Any]) -> bool:
+        request_id = message.get("id") if isinstance(message.get("id"), str) else None
+        used = self._log_bytes.get(request_id, 0)
+        size = len(str(message.get("message", "")))
+        self._log_bytes[request_id] = used + size
+        if used + size <= MAX_LOG_BYTES_PER_REQUEST:
+            return True
+        if used <= MAX_LOG_BYTES_PER_REQUEST:
+            self._system_log(
+                f"output_too_large: log output of request {request_id} exceeded "
+                f"{MAX_LOG_BYTES_PER_REQUEST} bytes; the rest is dropped"
+            )
+        return False
+
     def _forget_task(self, task: asyncio.Task[Any]) -> None:
         with contextlib.suppress(ValueError):
             self._tasks.remove(task)
@@ -191,7 +231,11 @@ class Worker:
         try:
             if not isinstance(op, str):
                 raise InvalidInput("host call without an operation")
-            reply["value"] = await self.host_calls(self.spec.tenant, op, args)
+            # The request id is the worker's word: honour it only for a request that is
+            # in flight on this very worker, so it cannot speak for anyone else's.
+            request_id = message.get("id")
+            own = request_id if isinstance(request_id, str) and request_id in self.pending else None
+            reply["value"] = await self.host_calls(self.spec.tenant, op, args, own)
             reply["ok"] = True
         except HyacError as exc:
             reply.update(ok=False, error={"code": exc.code, "message": exc.message})
@@ -211,26 +255,48 @@ class Worker:
                 line = await stream.read(64 * 1024)
             if not line:
                 return
+            self._raw_bytes += len(line)
+            if self._raw_bytes > MAX_RAW_OUTPUT_BYTES:
+                if self._raw_bytes - len(line) <= MAX_RAW_OUTPUT_BYTES:
+                    self._system_log(
+                        f"output_too_large: raw {name} of the worker exceeded "
+                        f"{MAX_RAW_OUTPUT_BYTES} bytes; the rest is dropped"
+                    )
+                continue
             self.logbus.emit(
                 tenant=self.spec.tenant, function=self.spec.function, version=self.spec.version,
                 stream=name, message=line.decode("utf-8", "replace").rstrip("\n"),
             )
 
     async def _watch_exit(self) -> None:
-        code = await self.sandbox.process.wait()
-        if not self.dead:
-            self.dead = True
-            self.death_reason = f"the worker exited unexpectedly (exit code {code})"
-            self._system_log(self.death_reason)
+        await self.sandbox.process.wait()
+        await self._classify_exit()
         self._fail_pending()
+
+    async def _classify_exit(self) -> None:
+        """Mark the worker dead with the most specific reason the sandbox can give."""
+        if self.dead:
+            return
+        code = self.sandbox.process.returncode
+        cause = await asyncio.to_thread(self.sandbox.exit_cause)
+        if self.dead:
+            return
+        self.dead = True
+        if cause == "out_of_memory":
+            self.death_error = OutOfMemory
+            limit = self.spec.limits.memory_bytes // (1024 * 1024)
+            self.death_reason = f"the worker ran out of memory (limit {limit} MiB) and was killed"
+        else:
+            self.death_reason = f"the worker exited unexpectedly (exit code {code})"
+        self._system_log(f"{self.death_error.code}: {self.death_reason}")
 
     def _fail_pending(self) -> None:
         if not self._ready.done():
-            self._ready.set_exception(WorkerCrashed(self.death_reason))
+            self._ready.set_exception(self.death_error(self.death_reason))
             self._ready.exception()  # mark retrieved
         for future in self.pending.values():
             if not future.done():
-                future.set_exception(WorkerCrashed(self.death_reason))
+                future.set_exception(self.death_error(self.death_reason))
 
     def _system_log(self, message: str) -> None:
         self.logbus.emit(

@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from hyac_cli.commands import agent, deploy, functions, init, invoke, logs
+from hyac_cli.commands import agent, deploy, dev, editor, functions, init, invoke, logs, tasks
 from hyac_common.errors import HyacError
 
 
@@ -43,8 +43,12 @@ app.command("ls")(functions.ls)
 app.command("rm")(functions.rm)
 app.command("versions")(functions.versions)
 app.command("rollback")(functions.rollback)
-app.command("stubs")(init.stubs)
+app.command("stubs")(editor.stubs)
+app.command("complete")(editor.complete)
+app.command("lsp")(editor.lsp)
+app.command("dev")(dev.dev)
 app.add_typer(agent.app, name="agent")
+app.add_typer(tasks.app, name="tasks")
 
 
 def _print_version(value: bool) -> None:

@@ -31,6 +31,8 @@ TOP_KEYS = ("project", "functions")
 PROJECT_KEYS = ("name", "runtime", "tenant")
 FUNCTION_KEYS = (
     "runtime", "handler", "timeout", "memory", "env", "background", "retries", "requirements",
+    "retry_backoff", "retry_backoff_max", "task_max_age", "callback_url",
+    "sample",  # CLI-only (`hyac dev` replays it), kept out of FunctionConfig
 )
 _SKIPPED_DIRS = {"__pycache__", "node_modules"}
 
@@ -46,6 +48,7 @@ class FunctionSpec:
     entry: str  # project-relative POSIX path of the file holding main()
     files: list[str]  # project-relative POSIX paths of the whole bundle
     config: dict[str, Any]  # keyword arguments of hyac_common.wire.FunctionConfig
+    sample: Any = None  # [functions.NAME] sample: a request body `hyac dev` replays
 
 
 @dataclass
@@ -166,6 +169,9 @@ def load_project(root: Path) -> Project:
             if key not in FUNCTION_KEYS:
                 raise fail((*where, key), _unknown(key, f"[functions.{fn_name}]", FUNCTION_KEYS))
         for key, value in table.items():
+            if key == "sample":
+                functions[fn_name].sample = value  # any TOML value is a valid JSON body
+                continue
             try:
                 functions[fn_name].config[key] = _check_setting(key, value)
             except HyacError as exc:
@@ -329,6 +335,12 @@ def _check_setting(key: str, value: Any) -> Any:
     if key == "retries":
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidInput("must be a whole number >= 0")
+        return value
+    if key in ("retry_backoff", "retry_backoff_max", "task_max_age"):
+        return parse_duration(value, key)
+    if key == "callback_url":
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise InvalidInput("must be an http:// or https:// URL")
         return value
     if key == "requirements":
         if not isinstance(value, list) or not all(isinstance(r, str) and r for r in value):

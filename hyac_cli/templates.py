@@ -50,6 +50,15 @@ __pycache__/
 """
 
 
+# mypy reads no __builtins__.pyi: functions checked by mypy import what they use,
+# `from hyac_context import FunctionContext` (which also works at run time).
+MYPY_INI = """\
+[mypy]
+mypy_path = {stubs}
+files = functions
+"""
+
+
 def manifest(name: str, runtime: str) -> str:
     return MANIFEST.format(name=json.dumps(name), runtime=json.dumps(runtime))
 

@@ -74,6 +74,13 @@ class WorkerCrashed(HyacError):
     status = 502
 
 
+class OutOfMemory(WorkerCrashed):
+    """The worker hit its memory limit (killed by the kernel, or MemoryError)."""
+
+    code = "out_of_memory"
+    status = 502
+
+
 class SandboxUnavailable(HyacError):
     code = "sandbox_unavailable"
     status = 503

@@ -22,6 +22,16 @@ class FunctionConfig(BaseModel):
     background: bool = False
     retries: int = Field(0, ge=0)
     requirements: list[str] = Field(default_factory=list)
+    retry_backoff: float = Field(
+        1.0, ge=0, description="seconds before the first retry of a failed task; doubles each time"
+    )
+    retry_backoff_max: float = Field(300.0, ge=0, description="longest wait between retries, seconds")
+    task_max_age: Optional[float] = Field(
+        None, gt=0, description="seconds a task may wait queued before it is dead without running"
+    )
+    callback_url: Optional[str] = Field(
+        None, description="URL that receives a signed POST when a task of this function ends"
+    )
 
 
 class DeployRequest(BaseModel):
@@ -112,3 +122,57 @@ class AgentInfo(BaseModel):
     sandbox: str
     data_dir: str
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "dead", "cancelled"]
+#: statuses a task never leaves on its own (``retry`` revives dead and cancelled ones)
+TERMINAL_TASK_STATUSES: tuple[str, ...] = ("succeeded", "dead", "cancelled")
+
+
+class TaskError(BaseModel):
+    """Why a task's last attempt failed: the function's own exception (with the user's
+    traceback), or a platform reason such as ``timeout`` or ``expired``."""
+
+    code: str = Field(description="function_error, timeout, worker_crashed, expired, lost, …")
+    type: str = ""
+    message: str
+    traceback: str = ""
+
+
+class TaskResult(BaseModel):
+    """The response of a task's successful run."""
+
+    status: int = 200
+    headers: dict[str, str] = Field(default_factory=dict)
+    body_b64: str = ""
+
+
+class TaskInfo(BaseModel):
+    id: str
+    tenant: str
+    function: str
+    version: int
+    status: TaskStatus
+    attempt: int = Field(description="runs started so far (the current one included)")
+    max_attempts: int = Field(description="retries + 1: failed runs allowed before dead")
+    created_at: float
+    run_at: float = Field(description="not started before this (delay, retry backoff)")
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    progress: Optional[float] = Field(None, description="0.0 to 1.0, from context.task.progress")
+    progress_message: str = ""
+    result: Optional[TaskResult] = None
+    error: Optional[TaskError] = None
+    request_id: Optional[str] = Field(None, description="request id of the latest run")
+    worker: Optional[str] = Field(None, description="host:pid of the runner of the latest run")
+    callback_url: Optional[str] = None
+    callback_status: Optional[Literal["pending", "delivered", "failed"]] = None
+    callback_attempts: int = 0
+
+
+class TaskSubmitted(BaseModel):
+    """The answer to an invocation that was queued as a background task (HTTP 202)."""
+
+    task_id: str
+    status: TaskStatus = "queued"
+    location: str

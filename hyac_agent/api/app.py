@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from hyac_agent.api import gateway, routes_functions, routes_logs
+from hyac_agent.api import gateway, routes_functions, routes_logs, routes_tasks
 from hyac_agent.api.deps import get_agent, require_token
 from hyac_agent.api.errors import install_error_handlers
 from hyac_agent.api.limits import BodyLimitMiddleware
@@ -45,11 +45,13 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
             pid=os.getpid(),
             sandbox=current.backend.name,
             data_dir=str(current.config.data_dir),
-            extra={"isolation": current.backend.describe(), "pool": current.pool.stats()},
+            extra={"isolation": current.backend.describe(), "pool": current.pool.stats(),
+                   "tasks": current.queue.stats()},
         )
 
     app.include_router(routes_functions.router)
     app.include_router(routes_logs.router)
+    app.include_router(routes_tasks.router)
     app.include_router(gateway.router)  # last: its routes match any /{a}/{b}
     app.add_middleware(
         BodyLimitMiddleware,

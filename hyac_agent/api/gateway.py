@@ -29,6 +29,11 @@ async def _run(request: Request, tenant: str, function: str, path: str, agent: A
         body_b64=base64.b64encode(body).decode(),
     )
     client = request.client.host if request.client else ""
+    version = await agent.functions.active_version(tenant, function)
+    if version.config.background:
+        from hyac_agent.api.routes_tasks import submitted
+
+        return submitted(await agent.tasks.submit(tenant, function, invoke, client_ip=client))
     result = await agent.invoker.invoke(tenant, function, invoke, client_ip=client)
     if not result.ok:
         assert result.error is not None

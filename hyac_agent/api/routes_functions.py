@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from hyac_agent.api.deps import get_agent, get_tenant, require_token
 from hyac_agent.core import Agent
@@ -13,6 +16,7 @@ from hyac_common.wire import (
     InvokeRequest,
     InvokeResult,
     RollbackRequest,
+    TaskSubmitted,
     VersionInfo,
 )
 
@@ -78,13 +82,31 @@ async def rollback(
     )
 
 
-@router.post("/{name}/invoke", response_model=InvokeResult)
+@router.post(
+    "/{name}/invoke", response_model=InvokeResult,
+    responses={202: {"model": TaskSubmitted, "description": "queued as a background task"}},
+)
 async def invoke(
     name: str,
     body: InvokeRequest,
     request: Request,
+    mode: Literal["auto", "sync", "async"] = Query(
+        "auto", description="async: queue as a task; auto: queue if the function is background"
+    ),
+    callback_url: str | None = Query(None, description="tasks only: signed POST when it ends"),
+    delay: float = Query(0.0, ge=0, description="tasks only: seconds before it may start"),
     tenant: str = Depends(get_tenant),
     agent: Agent = Depends(get_agent),
-) -> InvokeResult:
+) -> InvokeResult | JSONResponse:
+    from hyac_agent.api.routes_tasks import submitted
+
     client = request.client.host if request.client else ""
+    if mode == "auto":
+        version = await agent.functions.active_version(tenant, name)
+        mode = "async" if version.config.background else "sync"
+    if mode == "async":
+        record = await agent.tasks.submit(
+            tenant, name, body, client_ip=client, delay=delay, callback_url=callback_url
+        )
+        return submitted(record)
     return await agent.invoker.invoke(tenant, name, body, client_ip=client)

@@ -1,68 +1,194 @@
-"""The sandbox interface: start one worker for one function version, isolated.
+"""The sandbox interface: start one worker for one runtime, isolated, then hand it code.
 
-A backend turns a ``SandboxSpec`` into a running ``Sandbox``: a worker process whose
-framed channel is a connected unix socket (its fd number in ``HYAC_CHANNEL_FD``) and whose
-raw stdout/stderr are pipes. Backends: ``bwrap`` (bubblewrap namespaces), ``process``
-(no isolation, development only); ``docker`` comes next and fits the same shape.
+A backend turns a ``SandboxSpec`` into a running ``Sandbox``: a worker whose framed
+channel is a connected unix socket and whose raw stdout/stderr are streams. Every
+sandbox has its own code directory, empty at start and mounted read-only at ``/code``;
+the agent fills it with exactly one function version's bundle (``load_code``) before it
+sends ``init``. That is what lets warm pools pre-start generic sandboxes: a cold start
+then costs a code load, not a sandbox boot. A sandbox's code directory is filled once
+and the sandbox is never reused for another version or tenant.
+
+Backends: ``docker`` (one container per worker), ``bwrap`` (bubblewrap namespaces),
+``none`` (no isolation, development only).
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import errno
 import os
+import secrets
+import shutil
 import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from hyac_agent.runtimes import Runtime
+from hyac_agent.runtimes import Runtime, resolve
+from hyac_agent.sandbox.limits import ResourceLimits
 
 CODE_MOUNT = "/code"
 RUNTIME_MOUNT = "/runtime"
 
 
 @dataclass(frozen=True)
+class SandboxSettings:
+    """What every backend needs from the agent's configuration."""
+
+    #: per-sandbox directories (code, channel) live here; only the agent reads it
+    run_dir: Path
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    #: docker: image per runtime; ``{version}`` is e.g. 3.11
+    docker_image: str = "hyac/python:{version}"
+    #: docker: OCI runtime ("" = the daemon's default, "runsc" = gVisor, "kata-runtime")
+    oci_runtime: str = ""
+    #: bwrap, when the agent runs as root: the unprivileged host uid/gid sandboxes run as
+    sandbox_uid: int = 65534
+
+    @classmethod
+    def for_tests(cls, run_dir: Path) -> SandboxSettings:
+        return cls(run_dir=run_dir)
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
-    tenant: str
-    function: str
-    version: int
     runtime: Runtime
-    code_dir: Path
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    #: the function the sandbox serves; empty while it waits generic in a pool
+    tenant: str = ""
+    function: str = ""
+    version: int = 0
     env: dict[str, str] = field(default_factory=dict)
-    memory_bytes: int | None = None
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.limits.memory_bytes
+
+
+class ProcessLike(Protocol):
+    """What the worker needs of the sandbox's main process (asyncio's Process has it)."""
+
+    pid: int
+    returncode: int | None
+    stdout: asyncio.StreamReader | None
+    stderr: asyncio.StreamReader | None
+
+    async def wait(self) -> int: ...
+
+
+def new_sandbox_id() -> str:
+    return "sbx-" + secrets.token_hex(6)
 
 
 class Sandbox:
-    """A started worker: its process, the agent's end of the channel, its output pipes."""
+    """A started worker: its process, the agent's end of the channel, its own code dir."""
 
     def __init__(
-        self, process: asyncio.subprocess.Process, channel: socket.socket, code_dir: str
+        self,
+        process: ProcessLike,
+        channel: socket.socket,
+        code_dir: str,
+        *,
+        sandbox_id: str = "",
+        host_dir: Path | None = None,
     ) -> None:
         self.process = process
         self.channel = channel
         #: where the function's bundle is, as the worker sees it
         self.code_dir = code_dir
+        self.id = sandbox_id or new_sandbox_id()
+        #: the per-sandbox directory on the host (its ``code/`` is mounted at code_dir)
+        self.host_dir = host_dir
+        self.loaded_sha256: str | None = None
+        self._killed = False
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def host_code_dir(self) -> Path | None:
+        return self.host_dir / "code" if self.host_dir else None
+
+    def load_code(self, bundle_code_dir: Path, sha256: str) -> None:
+        """Put one version's files into this sandbox's code dir; only ever once."""
+        if self.loaded_sha256 is not None:
+            raise RuntimeError(f"sandbox {self.id} already holds code {self.loaded_sha256}")
+        target = self.host_code_dir
+        if target is None:  # a backend that mounts the bundle directly
+            self.loaded_sha256 = sha256
+            return
+        fill_code_dir(bundle_code_dir, target)
+        self.loaded_sha256 = sha256
+
+    def set_limits(self, limits: ResourceLimits) -> bool:
+        """Change the running sandbox's limits; False if this sandbox cannot."""
+        return False
+
+    def exit_cause(self) -> str | None:
+        """Why the worker died, when the sandbox knows better than its exit code."""
+        return None
+
     async def kill(self) -> None:
         """Kill the worker and everything it started; safe to call twice."""
         if self.process.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         try:
             await asyncio.wait_for(self.process.wait(), timeout=10)
         except asyncio.TimeoutError:
             pass
         self.channel.close()
+        if not self._killed:
+            self._killed = True
+            await asyncio.to_thread(self.cleanup)
+
+    def cleanup(self) -> None:
+        """Release what the sandbox holds on the host (runs once, in a thread)."""
+        if self.host_dir is not None:
+            shutil.rmtree(self.host_dir, ignore_errors=True)
 
 
-def worker_environment(spec: SandboxSpec, code_mount: str, channel_fd: int) -> dict[str, str]:
+def fill_code_dir(source: Path, target: Path) -> None:
+    """Hard-link (or copy) a bundle's files into an empty per-sandbox code dir.
+
+    Bundles are immutable and their files read-only to sandboxes, so sharing inodes is
+    safe; the per-sandbox directory keeps each sandbox's view to one version.
+    """
+    for folder, dirs, files in os.walk(source):
+        rel = os.path.relpath(folder, source)
+        dest = target if rel == "." else target / rel
+        dest.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(dest, 0o755)
+        for name in files:
+            src = os.path.join(folder, name)
+            if os.path.islink(src):  # bundles never hold links; refuse to follow one
+                continue
+            try:
+                os.link(src, dest / name)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                shutil.copyfile(src, dest / name)
+                os.chmod(dest / name, 0o644)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+
+
+def make_host_dir(run_dir: Path, sandbox_id: str) -> Path:
+    """``RUN_DIR/sandboxes/ID`` with an empty ``code/`` (traversable, never writable)."""
+    root = run_dir / "sandboxes"
+    root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    host_dir = root / sandbox_id
+    host_dir.mkdir(mode=0o711)
+    (host_dir / "code").mkdir(mode=0o755)
+    os.chmod(host_dir / "code", 0o755)
+    return host_dir
+
+
+def worker_environment(spec: SandboxSpec, code_mount: str, channel_fd: int | None) -> dict[str, str]:
     """The worker's whole environment: nothing of the agent's leaks in."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -71,8 +197,9 @@ def worker_environment(spec: SandboxSpec, code_mount: str, channel_fd: int) -> d
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "HYAC_CODE_DIR": code_mount,
-        "HYAC_CHANNEL_FD": str(channel_fd),
     }
+    if channel_fd is not None:
+        env["HYAC_CHANNEL_FD"] = str(channel_fd)
     env.update(spec.env)
     return env
 
@@ -81,6 +208,13 @@ class SandboxBackend(abc.ABC):
     name: str = "abstract"
     #: whether the backend isolates the worker from the host at all
     isolating: bool = True
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        if settings is None:
+            import tempfile
+
+            settings = SandboxSettings(run_dir=Path(tempfile.mkdtemp(prefix="hyac-run-")))
+        self.settings = settings
 
     @classmethod
     @abc.abstractmethod
@@ -94,36 +228,83 @@ class SandboxBackend(abc.ABC):
     @abc.abstractmethod
     async def start(self, spec: SandboxSpec) -> Sandbox: ...
 
+    def resolve_runtime(self, name: str) -> Runtime:
+        """The runtime called ``name`` as this backend runs it; InvalidInput if it cannot."""
+        return resolve(name)
+
     def code_mount(self, spec: SandboxSpec) -> str:
         """Where the worker finds the function's bundle."""
         return CODE_MOUNT
+
+    def sandbox_root(self, spec: SandboxSpec) -> Path:
+        """Where per-sandbox directories are made (``ROOT/sandboxes/ID``)."""
+        return self.settings.run_dir
+
+    def cleanup_leftovers(self) -> None:
+        """Remove sandboxes a previous agent process left behind (called once at start)."""
+
+
+class Launch:
+    """What a process backend needs to start one worker; ``close`` releases it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> None:
+        self.argv = argv
+        self.env = env
+        self.pass_fds = pass_fds
+        self.owned_fds: list[int] = []
+        #: backend state carried from ``prepare`` to ``make_sandbox`` (e.g. a cgroup)
+        self.extra: object = None
+
+    def close(self) -> None:
+        for fd in self.owned_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.owned_fds.clear()
 
 
 class ProcessLauncher(SandboxBackend):
     """Shared by backends that start the worker as a local child process."""
 
     @abc.abstractmethod
-    def command(self, spec: SandboxSpec, channel_fd: int) -> tuple[list[str], dict[str, str]]:
-        """The argv and environment that start the worker with its channel on ``channel_fd``."""
+    def prepare(self, spec: SandboxSpec, channel_fd: int, host_dir: Path) -> Launch:
+        """How to start the worker with its channel on ``channel_fd``."""
+
+    def make_sandbox(
+        self, process: asyncio.subprocess.Process, channel: socket.socket, spec: SandboxSpec,
+        sandbox_id: str, host_dir: Path, launch: Launch,
+    ) -> Sandbox:
+        return Sandbox(process, channel, self.code_mount(spec), sandbox_id=sandbox_id, host_dir=host_dir)
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
+        sandbox_id = new_sandbox_id()
+        host_dir = make_host_dir(self.sandbox_root(spec), sandbox_id)
         agent_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        launch: Launch | None = None
         try:
-            # The fd keeps its number in the child; the worker learns it from HYAC_CHANNEL_FD.
-            argv, env = self.command(spec, worker_end.fileno())
+            launch = await asyncio.to_thread(self.prepare, spec, worker_end.fileno(), host_dir)
+            # The fds keep their numbers in the child; the worker learns its channel's
+            # number from HYAC_CHANNEL_FD.
             process = await asyncio.create_subprocess_exec(
-                *argv,
+                *launch.argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=env,
-                pass_fds=(worker_end.fileno(),),
+                env=launch.env,
+                pass_fds=(worker_end.fileno(), *launch.pass_fds),
                 start_new_session=True,
                 cwd="/",
             )
         except BaseException:
             agent_end.close()
+            shutil.rmtree(host_dir, ignore_errors=True)
+            if launch is not None:
+                self.abandon(launch)
             raise
         finally:
             worker_end.close()
-        return Sandbox(process, agent_end, self.code_mount(spec))
+            if launch is not None:
+                launch.close()
+        return self.make_sandbox(process, agent_end, spec, sandbox_id, host_dir, launch)
+
+    def abandon(self, launch: Launch) -> None:
+        """Undo ``prepare`` when the process could not be started."""

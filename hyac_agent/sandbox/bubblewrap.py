@@ -1,33 +1,51 @@
-"""The bubblewrap backend: each worker in its own user, pid, net, mount, ipc and uts
-namespaces, with a root filesystem of read-only system directories, the runtime and the
-function's code, a private /tmp, no network and no capabilities.
+"""The bubblewrap backend: each worker in its own user, pid, net, mount, ipc, uts and
+cgroup namespaces, with a root filesystem of read-only system directories, the runtime
+and the function's code, a size-capped private /tmp, no network, no capabilities, no
+nested user namespaces, a seccomp filter, and cgroup (or rlimit) limits.
 
 What the worker can see: ``/usr`` (and the merged-usr links), the interpreter's own
-prefix, a handful of harmless files of ``/etc``, the runtime at ``/runtime`` and the
-function's bundle at ``/code``, all read-only. The agent's data directory, its token,
-its environment and other functions' code are never mounted.
+prefix, a handful of harmless files of ``/etc``, the runtime at ``/runtime`` and its own
+per-sandbox code directory at ``/code``, all read-only; the rest of ``/`` is a read-only
+empty tmpfs. The agent's data directory, its token, its environment and other
+functions' code are never mounted. When the agent runs as root, bubblewrap itself runs
+as an unprivileged host uid (``sandbox_uid``), so even a kernel-level escape from the
+namespaces lands as ``nobody``, not root; the per-sandbox directories then live outside the
+agent's private data directory, in a 0711 directory with unguessable names.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import stat
+import sys
+import tempfile
 import subprocess
+from dataclasses import replace
 from functools import lru_cache
+from pathlib import Path
 
+from hyac_agent import runtimes
+from hyac_agent.runtimes import Runtime, resolve
+from hyac_agent.sandbox import seccomp
 from hyac_agent.sandbox.base import (
     CODE_MOUNT,
     RUNTIME_MOUNT,
+    Launch,
     ProcessLauncher,
+    Sandbox,
     SandboxSpec,
     worker_environment,
 )
+from hyac_agent.sandbox.limits import CgroupSet, ResourceLimits, cgroup_manager, rlimit_prefix
 
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 # Files of /etc that programs expect and that hold nothing about the host's secrets.
 _ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf", "mime.types")
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
+_DEV_SHM_BYTES = 16 * 1024 * 1024
 
 
 @lru_cache(maxsize=1)
@@ -35,8 +53,31 @@ def _bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-@lru_cache(maxsize=1)
-def _probe_error() -> str | None:
+def _accessible_to_others(path: Path | str) -> bool:
+    """Whether an unrelated unprivileged uid can reach ``path`` (every parent o+x)."""
+    current = Path(os.path.realpath(path))
+    for folder in [current, *current.parents]:
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            return False
+        if not mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _drop_to(uid: int) -> list[str]:
+    """As root, start bubblewrap as an unprivileged uid (it then needs no setuid bit)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return []
+    return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+
+
+@lru_cache(maxsize=4)
+def _probe_error(uid: int = 65534) -> str | None:
     bwrap = _bwrap_path()
     if bwrap is None:
         return (
@@ -46,7 +87,7 @@ def _probe_error() -> str | None:
         )
     try:
         result = subprocess.run(
-            [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--", "/bin/true"],
+            [*_drop_to(uid), bwrap, "--unshare-all", "--ro-bind", "/", "/", "--", "/bin/true"],
             capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.SubprocessError) as exc:
@@ -54,10 +95,43 @@ def _probe_error() -> str | None:
     if result.returncode != 0:
         return (
             f"bubblewrap cannot create namespaces here ({result.stderr.strip()}); enable "
-            "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) "
-            "or run the agent with --insecure-no-sandbox for local development"
+            "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 or "
+            "user.max_user_namespaces>0) or run the agent with --insecure-no-sandbox for "
+            "local development"
         )
     return None
+
+
+@lru_cache(maxsize=1)
+def _seccomp_error() -> str | None:
+    machine = seccomp.supported_machine()
+    if machine is None:
+        return "no seccomp filter for this CPU architecture (x86_64 and aarch64 only)"
+    return None
+
+
+class BubblewrapSandbox(Sandbox):
+    cgroup: CgroupSet | None = None
+    limits: ResourceLimits | None = None
+
+    def set_limits(self, limits: ResourceLimits) -> bool:
+        if limits == self.limits:
+            return True
+        if self.cgroup is None:
+            return False  # rlimits are fixed at start
+        self.cgroup.set_limits(limits)
+        self.limits = limits
+        return True
+
+    def exit_cause(self) -> str | None:
+        if self.cgroup is not None and self.cgroup.oom_killed():
+            return "out_of_memory"
+        return None
+
+    def cleanup(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        super().cleanup()
 
 
 class BubblewrapBackend(ProcessLauncher):
@@ -68,56 +142,159 @@ class BubblewrapBackend(ProcessLauncher):
         return _probe_error()
 
     def describe(self) -> dict[str, object]:
+        manager, cgroup_text = cgroup_manager()
+        limits = self.settings.limits
         return {
             "backend": self.name,
             "namespaces": ["user", "pid", "net", "mount", "ipc", "uts", "cgroup"],
+            "nested_user_namespaces": "disabled",
             "network": "none",
-            "filesystem": "read-only system dirs, runtime and code; private /tmp",
+            "filesystem": "read-only root, system dirs, runtime and code; "
+            f"private /tmp capped at {limits.tmp_bytes // (1024 * 1024)} MiB",
             "capabilities": "all dropped",
-            "limits": "address-space rlimit from the function's memory setting",
+            "host_uid": self._host_uid_text(),
+            "seccomp": _seccomp_error() or f"filter denies {len(seccomp.DENIED_SYSCALLS)} "
+            "syscalls, AF_PACKET and raw sockets, namespace clone flags",
+            "limits": (
+                f"{cgroup_text}: memory, pids {limits.pids}, cpus {limits.cpus:g}"
+                if manager else
+                f"rlimits (address space, processes, CPU seconds, file size); "
+                f"cgroups unavailable: {cgroup_text}"
+            ),
+            "egress": "none (slirp4netns egress is not implemented yet)",
         }
 
-    def command(self, spec: SandboxSpec, channel_fd: int) -> tuple[list[str], dict[str, str]]:
+    def _host_uid_text(self) -> str:
+        if os.geteuid() != 0:
+            return f"{os.geteuid()} (the agent's own, unprivileged)"
+        if not _drop_to(0):
+            return "0 (root): install setpriv (util-linux) to run sandboxes unprivileged"
+        try:
+            runtime = self.resolve_runtime(
+                f"python{sys.version_info.major}.{sys.version_info.minor}"
+            )
+        except Exception:
+            return f"{self.settings.sandbox_uid} where the interpreter is reachable by it"
+        if self.drops_privileges(runtime):
+            return f"{self.settings.sandbox_uid} (unprivileged)"
+        return (
+            f"0 (root) for {runtime.name}: its interpreter {runtime.prefix} is not reachable "
+            f"by uid {self.settings.sandbox_uid}; install it outside private directories"
+        )
+
+    def make_sandbox(self, process, channel, spec, sandbox_id, host_dir, launch):  # type: ignore[no-untyped-def]
+        sandbox = BubblewrapSandbox(
+            process, channel, self.code_mount(spec), sandbox_id=sandbox_id, host_dir=host_dir
+        )
+        sandbox.cgroup = launch.extra if isinstance(launch.extra, CgroupSet) else None
+        sandbox.limits = spec.limits
+        return sandbox
+
+    def __init__(self, settings=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(settings)
+        self._shared_root: Path | None = None
+
+    def drops_privileges(self, runtime: Runtime) -> bool:
+        """As root: whether bwrap runs as ``sandbox_uid`` for this runtime.
+
+        bubblewrap resolves bind sources as the uid it runs as, so the interpreter's
+        prefix must be reachable by it (an interpreter under /root is not).
+        """
+        if not _drop_to(0):
+            return False
+        return _accessible_to_others(runtime.prefix) and _accessible_to_others(runtime.folder)
+
+    def resolve_runtime(self, name: str) -> Runtime:
+        runtime = resolve(name)
+        if not _drop_to(0) or self.drops_privileges(runtime):
+            return runtime
+        # Prefer an interpreter of the same version that the unprivileged uid can reach.
+        for candidate in runtimes._candidates(runtime.version):
+            probed = runtimes._probe(candidate)
+            if probed and _accessible_to_others(probed[1]) and _accessible_to_others(probed[0]):
+                return replace(runtime, interpreter=Path(probed[0]), prefix=Path(probed[1]))
+        return runtime
+
+    def sandbox_root(self, spec: SandboxSpec) -> Path:
+        if not self.drops_privileges(spec.runtime):
+            return self.settings.run_dir
+        if self._shared_root is None:
+            # The agent's data dir is private; these dirs must be reachable by sandbox_uid.
+            base = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
+            self._shared_root = Path(tempfile.mkdtemp(prefix="hyac-sandboxes-", dir=base))
+            os.chmod(self._shared_root, 0o711)
+            atexit.register(shutil.rmtree, self._shared_root, True)
+        return self._shared_root
+
+    def prepare(self, spec: SandboxSpec, channel_fd: int, host_dir: Path) -> Launch:
         bwrap = _bwrap_path()
         assert bwrap is not None
-        args = [
-            bwrap,
-            "--unshare-all",
-            "--unshare-user",
-            "--uid", str(SANDBOX_UID),
-            "--gid", str(SANDBOX_GID),
-            "--hostname", "hyac",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop", "ALL",
-            "--clearenv",
-        ]
-        for system_dir in _SYSTEM_DIRS:
-            if os.path.islink(system_dir):
-                args += ["--symlink", os.readlink(system_dir), system_dir]
-            elif os.path.isdir(system_dir):
-                args += ["--ro-bind", system_dir, system_dir]
-        prefix = str(spec.runtime.prefix)
-        if not any(prefix == d or prefix.startswith(d + "/") for d in _SYSTEM_DIRS):
-            args += ["--ro-bind", prefix, prefix]
-        for name in _ETC_FILES:
-            if os.path.exists(f"/etc/{name}"):
-                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-        args += [
-            "--ro-bind", str(spec.runtime.folder), RUNTIME_MOUNT,
-            "--ro-bind", str(spec.code_dir), CODE_MOUNT,
-            "--proc", "/proc",
-            "--dev", "/dev",
-            "--tmpfs", "/tmp",
-            "--chdir", "/tmp",
-        ]
-        env = worker_environment(spec, self.code_mount(spec), channel_fd)
-        for key, value in env.items():
-            args += ["--setenv", key, value]
-        command = spec.runtime.command(RUNTIME_MOUNT)
-        if spec.memory_bytes:
-            # prlimit caps the address space of the worker (cgroups come with the hardened backend).
-            prlimit = shutil.which("prlimit")
-            if prlimit:
-                command = [prlimit, f"--as={spec.memory_bytes + 512 * 1024 * 1024}", "--"] + command
-        return args + ["--"] + command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        launch = Launch([], {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        fds: list[int] = []
+
+        try:
+            manager, _ = cgroup_manager()
+            cgroup = manager.create(spec.limits) if manager else None
+            prefix_argv: list[str] = []
+            launch.extra = cgroup
+            if cgroup is not None:
+                prefix_argv += cgroup.enter_prefix()
+            if self.drops_privileges(spec.runtime):
+                prefix_argv += _drop_to(self.settings.sandbox_uid)
+            args = [
+                bwrap,
+                "--unshare-all",
+                "--unshare-user",
+                "--disable-userns",
+                "--uid", str(SANDBOX_UID),
+                "--gid", str(SANDBOX_GID),
+                "--hostname", "hyac",
+                "--die-with-parent",
+                "--new-session",
+                "--cap-drop", "ALL",
+                "--clearenv",
+            ]
+            for system_dir in _SYSTEM_DIRS:
+                if os.path.islink(system_dir):
+                    args += ["--symlink", os.readlink(system_dir), system_dir]
+                elif os.path.isdir(system_dir):
+                    args += ["--ro-bind", system_dir, system_dir]
+            prefix = str(spec.runtime.prefix)
+            if not any(prefix == d or prefix.startswith(d + "/") for d in _SYSTEM_DIRS):
+                args += ["--ro-bind", prefix, prefix]
+            for name in _ETC_FILES:
+                if os.path.exists(f"/etc/{name}"):
+                    args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+            limits = spec.limits
+            args += [
+                "--ro-bind", str(spec.runtime.folder), RUNTIME_MOUNT,
+                "--ro-bind", str(host_dir / "code"), CODE_MOUNT,
+                "--proc", "/proc",
+                "--dev", "/dev",
+                "--size", str(_DEV_SHM_BYTES), "--tmpfs", "/dev/shm",
+                "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
+                "--remount-ro", "/",
+                "--chdir", "/tmp",
+            ]
+            if _seccomp_error() is None:
+                filter_fd = seccomp.filter_fd()
+                fds.append(filter_fd)
+                launch.owned_fds.append(filter_fd)
+                args += ["--seccomp", str(filter_fd)]
+            env = worker_environment(spec, self.code_mount(spec), channel_fd)
+            for key, value in env.items():
+                args += ["--setenv", key, value]
+            command = rlimit_prefix(limits, cgroups=cgroup is not None)
+            command += spec.runtime.command(RUNTIME_MOUNT)
+        except BaseException:
+            launch.close()
+            self.abandon(launch)
+            raise
+        launch.argv = prefix_argv + args + ["--"] + command
+        launch.pass_fds = tuple(fds)
+        return launch
+
+    def abandon(self, launch: Launch) -> None:
+        if isinstance(launch.extra, CgroupSet):
+            launch.extra.remove()
+            launch.extra = None

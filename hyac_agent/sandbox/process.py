@@ -6,7 +6,9 @@ For local development on hosts without bubblewrap, and only behind the explicit
 
 from __future__ import annotations
 
-from hyac_agent.sandbox.base import ProcessLauncher, SandboxSpec, worker_environment
+from pathlib import Path
+
+from hyac_agent.sandbox.base import Launch, ProcessLauncher, Sandbox, SandboxSpec, worker_environment
 
 
 class InsecureProcessBackend(ProcessLauncher):
@@ -20,9 +22,10 @@ class InsecureProcessBackend(ProcessLauncher):
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "isolation": "none: functions run as the agent's user"}
 
-    def code_mount(self, spec: SandboxSpec) -> str:
-        return str(spec.code_dir)
+    def prepare(self, spec: SandboxSpec, channel_fd: int, host_dir: Path) -> Launch:
+        code = str(host_dir / "code")
+        env = worker_environment(spec, code, channel_fd)
+        return Launch(spec.runtime.command(str(spec.runtime.folder)), env)
 
-    def command(self, spec: SandboxSpec, channel_fd: int) -> tuple[list[str], dict[str, str]]:
-        env = worker_environment(spec, self.code_mount(spec), channel_fd)
-        return spec.runtime.command(str(spec.runtime.folder)), env
+    def make_sandbox(self, process, channel, spec, sandbox_id, host_dir, launch):  # type: ignore[no-untyped-def]
+        return Sandbox(process, channel, str(host_dir / "code"), sandbox_id=sandbox_id, host_dir=host_dir)

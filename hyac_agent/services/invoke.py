@@ -10,8 +10,9 @@ from typing import Any
 from hyac_agent.logbus import LogBus
 from hyac_agent.pool import WorkerPool
 from hyac_agent.services.functions import FunctionService
-from hyac_agent.worker import FunctionLoadError
-from hyac_common.errors import FunctionTimeout, HyacError, WorkerCrashed
+from hyac_agent.store import VersionRecord
+from hyac_agent.worker import FunctionLoadError, Worker
+from hyac_common.errors import FunctionTimeout, HyacError, OutOfMemory, WorkerCrashed
 from hyac_common.wire import FunctionError, InvokeRequest, InvokeResult
 
 
@@ -32,12 +33,34 @@ class InvokeService:
         self.pool = pool
         self.logbus = logbus
         self.max_body_bytes = max_body_bytes
+        # The worker serving each request in flight, so a task's run can be stopped.
+        self._serving: dict[str, Worker] = {}
+
+    def _logged(
+        self, exc: HyacError, tenant: str, name: str, version: int, request_id: str
+    ) -> HyacError:
+        self.logbus.emit(
+            tenant=tenant, function=name, version=version, stream="system",
+            request_id=request_id, level="ERROR", message=f"{exc.code}: {exc.message}",
+        )
+        return exc
 
     async def invoke(
-        self, tenant: str, name: str, request: InvokeRequest, client_ip: str = ""
+        self,
+        tenant: str,
+        name: str,
+        request: InvokeRequest,
+        client_ip: str = "",
+        *,
+        request_id: str | None = None,
+        version: VersionRecord | None = None,
+        task: dict[str, Any] | None = None,
     ) -> InvokeResult:
-        version = await self.functions.active_version(tenant, name)
-        request_id = new_request_id()
+        """Run the function once. A background task's run names its own request id and
+        pinned ``version``, and passes ``task`` (id, attempt) on to the worker."""
+        if version is None:
+            version = await self.functions.active_version(tenant, name)
+        request_id = request_id or new_request_id()
         started = time.perf_counter()
         payload: dict[str, Any] = {
             "method": request.method.upper(),
@@ -49,7 +72,14 @@ class InvokeService:
         }
         try:
             worker = await self.pool.acquire(version)
-            message = await worker.invoke(request_id, payload, version.config.timeout)
+            self._serving[request_id] = worker
+            try:
+                message = await worker.invoke(
+                    request_id, payload, version.config.timeout,
+                    extra={"task": task} if task else None,
+                )
+            finally:
+                self._serving.pop(request_id, None)
         except (FunctionTimeout, WorkerCrashed, FunctionLoadError) as exc:
             self.logbus.emit(
                 tenant=tenant, function=name, version=version.number, stream="system",
@@ -63,10 +93,10 @@ class InvokeService:
             response = message.get("response") or {}
             body = response.get("body_b64") or ""
             if len(body) * 3 // 4 > self.max_body_bytes:
-                raise OutputTooLarge(
+                raise self._logged(OutputTooLarge(
                     f"function {name!r} returned more than {self.max_body_bytes} bytes",
                     request_id=request_id,
-                )
+                ), tenant, name, version.number, request_id)
             headers = response.get("headers") or {}
             return InvokeResult(
                 ok=True,
@@ -76,6 +106,17 @@ class InvokeService:
                 **base,
             )
         error = message.get("error") or {}
+        if error.get("type") == "MemoryError":  # an address-space limit (rlimit) was hit
+            raise self._logged(OutOfMemory(
+                f"function {name!r} ran out of memory (MemoryError)", request_id=request_id
+            ), tenant, name, version.number, request_id)
+        if error.get("type") == "ValueError" and str(error.get("message", "")).startswith(
+            "response too large"
+        ):  # the worker could not even frame the response
+            raise self._logged(OutputTooLarge(
+                f"function {name!r} returned more than the 64 MiB frame limit",
+                request_id=request_id,
+            ), tenant, name, version.number, request_id)
         report = str(error.get("traceback") or f"{error.get('type')}: {error.get('message')}")
         for line in report.rstrip("\n").split("\n"):
             self.logbus.emit(
@@ -92,6 +133,14 @@ class InvokeService:
             ),
             **base,
         )
+
+
+    async def abort(self, request_id: str, reason: str) -> None:
+        """Stop request ``request_id`` by killing its worker; other requests on that
+        worker fail as crashed, as they do when a request times out."""
+        worker = self._serving.get(request_id)
+        if worker is not None:
+            await worker.kill(reason)
 
 
 def decode_body(result: InvokeResult) -> bytes:

@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hyac_agent.store.task_base import TaskRecord, TaskStore
 from hyac_common.wire import FunctionConfig, LogRecord
+
+__all__ = ["FunctionRecord", "Store", "TaskRecord", "VersionRecord"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class FunctionRecord:
     updated_at: float
 
 
-class Store(abc.ABC):
+class Store(TaskStore):
     """Durable state of one agent (or of several agents sharing one database)."""
 
     @abc.abstractmethod
@@ -98,3 +101,4 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def trim_logs(self, keep: int) -> None: ...
+

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from hyac_agent.store import tables as t
 from hyac_agent.store.base import FunctionRecord, Store, VersionRecord
+from hyac_agent.store.tasks_sql import SqlTaskStore
 from hyac_common.errors import NotFound
 from hyac_common.wire import FunctionConfig, LogRecord
 
@@ -26,7 +27,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class SqlStore(Store):
+class SqlStore(SqlTaskStore, Store):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}

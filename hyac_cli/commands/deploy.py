@@ -1,5 +1,6 @@
 """``hyac deploy``: upload the project's functions to the agent."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -19,36 +20,64 @@ def deploy(
 
     Identical content makes no new version: such functions are reported 'unchanged'.
     """
-    from hyac_cli import client
-    from hyac_cli.manifest import check_sources, load_project, require_project_root
+    from hyac_cli.manifest import load_project, require_project_root
     from hyac_cli.terminal import Terminal
-    from hyac_common.errors import HyacError
 
     term = Terminal()
     project = load_project(require_project_root())
     for warning in project.warnings:
         term.warn(warning)
     chosen = project.select(names)
-    check_sources(project, chosen)  # every file must compile before anything is uploaded
-    requests = {spec.name: build_request(project.root, spec) for spec in chosen}
     tenant_name = options.tenant_of(tenant) if tenant else project.tenant
+    width = max(len(spec.name) for spec in chosen)
+    results = deploy_functions(
+        project, chosen, tenant_name,
+        on_result=None if as_json else lambda result: report(term, result, width),
+        term=term,
+    )
+    if as_json:
+        term.print_json(results)
 
+
+def deploy_functions(
+    project: Any,
+    chosen: list[Any],
+    tenant: str,
+    *,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    term: Any = None,
+    agent: Any = None,
+) -> list[dict[str, Any]]:
+    """Check, pack and upload ``chosen`` functions of ``project``; the DeployResults.
+
+    Every file must compile before anything is uploaded. ``agent`` reuses an open
+    client (``hyac dev`` keeps one); otherwise one is opened for the call.
+    """
+    from contextlib import nullcontext
+
+    from hyac_cli import client
+    from hyac_cli.manifest import check_sources
+    from hyac_common.errors import HyacError
+
+    check_sources(project, chosen)
+    requests = {spec.name: build_request(project.root, spec) for spec in chosen}
     results: list[dict[str, Any]] = []
-    width = max(len(name) for name in requests)
-    with client.connect(tenant=tenant_name, timeout=120.0) as agent:
-        with term.status("deploying…") as status:
+    opened = client.connect(tenant=tenant, timeout=120.0) if agent is None else nullcontext(agent)
+    with opened as connection:
+        status_cm = term.status("deploying…") if term is not None else nullcontext(None)
+        with status_cm as status:
             for index, (name, payload) in enumerate(requests.items(), start=1):
-                status.update(f"deploying {name} ({index}/{len(requests)})…")
+                if status is not None:
+                    status.update(f"deploying {name} ({index}/{len(requests)})…")
                 try:
-                    result = agent.put(f"/v1/functions/{name}", json=payload)
+                    result = connection.put(f"/v1/functions/{name}", json=payload)
                 except HyacError as exc:
                     exc.message = f"deploying {name!r} failed: {exc.message}"
                     raise
                 results.append(result)
-                if not as_json:
-                    _report(term, result, width)
-    if as_json:
-        term.print_json(results)
+                if on_result is not None:
+                    on_result(result)
+    return results
 
 
 def build_request(root: Any, spec: Any) -> dict[str, Any]:
@@ -64,7 +93,7 @@ def build_request(root: Any, spec: Any) -> dict[str, Any]:
     return request.model_dump(mode="json")
 
 
-def _report(term: Any, result: dict[str, Any], width: int) -> None:
+def report(term: Any, result: dict[str, Any], width: int) -> None:
     created = result.get("created", True)
     version = result.get("version")
     line: list[tuple[str, str | None]] = [

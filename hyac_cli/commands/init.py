@@ -1,12 +1,15 @@
-"""``hyac init`` and ``hyac stubs``: create a project, refresh its editor stubs."""
+"""``hyac init``: create a project with a first function and editor stubs."""
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hyac_common.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from hyac_cli.stubs import ProjectFacts
 
 _RUNTIME_RE = re.compile(r"^python3\.\d+$")
 
@@ -46,12 +49,6 @@ def init(
         raise InvalidInput(f"{root / MANIFEST} already exists; not overwriting it")
     if root.exists() and not root.is_dir():
         raise InvalidInput(f"{root} exists and is not a directory")
-    try:
-        stubs = build_stubs()
-    except HyacError as exc:
-        stubs = None
-        term.warn(f"editor stubs not written: {exc.message}")
-
     name = root.resolve().name or "project"
     created: list[Path] = []
     kept: list[Path] = []
@@ -72,9 +69,16 @@ def init(
     if template == "hello":
         put(root / "functions" / "hello.py", templates.HELLO)
     put(root / ".gitignore", templates.GITIGNORE)
-    if stubs is not None:
+    try:
+        # Tailored to what the project holds so far (its functions); `hyac stubs` adds
+        # what the agent knows.
+        stubs = build_stubs(facts=_local_facts(root))
+    except HyacError as exc:
+        term.warn(f"editor stubs not written: {exc.message}")
+    else:
         created += stubs.write(root / STUBS_DIR)
     put(root / "pyrightconfig.json", templates.pyright_config(runtime, STUBS_DIR))
+    put(root / "mypy.ini", templates.MYPY_INI.format(stubs=STUBS_DIR))
     settings = root / ".vscode" / "settings.json"
     existing = settings.read_text(encoding="utf-8") if settings.exists() else None
     put(settings, templates.vscode_settings(existing, STUBS_DIR), overwrite=True)
@@ -90,27 +94,15 @@ def init(
         term.say("""  hyac invoke hello --data '{"name": "Ada"}'""")
 
 
-def stubs(
-    directory: Annotated[
-        Path | None,
-        typer.Argument(
-            show_default=False,
-            help="Project directory (default: the project around the current directory).",
-        ),
-    ] = None,
-) -> None:
-    """Regenerate the editor stubs (typings/) from the installed runtime."""
-    from hyac_cli.manifest import require_project_root
-    from hyac_cli.stubs import STUBS_DIR, build_stubs
-    from hyac_cli.terminal import Terminal
+def _local_facts(root: Path) -> "ProjectFacts | None":
+    from hyac_cli.manifest import load_project
+    from hyac_cli.stubs import project_facts
+    from hyac_common.errors import HyacError
 
-    root = directory if directory is not None else require_project_root()
-    if not root.is_dir():
-        raise InvalidInput(f"{root} is not a directory")
-    written = build_stubs().write(root / STUBS_DIR)
-    term = Terminal()
-    for path in written:
-        term.say(f"  wrote  {_shown(path, root)}")
+    try:
+        return project_facts(load_project(root))
+    except HyacError:
+        return None  # e.g. a function file with an invalid name: plain stubs then
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -39,8 +39,13 @@ def invoke(
                      help="Header 'k: v' (repeatable)."),
     ] = None,
     background: Annotated[
-        bool, typer.Option("--async", help="Queue the call as a background task.")
+        bool, typer.Option("--async", help="Queue the call as a background task; print its id.")
     ] = False,
+    callback_url: Annotated[
+        str | None,
+        typer.Option("--callback-url", show_default=False, metavar="URL",
+                     help="With --async: POST the task's outcome here (signed) when it ends."),
+    ] = None,
     wait: Annotated[
         str,
         typer.Option("--wait", metavar="DURATION",
@@ -62,10 +67,8 @@ def invoke(
     from hyac_common.wire import InvokeRequest, InvokeResult
 
     validate_name(name)
-    if background:
-        raise InvalidInput(
-            "--async is not supported yet: this agent's API has no background task endpoint"
-        )
+    if callback_url is not None and not background:
+        raise InvalidInput("--callback-url goes with --async")
     body, content_type = read_body(data)
     headers = parse_pairs(header or [], ":", "header", "'name: value'")
     if content_type and not any(k.lower() == "content-type" for k in headers):
@@ -79,9 +82,22 @@ def invoke(
     )
     seconds = parse_duration(wait, "--wait")
     term = Terminal()
+    params = {"mode": "async"} if background else {}
+    if callback_url:
+        params["callback_url"] = callback_url
     with client.connect(tenant=options.tenant_of(tenant), timeout=seconds) as agent:
         with term.status(f"invoking {name}…"):
-            answer = agent.post(f"/v1/functions/{name}/invoke", json=request.model_dump())
+            answer = agent.post(
+                f"/v1/functions/{name}/invoke", json=request.model_dump(), params=params or None
+            )
+    if isinstance(answer, dict) and "task_id" in answer:  # queued (--async, or a background function)
+        if as_json:
+            term.print_json(answer)
+        else:
+            term.write(f"{answer['task_id']}\n")
+            if term.stderr_is_tty:
+                term.note(f"queued; follow it with `hyac tasks watch {answer['task_id']}`")
+        return
     result = InvokeResult.model_validate(answer)
     if as_json:
         term.print_json(result.model_dump(mode="json"))

@@ -2,8 +2,9 @@
 
 Started inside the sandbox as ``python -I -B RUNTIME_DIR/bootstrap.py``; the agent
 speaks the framed protocol of docs/protocol.md on the inherited file descriptor named by
-``HYAC_CHANNEL_FD`` (default 3). Standard library only, so it runs on every supported
-interpreter (3.9 to 3.13).
+``HYAC_CHANNEL_FD`` (default 3), or on the unix socket at ``HYAC_CHANNEL_PATH`` when that
+is set (containers). Standard library only, so it runs on every supported interpreter
+(3.9 to 3.13).
 
 Exit codes: 0 after ``shutdown`` or when the channel closes, 1 after ``init_error``,
 2 when the agent breaks the protocol.
@@ -77,7 +78,11 @@ class Invocation:
             if deadline is None:
                 deadline = time.time() + default_timeout
             self.deadline = float(deadline)
-        except (ValueError, TypeError, AttributeError) as exc:
+            task = message.get("task")
+            self.task: tuple[str, int] | None = None
+            if task is not None:  # present when the invocation runs a background task
+                self.task = (str(task["id"]), int(task["attempt"]))
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise ProtocolError(f"invoke {request_id}: malformed request: {exc}") from None
         self.id = request_id
 
@@ -257,6 +262,8 @@ class Worker:
             kv=hyac_context.KV(self._channel, job.id),
             function=info,
             deadline=job.deadline,
+            task=hyac_context.Task(self._channel, job.id, *job.task) if job.task else None,
+            host=self._channel,
         )
 
     def end_output(self, request_id: str | None) -> None:
@@ -284,12 +291,19 @@ def _worker_threads() -> int:
 
 def main() -> None:
     """Read ``init``, load the function, then serve until shutdown or end of channel."""
+    channel_path = os.environ.get("HYAC_CHANNEL_PATH", "")
     raw_fd = os.environ.get("HYAC_CHANNEL_FD", "") or str(DEFAULT_CHANNEL_FD)
     try:
-        sock = socket.socket(fileno=int(raw_fd))
+        if channel_path:
+            # Containers: the agent listens on a unix socket mounted into the sandbox.
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(channel_path)
+        else:
+            sock = socket.socket(fileno=int(raw_fd))
         sock.set_inheritable(False)  # programs the function runs must not reach the agent
     except (OSError, ValueError) as exc:
-        die(EXIT_PROTOCOL_ERROR, f"no channel socket on fd {raw_fd!r}: {exc}")
+        where = channel_path or f"fd {raw_fd!r}"
+        die(EXIT_PROTOCOL_ERROR, f"no channel socket on {where}: {exc}")
     channel = Channel(sock, on_lost=lambda: die(EXIT_OK, "the agent closed the channel"))
     try:
         init = channel.read_frame()

@@ -32,6 +32,7 @@ __all__ = [
     "Logger",
     "Request",
     "Response",
+    "Task",
 ]
 
 SHIM_NAMES: tuple[str, ...] = ("FunctionContext", "Response")
@@ -317,6 +318,42 @@ class FunctionInfo:
         return f"<FunctionInfo {self.tenant}/{self.name} v{self.version}>"
 
 
+class Task:
+    """The background task an invocation runs, as ``context.task``.
+
+    ``context.task`` is None for plain (synchronous) invocations.
+    """
+
+    id: str
+    """The task id, as ``hyac tasks show ID`` and ``GET /v1/tasks/{id}`` know it."""
+    attempt: int
+    """Which run of the task this is: 1 for the first, 2 for the first retry, and so on.
+    A run interrupted by a crash is run again with the next number (at-least-once)."""
+
+    def __init__(self, host: Host, request_id: str, id: str, attempt: int) -> None:
+        """Describe task ``id`` run by ``request_id``, reporting progress through ``host``."""
+        self._host = host
+        self._request_id = request_id
+        self.id = id
+        self.attempt = attempt
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the task is, from 0.0 to 1.0, with an optional short message.
+
+        ``hyac tasks watch`` shows it as a progress bar. Values outside 0..1 are clamped.
+        """
+        self._host.call(self._request_id, "task.progress", _progress_args(fraction, message)).result()
+
+    async def aprogress(self, fraction: float, message: str = "") -> None:
+        """Async ``progress``: report how far the task is, from 0.0 to 1.0."""
+        args = _progress_args(fraction, message)
+        await asyncio.wrap_future(self._host.call(self._request_id, "task.progress", args))
+
+    def __repr__(self) -> str:
+        """Show the task id and attempt."""
+        return f"<Task {self.id} attempt={self.attempt}>"
+
+
 class FunctionContext:
     """Everything a function can reach; passed as ``context`` to ``main(context)``."""
 
@@ -332,6 +369,8 @@ class FunctionContext:
     """Which function, version and request this is."""
     deadline: float
     """When the invocation must be finished, as a Unix timestamp in seconds."""
+    task: Task | None
+    """The background task this invocation runs (id, attempt, ``progress()``), or None."""
     Response = Response
     """The Response class, so ``return context.Response(status=201, body=...)`` works."""
 
@@ -344,6 +383,8 @@ class FunctionContext:
         kv: KV,
         function: FunctionInfo,
         deadline: float,
+        task: Task | None = None,
+        host: Host | None = None,
     ) -> None:
         """Assemble a context; the runtime builds one per invocation."""
         self.request = request
@@ -352,6 +393,34 @@ class FunctionContext:
         self.kv = kv
         self.function = function
         self.deadline = deadline
+        self.task = task
+        self._host = host
+
+    def enqueue(self, function: str, payload: Any = None, *, delay: float = 0.0) -> str:
+        """Queue a background task of ``function`` (of this tenant); return its task id.
+
+        ``payload`` (JSON-serialisable) becomes the task's JSON request body, read with
+        ``context.request.json()``; ``delay`` seconds postpone its start.
+        """
+        return str(self._enqueue_call(function, payload, delay).result())
+
+    async def aenqueue(self, function: str, payload: Any = None, *, delay: float = 0.0) -> str:
+        """Async ``enqueue``: queue a task of ``function``; return its task id."""
+        return str(await asyncio.wrap_future(self._enqueue_call(function, payload, delay)))
+
+    def _enqueue_call(self, function: str, payload: Any, delay: float) -> Future[Any]:
+        if self._host is None:
+            raise RuntimeError("enqueue needs the Hyac runtime (this context has no host)")
+        if not isinstance(function, str) or not function:
+            raise TypeError("enqueue needs a function name (str)")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+            raise ValueError(f"enqueue delay must be a number of seconds >= 0, not {delay!r}")
+        try:
+            json.dumps(payload, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"task payloads must be JSON-serialisable: {exc}") from None
+        args = {"function": function, "payload": payload, "delay": float(delay)}
+        return self._host.call(self.function.request_id, "task.enqueue", args)
 
     def remaining_time(self) -> float:
         """Seconds left before the deadline (never negative)."""
@@ -391,6 +460,16 @@ def _check_json(value: object) -> object:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"kv values must be JSON-serialisable: {exc}") from None
     return value
+
+
+def _progress_args(fraction: object, message: object) -> dict[str, Any]:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise TypeError(f"progress fraction must be a number, not {type(fraction).__name__}")
+    if fraction != fraction:  # NaN
+        raise ValueError("progress fraction must be a number from 0 to 1, not NaN")
+    if not isinstance(message, str):
+        raise TypeError(f"progress message must be str, not {type(message).__name__}")
+    return {"fraction": min(max(float(fraction), 0.0), 1.0), "message": message}
 
 
 def _list_args(prefix: object, limit: object) -> dict[str, Any]:

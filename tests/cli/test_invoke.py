@@ -163,7 +163,7 @@ def test_agent_errors_are_one_line(
     [
         (["-q", "novalue"], "invalid query parameter 'novalue': expected key=value"),
         (["-H", "nocolon"], "invalid header 'nocolon'"),
-        (["--async"], "--async is not supported yet"),
+        (["--callback-url", "http://example.com/"], "--callback-url goes with --async"),
         (["--wait", "soon"], "invalid --wait: 'soon'"),
     ],
 )

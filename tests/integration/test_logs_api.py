@@ -52,7 +52,7 @@ def test_follow_streams_lines_live(agent: RunningAgent) -> None:
                     connected.set()
                 if line.startswith("data:"):
                     received.append(json.loads(line[5:]))
-                    if len(received) >= 3:
+                    if received[-1]["stream"] == "logger":
                         return
 
     follower = threading.Thread(target=follow, daemon=True)

@@ -1,0 +1,124 @@
+"""Cold start per sandbox backend: a pool miss (boot a sandbox, load the code, first
+answer) and a pool hit (a pre-started generic sandbox: load the code, first answer).
+
+Printed as ratios to baselines measured in the same run: spawning `python -c pass` for
+every backend, and `docker run --rm IMAGE true` for docker's pool miss.
+
+    python benchmarks/cold_start.py [--short] [--json out.json] [--backend bwrap ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hyac_agent.channel import encode_frame, read_frame  # noqa: E402
+from hyac_agent.sandbox import BACKENDS, SandboxSettings, SandboxSpec  # noqa: E402
+from hyac_agent.sandbox.docker import image_for  # noqa: E402
+
+RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
+SOURCE = "def main(context):\n    return {'ok': True}\n"
+
+
+def timed(fn: Any, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+async def first_answer(sandbox: Any, bundle: Path, sha: str) -> None:
+    await asyncio.to_thread(sandbox.load_code, bundle, sha)
+    reader, writer = await asyncio.open_unix_connection(sock=sandbox.channel)
+    writer.write(encode_frame({
+        "type": "init", "code_dir": sandbox.code_dir, "entry": "functions/f.py", "handler": "main",
+        "function": {"tenant": "bench", "name": "f", "version": 1, "sha256": sha, "runtime": RUNTIME},
+        "env": {}, "timeout": 30,
+    }))
+    assert (await read_frame(reader) or {}).get("type") == "ready"
+    writer.write(encode_frame({"type": "invoke", "id": "r", "request": {}, "deadline": time.time() + 30}))
+    while True:
+        message = await read_frame(reader)
+        if message is None or message["type"] == "result":
+            break
+
+
+async def measure_backend(name: str, runs: int, workdir: Path) -> dict[str, float]:
+    backend = BACKENDS[name](SandboxSettings(run_dir=workdir / name))
+    runtime = backend.resolve_runtime(RUNTIME)
+    bundle = workdir / "bundle"
+    (bundle / "functions").mkdir(parents=True, exist_ok=True)
+    (bundle / "functions" / "f.py").write_text(SOURCE)
+    misses, hits = [], []
+    for i in range(runs):
+        started = time.perf_counter()
+        sandbox = await backend.start(SandboxSpec(runtime=runtime))
+        await first_answer(sandbox, bundle, f"miss{i}")
+        misses.append(time.perf_counter() - started)
+        await sandbox.kill()
+        generic = await backend.start(SandboxSpec(runtime=runtime))
+        await asyncio.sleep(0.3)  # pre-started: its boot is not part of the request
+        started = time.perf_counter()
+        await first_answer(generic, bundle, f"hit{i}")
+        hits.append(time.perf_counter() - started)
+        await generic.kill()
+    return {"pool_miss": statistics.median(misses), "pool_hit": statistics.median(hits)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="a few seconds: fewer runs")
+    parser.add_argument("--json", default="cold_start.json", help="where to write the results")
+    parser.add_argument("--backend", action="append", choices=["bwrap", "docker"])
+    args = parser.parse_args()
+    runs = 2 if args.short else 10
+    names = args.backend or ["bwrap", "docker"]
+    python_spawn = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), runs * 2)
+    results: dict[str, Any] = {"runs": runs, "baselines": {"python_spawn": python_spawn}, "backends": {}}
+    with tempfile.TemporaryDirectory(prefix="hyac-bench-") as tmp:
+        for name in names:
+            reason = BACKENDS[name].unavailable_reason()
+            if name == "docker" and reason is None:
+                reason = BACKENDS[name].default_image_missing()  # type: ignore[attr-defined]
+            if reason:
+                results["backends"][name] = {"skipped": reason}
+                continue
+            row: dict[str, Any] = asyncio.run(measure_backend(name, runs, Path(tmp)))
+            row["hit_vs_python_spawn"] = row["pool_hit"] / python_spawn
+            row["miss_vs_python_spawn"] = row["pool_miss"] / python_spawn
+            if name == "docker":
+                image = image_for(SandboxSettings(run_dir=Path(tmp)), RUNTIME)
+                docker_run = timed(lambda: subprocess.run(
+                    ["docker", "run", "--rm", "--network", "none", image, "true"],
+                    check=True, capture_output=True), max(1, runs // 2))
+                results["baselines"]["docker_run_true"] = docker_run
+                row["miss_vs_docker_run"] = row["pool_miss"] / docker_run
+            results["backends"][name] = row
+    print(f"baseline python -c pass: {python_spawn * 1000:7.1f} ms")
+    if "docker_run_true" in results["baselines"]:
+        print(f"baseline docker run true: {results['baselines']['docker_run_true'] * 1000:6.1f} ms")
+    print(f"{'backend':8} {'pool hit':>10} {'x spawn':>8} {'pool miss':>10} {'x spawn':>8} {'x docker run':>13}")
+    for name, row in results["backends"].items():
+        if "skipped" in row:
+            print(f"{name:8} skipped: {row['skipped']}")
+            continue
+        print(f"{name:8} {row['pool_hit'] * 1000:8.1f}ms {row['hit_vs_python_spawn']:8.2f} "
+              f"{row['pool_miss'] * 1000:8.1f}ms {row['miss_vs_python_spawn']:8.2f} "
+              f"{row.get('miss_vs_docker_run', float('nan')):13.2f}")
+    Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""/v1/tasks: list, show, follow (server-sent events), cancel and retry background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hyac_agent.api.deps import get_agent, get_tenant, require_token
+from hyac_agent.core import Agent
+from hyac_agent.store import TaskRecord
+from hyac_common.wire import TERMINAL_TASK_STATUSES, TaskInfo, TaskSubmitted
+
+router = APIRouter(prefix="/v1/tasks", dependencies=[Depends(require_token)], tags=["tasks"])
+#: how often the event stream looks at the store (progress may come from another host)
+POLL_INTERVAL = 0.2
+PING_INTERVAL = 15.0
+
+
+def submitted(record: TaskRecord) -> JSONResponse:
+    """HTTP 202 naming the queued task, as the invoke and gateway routes answer."""
+    location = f"/v1/tasks/{record.id}"
+    body = TaskSubmitted(task_id=record.id, status="queued", location=location)
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": location})
+
+
+@router.get("", response_model=list[TaskInfo])
+async def list_tasks(
+    function: str | None = None,
+    status: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    tenant: str = Depends(get_tenant),
+    agent: Agent = Depends(get_agent),
+) -> list[TaskInfo]:
+    return await agent.tasks.list(tenant, function, status, limit)
+
+
+@router.get("/{task_id}", response_model=TaskInfo)
+async def show_task(
+    task_id: str, tenant: str = Depends(get_tenant), agent: Agent = Depends(get_agent)
+) -> TaskInfo:
+    return await agent.tasks.get(tenant, task_id)
+
+
+@router.get("/{task_id}/events")
+async def task_events(
+    task_id: str,
+    request: Request,
+    tenant: str = Depends(get_tenant),
+    agent: Agent = Depends(get_agent),
+) -> StreamingResponse:
+    """A ``task`` event with the whole TaskInfo each time its status, attempt or
+    progress changes; the stream ends after the task reaches succeeded, dead or
+    cancelled."""
+    first = await agent.tasks.get(tenant, task_id)  # 404 before the stream starts
+
+    async def events() -> AsyncIterator[str]:
+        info = first
+        last = None
+        quiet = 0.0
+        yield ": connected\n\n"
+        while True:
+            key = (info.status, info.attempt, info.progress, info.progress_message,
+                   info.callback_status)
+            if key != last:
+                last, quiet = key, 0.0
+                yield f"event: task\ndata: {info.model_dump_json()}\n\n"
+            if info.status in TERMINAL_TASK_STATUSES:
+                return
+            await asyncio.sleep(POLL_INTERVAL)
+            quiet += POLL_INTERVAL
+            if quiet >= PING_INTERVAL:
+                quiet = 0.0
+                yield ": ping\n\n"
+            if await request.is_disconnected():
+                return
+            info = await agent.tasks.get(tenant, task_id)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/{task_id}/cancel", response_model=TaskInfo)
+async def cancel_task(
+    task_id: str, tenant: str = Depends(get_tenant), agent: Agent = Depends(get_agent)
+) -> TaskInfo:
+    return await agent.tasks.cancel(tenant, task_id)
+
+
+@router.post("/{task_id}/retry", response_model=TaskInfo)
+async def retry_task(
+    task_id: str, tenant: str = Depends(get_tenant), agent: Agent = Depends(get_agent)
+) -> TaskInfo:
+    return await agent.tasks.retry(tenant, task_id)

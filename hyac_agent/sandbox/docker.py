@@ -1,0 +1,365 @@
+"""The Docker backend: one container per worker, from a runtime image, hardened.
+
+Each container runs as uid 1000 with every capability dropped, ``no-new-privileges``,
+Docker's default seccomp profile, a read-only root filesystem, a size-capped tmpfs
+``/tmp``, no network (``network_mode=none``; a per-tenant network is the hook for
+egress policies later), and memory (no swap), pids and CPU limits. The only host paths
+it sees are the runtime folder, its own per-sandbox code directory (both read-only) and a
+per-sandbox directory holding the channel socket. No Docker socket, no other mount.
+
+The channel is a unix socket the agent listens on in that per-sandbox directory; the
+worker connects to it (``HYAC_CHANNEL_PATH``) and the agent accepts exactly one
+connection, then unlinks the socket. No TCP anywhere. ``oci_runtime`` selects gVisor
+(``runsc``) or Kata (``kata-runtime``) where the daemon has them configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from hyac_agent.runtimes import Runtime
+from hyac_agent.sandbox.base import (
+    CODE_MOUNT,
+    RUNTIME_MOUNT,
+    Sandbox,
+    SandboxBackend,
+    SandboxSettings,
+    SandboxSpec,
+    make_host_dir,
+    new_sandbox_id,
+    worker_environment,
+)
+from hyac_agent.sandbox.limits import ResourceLimits
+from hyac_common.errors import InvalidInput, SandboxUnavailable
+from hyac_common.paths import runtimes_dir
+
+log = logging.getLogger("hyac.sandbox.docker")
+
+CHANNEL_MOUNT = "/hyac"
+CHANNEL_NAME = "channel.sock"
+CONTAINER_USER = "1000:1000"
+CONNECT_TIMEOUT = 30.0
+_LABEL = "org.hyac.sandbox"
+_RUNTIME_RE = re.compile(r"^python(3\.\d+)$")
+
+
+def _client(timeout: int = 60) -> Any:
+    import docker  # the SDK is only needed when this backend is used
+
+    return docker.from_env(timeout=timeout)
+
+
+@lru_cache(maxsize=1)
+def _probe_error() -> str | None:
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        return "the Docker SDK for Python is not installed (pip install docker)"
+    try:
+        client = _client(timeout=5)
+        client.ping()
+    except Exception as exc:
+        return (
+            f"the Docker daemon is not reachable ({type(exc).__name__}); install and start it "
+            "(scripts/setup-docker.sh, or `apt-get install docker.io` and start dockerd)"
+        )
+    return None
+
+
+def image_for(settings: SandboxSettings, runtime_name: str) -> str:
+    match = _RUNTIME_RE.match(runtime_name)
+    if not match:
+        raise InvalidInput(f"the docker sandbox has no image for runtime {runtime_name!r}")
+    return settings.docker_image.format(version=match.group(1))
+
+
+@lru_cache(maxsize=32)
+def _image_exists(image: str) -> bool:
+    try:
+        _client(timeout=10).images.get(image)
+    except Exception:
+        return False
+    return True
+
+
+class DockerProcess:
+    """The container seen as a process: wait(), returncode, and stdout/stderr streams."""
+
+    def __init__(self, container: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.container = container
+        self.pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+        self.returncode: int | None = None
+        self.stdout: asyncio.StreamReader = asyncio.StreamReader(limit=2**20, loop=loop)
+        self.stderr: asyncio.StreamReader = asyncio.StreamReader(limit=2**20, loop=loop)
+        self._loop = loop
+        self._exited = asyncio.Event()
+        for name, stream in (("stdout", self.stdout), ("stderr", self.stderr)):
+            threading.Thread(
+                target=self._pump, args=(name, stream), daemon=True, name=f"hyac-docker-{name}"
+            ).start()
+        threading.Thread(target=self._wait, daemon=True, name="hyac-docker-wait").start()
+
+    def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
+        try:
+            for chunk in self.container.logs(
+                stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=True
+            ):
+                self._loop.call_soon_threadsafe(stream.feed_data, chunk)
+        except Exception:
+            pass
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(stream.feed_eof)
+
+    def _wait(self) -> None:
+        code = -1
+        try:
+            code = int(self.container.wait().get("StatusCode", -1))
+        except Exception:
+            pass
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._set_exit, code)
+
+    def _set_exit(self, code: int) -> None:
+        self.returncode = code
+        self._exited.set()
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
+class DockerSandbox(Sandbox):
+    process: DockerProcess
+    limits: ResourceLimits | None = None
+
+    def set_limits(self, limits: ResourceLimits) -> bool:
+        if limits == self.limits:
+            return True
+        if limits.pids != (self.limits.pids if self.limits else None):
+            return False  # the pids limit cannot change on a running container
+        try:
+            self.process.container.update(**_memory_cpu(limits))
+        except Exception as exc:
+            log.warning("could not update the limits of %s: %s", self.id, exc)
+            return False
+        self.limits = limits
+        return True
+
+    def exit_cause(self) -> str | None:
+        try:
+            self.process.container.reload()
+            if self.process.container.attrs["State"].get("OOMKilled"):
+                return "out_of_memory"
+        except Exception:
+            pass
+        return None
+
+    async def kill(self) -> None:
+        if not self._killed:
+            await asyncio.to_thread(self._remove)
+        self.channel.close()
+        if not self._killed:
+            self._killed = True
+            await asyncio.to_thread(self.cleanup)
+
+    def _remove(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.container.remove(force=True)
+
+    def exit_cause_blocking(self) -> str | None:  # pragma: no cover - alias for clarity
+        return self.exit_cause()
+
+
+def _memory_cpu(limits: ResourceLimits) -> dict[str, int]:
+    return {
+        "mem_limit": limits.memory_bytes,
+        "memswap_limit": limits.memory_bytes,  # no swap
+        "cpu_period": 100_000,
+        "cpu_quota": int(100_000 * limits.cpus),
+    }
+
+
+class DockerBackend(SandboxBackend):
+    name = "docker"
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        super().__init__(settings)
+        self._docker: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._docker is None:
+            self._docker = _client()
+        return self._docker
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return _probe_error()
+
+    @classmethod
+    def default_image_missing(cls, settings: SandboxSettings | None = None) -> str | None:
+        """None when the image for the agent's own Python exists, else why not."""
+        import sys
+
+        settings = settings or SandboxSettings(run_dir=Path("/nonexistent"))
+        name = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        image = image_for(settings, name)
+        if not _image_exists(image):
+            return f"no runtime image {image} (build it: hyac-agent images build)"
+        return None
+
+    def describe(self) -> dict[str, object]:
+        limits = self.settings.limits
+        return {
+            "backend": self.name,
+            "image": self.settings.docker_image,
+            "oci_runtime": self.settings.oci_runtime or "docker default (runc)",
+            "network": "none (per-tenant networks: not yet)",
+            "filesystem": "read-only root; runtime and code read-only; "
+            f"tmpfs /tmp capped at {limits.tmp_bytes // (1024 * 1024)} MiB",
+            "user": CONTAINER_USER,
+            "capabilities": "all dropped; no-new-privileges",
+            "seccomp": "Docker's default profile",
+            "limits": f"memory (no swap), pids {limits.pids}, cpus {limits.cpus:g}",
+        }
+
+    def resolve_runtime(self, name: str) -> Runtime:
+        match = _RUNTIME_RE.match(name)
+        if not match:
+            raise InvalidInput(f"invalid runtime {name!r} (expected e.g. 'python3.12')")
+        version = match.group(1)
+        folder = runtimes_dir() / "python"
+        image = image_for(self.settings, name)
+        if not _image_exists(image):
+            _image_exists.cache_clear()
+            if not _image_exists(image):
+                raise InvalidInput(
+                    f"runtime {name!r} has no image on this agent ({image}): build it with "
+                    f"`hyac-agent images build --python {version}` (versions other than "
+                    "Debian's need --base python:X.Y-slim, which needs registry access)"
+                )
+        return Runtime(
+            name, "python", version, folder, folder / "bootstrap.py", Path("python3"), Path("/usr")
+        )
+
+    def network_for(self, tenant: str) -> str:
+        """The Docker network a tenant's sandboxes join: none until tenants get egress."""
+        return "none"
+
+    def cleanup_leftovers(self) -> None:
+        try:
+            stale = self.client.containers.list(
+                all=True, filters={"label": f"{_LABEL}.run_dir={self.settings.run_dir}"}
+            )
+        except Exception:
+            return
+        for container in stale:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+
+    async def start(self, spec: SandboxSpec) -> Sandbox:
+        if spec.runtime.interpreter != Path("python3"):
+            spec = SandboxSpec(
+                runtime=self.resolve_runtime(spec.runtime.name), limits=spec.limits,
+                tenant=spec.tenant, function=spec.function, version=spec.version, env=spec.env,
+            )
+        sandbox_id = new_sandbox_id()
+        host_dir = make_host_dir(self.settings.run_dir, sandbox_id)
+        channel_dir = host_dir / "channel"
+        channel_dir.mkdir(mode=0o755)
+        os.chmod(channel_dir, 0o755)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dir_fd = os.open(channel_dir, os.O_PATH | os.O_DIRECTORY)
+        container = None
+        try:
+            # Through /proc/self/fd the path stays short whatever the data dir's length.
+            listener.bind(f"/proc/self/fd/{dir_fd}/{CHANNEL_NAME}")
+            os.chmod(channel_dir / CHANNEL_NAME, 0o666)
+            listener.listen(1)
+            listener.setblocking(False)
+            container = await asyncio.to_thread(self._run, spec, sandbox_id, host_dir)
+            loop = asyncio.get_running_loop()
+            try:
+                channel, _ = await asyncio.wait_for(loop.sock_accept(listener), CONNECT_TIMEOUT)
+            except asyncio.TimeoutError:
+                logs = await asyncio.to_thread(container.logs, tail=20)
+                raise SandboxUnavailable(
+                    f"the docker worker did not connect within {CONNECT_TIMEOUT:.0f}s: "
+                    f"{logs.decode(errors='replace').strip()[-500:]}"
+                ) from None
+            channel.setblocking(True)
+        except BaseException:
+            if container is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(container.remove, force=True)
+            import shutil
+
+            shutil.rmtree(host_dir, ignore_errors=True)
+            raise
+        finally:
+            listener.close()
+            os.close(dir_fd)
+            with contextlib.suppress(OSError):
+                (channel_dir / CHANNEL_NAME).unlink()
+        process = DockerProcess(container, asyncio.get_running_loop())
+        sandbox = DockerSandbox(
+            process, channel, CODE_MOUNT, sandbox_id=sandbox_id, host_dir=host_dir
+        )
+        sandbox.limits = spec.limits
+        return sandbox
+
+    def _run(self, spec: SandboxSpec, sandbox_id: str, host_dir: Path) -> Any:
+        from docker.types import LogConfig, Ulimit
+
+        limits = spec.limits
+        env = worker_environment(spec, CODE_MOUNT, None)
+        env["HYAC_CHANNEL_PATH"] = f"{CHANNEL_MOUNT}/{CHANNEL_NAME}"
+        options: dict[str, Any] = {}
+        if self.settings.oci_runtime:
+            options["runtime"] = self.settings.oci_runtime
+        container = self.client.containers.run(
+            image_for(self.settings, spec.runtime.name),
+            command=["python3", "-I", "-B", f"{RUNTIME_MOUNT}/{spec.runtime.bootstrap.name}"],
+            detach=True,
+            user=CONTAINER_USER,
+            environment=env,
+            working_dir="/tmp",
+            hostname="hyac",
+            network_mode=self.network_for(spec.tenant),
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777"},
+            shm_size=16 * 1024 * 1024,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            pids_limit=limits.pids,
+            ulimits=[
+                Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
+                Ulimit(name="core", soft=0, hard=0),
+                Ulimit(name="nofile", soft=1024, hard=1024),
+            ],
+            volumes={
+                str(spec.runtime.folder): {"bind": RUNTIME_MOUNT, "mode": "ro"},
+                str(host_dir / "code"): {"bind": CODE_MOUNT, "mode": "ro"},
+                str(host_dir / "channel"): {"bind": CHANNEL_MOUNT, "mode": "ro"},
+            },
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            labels={
+                _LABEL: sandbox_id,
+                f"{_LABEL}.run_dir": str(self.settings.run_dir),
+            },
+            name=f"hyac-{sandbox_id}",
+            **_memory_cpu(limits),
+            **options,
+        )
+        container.reload()
+        return container

@@ -1,0 +1,227 @@
+"""The task half of the SQL store (SQLite and PostgreSQL alike).
+
+Every transition is a single UPDATE whose WHERE clause states the status it expects
+(and, for a run, the run's request id), so the database decides races between
+processes: whoever's UPDATE matched a row owns the transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, fields
+from typing import Any
+
+from sqlalchemy import Engine, and_, insert, or_, select, update
+
+from hyac_agent.store.task_base import WAITING_TASK_STATUSES, TaskRecord, TaskStore
+from hyac_agent.store.task_tables import tasks
+
+_COLUMNS = [f.name for f in fields(TaskRecord)]
+_UNFINISHED = (*WAITING_TASK_STATUSES, "running")
+
+
+def _record(row: Any) -> TaskRecord:
+    return TaskRecord(**{name: getattr(row, name) for name in _COLUMNS})
+
+
+def _claimable(now: float) -> Any:
+    """Waiting and due, or running under a lease that has run out."""
+    return or_(
+        and_(tasks.c.status.in_(WAITING_TASK_STATUSES), tasks.c.run_at <= now),
+        and_(tasks.c.status == "running", tasks.c.lease_expires < now),
+    )
+
+
+class SqlTaskStore(TaskStore):
+    engine: Engine
+
+    def create_task(self, record: TaskRecord) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(tasks).values(**asdict(record)))
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+        return None if row is None else _record(row)
+
+    def list_tasks(
+        self, tenant: str, function: str | None, status: str | None, limit: int
+    ) -> list[TaskRecord]:
+        query = select(tasks).where(tasks.c.tenant == tenant)
+        if function:
+            query = query.where(tasks.c.function == function)
+        if status:
+            query = query.where(tasks.c.status == status)
+        query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query).all()]
+
+    def due_tasks(self, now: float, limit: int, exclude: Iterable[str] = ()) -> list[str]:
+        query = select(tasks.c.id).where(_claimable(now))
+        skip = list(exclude)
+        if skip:
+            query = query.where(tasks.c.id.not_in(skip))
+        query = query.order_by(tasks.c.run_at).limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def claim_task(
+        self, task_id: str, owner: str, request_id: str, now: float, lease: float
+    ) -> TaskRecord | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(tasks.c.status).where(tasks.c.id == task_id, _claimable(now))
+            ).first()
+            if row is None:
+                return None
+            lost = 1 if row.status == "running" else 0
+            claimed = conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status == row.status, _claimable(now))
+                .values(
+                    status="running", attempt=tasks.c.attempt + 1, lost=tasks.c.lost + lost,
+                    lease_owner=owner, lease_expires=now + lease, run_request_id=request_id,
+                    started_at=now, updated_at=now, progress=None, progress_message="",
+                )
+            ).rowcount
+            if claimed != 1:
+                return None
+            current = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+        return _record(current)
+
+    def renew_lease(self, task_id: str, request_id: str, until: float) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status == "running",
+                       tasks.c.run_request_id == request_id)
+                .values(lease_expires=until)
+            ).rowcount == 1
+
+    def finish_run(self, task_id: str, request_id: str, values: dict[str, Any]) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status == "running",
+                       tasks.c.run_request_id == request_id)
+                .values(lease_expires=None, **values)
+            ).rowcount == 1
+
+    def expire_task(self, task_id: str, now: float, error: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status.in_(WAITING_TASK_STATUSES))
+                .values(status="dead", error=error, finished_at=now, updated_at=now,
+                        callback_status=_callback_pending(), callback_next_at=now)
+            ).rowcount == 1
+
+    def cancel_task(self, task_id: str, now: float) -> str | None:
+        with self.engine.begin() as conn:
+            for status in _UNFINISHED:
+                done = conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == task_id, tasks.c.status == status)
+                    .values(status="cancelled", finished_at=now, updated_at=now,
+                            lease_expires=None,
+                            callback_status=_callback_pending(), callback_next_at=now)
+                ).rowcount
+                if done:
+                    return status
+        return None
+
+    def revive_task(self, task_id: str, now: float) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status.in_(("dead", "cancelled")))
+                .values(status="queued", failures=0, lost=0, run_at=now, updated_at=now,
+                        finished_at=None, error=None, result=None, dispatched_at=None,
+                        progress=None, progress_message="", created_at=now,
+                        callback_status=None, callback_attempts=0, callback_next_at=None)
+            ).rowcount == 1
+
+    def set_task_progress(self, request_id: str, fraction: float, message: str) -> str | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(tasks.c.id).where(
+                    tasks.c.run_request_id == request_id, tasks.c.status == "running"
+                )
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id == row.id, tasks.c.run_request_id == request_id,
+                       tasks.c.status == "running")
+                .values(progress=fraction, progress_message=message)
+            )
+            return str(row.id)
+
+    def task_of_request(self, request_id: str) -> TaskRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tasks).where(tasks.c.run_request_id == request_id)).first()
+        return None if row is None else _record(row)
+
+    def mark_dispatched(self, now: float, waiting_after: float, limit: int) -> list[str]:
+        needs = or_(
+            and_(
+                tasks.c.status.in_(WAITING_TASK_STATUSES), tasks.c.run_at <= now,
+                or_(tasks.c.dispatched_at.is_(None), tasks.c.dispatched_at < now - waiting_after),
+            ),
+            and_(
+                tasks.c.status == "running", tasks.c.lease_expires < now,
+                or_(tasks.c.dispatched_at.is_(None),
+                    tasks.c.dispatched_at < tasks.c.lease_expires),
+            ),
+        )
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(select(tasks.c.id).where(needs).limit(limit)).scalars())
+            marked = []
+            for task_id in ids:
+                if conn.execute(
+                    update(tasks).where(tasks.c.id == task_id, needs).values(dispatched_at=now)
+                ).rowcount:
+                    marked.append(task_id)
+        return marked
+
+    def due_callbacks(self, now: float, limit: int) -> list[str]:
+        query = (
+            select(tasks.c.id)
+            .where(tasks.c.callback_status == "pending", tasks.c.callback_next_at <= now)
+            .order_by(tasks.c.callback_next_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def claim_callback(self, task_id: str, now: float, hold: float) -> TaskRecord | None:
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.callback_status == "pending",
+                       tasks.c.callback_next_at <= now)
+                .values(callback_next_at=now + hold)
+            ).rowcount
+            if not taken:
+                return None
+            row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+        return _record(row)
+
+    def record_callback(
+        self, task_id: str, status: str, attempts: int, next_at: float | None
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.callback_status == "pending")
+                .values(callback_status=status, callback_attempts=attempts,
+                        callback_next_at=next_at)
+            )
+
+
+def _callback_pending() -> Any:
+    """'pending' where the task has a callback URL, else NULL (in the same UPDATE)."""
+    from sqlalchemy import case
+
+    return case((tasks.c.callback_url.is_not(None), "pending"), else_=None)

@@ -1,0 +1,34 @@
+"""Background tasks: a durable queue, embedded by default and on Celery for scale-out.
+
+``TaskService`` is what the API and host calls use; ``TaskQueue`` is the engine that
+carries work (``EmbeddedQueue`` or ``CeleryQueue``, chosen by ``HYAC_QUEUE``); both
+engines run tasks through one ``TaskExecutor``.
+"""
+
+from __future__ import annotations
+
+from hyac_agent.tasks.base import TaskQueue
+from hyac_agent.tasks.execution import TaskExecutor, backoff, task_info
+from hyac_agent.tasks.service import TaskService
+from hyac_agent.tasks.settings import TaskSettings
+
+__all__ = [
+    "TaskExecutor",
+    "TaskQueue",
+    "TaskService",
+    "TaskSettings",
+    "backoff",
+    "make_queue",
+    "task_info",
+]
+
+
+def make_queue(executor: TaskExecutor) -> TaskQueue:
+    """The engine named by the executor's settings."""
+    if executor.settings.engine == "celery":
+        from hyac_agent.tasks.celery_queue import CeleryQueue
+
+        return CeleryQueue(executor)
+    from hyac_agent.tasks.embedded import EmbeddedQueue
+
+    return EmbeddedQueue(executor)

@@ -1,0 +1,46 @@
+"""The queue-engine interface: what carries task ids from the API to the runners.
+
+The store holds every task's record; an engine only moves the work. ``EmbeddedQueue``
+runs tasks inside the agent's own process; ``CeleryQueue`` hands them to a broker that
+feeds ``hyac-agent worker`` processes on any number of hosts. Both run a task through
+the same ``TaskExecutor``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hyac_agent.tasks.execution import TaskExecutor
+
+
+class TaskQueue(abc.ABC):
+    """A queue engine. ``submit`` must not block on the work itself."""
+
+    name: str = "queue"
+
+    def __init__(self, executor: TaskExecutor) -> None:
+        self.executor = executor
+        executor.resubmit = self.submit
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Begin carrying work (the API process calls this at start-up)."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop taking work; runs in progress on this process end or are left to their lease."""
+
+    @abc.abstractmethod
+    async def submit(self, task_id: str, run_at: float) -> None:
+        """Carry ``task_id`` to a runner, to start no earlier than ``run_at`` (Unix time)."""
+
+    async def cancel(self, task_id: str) -> None:
+        """The store now says ``task_id`` is cancelled: stop its run at once if it is here.
+
+        Runs elsewhere notice on their next lease renewal (within a second)."""
+        await self.executor.abort(task_id, "the task was cancelled")
+
+    def stats(self) -> dict[str, object]:
+        return {"engine": self.name, "running_here": len(self.executor.running)}

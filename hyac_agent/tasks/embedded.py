@@ -1,0 +1,82 @@
+"""The embedded engine: the agent itself runs its tasks, with nothing to install.
+
+A dispatcher in the agent's event loop takes due tasks from the store (new ones at
+once, retries when their backoff is over, runs whose lease expired after a crash) and
+runs at most ``concurrency`` of them at a time on the agent's worker pool. The work
+runs in sandboxed worker processes, so the API stays responsive while it is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from hyac_agent.tasks.base import TaskQueue
+from hyac_agent.tasks.execution import TaskExecutor
+
+log = logging.getLogger("hyac.tasks")
+
+
+class EmbeddedQueue(TaskQueue):
+    name = "embedded"
+
+    def __init__(self, executor: TaskExecutor) -> None:
+        super().__init__(executor)
+        self.concurrency = executor.settings.concurrency
+        self._wake = asyncio.Event()
+        self._runs: dict[str, asyncio.Task[Any]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._dispatch_loop())
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        # Runs in progress are abandoned, not failed: their leases expire and the next
+        # start (of this agent or another) runs them again with the next attempt.
+        for run in self._runs.values():
+            run.cancel()
+        await asyncio.gather(*self._runs.values(), return_exceptions=True)
+        await self.executor.close()
+
+    async def submit(self, task_id: str, run_at: float) -> None:
+        if run_at <= time.time():
+            self._wake.set()
+        # Delayed tasks are found by the dispatcher's next look once they are due.
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            try:
+                await self._dispatch_once()
+            except Exception:  # a database hiccup must not stop the dispatcher for good
+                log.exception("task dispatch failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.executor.settings.poll_interval)
+            self._wake.clear()
+
+    async def _dispatch_once(self) -> None:
+        free = self.concurrency - len(self._runs)
+        if free > 0:
+            due = await asyncio.to_thread(
+                self.executor.store.due_tasks, time.time(), free, list(self._runs)
+            )
+            for task_id in due:
+                run = asyncio.create_task(self.executor.run(task_id))
+                self._runs[task_id] = run
+                run.add_done_callback(lambda _t, i=task_id: self._finished(i))
+        await self.executor.deliver_due_callbacks()
+
+    def _finished(self, task_id: str) -> None:
+        run = self._runs.pop(task_id, None)
+        if run is not None and not run.cancelled() and run.exception() is not None:
+            log.error("task %s: the runner failed", task_id, exc_info=run.exception())
+        self._wake.set()  # a slot is free
+
+    def stats(self) -> dict[str, object]:
+        return {**super().stats(), "concurrency": self.concurrency}

@@ -1,0 +1,317 @@
+"""Running one task, the same way in every engine: claim, run, record, retry or die,
+and tell the callback URL.
+
+A run is *claimed* by a guarded UPDATE that leases the task to this process under a
+fresh request id; the lease is renewed every heartbeat while the function runs. A run
+whose renewal fails (the task was cancelled, or its lease ran out and another runner
+took it over) is stopped at once by killing its worker, so one task never runs twice
+at the same time. A process that dies mid-run stops renewing: once the lease expires
+the task is claimable again and runs with the next attempt number (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hyac_agent.services.functions import FunctionService
+from hyac_agent.services.invoke import InvokeService, new_request_id
+from hyac_agent.store import Store, TaskRecord, VersionRecord
+from hyac_agent.tasks.callbacks import SIGNATURE_HEADER, sign
+from hyac_agent.tasks.settings import TaskSettings
+from hyac_common.errors import HyacError, NotFound
+from hyac_common.wire import InvokeRequest, TaskError, TaskInfo, TaskResult
+
+log = logging.getLogger("hyac.tasks")
+
+#: a task whose runner vanished this many times is dead rather than retried forever
+MAX_LOST_RUNS = 5
+#: how long one callback delivery attempt may hold its claim
+CALLBACK_HOLD = 60.0
+CALLBACK_TIMEOUT = 10.0
+
+
+def backoff(failures: int, base: float, cap: float) -> float:
+    """Seconds before retry number ``failures``: exponential, capped, with jitter.
+
+    The delay doubles from ``base`` up to ``cap``; the wait is drawn from the upper half
+    of it, so retries of many tasks that failed together spread out."""
+    delay = min(cap, base * (2 ** max(failures - 1, 0)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def task_info(record: TaskRecord) -> TaskInfo:
+    return TaskInfo(
+        id=record.id, tenant=record.tenant, function=record.function, version=record.version,
+        status=record.status,  # type: ignore[arg-type]
+        attempt=record.attempt, max_attempts=record.max_attempts,
+        created_at=record.created_at, run_at=record.run_at, started_at=record.started_at,
+        finished_at=record.finished_at, progress=record.progress,
+        progress_message=record.progress_message or "",
+        result=TaskResult.model_validate_json(record.result) if record.result else None,
+        error=TaskError.model_validate_json(record.error) if record.error else None,
+        request_id=record.run_request_id, worker=record.lease_owner,
+        callback_url=record.callback_url,
+        callback_status=record.callback_status,  # type: ignore[arg-type]
+        callback_attempts=record.callback_attempts,
+    )
+
+
+def runner_name() -> str:
+    """How a runner names itself in leases and in ``TaskInfo.worker``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TaskExecutor:
+    """Runs tasks on this process's worker pool; shared by every queue engine."""
+
+    def __init__(
+        self,
+        store: Store,
+        functions: FunctionService,
+        invoker: InvokeService,
+        settings: TaskSettings,
+        secret: Callable[[], str],
+    ) -> None:
+        self.store = store
+        self.functions = functions
+        self.invoker = invoker
+        self.settings = settings
+        self.owner = runner_name()
+        self._secret = secret
+        #: task id -> (request id of its run here, the asyncio task running it)
+        self.running: dict[str, tuple[str, asyncio.Task[Any]]] = {}
+        self._aborted: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        # Set by the queue engine: carries a task to be retried at the given time.
+        self.resubmit: Callable[[str, float], Awaitable[None]] = _no_resubmit
+
+    # one run --------------------------------------------------------------------------
+
+    async def run(self, task_id: str) -> str | None:
+        """Claim and run ``task_id`` once, if it is due; its status afterwards (None if
+        this process did not run it)."""
+        record = await asyncio.to_thread(self.store.get_task, task_id)
+        if record is None or record.status not in ("queued", "failed", "running"):
+            return None
+        version = await self._version(record)
+        now = time.time()
+        max_age = version.config.task_max_age if version else None
+        if record.status != "running" and max_age and now - record.created_at > max_age:
+            error = TaskError(
+                code="expired",
+                message=f"the task waited more than its max age ({max_age:g}s) and was not run",
+            )
+            if await asyncio.to_thread(
+                self.store.expire_task, task_id, now, error.model_dump_json()
+            ):
+                self._after_end(record)
+                return "dead"
+            return None
+        request_id = new_request_id()
+        claimed = await asyncio.to_thread(
+            self.store.claim_task, task_id, self.owner, request_id, now, self.settings.lease
+        )
+        if claimed is None:
+            return None
+        if claimed.lost >= MAX_LOST_RUNS:
+            error = TaskError(
+                code="lost",
+                message=f"the process running this task vanished {claimed.lost} times",
+            )
+            return await self._record_failure(claimed, request_id, error, retry=False)
+        if version is None:
+            error = TaskError(
+                code="not_found",
+                message=f"version {claimed.version} of function {claimed.function!r} is gone",
+            )
+            return await self._record_failure(claimed, request_id, error, retry=False)
+        return await self._run_claimed(claimed, version, request_id)
+
+    async def _version(self, record: TaskRecord) -> VersionRecord | None:
+        return await asyncio.to_thread(
+            self.store.get_version, record.tenant, record.function, record.version
+        )
+
+    async def _run_claimed(
+        self, task: TaskRecord, version: VersionRecord, request_id: str
+    ) -> str | None:
+        request = InvokeRequest.model_validate_json(task.request)
+        run = asyncio.create_task(self.invoker.invoke(
+            task.tenant, task.function, request, client_ip=task.client_ip,
+            request_id=request_id, version=version,
+            task={"id": task.id, "attempt": task.attempt},
+        ))
+        self.running[task.id] = (request_id, run)
+        heartbeat = asyncio.create_task(self._heartbeat(task.id, request_id))
+        try:
+            result = await run
+        except asyncio.CancelledError:
+            if task.id not in self._aborted:
+                raise
+            return None
+        except NotFound as exc:
+            return await self._record_failure(
+                task, request_id, TaskError(code=exc.code, message=exc.message), retry=False
+            )
+        except HyacError as exc:  # timeout, worker crashed, out of memory, load error
+            if task.id in self._aborted:
+                return None
+            error = TaskError(
+                code=exc.code, type=str(exc.details.get("type", "")), message=exc.message,
+                traceback=str(exc.details.get("traceback", "")),
+            )
+            return await self._record_failure(task, request_id, error, retry=True)
+        finally:
+            heartbeat.cancel()
+            self.running.pop(task.id, None)
+            self._aborted.discard(task.id)
+        if not result.ok:
+            assert result.error is not None
+            error = TaskError(
+                code="function_error", type=result.error.type, message=result.error.message,
+                traceback=result.error.traceback,
+            )
+            return await self._record_failure(task, request_id, error, retry=True)
+        outcome = TaskResult(status=result.status, headers=result.headers, body_b64=result.body_b64)
+        now = time.time()
+        if await asyncio.to_thread(self.store.finish_run, task.id, request_id, {
+            "status": "succeeded", "result": outcome.model_dump_json(), "error": None,
+            "progress": 1.0,
+            "finished_at": now, "updated_at": now, **self._callback_values(task, now),
+        }):
+            self._after_end(task)
+            return "succeeded"
+        return None
+
+    async def _record_failure(
+        self, task: TaskRecord, request_id: str, error: TaskError, *, retry: bool
+    ) -> str | None:
+        failures = task.failures + 1
+        now = time.time()
+        values: dict[str, Any] = {"failures": failures, "error": error.model_dump_json(),
+                                  "updated_at": now}
+        version = await self._version(task)
+        if retry and failures < task.max_attempts and version is not None:
+            config = version.config
+            run_at = now + backoff(failures, config.retry_backoff, config.retry_backoff_max)
+            values.update(status="failed", run_at=run_at, dispatched_at=now)
+            if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
+                return None
+            await self.resubmit(task.id, run_at)
+            return "failed"
+        values.update(status="dead", finished_at=now, **self._callback_values(task, now))
+        if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
+            return None
+        self._after_end(task)
+        return "dead"
+
+    async def _heartbeat(self, task_id: str, request_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat)
+            try:
+                kept = await asyncio.to_thread(
+                    self.store.renew_lease, task_id, request_id, time.time() + self.settings.lease
+                )
+            except Exception:  # a database hiccup: the lease still runs for a while
+                log.exception("could not renew the lease of task %s", task_id)
+                continue
+            if not kept:
+                # Cancelled, or our lease ran out and another runner has the task now.
+                asyncio.create_task(self.abort(task_id, "the task was cancelled or taken over"))
+                return
+
+    async def abort(self, task_id: str, reason: str) -> None:
+        """Stop the run of ``task_id`` on this process, if there is one, by killing its
+        worker (the only way to stop code that does not cooperate)."""
+        entry = self.running.get(task_id)
+        if entry is None:
+            return
+        request_id, run = entry
+        self._aborted.add(task_id)
+        await self.invoker.abort(request_id, reason)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(run), 5)
+        if not run.done():  # still waiting for a worker to start: stop waiting
+            run.cancel()
+
+    # completion callbacks ------------------------------------------------------------
+
+    @staticmethod
+    def _callback_values(task: TaskRecord, now: float) -> dict[str, Any]:
+        if not task.callback_url:
+            return {}
+        return {"callback_status": "pending", "callback_next_at": now}
+
+    def _after_end(self, task: TaskRecord) -> None:
+        if task.callback_url:
+            self.spawn(self.deliver_callback(task.id))
+
+    def spawn(self, coroutine: Any) -> None:
+        job = asyncio.create_task(coroutine)
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+
+    async def deliver_due_callbacks(self) -> None:
+        due = await asyncio.to_thread(self.store.due_callbacks, time.time(), 20)
+        for task_id in due:
+            self.spawn(self.deliver_callback(task_id))
+
+    async def deliver_callback(self, task_id: str) -> None:
+        """One delivery attempt of ``task_id``'s completion callback, if it is due."""
+        import httpx
+
+        task = await asyncio.to_thread(
+            self.store.claim_callback, task_id, time.time(), CALLBACK_HOLD
+        )
+        if task is None or not task.callback_url:
+            return
+        attempts = task.callback_attempts + 1
+        info = task_info(task).model_copy(update={"callback_attempts": attempts})
+        body = json.dumps({
+            "event": f"task.{task.status}", "sent_at": time.time(),
+            "task": info.model_dump(mode="json"),
+        }, separators=(",", ":")).encode()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "hyac-agent",
+            SIGNATURE_HEADER: sign(self._secret(), body),
+            "X-Hyac-Event": f"task.{task.status}",
+            "X-Hyac-Task-Id": task.id,
+            "X-Hyac-Delivery-Attempt": str(attempts),
+        }
+        delivered = False
+        try:
+            async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT) as client:
+                answer = await client.post(task.callback_url, content=body, headers=headers)
+            delivered = 200 <= answer.status_code < 300
+            if not delivered:
+                log.info("callback of %s answered HTTP %s", task.id, answer.status_code)
+        except (httpx.HTTPError, OSError) as exc:
+            log.info("callback of %s failed: %s", task.id, exc)
+        if delivered:
+            status, next_at = "delivered", None
+        elif attempts > self.settings.callback_retries:
+            status, next_at = "failed", None
+        else:
+            wait = backoff(attempts, self.settings.callback_backoff,
+                           self.settings.callback_backoff_max)
+            status, next_at = "pending", time.time() + wait
+        await asyncio.to_thread(self.store.record_callback, task.id, status, attempts, next_at)
+
+    async def close(self) -> None:
+        for job in list(self._background):
+            job.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+async def _no_resubmit(task_id: str, run_at: float) -> None:
+    raise RuntimeError("no queue engine is attached to this executor")

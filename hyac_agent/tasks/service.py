@@ -1,0 +1,161 @@
+"""Background tasks, as the API and host calls see them: submit, list, show, cancel,
+retry, and what a running function may do (enqueue another task, report progress)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from hyac_agent.services.functions import FunctionService
+from hyac_agent.store import Store, TaskRecord
+from hyac_agent.tasks.execution import task_info
+from hyac_common.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from hyac_common.names import validate_name
+from hyac_common.wire import TERMINAL_TASK_STATUSES, InvokeRequest, TaskInfo
+
+if TYPE_CHECKING:
+    from hyac_agent.tasks.base import TaskQueue
+
+TASK_STATUSES = ("queued", "running", "succeeded", "failed", "dead", "cancelled")
+MAX_DELAY = 30 * 86400.0
+MAX_PAYLOAD = 6 * 1024 * 1024
+MAX_PROGRESS_MESSAGE = 1000
+
+
+def new_task_id() -> str:
+    return "task_" + secrets.token_hex(10)
+
+
+def check_callback_url(url: str | None) -> str | None:
+    if url is None or url == "":
+        return None
+    if not url.startswith(("http://", "https://")) or len(url) > 2000:
+        raise InvalidInput(f"callback_url must be an http:// or https:// URL, not {url[:100]!r}")
+    return url
+
+
+class TaskService:
+    def __init__(self, store: Store, functions: FunctionService, queue: TaskQueue) -> None:
+        self.store = store
+        self.functions = functions
+        self.queue = queue
+
+    async def submit(
+        self,
+        tenant: str,
+        name: str,
+        request: InvokeRequest,
+        *,
+        client_ip: str = "",
+        delay: float = 0.0,
+        callback_url: str | None = None,
+    ) -> TaskRecord:
+        """Record a task for the active version of ``tenant/name`` and queue it."""
+        version = await self.functions.active_version(tenant, name)
+        if not (isinstance(delay, (int, float)) and 0 <= delay <= MAX_DELAY) or math.isnan(delay):
+            raise InvalidInput(f"delay must be between 0 and {MAX_DELAY:g} seconds")
+        now = time.time()
+        record = TaskRecord(
+            id=new_task_id(), tenant=tenant, function=name, version=version.number,
+            status="queued", request=request.model_dump_json(), client_ip=client_ip,
+            attempt=0, failures=0, lost=0, max_attempts=version.config.retries + 1,
+            created_at=now, run_at=now + delay, started_at=None, finished_at=None,
+            updated_at=now, lease_owner=None, lease_expires=None, run_request_id=None,
+            dispatched_at=now, progress=None, progress_message="", result=None, error=None,
+            callback_url=check_callback_url(callback_url) or version.config.callback_url,
+            callback_status=None, callback_attempts=0, callback_next_at=None,
+        )
+        await asyncio.to_thread(self.store.create_task, record)
+        await self.queue.submit(record.id, record.run_at)
+        return record
+
+    async def get(self, tenant: str, task_id: str) -> TaskInfo:
+        return task_info(await self._own(tenant, task_id))
+
+    async def list(
+        self, tenant: str, function: str | None, status: str | None, limit: int
+    ) -> list[TaskInfo]:
+        if function:
+            validate_name(function)
+        if status and status not in TASK_STATUSES:
+            raise InvalidInput(f"unknown status {status!r} (one of {', '.join(TASK_STATUSES)})")
+        records = await asyncio.to_thread(self.store.list_tasks, tenant, function, status, limit)
+        return [task_info(r) for r in records]
+
+    async def cancel(self, tenant: str, task_id: str) -> TaskInfo:
+        record = await self._own(tenant, task_id)
+        before = await asyncio.to_thread(self.store.cancel_task, task_id, time.time())
+        if before is None:
+            raise Conflict(f"task {task_id} has already ended ({record.status})")
+        if before == "running":
+            await self.queue.cancel(task_id)
+        if record.callback_url:
+            self.queue.executor.spawn(self.queue.executor.deliver_callback(task_id))
+        return await self.get(tenant, task_id)
+
+    async def retry(self, tenant: str, task_id: str) -> TaskInfo:
+        record = await self._own(tenant, task_id)
+        if not await asyncio.to_thread(self.store.revive_task, task_id, time.time()):
+            raise Conflict(
+                f"task {task_id} is {record.status}: only dead or cancelled tasks can be retried"
+            )
+        await self.queue.submit(task_id, time.time())
+        return await self.get(tenant, task_id)
+
+    async def _own(self, tenant: str, task_id: str) -> TaskRecord:
+        record = await asyncio.to_thread(self.store.get_task, task_id)
+        if record is None or record.tenant != tenant:
+            raise NotFound(f"task {task_id!r} not found in tenant {tenant!r}")
+        return record
+
+    # host calls -----------------------------------------------------------------------
+
+    async def enqueue_from_function(self, tenant: str, args: dict[str, Any]) -> str:
+        """``task.enqueue``: a task of a function of the caller's own tenant."""
+        name = args.get("function")
+        if not isinstance(name, str):
+            raise InvalidInput("task.enqueue needs a function name")
+        validate_name(name)
+        delay = args.get("delay", 0)
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise InvalidInput("task.enqueue delay must be a number of seconds")
+        payload = args.get("payload")
+        body = b"" if payload is None else json.dumps(payload).encode()
+        if len(body) > MAX_PAYLOAD:
+            raise PayloadTooLarge(f"task payload is larger than {MAX_PAYLOAD} bytes")
+        request = InvokeRequest(
+            method="POST", path="/",
+            headers={"content-type": "application/json"} if body else {},
+            body_b64=base64.b64encode(body).decode(),
+        )
+        record = await self.submit(tenant, name, request, delay=float(delay))
+        return record.id
+
+    async def progress_from_function(self, request_id: str | None, args: dict[str, Any]) -> None:
+        """``task.progress``: the task is the one whose current run is the caller's
+        request; the worker never names the task itself."""
+        fraction = args.get("fraction")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise InvalidInput("progress fraction must be a number from 0 to 1")
+        if math.isnan(fraction):
+            raise InvalidInput("progress fraction must be a number from 0 to 1")
+        message = args.get("message", "")
+        if not isinstance(message, str):
+            raise InvalidInput("progress message must be a string")
+        if request_id is None:
+            raise InvalidInput("context.task.progress() works only inside a background task")
+        found = await asyncio.to_thread(
+            self.store.set_task_progress, request_id, min(max(float(fraction), 0.0), 1.0),
+            message[:MAX_PROGRESS_MESSAGE],
+        )
+        if found is None:
+            raise InvalidInput("context.task.progress() works only inside a background task")
+
+    @staticmethod
+    def is_terminal(info: TaskInfo) -> bool:
+        return info.status in TERMINAL_TASK_STATUSES

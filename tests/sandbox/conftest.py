@@ -1,0 +1,100 @@
+"""Fixtures for the escape suite: one real agent per sandbox backend, shared by the tests
+of that backend (starting one per attack would dominate the suite's time), and helpers
+that assert the attack failed and the agent still serves."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from tests.conftest import RunningAgent, start_agent
+
+BACKENDS = ("bwrap", "docker")
+CANARY = "def main(context):\n    return {'alive': True}\n"
+
+
+def backend_missing(name: str) -> str | None:
+    """Why ``name`` cannot be tested here (None when it can)."""
+    if name == "bwrap":
+        return None if shutil.which("bwrap") else "bubblewrap is not installed (apt-get install bubblewrap)"
+    try:
+        out = subprocess.run(
+            ["docker", "image", "inspect", "hyac/python:3.11"], capture_output=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"docker CLI unusable ({exc}); run scripts/setup-docker.sh"
+    if out.returncode != 0:
+        return "no Docker daemon or no runtime image; run scripts/setup-docker.sh"
+    return None
+
+
+@dataclass
+class Target:
+    backend: str
+    agent: RunningAgent
+    counter: int = 0
+
+    def name(self, stem: str) -> str:
+        self.counter += 1
+        return f"{stem.replace('_', '-')}-{self.counter}"
+
+    def run(self, source: str, tenant: str | None = None, query: dict | None = None,
+            body: bytes = b"", **config: object) -> httpx.Response:
+        """Deploy ``source`` under a fresh name and invoke it once."""
+        name = self.name("attack")
+        config.setdefault("timeout", 10)
+        self.agent.deploy(name, source, tenant=tenant, **config)
+        self.last = name
+        return self.agent.invoke(
+            name, tenant=tenant, query=query or {}, body_b64=base64.b64encode(body).decode()
+        )
+
+    def value(self, source: str, **kwargs: object) -> object:
+        answer = self.run(source, **kwargs)
+        assert answer.status_code == 200, answer.text
+        payload = answer.json()
+        assert payload["ok"], payload
+        return json.loads(base64.b64decode(payload["body_b64"]))
+
+    def assert_serving(self) -> None:
+        """The agent is alive and runs functions (a fresh one, on a fresh sandbox)."""
+        assert self.agent.process.poll() is None, "the agent died"
+        name = self.name("canary")
+        self.agent.deploy(name, CANARY)
+        answer = self.agent.invoke(name)
+        assert answer.status_code == 200 and answer.json()["ok"], answer.text
+
+    def system_log(self, function: str | None = None) -> list[str]:
+        with self.agent.client() as client:
+            lines = client.get(
+                "/v1/logs", params={"function": function or self.last, "limit": 1000}
+            ).json()
+        return [line["message"] for line in lines if line["stream"] == "system"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def session_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    reason = backend_missing(request.param)
+    if reason:
+        # Loud on purpose: CI installs every backend, so this must not pass silently.
+        pytest.skip(f"SANDBOX BACKEND {request.param!r} NOT TESTED: {reason}")
+    data_dir = tmp_path_factory.mktemp(f"escape-{request.param}") / "data"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HYAC_")}
+    env.update(HYAC_DATA_DIR=str(data_dir), HYAC_SANDBOX=request.param)
+    agent = start_agent(data_dir, "--sandbox", request.param, env=env)
+    yield Target(request.param, agent)
+    agent.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def target(session_target: Target) -> Iterator[Target]:
+    yield session_target
+    session_target.assert_serving()
