@@ -72,10 +72,10 @@ def _document(ls: HyacLanguageServer, uri: str) -> tuple[TextDocument, Path, Wor
 def _position(document: TextDocument, position: lsp.Position) -> tuple[int, int]:
     """LSP (0-based line, UTF-16 column) → jedi (1-based line, code-point column)."""
     try:
-        position = document.position_codec.position_from_client_units(document.lines, position)
+        found = document.position_codec.position_from_client_units(document.lines, position)
     except Exception:  # an out-of-range position: let jedi clamp it
-        pass
-    return position.line + 1, position.character
+        return position.line + 1, position.character
+    return found.line + 1, found.character
 
 
 def _range(line: int, column: int, end_line: int, end_column: int) -> lsp.Range:

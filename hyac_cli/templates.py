@@ -59,6 +59,15 @@ files = functions
 """
 
 
+# VS Code offers to install these when the folder is opened; Pylance then reads
+# pyrightconfig.json and typings/ with nothing else to set up.
+VSCODE_EXTENSIONS = """\
+{
+  "recommendations": ["ms-python.python", "ms-python.vscode-pylance"]
+}
+"""
+
+
 def manifest(name: str, runtime: str) -> str:
     return MANIFEST.format(name=json.dumps(name), runtime=json.dumps(runtime))
 

@@ -37,7 +37,7 @@ def dev(
 
     A change that does not compile is reported (file:line) and the last good version
     keeps serving. After each redeploy of a function, its sample request is replayed:
-    [functions.NAME] sample = {...} in hyac.toml (sent as a JSON POST body), or the
+    the `sample = {...}` of its table in hyac.toml (sent as a JSON POST body), or the
     requests of --replay FILE. Ctrl-C stops.
     """
     from hyac_cli.manifest import load_project, require_project_root
@@ -72,7 +72,8 @@ class DevLoop:
         self.names = names
         self.samples = samples
         self.agent = client.connect(tenant=tenant, timeout=120.0)
-        self.functions: set[str] = set()
+        self.functions: set[str] = set()  # the project's functions, as last read
+        self.deployed: set[str] = set()  # the functions this session deployed
         self.reached = False  # whether a deploy ever got through to the agent
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -84,11 +85,11 @@ class DevLoop:
         self.term.styled([("Watching ", None), (str(self.root), "bold"),
                           (f" (tenant {self.tenant}, agent {self.agent.url}). ", None),
                           ("Ctrl-C to stop.", "dim")], stderr=True)
-        self.deploy(None)
         if logs:
-            self._follower = threading.Thread(target=self._follow_logs, daemon=True,
-                                              name="hyac-dev-logs")
+            self._follower = threading.Thread(target=self._follow_logs, args=(time.time(),),
+                                              daemon=True, name="hyac-dev-logs")
             self._follower.start()
+        self.deploy(None)
         for changes in watchfiles.watch(
             self.root, watch_filter=self._relevant, debounce=DEBOUNCE_MS, step=WATCH_STEP_MS,
             stop_event=self._stop, raise_interrupt=True, yield_on_timeout=False,
@@ -133,14 +134,14 @@ class DevLoop:
             project = load_project(self.root)
             chosen = project.select(self.names)
             if touched is not None:
-                gone = sorted(touched - set(project.functions) - {""})
+                gone = sorted((touched & self.deployed) - set(project.functions))
                 for name in gone:
                     self.term.warn(f"{name} is no longer in the project; it stays deployed "
                                    f"(`hyac rm {name}` deletes it)")
                 chosen = [spec for spec in chosen if spec.name in touched]
+            self.functions = set(project.functions)
             if not chosen:
                 return
-            self.functions = set(project.functions)
             width = max(len(spec.name) for spec in chosen)
             started = time.perf_counter()
             results = deploy_functions(
@@ -156,6 +157,7 @@ class DevLoop:
             self.term.error(exc.message)
             return
         self.reached = True
+        self.deployed.update(str(result.get("name")) for result in results)
         self.term.note(f"deployed in {time.perf_counter() - started:.2f}s")
         for result in results:
             if result.get("created", True):
@@ -214,12 +216,11 @@ class DevLoop:
 
     # -- logs -----------------------------------------------------------------------
 
-    def _follow_logs(self) -> None:
+    def _follow_logs(self, since: float) -> None:
         from hyac_cli import client
         from hyac_cli.commands.logs import _Printer, read_events
 
         printer = _Printer(self.term, False)
-        since = time.time()
         while not self._stop.is_set():
             try:
                 self._stream_agent = client.connect(tenant=self.tenant, timeout=None)
@@ -229,7 +230,7 @@ class DevLoop:
                     if self._stop.is_set():
                         return
                     since = max(since, float(record.get("ts", since)))
-                    if record.get("function") in self.functions:
+                    if record.get("function") in self.functions | self.deployed:
                         printer(record, live=True)
             except Exception as exc:  # the agent restarted, or we are closing: retry
                 if self._stop.is_set():
@@ -248,11 +249,12 @@ class DevLoop:
         parts = rel.split("/")
         if parts[0] != FUNCTIONS_DIR or len(parts) < 2:
             return False
-        name = parts[-1]
-        return not (
-            any(p.startswith(".") or p == "__pycache__" for p in parts)
-            or name.endswith(("~", ".swp", ".swx", ".pyc", ".tmp"))
-        )
+        if any(p.startswith((".", "_")) or p == "__pycache__" for p in parts[1:]):
+            return False
+        if len(parts) == 2:  # functions/NAME.py, or a whole functions/NAME/ directory
+            return parts[1].endswith(".py") or (self.root / rel).is_dir() or (
+                parts[1] in self.functions)
+        return not parts[-1].endswith(("~", ".swp", ".swx", ".pyc", ".tmp"))
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -126,9 +126,11 @@ def complete(
 
 
 def lsp() -> None:
-    """Run the language server on stdin/stdout (completion, hover, signatures,
-    go-to-definition and diagnostics for function files). Editors start it themselves;
-    see docs/editors.md."""
+    """Run the language server for editors, on stdin/stdout.
+
+    Completion, hover, signature help, go-to-definition and diagnostics for function
+    files. Editors start it themselves; see docs/editors.md.
+    """
     from hyac_cli.lsp import serve
 
     serve()

@@ -82,6 +82,7 @@ def init(
     settings = root / ".vscode" / "settings.json"
     existing = settings.read_text(encoding="utf-8") if settings.exists() else None
     put(settings, templates.vscode_settings(existing, STUBS_DIR), overwrite=True)
+    put(root / ".vscode" / "extensions.json", templates.VSCODE_EXTENSIONS)
 
     for path in created:
         term.say(f"  created  {_shown(path, root)}")

@@ -68,7 +68,9 @@ def dev(project: Path) -> Iterator[Running]:  # noqa: F811 - the fixture above
     running.stop()
 
 
-def test_dev_redeploys_on_save_and_stops_on_ctrl_c(dev: Running, project: Path) -> None:
+def test_dev_redeploys_on_save_and_stops_on_ctrl_c(
+    dev: Running, project: Path  # noqa: F811 - the fixture
+) -> None:
     dev.expect("hello  v1  deployed")
     dev.expect('replay hello → 200 {"hello": "Sam"}')
     first = hyac("invoke", "hello", "--data", '{"name": "Ada"}', cwd=project)
