@@ -1,0 +1,69 @@
+"""1. Warm invoke through the HTTP gateway (a JSON echo function) against a bare Starlette
+echo app on uvicorn: throughput and p50/p99 latency at 1, 16 and 64 connections.
+
+Both servers are up at once on the same CPU and measured in alternation, round after
+round, so a noisy neighbour hits both; each figure is the median over the rounds.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from benchmarks.harness import (
+    ECHO_BODY,
+    ECHO_SOURCE,
+    Context,
+    Figure,
+    deploy,
+    figure,
+    median,
+    running_agent,
+    running_bare_app,
+)
+from benchmarks.loadgen import Load, run_load
+
+CONNECTIONS = (1, 16, 64)
+
+
+def warm_up(url: str, ctx: Context) -> None:
+    with httpx.Client(timeout=60) as client:
+        for _ in range(20):
+            response = client.post(url, content=ECHO_BODY, headers={"content-type": "application/json"})
+            response.raise_for_status()
+            assert response.json()["n"] == 42, response.text
+    run_load([url], ECHO_BODY, 16, 1, ctx.load_cpus, ctx.loadgen)
+
+
+def run(ctx: Context) -> list[Figure]:
+    duration = ctx.pick(1, 5)
+    rounds = ctx.pick(1, 3)
+    with running_bare_app(ctx) as bare_url, running_agent(ctx, "gateway") as agent:
+        deploy(agent, "echo", ECHO_SOURCE)
+        hyac_url = agent.gateway("echo")
+        warm_up(bare_url, ctx)
+        warm_up(hyac_url, ctx)
+        samples: dict[tuple[str, int], list[Load]] = {}
+        for _ in range(rounds):
+            for connections in CONNECTIONS:
+                for name, url in (("bare", bare_url), ("hyac", hyac_url)):
+                    load = run_load([url], ECHO_BODY, connections, duration, ctx.load_cpus, ctx.loadgen)
+                    if load.errors:
+                        raise RuntimeError(f"{name} at {connections} connections: {load.errors} errors")
+                    samples.setdefault((name, connections), []).append(load)
+    figures = []
+    for connections in CONNECTIONS:
+        bare, hyac = samples[("bare", connections)], samples[("hyac", connections)]
+        detail = {"rounds": rounds, "seconds_each": duration, "tool": hyac[0].tool,
+                  "requests": sum(s.requests for s in hyac)}
+        figures += [
+            figure(f"gateway.c{connections}.throughput", f"gateway rps, {connections} conn",
+                   median([s.rps for s in hyac]), "req/s", median([s.rps for s in bare]),
+                   "bare Starlette echo", at_least=0.5, **detail),
+            figure(f"gateway.c{connections}.p50", f"gateway p50, {connections} conn",
+                   median([s.p50 for s in hyac]), "s", median([s.p50 for s in bare]),
+                   "bare Starlette echo", **detail),
+            figure(f"gateway.c{connections}.p99", f"gateway p99, {connections} conn",
+                   median([s.p99 for s in hyac]), "s", median([s.p99 for s in bare]),
+                   "bare Starlette echo", at_most=3.0, **detail),
+        ]
+    return figures

@@ -1,0 +1,55 @@
+"""The benchmark suite must keep running: its short mode, end to end, in a subprocess,
+writes every figure with a numeric ratio against its same-run baseline."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, requires_bwrap
+
+EXPECTED = [
+    *(f"gateway.c{c}.{m}" for c in (1, 16, 64) for m in ("throughput", "p50", "p99")),
+    "cli.invoke",
+    "cli.help",
+    "cold.first_invoke",
+    "deploy.noop",
+    "deploy.one_line",
+    "logs.p50",
+    "memory.agent_idle",
+    "memory.agent_one_warm",
+    "memory.worker_interpreter",
+    "memory.worker_tree",
+    *(f"scaling.d{n}.{m}" for n in (20, 100) for m in ("throughput", "agent_rss")),
+    "scaling.deployed_cost.throughput",
+    "scaling.deployed_cost.agent_rss",
+]
+
+
+@pytest.mark.slow
+@requires_bwrap
+@pytest.mark.timeout(900)
+def test_short_mode_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--short", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=840,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    results = json.loads(out.read_text())
+    assert results["mode"] == "short"
+    assert results["errors"] == {}
+    figures = results["figures"]
+    missing = [key for key in EXPECTED if key not in figures]
+    assert not missing, missing
+    for key, fig in figures.items():
+        for field in ("value", "baseline", "ratio"):
+            assert isinstance(fig[field], (int, float)) and math.isfinite(fig[field]), (key, field, fig)
+        assert fig["baseline"] > 0, (key, fig)
+        assert fig["baseline_name"], key
+    assert "machine" in results and results["machine"]["nproc"] >= 1
