@@ -53,6 +53,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_logs.router)
     app.include_router(routes_tasks.router)
     app.include_router(gateway.router)  # last: its routes match any /{a}/{b}
+    app.add_middleware(gateway.GatewayFastPath)
     app.add_middleware(
         BodyLimitMiddleware,
         body_limit=agent.config.max_body_bytes,

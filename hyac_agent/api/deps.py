@@ -11,16 +11,19 @@ from hyac_common.errors import Unauthorized
 from hyac_common.names import validate_name
 
 
-def get_agent(request: Request) -> Agent:
+# All async: a plain `def` dependency costs a thread-pool hop on every request.
+
+
+async def get_agent(request: Request) -> Agent:
     return request.app.state.agent  # type: ignore[no-any-return]
 
 
-def require_token(request: Request, authorization: str | None = Header(None)) -> None:
-    agent = get_agent(request)
+async def require_token(request: Request, authorization: str | None = Header(None)) -> None:
+    agent: Agent = request.app.state.agent
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), agent.token):
         raise Unauthorized("missing or invalid API token (Authorization: Bearer …)")
 
 
-def get_tenant(x_hyac_tenant: str | None = Header(None)) -> str:
+async def get_tenant(x_hyac_tenant: str | None = Header(None)) -> str:
     return validate_name(x_hyac_tenant or "default", "tenant")
