@@ -32,6 +32,8 @@ app = typer.Typer(
     help="Hyac: deploy and run serverless functions on your own machines.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: rich-formatted help costs more start-up time than the rest of the CLI.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -10,7 +10,9 @@ import typer
 
 from hyac_cli import options
 
-app = typer.Typer(help="Start, stop and check the local agent.", no_args_is_help=True)
+app = typer.Typer(
+    help="Start, stop and check the local agent.", no_args_is_help=True, rich_markup_mode=None
+)
 
 LOG_FILE = "agent.log"
 START_TIMEOUT = 30.0
