@@ -23,7 +23,7 @@ from hyac_agent.tasks.base import TaskQueue
 from hyac_agent.tasks.execution import TaskExecutor
 
 if TYPE_CHECKING:
-    from celery import Celery
+    from celery import Celery  # type: ignore[import-untyped]
 
     from hyac_agent.core import Agent
 
@@ -36,7 +36,7 @@ REDISPATCH_WAITING_AFTER = 300.0
 
 def make_celery_app(broker_url: str, queue: str) -> Celery:
     # Deferred: the embedded default never imports Celery.
-    from celery import Celery
+    from celery import Celery  # type: ignore[import-untyped]
 
     app = Celery("hyac", broker=broker_url, set_as_current=False)
     app.conf.update(

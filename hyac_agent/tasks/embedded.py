@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
@@ -69,10 +70,10 @@ class EmbeddedQueue(TaskQueue):
             for task_id in due:
                 run = asyncio.create_task(self.executor.run(task_id))
                 self._runs[task_id] = run
-                run.add_done_callback(lambda _t, i=task_id: self._finished(i))
+                run.add_done_callback(functools.partial(self._finished, task_id))
         await self.executor.deliver_due_callbacks()
 
-    def _finished(self, task_id: str) -> None:
+    def _finished(self, task_id: str, _run: asyncio.Task[Any]) -> None:
         run = self._runs.pop(task_id, None)
         if run is not None and not run.cancelled() and run.exception() is not None:
             log.error("task %s: the runner failed", task_id, exc_info=run.exception())
