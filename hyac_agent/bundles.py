@@ -61,7 +61,8 @@ def decode_bundle(request: DeployRequest, max_bytes: int) -> dict[str, bytes]:
 def bundle_sha256(files: dict[str, bytes], request: DeployRequest) -> str:
     manifest = {
         "entry": request.entry,
-        "config": request.config.model_dump(mode="json"),
+        # Defaults left out: a setting added in a later release must not change every hash.
+        "config": request.config.model_dump(mode="json", exclude_defaults=True),
         "files": {p: hashlib.sha256(c).hexdigest() for p, c in sorted(files.items())},
     }
     canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
