@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from hyac_agent.store import Store
 from hyac_common.wire import LogRecord
@@ -55,7 +55,7 @@ class LogBus:
             )
         )
 
-    async def subscribe(self, tenant: str, function: str | None) -> AsyncIterator[LogRecord]:
+    async def subscribe(self, tenant: str, function: str | None) -> AsyncGenerator[LogRecord, None]:
         queue: asyncio.Queue[LogRecord] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
         entry = (queue, tenant, function)
         self._subscribers.add(entry)

@@ -190,7 +190,7 @@ class Worker:
                 tenant=self.spec.tenant,
                 function=self.spec.function,
                 version=self.spec.version,
-                stream=message.get("stream") if message.get("stream") in ("stdout", "stderr", "logger") else "stdout",
+                stream=_log_stream(message.get("stream")),
                 message=str(message.get("message", "")),
                 request_id=message.get("id") if isinstance(message.get("id"), str) else None,
                 level=message.get("level") if isinstance(message.get("level"), str) else None,
@@ -235,7 +235,7 @@ class Worker:
             # in flight on this very worker, so it cannot speak for anyone else's.
             request_id = message.get("id")
             own = request_id if isinstance(request_id, str) and request_id in self.pending else None
-            reply["value"] = await self.host_calls(self.spec.tenant, op, args, own)
+            reply["value"] = await self.host_calls(self.spec.tenant, op, args or {}, own)
             reply["ok"] = True
         except HyacError as exc:
             reply.update(ok=False, error={"code": exc.code, "message": exc.message})
@@ -303,3 +303,8 @@ class Worker:
             tenant=self.spec.tenant, function=self.spec.function, version=self.spec.version,
             stream="system", message=message,
         )
+
+
+def _log_stream(value: object) -> str:
+    """The stream a worker's log frame names, if it is one a worker may write."""
+    return value if value in ("stdout", "stderr", "logger") and isinstance(value, str) else "stdout"

@@ -53,9 +53,9 @@ def member_table(stub: ast.Module) -> tuple[str | None, dict[str, dict[str, str 
                     for member, kind in table.get(base.id, {}).items():
                         table[name].setdefault(member, kind)
     context = None
-    for node in stub.body:
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "context":
-            context = getattr(node.annotation, "id", None)
+    for statement in stub.body:
+        if isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", None) == "context":
+            context = getattr(statement.annotation, "id", None)
     if context is None:
         context = next((c for c in classes if c.endswith("Context")), None)
     return context, table

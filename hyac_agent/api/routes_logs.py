@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -43,7 +43,7 @@ async def stream_logs(
     if function:
         validate_name(function)
     # Subscribe before reading the backlog, so nothing falls between the two.
-    live = agent.logbus.subscribe(tenant, function)
+    live: AsyncGenerator[LogRecord, None] = agent.logbus.subscribe(tenant, function)
     pending = asyncio.ensure_future(live.__anext__())
     backlog: list[LogRecord] = []
     if since is not None:

@@ -71,10 +71,17 @@ class SandboxSpec:
 class ProcessLike(Protocol):
     """What the worker needs of the sandbox's main process (asyncio's Process has it)."""
 
-    pid: int
-    returncode: int | None
-    stdout: asyncio.StreamReader | None
-    stderr: asyncio.StreamReader | None
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
 
     async def wait(self) -> int: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from hyac_agent.logbus import LogBus
 from hyac_agent.pool import WorkerPool
@@ -19,6 +19,12 @@ from hyac_common.wire import FunctionError, InvokeRequest, InvokeResult
 class OutputTooLarge(HyacError):
     code = "output_too_large"
     status = 502
+
+
+class _ResultBase(TypedDict):
+    request_id: str
+    version: int
+    duration_ms: float
 
 
 def new_request_id() -> str:
@@ -88,7 +94,7 @@ class InvokeService:
             exc.details.setdefault("request_id", request_id)
             raise
         duration = (time.perf_counter() - started) * 1000
-        base = {"request_id": request_id, "version": version.number, "duration_ms": duration}
+        base = _ResultBase(request_id=request_id, version=version.number, duration_ms=duration)
         if message.get("ok"):
             response = message.get("response") or {}
             body = response.get("body_b64") or ""
