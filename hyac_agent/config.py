@@ -21,6 +21,8 @@
 | pool_size            | HYAC_POOL_SIZE              | 1 generic sandbox ready per runtime (0: off) |
 | pool_runtimes        | HYAC_POOL_RUNTIMES          | the agent's own python3.X (comma list) |
 | pool_min_warm        | HYAC_POOL_MIN_WARM          | "" ("tenant/function=1,…" never idle-reaped) |
+| deps_dir             | HYAC_DEPS_DIR               | DATA_DIR/deps (dependency environments) |
+| default_runtime      | HYAC_DEFAULT_RUNTIME        | the agent's own python3.X (`hyac runtime default`) |
 | tasks                | HYAC_QUEUE, HYAC_BROKER_URL, HYAC_TASK_* … | see hyac_agent/tasks/settings.py |
 """
 
@@ -113,6 +115,12 @@ class AgentConfig:
     @property
     def bundles_dir(self) -> Path:
         return self.data_dir / "bundles"
+
+    @property
+    def deps_dir(self) -> Path:
+        """Dependency environments (HYAC_DEPS_DIR; default DATA_DIR/deps)."""
+        env = os.environ.get("HYAC_DEPS_DIR")
+        return Path(env).expanduser() if env else self.data_dir / "deps"
 
     @property
     def run_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from pathlib import Path
@@ -58,8 +59,47 @@ class Agent:
             config.pool_settings(),
         )
         self.functions = FunctionService(self.store, self.bundles, config.max_bundle_bytes)
+        self._init_deps()
         self.invoker = InvokeService(self.functions, self.pool, self.logbus, config.max_body_bytes)
+        self._init_tenancy()
         self._init_tasks()
+
+    def _init_deps(self) -> None:
+        from hyac_agent.deps import DependencyStore
+
+        # Installers run under bubblewrap unless the agent itself runs unsandboxed.
+        self.deps = DependencyStore(self.config.deps_dir, sandboxed=self.backend.isolating)
+        self.deps.sweep_temporary()
+        self.functions.deps = self.deps
+        self.pool.deps = self.deps
+        from hyac_agent.services.runtimes import RuntimeService
+
+        self.runtimes = RuntimeService(self.backend, self.functions)
+        self.functions.default_runtime = self.runtimes.default
+
+    def _init_tenancy(self) -> None:
+        from hyac_agent.tenancy import TenancyService
+
+        config = self.config
+        self.tenancy = TenancyService(
+            self.store, config.data_dir, config.resolved_database_url(), self.token, self.backend.name
+        )
+        self.host_calls.tenancy = self.tenancy
+        self.pool.tenancy = self.tenancy
+        self.logbus.redact = self.tenancy.secrets.redact
+        self.invoker.admission = self.tenancy.quotas.execution
+        self.invoker.request_ended = self.tenancy.request_ended
+        self.tenancy.on_tenant_changed = self._tenant_changed
+        if hasattr(self.backend, "networks"):
+            from hyac_agent.tenancy.network import TenantNetworks
+
+            self.backend.networks = TenantNetworks(self.tenancy.egress)
+
+    def _tenant_changed(self, tenant: str) -> None:
+        import asyncio
+
+        with contextlib.suppress(RuntimeError):  # no loop: nothing is running to retire
+            asyncio.get_running_loop().create_task(self.pool.retire_tenant(tenant))
 
     def _init_tasks(self) -> None:
         from hyac_agent.tasks import TaskExecutor, TaskService, make_queue
@@ -79,6 +119,7 @@ class Agent:
 
     async def start(self) -> None:
         self.logbus.start()
+        self.tenancy.quotas.start()
         self.pool.start()
         await self.queue.start()
         if not self.backend.isolating:
@@ -91,4 +132,5 @@ class Agent:
         await self.queue.stop()
         await self.pool.close()
         await self.logbus.stop()
+        await self.tenancy.quotas.stop()
         self.store.close()

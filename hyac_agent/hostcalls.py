@@ -15,6 +15,7 @@ from hyac_common.errors import InvalidInput, PayloadTooLarge
 
 if TYPE_CHECKING:
     from hyac_agent.tasks.service import TaskService
+    from hyac_agent.tenancy import TenancyService
 
 MAX_KEY = 512
 MAX_VALUE = 1024 * 1024
@@ -35,6 +36,8 @@ class HostCalls:
         self.store = store
         #: set once the task service exists (it needs the invoke path built on us)
         self.tasks: TaskService | None = None
+        #: the tenancy layer: db.* and secrets.* calls, and the storage quota of kv.set
+        self.tenancy: TenancyService | None = None
 
     async def __call__(
         self, tenant: str, op: str, args: dict[str, Any], request_id: str | None = None
@@ -45,6 +48,8 @@ class HostCalls:
             if op == "task.enqueue":
                 return await self.tasks.enqueue_from_function(tenant, args)
             return await self.tasks.progress_from_function(request_id, args)
+        if op.startswith(("db.", "secrets.")) and self.tenancy is not None:
+            return await self.tenancy.host_call(tenant, op, args, request_id)
         handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None
         if handler is None:
             raise InvalidInput(f"unknown host call {op!r}")
@@ -59,6 +64,8 @@ class HostCalls:
             raise InvalidInput("kv.set needs a value")
         if len(json.dumps(args["value"])) > MAX_VALUE:
             raise PayloadTooLarge(f"kv value is larger than {MAX_VALUE} bytes")
+        if self.tenancy is not None:
+            await self.tenancy.check_kv_write(tenant, key, args["value"])
         await asyncio.to_thread(self.store.kv_set, tenant, key, args["value"])
 
     async def _kv_delete(self, tenant: str, args: dict[str, Any]) -> bool:

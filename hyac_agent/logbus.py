@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from hyac_agent.store import Store
 from hyac_common.wire import LogRecord
@@ -27,10 +27,14 @@ class LogBus:
         self._subscribers: set[tuple[asyncio.Queue[LogRecord], str, str | None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._flushes = 0
+        #: (tenant, line) -> the line with that tenant's secret values replaced by ***
+        self.redact: Callable[[str, str], str] | None = None
 
     def publish(self, record: LogRecord) -> None:
         if len(record.message) > MAX_LINE:
             record.message = record.message[:MAX_LINE] + " …[truncated]"
+        if self.redact is not None:
+            record.message = self.redact(record.tenant, record.message)
         self._pending.append(record)
         for queue, tenant, function in list(self._subscribers):
             if record.tenant == tenant and function in (None, record.function):

@@ -79,6 +79,10 @@ class WorkerPool:
         self._closed = False
         self.hits = 0
         self.misses = 0
+        #: the tenancy layer: quota-capped limits, tenant env, per-tenant networks
+        self.tenancy: Any = None
+        #: dependency environments (hyac_agent.deps.DependencyStore); set by the agent
+        self.deps: Any = None
 
     @staticmethod
     def key(version: VersionRecord) -> WorkerKey:
@@ -118,7 +122,15 @@ class WorkerPool:
     async def _start_worker(self, version: VersionRecord) -> Worker:
         runtime_name = version.config.runtime
         limits = self.backend.settings.limits.with_memory(version.config.memory)
-        sandbox = self._take_generic(runtime_name, limits)
+        env = dict(version.config.env)
+        own_network = False
+        if self.tenancy is not None:
+            limits, env, own_network = await self.tenancy.worker_setup(version, limits)
+        # A version with dependencies needs its environment mounted from the start.
+        deps_dir = await self._deps_dir(version)
+        # A tenant with egress needs a sandbox started on its own network, not a generic one.
+        dedicated = own_network or deps_dir is not None
+        sandbox = None if dedicated else self._take_generic(runtime_name, limits)
         if sandbox is not None:
             runtime = sandbox[1]
             sandbox_ = sandbox[0]
@@ -126,7 +138,9 @@ class WorkerPool:
         else:
             self.misses += 1
             runtime = await asyncio.to_thread(self.backend.resolve_runtime, runtime_name)
-            sandbox_ = await self.backend.start(SandboxSpec(runtime=runtime, limits=limits))
+            sandbox_ = await self.backend.start(
+                SandboxSpec(runtime=runtime, limits=limits, tenant=version.tenant, deps_dir=deps_dir)
+            )
         if self.settings.size > 0 and runtime_name not in self._warm_runtimes:
             self._warm_runtimes.add(runtime_name)
         self._schedule_refill(runtime_name)
@@ -136,7 +150,8 @@ class WorkerPool:
             tenant=version.tenant,
             function=version.function,
             version=version.number,
-            env=dict(version.config.env),
+            env=env,
+            deps_dir=deps_dir,
         )
         try:
             await asyncio.to_thread(
@@ -146,11 +161,22 @@ class WorkerPool:
             await sandbox_.kill()
             raise
         worker = Worker(spec, version.sha256, sandbox_, self.logbus, self.host_calls)
-        await worker.start(self._init_message(version, runtime.name, sandbox_.code_dir))
+        await worker.start(self._init_message(version, runtime.name, sandbox_.code_dir, env))
         return worker
 
+    async def _deps_dir(self, version: VersionRecord) -> Any:
+        """The dependency environment of ``version`` (built from its lock if this agent
+        has not got it yet), or None."""
+        if not version.config.lock or self.deps is None:
+            return None
+        runtime = await asyncio.to_thread(self.backend.resolve_runtime, version.config.runtime)
+        prepared = await self.deps.ensure(runtime, version.config.lock)
+        return prepared.path
+
     @staticmethod
-    def _init_message(version: VersionRecord, runtime: str, code_dir: str) -> dict[str, Any]:
+    def _init_message(
+        version: VersionRecord, runtime: str, code_dir: str, env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         return {
             "type": "init",
             "function": {
@@ -163,7 +189,7 @@ class WorkerPool:
             "code_dir": code_dir,
             "entry": version.entry,
             "handler": version.config.handler,
-            "env": dict(version.config.env),
+            "env": dict(version.config.env) if env is None else env,
             "timeout": version.config.timeout,
         }
 
@@ -233,6 +259,11 @@ class WorkerPool:
         for key in doomed:
             worker = self._workers.pop(key)
             self._spawn(self._drain_and_stop(worker))
+
+    async def retire_tenant(self, tenant: str) -> None:
+        """Stop every worker of ``tenant`` (its env or network changed)."""
+        for key in [key for key in self._workers if key[0] == tenant]:
+            self._spawn(self._drain_and_stop(self._workers.pop(key)))
 
     async def _drain_and_stop(self, worker: Worker) -> None:
         # Let requests already running on the old version finish first.

@@ -75,6 +75,14 @@ def resolve_endpoint() -> Endpoint:
         if token is None and state and same_url(state.get("url"), url):
             token = state.get("token")
         return Endpoint(url.rstrip("/"), token)
+    from hyac_cli import profiles
+
+    chosen = profiles.active()
+    if chosen is not None:
+        name, profile = chosen
+        if not profile.get("url"):
+            raise errors.InvalidInput(f"profile {name!r} has no url; run `hyac login` again")
+        return Endpoint(str(profile["url"]).rstrip("/"), token or profile.get("token"))
     if state and state.get("url"):
         return Endpoint(str(state["url"]).rstrip("/"), token or state.get("token"))
     raise errors.AgentUnreachable(

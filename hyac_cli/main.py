@@ -15,6 +15,8 @@ import typer
 from typer.core import TyperGroup
 
 from hyac_cli.commands import agent, deploy, dev, editor, functions, init, invoke, logs, tasks
+from hyac_cli.commands import audit, env, login, quota, secret, tenant, token, user
+from hyac_cli.commands import runtime
 from hyac_common.errors import HyacError
 
 
@@ -51,6 +53,16 @@ app.command("lsp")(editor.lsp)
 app.command("dev")(dev.dev)
 app.add_typer(agent.app, name="agent")
 app.add_typer(tasks.app, name="tasks")
+app.add_typer(runtime.app, name="runtime")
+app.command("login")(login.login)
+app.command("audit")(audit.audit)
+app.add_typer(login.profile_app, name="profile")
+app.add_typer(tenant.app, name="tenant")
+app.add_typer(quota.app, name="quota")
+app.add_typer(user.app, name="user")
+app.add_typer(token.app, name="token")
+app.add_typer(secret.app, name="secret")
+app.add_typer(env.app, name="env")
 
 
 def _print_version(value: bool) -> None:

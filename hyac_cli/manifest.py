@@ -35,6 +35,9 @@ FUNCTION_KEYS = (
     "sample",  # CLI-only (`hyac dev` replays it), kept out of FunctionConfig
 )
 _SKIPPED_DIRS = {"__pycache__", "node_modules"}
+#: JavaScript/TypeScript entry files (node and deno runtimes), beside Python's .py
+SCRIPT_SUFFIXES = (".js", ".mjs", ".cjs", ".ts")
+INDEX_FILES = ("index.js", "index.mjs", "index.cjs", "index.ts")
 
 
 def default_runtime() -> str:
@@ -149,8 +152,11 @@ def load_project(root: Path) -> Project:
     if not isinstance(tables, dict):
         raise fail(("functions",), "functions must be a table of [functions.NAME] tables")
     functions: dict[str, FunctionSpec] = {}
+    shared_requirements = _project_requirements(root)
     for fn_name, (entry, files) in found.items():
         functions[fn_name] = FunctionSpec(fn_name, entry, files, {"runtime": runtime})
+        if shared_requirements and entry.endswith(".py"):
+            functions[fn_name].config["requirements"] = list(shared_requirements)
     for fn_name, table in tables.items():
         where = ("functions", fn_name)
         try:
@@ -204,14 +210,17 @@ def discover_functions(root: Path) -> tuple[dict[str, tuple[str, list[str]]], li
         if path.name.startswith((".", "_")):
             continue
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and path.suffix == ".py":
+        if path.is_file() and path.suffix in (".py", *SCRIPT_SUFFIXES):
+            if path.name.endswith(".d.ts"):
+                continue
             name, entry, files = path.stem, rel, [rel]
         elif path.is_dir() and path.name not in _SKIPPED_DIRS:
-            if not (path / "main.py").is_file():
+            index = next((f for f in ("main.py", *INDEX_FILES) if (path / f).is_file()), None)
+            if index is None:
                 if any(path.glob("*.py")):
                     warnings.append(f"{rel}/ has no main.py, so it is not a function")
                 continue
-            name, entry = path.name, f"{rel}/main.py"
+            name, entry = path.name, f"{rel}/{index}"
             files = _bundle_files(root, path)
         else:
             continue
@@ -229,7 +238,18 @@ def discover_functions(root: Path) -> tuple[dict[str, tuple[str, list[str]]], li
 def check_sources(project: Project, functions: list[FunctionSpec]) -> None:
     """Compile every Python file of ``functions`` and find each entry point, or raise."""
     for spec in functions:
-        if not str(spec.config.get("runtime", project.runtime)).startswith("python"):
+        runtime = str(spec.config.get("runtime", project.runtime))
+        script = spec.entry.endswith(SCRIPT_SUFFIXES)
+        if script == runtime.startswith("python"):
+            kind = "JavaScript/TypeScript" if script else "Python"
+            hint = 'runtime = "node20" or "deno"' if script else 'runtime = "python3.12"'
+            raise InvalidInput(
+                f"{spec.entry} is {kind} but function {spec.name!r} runs on {runtime}: set "
+                f"{hint} in [functions.{spec.name}] (or [project]) of {MANIFEST}"
+            )
+        if spec.entry.endswith(".ts") and runtime.startswith("node"):
+            raise InvalidInput(f"{spec.entry}: TypeScript runs on the deno runtime, not {runtime}")
+        if not runtime.startswith("python"):
             continue
         for rel in spec.files:
             if not rel.endswith(".py"):
@@ -347,6 +367,16 @@ def _check_setting(key: str, value: Any) -> Any:
             raise InvalidInput("must be a list of strings such as [\"httpx>=0.27\"]")
         return list(value)
     raise InvalidInput(f"unknown setting {key!r}")  # pragma: no cover - keys checked before
+
+
+def _project_requirements(root: Path) -> list[str]:
+    """The project's requirements.txt (shared by its Python functions), as a list."""
+    try:
+        text = (root / "requirements.txt").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return [line for line in lines if line]
 
 
 def _bundle_files(root: Path, directory: Path) -> list[str]:

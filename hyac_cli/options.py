@@ -11,7 +11,7 @@ Tenant = Annotated[
         "-t",
         envvar="HYAC_TENANT",
         show_default=False,
-        help="Tenant to act in (default: the project's tenant, else 'default').",
+        help="Tenant to act in (default: the project's, else the profile's, else 'default').",
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -25,4 +25,18 @@ def tenant_of(option: str | None) -> str:
         return validate_name(option, kind="tenant")
     from hyac_cli.manifest import project_tenant
 
-    return project_tenant() or "default"
+    found = project_tenant()
+    if found:
+        return found
+    from hyac_cli import profiles
+
+    chosen = profiles.active() if not _env_url() else None
+    if chosen is not None and chosen[1].get("tenant"):
+        return str(chosen[1]["tenant"])
+    return "default"
+
+
+def _env_url() -> bool:
+    import os
+
+    return bool(os.environ.get("HYAC_URL"))

@@ -259,6 +259,13 @@ def project_facts(project: Project, agent: AgentClient | None = None) -> Project
             for version in agent.get(f"/v1/functions/{name}/versions") or []:
                 if version.get("active"):
                     env.update((version.get("config") or {}).get("env") or {})
+    secrets: list[str] = []
+    if agent is not None:
+        try:
+            secrets = [str(n) for n in agent.get("/v1/secrets") or []]
+        except HyacError:  # a viewer may not list secrets; an older agent has none
+            secrets = []
     return ProjectFacts(
-        project.tenant, tuple(sorted(functions)), tuple(sorted(env)), (), tuple(sources)
+        project.tenant, tuple(sorted(functions)), tuple(sorted(env)), tuple(sorted(secrets)),
+        tuple(sources),
     )

@@ -96,3 +96,41 @@ def vscode_settings(existing: str | None, stubs_dir: str) -> str | None:
         return None
     settings["python.analysis.stubPath"] = stubs_dir
     return json.dumps(settings, indent=2) + "\n"
+
+
+HELLO_JS = """\
+// Greets whoever calls it.
+//
+//     hyac invoke hello --data '{"name": "Ada"}'
+//     hyac invoke hello --query name=Ada
+//
+// `context` is typed by typings/hyac_context.d.ts: no import needed.
+
+/** @param {FunctionContext} context */
+export async function main(context) {
+  let name = context.request.query.name ?? "world";
+  const payload = context.request.headers["content-type"]?.startsWith("application/json")
+    ? context.request.json() : null;
+  if (payload && payload.name) name = String(payload.name);
+  context.logger.info("greeting %s", name);
+  return { hello: name };
+}
+"""
+
+HELLO_TS = """\
+// Greets whoever calls it.
+//
+//     hyac invoke hello --data '{"name": "Ada"}'
+//     hyac invoke hello --query name=Ada
+//
+// `FunctionContext` is declared by typings/hyac_context.d.ts: no import needed.
+
+export async function main(context: FunctionContext) {
+  let name = context.request.query.name ?? "world";
+  const payload = context.request.headers["content-type"]?.startsWith("application/json")
+    ? context.request.json<{ name?: string }>() : null;
+  if (payload?.name) name = String(payload.name);
+  context.logger.info("greeting %s", name);
+  return { hello: name };
+}
+"""

@@ -32,6 +32,11 @@ class FunctionConfig(BaseModel):
     callback_url: Optional[str] = Field(
         None, description="URL that receives a signed POST when a task of this function ends"
     )
+    lock: Optional[str] = Field(
+        None,
+        description="the resolved dependency lock (pinned requirements, or npm's package.json "
+        "and package-lock.json); set by the agent at deploy and stored with the version",
+    )
 
 
 class DeployRequest(BaseModel):
@@ -48,6 +53,15 @@ class DeployResult(BaseModel):
     sha256: str
     created: bool
     active_version: int
+    dependencies: Optional["DependencyInfo"] = None
+
+
+class DependencyInfo(BaseModel):
+    """The dependency environment of a deployed version."""
+
+    env: str = Field(description="content hash of (installer, runtime, lock): shared by equal locks")
+    installed: bool = Field(description="false when an existing environment was reused")
+    packages: int = 0
 
 
 class FunctionSummary(BaseModel):
@@ -176,3 +190,112 @@ class TaskSubmitted(BaseModel):
     task_id: str
     status: TaskStatus = "queued"
     location: str
+
+
+# -- tenancy: tenants, members, tokens, quotas, secrets, env, audit --------------------
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    egress: Any = Field("none", description="'none', 'allow', or a list of CIDRs and host names")
+
+
+class EgressUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    egress: Any
+
+
+class MemberUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["viewer", "developer", "admin"]
+    owner: bool = Field(False, description="also make the user a platform owner (owner only)")
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: Optional[str] = Field(None, description="default: the caller")
+    tenant: Optional[str] = Field(None, description="scope the token to this one tenant")
+    expires_in: Optional[float] = Field(None, gt=0, description="seconds until it expires")
+    name: str = ""
+
+
+class TokenInfo(BaseModel):
+    id: str
+    user: str
+    tenant: Optional[str] = None
+    name: str = ""
+    created_at: float
+    expires_at: Optional[float] = None
+    revoked_at: Optional[float] = None
+    created_by: str = ""
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="the secret token: shown this once, stored only as a hash")
+
+
+class QuotaUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[str, Any] = Field(description="quota name -> value (null clears it)")
+
+
+class SecretValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str
+
+
+class EnvUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[str, str]
+
+
+class AuditRecord(BaseModel):
+    ts: float
+    actor: str
+    tenant: Optional[str] = None
+    action: str
+    target: Optional[str] = None
+    result: int
+    client: Optional[str] = None
+
+
+# -- runtimes ---------------------------------------------------------------------------
+
+
+class RuntimeInfo(BaseModel):
+    name: str
+    family: str
+    language: str = ""
+    versions: list[str] = Field(default_factory=list)
+    backends: dict[str, str] = Field(
+        default_factory=dict, description="backend -> 'ok' or why this runtime cannot run on it"
+    )
+    available: bool = Field(description="whether the agent's sandbox backend can run it")
+    reason: str = ""
+    interpreter: Optional[str] = None
+    default: bool = False
+    added: bool = False
+    functions: list[str] = Field(default_factory=list, description="tenant/function using it")
+
+
+class RuntimeAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Optional[str] = Field(None, description="re-enable a removed runtime by name")
+    files_b64: dict[str, str] = Field(
+        default_factory=dict, description="a runtime folder: relative path -> base64 content"
+    )
+
+
+class RuntimeDefault(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str

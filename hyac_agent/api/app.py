@@ -7,11 +7,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from hyac_agent.api import gateway, routes_functions, routes_logs, routes_tasks
+from hyac_agent.api import (
+    gateway,
+    routes_audit,
+    routes_env,
+    routes_functions,
+    routes_logs,
+    routes_quotas,
+    routes_runtimes,
+    routes_secrets,
+    routes_tasks,
+    routes_tenants,
+    routes_tokens,
+    routes_users,
+)
 from hyac_agent.api.deps import get_agent, require_token
 from hyac_agent.api.errors import install_error_handlers
 from hyac_agent.api.limits import BodyLimitMiddleware
 from hyac_agent.core import Agent
+from hyac_agent.tenancy.audit import AuditMiddleware
 from hyac_common import __version__
 from hyac_common.wire import AgentInfo
 
@@ -52,7 +66,12 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_functions.router)
     app.include_router(routes_logs.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_runtimes.router)
+    for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
+                           routes_secrets, routes_env, routes_audit):
+        app.include_router(tenancy_router.router)
     app.include_router(gateway.router)  # last: its routes match any /{a}/{b}
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(gateway.GatewayFastPath)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -45,6 +46,7 @@ async def deploy(
     tenant: str = Depends(get_tenant),
     agent: Agent = Depends(get_agent),
 ) -> DeployResult:
+    await asyncio.to_thread(agent.tenancy.check_deploy, tenant, name, body.config)
     result = await agent.functions.deploy(tenant, name, body)
     response.status_code = 201 if result.created else 200
     await agent.pool.retire(tenant, name, keep_sha=result.sha256)

@@ -62,6 +62,15 @@ class SandboxSpec:
     function: str = ""
     version: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    #: a dependency environment (hyac_agent.deps) mounted read-only at runtime.deps_mount
+    deps_dir: Path | None = None
+
+    @property
+    def deps_source(self) -> Path | None:
+        """The folder of ``deps_dir`` that is mounted (e.g. its node_modules)."""
+        if self.deps_dir is None:
+            return None
+        return (self.deps_dir / self.runtime.deps_source).resolve()
 
     @property
     def memory_bytes(self) -> int:
@@ -195,7 +204,14 @@ def make_host_dir(run_dir: Path, sandbox_id: str) -> Path:
     return host_dir
 
 
-def worker_environment(spec: SandboxSpec, code_mount: str, channel_fd: int | None) -> dict[str, str]:
+CHANNEL_DIR = "channel"
+CHANNEL_NAME = "channel.sock"
+CHANNEL_CONNECT_TIMEOUT = 30.0
+
+
+def worker_environment(
+    spec: SandboxSpec, code_mount: str, channel_fd: int | None, channel_path: str = ""
+) -> dict[str, str]:
     """The worker's whole environment: nothing of the agent's leaks in."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -205,8 +221,13 @@ def worker_environment(spec: SandboxSpec, code_mount: str, channel_fd: int | Non
         "PYTHONUNBUFFERED": "1",
         "HYAC_CODE_DIR": code_mount,
     }
-    if channel_fd is not None:
+    if channel_path:
+        env["HYAC_CHANNEL_PATH"] = channel_path
+    elif channel_fd is not None:
         env["HYAC_CHANNEL_FD"] = str(channel_fd)
+    env.update(spec.runtime.environment(spec.deps_dir is not None))
+    if spec.deps_dir is not None and spec.runtime.deps_mount == "":
+        env["HYAC_DEPS_DIR"] = str(spec.deps_source)
     env.update(spec.env)
     return env
 
@@ -274,7 +295,11 @@ class ProcessLauncher(SandboxBackend):
 
     @abc.abstractmethod
     def prepare(self, spec: SandboxSpec, channel_fd: int, host_dir: Path) -> Launch:
-        """How to start the worker with its channel on ``channel_fd``."""
+        """How to start the worker with its channel on ``channel_fd``.
+
+        ``channel_fd`` is -1 for runtimes whose worker connects to a socket instead
+        (``runtime.channel == "path"``): the socket is ``host_dir/channel/channel.sock``.
+        """
 
     def make_sandbox(
         self, process: asyncio.subprocess.Process, channel: socket.socket, spec: SandboxSpec,
@@ -283,6 +308,8 @@ class ProcessLauncher(SandboxBackend):
         return Sandbox(process, channel, self.code_mount(spec), sandbox_id=sandbox_id, host_dir=host_dir)
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
+        if spec.runtime.channel == "path":
+            return await self._start_listening(spec)
         sandbox_id = new_sandbox_id()
         host_dir = make_host_dir(self.sandbox_root(spec), sandbox_id)
         agent_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -315,3 +342,66 @@ class ProcessLauncher(SandboxBackend):
 
     def abandon(self, launch: Launch) -> None:
         """Undo ``prepare`` when the process could not be started."""
+
+    async def _start_listening(self, spec: SandboxSpec) -> Sandbox:
+        """Start a worker that connects to a socket the agent listens on (e.g. Deno,
+        which cannot adopt an inherited socket); the agent accepts one connection."""
+        sandbox_id = new_sandbox_id()
+        host_dir = make_host_dir(self.sandbox_root(spec), sandbox_id)
+        channel_dir = host_dir / CHANNEL_DIR
+        channel_dir.mkdir(mode=0o755)
+        os.chmod(channel_dir, 0o755)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dir_fd = os.open(channel_dir, os.O_PATH | os.O_DIRECTORY)
+        launch: Launch | None = None
+        process: asyncio.subprocess.Process | None = None
+        try:
+            # Through /proc/self/fd the path stays short whatever the data dir's length.
+            listener.bind(f"/proc/self/fd/{dir_fd}/{CHANNEL_NAME}")
+            os.chmod(channel_dir / CHANNEL_NAME, 0o666)
+            listener.listen(1)
+            listener.setblocking(False)
+            launch = await asyncio.to_thread(self.prepare, spec, -1, host_dir)
+            process = await asyncio.create_subprocess_exec(
+                *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=launch.env, pass_fds=launch.pass_fds,
+                start_new_session=True, cwd="/",
+            )
+            loop = asyncio.get_running_loop()
+            accept = asyncio.ensure_future(loop.sock_accept(listener))
+            exited = asyncio.ensure_future(process.wait())
+            done, _ = await asyncio.wait(
+                {accept, exited}, timeout=CHANNEL_CONNECT_TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if accept not in done:
+                accept.cancel()
+                exited.cancel()
+                err = b""
+                if process.stderr is not None and exited in done:
+                    err = await process.stderr.read(2000)
+                from hyac_common.errors import SandboxUnavailable
+
+                raise SandboxUnavailable(
+                    f"the {spec.runtime.name} worker did not connect to its channel: "
+                    f"{err.decode(errors='replace').strip() or 'no output'}"
+                )
+            exited.cancel()
+            channel, _ = accept.result()
+            channel.setblocking(True)
+        except BaseException:
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            shutil.rmtree(host_dir, ignore_errors=True)
+            if launch is not None:
+                self.abandon(launch)
+            raise
+        finally:
+            listener.close()
+            os.close(dir_fd)
+            with contextlib.suppress(OSError):
+                (channel_dir / CHANNEL_NAME).unlink()
+            if launch is not None:
+                launch.close()
+        return self.make_sandbox(process, channel, spec, sandbox_id, host_dir, launch)

@@ -30,6 +30,8 @@ from hyac_agent import runtimes
 from hyac_agent.runtimes import Runtime, resolve
 from hyac_agent.sandbox import seccomp
 from hyac_agent.sandbox.base import (
+    CHANNEL_DIR,
+    CHANNEL_NAME,
     CODE_MOUNT,
     RUNTIME_MOUNT,
     Launch,
@@ -46,6 +48,7 @@ SANDBOX_GID = 1000
 _ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf", "mime.types")
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 _DEV_SHM_BYTES = 16 * 1024 * 1024
+_CHANNEL_MOUNT = "/hyac"
 
 
 @lru_cache(maxsize=1)
@@ -206,7 +209,7 @@ class BubblewrapBackend(ProcessLauncher):
 
     def resolve_runtime(self, name: str) -> Runtime:
         runtime = resolve(name)
-        if not _drop_to(0) or self.drops_privileges(runtime):
+        if not _drop_to(0) or self.drops_privileges(runtime) or runtime.family != "python":
             return runtime
         # Prefer an interpreter of the same version that the unprivileged uid can reach.
         for candidate in runtimes._candidates(runtime.version):
@@ -239,7 +242,8 @@ class BubblewrapBackend(ProcessLauncher):
             launch.extra = cgroup
             if cgroup is not None:
                 prefix_argv += cgroup.enter_prefix()
-            if self.drops_privileges(spec.runtime):
+            deps = spec.deps_source
+            if self.drops_privileges(spec.runtime) and (deps is None or _accessible_to_others(deps)):
                 prefix_argv += _drop_to(self.settings.sandbox_uid)
             args = [
                 bwrap,
@@ -265,6 +269,14 @@ class BubblewrapBackend(ProcessLauncher):
             for name in _ETC_FILES:
                 if os.path.exists(f"/etc/{name}"):
                     args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+            # A runtime outside the system dirs (node or deno from a cache dir) is bound
+            # at its own path, read-only; so is a function's dependency environment.
+            if deps is not None:
+                args += ["--ro-bind", str(deps), spec.runtime.deps_mount]
+            channel_path = ""
+            if channel_fd < 0:  # the worker connects to a socket (runtime.channel == "path")
+                channel_path = f"{_CHANNEL_MOUNT}/{CHANNEL_NAME}"
+                args += ["--ro-bind", str(host_dir / CHANNEL_DIR), _CHANNEL_MOUNT]
             limits = spec.limits
             args += [
                 "--ro-bind", str(spec.runtime.folder), RUNTIME_MOUNT,
@@ -281,11 +293,15 @@ class BubblewrapBackend(ProcessLauncher):
                 fds.append(filter_fd)
                 launch.owned_fds.append(filter_fd)
                 args += ["--seccomp", str(filter_fd)]
-            env = worker_environment(spec, self.code_mount(spec), channel_fd)
+            env = worker_environment(
+                spec, self.code_mount(spec), None if channel_fd < 0 else channel_fd, channel_path
+            )
             for key, value in env.items():
                 args += ["--setenv", key, value]
             command = rlimit_prefix(limits, cgroups=cgroup is not None)
-            command += spec.runtime.command(RUNTIME_MOUNT)
+            command += spec.runtime.command(
+                RUNTIME_MOUNT, channel=channel_path, deps=deps is not None, code=CODE_MOUNT
+            )
         except BaseException:
             launch.close()
             self.abandon(launch)

@@ -195,6 +195,8 @@ class DockerBackend(SandboxBackend):
     def __init__(self, settings: SandboxSettings | None = None) -> None:
         super().__init__(settings)
         self._docker: Any = None
+        #: per-tenant networks (set by the agent's tenancy layer); None: always "none"
+        self.networks: Any = None
 
     @property
     def client(self) -> Any:
@@ -224,7 +226,7 @@ class DockerBackend(SandboxBackend):
             "backend": self.name,
             "image": self.settings.docker_image,
             "oci_runtime": self.settings.oci_runtime or "docker default (runc)",
-            "network": "none (per-tenant networks: not yet)",
+            "network": "none by default; a bridge per tenant with egress, host unreachable",
             "filesystem": "read-only root; runtime and code read-only; "
             f"tmpfs /tmp capped at {limits.tmp_bytes // (1024 * 1024)} MiB",
             "user": CONTAINER_USER,
@@ -236,7 +238,12 @@ class DockerBackend(SandboxBackend):
     def resolve_runtime(self, name: str) -> Runtime:
         match = _RUNTIME_RE.match(name)
         if not match:
-            raise InvalidInput(f"invalid runtime {name!r} (expected e.g. 'python3.12')")
+            # `hyac-agent images build` makes Python images only, so far.
+            raise InvalidInput(
+                f"runtime {name!r} cannot run on this agent's docker sandbox, which has images "
+                f"for Python runtimes only; run the agent with --sandbox bwrap "
+                f"(HYAC_SANDBOX=bwrap) to serve {name} functions"
+            )
         version = match.group(1)
         folder = runtimes_dir() / "python"
         image = image_for(self.settings, name)
@@ -248,13 +255,22 @@ class DockerBackend(SandboxBackend):
                     f"`hyac-agent images build --python {version}` (versions other than "
                     "Debian's need --base python:X.Y-slim, which needs registry access)"
                 )
-        return Runtime(
-            name, "python", version, folder, folder / "bootstrap.py", Path("python3"), Path("/usr")
+        from dataclasses import replace
+
+        from hyac_agent import runtimes
+
+        base = runtimes._runtime_from_manifest(
+            name, "python", version, folder, runtimes.load_manifest(folder)
         )
+        return replace(base, interpreter=Path("python3"), prefix=Path("/usr"))
 
     def network_for(self, tenant: str) -> str:
-        """The Docker network a tenant's sandboxes join: none until tenants get egress."""
-        return "none"
+        """The Docker network a tenant's sandboxes join: ``none`` unless the tenant has
+        egress, then its own bridge (hyac_agent/tenancy/network.py). Generic pool
+        sandboxes (no tenant yet) never have a network."""
+        if self.networks is None or not tenant:
+            return "none"
+        return str(self.networks.network_for(tenant))
 
     def cleanup_leftovers(self) -> None:
         try:
@@ -272,6 +288,7 @@ class DockerBackend(SandboxBackend):
             spec = SandboxSpec(
                 runtime=self.resolve_runtime(spec.runtime.name), limits=spec.limits,
                 tenant=spec.tenant, function=spec.function, version=spec.version, env=spec.env,
+                deps_dir=spec.deps_dir,
             )
         sandbox_id = new_sandbox_id()
         host_dir = make_host_dir(self.settings.run_dir, sandbox_id)
@@ -329,7 +346,7 @@ class DockerBackend(SandboxBackend):
             options["runtime"] = self.settings.oci_runtime
         container = self.client.containers.run(
             image_for(self.settings, spec.runtime.name),
-            command=["python3", "-I", "-B", f"{RUNTIME_MOUNT}/{spec.runtime.bootstrap.name}"],
+            command=spec.runtime.command(RUNTIME_MOUNT, deps=spec.deps_dir is not None),
             detach=True,
             user=CONTAINER_USER,
             environment=env,
@@ -351,6 +368,8 @@ class DockerBackend(SandboxBackend):
                 str(spec.runtime.folder): {"bind": RUNTIME_MOUNT, "mode": "ro"},
                 str(host_dir / "code"): {"bind": CODE_MOUNT, "mode": "ro"},
                 str(host_dir / "channel"): {"bind": CHANNEL_MOUNT, "mode": "ro"},
+                **({str(spec.deps_source): {"bind": spec.runtime.deps_mount, "mode": "ro"}}
+                   if spec.deps_source is not None else {}),
             },
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
             labels={

@@ -24,8 +24,17 @@ class InsecureProcessBackend(ProcessLauncher):
 
     def prepare(self, spec: SandboxSpec, channel_fd: int, host_dir: Path) -> Launch:
         code = str(host_dir / "code")
-        env = worker_environment(spec, code, channel_fd)
-        return Launch(spec.runtime.command(str(spec.runtime.folder)), env)
+        channel = str(host_dir / "channel" / "channel.sock") if channel_fd < 0 else ""
+        env = worker_environment(spec, code, channel_fd, channel)
+        if spec.deps_dir is not None:
+            # No mounts here: the environment is reached at its host path.
+            for key, value in spec.runtime.environment(True).items():
+                if spec.runtime.deps_mount in value:
+                    env[key] = value.replace(spec.runtime.deps_mount, str(spec.deps_source))
+        argv = spec.runtime.command(
+            str(spec.runtime.folder), channel=channel, deps=spec.deps_dir is not None, code=code
+        )
+        return Launch(argv, env)
 
     def make_sandbox(self, process, channel, spec, sandbox_id, host_dir, launch):  # type: ignore[no-untyped-def]
         return Sandbox(process, channel, str(host_dir / "code"), sandbox_id=sandbox_id, host_dir=host_dir)

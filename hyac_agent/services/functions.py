@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from typing import Any
 
 from hyac_agent.bundles import BundleStore, bundle_sha256, decode_bundle
 from hyac_agent.runtimes import Runtime, resolve
 from hyac_agent.store import FunctionRecord, Store, VersionRecord
 from hyac_common.errors import InvalidInput, NotFound
 from hyac_common.names import validate_name
-from hyac_common.wire import DeployRequest, DeployResult, FunctionSummary, VersionInfo
+from hyac_common.wire import (
+    DependencyInfo,
+    DeployRequest,
+    DeployResult,
+    FunctionSummary,
+    VersionInfo,
+)
 
 # Compiles every Python file of a bundle with the function's own interpreter (so syntax
 # is judged by the version that will run it) without executing any of it.
@@ -55,27 +62,81 @@ class FunctionService:
         self.store = store
         self.bundles = bundles
         self.max_bundle_bytes = max_bundle_bytes
+        #: dependency environments (hyac_agent.deps.DependencyStore); set by the agent
+        self.deps: Any = None
+        #: the agent's default runtime, for deploys that name none (a callable)
+        self.default_runtime: Any = None
         # Active versions cached for the invoke path; every change below goes through here.
         self._active: dict[tuple[str, str], VersionRecord] = {}
 
     async def deploy(self, tenant: str, name: str, request: DeployRequest) -> DeployResult:
         validate_name(name)
         files = decode_bundle(request, self.max_bundle_bytes)
+        if "runtime" not in request.config.model_fields_set and self.default_runtime is not None:
+            # No runtime named: the agent's default (`hyac runtime default`) is pinned.
+            request.config.runtime = self.default_runtime()
         runtime = await asyncio.to_thread(resolve, request.config.runtime)
         sha = bundle_sha256(files, request)
-        if not self.bundles.exists(sha):
+        existing = await asyncio.to_thread(self._version_with, tenant, name, sha)
+        if not self.bundles.exists(sha) and runtime.language == "python":
             await asyncio.to_thread(_check_syntax, runtime, files)
+        # Dependencies are resolved and installed before anything is recorded: a conflict
+        # or a failing install leaves the active version as it was. Redeploying a version
+        # reuses its stored lock, so it gets exactly the same environment.
+        config = request.config
+        prepared = None
+        if self.deps is not None:
+            from hyac_agent.deps import collect_requirements
+
+            lock = existing.config.lock if existing is not None else config.lock
+            requirements, package_json = collect_requirements(
+                runtime, request.entry, files, config.requirements
+            )
+            prepared = await self.deps.prepare(runtime, requirements, package_json, lock)
+            if prepared is not None:
+                config = config.model_copy(update={"lock": prepared.lock})
+        if not self.bundles.exists(sha):
             await asyncio.to_thread(self.bundles.write, sha, files)
         # The bundle is complete on disk before the store points at it: a crash at any
         # moment leaves either the old version active or the new one whole.
         version, created = await asyncio.to_thread(
-            self.store.record_deploy, tenant, name, sha, request.entry, request.config
+            self.store.record_deploy, tenant, name, sha, request.entry, config
         )
         self._active[(tenant, name)] = version
         return DeployResult(
             name=name, version=version.number, sha256=sha, created=created,
             active_version=version.number,
+            dependencies=DependencyInfo(
+                env=prepared.env_id, installed=prepared.installed, packages=prepared.packages
+            ) if prepared is not None else None,
         )
+
+    def _version_with(self, tenant: str, name: str, sha: str) -> VersionRecord | None:
+        if self.store.get_function(tenant, name) is None:
+            return None
+        return next((v for v in self.store.list_versions(tenant, name) if v.sha256 == sha), None)
+
+    def runtime_users(self, runtime: str) -> list[str]:
+        """``tenant/function`` of every function with a version on ``runtime``."""
+        users = []
+        for tenant in self._tenants():
+            for record in self.store.list_functions(tenant):
+                versions = self.store.list_versions(tenant, record.name)
+                if any(v.runtime == runtime for v in versions):
+                    users.append(f"{tenant}/{record.name}")
+        return sorted(users)
+
+    def _tenants(self) -> list[str]:
+        lister = getattr(self.store, "list_function_tenants", None)
+        if lister is not None:
+            return list(lister())
+        from sqlalchemy import select
+
+        from hyac_agent.store import tables
+
+        with self.store.engine.connect() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(select(tables.functions.c.tenant).distinct()).all()
+        return sorted(row[0] for row in rows)
 
     async def active_version(self, tenant: str, name: str) -> VersionRecord:
         cached = self._active.get((tenant, name))

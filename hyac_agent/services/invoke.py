@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypedDict
 
 from hyac_agent.logbus import LogBus
@@ -41,6 +43,10 @@ class InvokeService:
         self.max_body_bytes = max_body_bytes
         # The worker serving each request in flight, so a task's run can be stopped.
         self._serving: dict[str, Worker] = {}
+        #: tenant -> context admitting one invocation or raising (quotas: 429)
+        self.admission: Callable[[str], contextlib.AbstractAsyncContextManager[None]] = _admit_all
+        #: called with each request id once its invocation is over (open db transactions)
+        self.request_ended: Callable[[str], Awaitable[None]] | None = None
 
     def _logged(
         self, exc: HyacError, tenant: str, name: str, version: int, request_id: str
@@ -77,15 +83,18 @@ class InvokeService:
             "client_ip": client_ip,
         }
         try:
-            worker = await self.pool.acquire(version)
-            self._serving[request_id] = worker
-            try:
-                message = await worker.invoke(
-                    request_id, payload, version.config.timeout,
-                    extra={"task": task} if task else None,
-                )
-            finally:
-                self._serving.pop(request_id, None)
+            async with self.admission(tenant):
+                worker = await self.pool.acquire(version)
+                self._serving[request_id] = worker
+                try:
+                    message = await worker.invoke(
+                        request_id, payload, version.config.timeout,
+                        extra={"task": task} if task else None,
+                    )
+                finally:
+                    self._serving.pop(request_id, None)
+                    if self.request_ended is not None:
+                        await self.request_ended(request_id)
         except (FunctionTimeout, WorkerCrashed, FunctionLoadError) as exc:
             self.logbus.emit(
                 tenant=tenant, function=name, version=version.number, stream="system",
@@ -147,6 +156,11 @@ class InvokeService:
         worker = self._serving.get(request_id)
         if worker is not None:
             await worker.kill(reason)
+
+
+@contextlib.asynccontextmanager
+async def _admit_all(_tenant: str) -> AsyncIterator[None]:
+    yield
 
 
 def decode_body(result: InvokeResult) -> bytes:

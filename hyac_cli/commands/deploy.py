@@ -62,13 +62,16 @@ def deploy_functions(
     check_sources(project, chosen)
     requests = {spec.name: build_request(project.root, spec) for spec in chosen}
     results: list[dict[str, Any]] = []
-    opened = client.connect(tenant=tenant, timeout=120.0) if agent is None else nullcontext(agent)
+    opened = client.connect(tenant=tenant, timeout=900.0) if agent is None else nullcontext(agent)
     with opened as connection:
         status_cm = term.status("deploying…") if term is not None else nullcontext(None)
         with status_cm as status:
             for index, (name, payload) in enumerate(requests.items(), start=1):
                 if status is not None:
-                    status.update(f"deploying {name} ({index}/{len(requests)})…")
+                    # The agent resolves and installs dependencies during the PUT; that
+                    # can take a while the first time, so say so while it runs.
+                    doing = ": installing dependencies" if _has_dependencies(payload) else ""
+                    status.update(f"deploying {name} ({index}/{len(requests)}){doing}…")
                 try:
                     result = connection.put(f"/v1/functions/{name}", json=payload)
                 except HyacError as exc:
@@ -78,6 +81,14 @@ def deploy_functions(
                 if on_result is not None:
                     on_result(result)
     return results
+
+
+def _has_dependencies(payload: dict[str, Any]) -> bool:
+    if (payload.get("config") or {}).get("requirements"):
+        return True
+    folder = str(payload.get("entry", "")).rpartition("/")[0]
+    files = payload.get("files_b64") or {}
+    return f"{folder}/requirements.txt" in files or f"{folder}/package.json" in files
 
 
 def build_request(root: Any, spec: Any) -> dict[str, Any]:
@@ -101,6 +112,10 @@ def report(term: Any, result: dict[str, Any], width: int) -> None:
         (f"  v{version}  ", None),
         ("deployed" if created else "unchanged", "green" if created else "dim"),
     ]
+    deps = result.get("dependencies")
+    if deps:
+        how = "installed" if deps.get("installed") else "cached"
+        line.append((f"  ({deps.get('packages', 0)} packages, {how})", "dim"))
     active = result.get("active_version")
     if active is not None and active != version:
         line.append((f"  (v{active} stays active)", "yellow"))

@@ -55,6 +55,9 @@ def stubs(
             term.warn(f"{exc.message}; using the project alone (--offline)")
     if facts is None:
         facts = project_facts(project)
+    if _script_project(project):
+        _script_stubs(project, facts, check, term)
+        return
     generated = build_stubs(facts=facts)
     target = project.root / STUBS_DIR
     if check:
@@ -70,6 +73,28 @@ def stubs(
         term.say(f"  wrote  {_shown(path, project.root)}")
     for path in write_checker_configs(project.root, project.runtime):
         term.say(f"  created  {_shown(path, project.root)}")
+
+
+def _script_project(project) -> bool:  # type: ignore[no-untyped-def]
+    """A project whose functions run on node20 or deno (it gets .d.ts, not .pyi)."""
+    from hyac_cli.dts import is_script_runtime
+
+    runtimes = {spec.config.get("runtime", project.runtime) for spec in project.functions.values()}
+    return is_script_runtime(project.runtime) or any(is_script_runtime(r) for r in runtimes)
+
+
+def _script_stubs(project, facts, check: bool, term) -> None:  # type: ignore[no-untyped-def]
+    from hyac_cli import dts
+
+    if check:
+        if dts.stale(project.root, facts):
+            term.say(f"  stale  typings/{dts.DTS_NAME}")
+            term.note("The stubs are stale: run `hyac stubs` to refresh them.", style=None)
+            raise typer.Exit(1)
+        term.say("The stubs are up to date.")
+        return
+    for path in dts.write_dts(project.root, facts):
+        term.say(f"  wrote  {_shown(path, project.root)}")
 
 
 def write_checker_configs(root: Path, runtime: str) -> list[Path]:

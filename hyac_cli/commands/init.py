@@ -11,7 +11,7 @@ from hyac_common.errors import InvalidInput
 if TYPE_CHECKING:
     from hyac_cli.stubs import ProjectFacts
 
-_RUNTIME_RE = re.compile(r"^python3\.\d+$")
+_RUNTIME_RE = re.compile(r"^(python3\.\d+|node\d+|deno)$")
 
 
 def init(
@@ -22,7 +22,8 @@ def init(
         str | None,
         typer.Option(
             "--runtime", "-r", show_default=False,
-            help="Runtime of the functions (default: python3.X of this interpreter).",
+            help="Runtime of the functions: python3.X (default: this interpreter's), "
+            "node20 or deno.",
         ),
     ] = None,
     template: Annotated[
@@ -39,7 +40,9 @@ def init(
     term = Terminal()
     runtime = runtime or default_runtime()
     if not _RUNTIME_RE.match(runtime):
-        raise InvalidInput(f"unknown runtime {runtime!r}: use python3.X, e.g. python3.11")
+        raise InvalidInput(
+            f"unknown runtime {runtime!r}: use python3.X (e.g. python3.11), node20 or deno"
+        )
     if template not in templates.TEMPLATES:
         raise InvalidInput(
             f"unknown template {template!r}: choose one of {', '.join(templates.TEMPLATES)}"
@@ -65,6 +68,12 @@ def init(
 
     root.mkdir(parents=True, exist_ok=True)
     put(root / MANIFEST, templates.manifest(name, runtime))
+    from hyac_cli.dts import is_script_runtime
+
+    if is_script_runtime(runtime):
+        _init_script_project(root, runtime, template, put, created, term)
+        _report(term, created, kept, root, directory, name, template)
+        return
     (root / "functions").mkdir(exist_ok=True)
     if template == "hello":
         put(root / "functions" / "hello.py", templates.HELLO)
@@ -84,6 +93,25 @@ def init(
     put(settings, templates.vscode_settings(existing, STUBS_DIR), overwrite=True)
     put(root / ".vscode" / "extensions.json", templates.VSCODE_EXTENSIONS)
 
+    _report(term, created, kept, root, directory, name, template)
+
+
+def _init_script_project(root: Path, runtime: str, template: str, put, created, term) -> None:  # type: ignore[no-untyped-def]
+    """A node20 or deno project: a hello function in JavaScript/TypeScript, and .d.ts types."""
+    from hyac_cli import templates
+    from hyac_cli.dts import write_dts
+
+    (root / "functions").mkdir(exist_ok=True)
+    if template == "hello":
+        if runtime == "deno":
+            put(root / "functions" / "hello.ts", templates.HELLO_TS)
+        else:
+            put(root / "functions" / "hello.js", templates.HELLO_JS)
+    put(root / ".gitignore", templates.GITIGNORE)
+    created += write_dts(root, _local_facts(root))
+
+
+def _report(term, created, kept, root, directory, name, template) -> None:  # type: ignore[no-untyped-def]
     for path in created:
         term.say(f"  created  {_shown(path, root)}")
     for path in kept:

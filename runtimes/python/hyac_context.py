@@ -17,7 +17,7 @@ import codecs
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -29,10 +29,13 @@ __all__ = [
     "Host",
     "HostCallError",
     "KV",
+    "Database",
     "Logger",
     "Request",
     "Response",
     "Task",
+    "TenantSecrets",
+    "Transaction",
 ]
 
 SHIM_NAMES: tuple[str, ...] = ("FunctionContext", "Response")
@@ -280,6 +283,168 @@ class KV:
         return await asyncio.wrap_future(self._call(op, args))
 
 
+class TenantSecrets(Mapping[str, str]):
+    """The tenant's secrets as a read-only mapping: ``context.secrets["API_KEY"]``.
+
+    Values are fetched from the host on first use (one host call per name) and kept for
+    the rest of the invocation. Set them with ``hyac secret set NAME``; their values are
+    replaced by ``***`` in the function's logs.
+    """
+
+    def __init__(self, host: Host | None, request_id: str) -> None:
+        """Create the mapping, fetching through ``host`` for ``request_id``."""
+        self._host = host
+        self._request_id = request_id
+        self._values: dict[str, str] = {}
+        self._names: builtins.list[str] | None = None
+
+    def __getitem__(self, name: str) -> str:
+        """The secret's value; KeyError if the tenant has no such secret."""
+        if not isinstance(name, str):
+            raise KeyError(name)
+        if name not in self._values:
+            value = self._call("secrets.get", {"name": name}).result()
+            if value is None:
+                raise KeyError(name)
+            self._values[name] = str(value)
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the secret names."""
+        return iter(self._list())
+
+    def __len__(self) -> int:
+        """How many secrets the tenant has."""
+        return len(self._list())
+
+    def __contains__(self, name: object) -> bool:
+        """Whether the tenant has a secret called ``name``."""
+        return isinstance(name, str) and name in self._list()
+
+    def __repr__(self) -> str:
+        """Show the names only, never the values."""
+        return f"<TenantSecrets {self._list()!r}>"
+
+    def _list(self) -> builtins.list[str]:
+        if self._names is None:
+            self._names = [str(n) for n in self._call("secrets.list", {}).result()]
+        return self._names
+
+    def _call(self, op: str, args: dict[str, Any]) -> Future[Any]:
+        if self._host is None:
+            raise RuntimeError("secrets need the Hyac runtime (this context has no host)")
+        return self._host.call(self._request_id, op, args)
+
+
+class Transaction:
+    """An open database transaction: ``with context.db.transaction(): ...``.
+
+    Commits when the block ends normally, rolls back when it raises. A transaction left
+    open when the invocation ends is rolled back by the host.
+    """
+
+    def __init__(self, db: Database) -> None:
+        """Wrap ``db``; the transaction begins when the ``with`` block is entered."""
+        self._db = db
+
+    def __enter__(self) -> Database:
+        """Begin the transaction; return the database to run statements on."""
+        self._db.begin()
+        return self._db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Commit, or roll back if the block raised."""
+        if exc_type is None:
+            self._db.commit()
+        else:
+            self._db.rollback()
+
+    async def __aenter__(self) -> Database:
+        """Async ``__enter__``: begin the transaction."""
+        await self._db.abegin()
+        return self._db
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Async ``__exit__``: commit, or roll back if the block raised."""
+        if exc_type is None:
+            await self._db.acommit()
+        else:
+            await self._db.arollback()
+
+
+class Database:
+    """The tenant's own SQL database (SQLite by default; PostgreSQL on such agents).
+
+    Placeholders are the database's own: ``?`` or ``:name`` on SQLite, ``%s`` or
+    ``%(name)s`` on PostgreSQL. ``params`` is a list (positional) or a dict (named).
+    Each statement is a host call and commits at once, unless a transaction is open:
+    ``with context.db.transaction(): ...`` or ``begin()`` then ``commit()``/``rollback()``.
+    BLOB values come back base64-encoded.
+    """
+
+    def __init__(self, host: Host | None, request_id: str) -> None:
+        """Create a client making host calls for ``request_id``."""
+        self._host = host
+        self._request_id = request_id
+
+    def execute(self, sql: str, params: Any = None) -> int:
+        """Run one statement; return the number of rows it changed (-1 if unknown)."""
+        return int(self._call("db.execute", _sql_args(sql, params)).result())
+
+    def fetchall(self, sql: str, params: Any = None) -> builtins.list[dict[str, Any]]:
+        """Run one query; return its rows as dicts (column name to value)."""
+        return _rows(self._call("db.fetchall", _sql_args(sql, params)).result())
+
+    def fetchone(self, sql: str, params: Any = None) -> dict[str, Any] | None:
+        """Run one query; return its first row, or None."""
+        rows = self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    def begin(self) -> None:
+        """Begin a transaction; statements run in it until ``commit`` or ``rollback``."""
+        self._call("db.begin", {}).result()
+
+    def commit(self) -> None:
+        """Commit the open transaction."""
+        self._call("db.commit", {}).result()
+
+    def rollback(self) -> None:
+        """Roll the open transaction back."""
+        self._call("db.rollback", {}).result()
+
+    def transaction(self) -> Transaction:
+        """A transaction for a ``with`` (or ``async with``) block."""
+        return Transaction(self)
+
+    async def aexecute(self, sql: str, params: Any = None) -> int:
+        """Async ``execute``: run one statement; return the rows it changed."""
+        return int(await self._acall("db.execute", _sql_args(sql, params)))
+
+    async def afetchall(self, sql: str, params: Any = None) -> builtins.list[dict[str, Any]]:
+        """Async ``fetchall``: run one query; return its rows as dicts."""
+        return _rows(await self._acall("db.fetchall", _sql_args(sql, params)))
+
+    async def abegin(self) -> None:
+        """Async ``begin``."""
+        await self._acall("db.begin", {})
+
+    async def acommit(self) -> None:
+        """Async ``commit``."""
+        await self._acall("db.commit", {})
+
+    async def arollback(self) -> None:
+        """Async ``rollback``."""
+        await self._acall("db.rollback", {})
+
+    def _call(self, op: str, args: dict[str, Any]) -> Future[Any]:
+        if self._host is None:
+            raise RuntimeError("the database needs the Hyac runtime (this context has no host)")
+        return self._host.call(self._request_id, op, args)
+
+    async def _acall(self, op: str, args: dict[str, Any]) -> Any:
+        return await asyncio.wrap_future(self._call(op, args))
+
+
 class FunctionInfo:
     """Which function and version is running, and for which request."""
 
@@ -371,6 +536,10 @@ class FunctionContext:
     """When the invocation must be finished, as a Unix timestamp in seconds."""
     task: Task | None
     """The background task this invocation runs (id, attempt, ``progress()``), or None."""
+    secrets: TenantSecrets
+    """The tenant's secrets, a read-only mapping: ``context.secrets["API_KEY"]``."""
+    db: Database
+    """The tenant's own SQL database: ``execute``, ``fetchall``, ``transaction()``."""
     Response = Response
     """The Response class, so ``return context.Response(status=201, body=...)`` works."""
 
@@ -385,6 +554,8 @@ class FunctionContext:
         deadline: float,
         task: Task | None = None,
         host: Host | None = None,
+        secrets: TenantSecrets | None = None,
+        db: Database | None = None,
     ) -> None:
         """Assemble a context; the runtime builds one per invocation."""
         self.request = request
@@ -395,6 +566,8 @@ class FunctionContext:
         self.deadline = deadline
         self.task = task
         self._host = host
+        self.secrets = secrets if secrets is not None else TenantSecrets(host, function.request_id)
+        self.db = db if db is not None else Database(host, function.request_id)
 
     def enqueue(self, function: str, payload: Any = None, *, delay: float = 0.0) -> str:
         """Queue a background task of ``function`` (of this tenant); return its task id.
@@ -470,6 +643,27 @@ def _progress_args(fraction: object, message: object) -> dict[str, Any]:
     if not isinstance(message, str):
         raise TypeError(f"progress message must be str, not {type(message).__name__}")
     return {"fraction": min(max(float(fraction), 0.0), 1.0), "message": message}
+
+
+def _sql_args(sql: object, params: object) -> dict[str, Any]:
+    if not isinstance(sql, str) or not sql.strip():
+        raise TypeError("sql must be a non-empty str")
+    if params is None:
+        params = []
+    elif isinstance(params, tuple):
+        params = list(params)
+    if not isinstance(params, (list, dict)):
+        raise TypeError(f"params must be a list, tuple or dict, not {type(params).__name__}")
+    try:
+        json.dumps(params, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"params must be JSON-serialisable: {exc}") from None
+    return {"sql": sql, "params": params}
+
+
+def _rows(value: Any) -> builtins.list[dict[str, Any]]:
+    columns = [str(c) for c in value.get("columns", [])]
+    return [dict(zip(columns, row)) for row in value.get("rows", [])]
 
 
 def _list_args(prefix: object, limit: object) -> dict[str, Any]:

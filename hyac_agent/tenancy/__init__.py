@@ -1,0 +1,8 @@
+"""Multi-tenancy: tenants, users and roles, API tokens, per-tenant databases, secrets,
+env, network policy, quotas and the audit log."""
+
+from hyac_agent.tenancy.auth import ROLES, Principal
+from hyac_agent.tenancy.quotas import QUOTAS, QuotaExceeded
+from hyac_agent.tenancy.service import DEFAULT_TENANT, TenancyService
+
+__all__ = ["DEFAULT_TENANT", "QUOTAS", "ROLES", "Principal", "QuotaExceeded", "TenancyService"]

@@ -1,0 +1,268 @@
+"""Per-tenant quotas, with platform defaults, enforced where the resource is used.
+
+| quota                  | unit            | enforced                                      |
+|------------------------|-----------------|-----------------------------------------------|
+| cpu                    | CPUs per sandbox| sandbox limits at worker start                |
+| memory                 | bytes/sandbox   | deploy (403) and sandbox limits               |
+| storage                | bytes           | kv.set and db writes (413)                    |
+| executions_per_minute  | count           | every invocation (429)                        |
+| executions_per_day     | count           | every invocation (429)                        |
+| concurrency            | count           | every invocation (429)                        |
+| timeout                | seconds         | deploy (403)                                  |
+| functions              | count           | deploy of a new function (403)                |
+
+Tenant ``*`` in the store holds the platform's values: the default of every tenant
+without its own, and the ceiling an admin may set. Execution counters are kept in
+memory and written to the store every second (and at shutdown), so they survive a
+restart; with several agents each one enforces its own share plus what the store held
+when it started counting a window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+from hyac_agent.sandbox.limits import ResourceLimits
+from hyac_agent.tenancy.store import TenancyStore
+from hyac_common.durations import parse_duration, parse_size
+from hyac_common.errors import Forbidden, HyacError, InvalidInput
+
+log = logging.getLogger("hyac.quotas")
+
+PLATFORM = "*"
+QUOTAS: dict[str, str] = {
+    "cpu": "CPUs per sandbox",
+    "memory": "bytes of memory per sandbox",
+    "storage": "bytes of kv + db + objects",
+    "executions_per_minute": "invocations per minute",
+    "executions_per_day": "invocations per day",
+    "concurrency": "invocations running at once",
+    "timeout": "seconds a function may run",
+    "functions": "functions deployed",
+}
+
+
+class QuotaExceeded(HyacError):
+    """A tenant quota is used up: the error names the quota, its limit and its use."""
+
+    code = "quota_exceeded"
+    status = 429
+
+
+def exceeded(name: str, limit: float, use: float, status: int) -> QuotaExceeded:
+    error = QuotaExceeded(
+        f"quota {name} exceeded: limit {_show(limit)}, in use {_show(use)}",
+        quota=name, limit=limit, use=use,
+    )
+    error.status = status
+    return error
+
+
+def _show(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def parse_quota(name: str, value: Any) -> float | None:
+    """A quota value from the CLI or API: numbers, sizes (512Mi), durations (10m);
+    "" / None / "none" / "unlimited" clears it."""
+    if name not in QUOTAS:
+        raise InvalidInput(f"unknown quota {name!r}; known: {', '.join(QUOTAS)}")
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "unlimited")):
+        return None
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif name in ("memory", "storage"):
+            number = float(parse_size(value, name))
+        elif name == "timeout":
+            number = float(parse_duration(value, name))
+        else:
+            number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"invalid value {value!r} for quota {name}") from None
+    if number < 0 or (name == "cpu" and number == 0):
+        raise InvalidInput(f"quota {name} must be positive")
+    if name not in ("cpu", "timeout") and not number.is_integer():
+        raise InvalidInput(f"quota {name} must be a whole number")
+    return number
+
+
+def _windows(now: float) -> tuple[str, str]:
+    return f"m:{int(now // 60)}", f"d:{int(now // 86400)}"
+
+
+class QuotaService:
+    def __init__(self, store: TenancyStore, storage_use: Callable[[str], int]) -> None:
+        self.store = store
+        self.storage_use = storage_use
+        self._limits: dict[str, dict[str, float]] = {}
+        self._counts: dict[tuple[str, str], int] = {}
+        self._pending: dict[tuple[str, str], int] = {}
+        self._loaded_windows: set[str] = set()
+        self._running: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # limits ---------------------------------------------------------------------------
+
+    def forget(self, tenant: str | None = None) -> None:
+        if tenant is None or tenant == PLATFORM:
+            self._limits.clear()
+        else:
+            self._limits.pop(tenant, None)
+
+    def _raw(self, tenant: str) -> dict[str, float]:
+        cached = self._limits.get(tenant)
+        if cached is None:
+            cached = self._limits[tenant] = self.store.quotas_of(tenant)
+        return cached
+
+    def limits(self, tenant: str) -> dict[str, float | None]:
+        """The quota values in force for ``tenant`` (None: unlimited). Blocking at first."""
+        platform, own = self._raw(PLATFORM), self._raw(tenant)
+        return {name: own.get(name, platform.get(name)) for name in QUOTAS}
+
+    def limit(self, tenant: str, name: str) -> float | None:
+        return self.limits(tenant)[name]
+
+    def set(self, tenant: str, values: dict[str, Any], *, owner: bool) -> None:
+        parsed = {name: parse_quota(name, value) for name, value in values.items()}
+        if not owner:
+            platform = self._raw(PLATFORM)
+            for name, value in parsed.items():
+                ceiling = platform.get(name)
+                if ceiling is not None and (value is None or value > ceiling):
+                    raise Forbidden(
+                        f"quota {name} may be at most the platform's {_show(ceiling)} "
+                        f"(only the platform owner can raise it)",
+                        quota=name, limit=ceiling,
+                    )
+        self.store.set_quotas(tenant, parsed)
+        self.forget(tenant)
+
+    def report(self, tenant: str, functions: int) -> dict[str, Any]:
+        limits = self.limits(tenant)
+        own = self._raw(tenant)
+        minute, day = _windows(time.time())
+        self._load_windows([minute, day])
+        use: dict[str, float | None] = {
+            "cpu": None, "memory": None, "timeout": None,
+            "storage": float(self.storage_use(tenant)),
+            "executions_per_minute": float(self._counts.get((tenant, minute), 0)),
+            "executions_per_day": float(self._counts.get((tenant, day), 0)),
+            "concurrency": float(self._running.get(tenant, 0)),
+            "functions": float(functions),
+        }
+        return {
+            name: {"limit": limits[name], "use": use[name],
+                   "source": "tenant" if name in own else ("platform" if limits[name] is not None else None),
+                   "unit": QUOTAS[name]}
+            for name in QUOTAS
+        }
+
+    # at the point of use --------------------------------------------------------------
+
+    def check_deploy(self, tenant: str, is_new: bool, functions: int, timeout: float,
+                     memory: int | None) -> None:
+        limits = self.limits(tenant)
+        if is_new and limits["functions"] is not None and functions >= limits["functions"]:
+            raise exceeded("functions", limits["functions"], functions, 403)
+        if limits["timeout"] is not None and timeout > limits["timeout"]:
+            raise exceeded("timeout", limits["timeout"], timeout, 403)
+        if memory is not None and limits["memory"] is not None and memory > limits["memory"]:
+            raise exceeded("memory", limits["memory"], memory, 403)
+
+    def sandbox_limits(self, tenant: str, limits: ResourceLimits) -> ResourceLimits:
+        quota = self.limits(tenant)
+        if quota["memory"] is not None and limits.memory_bytes > quota["memory"]:
+            limits = replace(limits, memory_bytes=int(quota["memory"]))
+        if quota["cpu"] is not None:
+            limits = replace(limits, cpus=float(quota["cpu"]))
+        return limits
+
+    def check_storage(self, tenant: str, growth: int) -> None:
+        limit = self.limit(tenant, "storage")
+        if limit is None:
+            return
+        use = self.storage_use(tenant)
+        if use + max(growth, 0) > limit:
+            raise exceeded("storage", limit, use, 413)
+
+    @contextlib.asynccontextmanager
+    async def execution(self, tenant: str) -> AsyncIterator[None]:
+        """Admit one invocation of ``tenant`` (or 429), and count it while it runs."""
+        limits = self._limits_cached(tenant)
+        if limits is None:
+            limits = await asyncio.to_thread(self.limits, tenant)
+        minute, day = _windows(time.time())
+        if minute not in self._loaded_windows or day not in self._loaded_windows:
+            await asyncio.to_thread(self._load_windows, [minute, day])
+        running = self._running.get(tenant, 0)
+        if limits["concurrency"] is not None and running >= limits["concurrency"]:
+            raise exceeded("concurrency", limits["concurrency"], running, 429)
+        for name, window in (("executions_per_minute", minute), ("executions_per_day", day)):
+            used = self._counts.get((tenant, window), 0)
+            if limits[name] is not None and used >= limits[name]:
+                raise exceeded(name, limits[name], used, 429)
+        for window in (minute, day):
+            key = (tenant, window)
+            self._counts[key] = self._counts.get(key, 0) + 1
+            self._pending[key] = self._pending.get(key, 0) + 1
+        self._running[tenant] = running + 1
+        try:
+            yield
+        finally:
+            self._running[tenant] = max(0, self._running.get(tenant, 1) - 1)
+
+    def _limits_cached(self, tenant: str) -> dict[str, float | None] | None:
+        if tenant in self._limits and PLATFORM in self._limits:
+            return self.limits(tenant)
+        return None
+
+    def _load_windows(self, windows: list[str]) -> None:
+        fresh = [w for w in windows if w not in self._loaded_windows]
+        if not fresh:
+            return
+        for key, count in self.store.usage_in(fresh).items():
+            self._counts[key] = self._counts.get(key, 0) + count
+        self._loaded_windows.update(fresh)
+
+    # persistence ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.to_thread(self.flush)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            self.store.add_usage(pending)
+            minute, day = _windows(time.time())
+            previous_minute = f"m:{int(time.time() // 60) - 1}"
+            self.store.trim_usage([minute, previous_minute, day])
+        except Exception:
+            log.exception("could not store execution counters")
+            for key, count in pending.items():
+                self._pending[key] = self._pending.get(key, 0) + count
+        current = set(_windows(time.time()))
+        for key in [k for k in self._counts if k[1] not in current]:
+            del self._counts[key]
+        self._loaded_windows &= current
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(self.flush)

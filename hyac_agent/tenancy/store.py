@@ -1,0 +1,333 @@
+"""Durable state of the tenancy layer, on the main store's SQLAlchemy engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from hyac_agent.tenancy import tables as t
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    user: str
+    tenant: str | None
+    name: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    created_by: str
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(row.id, row.user, row.tenant, row.name, row.created_at, row.expires_at,
+                       row.revoked_at, row.created_by)
+
+
+class TenancyStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_schema(self) -> None:
+        t.metadata.create_all(self.engine)
+
+    # tenants --------------------------------------------------------------------------
+
+    def create_tenant(self, name: str, egress: str = "none") -> bool:
+        with self.engine.begin() as conn:
+            if conn.execute(select(t.tenants.c.name).where(t.tenants.c.name == name)).first():
+                return False
+            conn.execute(insert(t.tenants).values(name=name, created_at=time.time(), egress=egress))
+            return True
+
+    def get_tenant(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.tenants).where(t.tenants.c.name == name)).first()
+        return None if row is None else {"name": row.name, "created_at": row.created_at,
+                                          "egress": _decode_egress(row.egress)}
+
+    def list_tenants(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.tenants).order_by(t.tenants.c.name)).all()
+        return [{"name": r.name, "created_at": r.created_at, "egress": _decode_egress(r.egress)}
+                for r in rows]
+
+    def set_egress(self, name: str, egress: str | list[str]) -> None:
+        value = egress if isinstance(egress, str) else json.dumps(egress)
+        with self.engine.begin() as conn:
+            conn.execute(update(t.tenants).where(t.tenants.c.name == name).values(egress=value))
+
+    def delete_tenant(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            for table, column in ((t.tenants, "name"), (t.memberships, "tenant"),
+                                  (t.secrets, "tenant"), (t.env, "tenant"), (t.quotas, "tenant"),
+                                  (t.usage, "tenant")):
+                conn.execute(delete(table).where(table.c[column] == name))
+            conn.execute(
+                update(t.tokens).where(t.tokens.c.tenant == name, t.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+
+    # users and roles ------------------------------------------------------------------
+
+    def ensure_user(self, name: str, owner: bool = False) -> None:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.name == name)).first()
+            if row is None:
+                conn.execute(insert(t.users).values(name=name, owner=int(owner), created_at=time.time()))
+            elif owner and not row.owner:
+                conn.execute(update(t.users).where(t.users.c.name == name).values(owner=1))
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.name == name)).first()
+            if row is None:
+                return None
+            roles = conn.execute(
+                select(t.memberships.c.tenant, t.memberships.c.role).where(t.memberships.c.user == name)
+            ).all()
+        return {"name": row.name, "owner": bool(row.owner), "created_at": row.created_at,
+                "roles": {r.tenant: r.role for r in roles}}
+
+    def list_users(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            names = list(conn.execute(select(t.users.c.name).order_by(t.users.c.name)).scalars())
+        return [u for u in (self.get_user(n) for n in names) if u]
+
+    def delete_user(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(t.users).where(t.users.c.name == name)).rowcount
+            conn.execute(delete(t.memberships).where(t.memberships.c.user == name))
+            conn.execute(
+                update(t.tokens).where(t.tokens.c.user == name, t.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+        return bool(gone)
+
+    def role_of(self, user: str, tenant: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(t.memberships.c.role).where(
+                    t.memberships.c.user == user, t.memberships.c.tenant == tenant
+                )
+            ).scalar()
+
+    def set_role(self, user: str, tenant: str, role: str) -> None:
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(t.memberships)
+                .where(t.memberships.c.user == user, t.memberships.c.tenant == tenant)
+                .values(role=role)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(t.memberships).values(
+                    user=user, tenant=tenant, role=role, created_at=time.time()
+                ))
+
+    def remove_member(self, user: str, tenant: str) -> bool:
+        with self.engine.begin() as conn:
+            gone = conn.execute(
+                delete(t.memberships).where(
+                    t.memberships.c.user == user, t.memberships.c.tenant == tenant
+                )
+            ).rowcount
+            conn.execute(
+                update(t.tokens)
+                .where(t.tokens.c.user == user, t.tokens.c.tenant == tenant,
+                       t.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+        return bool(gone)
+
+    def members(self, tenant: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.memberships).where(t.memberships.c.tenant == tenant)
+                .order_by(t.memberships.c.user)
+            ).all()
+        return [{"name": r.user, "role": r.role, "created_at": r.created_at} for r in rows]
+
+    def tenants_of(self, user: str) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.memberships.c.tenant, t.memberships.c.role).where(t.memberships.c.user == user)
+            ).all()
+        return {r.tenant: r.role for r in rows}
+
+    # tokens ---------------------------------------------------------------------------
+
+    def add_token(self, token_id: str, digest: str, user: str, tenant: str | None, name: str,
+                  expires_at: float | None, created_by: str) -> TokenRecord:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(insert(t.tokens).values(
+                id=token_id, hash=digest, user=user, tenant=tenant, name=name, created_at=now,
+                expires_at=expires_at, revoked_at=None, created_by=created_by,
+            ))
+        return TokenRecord(token_id, user, tenant, name, now, expires_at, None, created_by)
+
+    def token_by_hash(self, digest: str) -> TokenRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.hash == digest)).first()
+        return None if row is None else _token(row)
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.id == token_id)).first()
+        return None if row is None else _token(row)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.tokens).order_by(t.tokens.c.created_at)).all()
+        return [_token(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.tokens).where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+
+    # secrets and env ------------------------------------------------------------------
+
+    def set_secret(self, tenant: str, name: str, encrypted: str) -> None:
+        self._upsert(t.secrets, tenant, "name", name, encrypted)
+
+    def secrets_of(self, tenant: str) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.secrets.c.name, t.secrets.c.value).where(t.secrets.c.tenant == tenant)
+            ).all()
+        return {r.name: r.value for r in rows}
+
+    def delete_secret(self, tenant: str, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(
+                delete(t.secrets).where(t.secrets.c.tenant == tenant, t.secrets.c.name == name)
+            ).rowcount)
+
+    def set_env(self, tenant: str, key: str, value: str) -> None:
+        self._upsert(t.env, tenant, "key", key, value)
+
+    def env_of(self, tenant: str) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.env.c.key, t.env.c.value).where(t.env.c.tenant == tenant).order_by(t.env.c.key)
+            ).all()
+        return {r.key: r.value for r in rows}
+
+    def delete_env(self, tenant: str, key: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(
+                delete(t.env).where(t.env.c.tenant == tenant, t.env.c.key == key)
+            ).rowcount)
+
+    def _upsert(self, table: Any, tenant: str, key_column: str, key: str, value: str) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(table).where(table.c.tenant == tenant, table.c[key_column] == key)
+                .values(value=value, updated_at=now)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(table).values(
+                    tenant=tenant, **{key_column: key}, value=value, updated_at=now
+                ))
+
+    # quotas and usage -----------------------------------------------------------------
+
+    def quotas_of(self, tenant: str) -> dict[str, float]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.quotas.c.name, t.quotas.c.value).where(t.quotas.c.tenant == tenant)
+            ).all()
+        return {r.name: r.value for r in rows}
+
+    def set_quotas(self, tenant: str, values: dict[str, float | None]) -> None:
+        with self.engine.begin() as conn:
+            for name, value in values.items():
+                conn.execute(delete(t.quotas).where(t.quotas.c.tenant == tenant, t.quotas.c.name == name))
+                if value is not None:
+                    conn.execute(insert(t.quotas).values(tenant=tenant, name=name, value=value))
+
+    def add_usage(self, counts: dict[tuple[str, str], int]) -> None:
+        with self.engine.begin() as conn:
+            for (tenant, window), count in counts.items():
+                changed = conn.execute(
+                    update(t.usage).where(t.usage.c.tenant == tenant, t.usage.c.window == window)
+                    .values(count=t.usage.c.count + count)
+                ).rowcount
+                if not changed:
+                    conn.execute(insert(t.usage).values(tenant=tenant, window=window, count=count))
+
+    def usage_in(self, windows: list[str]) -> dict[tuple[str, str], int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.usage).where(t.usage.c.window.in_(windows))).all()
+        return {(r.tenant, r.window): r.count for r in rows}
+
+    def trim_usage(self, keep_windows: list[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.usage).where(t.usage.c.window.not_in(keep_windows)))
+
+    def kv_bytes(self, tenant: str) -> int:
+        from hyac_agent.store import tables as store_tables
+
+        kv = store_tables.kv
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.coalesce(func.sum(func.length(kv.c.key) + func.length(kv.c.value)), 0))
+                .where(kv.c.tenant == tenant)
+            ).scalar()
+        return int(value or 0)
+
+    def kv_key_size(self, tenant: str, key: str) -> int:
+        from hyac_agent.store import tables as store_tables
+
+        kv = store_tables.kv
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.length(kv.c.key) + func.length(kv.c.value))
+                .where(kv.c.tenant == tenant, kv.c.key == key)
+            ).scalar()
+        return int(value or 0)
+
+    def delete_kv(self, tenant: str) -> None:
+        from hyac_agent.store import tables as store_tables
+
+        with self.engine.begin() as conn:
+            conn.execute(delete(store_tables.kv).where(store_tables.kv.c.tenant == tenant))
+
+    # audit ----------------------------------------------------------------------------
+
+    def append_audit(self, entry: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(t.audit).values(**entry))
+
+    def query_audit(self, tenants: list[str] | None, since: float | None, limit: int) -> list[dict[str, Any]]:
+        query = select(t.audit)
+        if tenants is not None:
+            query = query.where(t.audit.c.tenant.in_(tenants))
+        if since is not None:
+            query = query.where(t.audit.c.ts >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.audit.c.id.desc()).limit(limit)).all()
+        return [
+            {"ts": r.ts, "actor": r.actor, "tenant": r.tenant, "action": r.action,
+             "target": r.target, "result": r.result, "client": r.client}
+            for r in reversed(rows)
+        ]
+
+
+def _decode_egress(value: str | None) -> str | list[str]:
+    if not value or value in ("none", "allow"):
+        return value or "none"
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return "none"
+    return [str(v) for v in decoded] if isinstance(decoded, list) else "none"

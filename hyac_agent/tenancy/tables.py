@@ -1,0 +1,100 @@
+"""Tables of the tenancy layer: tenants, users, roles, tokens, secrets, env, quotas,
+usage counters and the audit log. They live in the main store's database, beside the
+functions, in their own ``MetaData`` so the tenancy layer creates and owns them."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    #: "none", "allow", or a JSON list of CIDRs and host names
+    Column("egress", Text, nullable=False, default="none"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("owner", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user", String(63), primary_key=True),
+    Column("tenant", String(63), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_memberships_tenant", "tenant"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("user", String(63), nullable=False),
+    Column("tenant", String(63)),
+    Column("name", String(128), nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Column("created_by", String(63), nullable=False, default=""),
+)
+
+secrets = Table(
+    "tenant_secrets",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("value", Text, nullable=False),  # Fernet token: encrypted at rest
+    Column("updated_at", Float, nullable=False),
+)
+
+env = Table(
+    "tenant_env",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: quota limits: tenant "*" holds the platform's defaults and ceilings
+quotas = Table(
+    "quotas",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("value", Float, nullable=False),
+)
+
+#: executions counted per window ("m:<minute>" or "d:<day>"), so they survive a restart
+usage = Table(
+    "usage_counters",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("window", String(32), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+audit = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(63), nullable=False),
+    Column("tenant", String(63)),
+    Column("action", String(32), nullable=False),
+    Column("target", String(256)),
+    Column("result", Integer, nullable=False),
+    Column("client", String(64)),
+    Index("ix_audit_tenant_ts", "tenant", "ts"),
+)

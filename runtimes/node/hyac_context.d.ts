@@ -1,0 +1,114 @@
+// Types of the context a Hyac function receives on the node20 and deno runtimes.
+// The implementation is hyac_context.mjs beside this file; keep the two in step.
+
+/** A host call (context.kv …) was refused or failed on the host side. */
+declare class HostCallError extends Error {
+  /** Machine-readable reason, e.g. "forbidden", "quota_exceeded", "unavailable". */
+  readonly code: string;
+  /** Human-readable explanation from the host. */
+  readonly hostMessage: string;
+}
+
+/** The HTTP request that triggered this invocation. */
+interface HyacRequest {
+  /** HTTP method in upper case, e.g. "GET" or "POST". */
+  readonly method: string;
+  /** Path below the function's route, e.g. "/" or "/items/7". */
+  readonly path: string;
+  /** Query string parameters. */
+  readonly query: Record<string, string>;
+  /** Request headers, with lower-cased names. */
+  readonly headers: Record<string, string>;
+  /** The raw request body. */
+  readonly body: Uint8Array;
+  /** The caller's IP address. */
+  readonly client_ip: string;
+  readonly clientIp: string;
+  /** The request id, also found in log lines and context.function.request_id. */
+  readonly id: string;
+  /** The body parsed as JSON; an empty body gives null. */
+  json<T = any>(): T | null;
+  /** The body decoded as UTF-8 text. */
+  text(): string;
+}
+
+type HyacBody = string | Uint8Array | ArrayBuffer | object | number | boolean | null;
+
+/** An HTTP response with an explicit status and headers. */
+declare class HyacResponse {
+  constructor(status?: number, headers?: Record<string, string>, body?: HyacBody);
+  constructor(init: { status?: number; headers?: Record<string, string>; body?: HyacBody });
+  status: number;
+  headers: Record<string, string>;
+  body: HyacBody;
+}
+
+/** Log lines for this invocation, tagged with its request id and level (console.log formatting). */
+interface HyacLogger {
+  debug(message: any, ...args: any[]): void;
+  info(message: any, ...args: any[]): void;
+  warning(message: any, ...args: any[]): void;
+  warn(message: any, ...args: any[]): void;
+  error(message: any, ...args: any[]): void;
+  critical(message: any, ...args: any[]): void;
+  /** ERROR level, followed by the stack of `error` (your own frames only). */
+  exception(error: unknown, message?: string, ...args: any[]): void;
+}
+
+/** The tenant's key-value store: string keys, JSON values. */
+interface HyacKV {
+  /** The value stored under `key`, or `fallback` when there is none. */
+  get<T = any>(key: string, fallback?: T): Promise<T | null>;
+  /** Store `value` (JSON-serialisable) under `key`. */
+  set(key: string, value: unknown): Promise<void>;
+  /** Delete `key`; true if it existed. */
+  delete(key: string): Promise<boolean>;
+  /** Up to `limit` keys starting with `prefix`, in order. */
+  list(prefix?: string, limit?: number): Promise<string[]>;
+}
+
+/** Which function and version is running, and for which request. */
+interface HyacFunctionInfo {
+  readonly tenant: string;
+  readonly name: string;
+  readonly version: number;
+  readonly sha256: string;
+  /** The runtime, e.g. "node20" or "deno". */
+  readonly runtime: string;
+  readonly request_id: string;
+  readonly requestId: string;
+}
+
+/** The background task an invocation runs. */
+interface HyacTask {
+  readonly id: string;
+  /** 1 for the first run, 2 for the first retry, and so on. */
+  readonly attempt: number;
+  /** Report how far the task is, 0.0 to 1.0, with an optional short message. */
+  progress(fraction: number, message?: string): Promise<void>;
+}
+
+/** Everything a function can reach; passed as `context` to `main(context)`. */
+interface FunctionContext {
+  /** The HTTP request being served. */
+  readonly request: HyacRequest;
+  /** Log lines tagged with this request's id. */
+  readonly logger: HyacLogger;
+  /** The function's environment variables (read-only). */
+  readonly env: Readonly<Record<EnvName, string | undefined>>;
+  /** The tenant's key-value store. */
+  readonly kv: HyacKV;
+  /** Which function, version and request this is. */
+  readonly function: HyacFunctionInfo;
+  /** When the invocation must be finished, as a Unix timestamp in seconds. */
+  readonly deadline: number;
+  /** The background task this invocation runs, or null. */
+  readonly task: HyacTask | null;
+  /** The Response class: `return new context.Response(201, {}, {made: true})`. */
+  readonly Response: typeof HyacResponse;
+  /** Seconds left before the deadline (never negative). */
+  remaining_time(): number;
+  remainingTime(): number;
+  /** Queue a background task of `name` (of this tenant); resolves to its task id. */
+  enqueue(name: FunctionName, payload?: unknown, options?: { delay?: number }): Promise<string>;
+}

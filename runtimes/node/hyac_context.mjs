@@ -1,0 +1,222 @@
+// The context a Hyac function receives in JavaScript/TypeScript (Node.js and Deno).
+//
+// The same members as the Python runtime's hyac_context.py, in JavaScript spelling:
+// host calls return promises (`await context.kv.get("k")`). hyac_context.d.ts beside
+// this file declares these types for editors; `hyac init --runtime node20` and
+// `hyac stubs` copy it into the project's typings/.
+
+import { Buffer } from "node:buffer";
+import { format } from "node:util";
+
+/** A host call (context.kv …) was refused or failed on the host side. */
+export class HostCallError extends Error {
+  constructor(code, message = "") {
+    super(message ? `${code}: ${message}` : code);
+    this.name = "HostCallError";
+    this.code = code;
+    this.hostMessage = message;
+  }
+}
+
+/** The HTTP request that triggered this invocation. */
+export class Request {
+  constructor({ method = "GET", path = "/", query = {}, headers = {}, body = Buffer.alloc(0),
+                clientIp = "", id = "" } = {}) {
+    this.method = String(method).toUpperCase();
+    this.path = path;
+    this.query = { ...query };
+    this.headers = Object.fromEntries(
+      Object.entries(headers).map(([k, v]) => [String(k).toLowerCase(), String(v)]));
+    this.body = body;
+    this.client_ip = clientIp;
+    this.clientIp = clientIp;
+    this.id = id;
+  }
+
+  /** The body parsed as JSON; an empty body gives null. */
+  json() {
+    const text = this.text();
+    if (!text.trim()) return null;
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      throw new SyntaxError(`request body is not valid JSON: ${err.message}`);
+    }
+  }
+
+  /** The body decoded as UTF-8 text. */
+  text() {
+    return Buffer.from(this.body).toString("utf-8");
+  }
+}
+
+/** An HTTP response with an explicit status and headers.
+ *
+ * `new Response(201, {"x-a": "b"}, {made: true})` or `new Response({status, headers, body})`;
+ * body may be a string, a Uint8Array/Buffer, a plain object or array (JSON), or null. */
+export class Response {
+  constructor(status = 200, headers = {}, body = null) {
+    if (status !== null && typeof status === "object") {
+      ({ status = 200, headers = {}, body = null } = status);
+    }
+    if (!Number.isInteger(status) || status < 100 || status > 599) {
+      throw new TypeError(`Response status must be an integer between 100 and 599, not ${status}`);
+    }
+    this.status = status;
+    this.headers = Object.fromEntries(Object.entries(headers || {}).map(([k, v]) => [k, String(v)]));
+    this.body = body;
+  }
+}
+
+/** Log lines for this invocation, tagged with its request id and level.
+ * Messages are formatted like console.log: `logger.info("hi %s", name)`. */
+export class Logger {
+  constructor(host, requestId) {
+    this._host = host;
+    this._requestId = requestId;
+  }
+  debug(msg, ...args) { this._emit("DEBUG", msg, args); }
+  info(msg, ...args) { this._emit("INFO", msg, args); }
+  warning(msg, ...args) { this._emit("WARNING", msg, args); }
+  warn(msg, ...args) { this._emit("WARNING", msg, args); }
+  error(msg, ...args) { this._emit("ERROR", msg, args); }
+  critical(msg, ...args) { this._emit("CRITICAL", msg, args); }
+  /** ERROR level, followed by the stack of `error` (the user's own frames). */
+  exception(error, msg = "", ...args) {
+    const text = (msg ? format(msg, ...args) + "\n" : "") + this._host.formatError(error);
+    this._emit("ERROR", text, []);
+  }
+  _emit(level, msg, args) {
+    const text = args.length ? format(msg, ...args) : String(msg);
+    for (const line of text.split("\n")) this._host.log(this._requestId, "logger", line, level);
+  }
+}
+
+/** The tenant's key-value store: string keys, JSON values. Every method returns a promise. */
+export class KV {
+  constructor(host, requestId) {
+    this._host = host;
+    this._requestId = requestId;
+  }
+  async get(key, fallback = null) {
+    const value = await this._host.call(this._requestId, "kv.get", { key: checkKey(key) });
+    return value === null || value === undefined ? fallback : value;
+  }
+  async set(key, value) {
+    checkJson(value, "kv values");
+    await this._host.call(this._requestId, "kv.set", { key: checkKey(key), value });
+  }
+  async delete(key) {
+    return Boolean(await this._host.call(this._requestId, "kv.delete", { key: checkKey(key) }));
+  }
+  async list(prefix = "", limit = 1000) {
+    return await this._host.call(this._requestId, "kv.list", { prefix: String(prefix), limit });
+  }
+}
+
+/** Which function and version is running, and for which request. */
+export class FunctionInfo {
+  constructor({ tenant = "default", name = "", version = 0, sha256 = "", runtime = "", requestId = "" } = {}) {
+    Object.assign(this, { tenant, name, version, sha256, runtime, request_id: requestId,
+                          requestId });
+  }
+}
+
+/** The background task an invocation runs, as context.task (null for plain invocations). */
+export class Task {
+  constructor(host, requestId, id, attempt) {
+    this._host = host;
+    this._requestId = requestId;
+    this.id = id;
+    this.attempt = attempt;
+  }
+  /** Report how far the task is, 0.0 to 1.0, with an optional short message. */
+  async progress(fraction, message = "") {
+    if (typeof fraction !== "number" || Number.isNaN(fraction)) {
+      throw new TypeError("progress fraction must be a number from 0 to 1");
+    }
+    const clamped = Math.min(Math.max(fraction, 0), 1);
+    await this._host.call(this._requestId, "task.progress", { fraction: clamped, message: String(message) });
+  }
+}
+
+/** Everything a function can reach; passed as `context` to `main(context)`. */
+export class FunctionContext {
+  constructor({ request, logger, env, kv, function: info, deadline, task = null, host = null }) {
+    this.request = request;
+    this.logger = logger;
+    this.env = Object.freeze({ ...env });
+    this.kv = kv;
+    this.function = info;
+    this.deadline = deadline;
+    this.task = task;
+    this.Response = Response;
+    this._host = host;
+  }
+
+  /** Seconds left before the deadline (never negative). */
+  remaining_time() {
+    return Math.max(0, this.deadline - Date.now() / 1000);
+  }
+
+  remainingTime() {
+    return this.remaining_time();
+  }
+
+  /** Queue a background task of `name` (of this tenant); resolves to its task id. */
+  async enqueue(name, payload = null, { delay = 0 } = {}) {
+    if (typeof name !== "string" || !name) throw new TypeError("enqueue needs a function name");
+    if (typeof delay !== "number" || delay < 0) throw new RangeError("enqueue delay must be >= 0");
+    checkJson(payload, "task payloads");
+    const args = { function: name, payload, delay };
+    return String(await this._host.call(this.function.request_id, "task.enqueue", args));
+  }
+}
+
+function checkKey(key) {
+  if (typeof key !== "string") throw new TypeError(`kv keys must be strings, not ${typeof key}`);
+  if (!key) throw new RangeError("kv keys must not be empty");
+  return key;
+}
+
+function checkJson(value, what) {
+  try {
+    JSON.stringify(value);
+  } catch (err) {
+    throw new TypeError(`${what} must be JSON-serialisable: ${err.message}`);
+  }
+}
+
+/** Map a handler's return value to [status, headers, body bytes] per docs/protocol.md. */
+export async function toWireResponse(value) {
+  if (value === undefined || value === null) return [204, {}, Buffer.alloc(0)];
+  if (value instanceof Response) {
+    const [body, implied] = encodeBody(value.body);
+    const headers = { ...value.headers };
+    if (implied && body.length && !Object.keys(headers).some((k) => k.toLowerCase() === "content-type")) {
+      headers["content-type"] = implied;
+    }
+    return [value.status, headers, body];
+  }
+  if (typeof globalThis.Response === "function" && value instanceof globalThis.Response) {
+    const headers = {};
+    value.headers.forEach((v, k) => { headers[k] = v; });
+    return [value.status, headers, Buffer.from(await value.arrayBuffer())];
+  }
+  const [body, implied] = encodeBody(value);
+  return [200, implied ? { "content-type": implied } : {}, body];
+}
+
+function encodeBody(body) {
+  if (body === undefined || body === null) return [Buffer.alloc(0), null];
+  if (body instanceof Uint8Array) return [Buffer.from(body), "application/octet-stream"];
+  if (body instanceof ArrayBuffer) return [Buffer.from(body), "application/octet-stream"];
+  if (typeof body === "string") return [Buffer.from(body, "utf-8"), "text/plain; charset=utf-8"];
+  if (["object", "number", "boolean"].includes(typeof body)) {
+    const text = JSON.stringify(body);
+    if (text === undefined) throw new TypeError("the returned value is not JSON-serialisable");
+    return [Buffer.from(text, "utf-8"), "application/json"];
+  }
+  throw new TypeError(
+    `a function must return an object, array, string, bytes, a number, null or a Response, not ${typeof body}`);
+}
