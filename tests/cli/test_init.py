@@ -75,7 +75,7 @@ def test_init_keeps_existing_files_and_settings(run: Run, cli_environment: Path)
     ("args", "message"),
     [
         (["--template", "nope"], "unknown template 'nope'"),
-        (["--runtime", "node20"], "unknown runtime 'node20'"),
+        (["--runtime", "cobol85"], "unknown runtime 'cobol85'"),
     ],
 )
 def test_init_rejects_bad_options(run: Run, args: list[str], message: str) -> None:

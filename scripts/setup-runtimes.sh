@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install what the node20 and deno runtimes and dependency installs need. Idempotent.
+#   - Node.js 20 and npm: from Debian when missing (node20 runtime, npm installs)
+#   - Deno: the npm registry's `deno` package, into CACHE/deno (the agent finds it there)
+#   - uv: into the project's venv (fast Python dependency installs; pip is the fallback)
+# CACHE is HYAC_RUNTIME_CACHE, else /var/cache/hyac when writable, else ./.cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    else
+        echo "node/npm missing: sudo apt-get install nodejs npm" >&2
+    fi
+fi
+
+cache="${HYAC_RUNTIME_CACHE:-}"
+if [ -z "$cache" ]; then
+    if mkdir -p /var/cache/hyac 2>/dev/null && [ -w /var/cache/hyac ]; then
+        cache=/var/cache/hyac
+    else
+        cache="$PWD/.cache"
+    fi
+fi
+if [ ! -x "$cache/deno/node_modules/deno/deno" ] && command -v npm >/dev/null; then
+    mkdir -p "$cache/deno"
+    (cd "$cache/deno" && npm install --no-audit --no-fund --silent deno >/dev/null)
+fi
+if [ -x "$cache/deno/node_modules/deno/deno" ]; then
+    chmod -R a+rX "$cache/deno"
+    echo "deno: $("$cache/deno/node_modules/deno/deno" --version | head -1) in $cache/deno"
+fi
+
+if [ -x .venv/bin/pip ] && ! [ -x .venv/bin/uv ]; then
+    .venv/bin/pip install -q "uv>=0.4"
+fi
+[ -x .venv/bin/uv ] && echo "uv: $(.venv/bin/uv --version)"
+command -v node >/dev/null && echo "node: $(node --version)"
+exit 0
