@@ -1,8 +1,9 @@
 """The worker's side of the channel to the agent: framing, host calls, captured output.
 
 See docs/protocol.md. Frames are a 4-byte big-endian length and that many bytes of UTF-8
-JSON. Writes come from the event loop and from thread-pool handlers, so they are
-serialised by one lock; a single reader thread delivers host-call replies.
+JSON. The event loop reads the channel (``FrameBuffer`` splits what arrives into
+frames); writes come from the event loop and straight from thread-pool handlers, so they
+are serialised by one lock and each is one blocking ``sendall`` of a whole frame.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from hyac_context import HostCallError
 MAX_FRAME = 64 * 1024 * 1024
 MAX_LOG_LINE = 256 * 1024
 _HEADER = struct.Struct(">I")
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+RECV_SIZE = 256 * 1024
 
 current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "hyac_request_id", default=None
@@ -40,13 +43,87 @@ class FrameTooLarge(ValueError):
     """A frame we were about to send is larger than MAX_FRAME."""
 
 
+# One encoder for every frame: json.dumps with options builds a new one on each call.
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+).encode
+
+
 def encode_frame(message: dict[str, Any]) -> bytes:
     """Serialise one message into a frame; raises FrameTooLarge past the limit."""
-    payload = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    data = payload.encode("utf-8")
+    data = _encode_json(message).encode("utf-8")
     if len(data) > MAX_FRAME:
         raise FrameTooLarge(f"message of {len(data)} bytes exceeds the 64 MiB frame limit")
     return _HEADER.pack(len(data)) + data
+
+
+def decode_payload(payload: bytes | bytearray) -> dict[str, Any]:
+    """Parse one frame's payload; ProtocolError unless it is a JSON object with a type."""
+    try:
+        message = json.loads(payload.decode("utf-8"))
+    except ValueError as exc:
+        raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("frame is not a JSON object with a string 'type'")
+    return message
+
+
+class FrameBuffer:
+    """Splits the bytes read from the channel, in whatever pieces they come, into frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.wanted = RECV_SIZE
+        """How much to ask the next read for: enough for the frame being received."""
+
+    def __bool__(self) -> bool:
+        """True while part of a frame is held (so an end of stream now is an error)."""
+        return bool(self._buf)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Add ``data``; return the frames it completes (ProtocolError if malformed)."""
+        buf: bytes | bytearray = self._buf
+        if buf:
+            buf += data  # type: ignore[operator]
+        else:
+            buf = data
+        messages = []
+        pos, size = 0, len(buf)
+        self.wanted = RECV_SIZE
+        while size - pos >= 4:
+            (length,) = _HEADER.unpack_from(buf, pos)
+            if length > MAX_FRAME:
+                raise ProtocolError(f"frame of {length} bytes exceeds the 64 MiB limit")
+            end = pos + 4 + length
+            if end > size:
+                self.wanted = min(max(RECV_SIZE, end - size), 4 * 1024 * 1024)
+                break
+            messages.append(decode_payload(buf[pos + 4 : end]))
+            pos = end
+        if pos == size:
+            self._buf = bytearray()
+        elif isinstance(buf, bytearray):
+            del buf[:pos]  # cheap at the front of a bytearray
+            self._buf = buf
+        else:
+            self._buf = bytearray(buf[pos:])
+        return messages
+
+
+class HostCallFuture(Future[Any]):
+    """A host call's answer.
+
+    The event loop reads the channel, so a blocking wait on the loop's own thread (an
+    ``async def`` function calling ``kv.get`` instead of ``await kv.aget``) would never
+    see the reply: there ``result()`` reads the channel itself until the reply is in.
+    """
+
+    _pump: Callable[[Future[Any]], None] | None = None
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._pump is not None and not self.done():
+            self._pump(self)
+        return super().result(timeout)
 
 
 class Channel:
@@ -56,12 +133,34 @@ class Channel:
         self._sock = sock
         self._on_lost = on_lost
         self._send_lock = threading.Lock()
+        self._recv_buf = bytearray(RECV_SIZE)
+        self._recv_view = memoryview(self._recv_buf)
         self._calls_lock = threading.Lock()
+        self.reader_thread: int | None = None
+        """Ident of the thread that reads the channel (the event loop's), once it does."""
+        self.pump: Callable[[Future[Any]], None] | None = None
+        """Reads the channel until a future is done; used by waits on ``reader_thread``."""
         self._call_ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}
         self.formatter: Callable[[BaseException], str] = _plain_format
 
     # -- receiving -----------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def recv_nowait(self, size: int, wait: bool = False) -> bytes:
+        """What has arrived, up to ``size`` bytes (b"" at the end of the stream).
+
+        Raises BlockingIOError when nothing has, unless ``wait``. The socket itself stays blocking, so
+        ``send`` from any thread remains a plain ``sendall``. Reads go through one
+        reused buffer: a fresh 256 KiB bytes object per read costs more than the read.
+        """
+        flags = 0 if wait else _DONTWAIT
+        if size > len(self._recv_buf):  # the rest of a large frame
+            return self._sock.recv(size, flags)
+        n = self._sock.recv_into(self._recv_buf, 0, flags)
+        return self._recv_view[:n].tobytes()
 
     def read_frame(self) -> dict[str, Any] | None:
         """Read one frame; None on a clean end of stream, ProtocolError if malformed."""
@@ -71,14 +170,7 @@ class Channel:
         (length,) = _HEADER.unpack(header)
         if length > MAX_FRAME:
             raise ProtocolError(f"frame of {length} bytes exceeds the 64 MiB limit")
-        payload = self._read_exactly(length, at_boundary=False) or b""
-        try:
-            message = json.loads(payload.decode("utf-8"))
-        except ValueError as exc:
-            raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise ProtocolError("frame is not a JSON object with a string 'type'")
-        return message
+        return decode_payload(self._read_exactly(length, at_boundary=False) or b"")
 
     def _read_exactly(self, size: int, at_boundary: bool) -> bytes | None:
         buf = bytearray(size)
@@ -126,7 +218,9 @@ class Channel:
 
     def call(self, request_id: str, op: str, args: dict[str, Any]) -> Future[Any]:
         """Start host call ``op``; the future resolves when the agent answers."""
-        future: Future[Any] = Future()
+        future: Future[Any] = HostCallFuture()
+        if self.reader_thread is not None and threading.get_ident() == self.reader_thread:
+            future._pump = self.pump  # type: ignore[attr-defined]
         with self._calls_lock:
             call = next(self._call_ids)
             self._pending[call] = future
@@ -214,6 +308,8 @@ class LogStream(io.TextIOBase):
 
     def end_request(self, request_id: str | None) -> None:
         """Send the unfinished last line of ``request_id``, if any."""
+        if request_id not in self._partial:  # the usual case; only its own code adds it
+            return
         with self._lock:
             rest = self._partial.pop(request_id, "")
             if rest:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
-import functools
 import inspect
 import io
 import linecache
 import os
 import platform
+import queue
 import socket
 import sys
 import threading
@@ -28,7 +28,7 @@ import time
 import tokenize
 import types
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 # Under -I the script's directory is not on sys.path; the runtime dir may be mounted
@@ -41,6 +41,7 @@ import hyac_context  # noqa: E402
 from _hyac_errors import MAIN_MODULE, UserTracebacks  # noqa: E402
 from _hyac_protocol import (  # noqa: E402
     Channel,
+    FrameBuffer,
     FrameTooLarge,
     LogStream,
     ProtocolError,
@@ -108,10 +109,23 @@ class Worker:
         channel.formatter = self._errors.format
         self._streams = [LogStream(channel, "stdout"), LogStream(channel, "stderr")]
         sys.stdout, sys.stderr = self._streams  # type: ignore[assignment]
+        # Built once: every invocation's FunctionInfo differs only in its request id.
+        self._info: dict[str, Any] = {
+            "tenant": str(function.get("tenant", "default")),
+            "name": str(function.get("name", "")),
+            "version": int(function.get("version") or 0),
+            "sha256": str(function.get("sha256", "")),
+            "runtime": str(function.get("runtime", "")),
+        }
         self._handler: Callable[..., Any] = _missing_handler
         self._is_async = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references to async invocations
+        # Invocations started and not yet answered, counted from the loop and pool threads.
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self._stopping = False
+        self._frames = FrameBuffer()  # what the event loop has read of the channel
+        self._deferred: list[dict[str, Any]] = []  # frames read while it waited on a host call
 
     # -- loading -------------------------------------------------------------------
 
@@ -166,95 +180,166 @@ class Worker:
     # -- serving -------------------------------------------------------------------
 
     async def serve(self) -> int:
-        """Run until ``shutdown`` (returns 0); EOF and protocol errors exit directly."""
+        """Run until ``shutdown`` (returns 0); EOF and protocol errors exit directly.
+
+        The event loop reads the channel itself (no reader thread): an ``async def``
+        handler starts as a task right where its frame is parsed, a ``def`` handler is
+        handed to the pool once and its thread sends the result, so a warm invocation
+        costs at most one thread hop.
+        """
         self._loop = asyncio.get_running_loop()
         self._finished: asyncio.Future[int] = self._loop.create_future()
         threads = _worker_threads()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hyac-sync")
-        reader = threading.Thread(target=self._read_loop, name="hyac-reader", daemon=True)
-        reader.start()
+        self._pool = SyncPool(threads, self._invoke_sync)
+        self._channel.reader_thread = threading.get_ident()
+        self._channel.pump = self._pump_until
+        self._loop.add_reader(self._channel.fileno(), self._on_readable)
         return await self._finished
 
-    def _read_loop(self) -> None:
-        """Reader thread: host-call replies are resolved here, the rest goes to the loop."""
+    def _on_readable(self) -> None:
+        """The channel has data: dispatch every frame it completes."""
         try:
-            while True:
-                message = self._channel.read_frame()
-                if message is None:
-                    die(EXIT_OK)
-                    return
+            data = self._channel.recv_nowait(self._frames.wanted)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            die(EXIT_OK, f"channel read failed: {exc}")
+        self._dispatch(self._feed(data))
+
+    def _feed(self, data: bytes) -> list[dict[str, Any]]:
+        if not data:
+            if self._frames:
+                die(EXIT_PROTOCOL_ERROR, "protocol error: channel closed in the middle of a frame")
+            die(EXIT_OK)
+        try:
+            return self._frames.feed(data)
+        except ProtocolError as exc:
+            die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
+
+    def _pump_until(self, future: Future[Any]) -> None:
+        """Loop thread blocked on a host call: read until its reply, keep other frames."""
+        while not future.done():
+            try:
+                data = self._channel.recv_nowait(self._frames.wanted, wait=True)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                die(EXIT_OK, f"channel read failed: {exc}")
+            for message in self._feed(data):
+                if message["type"] == "hostcall_result":
+                    self._dispatch([message])
+                else:
+                    self._deferred.append(message)
+        if self._deferred:
+            # Ahead of anything read later: they were received first.
+            self._loop.call_soon(self._dispatch_deferred)
+
+    def _dispatch_deferred(self) -> None:
+        messages, self._deferred = self._deferred, []
+        self._dispatch(messages)
+
+    def _dispatch(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            for message in messages:
                 kind = message["type"]
-                if kind == "hostcall_result":
-                    self._channel.resolve(message)
-                elif kind == "invoke":
-                    job = Invocation(message, self._timeout)
-                    self._loop.call_soon_threadsafe(self._start, job)
+                if kind == "invoke":
+                    self._start(Invocation(message, self._timeout))
+                elif kind == "hostcall_result":
+                    self._channel.resolve(message)  # wakes the caller's thread or task
                 elif kind == "shutdown":
-                    self._loop.call_soon_threadsafe(self._begin_shutdown)
+                    self._begin_shutdown()
                 else:
                     raise ProtocolError(f"unexpected frame type {kind!r}")
         except ProtocolError as exc:
             die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
-        except OSError as exc:
-            die(EXIT_OK, f"channel read failed: {exc}")
 
     def _start(self, job: Invocation) -> None:
-        task = self._loop.create_task(self._invoke(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        with self._in_flight_lock:
+            self._in_flight += 1
+        if self._is_async:
+            # The task runs in its own copy of the context, so this tags only its output.
+            task = _start_task(self._loop, self._invoke_async(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._pool.submit(job)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if self._stopping and not self._tasks and not self._finished.done():
-            self._finished.set_result(EXIT_OK)
+    def _done(self) -> None:
+        """One invocation was answered (from the loop or a pool thread)."""
+        with self._in_flight_lock:
+            self._in_flight -= 1
+            last = self._stopping and not self._in_flight
+        if last:
+            self._loop.call_soon_threadsafe(self._finish_if_idle)
 
     def _begin_shutdown(self) -> None:
-        self._stopping = True
-        if not self._tasks and not self._finished.done():
+        with self._in_flight_lock:
+            self._stopping = True
+        self._finish_if_idle()
+
+    def _finish_if_idle(self) -> None:
+        with self._in_flight_lock:
+            idle = not self._in_flight
+        if idle and not self._finished.done():
             self._finished.set_result(EXIT_OK)
 
-    async def _invoke(self, job: Invocation) -> None:
-        # Each task runs in its own copy of the context, so this tags only its output.
+    async def _invoke_async(self, job: Invocation) -> None:
         current_request.set(job.id)
-        context = self._make_context(job)
         try:
-            if self._is_async:
-                value = await self._handler(context)
-            else:
-                # Copy the context so output from the pool thread is tagged with job.id.
-                call = functools.partial(contextvars.copy_context().run, self._handler, context)
-                value = await self._loop.run_in_executor(self._pool, call)
-            if inspect.isawaitable(value):
-                value = await value
-            status, headers, body = hyac_context._to_wire_response(value)
-            response = {
-                "status": status,
-                "headers": headers,
-                "body_b64": base64.b64encode(body).decode("ascii"),
-            }
-            result = {"type": "result", "id": job.id, "ok": True, "response": response}
+            try:
+                value = await self._handler(self._make_context(job))
+                if inspect.isawaitable(value):
+                    value = await value
+                result = self._success(job.id, value)
+            except BaseException as exc:  # whatever the function raised is its answer
+                result = self._failure(job.id, exc)
+            self._answer(job.id, result)
+        finally:
+            self._done()
+
+    def _invoke_sync(self, job: Invocation) -> None:
+        """Pool thread: run a ``def`` handler and send its result from this thread."""
+        try:
+            # A fresh copy of this thread's context per invocation: it tags the output
+            # with job.id, and context variables the function sets do not leak.
+            contextvars.copy_context().run(self._run_sync, job)
+        finally:
+            self._done()
+
+    def _run_sync(self, job: Invocation) -> None:
+        current_request.set(job.id)
+        try:
+            value = self._handler(self._make_context(job))
+            if inspect.isawaitable(value):  # a plain callable that returned a coroutine
+                value = asyncio.run_coroutine_threadsafe(_wait_for(value), self._loop).result()
+            result = self._success(job.id, value)
         except BaseException as exc:  # whatever the function raised is its answer
             result = self._failure(job.id, exc)
-        self.end_output(job.id)
+        self._answer(job.id, result)
+
+    def _success(self, request_id: str, value: Any) -> dict[str, Any]:
+        status, headers, body = hyac_context._to_wire_response(value)
+        response = {
+            "status": status,
+            "headers": headers,
+            "body_b64": base64.b64encode(body).decode("ascii"),
+        }
+        return {"type": "result", "id": request_id, "ok": True, "response": response}
+
+    def _answer(self, request_id: str, result: dict[str, Any]) -> None:
+        """Send the request's last partial log lines, then its result."""
+        self.end_output(request_id)
         try:
             self._channel.send(result)
         except FrameTooLarge as exc:
-            self._channel.send(self._failure(job.id, ValueError(f"response too large: {exc}")))
+            self._channel.send(self._failure(request_id, ValueError(f"response too large: {exc}")))
 
     def _failure(self, request_id: str, exc: BaseException) -> dict[str, Any]:
         error = self._errors.describe(exc)
         return {"type": "result", "id": request_id, "ok": False, "error": error}
 
     def _make_context(self, job: Invocation) -> hyac_context.FunctionContext:
-        fn = self._function
-        info = hyac_context.FunctionInfo(
-            tenant=str(fn.get("tenant", "default")),
-            name=str(fn.get("name", "")),
-            version=int(fn.get("version") or 0),
-            sha256=str(fn.get("sha256", "")),
-            runtime=str(fn.get("runtime", "")),
-            request_id=job.id,
-        )
+        info = hyac_context.FunctionInfo(request_id=job.id, **self._info)
         return hyac_context.FunctionContext(
             request=job.request,
             logger=hyac_context.Logger(self._channel, job.id),
@@ -271,8 +356,63 @@ class Worker:
             stream.end_request(request_id)
 
 
+class SyncPool:
+    """The threads running ``def main`` handlers: started on demand up to ``size``, reused.
+
+    Leaner than ThreadPoolExecutor on the hot path: a submit is one short lock and a
+    SimpleQueue put, with no Future (the job sends its own result) and no Python-level
+    semaphore per job.
+    """
+
+    def __init__(self, size: int, run: Callable[[Any], None]) -> None:
+        self._size = size
+        self._run = run
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0  # threads waiting for a job, less the jobs already promised to them
+
+    def submit(self, job: Any) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                spawn = False
+            else:
+                spawn = self._threads < self._size
+                if spawn:
+                    self._threads += 1
+        self._jobs.put(job)
+        if spawn:
+            name = f"hyac-sync_{self._threads - 1}"
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        get, run, lock = self._jobs.get, self._run, self._lock
+        while True:
+            run(get())
+            with lock:
+                self._idle += 1
+
+
 def _missing_handler(context: Any) -> Any:
     raise RuntimeError("the function is not loaded")
+
+
+async def _wait_for(awaitable: Any) -> Any:
+    return await awaitable
+
+
+if sys.version_info >= (3, 12):
+
+    def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        # Run the first step now rather than on the next turn of the loop: a handler
+        # that never waits is answered without another trip through the selector.
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+
+else:
+
+    def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        return loop.create_task(coro)
 
 
 def _worker_threads() -> int:

@@ -14,6 +14,7 @@ import re
 import socket
 import struct
 import subprocess
+import tempfile
 import textwrap
 import time
 import uuid
@@ -62,8 +63,21 @@ class Worker:
     """A bootstrap subprocess and the agent's end of its channel."""
 
     def __init__(
-        self, python: str, code_dir: Path, env: dict[str, str], *, fd3: bool = False
+        self,
+        python: str,
+        code_dir: Path,
+        env: dict[str, str],
+        *,
+        fd3: bool = False,
+        channel_path: Path | None = None,
     ) -> None:
+        listener = None
+        if channel_path is not None:
+            # As the docker backend does: listen on a path, the worker connects once.
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(channel_path))
+            listener.listen(1)
+            listener.settimeout(TIMEOUT)
         parent, child = socket.socketpair()
         child_fd = child.fileno()
         process_env = {
@@ -73,10 +87,13 @@ class Worker:
             "HYAC_CODE_DIR": str(code_dir),
             **env,
         }
-        if fd3:
+        if listener is not None:
+            process_env["HYAC_CHANNEL_PATH"] = str(channel_path)
+            fd_options: dict[str, Any] = {}
+        elif fd3:
             # No HYAC_CHANNEL_FD: the worker must find the channel on fd 3, so dup it
             # there in the child. Our fds are non-inheritable, so close_fds=False leaks none.
-            fd_options: dict[str, Any] = {
+            fd_options = {
                 "close_fds": False,
                 "preexec_fn": lambda: os.dup2(child_fd, 3),
             }
@@ -93,6 +110,11 @@ class Worker:
             **fd_options,
         )
         child.close()
+        if listener is not None:
+            parent.close()
+            with listener:
+                parent, _ = listener.accept()
+            channel_path.unlink()  # type: ignore[union-attr]
         self.code_dir = code_dir
         self.sock = parent
         self.sock.settimeout(TIMEOUT)
@@ -244,13 +266,14 @@ def start(python: str, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
         handler: str = "main",
         expect_ready: bool = True,
         fd3: bool = False,
+        channel_path: Path | None = None,
     ) -> Worker:
         code_dir = tmp_path / "code"
         for name, source in files.items():
             target = code_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(textwrap.dedent(source))
-        worker = Worker(python, code_dir, process_env or {}, fd3=fd3)
+        worker = Worker(python, code_dir, process_env or {}, fd3=fd3, channel_path=channel_path)
         workers.append(worker)
         worker.init(entry, env=env, handler=handler)
         if expect_ready:
@@ -863,3 +886,167 @@ def test_malformed_frame_exits_non_zero(start: Callable[..., Worker], garbage: b
     worker.send_raw(garbage)
     assert worker.wait() != 0
     assert b"protocol error" in worker.proc.stderr.read()
+
+
+# the channel
+
+
+def invoke_frame(body: bytes, query: dict[str, str] | None = None) -> tuple[str, bytes]:
+    """An encoded invoke frame (and its id), for tests that control how bytes arrive."""
+    request_id = "req_" + uuid.uuid4().hex[:12]
+    request = {"method": "POST", "path": "/", "query": query or {}, "headers": {},
+               "body_b64": base64.b64encode(body).decode(), "client_ip": "10.0.0.7"}
+    data = json.dumps({"type": "invoke", "id": request_id, "request": request,
+                       "deadline": time.time() + 30}).encode()
+    return request_id, struct.pack(">I", len(data)) + data
+
+
+BODY_ECHO = "def main(context):\n    return context.request.body\n"
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_channel_path_mode_serves_invocations_and_host_calls(
+    start: Callable[..., Worker], flavour: str
+) -> None:
+    # Unix socket paths are short (108 bytes): not under pytest's tmp_path.
+    with tempfile.TemporaryDirectory(prefix="hyac-") as short:
+        worker = start(
+            {"functions/hello.py": KV_SYNC if flavour == "sync" else KV_ASYNC},
+            channel_path=Path(short) / "channel.sock",
+        )
+        assert json_of(worker.call())["get"] == {"name": "ada"}
+        assert len(worker.hostcalls) == 9
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_frames_coalesced_or_split_anywhere(start: Callable[..., Worker], flavour: str) -> None:
+    source = BODY_ECHO if flavour == "sync" else BODY_ECHO.replace("def main", "async def main")
+    worker = start({"functions/hello.py": source})
+    for chunked in (False, True):
+        bodies = {}
+        for n in range(12):
+            body = b"x" * (n * 37) + bytes([n])
+            request_id, frame = invoke_frame(body)
+            bodies[request_id] = (body, frame)
+        data = b"".join(frame for _, frame in bodies.values())
+        if chunked:  # a few bytes at a time, cutting headers and payloads alike
+            for i in range(0, len(data), 7):
+                worker.send_raw(data[i : i + 7])
+                if i % 350 == 0:
+                    time.sleep(0.001)
+        else:  # every frame in one write
+            worker.send_raw(data)
+        results = worker.results(list(bodies))
+        for request_id, (body, _) in bodies.items():
+            assert body_of(results[request_id]) == body
+    assert len([kind for kind, _ in worker.order if kind == "result"]) == 24
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_large_request_and_response_bodies(start: Callable[..., Worker], flavour: str) -> None:
+    source = BODY_ECHO if flavour == "sync" else BODY_ECHO.replace("def main", "async def main")
+    worker = start({"functions/hello.py": source})
+    body = os.urandom(3 * 1024 * 1024)
+    small_id, small = invoke_frame(b"small")
+    big_id, big = invoke_frame(body)
+    worker.send_raw(big + small)
+    results = worker.results([big_id, small_id])
+    assert body_of(results[big_id]) == body
+    assert body_of(results[small_id]) == b"small"
+
+
+def test_channel_closed_mid_frame_is_a_protocol_error(start: Callable[..., Worker]) -> None:
+    worker = start({"functions/hello.py": "def main(context):\n    return 1\n"})
+    worker.send_raw(struct.pack(">I", 100) + b'{"type": ')
+    worker.sock.shutdown(socket.SHUT_WR)
+    assert worker.wait() == 2
+    assert b"protocol error" in worker.proc.stderr.read()
+
+
+def test_sync_host_calls_answered_out_of_order(start: Callable[..., Worker]) -> None:
+    source = """
+        def main(context):
+            return {"value": context.kv.get(context.request.query["key"])}
+    """
+    worker = start({"functions/hello.py": source})
+    worker.kv = {f"k{n}": n for n in range(6)}
+    ids = [worker.invoke(query={"key": f"k{n}"}) for n in range(6)]
+    held = [worker.recv() for _ in range(6)]  # every pool thread now blocks on its call
+    assert sorted(m["type"] for m in held) == ["hostcall"] * 6
+    for message in reversed(held):
+        worker.send(worker._answer(message))
+    results = worker.results(ids)
+    assert [json_of(results[i])["value"] for i in ids] == list(range(6))
+
+
+def test_sync_function_returning_a_coroutine_is_awaited(start: Callable[..., Worker]) -> None:
+    source = """
+        import asyncio
+
+        async def later(context):
+            await asyncio.sleep(0.01)
+            print("from the coroutine")
+            return {"id": context.request.id}
+
+        def main(context):
+            return later(context)
+    """
+    worker = start({"functions/hello.py": source})
+    result = worker.call()
+    assert json_of(result) == {"id": result["id"]}
+    assert [(m["id"], m["message"]) for m in worker.logs] == [(result["id"], "from the coroutine")]
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_context_variables_do_not_leak_between_invocations(
+    start: Callable[..., Worker], flavour: str
+) -> None:
+    source = """
+        import contextvars
+        seen = contextvars.ContextVar("seen", default=0)
+
+        def main(context):
+            value = seen.get()
+            seen.set(value + 1)
+            return value
+    """
+    if flavour == "async":
+        source = source.replace("def main", "async def main")
+    worker = start({"functions/hello.py": source}, process_env={"HYAC_WORKER_THREADS": "1"})
+    assert [json_of(worker.call()) for _ in range(3)] == [0, 0, 0]
+
+
+def test_shutdown_finishes_in_flight_async_work(start: Callable[..., Worker]) -> None:
+    source = """
+        import asyncio
+        async def main(context):
+            await asyncio.sleep(0.3)
+            return "finished"
+    """
+    worker = start({"functions/hello.py": source})
+    ids = [worker.invoke() for _ in range(3)]
+    worker.send({"type": "shutdown"})
+    assert all(body_of(r) == b"finished" for r in worker.results(ids).values())
+    assert worker.wait() == 0
+
+
+def test_blocking_host_call_from_async_function_still_gets_its_reply(
+    start: Callable[..., Worker],
+) -> None:
+    # Blocking the loop is the function's mistake (kv.get instead of await kv.aget), but
+    # the loop reads the channel: the wait must read the reply itself, and keep frames
+    # that arrive meanwhile for later.
+    source = """
+        async def main(context):
+            return {"value": context.kv.get(context.request.query["key"])}
+    """
+    worker = start({"functions/hello.py": source})
+    worker.kv = {"a": "A", "b": "B"}
+    first = worker.invoke(query={"key": "a"})
+    held = worker.recv()
+    assert held["type"] == "hostcall" and held["id"] == first
+    second = worker.invoke(query={"key": "b"})  # arrives while the loop is blocked
+    worker.send(worker._answer(held))
+    results = worker.results([first, second])
+    assert json_of(results[first]) == {"value": "A"}
+    assert json_of(results[second]) == {"value": "B"}
