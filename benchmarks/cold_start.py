@@ -100,7 +100,7 @@ def main() -> None:
             row["miss_vs_python_spawn"] = row["pool_miss"] / python_spawn
             if name == "docker":
                 image = image_for(SandboxSettings(run_dir=Path(tmp)), RUNTIME)
-                docker_run = timed(lambda: subprocess.run(
+                docker_run = timed(lambda image=image: subprocess.run(
                     ["docker", "run", "--rm", "--network", "none", image, "true"],
                     check=True, capture_output=True), max(1, runs // 2))
                 results["baselines"]["docker_run_true"] = docker_run
@@ -109,7 +109,8 @@ def main() -> None:
     print(f"baseline python -c pass: {python_spawn * 1000:7.1f} ms")
     if "docker_run_true" in results["baselines"]:
         print(f"baseline docker run true: {results['baselines']['docker_run_true'] * 1000:6.1f} ms")
-    print(f"{'backend':8} {'pool hit':>10} {'x spawn':>8} {'pool miss':>10} {'x spawn':>8} {'x docker run':>13}")
+    print(f"{'backend':8} {'pool hit':>10} {'x spawn':>8} {'pool miss':>10} {'x spawn':>8} "
+          f"{'x docker run':>13}")
     for name, row in results["backends"].items():
         if "skipped" in row:
             print(f"{name:8} skipped: {row['skipped']}")

@@ -32,15 +32,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from hyac_common.paths import data_dir as default_data_dir
 
 if TYPE_CHECKING:
     from hyac_agent.pool import PoolSettings
-    from hyac_agent.tasks.settings import TaskSettings
     from hyac_agent.sandbox.base import SandboxSettings
+    from hyac_agent.tasks.settings import TaskSettings
 
 
 def _env_int(name: str, default: int) -> int:

@@ -14,9 +14,26 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from hyac_cli.commands import agent, deploy, dev, editor, functions, init, invoke, logs, tasks
-from hyac_cli.commands import audit, env, login, quota, secret, tenant, token, user
-from hyac_cli.commands import runtime
+from hyac_cli.commands import (
+    agent,
+    audit,
+    deploy,
+    dev,
+    editor,
+    env,
+    functions,
+    init,
+    invoke,
+    login,
+    logs,
+    quota,
+    runtime,
+    secret,
+    tasks,
+    tenant,
+    token,
+    user,
+)
 from hyac_common.errors import HyacError
 
 

@@ -53,7 +53,7 @@ class DeployResult(BaseModel):
     sha256: str
     created: bool
     active_version: int
-    dependencies: Optional["DependencyInfo"] = None
+    dependencies: Optional[DependencyInfo] = None
 
 
 class DependencyInfo(BaseModel):

@@ -13,7 +13,6 @@ from hyac_agent.tenancy import Principal
 from hyac_common.errors import Unauthorized
 from hyac_common.names import validate_name
 
-
 # All async: a plain `def` dependency costs a thread-pool hop on every request.
 
 

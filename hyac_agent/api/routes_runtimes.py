@@ -27,13 +27,13 @@ router = APIRouter(
 
 @router.get("", response_model=list[RuntimeInfo])
 async def list_runtimes(agent: Agent = Depends(get_agent)) -> list[RuntimeInfo]:
-    return await asyncio.to_thread(agent.runtimes.list)
+    return await asyncio.to_thread(agent.runtimes.list_runtimes)
 
 
 @router.post("", response_model=list[RuntimeInfo], status_code=201)
 async def add_runtime(body: RuntimeAdd, agent: Agent = Depends(get_agent)) -> list[RuntimeInfo]:
     names = await asyncio.to_thread(agent.runtimes.add, body.name, body.files_b64)
-    infos = await asyncio.to_thread(agent.runtimes.list)
+    infos = await asyncio.to_thread(agent.runtimes.list_runtimes)
     return [info for info in infos if info.name in names]
 
 

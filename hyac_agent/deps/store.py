@@ -150,7 +150,7 @@ def _count(runtime: Runtime, lock: str) -> int:
 
 def _make_readable(root: Path) -> None:
     """Sandboxes may run as another uid: everything readable, nothing writable."""
-    for folder, dirs, files in os.walk(root):
+    for folder, _dirs, files in os.walk(root):
         os.chmod(folder, 0o755)
         for name in files:
             path = os.path.join(folder, name)

@@ -268,7 +268,7 @@ class SandboxBackend(abc.ABC):
         """Where per-sandbox directories are made (``ROOT/sandboxes/ID``)."""
         return self.settings.run_dir
 
-    def cleanup_leftovers(self) -> None:
+    def cleanup_leftovers(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Remove sandboxes a previous agent process left behind (called once at start)."""
 
 

@@ -19,9 +19,9 @@ import atexit
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
-import subprocess
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path

@@ -40,7 +40,7 @@ class RuntimeService:
 
     # -- listing ------------------------------------------------------------------------
 
-    def list(self, with_users: bool = True) -> list[RuntimeInfo]:
+    def list_runtimes(self, with_users: bool = True) -> list[RuntimeInfo]:
         runtimes.clear_caches()
         default = self.default()
         infos = []
@@ -109,7 +109,7 @@ class RuntimeService:
 
     def remove(self, name: str) -> None:
         """Remove a runtime; refused while any function has a version on it."""
-        known = {info.name: info for info in self.list(with_users=False)}
+        known = {info.name: info for info in self.list_runtimes(with_users=False)}
         if name not in known:
             raise NotFound(f"no runtime {name!r} on this agent")
         users = self.functions.runtime_users(name)

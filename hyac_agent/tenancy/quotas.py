@@ -207,8 +207,9 @@ class QuotaService:
             raise exceeded("concurrency", limits["concurrency"], running, 429)
         for name, window in (("executions_per_minute", minute), ("executions_per_day", day)):
             used = self._counts.get((tenant, window), 0)
-            if limits[name] is not None and used >= limits[name]:
-                raise exceeded(name, limits[name], used, 429)
+            limit = limits[name]
+            if limit is not None and used >= limit:
+                raise exceeded(name, limit, used, 429)
         for window in (minute, day):
             key = (tenant, window)
             self._counts[key] = self._counts.get(key, 0) + 1

@@ -268,7 +268,8 @@ class TenancyStore:
     def usage_in(self, windows: list[str]) -> dict[tuple[str, str], int]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.usage).where(t.usage.c.window.in_(windows))).all()
-        return {(r.tenant, r.window): r.count for r in rows}
+        # `count` is also a method of rows (they are tuples): read it by name.
+        return {(r.tenant, r.window): int(r._mapping["count"]) for r in rows}
 
     def trim_usage(self, keep_windows: list[str]) -> None:
         with self.engine.begin() as conn:

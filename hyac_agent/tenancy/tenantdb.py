@@ -137,7 +137,7 @@ class TenantDatabases:
         info = conninfo_to_dict(self._pg_admin_url())
         info.update(user=name, options=f"-c search_path={name}")
         info.pop("password", None)
-        return psycopg.connect(make_conninfo(**info), autocommit=True)
+        return psycopg.connect(make_conninfo("", **info), autocommit=True)
 
     # operations -----------------------------------------------------------------------
 

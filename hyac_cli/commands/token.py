@@ -57,7 +57,9 @@ def ls(as_json: options.Json = False) -> None:
 
 
 @app.command("revoke")
-def revoke(token_id: Annotated[str, typer.Argument(help="The token's id (tok_…).", show_default=False)]) -> None:
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (tok_…).", show_default=False)],
+) -> None:
     """Revoke a token: it stops working at once."""
     from hyac_cli import client
     from hyac_cli.terminal import Terminal

@@ -11,7 +11,6 @@ from hyac_agent.store import SqlStore
 from hyac_common.errors import NotFound
 from hyac_common.wire import FunctionConfig, LogRecord
 
-
 POSTGRES_ADMIN_URL = os.environ.get(
     "HYAC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+
 from tests.conftest import RunningAgent, start_agent
 
 BACKENDS = ("bwrap", "docker")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from tests.sandbox.conftest import Target
 
 ATTEMPT = """
