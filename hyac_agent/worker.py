@@ -105,6 +105,11 @@ class Worker:
             self.dead = True
             self.death_reason = reason
         self._fail_pending()
+        if self._writer is not None:
+            # Close the transport before the socket goes: a socket closed under a live
+            # transport leaves its fd number registered with the loop, and the next
+            # socket given that number (a new sandbox's listener) is refused.
+            self._writer.close()
         await self.sandbox.kill()
         current = asyncio.current_task()
         for task in self._tasks:
@@ -238,7 +243,9 @@ class Worker:
             reply["value"] = await self.host_calls(self.spec.tenant, op, args or {}, own)
             reply["ok"] = True
         except HyacError as exc:
-            reply.update(ok=False, error={"code": exc.code, "message": exc.message})
+            # Scalar details travel too: what a nested call's callee raised, for one.
+            error = {k: v for k, v in exc.details.items() if isinstance(v, (str, int, float, bool))}
+            reply.update(ok=False, error={**error, "code": exc.code, "message": exc.message})
         except Exception:
             log.exception("host call %s failed", op)
             reply.update(ok=False, error={"code": "internal", "message": "host call failed"})

@@ -60,6 +60,9 @@ def run_sandboxed(
     for name in _ETC:
         if os.path.exists(f"/etc/{name}"):
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    # /tmp first: what is mounted after it (the installer, the interpreter, the writable
+    # folder) may itself live below /tmp on the host, and must not be hidden by it.
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in readable:
         real = str(Path(path).resolve())
         if not any(real == d or real.startswith(d + "/") for d in _SYSTEM_DIRS):
@@ -67,9 +70,7 @@ def run_sandboxed(
     for extra in ("/opt/wheels", "/opt/pypi", "/opt/pypi-more"):  # local indexes, if any
         if os.path.isdir(extra):
             args += ["--ro-bind", extra, extra]
-    # /tmp first: the writable folder may itself live below /tmp on the host.
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--bind", str(writable), str(writable), "--chdir", str(workdir)]
+    args += ["--bind", str(writable), str(writable), "--chdir", str(workdir)]
     for key, value in env.items():
         args += ["--setenv", key, value]
     return subprocess.run([*args, "--", *argv], input=input_text, capture_output=True,
