@@ -61,6 +61,7 @@ class Agent:
         self.functions = FunctionService(self.store, self.bundles, config.max_bundle_bytes)
         self._init_deps()
         self.invoker = InvokeService(self.functions, self.pool, self.logbus, config.max_body_bytes)
+        self.host_calls.invoker = self.invoker
         self._init_tenancy()
         self._init_tasks()
 

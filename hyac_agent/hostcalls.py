@@ -14,6 +14,7 @@ from hyac_agent.store import Store
 from hyac_common.errors import InvalidInput, PayloadTooLarge
 
 if TYPE_CHECKING:
+    from hyac_agent.services.invoke import InvokeService
     from hyac_agent.tasks.service import TaskService
     from hyac_agent.tenancy import TenancyService
 
@@ -38,6 +39,8 @@ class HostCalls:
         self.tasks: TaskService | None = None
         #: the tenancy layer: db.* and secrets.* calls, and the storage quota of kv.set
         self.tenancy: TenancyService | None = None
+        #: set once the invoke path exists (it is built on us): function.invoke
+        self.invoker: InvokeService | None = None
 
     async def __call__(
         self, tenant: str, op: str, args: dict[str, Any], request_id: str | None = None
@@ -48,6 +51,10 @@ class HostCalls:
             if op == "task.enqueue":
                 return await self.tasks.enqueue_from_function(tenant, args)
             return await self.tasks.progress_from_function(request_id, args)
+        if op == "function.invoke":
+            if self.invoker is None:
+                raise InvalidInput("function.invoke is not available on this agent")
+            return await self.invoker.invoke_from_function(tenant, request_id, args)
         if op.startswith(("db.", "secrets.")) and self.tenancy is not None:
             return await self.tenancy.host_call(tenant, op, args, request_id)
         handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None

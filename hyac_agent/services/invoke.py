@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from hyac_agent.logbus import LogBus
@@ -14,13 +16,46 @@ from hyac_agent.pool import WorkerPool
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.store import VersionRecord
 from hyac_agent.worker import FunctionLoadError, Worker
-from hyac_common.errors import FunctionTimeout, HyacError, OutOfMemory, WorkerCrashed
+from hyac_common.errors import (
+    FunctionTimeout,
+    HyacError,
+    InvalidInput,
+    OutOfMemory,
+    PayloadTooLarge,
+    WorkerCrashed,
+)
+from hyac_common.names import validate_name
 from hyac_common.wire import FunctionError, InvokeRequest, InvokeResult
+
+#: how deep ``context.invoke`` calls may nest, the outermost invocation counting as 1
+MAX_CALL_DEPTH = 8
+#: a nested call gets at least this much of its caller's time, or fails with ``timeout``
+MIN_NESTED_TIMEOUT = 0.05
 
 
 class OutputTooLarge(HyacError):
     code = "output_too_large"
     status = 502
+
+
+class CallDepthExceeded(HyacError):
+    """``context.invoke`` calls nested deeper than MAX_CALL_DEPTH (runaway recursion)."""
+
+    code = "call_depth_exceeded"
+    status = 508
+
+
+class InvocationFailed(HyacError):
+    """The callee of ``function.invoke`` raised; details carry its type and traceback."""
+
+    code = "function_error"
+    status = 500
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    depth: int  # 1 for an invocation from the API, the gateway or the task queue
+    deadline: float  # time.monotonic() by which it must be done
 
 
 class _ResultBase(TypedDict):
@@ -43,6 +78,9 @@ class InvokeService:
         self.max_body_bytes = max_body_bytes
         # The worker serving each request in flight, so a task's run can be stopped.
         self._serving: dict[str, Worker] = {}
+        # Call depth and deadline of each request in flight: the agent's own record, so
+        # nested calls (function.invoke) never rely on what a worker says about itself.
+        self._in_flight: dict[str, _InFlight] = {}
         #: tenant -> context admitting one invocation or raising (quotas: 429)
         self.admission: Callable[[str], contextlib.AbstractAsyncContextManager[None]] = _admit_all
         #: called with each request id once its invocation is over (open db transactions)
@@ -67,9 +105,13 @@ class InvokeService:
         request_id: str | None = None,
         version: VersionRecord | None = None,
         task: dict[str, Any] | None = None,
+        depth: int = 1,
+        deadline: float | None = None,
     ) -> InvokeResult:
         """Run the function once. A background task's run names its own request id and
-        pinned ``version``, and passes ``task`` (id, attempt) on to the worker."""
+        pinned ``version``, and passes ``task`` (id, attempt) on to the worker. A nested
+        call (``invoke_from_function``) passes its ``depth`` and a ``deadline``
+        (``time.monotonic()``) that caps the function's own timeout."""
         if version is None:
             version = await self.functions.active_version(tenant, name)
         request_id = request_id or new_request_id()
@@ -85,14 +127,22 @@ class InvokeService:
         try:
             async with self.admission(tenant):
                 worker = await self.pool.acquire(version)
+                limit = version.config.timeout
+                if deadline is not None:  # what is left once the worker is there
+                    limit = min(limit, deadline - time.monotonic())
+                    if limit < MIN_NESTED_TIMEOUT:
+                        raise FunctionTimeout(
+                            f"no time was left to run {name!r} before its caller's deadline"
+                        )
                 self._serving[request_id] = worker
+                self._in_flight[request_id] = _InFlight(depth, time.monotonic() + limit)
                 try:
                     message = await worker.invoke(
-                        request_id, payload, version.config.timeout,
-                        extra={"task": task} if task else None,
+                        request_id, payload, limit, extra={"task": task} if task else None,
                     )
                 finally:
                     self._serving.pop(request_id, None)
+                    self._in_flight.pop(request_id, None)
                     if self.request_ended is not None:
                         await self.request_ended(request_id)
         except (FunctionTimeout, WorkerCrashed, FunctionLoadError) as exc:
@@ -149,6 +199,39 @@ class InvokeService:
             **base,
         )
 
+    async def invoke_from_function(
+        self, tenant: str, caller: str | None, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``function.invoke``: run a function of the caller's own ``tenant`` now, one
+        level deeper than the ``caller``'s request and within the time it has left."""
+        parent = self._in_flight.get(caller) if caller is not None else None
+        if parent is None:
+            raise InvalidInput("context.invoke() works only while the calling request runs")
+        name = args.get("function")
+        if not isinstance(name, str):
+            raise InvalidInput("function.invoke needs a function name")
+        validate_name(name)
+        depth = parent.depth + 1
+        if depth > MAX_CALL_DEPTH:
+            raise CallDepthExceeded(
+                f"calling {name!r} would nest invocations {depth} deep; "
+                f"context.invoke() calls nest at most {MAX_CALL_DEPTH} deep"
+            )
+        # The callee ends a little before its caller must, so the caller can still answer.
+        remaining = parent.deadline - time.monotonic()
+        deadline = parent.deadline - min(0.5, max(remaining, 0.0) * 0.1)
+        request = _nested_request(args, self.max_body_bytes)
+        result = await self.invoke(tenant, name, request, depth=depth, deadline=deadline)
+        if not result.ok:
+            error = result.error or FunctionError(type="Error", message="")
+            raise InvocationFailed(
+                error.message, type=error.type, traceback=error.traceback, function=name,
+                request_id=result.request_id,
+            )
+        return {
+            "status": result.status, "headers": result.headers, "body_b64": result.body_b64,
+            "request_id": result.request_id, "version": result.version,
+        }
 
     async def abort(self, request_id: str, reason: str) -> None:
         """Stop request ``request_id`` by killing its worker; other requests on that
@@ -161,6 +244,37 @@ class InvokeService:
 @contextlib.asynccontextmanager
 async def _admit_all(_tenant: str) -> AsyncIterator[None]:
     yield
+
+
+def _nested_request(args: dict[str, Any], max_body_bytes: int) -> InvokeRequest:
+    """The callee's request from ``function.invoke`` arguments, checked."""
+    method = args.get("method", "POST")
+    if not isinstance(method, str) or not method.isalpha() or len(method) > 16:
+        raise InvalidInput("function.invoke method must be an HTTP method")
+    path = args.get("path", "/")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidInput("function.invoke path must start with '/'")
+    maps: dict[str, dict[str, str]] = {}
+    for field in ("query", "headers"):
+        value = args.get(field) or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise InvalidInput(f"function.invoke {field} must map strings to strings")
+        maps[field] = value
+    body = args.get("body_b64") or ""
+    if not isinstance(body, str):
+        raise InvalidInput("function.invoke body_b64 must be a base64 string")
+    try:
+        size = len(base64.b64decode(body, validate=True))
+    except (binascii.Error, ValueError):
+        raise InvalidInput("function.invoke body_b64 is not valid base64") from None
+    if size > max_body_bytes:
+        raise PayloadTooLarge(f"the request body is larger than {max_body_bytes} bytes")
+    return InvokeRequest(
+        method=method.upper(), path=path, query=maps["query"], headers=maps["headers"],
+        body_b64=body,
+    )
 
 
 def decode_body(result: InvokeResult) -> bytes:

@@ -5,10 +5,21 @@ authorizer refuses ``ATTACH``/``DETACH`` (and so ``VACUUM INTO``), and every ``P
 but a few read-only ones, so SQL from a function cannot open another file. Extensions
 cannot be loaded (the agent never enables them).
 
-With a PostgreSQL store: one schema per tenant, owned by a role of its own
-(``hyac_t_NAME``, no other privileges); the tenant's SQL runs on a connection logged in
-as that role with ``search_path`` set to its schema, so it can neither read another
-schema nor the agent's tables. The agent's database user needs CREATEROLE.
+With a PostgreSQL store: one schema per tenant (``hyac_t_NAME``), owned by a role of its
+own (``hyac_<8 hex of the database name>_NAME``: roles are cluster-wide, so two agents
+on two databases of one server never share one; no other privileges, NOINHERIT). The
+tenant's SQL runs on a connection *logged in* as that role (not ``SET ROLE``, which
+``RESET ROLE`` would undo) with ``search_path`` set to its schema, so it can neither read
+another tenant's schema nor the agent's tables. The role's password is an HMAC of the
+tenant under ``DATA_DIR/secrets.key`` (agents sharing a database share that key anyway),
+set again the first time an agent process uses the tenant. The agent's database user
+needs CREATEROLE (and to own the database, or be superuser). Names longer than
+PostgreSQL's 63 bytes are shortened with a hash, never truncated into another's.
+
+Not hidden on PostgreSQL: the system catalogs are readable by every role, so a tenant
+can see other tenants' schema, table and column *names* (``pg_class``, ``pg_tables``,
+``oid::regclass``) and role names, never their rows; ``information_schema`` lists only
+what the tenant may use.
 
 A transaction (``db.begin``) holds one connection for the request that opened it until
 ``db.commit``/``db.rollback``, or until that request ends (then it is rolled back).
@@ -17,11 +28,16 @@ A transaction (``db.begin``) holds one connection for the request that opened it
 from __future__ import annotations
 
 import base64
+import datetime
+import decimal
+import hashlib
+import hmac
 import re
 import shutil
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +79,35 @@ def _check(sql: Any, params: Any) -> tuple[str, Any]:
 
 
 def _value(value: Any) -> Any:
+    """A column value as JSON can carry it (PostgreSQL returns richer types than SQLite)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_value(v) for v in value]
     return value
+
+
+_PG_MAX_IDENT = 63
+
+
+def pg_ident(prefix: str, name: str) -> str:
+    """``prefix + name`` as a PostgreSQL identifier of at most 63 bytes, one per name.
+
+    Tenant names are ``[a-z0-9_-]``; a long one is cut and followed by ``~`` and a hash
+    (``~`` never occurs in a name), so two tenants never share a schema or a role."""
+    ident = prefix + name
+    if len(ident) <= _PG_MAX_IDENT:
+        return ident
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return prefix + name[: _PG_MAX_IDENT - len(prefix) - 13] + "~" + digest
 
 
 class _Txn:
@@ -78,6 +120,7 @@ class _Txn:
 
 class TenantDatabases:
     def __init__(self, data_dir: Path, store_url: str) -> None:
+        self.data_dir = data_dir
         self.root = data_dir / "tenants"
         self.store_url = store_url
         self.postgres = store_url.startswith("postgresql")
@@ -95,7 +138,23 @@ class TenantDatabases:
 
     @staticmethod
     def schema(tenant: str) -> str:
-        return "hyac_t_" + tenant.replace("-", "_")
+        return pg_ident("hyac_t_", tenant)
+
+    def role_prefix(self) -> str:
+        """What every tenant role of this agent's database starts with."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        dbname = str(conninfo_to_dict(self._pg_admin_url()).get("dbname") or "")
+        return "hyac_" + hashlib.sha256(dbname.encode()).hexdigest()[:8] + "_"
+
+    def role(self, tenant: str) -> str:
+        return pg_ident(self.role_prefix(), tenant)
+
+    def _pg_password(self, role: str) -> str:
+        from hyac_agent.tenancy.secrets import load_or_create_key
+
+        key = load_or_create_key(self.data_dir)
+        return hmac.new(key, b"hyac-tenant-db:" + role.encode(), hashlib.sha256).hexdigest()
 
     # connections ----------------------------------------------------------------------
 
@@ -119,13 +178,34 @@ class TenantDatabases:
         import psycopg
         from psycopg import sql
 
-        name = self.schema(tenant)
+        role, schema = self.role(tenant), self.schema(tenant)
+        r, n = sql.Identifier(role), sql.Identifier(schema)
+        password = sql.Literal(self._pg_password(role))
         with psycopg.connect(self._pg_admin_url(), autocommit=True) as admin:
-            exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             if not exists:
-                admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT").format(sql.Identifier(name)))
-            admin.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-                sql.Identifier(name), sql.Identifier(name)))
+                admin.execute(sql.SQL(
+                    "CREATE ROLE {} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                    "NOREPLICATION NOBYPASSRLS PASSWORD {}").format(r, password))
+            else:
+                admin.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(r, password))
+            superuser = admin.execute(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+            if not (superuser and superuser[0]):
+                # CREATE SCHEMA ... AUTHORIZATION, DROP OWNED: the agent must be a member
+                admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(r))
+            admin.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(n, r))
+            admin.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(n, r))
+            allowed = admin.execute(
+                "SELECT has_database_privilege(%s, current_database(), 'CONNECT'), "
+                "has_schema_privilege(%s, 'public', 'CREATE')", (role, role)).fetchone()
+            if allowed and not allowed[0]:
+                admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(admin.info.dbname), r))
+            if allowed and allowed[1]:
+                # PostgreSQL < 15: PUBLIC may create in "public"; a tenant must not
+                # (a table there would be seen by every tenant, a function by the agent)
+                admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         self._prepared.add(tenant)
 
     def _pg_connect(self, tenant: str) -> Any:
@@ -133,10 +213,13 @@ class TenantDatabases:
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
         self._pg_prepare(tenant)
-        name = self.schema(tenant)
+        role, schema = self.role(tenant), self.schema(tenant)
         info = conninfo_to_dict(self._pg_admin_url())
-        info.update(user=name, options=f"-c search_path={name}")
-        info.pop("password", None)
+        for key in ("user", "password", "passfile", "options", "service"):
+            info.pop(key, None)
+        quoted = '"' + schema.replace('"', '""') + '"'
+        info.update(user=role, password=self._pg_password(role),
+                    options="-c search_path=" + quoted.replace("\\", "\\\\").replace(" ", "\\ "))
         return psycopg.connect(make_conninfo("", **info), autocommit=True)
 
     # operations -----------------------------------------------------------------------
@@ -157,6 +240,8 @@ class TenantDatabases:
             conn.close()
 
     def _statement(self, conn: Any, sql: str, params: Any, fetch: bool) -> Any:
+        if self.postgres and not params:
+            params = None  # else psycopg reads every "%" as a placeholder ("LIKE 'a%'")
         try:
             cursor = conn.execute(sql, params)
             if not fetch:
@@ -219,15 +304,15 @@ class TenantDatabases:
 
     def size(self, tenant: str) -> int:
         if self.postgres:
-            if tenant not in self._prepared:
-                return 0
+            # not only for tenants this process has used: after a restart the schema is
+            # still there (tables and materialized views, with their indexes and TOAST)
             import psycopg
 
-            with psycopg.connect(self._pg_admin_url()) as admin:
+            with psycopg.connect(self._pg_admin_url(), autocommit=True) as admin:
                 row = admin.execute(
                     "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
-                    "AND c.relkind = 'r'", (self.schema(tenant),),
+                    "AND c.relkind IN ('r', 'm', 'p')", (self.schema(tenant),),
                 ).fetchone()
             return int(row[0]) if row else 0
         total = 0
@@ -244,13 +329,17 @@ class TenantDatabases:
         for owner, txn in list(self._txns.items()):
             if txn.tenant == tenant:
                 self.finish(owner, commit=False)
-        if self.postgres and tenant in self._prepared:
+        if self.postgres:  # also a tenant this process never used (made before a restart)
             import psycopg
             from psycopg import sql
 
-            name = self.schema(tenant)
+            role = self.role(tenant)
             with psycopg.connect(self._pg_admin_url(), autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+                admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(self.schema(tenant))))
+                if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    # what it owns or was granted here (objects outside its schema, CONNECT)
+                    admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+                    admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
             self._prepared.discard(tenant)
         shutil.rmtree(self.tenant_dir(tenant), ignore_errors=True)

@@ -91,8 +91,7 @@ class Channel {
     if (!waiter) return;
     this.pending.delete(message.call);
     if (message.ok) waiter.resolve(message.value ?? null);
-    else waiter.reject(new hyac.HostCallError(String(message.error?.code ?? "error"),
-                                              String(message.error?.message ?? "")));
+    else waiter.reject(hyac.hostCallError(message.error));
   }
 
   log(requestId, stream, text, level) {

@@ -9,6 +9,40 @@ declare class HostCallError extends Error {
   readonly hostMessage: string;
 }
 
+/** The function called with context.invoke() threw; code is "function_error". */
+declare class InvocationError extends HostCallError {
+  /** The name of the function that threw. */
+  readonly function: string;
+  /** The callee's error type, e.g. "TypeError" or "ZeroDivisionError". */
+  readonly errorType: string;
+  /** The callee's traceback (its own files and line numbers). */
+  readonly traceback: string;
+  /** The callee's request id (`hyac logs` finds its log lines by it). */
+  readonly requestId: string;
+}
+
+/** What a function called with context.invoke() answered (any status it returned). */
+interface InvokeResponse {
+  /** HTTP status code of the callee's response. */
+  readonly status: number;
+  /** The callee's response headers. */
+  readonly headers: Record<string, string>;
+  /** The raw response body. */
+  readonly body: Uint8Array;
+  /** Whether the status is below 400. */
+  readonly ok: boolean;
+  /** The name and version of the function that answered. */
+  readonly function: string;
+  readonly version: number;
+  /** The callee's request id. */
+  readonly request_id: string;
+  readonly requestId: string;
+  /** The body parsed as JSON; an empty body gives null. */
+  json<T = any>(): T | null;
+  /** The body decoded as UTF-8 text. */
+  text(): string;
+}
+
 /** The HTTP request that triggered this invocation. */
 interface HyacRequest {
   /** HTTP method in upper case, e.g. "GET" or "POST". */
@@ -111,4 +145,13 @@ interface FunctionContext {
   remainingTime(): number;
   /** Queue a background task of `name` (of this tenant); resolves to its task id. */
   enqueue(name: FunctionName, payload?: unknown, options?: { delay?: number }): Promise<string>;
+  /** Run function `name` (of this tenant) now; resolves to its response. A Uint8Array
+   * payload is sent as it is, anything else as JSON. Rejects with InvocationError if the
+   * callee threw, HostCallError "not_found" if there is no such function. */
+  invoke(
+    name: FunctionName,
+    payload?: unknown,
+    options?: { method?: string; path?: string; query?: Record<string, string>;
+                headers?: Record<string, string> },
+  ): Promise<InvokeResponse>;
 }

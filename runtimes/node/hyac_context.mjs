@@ -18,6 +18,63 @@ export class HostCallError extends Error {
   }
 }
 
+/** The function called with context.invoke() threw; its code is "function_error".
+ * Carries what the callee threw (errorType, hostMessage, traceback) and its request id. */
+export class InvocationError extends HostCallError {
+  constructor(fn, errorType, message = "", traceback = "", requestId = "") {
+    super("function_error", message);
+    this.name = "InvocationError";
+    this.message = `function ${JSON.stringify(fn)} raised ${errorType}` + (message ? `: ${message}` : "");
+    this.function = fn;
+    this.errorType = errorType;
+    this.traceback = traceback;
+    this.requestId = requestId;
+  }
+}
+
+/** The error for a host call's `error` object: InvocationError for a "function_error". */
+export function hostCallError(error) {
+  const e = error && typeof error === "object" ? error : {};
+  const code = String(e.code ?? "error");
+  const message = String(e.message ?? "");
+  if (code === "function_error") {
+    return new InvocationError(String(e.function ?? ""), String(e.type || "Error"), message,
+                               String(e.traceback ?? ""), String(e.request_id ?? ""));
+  }
+  return new HostCallError(code, message);
+}
+
+/** What a function called with context.invoke() answered (any status it returned). */
+export class InvokeResponse {
+  constructor({ status = 200, headers = {}, body = Buffer.alloc(0), function: fn = "", version = 0,
+                requestId = "" } = {}) {
+    this.status = status;
+    this.headers = { ...headers };
+    this.body = body;
+    this.ok = status < 400;
+    this.function = fn;
+    this.version = version;
+    this.request_id = requestId;
+    this.requestId = requestId;
+  }
+
+  /** The body parsed as JSON; an empty body gives null. */
+  json() {
+    const text = this.text();
+    if (!text.trim()) return null;
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      throw new SyntaxError(`the response of ${JSON.stringify(this.function)} is not valid JSON: ${err.message}`);
+    }
+  }
+
+  /** The body decoded as UTF-8 text. */
+  text() {
+    return Buffer.from(this.body).toString("utf-8");
+  }
+}
+
 /** The HTTP request that triggered this invocation. */
 export class Request {
   constructor({ method = "GET", path = "/", query = {}, headers = {}, body = Buffer.alloc(0),
@@ -170,6 +227,42 @@ export class FunctionContext {
     checkJson(payload, "task payloads");
     const args = { function: name, payload, delay };
     return String(await this._host.call(this.function.request_id, "task.enqueue", args));
+  }
+
+  /** Run function `name` (of this tenant) now; resolves to its InvokeResponse.
+   * `payload`: a Uint8Array is sent as it is, anything else as JSON, null as no body.
+   * Rejects with InvocationError if the callee threw, HostCallError "not_found" if there
+   * is no such function. Calls nest at most 8 deep, within this invocation's time. */
+  async invoke(name, payload = null, { method = "POST", path = "/", query = {}, headers = {} } = {}) {
+    if (typeof name !== "string" || !name) throw new TypeError("invoke needs a function name");
+    if (typeof method !== "string" || !/^[A-Za-z]+$/.test(method)) {
+      throw new TypeError(`invoke method must be an HTTP method such as "POST", not ${method}`);
+    }
+    if (typeof path !== "string" || !path.startsWith("/")) {
+      throw new TypeError(`invoke path must be a string starting with "/", not ${path}`);
+    }
+    const sent = Object.fromEntries(
+      Object.entries(headers || {}).map(([k, v]) => [String(k).toLowerCase(), String(v)]));
+    let body = Buffer.alloc(0);
+    if (payload instanceof Uint8Array) {
+      body = Buffer.from(payload);
+      sent["content-type"] ??= "application/octet-stream";
+    } else if (payload !== null && payload !== undefined) {
+      checkJson(payload, "invoke payloads");
+      body = Buffer.from(JSON.stringify(payload), "utf-8");
+      sent["content-type"] ??= "application/json";
+    }
+    const args = {
+      function: name, method: method.toUpperCase(), path,
+      query: Object.fromEntries(Object.entries(query || {}).map(([k, v]) => [String(k), String(v)])),
+      headers: sent, body_b64: body.toString("base64"),
+    };
+    const value = (await this._host.call(this.function.request_id, "function.invoke", args)) || {};
+    return new InvokeResponse({
+      status: Number(value.status ?? 200), headers: value.headers || {},
+      body: Buffer.from(value.body_b64 || "", "base64"), function: name,
+      version: Number(value.version || 0), requestId: String(value.request_id ?? ""),
+    });
   }
 }
 

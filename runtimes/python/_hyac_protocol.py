@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, NoReturn
 
-from hyac_context import HostCallError
+from hyac_context import _host_call_error
 
 MAX_FRAME = 64 * 1024 * 1024
 MAX_LOG_LINE = 256 * 1024
@@ -197,12 +197,7 @@ class Channel:
         if ok:
             future.set_result(message.get("value"))
         else:
-            error = message.get("error")
-            if not isinstance(error, dict):
-                error = {}
-            future.set_exception(
-                HostCallError(str(error.get("code", "error")), str(error.get("message", "")))
-            )
+            future.set_exception(_host_call_error(message.get("error")))
 
     # -- sending -------------------------------------------------------------------
 

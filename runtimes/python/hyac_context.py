@@ -12,6 +12,7 @@ stdlib-only and runs unchanged on Python 3.9 to 3.13.
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import codecs
 import json
@@ -28,6 +29,8 @@ __all__ = [
     "FunctionInfo",
     "Host",
     "HostCallError",
+    "InvocationError",
+    "InvokeResponse",
     "KV",
     "Database",
     "Logger",
@@ -60,6 +63,47 @@ class HostCallError(Exception):
     def __str__(self) -> str:
         """Return ``"code: message"``."""
         return f"{self.code}: {self.message}" if self.message else self.code
+
+
+class InvocationError(HostCallError):
+    """The function called with ``context.invoke`` raised; its code is ``"function_error"``.
+
+    Carries what the callee raised (``error_type``, ``message``, ``traceback``) and the
+    request id its logs are filed under. An uncaught InvocationError fails the caller
+    too; on Python 3.11+ its report then ends with the callee's traceback.
+    """
+
+    function: str
+    """The name of the function that raised."""
+    error_type: str
+    """The callee's exception type, e.g. ``"ZeroDivisionError"``."""
+    traceback: str
+    """The callee's traceback, showing the callee's own files and line numbers."""
+    request_id: str
+    """The callee's request id (``hyac logs`` finds its log lines by it)."""
+
+    def __init__(
+        self,
+        function: str,
+        error_type: str,
+        message: str = "",
+        traceback: str = "",
+        request_id: str = "",
+    ) -> None:
+        """Describe the callee's failure."""
+        super().__init__("function_error", message)
+        self.function = function
+        self.error_type = error_type
+        self.traceback = traceback
+        self.request_id = request_id
+        if traceback:  # printed after the caller's traceback by Python 3.11+
+            self.__notes__ = [f"Raised in function {function!r} (request {request_id}):\n"
+                              + traceback.rstrip("\n")]
+
+    def __str__(self) -> str:
+        """Return ``"function 'name' raised Type: message"``."""
+        text = f"function {self.function!r} raised {self.error_type}"
+        return f"{text}: {self.message}" if self.message else text
 
 
 class Host(Protocol):
@@ -177,6 +221,68 @@ class Response:
     def __repr__(self) -> str:
         """Show the status and body type."""
         return f"<Response {self.status} body={type(self.body).__name__}>"
+
+
+class InvokeResponse:
+    """What a function called with ``context.invoke`` answered.
+
+    An error status the callee returned on purpose (``Response(404, ...)``) arrives here
+    as it is; only an exception the callee raised becomes an InvocationError.
+    """
+
+    status: int
+    """HTTP status code of the callee's response."""
+    headers: dict[str, str]
+    """The callee's response headers."""
+    body: bytes
+    """The raw response body."""
+    ok: bool
+    """Whether the status is below 400."""
+    function: str
+    """The name of the function that answered."""
+    version: int
+    """The version of the function that answered."""
+    request_id: str
+    """The callee's request id (``hyac logs`` finds its log lines by it)."""
+
+    def __init__(
+        self,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        function: str = "",
+        version: int = 0,
+        request_id: str = "",
+    ) -> None:
+        """Build a response as the host reported it."""
+        self.status = status
+        self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        self.body = bytes(body)
+        self.ok = status < 400
+        self.function = function
+        self.version = version
+        self.request_id = request_id
+
+    def json(self) -> Any:
+        """Parse the body as JSON; an empty body gives ``None``.
+
+        Raises ValueError with a clear message when the body is not valid JSON.
+        """
+        if not self.body.strip():
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise ValueError(f"the response of {self.function!r} is not valid JSON: {exc}") from None
+
+    def text(self) -> str:
+        """Decode the body as text, using the content-type charset (UTF-8 by default)."""
+        content_type = next((v for k, v in self.headers.items() if k.lower() == "content-type"), "")
+        return self.body.decode(_charset(content_type), "replace")
+
+    def __repr__(self) -> str:
+        """Show the function, status and request id."""
+        return f"<InvokeResponse {self.function} {self.status} id={self.request_id!r}>"
 
 
 class Logger:
@@ -595,6 +701,65 @@ class FunctionContext:
         args = {"function": function, "payload": payload, "delay": float(delay)}
         return self._host.call(self.function.request_id, "task.enqueue", args)
 
+    def invoke(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        method: str = "POST",
+        path: str = "/",
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InvokeResponse:
+        """Run function ``name`` (of this tenant) now and wait for its response.
+
+        ``payload`` becomes the callee's request body: bytes as they are, anything else
+        as JSON (read with ``context.request.json()``); None sends no body. The callee's
+        time is capped by this invocation's remaining time, and calls nest at most 8 deep.
+        Raises InvocationError if the callee raised, and HostCallError (code
+        ``"not_found"``) if there is no such function. From ``async def main`` use
+        ``await context.ainvoke(...)``.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:  # on the event loop: the wait would stop it serving the callee
+            raise RuntimeError(
+                "context.invoke() would block the event loop; use await context.ainvoke() "
+                "in an async function"
+            )
+        return _invoke_response(name, self._invoke_call(name, payload, method, path, query,
+                                                        headers).result())
+
+    async def ainvoke(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        method: str = "POST",
+        path: str = "/",
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InvokeResponse:
+        """Async ``invoke``: run function ``name`` now and wait for its response."""
+        future = self._invoke_call(name, payload, method, path, query, headers)
+        return _invoke_response(name, await asyncio.wrap_future(future))
+
+    def _invoke_call(
+        self,
+        name: str,
+        payload: Any,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> Future[Any]:
+        if self._host is None:
+            raise RuntimeError("invoke needs the Hyac runtime (this context has no host)")
+        args = _invoke_args(name, payload, method, path, query, headers)
+        return self._host.call(self.function.request_id, "function.invoke", args)
+
     def remaining_time(self) -> float:
         """Seconds left before the deadline (never negative)."""
         return max(0.0, self.deadline - time.time())
@@ -672,6 +837,67 @@ def _list_args(prefix: object, limit: object) -> dict[str, Any]:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"kv limit must be a positive int, not {limit!r}")
     return {"prefix": prefix, "limit": limit}
+
+
+def _invoke_args(
+    name: object,
+    payload: object,
+    method: object,
+    path: object,
+    query: Mapping[str, str] | None,
+    headers: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    if not isinstance(name, str) or not name:
+        raise TypeError("invoke needs a function name (str)")
+    if not isinstance(method, str) or not method.isalpha():
+        raise ValueError(f"invoke method must be an HTTP method such as 'POST', not {method!r}")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"invoke path must be a str starting with '/', not {path!r}")
+    sent = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    if payload is None:
+        body = b""
+    elif isinstance(payload, (bytes, bytearray, memoryview)):
+        body = bytes(payload)
+        sent.setdefault("content-type", "application/octet-stream")
+    else:
+        try:
+            body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"invoke payloads must be bytes or JSON-serialisable: {exc}") from None
+        sent.setdefault("content-type", "application/json")
+    return {
+        "function": name,
+        "method": method.upper(),
+        "path": path,
+        "query": {str(k): str(v) for k, v in (query or {}).items()},
+        "headers": sent,
+        "body_b64": base64.b64encode(body).decode("ascii"),
+    }
+
+
+def _host_call_error(error: object) -> HostCallError:
+    """The exception for a host call's ``error`` object: InvocationError for a
+    ``function_error`` (what the callee of ``function.invoke`` raised), else HostCallError."""
+    fields = error if isinstance(error, dict) else {}
+    code, message = str(fields.get("code", "error")), str(fields.get("message", ""))
+    if code == "function_error":
+        return InvocationError(
+            str(fields.get("function", "")), str(fields.get("type") or "Error"), message,
+            str(fields.get("traceback", "")), str(fields.get("request_id", "")),
+        )
+    return HostCallError(code, message)
+
+
+def _invoke_response(name: str, value: Any) -> InvokeResponse:
+    value = value if isinstance(value, dict) else {}
+    return InvokeResponse(
+        status=int(value.get("status", 200)),
+        headers=value.get("headers") or {},
+        body=base64.b64decode(value.get("body_b64") or ""),
+        function=name,
+        version=int(value.get("version") or 0),
+        request_id=str(value.get("request_id", "")),
+    )
 
 
 def _encode_body(body: Any) -> tuple[bytes, str | None]:
