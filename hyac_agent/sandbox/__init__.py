@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 
+from hyac_agent.sandbox.auto import AutoBackend
 from hyac_agent.sandbox.base import Sandbox, SandboxBackend, SandboxSettings, SandboxSpec
 from hyac_agent.sandbox.bubblewrap import BubblewrapBackend
 from hyac_agent.sandbox.docker import DockerBackend
@@ -50,6 +51,10 @@ def select_backend(
     if choice == "auto":
         name, why = auto_choice(settings)
         log.info("sandbox auto: %s (%s)", name, why)
+    if choice == "auto" and name == "docker" and BubblewrapBackend.unavailable_reason() is None:
+        # Docker serves what it has images for; bubblewrap the rest (other Pythons, node, deno).
+        primary = DockerBackend(settings)
+        return _sweep(AutoBackend(primary, BubblewrapBackend(primary.settings), primary.settings))
     backend_cls = BACKENDS.get(name)
     if backend_cls is None or backend_cls is InsecureProcessBackend:
         raise SandboxUnavailable(
@@ -70,6 +75,7 @@ def _sweep(backend: SandboxBackend) -> SandboxBackend:
 
 __all__ = [
     "BACKENDS",
+    "AutoBackend",
     "ResourceLimits",
     "Sandbox",
     "SandboxBackend",
