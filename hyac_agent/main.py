@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -17,7 +17,45 @@ app = typer.Typer(
     help="The Hyac agent: stores versioned functions and runs them in sandboxes.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: keeps "[env: …]" visible and start-up quick
 )
+
+
+if TYPE_CHECKING:
+    from hyac_agent.config import AgentConfig
+
+# Options shared by `serve` and `worker`.
+DataDirOption = Annotated[
+    Optional[Path], typer.Option(help="State directory [env: HYAC_DATA_DIR].")
+]
+SandboxOption = Annotated[
+    Optional[str], typer.Option(help="Sandbox backend: auto, docker, bwrap [env: HYAC_SANDBOX].")
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure-no-sandbox", help="Run functions WITHOUT isolation (local development only)."
+    ),
+]
+
+
+def _base_config(data_dir: Path | None, sandbox: str | None, insecure_no_sandbox: bool) -> AgentConfig:
+    """The settings both daemons share, with logging set up and the insecure mode announced."""
+    from hyac_agent.config import AgentConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = AgentConfig(insecure_no_sandbox=insecure_no_sandbox)
+    if data_dir is not None:
+        config.data_dir = data_dir
+    if sandbox is not None:
+        config.sandbox = sandbox
+    if insecure_no_sandbox:
+        typer.secho(
+            "WARNING: --insecure-no-sandbox: functions run unisolated with this agent's "
+            "rights. Never use it for code you do not trust.",
+            fg="red", err=True,
+        )
+    return config
 
 
 def _fail(message: str) -> None:
@@ -29,14 +67,9 @@ def _fail(message: str) -> None:
 def serve(
     host: Optional[str] = typer.Option(None, help="Address to listen on [env: HYAC_HOST]."),
     port: Optional[int] = typer.Option(None, help="Port; 0 picks a free one [env: HYAC_PORT]."),
-    data_dir: Optional[Path] = typer.Option(None, help="State directory [env: HYAC_DATA_DIR]."),
-    sandbox: Optional[str] = typer.Option(
-        None, help="Sandbox backend: auto, docker, bwrap [env: HYAC_SANDBOX]."
-    ),
-    insecure_no_sandbox: bool = typer.Option(
-        False, "--insecure-no-sandbox",
-        help="Run functions WITHOUT isolation (local development only).",
-    ),
+    data_dir: DataDirOption = None,
+    sandbox: SandboxOption = None,
+    insecure_no_sandbox: InsecureOption = False,
     idle_timeout: Optional[float] = typer.Option(
         None, help="Seconds before an idle worker is stopped [env: HYAC_WORKER_IDLE_TIMEOUT]."
     ),
@@ -45,28 +78,16 @@ def serve(
     import uvicorn
 
     from hyac_agent.api import create_app
-    from hyac_agent.config import AgentConfig
     from hyac_agent.core import Agent
     from hyac_common.paths import agent_state_path, write_private_json
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = AgentConfig(insecure_no_sandbox=insecure_no_sandbox)
+    config = _base_config(data_dir, sandbox, insecure_no_sandbox)
     if host is not None:
         config.host = host
     if port is not None:
         config.port = port
-    if data_dir is not None:
-        config.data_dir = data_dir
-    if sandbox is not None:
-        config.sandbox = sandbox
     if idle_timeout is not None:
         config.worker_idle_timeout = idle_timeout
-    if insecure_no_sandbox:
-        typer.secho(
-            "WARNING: --insecure-no-sandbox: functions run unisolated with this agent's "
-            "rights. Never use it for code you do not trust.",
-            fg="red", err=True,
-        )
     try:
         agent = Agent(config)
     except HyacError as exc:
@@ -161,29 +182,18 @@ def worker(
         None, "--concurrency", "-c", min=1,
         help="Tasks run at once by this worker [env: HYAC_TASK_CONCURRENCY].",
     ),
-    data_dir: Optional[Path] = typer.Option(None, help="State directory [env: HYAC_DATA_DIR]."),
-    sandbox: Optional[str] = typer.Option(
-        None, help="Sandbox backend: auto, docker, bwrap [env: HYAC_SANDBOX]."
-    ),
-    insecure_no_sandbox: bool = typer.Option(
-        False, "--insecure-no-sandbox",
-        help="Run functions WITHOUT isolation (local development only).",
-    ),
+    data_dir: DataDirOption = None,
+    sandbox: SandboxOption = None,
+    insecure_no_sandbox: InsecureOption = False,
 ) -> None:
     """Run background tasks from the broker (HYAC_QUEUE=celery), on this or any host.
 
     Workers share the store (HYAC_DATABASE_URL, PostgreSQL), the broker
     (HYAC_BROKER_URL) and the bundles folder (DATA_DIR/bundles) with the agents."""
-    from hyac_agent.config import AgentConfig
     from hyac_agent.core import Agent
     from hyac_agent.tasks.celery_queue import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = AgentConfig(insecure_no_sandbox=insecure_no_sandbox)
-    if data_dir is not None:
-        config.data_dir = data_dir
-    if sandbox is not None:
-        config.sandbox = sandbox
+    config = _base_config(data_dir, sandbox, insecure_no_sandbox)
     if concurrency is not None:
         config.tasks.concurrency = concurrency
     if config.tasks.engine != "celery":

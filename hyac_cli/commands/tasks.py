@@ -107,31 +107,27 @@ def watch(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json 
 @app.command("cancel")
 def cancel(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json = False) -> None:
     """Cancel a task: a queued one never runs, a running one is stopped."""
-    from hyac_cli import client
-    from hyac_cli.terminal import Terminal
-
-    term = Terminal()
-    with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        task = agent.post(f"/v1/tasks/{task_id}/cancel")
-    if as_json:
-        term.print_json(task)
-    else:
-        term.say(f"{task['id']}  cancelled")
+    _act(task_id, "cancel", "cancelled", tenant, as_json)
 
 
 @app.command("retry")
 def retry(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json = False) -> None:
     """Queue a dead or cancelled task again, with its retries renewed."""
+    _act(task_id, "retry", "queued again", tenant, as_json)
+
+
+def _act(task_id: str, action: str, done: str, tenant: str | None, as_json: bool) -> None:
+    """POST /v1/tasks/ID/ACTION and report the task it returns."""
     from hyac_cli import client
     from hyac_cli.terminal import Terminal
 
     term = Terminal()
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        task = agent.post(f"/v1/tasks/{task_id}/retry")
+        task = agent.post(f"/v1/tasks/{task_id}/{action}")
     if as_json:
         term.print_json(task)
     else:
-        term.say(f"{task['id']}  queued again")
+        term.say(f"{task['id']}  {done}")
 
 
 # -- output ------------------------------------------------------------------------

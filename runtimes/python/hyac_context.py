@@ -169,12 +169,7 @@ class Request:
 
         Raises ValueError with a clear message when the body is not valid JSON.
         """
-        if not self.body.strip():
-            return None
-        try:
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise ValueError(f"request body is not valid JSON: {exc}") from None
+        return _parse_json(self.body, "request body")
 
     def text(self) -> str:
         """Decode the body as text, using the content-type charset (UTF-8 by default)."""
@@ -268,12 +263,7 @@ class InvokeResponse:
 
         Raises ValueError with a clear message when the body is not valid JSON.
         """
-        if not self.body.strip():
-            return None
-        try:
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise ValueError(f"the response of {self.function!r} is not valid JSON: {exc}") from None
+        return _parse_json(self.body, f"the response of {self.function!r}")
 
     def text(self) -> str:
         """Decode the body as text, using the content-type charset (UTF-8 by default)."""
@@ -770,6 +760,16 @@ class FunctionContext:
 
 
 _BODY_TYPES = (bytes, bytearray, memoryview, str, dict, list)
+
+
+def _parse_json(body: bytes, what: str) -> Any:
+    """``body`` parsed as JSON (``None`` when empty); ValueError naming ``what`` if invalid."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"{what} is not valid JSON: {exc}") from None
 
 
 def _charset(content_type: str) -> str:
