@@ -27,6 +27,9 @@ class LogBus:
         self._subscribers: set[tuple[asyncio.Queue[LogRecord], str, str | None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._flushes = 0
+        # One flush at a time: a reader that flushes before querying must also wait for a
+        # batch the background loop took a moment earlier and is still writing.
+        self._flush_lock = asyncio.Lock()
         #: (tenant, line) -> the line with that tenant's secret values replaced by ***
         self.redact: Callable[[str, str], str] | None = None
 
@@ -80,16 +83,18 @@ class LogBus:
         await self.flush()
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        try:
-            await asyncio.to_thread(self.store.append_logs, batch)
-            self._flushes += 1
-            if self._flushes % 100 == 0:
-                await asyncio.to_thread(self.store.trim_logs, self.retention)
-        except Exception:  # a failing disk must not take invocations down with it
-            log.exception("could not store %d log lines", len(batch))
+        """Store every line published so far; on return they are all queryable."""
+        async with self._flush_lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                await asyncio.to_thread(self.store.append_logs, batch)
+                self._flushes += 1
+                if self._flushes % 100 == 0:
+                    await asyncio.to_thread(self.store.trim_logs, self.retention)
+            except Exception:  # a failing disk must not take invocations down with it
+                log.exception("could not store %d log lines", len(batch))
 
     async def _flush_loop(self) -> None:
         while True:

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from hyac_agent.logbus import LogBus
+
+
+class SlowStore:
+    """Records appended lines; the first append takes a while, as a busy disk would."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
+        self.slowed = False
+
+    def append_logs(self, records: Any) -> None:
+        if not self.slowed:
+            self.slowed = True
+            time.sleep(0.3)
+        with self.lock:
+            self.lines.extend(r.message for r in records)
+
+    def trim_logs(self, keep: int) -> None:
+        pass
+
+
+def test_flush_waits_for_a_batch_already_being_written() -> None:
+    async def scenario() -> list[str]:
+        store = SlowStore()
+        bus = LogBus(store, retention=1000)  # type: ignore[arg-type]
+        bus.emit(tenant="t", function="f", version=1, stream="stdout", message="first")
+        background = asyncio.create_task(bus.flush())  # takes "first", writes for 0.2 s
+        await asyncio.sleep(0.05)
+        bus.emit(tenant="t", function="f", version=1, stream="system", message="second")
+        await bus.flush()  # a reader flushing before it queries
+        seen = list(store.lines)
+        await background
+        return seen
+
+    assert asyncio.run(scenario()) == ["first", "second"]
