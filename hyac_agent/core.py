@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -91,10 +92,10 @@ class Agent:
         self.invoker.admission = self.tenancy.quotas.execution
         self.invoker.request_ended = self.tenancy.request_ended
         self.tenancy.on_tenant_changed = self._tenant_changed
-        if hasattr(self.backend, "networks"):
-            from hyac_agent.tenancy.network import TenantNetworks
+        from hyac_agent.tenancy.network import scope_of
 
-            self.backend.networks = TenantNetworks(self.tenancy.egress)
+        self.backend.attach_networks(self.tenancy.egress, scope_of(self.backend.settings.run_dir))
+        self.tenancy.egress_unavailable = self.backend.egress_unavailable
 
     def _tenant_changed(self, tenant: str) -> None:
         import asyncio
@@ -132,6 +133,8 @@ class Agent:
     async def stop(self) -> None:
         await self.queue.stop()
         await self.pool.close()
+        if self.backend.networks is not None:
+            await asyncio.to_thread(self.backend.networks.close)
         await self.logbus.stop()
         await self.tenancy.quotas.stop()
         self.store.close()

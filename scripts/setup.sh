@@ -18,12 +18,12 @@ if [ -z "$PYTHON" ]; then
 fi
 [ -n "$PYTHON" ] || { echo "Hyac needs Python 3.10 or newer" >&2; exit 1; }
 
-if ! command -v bwrap >/dev/null 2>&1; then
+if ! command -v bwrap >/dev/null 2>&1 || ! command -v iptables >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing bubblewrap (the sandbox)"
+        say "installing bubblewrap (the sandbox) and iptables (per-tenant networks)"
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
-    else
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap iptables iproute2 >/dev/null
+    elif ! command -v bwrap >/dev/null 2>&1; then
         echo "Hyac runs functions in bubblewrap: install it (e.g. 'sudo apt-get install bubblewrap')" >&2
         exit 1
     fi

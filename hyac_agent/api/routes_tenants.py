@@ -55,7 +55,9 @@ async def set_egress(
 ) -> dict[str, Any]:
     validate_name(name, "tenant")
     principal.require_owner()
-    return await asyncio.to_thread(agent.tenancy.set_egress, name, body.egress)
+    described = await asyncio.to_thread(agent.tenancy.set_egress, name, body.egress)
+    await agent.pool.retire_tenant(name)  # its sandboxes restart on the new network
+    return described
 
 
 @router.delete("/v1/tenants/{name}")

@@ -9,7 +9,9 @@ and `hyac runtime ls` say which one serves which runtime. Naming a backend expli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hyac_agent.runtimes import Runtime
 from hyac_agent.sandbox.base import Sandbox, SandboxBackend, SandboxSettings, SandboxSpec
@@ -63,6 +65,15 @@ class AutoBackend(SandboxBackend):
     def sandbox_root(self, spec: SandboxSpec) -> Path:
         return self.backend_for(spec.runtime.name).sandbox_root(spec)
 
+    def attach_networks(self, egress_of: Callable[[str], Any], scope: str) -> None:
+        self.primary.attach_networks(egress_of, scope)
+        self.fallback.attach_networks(egress_of, scope)
+        parts = [b.networks for b in (self.primary, self.fallback) if b.networks is not None]
+        self.networks = _Networks(parts) if parts else None
+
+    def egress_unavailable(self) -> str | None:
+        return self.primary.egress_unavailable() or self.fallback.egress_unavailable()
+
     def cleanup_leftovers(self) -> None:
         self.primary.cleanup_leftovers()
         self.fallback.cleanup_leftovers()
@@ -78,3 +89,18 @@ class AutoBackend(SandboxBackend):
             self.primary.name: self.primary.describe(),
             self.fallback.name: self.fallback.describe(),
         }
+
+
+class _Networks:
+    """The per-tenant networks of both backends, dropped and closed together."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def drop(self, tenant: str) -> None:
+        for part in self.parts:
+            part.drop(tenant)
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()

@@ -23,9 +23,10 @@ import secrets
 import shutil
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from hyac_agent.runtimes import Runtime, resolve
 from hyac_agent.sandbox.limits import ResourceLimits
@@ -270,6 +271,16 @@ class SandboxBackend(abc.ABC):
 
     def cleanup_leftovers(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Remove sandboxes a previous agent process left behind (called once at start)."""
+
+    #: the per-tenant networks (hyac_agent/tenancy/network.py); None: no network at all
+    networks: Any = None
+
+    def attach_networks(self, egress_of: Callable[[str], Any], scope: str) -> None:  # noqa: B027
+        """Give tenants with egress a network of their own (backends that can)."""
+
+    def egress_unavailable(self) -> str | None:
+        """None when tenants can have egress on this backend, else why not."""
+        return f"the {self.name} sandbox cannot give a tenant a network of its own"
 
 
 class Launch:

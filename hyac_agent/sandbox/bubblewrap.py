@@ -22,9 +22,11 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from hyac_agent import runtimes
 from hyac_agent.runtimes import Runtime, resolve
@@ -46,6 +48,8 @@ SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 # Files of /etc that programs expect and that hold nothing about the host's secrets.
 _ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf", "mime.types")
+# ...and those a sandbox with a network needs: name servers, host names, CA certificates.
+_NETWORK_ETC = ("resolv.conf", "hosts", "ssl", "ca-certificates.conf")
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 _DEV_SHM_BYTES = 16 * 1024 * 1024
 _CHANNEL_MOUNT = "/hyac"
@@ -151,7 +155,8 @@ class BubblewrapBackend(ProcessLauncher):
             "backend": self.name,
             "namespaces": ["user", "pid", "net", "mount", "ipc", "uts", "cgroup"],
             "nested_user_namespaces": "disabled",
-            "network": "none",
+            "network": "none by default; a network namespace per tenant with egress, host unreachable"
+            if self.networks is not None else "none",
             "filesystem": "read-only root, system dirs, runtime and code; "
             f"private /tmp capped at {limits.tmp_bytes // (1024 * 1024)} MiB",
             "capabilities": "all dropped",
@@ -164,7 +169,7 @@ class BubblewrapBackend(ProcessLauncher):
                 f"rlimits (address space, processes, CPU seconds, file size); "
                 f"cgroups unavailable: {cgroup_text}"
             ),
-            "egress": "none (slirp4netns egress is not implemented yet)",
+            "egress": self.egress_unavailable() or "per tenant: none, allow, or an allowlist",
         }
 
     def _host_uid_text(self) -> str:
@@ -184,6 +189,19 @@ class BubblewrapBackend(ProcessLauncher):
             f"0 (root) for {runtime.name}: its interpreter {runtime.prefix} is not reachable "
             f"by uid {self.settings.sandbox_uid}; install it outside private directories"
         )
+
+    def attach_networks(self, egress_of: Callable[[str], Any], scope: str) -> None:
+        from hyac_agent.tenancy.network import TenantNamespaces, missing_tools
+
+        if missing_tools() is None:
+            self.networks = TenantNamespaces(egress_of, scope)
+            self.networks.cleanup_leftovers()
+
+    def egress_unavailable(self) -> str | None:
+        from hyac_agent.tenancy.network import missing_tools
+
+        reason = missing_tools()
+        return f"bubblewrap egress needs a network namespace per tenant: {reason}" if reason else None
 
     def make_sandbox(self, process, channel, spec, sandbox_id, host_dir, launch):  # type: ignore[no-untyped-def]
         sandbox = BubblewrapSandbox(
@@ -243,11 +261,16 @@ class BubblewrapBackend(ProcessLauncher):
             if cgroup is not None:
                 prefix_argv += cgroup.enter_prefix()
             deps = spec.deps_source
+            # A tenant with egress: the sandbox joins the tenant's network namespace.
+            netns = self.networks.netns_for(spec.tenant) if self.networks and spec.tenant else None
+            if netns is not None:
+                prefix_argv += [shutil.which("nsenter") or "nsenter", f"--net={netns}", "--"]
             if self.drops_privileges(spec.runtime) and (deps is None or _accessible_to_others(deps)):
                 prefix_argv += _drop_to(self.settings.sandbox_uid)
             args = [
                 bwrap,
                 "--unshare-all",
+                *(["--share-net"] if netns is not None else []),
                 "--unshare-user",
                 "--disable-userns",
                 "--uid", str(SANDBOX_UID),
@@ -266,7 +289,7 @@ class BubblewrapBackend(ProcessLauncher):
             prefix = str(spec.runtime.prefix)
             if not any(prefix == d or prefix.startswith(d + "/") for d in _SYSTEM_DIRS):
                 args += ["--ro-bind", prefix, prefix]
-            for name in _ETC_FILES:
+            for name in _ETC_FILES + (_NETWORK_ETC if netns is not None else ()):
                 if os.path.exists(f"/etc/{name}"):
                     args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
             # A runtime outside the system dirs (node or deno from a cache dir) is bound

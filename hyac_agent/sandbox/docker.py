@@ -22,6 +22,7 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -195,8 +196,6 @@ class DockerBackend(SandboxBackend):
     def __init__(self, settings: SandboxSettings | None = None) -> None:
         super().__init__(settings)
         self._docker: Any = None
-        #: per-tenant networks (set by the agent's tenancy layer); None: always "none"
-        self.networks: Any = None
 
     @property
     def client(self) -> Any:
@@ -263,6 +262,17 @@ class DockerBackend(SandboxBackend):
             name, "python", version, folder, runtimes.load_manifest(folder)
         )
         return replace(base, interpreter=Path("python3"), prefix=Path("/usr"))
+
+    def attach_networks(self, egress_of: Callable[[str], Any], scope: str) -> None:
+        from hyac_agent.tenancy.network import TenantNetworks
+
+        self.networks = TenantNetworks(egress_of, scope, client=lambda: self.client)
+        self.networks.cleanup_leftovers()
+
+    def egress_unavailable(self) -> str | None:
+        from hyac_agent.tenancy.network import missing_tools
+
+        return missing_tools()
 
     def network_for(self, tenant: str) -> str:
         """The Docker network a tenant's sandboxes join: ``none`` unless the tenant has

@@ -23,8 +23,11 @@ def _hints(name: str, reason: str | None) -> list[str]:
         hints = []
         if reason:
             hints.append("apt-get install bubblewrap")
-        if not shutil.which("slirp4netns"):
-            hints.append("egress for bwrap (slirp4netns) is not implemented yet")
+        from hyac_agent.tenancy.network import missing_tools
+
+        network = missing_tools()
+        if network:
+            hints.append(f"tenant egress needs per-tenant network namespaces: {network}")
         return hints
     return []
 

@@ -58,6 +58,8 @@ class TenancyService:
         self.databases = TenantDatabases(data_dir, store_url)
         self.quotas = QuotaService(self.store, self.storage_use)
         self.backend_name = backend_name
+        #: why tenants cannot have egress on this agent's sandbox (None: they can)
+        self.egress_unavailable: Any = lambda: f"the {backend_name or 'current'} sandbox has no network"
         self._env: dict[str, dict[str, str]] = {}
         self._known: set[str] = set()
         #: called with a tenant name when its env or network changes (retire its workers)
@@ -95,11 +97,11 @@ class TenancyService:
         return self.describe(name)
 
     def check_egress(self, policy: str | list[str]) -> str | list[str]:
-        if policy != "none" and self.backend_name != "docker":
-            raise InvalidInput(
-                f"egress {policy!r} needs the docker sandbox: the {self.backend_name or 'current'} "
-                "sandbox has no network at all (only egress 'none' is possible)"
-            )
+        if policy != "none":
+            reason = self.egress_unavailable()
+            if reason:
+                raise InvalidInput(f"egress {policy!r} is not possible on this agent: {reason} "
+                                   "(only egress 'none' is)")
         return policy
 
     def set_egress(self, name: str, egress: Any) -> dict[str, Any]:
