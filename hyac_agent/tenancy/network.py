@@ -385,6 +385,8 @@ class TenantNamespaces(_TenantNetworkSet):
         assert addresses is not None
         _ensure_rule("INPUT", "-i", host_if, "-j", "DROP")
         _fill_policy_chain(chain, policy, host_if, "ACCEPT")
+        # Into the namespace: answers to its own connections only, nothing new from outside.
+        _ensure_rule("FORWARD", "-o", host_if, "-j", "DROP")
         _ensure_rule("FORWARD", "-o", host_if, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
                      "-j", "ACCEPT")
         _ensure_rule("FORWARD", "-i", host_if, "-j", chain)
@@ -400,6 +402,7 @@ class TenantNamespaces(_TenantNetworkSet):
         addresses = self._addresses(host_if)
         _delete_rule("INPUT", "-i", host_if, "-j", "DROP")
         _delete_rule("FORWARD", "-i", host_if, "-j", chain)
+        _delete_rule("FORWARD", "-o", host_if, "-j", "DROP")
         _delete_rule("FORWARD", "-o", host_if, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
                      "-j", "ACCEPT")
         if addresses is not None:

@@ -134,6 +134,7 @@ def outside() -> Iterator[ExternalHost]:
         ("ip", "-n", netns, "addr", "add", f"{ns_ip}/30", "dev", "eth0"),
         ("ip", "-n", netns, "link", "set", "eth0", "up"),
         ("ip", "-n", netns, "link", "set", "lo", "up"),
+        ("ip", "-n", netns, "route", "add", "default", "via", host_ip),
     ):
         result = _run(*argv)
         assert result.returncode == 0, f"{argv}: {result.stderr}"
@@ -249,7 +250,7 @@ def test_allowlist_admits_only_what_it_lists(platform: Platform, outside: Extern
     assert seen["connected"] is False, seen
 
 
-def test_tenants_cannot_reach_each_other(platform: Platform) -> None:
+def test_tenants_cannot_reach_each_other(platform: Platform, outside: ExternalHost) -> None:
     victim = platform.tenant("victim", "allow")
     attacker = platform.tenant("attacker", "allow")
     address = platform.probe(victim, listen=9200)["address"]
@@ -260,6 +261,10 @@ def test_tenants_cannot_reach_each_other(platform: Platform) -> None:
     assert own == {"host": address, "connected": True, "data": "tenant-listener"}
     seen = platform.probe(attacker, host=address, port=9200)
     assert seen["connected"] is False, seen
+    # Nor can the outside open a connection into a tenant's network.
+    inbound = _run("ip", "netns", "exec", outside.netns, sys.executable, "-c",
+                   f"import socket; socket.create_connection(('{address}', 9200), timeout=2)")
+    assert inbound.returncode != 0 and "Error" in inbound.stderr, inbound
 
 
 def test_changing_egress_takes_effect_and_rules_follow_the_tenant(
