@@ -5,21 +5,43 @@ authorizer refuses ``ATTACH``/``DETACH`` (and so ``VACUUM INTO``), and every ``P
 but a few read-only ones, so SQL from a function cannot open another file. Extensions
 cannot be loaded (the agent never enables them).
 
-With a PostgreSQL store: one schema per tenant (``hyac_t_NAME``), owned by a role of its
-own (``hyac_<8 hex of the database name>_NAME``: roles are cluster-wide, so two agents
-on two databases of one server never share one; no other privileges, NOINHERIT). The
-tenant's SQL runs on a connection *logged in* as that role (not ``SET ROLE``, which
-``RESET ROLE`` would undo) with ``search_path`` set to its schema, so it can neither read
-another tenant's schema nor the agent's tables. The role's password is an HMAC of the
-tenant under ``DATA_DIR/secrets.key`` (agents sharing a database share that key anyway),
-set again the first time an agent process uses the tenant. The agent's database user
-needs CREATEROLE (and to own the database, or be superuser). Names longer than
-PostgreSQL's 63 bytes are shortened with a hash, never truncated into another's.
+With a PostgreSQL store: one *database* per tenant, owned by a role of its own, both named
+``hyac_<8 hex of the store's database name>__<20 hex of an HMAC of the tenant name>``
+(the key is ``DATA_DIR/secrets.key``, which agents sharing a store share anyway). Roles
+and databases are cluster-wide and every role can list them (``pg_roles``,
+``pg_database``), so the names say nothing about the tenant, not even to one guessing
+names; two agents on two store databases of one server never share one. The agent's own
+connection (the store URL's user: CREATEROLE and CREATEDB, or superuser) makes both on
+the tenant's first use: the role LOGIN, no other attribute, a member of nothing, with a
+CONNECTION LIMIT and a default ``statement_timeout``; the database from ``template0``
+with CONNECT and TEMPORARY revoked from PUBLIC, so no other ordinary role may connect to
+it. The agent never logs into a tenant's database itself. The tenant's SQL runs on a
+connection *logged in* as that role to that database (not ``SET ROLE``, which ``RESET
+ROLE`` would undo), in its ``public`` schema, which belongs to the database's owner
+(``pg_database_owner`` from PostgreSQL 15: hence INHERIT, though the role is granted
+nothing). That database's catalogs (``pg_class``, ``information_schema``, ``pg_stats``)
+hold only its own objects, so a tenant sees nothing of another's tables, not even their
+names. What every role of the server still sees: the (meaningless) names of the other
+tenants' databases and roles, so how many there are, and their activity in
+``pg_stat_activity``/``pg_stat_database`` (when and how much, never the query text). The
+role's password is an HMAC of the role under the same key, set again whenever an agent
+process first uses the tenant (which also repairs a password the tenant changed).
 
-Not hidden on PostgreSQL: the system catalogs are readable by every role, so a tenant
-can see other tenants' schema, table and column *names* (``pg_class``, ``pg_tables``,
-``oid::regclass``) and role names, never their rows; ``information_schema`` lists only
-what the tenant may use.
+Limits on the shared server: ``HYAC_TENANT_DB_CONNECTIONS`` (default 10) connections at
+once per tenant (each statement outside a transaction, and each open transaction, holds
+one), and ``HYAC_TENANT_DB_STATEMENT_TIMEOUT`` (seconds, default the default function
+timeout, 30) per statement; 0 lifts either. The timeout is sent with each connection (it
+beats whatever default the tenant set on its role or database) and, since a tenant may
+``SET statement_timeout`` in its session, the agent also cancels a statement still running
+a second past it. Storage is ``pg_database_size`` less that of ``template0``, what the
+tenant added to an empty database (a database in use also holds PostgreSQL's relation
+cache file, some 160 KiB).
+
+The old layout (a schema ``hyac_t_NAME`` in the store's database, owned by a role
+``hyac_<8 hex>_NAME``) is left as it is: its tables stay there, unseen from the tenant's
+new database and not counted in its storage, and the agent logs where they are on first
+use (copy them across with ``pg_dump --schema`` if wanted). Removing the tenant drops
+them too.
 
 A transaction (``db.begin``) holds one connection for the request that opened it until
 ``db.commit``/``db.rollback``, or until that request ends (then it is rolled back).
@@ -28,10 +50,13 @@ A transaction (``db.begin``) holds one connection for the request that opened it
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import decimal
 import hashlib
 import hmac
+import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -42,6 +67,9 @@ from pathlib import Path
 from typing import Any
 
 from hyac_common.errors import Conflict, InvalidInput
+from hyac_common.wire import DEFAULT_TIMEOUT
+
+log = logging.getLogger("hyac.tenantdb")
 
 MAX_ROWS = 10_000
 MAX_SQL = 100_000
@@ -96,6 +124,13 @@ def _value(value: Any) -> Any:
 
 
 _PG_MAX_IDENT = 63
+#: connections a tenant may hold at once on PostgreSQL, and seconds a statement may run
+DEFAULT_CONNECTIONS = 10
+DEFAULT_STATEMENT_TIMEOUT = DEFAULT_TIMEOUT
+#: how long past the statement timeout the agent itself cancels a statement
+WATCHDOG_GRACE = 1.0
+#: what a database made from template0 weighs before the tenant adds anything
+_BASELINE = "pg_database_size('template0')"
 
 
 def pg_ident(prefix: str, name: str) -> str:
@@ -110,6 +145,19 @@ def pg_ident(prefix: str, name: str) -> str:
     return prefix + name[: _PG_MAX_IDENT - len(prefix) - 13] + "~" + digest
 
 
+def _setting(value: float | None, env: str, default: float) -> float:
+    """A limit given to the constructor, else from the environment, else the default."""
+    if value is None:
+        raw = os.environ.get(env, "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            raise ValueError(f"{env} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{env} must not be negative (0 means no limit)")
+    return value
+
+
 class _Txn:
     def __init__(self, conn: Any, tenant: str, deadline: float) -> None:
         self.conn = conn
@@ -118,15 +166,54 @@ class _Txn:
         self.lock = threading.Lock()
 
 
+class _Watchdog:
+    """Cancels the statement of a PostgreSQL connection still running ``after`` seconds
+    from now (the server's statement_timeout is a default the tenant may SET away)."""
+
+    def __init__(self, conn: Any, after: float) -> None:
+        self.fired = False
+        self._done = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(after, self._fire, (conn,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self, conn: Any) -> None:
+        with self._lock:  # never once the statement is over: it would hit the next one
+            if self._done:
+                return
+            self.fired = True
+            try:
+                conn.cancel_safe(timeout=5)
+            except Exception:  # noqa: BLE001 - the statement may be over, the server gone
+                log.warning("could not cancel a tenant statement", exc_info=True)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+
 class TenantDatabases:
-    def __init__(self, data_dir: Path, store_url: str) -> None:
+    def __init__(self, data_dir: Path, store_url: str, statement_timeout: float | None = None,
+                 connection_limit: int | None = None) -> None:
         self.data_dir = data_dir
         self.root = data_dir / "tenants"
         self.store_url = store_url
         self.postgres = store_url.startswith("postgresql")
+        #: PostgreSQL only: seconds a statement may run, connections a tenant may hold
+        #: (0: no limit)
+        self.statement_timeout = _setting(statement_timeout, "HYAC_TENANT_DB_STATEMENT_TIMEOUT",
+                                          DEFAULT_STATEMENT_TIMEOUT)
+        self.connection_limit = int(_setting(connection_limit, "HYAC_TENANT_DB_CONNECTIONS",
+                                             DEFAULT_CONNECTIONS))
         self._txns: dict[str, _Txn] = {}
         self._lock = threading.Lock()
+        self._prepare_lock = threading.Lock()
         self._prepared: set[str] = set()
+        self._names: dict[str, str] = {}
+        self._prefix: str | None = None
+        self._key: bytes | None = None
 
     # locations ------------------------------------------------------------------------
 
@@ -136,25 +223,53 @@ class TenantDatabases:
     def sqlite_path(self, tenant: str) -> Path:
         return self.tenant_dir(tenant) / "db.sqlite3"
 
-    @staticmethod
-    def schema(tenant: str) -> str:
-        return pg_ident("hyac_t_", tenant)
+    def _secret_key(self) -> bytes:
+        if self._key is None:
+            from hyac_agent.tenancy.secrets import load_or_create_key
+
+            self._key = load_or_create_key(self.data_dir)
+        return self._key
 
     def role_prefix(self) -> str:
-        """What every tenant role of this agent's database starts with."""
-        from psycopg.conninfo import conninfo_to_dict
+        """What every tenant role and database of this agent's store starts with."""
+        if self._prefix is None:
+            from psycopg.conninfo import conninfo_to_dict
 
-        dbname = str(conninfo_to_dict(self._pg_admin_url()).get("dbname") or "")
-        return "hyac_" + hashlib.sha256(dbname.encode()).hexdigest()[:8] + "_"
+            dbname = str(conninfo_to_dict(self._pg_admin_url()).get("dbname") or "")
+            self._prefix = "hyac_" + hashlib.sha256(dbname.encode()).hexdigest()[:8] + "_"
+        return self._prefix
+
+    def database(self, tenant: str) -> str:
+        """The name of the tenant's PostgreSQL database, and of its role.
+
+        The ``__`` after the prefix never follows it in a name of the old layout (tenant
+        names start with a letter or digit), so the two never meet."""
+        name = self._names.get(tenant)
+        if name is None:
+            mac = hmac.new(self._secret_key(), b"hyac-tenant-name:" + tenant.encode(),
+                           hashlib.sha256)
+            name = self._names[tenant] = self.role_prefix() + "_" + mac.hexdigest()[:20]
+        return name
 
     def role(self, tenant: str) -> str:
+        return self.database(tenant)
+
+    def schema(self, tenant: str) -> str:
+        """Where the tenant's tables are on PostgreSQL, as its description shows it."""
+        return f"public of database {self.database(tenant)}"
+
+    @staticmethod
+    def legacy_schema(tenant: str) -> str:
+        """The tenant's schema in the store's database in the old layout."""
+        return pg_ident("hyac_t_", tenant)
+
+    def legacy_role(self, tenant: str) -> str:
+        """The role that owned :meth:`legacy_schema`."""
         return pg_ident(self.role_prefix(), tenant)
 
     def _pg_password(self, role: str) -> str:
-        from hyac_agent.tenancy.secrets import load_or_create_key
-
-        key = load_or_create_key(self.data_dir)
-        return hmac.new(key, b"hyac-tenant-db:" + role.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._secret_key(), b"hyac-tenant-db:" + role.encode(),
+                        hashlib.sha256).hexdigest()
 
     # connections ----------------------------------------------------------------------
 
@@ -172,55 +287,92 @@ class TenantDatabases:
     def _pg_admin_url(self) -> str:
         return self.store_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
+    def _pg_admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self._pg_admin_url(), autocommit=True, connect_timeout=10)
+
     def _pg_prepare(self, tenant: str) -> None:
-        if tenant in self._prepared:
-            return
-        import psycopg
-        from psycopg import sql
+        """Make (or repair) the tenant's role and database, once per process."""
+        with self._prepare_lock:
+            if tenant not in self._prepared:
+                with self._pg_admin() as admin:
+                    self._pg_make(admin, tenant)
+                self._prepared.add(tenant)
 
-        role, schema = self.role(tenant), self.schema(tenant)
-        r, n = sql.Identifier(role), sql.Identifier(schema)
-        password = sql.Literal(self._pg_password(role))
-        with psycopg.connect(self._pg_admin_url(), autocommit=True) as admin:
-            exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            if not exists:
-                admin.execute(sql.SQL(
-                    "CREATE ROLE {} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                    "NOREPLICATION NOBYPASSRLS PASSWORD {}").format(r, password))
-            else:
-                admin.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(r, password))
-            superuser = admin.execute(
-                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
-            if not (superuser and superuser[0]):
-                # CREATE SCHEMA ... AUTHORIZATION, DROP OWNED: the agent must be a member
-                admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(r))
-            admin.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(n, r))
-            admin.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(n, r))
-            allowed = admin.execute(
-                "SELECT has_database_privilege(%s, current_database(), 'CONNECT'), "
-                "has_schema_privilege(%s, 'public', 'CREATE')", (role, role)).fetchone()
-            if allowed and not allowed[0]:
-                admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                    sql.Identifier(admin.info.dbname), r))
-            if allowed and allowed[1]:
-                # PostgreSQL < 15: PUBLIC may create in "public"; a tenant must not
-                # (a table there would be seen by every tenant, a function by the agent)
-                admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-        self._prepared.add(tenant)
+    def _pg_make(self, admin: Any, tenant: str) -> None:
+        from psycopg import errors, sql
 
-    def _pg_connect(self, tenant: str) -> Any:
-        import psycopg
+        name = self.database(tenant)
+        ident = sql.Identifier(name)
+        # (only a superuser may name the superuser, replication and bypassrls attributes,
+        # even to deny them, and only a superuser could have granted them)
+        attributes = sql.SQL(" LOGIN INHERIT NOCREATEDB NOCREATEROLE CONNECTION LIMIT {} "
+                             "PASSWORD {}").format(sql.Literal(self.connection_limit or -1),
+                                                   sql.Literal(self._pg_password(name)))
+        made = (errors.DuplicateObject, errors.DuplicateDatabase, errors.UniqueViolation)
+        exists = bool(admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone())
+        if not exists:
+            try:
+                admin.execute(sql.SQL("CREATE ROLE {}").format(ident) + attributes + sql.SQL(
+                    " NOSUPERUSER NOREPLICATION NOBYPASSRLS"))
+            except made:  # another agent process made it at the same moment
+                exists = True
+        if exists:  # again: a password the tenant changed, a limit changed since
+            admin.execute(sql.SQL("ALTER ROLE {}").format(ident) + attributes)
+        timeout = sql.Literal(round(self.statement_timeout * 1000))
+        admin.execute(sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(ident, timeout))
+        superuser = admin.execute(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if not (superuser and superuser[0]):
+            # CREATE DATABASE ... OWNER, pg_database_size, DROP DATABASE: a member may
+            admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident))
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            with contextlib.suppress(*made):
+                admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+                    ident, ident))
+        # again each time: the owner may have granted CONNECT or set a limit on it
+        admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+        admin.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT -1").format(ident))
+        legacy = self.legacy_schema(tenant)
+        if admin.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (legacy,)).fetchone():
+            log.warning("tenant %s: the tables of its old schema %s stay in database %s; "
+                        "its functions now use database %s", tenant, legacy, admin.info.dbname,
+                        name)
+
+    def _pg_conninfo(self, tenant: str) -> str:
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-        self._pg_prepare(tenant)
-        role, schema = self.role(tenant), self.schema(tenant)
+        name = self.database(tenant)
         info = conninfo_to_dict(self._pg_admin_url())
         for key in ("user", "password", "passfile", "options", "service"):
             info.pop(key, None)
-        quoted = '"' + schema.replace('"', '""') + '"'
-        info.update(user=role, password=self._pg_password(role),
-                    options="-c search_path=" + quoted.replace("\\", "\\\\").replace(" ", "\\ "))
-        return psycopg.connect(make_conninfo("", **info), autocommit=True)
+        info.update(dbname=name, user=name, password=self._pg_password(name), connect_timeout=10)
+        if self.statement_timeout:
+            info["options"] = f"-c statement_timeout={round(self.statement_timeout * 1000)}"
+        return make_conninfo("", **info)
+
+    def _pg_connect(self, tenant: str) -> Any:
+        import psycopg
+
+        known = tenant in self._prepared
+        self._pg_prepare(tenant)
+        try:
+            return psycopg.connect(self._pg_conninfo(tenant), autocommit=True)
+        except psycopg.OperationalError as exc:
+            if "too many connections for role" in str(exc):
+                raise InvalidInput(
+                    f"db: the tenant's database already has {self.connection_limit} connections "
+                    "open (its limit); try again when some are done", code="db_error") from None
+            if not known:
+                log.warning("tenant %s: cannot connect to its database: %s", tenant, exc)
+                raise InvalidInput("db: the tenant's database is not reachable",
+                                   code="db_error") from None
+        # made in an earlier use: repair it (a password or limit the tenant changed, a
+        # role or database dropped by another agent) and try once more
+        with self._prepare_lock:
+            self._prepared.discard(tenant)
+        return self._pg_connect(tenant)
 
     # operations -----------------------------------------------------------------------
 
@@ -240,8 +392,12 @@ class TenantDatabases:
             conn.close()
 
     def _statement(self, conn: Any, sql: str, params: Any, fetch: bool) -> Any:
-        if self.postgres and not params:
-            params = None  # else psycopg reads every "%" as a placeholder ("LIKE 'a%'")
+        watchdog = None
+        if self.postgres:
+            if not params:
+                params = None  # else psycopg reads every "%" as a placeholder ("LIKE 'a%'")
+            if self.statement_timeout:
+                watchdog = _Watchdog(conn, self.statement_timeout + WATCHDOG_GRACE)
         try:
             cursor = conn.execute(sql, params)
             if not fetch:
@@ -252,11 +408,23 @@ class TenantDatabases:
             raise InvalidInput(f"db: {exc}", code="db_error") from None
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg"):
-                raise InvalidInput(f"db: {exc}".strip(), code="db_error") from None
+                raise InvalidInput(self._pg_error(exc, watchdog), code="db_error") from None
             raise
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
         if len(rows) > MAX_ROWS:
             raise InvalidInput(f"db: more than {MAX_ROWS} rows; add a LIMIT", code="db_error")
         return {"columns": columns, "rows": [[_value(v) for v in row] for row in rows]}
+
+    def _pg_error(self, exc: Exception, watchdog: _Watchdog | None) -> str:
+        if watchdog is not None and watchdog.fired:
+            return (f"db: statement cancelled: it ran longer than {self.statement_timeout:g} s, "
+                    "the limit of a statement (statement_timeout)")
+        text = f"db: {exc}".strip()
+        if "statement timeout" in text and self.statement_timeout:
+            return f"{text} (a statement may run {self.statement_timeout:g} s at most)"
+        return text
 
     def begin(self, tenant: str, owner: str, timeout: float) -> None:
         with self._lock:
@@ -304,17 +472,13 @@ class TenantDatabases:
 
     def size(self, tenant: str) -> int:
         if self.postgres:
-            # not only for tenants this process has used: after a restart the schema is
-            # still there (tables and materialized views, with their indexes and TOAST)
-            import psycopg
-
-            with psycopg.connect(self._pg_admin_url(), autocommit=True) as admin:
+            # what the tenant added to an empty database (catalog rows, tables, indexes,
+            # TOAST), also for a tenant this process has not used yet
+            with self._pg_admin() as admin:
                 row = admin.execute(
-                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
-                    "AND c.relkind IN ('r', 'm', 'p')", (self.schema(tenant),),
-                ).fetchone()
-            return int(row[0]) if row else 0
+                    f"SELECT pg_database_size(datname) - {_BASELINE} FROM pg_database "
+                    "WHERE datname = %s", (self.database(tenant),)).fetchone()
+            return max(int(row[0]), 0) if row else 0
         total = 0
         for suffix in ("", "-wal"):
             path = Path(str(self.sqlite_path(tenant)) + suffix)
@@ -330,16 +494,29 @@ class TenantDatabases:
             if txn.tenant == tenant:
                 self.finish(owner, commit=False)
         if self.postgres:  # also a tenant this process never used (made before a restart)
-            import psycopg
-            from psycopg import sql
-
-            role = self.role(tenant)
-            with psycopg.connect(self._pg_admin_url(), autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                    sql.Identifier(self.schema(tenant))))
-                if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                    # what it owns or was granted here (objects outside its schema, CONNECT)
-                    admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
-                    admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-            self._prepared.discard(tenant)
+            with self._prepare_lock:
+                self._pg_drop(tenant)
+                self._prepared.discard(tenant)
         shutil.rmtree(self.tenant_dir(tenant), ignore_errors=True)
+
+    def _pg_drop(self, tenant: str) -> None:
+        """Drop the tenant's database and role, and its schema and role of the old layout."""
+        import psycopg
+        from psycopg import sql
+
+        name, legacy = self.database(tenant), self.legacy_role(tenant)
+        with self._pg_admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s OR usename IN (%s, %s)", (name, name, legacy))
+            force = sql.SQL(" WITH (FORCE)" if admin.info.server_version >= 130000 else "")
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
+            admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(self.legacy_schema(tenant))))
+            for role in (name, legacy):
+                if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    continue
+                try:  # what it owns or was granted here, then the role
+                    admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+                    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+                except psycopg.Error as exc:  # it owns something in another database
+                    log.warning("tenant %s: role %s is left: %s", tenant, role, exc)
