@@ -1,5 +1,6 @@
 """The tenancy layer's domain logic: tenants, members, tokens, env, network policy,
-and the host calls that reach a tenant's own data (``db.*``, ``secrets.*``)."""
+and the host calls that reach a tenant's own data (``db.*``, ``secrets.*``,
+``storage.*``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hyac_agent.tenancy.auth import RANK, ROLES, Authenticator, Principal, hash_token, new_token
+from hyac_agent.tenancy.objects import ObjectService
 from hyac_agent.tenancy.quotas import QuotaService
 from hyac_agent.tenancy.secrets import SecretService, check_secret_name
 from hyac_agent.tenancy.store import TenancyStore, TokenRecord
@@ -57,6 +59,7 @@ class TenancyService:
         self.secrets = SecretService(self.store, data_dir)
         self.databases = TenantDatabases(data_dir, store_url)
         self.quotas = QuotaService(self.store, self.storage_use)
+        self.objects = ObjectService(store.engine, self.quotas)  # type: ignore[attr-defined]
         self.backend_name = backend_name
         #: why tenants cannot have egress on this agent's sandbox (None: they can)
         self.egress_unavailable: Any = lambda: f"the {backend_name or 'current'} sandbox has no network"
@@ -129,7 +132,7 @@ class TenancyService:
             "members": self.store.members(name),
             "secrets": len(self.store.secrets_of(name)),
             "env": len(self.store.env_of(name)),
-            "database": (f"postgresql schema {self.databases.schema(name)}"
+            "database": (f"postgresql database {self.databases.database(name)}"
                          if self.databases.postgres else str(self.databases.sqlite_path(name))),
         }
 
@@ -288,7 +291,8 @@ class TenancyService:
     # storage --------------------------------------------------------------------------
 
     def storage_use(self, tenant: str) -> int:
-        return self.store.kv_bytes(tenant) + self.databases.size(tenant)
+        return (self.store.kv_bytes(tenant) + self.databases.size(tenant)
+                + self.objects.bytes_of(tenant))
 
     # host calls -----------------------------------------------------------------------
 
@@ -302,6 +306,8 @@ class TenancyService:
             return values.get(name)
         if op == "secrets.list":
             return await asyncio.to_thread(self.secrets.names, tenant)
+        if op.startswith("storage."):
+            return await self.objects.host_call(tenant, op, args)
         if op in ("db.execute", "db.fetchall"):
             sql = args.get("sql")
             owner = request_id if request_id and self.databases.in_transaction(request_id) else None
