@@ -37,7 +37,7 @@ class HostCalls:
         self.store = store
         #: set once the task service exists (it needs the invoke path built on us)
         self.tasks: TaskService | None = None
-        #: the tenancy layer: db.* and secrets.* calls, and the storage quota of kv.set
+        #: the tenancy layer: db.*, secrets.* and storage.* calls, and the storage quota of kv.set
         self.tenancy: TenancyService | None = None
         #: set once the invoke path exists (it is built on us): function.invoke
         self.invoker: InvokeService | None = None
@@ -55,7 +55,7 @@ class HostCalls:
             if self.invoker is None:
                 raise InvalidInput("function.invoke is not available on this agent")
             return await self.invoker.invoke_from_function(tenant, request_id, args)
-        if op.startswith(("db.", "secrets.")) and self.tenancy is not None:
+        if op.startswith(("db.", "secrets.", "storage.")) and self.tenancy is not None:
             return await self.tenancy.host_call(tenant, op, args, request_id)
         handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None
         if handler is None:

@@ -1,4 +1,4 @@
-"""Validation of the names users give to functions and tenants."""
+"""Validation of the names users give to functions, tenants and storage objects."""
 
 from __future__ import annotations
 
@@ -29,3 +29,26 @@ def validate_name(name: str, kind: str = "function") -> str:
             "starting and ending with a letter or digit"
         )
     return name
+
+
+MAX_OBJECT_KEY_BYTES = 1024
+
+
+def validate_object_key(key: object) -> str:
+    """Return ``key`` if it names a storage object, else raise InvalidInput.
+
+    Keys are relative paths: ``/`` separates folders, but a key may not start with one,
+    and ``.`` or ``..`` segments are refused (HTTP clients would rewrite them in URLs).
+    """
+    if not isinstance(key, str) or key == "":
+        raise InvalidInput("invalid object key: it must be a non-empty string")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_OBJECT_KEY_BYTES:
+        raise InvalidInput(f"invalid object key {key[:40]!r}...: longer than "
+                           f"{MAX_OBJECT_KEY_BYTES} bytes")
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in key):
+        raise InvalidInput(f"invalid object key {key!r}: control characters are not allowed")
+    if key.startswith("/"):
+        raise InvalidInput(f"invalid object key {key!r}: it must not start with '/'")
+    if any(part in (".", "..") for part in key.split("/")):
+        raise InvalidInput(f"invalid object key {key!r}: '.' and '..' segments are not allowed")
+    return key

@@ -267,6 +267,16 @@ class AuditRecord(BaseModel):
     client: Optional[str] = None
 
 
+class ObjectInfo(BaseModel):
+    """One object of a tenant's storage (``context.storage``), without its bytes."""
+
+    key: str
+    size: int = Field(description="bytes")
+    content_type: str
+    sha256: str
+    updated_at: float = Field(description="Unix time of the last write")
+
+
 # -- runtimes ---------------------------------------------------------------------------
 
 

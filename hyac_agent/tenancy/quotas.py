@@ -4,7 +4,7 @@
 |------------------------|-----------------|-----------------------------------------------|
 | cpu                    | CPUs per sandbox| sandbox limits at worker start                |
 | memory                 | bytes/sandbox   | deploy (403) and sandbox limits               |
-| storage                | bytes           | kv.set and db writes (413)                    |
+| storage                | bytes           | kv.set, db writes, object puts (413)          |
 | executions_per_minute  | count           | every invocation (429)                        |
 | executions_per_day     | count           | every invocation (429)                        |
 | concurrency            | count           | every invocation (429)                        |

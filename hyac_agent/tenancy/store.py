@@ -66,7 +66,7 @@ class TenancyStore:
         with self.engine.begin() as conn:
             for table, column in ((t.tenants, "name"), (t.memberships, "tenant"),
                                   (t.secrets, "tenant"), (t.env, "tenant"), (t.quotas, "tenant"),
-                                  (t.usage, "tenant")):
+                                  (t.usage, "tenant"), (t.objects, "tenant")):
                 conn.execute(delete(table).where(table.c[column] == name))
             conn.execute(
                 update(t.tokens).where(t.tokens.c.tenant == name, t.tokens.c.revoked_at.is_(None))

@@ -1,10 +1,11 @@
 """Tables of the tenancy layer: tenants, users, roles, tokens, secrets, env, quotas,
-usage counters and the audit log. They live in the main store's database, beside the
-functions, in their own ``MetaData`` so the tenancy layer creates and owns them."""
+usage counters, the audit log and stored objects. They live in the main store's
+database, beside the functions, in their own ``MetaData`` so the tenancy layer creates
+and owns them."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -83,6 +84,19 @@ usage = Table(
     Column("tenant", String(63), primary_key=True),
     Column("window", String(32), primary_key=True),
     Column("count", Integer, nullable=False),
+)
+
+#: context.storage: a tenant's objects, bytes and all, in the main store's database
+objects = Table(
+    "tenant_objects",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("key", String(1024), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 audit = Table(
