@@ -240,6 +240,7 @@ class Worker {
       logger: new hyac.Logger(this.channel, id),
       env: this.env,
       kv: new hyac.KV(this.channel, id),
+      storage: new hyac.Storage(this.channel, id),
       function: new hyac.FunctionInfo({
         tenant: String(fn.tenant ?? "default"), name: String(fn.name ?? ""),
         version: Number(fn.version ?? 0), sha256: String(fn.sha256 ?? ""),

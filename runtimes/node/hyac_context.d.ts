@@ -101,6 +101,38 @@ interface HyacKV {
   list(prefix?: string, limit?: number): Promise<string[]>;
 }
 
+/** One object of the tenant's storage. */
+interface HyacObjectInfo {
+  /** The object's key, e.g. "reports/2026-01.pdf". */
+  readonly key: string;
+  /** Its size in bytes. */
+  readonly size: number;
+  /** Its content type, e.g. "application/pdf". */
+  readonly content_type: string;
+  readonly contentType: string;
+  /** The SHA-256 of its bytes, in hex. */
+  readonly sha256: string;
+  /** When it was last written, as a Unix timestamp in seconds. */
+  readonly updated_at: number;
+  readonly updatedAt: number;
+}
+
+/** The tenant's object storage: bytes under string keys, "/" between folders. Keys are
+ * at most 1024 bytes, objects at most 8 MiB; both count towards the storage quota. */
+interface HyacStorage {
+  /** Store `data` under `key` (a string as UTF-8 text/plain unless `contentType` says
+   * otherwise), replacing any object there; resolves to its info. */
+  put(key: string, data: Uint8Array | ArrayBuffer | string, contentType?: string | null): Promise<HyacObjectInfo>;
+  /** The bytes stored under `key`, or null. */
+  get(key: string): Promise<Uint8Array | null>;
+  /** What is known of the object under `key` (not its bytes), or null. */
+  stat(key: string): Promise<HyacObjectInfo | null>;
+  /** Delete the object under `key`; true if it existed. */
+  delete(key: string): Promise<boolean>;
+  /** Up to `limit` (at most 1000) objects whose keys start with `prefix`, in key order. */
+  list(prefix?: string, limit?: number): Promise<HyacObjectInfo[]>;
+}
+
 /** Which function and version is running, and for which request. */
 interface HyacFunctionInfo {
   readonly tenant: string;
@@ -132,6 +164,8 @@ interface FunctionContext {
   readonly env: Readonly<Record<EnvName, string | undefined>>;
   /** The tenant's key-value store. */
   readonly kv: HyacKV;
+  /** The tenant's object storage: put, get, stat, delete, list. */
+  readonly storage: HyacStorage;
   /** Which function, version and request this is. */
   readonly function: HyacFunctionInfo;
   /** When the invocation must be finished, as a Unix timestamp in seconds. */

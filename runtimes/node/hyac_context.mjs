@@ -171,6 +171,55 @@ export class KV {
   }
 }
 
+/** The tenant's object storage: bytes under string keys, "/" between folders. Every
+ * method returns a promise; data comes back as a Buffer (a Uint8Array). */
+export class Storage {
+  constructor(host, requestId) {
+    this._host = host;
+    this._requestId = requestId;
+  }
+  /** Store `data` (a Uint8Array, or a string stored as UTF-8) under `key`; resolves to its info. */
+  async put(key, data, contentType = null) {
+    let bytes = data;
+    if (typeof data === "string") {
+      bytes = Buffer.from(data, "utf-8");
+      contentType ??= "text/plain; charset=utf-8";
+    } else if (data instanceof ArrayBuffer) {
+      bytes = Buffer.from(data);
+    } else if (!(data instanceof Uint8Array)) {
+      throw new TypeError(`storage data must be a Uint8Array or a string, not ${typeof data}`);
+    }
+    const args = { key: checkKey(key, "storage"), data_b64: Buffer.from(bytes).toString("base64"),
+                   content_type: contentType };
+    return objectInfo(await this._host.call(this._requestId, "storage.put", args));
+  }
+  /** The bytes stored under `key`, or null. */
+  async get(key) {
+    const value = await this._host.call(this._requestId, "storage.get", { key: checkKey(key, "storage") });
+    return value ? Buffer.from(value.data_b64, "base64") : null;
+  }
+  /** What is known of the object under `key` (not its bytes), or null. */
+  async stat(key) {
+    const value = await this._host.call(this._requestId, "storage.stat", { key: checkKey(key, "storage") });
+    return value ? objectInfo(value) : null;
+  }
+  /** Delete the object under `key`; true if it existed. */
+  async delete(key) {
+    return Boolean(await this._host.call(this._requestId, "storage.delete", { key: checkKey(key, "storage") }));
+  }
+  /** Up to `limit` (at most 1000) objects whose keys start with `prefix`, in key order. */
+  async list(prefix = "", limit = 1000) {
+    const values = await this._host.call(this._requestId, "storage.list", { prefix: String(prefix), limit });
+    return values.map(objectInfo);
+  }
+}
+
+function objectInfo(value) {
+  return { key: value.key, size: value.size, content_type: value.content_type,
+           contentType: value.content_type, sha256: value.sha256, updated_at: value.updated_at,
+           updatedAt: value.updated_at };
+}
+
 /** Which function and version is running, and for which request. */
 export class FunctionInfo {
   constructor({ tenant = "default", name = "", version = 0, sha256 = "", runtime = "", requestId = "" } = {}) {
@@ -199,11 +248,13 @@ export class Task {
 
 /** Everything a function can reach; passed as `context` to `main(context)`. */
 export class FunctionContext {
-  constructor({ request, logger, env, kv, function: info, deadline, task = null, host = null }) {
+  constructor({ request, logger, env, kv, storage = null, function: info, deadline, task = null,
+                host = null }) {
     this.request = request;
     this.logger = logger;
     this.env = Object.freeze({ ...env });
     this.kv = kv;
+    this.storage = storage ?? new Storage(host, info?.request_id);
     this.function = info;
     this.deadline = deadline;
     this.task = task;
@@ -266,9 +317,9 @@ export class FunctionContext {
   }
 }
 
-function checkKey(key) {
-  if (typeof key !== "string") throw new TypeError(`kv keys must be strings, not ${typeof key}`);
-  if (!key) throw new RangeError("kv keys must not be empty");
+function checkKey(key, what = "kv") {
+  if (typeof key !== "string") throw new TypeError(`${what} keys must be strings, not ${typeof key}`);
+  if (!key) throw new RangeError(`${what} keys must not be empty`);
   return key;
 }
 

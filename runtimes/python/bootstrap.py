@@ -345,6 +345,7 @@ class Worker:
             logger=hyac_context.Logger(self._channel, job.id),
             env=self._env,
             kv=hyac_context.KV(self._channel, job.id),
+            storage=hyac_context.Storage(self._channel, job.id),
             function=info,
             deadline=job.deadline,
             task=hyac_context.Task(self._channel, job.id, *job.task) if job.task else None,

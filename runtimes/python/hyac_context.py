@@ -1,4 +1,4 @@
-"""The context a Hyac function receives: its request, logger, env, key-value store and more.
+"""The context a Hyac function receives: its request, logger, env, kv, storage and more.
 
 A function is a file with ``def main(context)`` (or ``async def main(context)``). The names
 in ``SHIM_NAMES`` are injected into the file's globals, so no import is needed; code that
@@ -34,8 +34,10 @@ __all__ = [
     "KV",
     "Database",
     "Logger",
+    "ObjectInfo",
     "Request",
     "Response",
+    "Storage",
     "Task",
     "TenantSecrets",
     "Transaction",
@@ -379,6 +381,114 @@ class KV:
         return await asyncio.wrap_future(self._call(op, args))
 
 
+class ObjectInfo:
+    """One object of the tenant's storage, as ``context.storage`` describes it."""
+
+    key: str
+    """The object's key, e.g. ``"reports/2026-01.pdf"``."""
+    size: int
+    """Its size in bytes."""
+    content_type: str
+    """Its content type, e.g. ``"application/pdf"``."""
+    sha256: str
+    """The SHA-256 of its bytes, in hex."""
+    updated_at: float
+    """When it was last written, as a Unix timestamp in seconds."""
+
+    def __init__(
+        self,
+        key: str = "",
+        size: int = 0,
+        content_type: str = "application/octet-stream",
+        sha256: str = "",
+        updated_at: float = 0.0,
+    ) -> None:
+        """Describe an object as the host reported it."""
+        self.key = key
+        self.size = size
+        self.content_type = content_type
+        self.sha256 = sha256
+        self.updated_at = updated_at
+
+    def __repr__(self) -> str:
+        """Show key, size and content type."""
+        return f"<ObjectInfo {self.key!r} {self.size} bytes {self.content_type}>"
+
+
+class Storage:
+    """The tenant's object storage: bytes under string keys, with ``/`` between folders.
+
+    Keys are non-empty, at most 1024 bytes, without control characters, and do not start
+    with ``/``. An object holds at most 8 MiB; keys and bytes count towards the tenant's
+    storage quota. Each method is a host call: use the ``a``-prefixed variants from
+    ``async def main``. Outside functions: ``hyac storage`` and ``/v1/storage``.
+    """
+
+    def __init__(self, host: Host | None, request_id: str) -> None:
+        """Create a client making host calls for ``request_id``."""
+        self._host = host
+        self._request_id = request_id
+
+    def put(self, key: str, data: bytes | str, content_type: str | None = None) -> ObjectInfo:
+        """Store ``data`` under ``key``, replacing any object there; return its info.
+
+        A str is stored as UTF-8 (content type ``text/plain; charset=utf-8`` unless given),
+        bytes as ``application/octet-stream`` unless given.
+        """
+        return _object_info(self._call("storage.put", _put_args(key, data, content_type)).result())
+
+    def get(self, key: str) -> bytes | None:
+        """Return the bytes stored under ``key``, or None when there is no such object."""
+        return _object_bytes(self._call("storage.get", {"key": _check_key(key, "storage")}).result())
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        """Return what is known of the object under ``key`` (not its bytes), or None."""
+        value = self._call("storage.stat", {"key": _check_key(key, "storage")}).result()
+        return None if value is None else _object_info(value)
+
+    def delete(self, key: str) -> bool:
+        """Delete the object under ``key``; return True if it existed."""
+        return bool(self._call("storage.delete", {"key": _check_key(key, "storage")}).result())
+
+    def list(self, prefix: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
+        """Return up to ``limit`` (at most 1000) objects whose keys start with ``prefix``.
+
+        They come in key order; ``list("photos/")`` lists a folder.
+        """
+        return [_object_info(v) for v in
+                self._call("storage.list", _list_args(prefix, limit, "storage")).result()]
+
+    async def aput(self, key: str, data: bytes | str, content_type: str | None = None) -> ObjectInfo:
+        """Async ``put``: store ``data`` under ``key``; return its info."""
+        return _object_info(await self._acall("storage.put", _put_args(key, data, content_type)))
+
+    async def aget(self, key: str) -> bytes | None:
+        """Async ``get``: return the bytes under ``key``, or None."""
+        return _object_bytes(await self._acall("storage.get", {"key": _check_key(key, "storage")}))
+
+    async def astat(self, key: str) -> ObjectInfo | None:
+        """Async ``stat``: return what is known of the object under ``key``, or None."""
+        value = await self._acall("storage.stat", {"key": _check_key(key, "storage")})
+        return None if value is None else _object_info(value)
+
+    async def adelete(self, key: str) -> bool:
+        """Async ``delete``: delete the object under ``key``; return True if it existed."""
+        return bool(await self._acall("storage.delete", {"key": _check_key(key, "storage")}))
+
+    async def alist(self, prefix: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
+        """Async ``list``: return up to ``limit`` objects whose keys start with ``prefix``."""
+        values = await self._acall("storage.list", _list_args(prefix, limit, "storage"))
+        return [_object_info(v) for v in values]
+
+    def _call(self, op: str, args: dict[str, Any]) -> Future[Any]:
+        if self._host is None:
+            raise RuntimeError("storage needs the Hyac runtime (this context has no host)")
+        return self._host.call(self._request_id, op, args)
+
+    async def _acall(self, op: str, args: dict[str, Any]) -> Any:
+        return await asyncio.wrap_future(self._call(op, args))
+
+
 class TenantSecrets(Mapping[str, str]):
     """The tenant's secrets as a read-only mapping: ``context.secrets["API_KEY"]``.
 
@@ -636,6 +746,8 @@ class FunctionContext:
     """The tenant's secrets, a read-only mapping: ``context.secrets["API_KEY"]``."""
     db: Database
     """The tenant's own SQL database: ``execute``, ``fetchall``, ``transaction()``."""
+    storage: Storage
+    """The tenant's object storage: ``put``, ``get``, ``stat``, ``delete``, ``list``."""
     Response = Response
     """The Response class, so ``return context.Response(status=201, body=...)`` works."""
 
@@ -652,6 +764,7 @@ class FunctionContext:
         host: Host | None = None,
         secrets: TenantSecrets | None = None,
         db: Database | None = None,
+        storage: Storage | None = None,
     ) -> None:
         """Assemble a context; the runtime builds one per invocation."""
         self.request = request
@@ -664,6 +777,7 @@ class FunctionContext:
         self._host = host
         self.secrets = secrets if secrets is not None else TenantSecrets(host, function.request_id)
         self.db = db if db is not None else Database(host, function.request_id)
+        self.storage = storage if storage is not None else Storage(host, function.request_id)
 
     def enqueue(self, function: str, payload: Any = None, *, delay: float = 0.0) -> str:
         """Queue a background task of ``function`` (of this tenant); return its task id.
@@ -784,11 +898,11 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
-def _check_key(key: object) -> str:
+def _check_key(key: object, what: str = "kv") -> str:
     if not isinstance(key, str):
-        raise TypeError(f"kv keys must be str, not {type(key).__name__}")
+        raise TypeError(f"{what} keys must be str, not {type(key).__name__}")
     if not key:
-        raise ValueError("kv keys must not be empty")
+        raise ValueError(f"{what} keys must not be empty")
     return key
 
 
@@ -831,12 +945,33 @@ def _rows(value: Any) -> builtins.list[dict[str, Any]]:
     return [dict(zip(columns, row)) for row in value.get("rows", [])]  # noqa: B905 - runs on 3.9
 
 
-def _list_args(prefix: object, limit: object) -> dict[str, Any]:
+def _list_args(prefix: object, limit: object, what: str = "kv") -> dict[str, Any]:
     if not isinstance(prefix, str):
-        raise TypeError(f"kv prefix must be str, not {type(prefix).__name__}")
+        raise TypeError(f"{what} prefix must be str, not {type(prefix).__name__}")
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ValueError(f"kv limit must be a positive int, not {limit!r}")
+        raise ValueError(f"{what} limit must be a positive int, not {limit!r}")
     return {"prefix": prefix, "limit": limit}
+
+
+def _put_args(key: object, data: object, content_type: object) -> dict[str, Any]:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+        content_type = content_type or "text/plain; charset=utf-8"
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"storage data must be bytes or str, not {type(data).__name__}")
+    if content_type is not None and not isinstance(content_type, str):
+        raise TypeError(f"content_type must be str, not {type(content_type).__name__}")
+    return {"key": _check_key(key, "storage"), "data_b64": base64.b64encode(data).decode("ascii"),
+            "content_type": content_type}
+
+
+def _object_info(value: Any) -> ObjectInfo:
+    return ObjectInfo(str(value["key"]), int(value["size"]), str(value["content_type"]),
+                      str(value["sha256"]), float(value["updated_at"]))
+
+
+def _object_bytes(value: Any) -> bytes | None:
+    return None if value is None else base64.b64decode(value["data_b64"])
 
 
 def _invoke_args(
