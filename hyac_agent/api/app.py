@@ -16,6 +16,7 @@ from hyac_agent.api import (
     routes_quotas,
     routes_runtimes,
     routes_secrets,
+    routes_storage,
     routes_tasks,
     routes_tenants,
     routes_tokens,
@@ -68,7 +69,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_tasks.router)
     app.include_router(routes_runtimes.router)
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
-                           routes_secrets, routes_env, routes_audit):
+                           routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)
     app.include_router(gateway.router)  # last: its routes match any /{a}/{b}
     app.add_middleware(AuditMiddleware)

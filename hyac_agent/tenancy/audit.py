@@ -27,6 +27,8 @@ _ACTIONS: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", r"^/v1/tasks/(?P<target>[^/]+)/retry$", "task.retry"),
         ("PUT", r"^/v1/secrets/(?P<target>[^/]+)$", "secret.set"),
         ("DELETE", r"^/v1/secrets/(?P<target>[^/]+)$", "secret.rm"),
+        ("PUT", r"^/v1/storage/(?P<target>.+)$", "storage.put"),
+        ("DELETE", r"^/v1/storage/(?P<target>.+)$", "storage.rm"),
         ("PUT", r"^/v1/env$", "env.set"),
         ("DELETE", r"^/v1/env/(?P<target>[^/]+)$", "env.rm"),
         ("PUT", r"^/v1/quotas$", "quota.set"),

@@ -1,0 +1,58 @@
+"""/v1/storage: a tenant's objects (``context.storage``). Viewers list and read them;
+developers write and delete them. Bodies are the objects' raw bytes."""
+
+from __future__ import annotations
+
+import asyncio
+from email.utils import formatdate
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from hyac_agent.api.deps import get_agent, require_token, tenant_role
+from hyac_agent.core import Agent
+from hyac_agent.tenancy.objects import MAX_LIST
+from hyac_common.errors import NotFound
+from hyac_common.wire import ObjectInfo
+
+router = APIRouter(prefix="/v1/storage", dependencies=[Depends(require_token)], tags=["storage"])
+viewer = tenant_role("viewer")
+developer = tenant_role("developer")
+
+
+@router.get("")
+async def list_objects(
+    prefix: str = "", limit: int = Query(MAX_LIST, ge=1, le=MAX_LIST),
+    tenant: str = Depends(viewer), agent: Agent = Depends(get_agent),
+) -> list[ObjectInfo]:
+    return await asyncio.to_thread(agent.tenancy.objects.list, tenant, prefix, limit)
+
+
+@router.get("/{key:path}")
+async def get_object(key: str, tenant: str = Depends(viewer), agent: Agent = Depends(get_agent)) -> Response:
+    found = await asyncio.to_thread(agent.tenancy.objects.read, tenant, key)
+    if found is None:
+        raise NotFound(f"no object {key!r} in tenant {tenant!r}")
+    info, data = found
+    return Response(data, headers={
+        "content-type": info.content_type,
+        "etag": f'"{info.sha256}"',
+        "last-modified": formatdate(info.updated_at, usegmt=True),
+    })
+
+
+@router.put("/{key:path}")
+async def put_object(
+    key: str, request: Request, tenant: str = Depends(developer), agent: Agent = Depends(get_agent)
+) -> ObjectInfo:
+    data = await request.body()
+    content_type = request.headers.get("content-type")
+    return await asyncio.to_thread(agent.tenancy.objects.put, tenant, key, data, content_type)
+
+
+@router.delete("/{key:path}", status_code=204)
+async def delete_object(
+    key: str, tenant: str = Depends(developer), agent: Agent = Depends(get_agent)
+) -> Response:
+    if not await asyncio.to_thread(agent.tenancy.objects.delete, tenant, key):
+        raise NotFound(f"no object {key!r} in tenant {tenant!r}")
+    return Response(status_code=204)
