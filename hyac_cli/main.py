@@ -29,6 +29,7 @@ from hyac_cli.commands import (
     quota,
     runtime,
     secret,
+    storage,
     tasks,
     tenant,
     token,
@@ -80,6 +81,7 @@ app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(secret.app, name="secret")
 app.add_typer(env.app, name="env")
+app.add_typer(storage.app, name="storage")
 
 
 def _print_version(value: bool) -> None:
