@@ -74,14 +74,13 @@ class ObjectStore:
         values = {"data": data, "size": len(data), "content_type": content_type,
                   "sha256": hashlib.sha256(data).hexdigest(), "updated_at": time.time()}
         where = (t.objects.c.tenant == tenant, t.objects.c.key == key)
-        for _ in range(2):
-            try:
-                with self.engine.begin() as conn:
-                    if not conn.execute(update(t.objects).where(*where).values(**values)).rowcount:
-                        conn.execute(insert(t.objects).values(tenant=tenant, key=key, **values))
-                break
-            except IntegrityError:
-                continue  # another agent inserted the same key first: update it instead
+        try:
+            with self.engine.begin() as conn:
+                if not conn.execute(update(t.objects).where(*where).values(**values)).rowcount:
+                    conn.execute(insert(t.objects).values(tenant=tenant, key=key, **values))
+        except IntegrityError:  # another agent inserted the same key first: ours replaces it
+            with self.engine.begin() as conn:
+                conn.execute(update(t.objects).where(*where).values(**values))
         return ObjectInfo(key=key, **{k: v for k, v in values.items() if k != "data"})
 
     def read(self, tenant: str, key: str) -> tuple[ObjectInfo, bytes] | None:
