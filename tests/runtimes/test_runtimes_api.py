@@ -89,6 +89,33 @@ exports.main = async (context) => {
     assert "bootstrap" not in failed["error"]["traceback"]
 
 
+@requires_runtime("node20")
+def test_node_function_storage(bwrap_agent: RunningAgent) -> None:
+    deploy(bwrap_agent, "nodestore", "functions/nodestore.mjs", """
+export async function main(context) {
+  const s = context.storage;
+  const info = await s.put("n/bin", new Uint8Array([0, 1, 255]));
+  const text = await s.put("n/text", "héllo");
+  const data = await s.get("n/bin");
+  const stat = await s.stat("n/text");
+  const keys = (await s.list("n/")).map((o) => o.key);
+  return {
+    info: [info.key, info.size, info.content_type], text: text.content_type,
+    data: Array.from(data), textBack: (await s.get("n/text")).toString("utf-8"),
+    stat: [stat.size, stat.sha256 === text.sha256], keys,
+    deleted: await s.delete("n/bin"), missing: [await s.get("n/bin"), await s.stat("n/bin")],
+  };
+}
+""", runtime="node20")
+    assert result_of(bwrap_agent, "nodestore") == {
+        "info": ["n/bin", 3, "application/octet-stream"], "text": "text/plain; charset=utf-8",
+        "data": [0, 1, 255], "textBack": "héllo", "stat": [6, True], "keys": ["n/bin", "n/text"],
+        "deleted": True, "missing": [None, None],
+    }
+    with bwrap_agent.client() as client:
+        assert client.get("/v1/storage/n/text").content == "héllo".encode()
+
+
 @requires_runtime("deno")
 def test_deno_typescript_function_is_locked_down(bwrap_agent: RunningAgent) -> None:
     deploy(bwrap_agent, "denofn", "functions/denofn.ts", """
