@@ -40,7 +40,11 @@ async def get_object(key: str, tenant: str = Depends(viewer), agent: Agent = Dep
     })
 
 
-@router.put("/{key:path}")
+_RAW_BODY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.put("/{key:path}", openapi_extra=_RAW_BODY)
 async def put_object(
     key: str, request: Request, tenant: str = Depends(developer), agent: Agent = Depends(get_agent)
 ) -> ObjectInfo:

@@ -303,6 +303,8 @@ def test_cli_round_trip(platform: Platform, tmp_path: Path) -> None:
     assert "docs/bin.dat" in listing and "text/markdown" in listing
     listed = json.loads(ok("storage", "ls", "--json"))
     assert [(o["key"], o["size"]) for o in listed] == [("docs/bin.dat", len(BINARY)), ("docs/note.txt", 5)]
+    quotas = json.loads(ok("quota", "show", "--json"))
+    assert quotas["quotas"]["storage"]["use"] == len(BINARY) + 5 + len("docs/bin.dat") + len("docs/note.txt")
     info = json.loads(ok("storage", "put", "x", str(source), "--json"))
     assert info["sha256"] == hashlib.sha256(BINARY).hexdigest()
     ok("storage", "rm", "x")
