@@ -74,7 +74,7 @@ def resolve_endpoint() -> Endpoint:
     if url:
         if token is None and state and same_url(state.get("url"), url):
             token = state.get("token")
-        return Endpoint(url.rstrip("/"), token)
+        return Endpoint(check_url(url, "HYAC_URL"), token)
     from hyac_cli import profiles
 
     chosen = profiles.active()
@@ -82,18 +82,63 @@ def resolve_endpoint() -> Endpoint:
         name, profile = chosen
         if not profile.get("url"):
             raise errors.InvalidInput(f"profile {name!r} has no url; run `hyac login` again")
-        return Endpoint(str(profile["url"]).rstrip("/"), token or profile.get("token"))
+        return Endpoint(check_url(str(profile["url"]), f"profile {name!r}"),
+                        token or profile.get("token"))
     if state and state.get("url"):
-        return Endpoint(str(state["url"]).rstrip("/"), token or state.get("token"))
+        return Endpoint(check_url(str(state["url"]), str(agent_state_path())),
+                        token or state.get("token"))
     raise errors.AgentUnreachable(
         f"no agent is running (no {agent_state_path()}) — start one with `hyac agent up`"
     )
 
 
-def unreachable(url: str) -> errors.AgentUnreachable:
-    return errors.AgentUnreachable(
-        f"no agent is running at {url} — start one with `hyac agent up`"
-    )
+def check_url(url: str, source: str) -> str:
+    """``url`` without its trailing slash, if it is an http(s) URL with a host."""
+    import httpx
+
+    problem = None
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, ValueError) as exc:
+        problem = str(exc).rstrip(".")
+    else:
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            problem = "use http://HOST:PORT or https://HOST"
+    if problem:
+        raise errors.InvalidInput(f"invalid agent URL {url!r} (from {source}): {problem}")
+    return url.strip().rstrip("/")
+
+
+def segment(value: str, what: str = "name") -> str:
+    """``value`` quoted as one segment of an API path: it can never name another route."""
+    from urllib.parse import quote
+
+    if value in ("", ".", ".."):
+        raise errors.InvalidInput(f"invalid {what} {value!r}")
+    return quote(value, safe="")
+
+
+def _check_path(path: str) -> None:
+    # The last line of defence: httpx resolves dot segments, so `../functions/x` built
+    # from user input would reach another route entirely.
+    if any(part in (".", "..") for part in path.split("?", 1)[0].split("/")):
+        raise errors.InvalidInput(f"invalid name in {path!r}: '.' and '..' are not names")
+
+
+def unreachable(url: str, reason: object = None) -> errors.AgentUnreachable:
+    """The error for nothing answering at ``url``: a local agent may just need starting."""
+    import httpx
+
+    try:
+        host = httpx.URL(url).host
+    except (httpx.InvalidURL, ValueError):
+        host = ""
+    if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+        return errors.AgentUnreachable(
+            f"no agent is running at {url} — start one with `hyac agent up`"
+        )
+    detail = f" ({reason})" if reason and str(reason) else ""
+    return errors.AgentUnreachable(f"cannot reach the agent at {url}{detail}")
 
 
 class AgentClient:
@@ -141,6 +186,7 @@ class AgentClient:
         timeout: float | None | str = "default",
     ) -> Any:
         """Send one request and return its decoded JSON, or raise the matching HyacError."""
+        _check_path(path)
         extra: dict[str, Any] = {}
         if timeout != "default":
             extra["timeout"] = _timeout(timeout)  # type: ignore[arg-type]
@@ -172,6 +218,7 @@ class AgentClient:
         """Lines of a streamed answer (server-sent events), waiting as long as it takes."""
         import httpx
 
+        _check_path(path)
         with self._translate_errors():
             timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=CONNECT_TIMEOUT, read=None)
             with self._http.stream("GET", path, params=params, timeout=timeout) as response:
@@ -187,7 +234,7 @@ class AgentClient:
         try:
             yield
         except httpx.ConnectError as exc:
-            raise unreachable(self.url) from exc
+            raise unreachable(self.url, exc) from exc
         except httpx.TimeoutException as exc:
             raise errors.HyacError(f"the agent at {self.url} did not answer in time") from exc
         except httpx.HTTPError as exc:

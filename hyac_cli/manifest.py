@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -103,21 +104,33 @@ def require_project_root(start: Path | None = None) -> Path:
 
 
 def project_tenant(start: Path | None = None) -> str | None:
-    """The tenant of the project around ``start``, if any; never raises."""
-    try:
-        root = find_project_root(start)
-        if root is None:
-            return None
-        data = tomllib.loads((root / MANIFEST).read_text(encoding="utf-8"))
-        tenant = data.get("project", {}).get("tenant")
-        return tenant if isinstance(tenant, str) and tenant else None
-    except (OSError, ValueError, AttributeError):
+    """The tenant of the project around ``start``, if any.
+
+    A hyac.toml that cannot be read is an error, not "no project": falling back to
+    another tenant would list, invoke or delete the wrong functions.
+    """
+    root = find_project_root(start)
+    if root is None:
         return None
+    try:
+        data = parse_toml(read_manifest(root))
+    except ManifestError as exc:
+        raise ManifestError(f"{exc.message} (or choose a tenant with --tenant)") from None
+    project = data.get("project")
+    tenant = project.get("tenant") if isinstance(project, dict) else None
+    if tenant is None:
+        return None
+    if not isinstance(tenant, str):
+        raise ManifestError(f"{MANIFEST}: tenant must be a string, not {tenant!r}")
+    try:
+        return validate_name(tenant, "tenant")
+    except InvalidInput as exc:
+        raise ManifestError(f"{MANIFEST}: {exc.message}") from None
 
 
 def load_project(root: Path) -> Project:
     """Read hyac.toml and discover the functions, or raise ManifestError/InvalidInput."""
-    text = (root / MANIFEST).read_text(encoding="utf-8")
+    text = read_manifest(root)
     data = parse_toml(text)
     lines = TomlLines(text)
 
@@ -128,6 +141,10 @@ def load_project(root: Path) -> Project:
     for key in data:
         if key not in TOP_KEYS:
             raise fail((key,), _unknown(key, None, TOP_KEYS))
+    odd = _odd_number(data)
+    if odd is not None:
+        path, value = odd
+        raise fail(path, f"{'.'.join(path)} = {value!r}: numbers must be finite and fit in 64 bits")
     project_table = data.get("project")
     if not isinstance(project_table, dict):
         raise fail(("project",), "missing [project] table with at least name = \"...\"")
@@ -183,6 +200,33 @@ def load_project(root: Path) -> Project:
             except HyacError as exc:
                 raise fail((*where, key), f"{key} of function {fn_name!r}: {exc.message}") from None
     return Project(root, name.strip(), runtime, tenant, functions, warnings)
+
+
+def _odd_number(value: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ...], Any] | None:
+    """The first infinite, NaN or over-64-bit number in parsed TOML, with its key path.
+
+    TOML allows ``inf`` and ``nan``; JSON and the agent's store do not."""
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        found = _odd_number(item, (*path, str(key)))
+        if found is not None:
+            return found
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return path, value
+    return None
+
+
+def read_manifest(root: Path) -> str:
+    """The text of ``root``/hyac.toml; ManifestError if it is not UTF-8 text."""
+    raw = (root / MANIFEST).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ManifestError(f"{MANIFEST}:{line}: not UTF-8 text ({exc.reason})") from None
 
 
 def parse_toml(text: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hyac_common.errors import InvalidInput
 from hyac_common.paths import config_dir
 
 CONFIG_FILE = "config.toml"
@@ -32,14 +33,21 @@ def config_path() -> Path:
 
 def load() -> dict[str, Any]:
     try:
-        text = config_path().read_text(encoding="utf-8")
+        raw = config_path().read_bytes()
     except FileNotFoundError:
         return {}
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
-    return tomllib.loads(text)
+    try:
+        config = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(
+            f"{config_path()} is not valid TOML ({reason}); fix it, or delete it and log in again"
+        ) from None
+    return config
 
 
 def save(config: dict[str, Any]) -> None:
@@ -66,7 +74,5 @@ def active() -> tuple[str, dict[str, Any]] | None:
         return None
     profile = (config.get("profiles") or {}).get(name)
     if profile is None:
-        from hyac_common.errors import InvalidInput
-
         raise InvalidInput(f"no profile {name!r} (see `hyac profile ls`)")
     return str(name), dict(profile)

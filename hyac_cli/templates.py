@@ -34,10 +34,12 @@ HELLO = '''\
 
 async def main(context: FunctionContext):
     name = context.request.query.get("name", "world")
-    if context.request.headers.get("content-type", "").startswith("application/json"):
-        payload = context.request.json()
-        if isinstance(payload, dict) and payload.get("name"):
-            name = str(payload["name"])
+    try:
+        payload = context.request.json()  # whatever the content-type: `curl -d` says form
+    except ValueError:
+        payload = None  # not JSON: keep the name from the query
+    if isinstance(payload, dict) and payload.get("name"):
+        name = str(payload["name"])
     context.logger.info("greeting %s", name)
     return {"hello": name}
 '''
@@ -109,8 +111,12 @@ HELLO_JS = """\
 /** @param {FunctionContext} context */
 export async function main(context) {
   let name = context.request.query.name ?? "world";
-  const payload = context.request.headers["content-type"]?.startsWith("application/json")
-    ? context.request.json() : null;
+  let payload = null;
+  try {
+    payload = context.request.json(); // whatever the content-type: `curl -d` says form
+  } catch {
+    // not JSON: keep the name from the query
+  }
   if (payload && payload.name) name = String(payload.name);
   context.logger.info("greeting %s", name);
   return { hello: name };
@@ -127,8 +133,12 @@ HELLO_TS = """\
 
 export async function main(context: FunctionContext) {
   let name = context.request.query.name ?? "world";
-  const payload = context.request.headers["content-type"]?.startsWith("application/json")
-    ? context.request.json<{ name?: string }>() : null;
+  let payload: { name?: string } | null = null;
+  try {
+    payload = context.request.json<{ name?: string }>(); // whatever the content-type
+  } catch {
+    // not JSON: keep the name from the query
+  }
   if (payload?.name) name = String(payload.name);
   context.logger.info("greeting %s", name);
   return { hello: name };

@@ -53,5 +53,5 @@ def rm(key: Annotated[str, typer.Argument(show_default=False)], tenant: options.
     from hyac_cli.terminal import Terminal
 
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        agent.delete(f"/v1/env/{key}")
+        agent.delete(f"/v1/env/{client.segment(key, 'env name')}")
     Terminal().say(f"{key}  removed")

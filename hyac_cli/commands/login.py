@@ -23,7 +23,7 @@ def login(
     from hyac_common.names import validate_name
 
     validate_name(profile, "profile")
-    endpoint = client.Endpoint(url.rstrip("/"), token)
+    endpoint = client.Endpoint(client.check_url(url, "the command line"), token)
     with client.AgentClient(endpoint, transport=client.transport_factory()) as agent:
         who = agent.get("/v1/whoami")
     config = profiles.load()

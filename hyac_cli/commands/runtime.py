@@ -85,7 +85,7 @@ def rm(name: RuntimeName) -> None:
     from hyac_cli.terminal import Terminal
 
     with client.connect() as agent:
-        agent.delete(f"/v1/runtimes/{name}")
+        agent.delete(f"/v1/runtimes/{client.segment(name, 'runtime')}")
     Terminal().say(f"{name}  removed")
 
 

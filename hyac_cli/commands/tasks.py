@@ -70,7 +70,7 @@ def show(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json =
 
     term = Terminal()
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        task = agent.get(f"/v1/tasks/{task_id}")
+        task = agent.get(f"/v1/tasks/{client.segment(task_id, 'task id')}")
     if as_json:
         term.print_json(task)
         return
@@ -92,7 +92,8 @@ def watch(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json 
     final: dict[str, Any] | None = None
     with client.connect(tenant=options.tenant_of(tenant)) as agent, _ProgressView(term) as view:
         try:
-            for task in read_events(agent.stream_lines(f"/v1/tasks/{task_id}/events")):
+            events = agent.stream_lines(f"/v1/tasks/{client.segment(task_id, 'task id')}/events")
+            for task in read_events(events):
                 view.update(task)
                 if task.get("status") in ENDED:
                     final = task
@@ -123,7 +124,7 @@ def _act(task_id: str, action: str, done: str, tenant: str | None, as_json: bool
 
     term = Terminal()
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        task = agent.post(f"/v1/tasks/{task_id}/{action}")
+        task = agent.post(f"/v1/tasks/{client.segment(task_id, 'task id')}/{action}")
     if as_json:
         term.print_json(task)
     else:

@@ -52,7 +52,7 @@ def show(name: Name, as_json: options.Json = False) -> None:
     from hyac_cli.terminal import Terminal
 
     with client.connect() as agent:
-        info = agent.get(f"/v1/tenants/{name}")
+        info = agent.get(f"/v1/tenants/{client.segment(name, 'tenant')}")
     term = Terminal()
     if as_json:
         term.print_json(info)
@@ -71,7 +71,7 @@ def egress(name: Name, policy: Annotated[str, typer.Argument(help="none, allow, 
     from hyac_cli.terminal import Terminal
 
     with client.connect() as agent:
-        agent.put(f"/v1/tenants/{name}/egress", json={"egress": _egress(policy)})
+        agent.put(f"/v1/tenants/{client.segment(name, 'tenant')}/egress", json={"egress": _egress(policy)})
     Terminal().say(f"{name}  egress {policy}")
 
 
@@ -89,7 +89,7 @@ def rm(
         if not typer.confirm(f"Remove tenant {name!r} and ALL its data?", default=False):
             raise typer.Exit(1)
     with client.connect() as agent:
-        agent.delete(f"/v1/tenants/{name}")
+        agent.delete(f"/v1/tenants/{client.segment(name, 'tenant')}")
     term.say(f"{name}  removed")
 
 

@@ -65,5 +65,5 @@ def revoke(
     from hyac_cli.terminal import Terminal
 
     with client.connect() as agent:
-        agent.delete(f"/v1/tokens/{token_id}")
+        agent.delete(f"/v1/tokens/{client.segment(token_id, 'token id')}")
     Terminal().say(f"{token_id}  revoked")

@@ -18,7 +18,7 @@ def _set(name: str, role: str, tenant: str | None, owner: bool = False) -> None:
 
     chosen = options.tenant_of(tenant)
     with client.connect(tenant=chosen) as agent:
-        agent.put(f"/v1/users/{name}", json={"role": role, "owner": owner})
+        agent.put(f"/v1/users/{client.segment(name, 'user name')}", json={"role": role, "owner": owner})
     Terminal().say(f"{name}  {role} in {chosen}")
 
 
@@ -67,5 +67,6 @@ def rm(
     from hyac_cli.terminal import Terminal
 
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        agent.delete(f"/v1/users/{name}", params={"everywhere": "true"} if everywhere else None)
+        agent.delete(f"/v1/users/{client.segment(name, 'user name')}",
+                     params={"everywhere": "true"} if everywhere else None)
     Terminal().say(f"{name}  removed")
