@@ -83,8 +83,8 @@ def _wait_until_ready(
         while True:
             if process.poll() is not None:
                 raise HyacError(
-                    f"the agent exited with status {process.returncode} while starting:\n"
-                    + _log_tail(log_path, offset)
+                    f"the agent exited with status {process.returncode} while starting: "
+                    f"{_reason(_log_tail(log_path, offset))} (log: {log_path})"
                 )
             # The agent writes agent.json once it accepts requests; an older file would
             # name another process.
@@ -226,3 +226,12 @@ def _log_tail(path: Path, offset: int, lines: int = 20) -> str:
         return "(no log)"
     tail = [line for line in text.splitlines() if not line.startswith("--- hyac agent up")]
     return "\n".join(tail[-lines:]) or "(the log is empty)"
+
+
+def _reason(log: str) -> str:
+    """The agent's own one-line error from its log, else the log's last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("Error: "):
+            return line.removeprefix("Error: ")
+    return lines[-1] if lines else "(the log is empty)"

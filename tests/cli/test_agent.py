@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hyac_common.paths import agent_state_path, read_agent_state, write_private_json
+from hyac_common.paths import agent_state_path, data_dir, read_agent_state, write_private_json
 
 from .conftest import Run
 from .fake_agent import FakeAgent
@@ -114,6 +114,8 @@ def test_up_reports_an_early_exit_with_the_log(
     assert result.stderr.startswith("Error: the agent exited with status 3 while starting:")
     assert "Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, naming the log
+    assert f"(log: {data_dir() / 'agent.log'})" in result.stderr
 
 
 def test_status_without_agent(run: Run) -> None:
