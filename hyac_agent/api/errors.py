@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,11 +25,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(exc.to_json(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors()[:5]:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [_problem(request, err) for err in exc.errors()[:5]]
         return error_response(422, "invalid_request", "; ".join(problems) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
@@ -47,3 +45,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
         return error_response(500, "internal", "internal error; see the agent's log")
+
+
+def _problem(request: Request, err: Any) -> str:
+    """One validation error in words; the body as a whole gets a plainer message."""
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type")
+    if kind == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error") or "invalid JSON"
+        at = f" (at character {loc[1]})" if len(loc) > 1 else ""
+        return f"the request body is not valid JSON: {reason}{at}"
+    if loc == ("body",):
+        content_type = request.headers.get("content-type", "")
+        hint = "" if "json" in content_type else " with Content-Type: application/json"
+        if kind == "missing":
+            return f"the request needs a JSON object as its body{hint}"
+        return f"the request body must be a JSON object{hint}"
+    where = ".".join(str(p) for p in loc if p != "body")
+    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))

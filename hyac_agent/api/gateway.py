@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hyac_agent.api.deps import get_agent
 from hyac_agent.core import Agent
-from hyac_common.errors import HyacError
+from hyac_common.errors import HyacError, NotFound
 from hyac_common.names import validate_name
 from hyac_common.wire import InvokeRequest
 
@@ -61,6 +61,7 @@ async def _run(request: Request, tenant: str, function: str, path: str, agent: A
 async def gateway_root(
     request: Request, tenant: str, function: str, agent: Agent = Depends(get_agent)
 ) -> Response:
+    _not_an_api_route(request)
     return await _run(request, tenant, function, "", agent)
 
 
@@ -68,7 +69,37 @@ async def gateway_root(
 async def gateway_path(
     request: Request, tenant: str, function: str, path: str, agent: Agent = Depends(get_agent)
 ) -> Response:
+    _not_an_api_route(request)
     return await _run(request, tenant, function, path, agent)
+
+
+def _not_an_api_route(request: Request) -> None:
+    """Under /v1/ the gateway only catches what no API route took: say so (404), or
+    name the methods the path does take (405), rather than look for a function."""
+    path = request.url.path
+    if not path.startswith("/v1/"):
+        return
+    import re
+
+    # The OpenAPI document lists every route with its methods, whatever shape the
+    # router keeps them in.
+    allowed: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template))
+        if template.startswith("/v1/") and re.fullmatch(pattern, path):
+            allowed |= {method.upper() for method in operations}
+    where = f"{request.method} {path}"
+    if allowed:
+        raise MethodNotAllowed(
+            f"{where}: method not allowed (allowed: {', '.join(sorted(allowed))})",
+            allowed=sorted(allowed),
+        )
+    raise NotFound(f"no API route {where} (see /docs)")
+
+
+class MethodNotAllowed(HyacError):
+    code = "method_not_allowed"
+    status = 405
 
 
 # Paths FastAPI keeps for itself; everything else with two or more segments is the gateway.

@@ -11,8 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodyTooLarge(HTTPException):
     """An HTTPException, so the route layer answers it as a 413 and never as a 400."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than {limit} bytes")
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
 
 
 class BodyLimitMiddleware:
@@ -23,24 +23,29 @@ class BodyLimitMiddleware:
         self.body_limit = body_limit
         self.bundle_limit = bundle_limit
 
-    def _limit(self, scope: Scope) -> int:
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        """The most bytes a request may send, and the limit to name when it sends more."""
         path: str = scope.get("path", "")
         if scope.get("method") == "PUT" and path.startswith("/v1/functions/"):
-            return self.bundle_limit * 4 // 3 + 64 * 1024  # base64 and JSON overhead
+            # base64 and JSON overhead on top of the bundle itself
+            return (self.bundle_limit * 4 // 3 + 64 * 1024,
+                    f"the deploy bundle is larger than {_size(self.bundle_limit)} "
+                    "(HYAC_MAX_BUNDLE_BYTES)")
+        what = f"the request body is larger than {_size(self.body_limit)} (HYAC_MAX_BODY_BYTES)"
         if path.startswith("/v1/"):
-            return self.body_limit * 4 // 3 + 64 * 1024
-        return self.body_limit
+            return self.body_limit * 4 // 3 + 64 * 1024, what
+        return self.body_limit, what
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limit(scope)
+        limit, problem = self._limit(scope)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     if int(value) > limit:
-                        await self._reject(send, limit)
+                        await self._reject(send, problem)
                         return
                 except ValueError:
                     pass
@@ -53,7 +58,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(problem)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -66,15 +71,20 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send, limit)
+                await self._reject(send, problem)
 
     @staticmethod
-    async def _reject(send: Send, limit: int) -> None:
-        body = json.dumps(
-            {"error": {"code": "payload_too_large", "message": f"request body is larger than {limit} bytes"}}
-        ).encode()
+    async def _reject(send: Send, message: str) -> None:
+        body = json.dumps({"error": {"code": "payload_too_large", "message": message}}).encode()
         await send({
             "type": "http.response.start", "status": 413,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})
+
+
+def _size(limit: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= factor and limit % (factor // 16) == 0:
+            return f"{limit / factor:g} {unit}"
+    return f"{limit} bytes"

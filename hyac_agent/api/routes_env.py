@@ -29,7 +29,8 @@ async def set_env(
     return dict(await asyncio.to_thread(agent.tenancy.env, tenant))
 
 
-@router.delete("/{key}", status_code=204)
+# `:path`: a name with a '/' in it is refused by name, not as a missing route.
+@router.delete("/{key:path}", status_code=204)
 async def delete_env(
     key: str, tenant: str = Depends(developer), agent: Agent = Depends(get_agent)
 ) -> Response:

@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from hyac_agent.api.checks import sane_numbers, valid_base64
 from hyac_agent.api.deps import get_agent, get_tenant, require_token
 from hyac_agent.core import Agent
 from hyac_common.wire import (
@@ -46,6 +47,7 @@ async def deploy(
     tenant: str = Depends(get_tenant),
     agent: Agent = Depends(get_agent),
 ) -> DeployResult:
+    sane_numbers(body.config, "config")
     await asyncio.to_thread(agent.tenancy.check_deploy, tenant, name, body.config)
     result = await agent.functions.deploy(tenant, name, body)
     response.status_code = 201 if result.created else 200
@@ -76,6 +78,7 @@ async def rollback(
     tenant: str = Depends(get_tenant),
     agent: Agent = Depends(get_agent),
 ) -> DeployResult:
+    sane_numbers(body)
     version = agent.functions.rollback(tenant, name, body.version)
     await agent.pool.retire(tenant, name, keep_sha=version.sha256)
     return DeployResult(
@@ -102,6 +105,8 @@ async def invoke(
 ) -> InvokeResult | JSONResponse:
     from hyac_agent.api.routes_tasks import submitted
 
+    valid_base64(body.body_b64, "body_b64")
+    sane_numbers(delay, "delay")
     client = request.client.host if request.client else ""
     if mode == "auto":
         version = await agent.functions.active_version(tenant, name)

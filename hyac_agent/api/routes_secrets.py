@@ -20,7 +20,8 @@ async def list_secrets(tenant: str = Depends(developer), agent: Agent = Depends(
     return await asyncio.to_thread(agent.tenancy.secrets.names, tenant)
 
 
-@router.put("/{name}", status_code=204)
+# `:path`: a name with a '/' in it is refused by name, not as a missing route.
+@router.put("/{name:path}", status_code=204)
 async def set_secret(
     name: str, body: SecretValue, tenant: str = Depends(developer), agent: Agent = Depends(get_agent)
 ) -> Response:
@@ -28,7 +29,7 @@ async def set_secret(
     return Response(status_code=204)
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name:path}", status_code=204)
 async def delete_secret(
     name: str, tenant: str = Depends(developer), agent: Agent = Depends(get_agent)
 ) -> Response:

@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Request
 
+from hyac_agent.api.checks import sane_numbers
 from hyac_agent.api.deps import get_agent, get_principal, require_token
 from hyac_agent.core import Agent
 from hyac_agent.tenancy import Principal
@@ -21,6 +22,7 @@ async def create_token(
     body: TokenCreate, request: Request, principal: Principal = Depends(get_principal),
     agent: Agent = Depends(get_agent),
 ) -> TokenCreated:
+    sane_numbers(body)
     if body.user:
         validate_name(body.user, "user")
     if body.tenant:
