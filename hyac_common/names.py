@@ -9,6 +9,8 @@ from hyac_common.errors import InvalidInput
 MAX_NAME_LENGTH = 63
 # A DNS label: it ends up in URLs, container names and file names.
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+# The gateway serves /{tenant}/{function}; the API lives under /v1.
+RESERVED_TENANT_NAMES = frozenset({"v1"})
 
 
 def validate_name(name: str, kind: str = "function") -> str:
@@ -28,6 +30,8 @@ def validate_name(name: str, kind: str = "function") -> str:
             f"invalid {kind} name {name!r}: use lower-case letters, digits, '-' and '_', "
             "starting and ending with a letter or digit"
         )
+    if kind == "tenant" and name in RESERVED_TENANT_NAMES:
+        raise InvalidInput(f"invalid tenant name {name!r}: it is reserved (the API lives under /{name})")
     return name
 
 

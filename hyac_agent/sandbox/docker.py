@@ -314,7 +314,16 @@ class DockerBackend(SandboxBackend):
             os.chmod(channel_dir / CHANNEL_NAME, 0o666)
             listener.listen(1)
             listener.setblocking(False)
-            container = await asyncio.to_thread(self._run, spec, sandbox_id, host_dir)
+            try:
+                container = await asyncio.to_thread(self._run, spec, sandbox_id, host_dir)
+            except Exception as exc:
+                from docker.errors import DockerException
+
+                if not isinstance(exc, DockerException):
+                    raise
+                # e.g. a limit the engine refuses, or the engine itself failing
+                detail = getattr(exc, "explanation", None) or str(exc)
+                raise SandboxUnavailable(f"docker could not start the sandbox: {detail}") from None
             loop = asyncio.get_running_loop()
             try:
                 channel, _ = await asyncio.wait_for(loop.sock_accept(listener), CONNECT_TIMEOUT)

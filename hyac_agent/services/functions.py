@@ -20,6 +20,9 @@ from hyac_common.wire import (
     VersionInfo,
 )
 
+#: below this no interpreter starts (and Docker refuses limits under 6 MB)
+MIN_MEMORY_BYTES = 16 * 1024 * 1024
+
 # Compiles every Python file of a bundle with the function's own interpreter (so syntax
 # is judged by the version that will run it) without executing any of it.
 _SYNTAX_CHECK = r"""
@@ -71,6 +74,10 @@ class FunctionService:
 
     async def deploy(self, tenant: str, name: str, request: DeployRequest) -> DeployResult:
         validate_name(name)
+        memory = request.config.memory
+        if memory is not None and memory < MIN_MEMORY_BYTES:
+            raise InvalidInput(f"memory {memory} bytes is too little: a sandbox needs at least "
+                               f"{MIN_MEMORY_BYTES // (1024 * 1024)} MiB")
         files = decode_bundle(request, self.max_bundle_bytes)
         if "runtime" not in request.config.model_fields_set and self.default_runtime is not None:
             # No runtime named: the agent's default (`hyac runtime default`) is pinned.

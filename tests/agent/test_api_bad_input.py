@@ -53,6 +53,13 @@ def test_numbers_the_store_cannot_keep_are_refused(
         assert error_of(rollback, 400)["message"] == "version: out of range"
 
 
+def test_memory_too_small_for_any_sandbox_is_refused_at_deploy(agent: RunningAgent) -> None:
+    with agent.client() as client:
+        answer = client.put("/v1/functions/tiny", json=bundle(memory=1024))
+        assert "at least 16 MiB" in error_of(answer, 400)["message"]
+        assert client.get("/v1/functions").json() == []
+
+
 def test_invalid_base64_never_reaches_the_worker(agent: RunningAgent) -> None:
     agent.deploy("keep", GOOD)
     answer = agent.invoke("keep", body_b64="%%% not base64")

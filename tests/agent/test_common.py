@@ -20,6 +20,12 @@ def test_invalid_names(name: str) -> None:
         validate_name(name)
 
 
+def test_v1_is_reserved_for_tenants_only() -> None:
+    with pytest.raises(InvalidInput, match="reserved"):
+        validate_name("v1", "tenant")
+    assert validate_name("v1") == "v1"  # a function may be called v1
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [(30, 30.0), ("30", 30.0), ("10m", 600.0), ("1h30m", 5400.0), ("500ms", 0.5), (1.5, 1.5)],
