@@ -48,11 +48,14 @@ class RuntimeService:
             backends = {"process": "ok" if row["available"] else row["reason"]}
             available, reason = row["available"], row["reason"]
             if available and self.backend.name != "none":
+                # The automatic choice names the sandbox that actually serves the runtime.
+                chooser = getattr(self.backend, "backend_for", None)
+                serving = chooser(row["name"]).name if chooser else self.backend.name
                 try:
                     self.backend.resolve_runtime(row["name"])
-                    backends[self.backend.name] = "ok"
+                    backends[serving] = "ok"
                 except InvalidInput as exc:
-                    backends[self.backend.name] = exc.message
+                    backends[serving] = exc.message
                     available, reason = False, exc.message
             infos.append(RuntimeInfo(
                 name=row["name"], family=row["family"], language=row.get("language", ""),

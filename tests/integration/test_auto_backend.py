@@ -35,5 +35,10 @@ def test_runtimes_without_an_image_fall_back_to_bwrap(isolation: Path) -> None:
         with agent.client() as client:
             served = client.get("/v1/agent").json()["extra"]["isolation"]["served_by"]
         assert served[python] == "bwrap"
+        with agent.client() as client:
+            listed = {r["name"]: r for r in client.get("/v1/runtimes").json()}
+        assert listed[python]["backends"].get("bwrap") == "ok", listed[python]
+        assert "docker" not in listed[python]["backends"], "the list names the serving sandbox"
+        assert listed["python3.11"]["backends"].get("docker") == "ok", listed["python3.11"]
     finally:
         agent.kill()
