@@ -54,6 +54,9 @@ class DeployResult(BaseModel):
     created: bool
     active_version: int
     dependencies: Optional[DependencyInfo] = None
+    previous_version: Optional[int] = Field(
+        None, description="the version that was active before this deploy (None: a new function)"
+    )
 
 
 class DependencyInfo(BaseModel):

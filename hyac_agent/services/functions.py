@@ -106,6 +106,7 @@ class FunctionService:
             await asyncio.to_thread(self.bundles.write, sha, files)
         # The bundle is complete on disk before the store points at it: a crash at any
         # moment leaves either the old version active or the new one whole.
+        before = await asyncio.to_thread(self.store.get_function, tenant, name)
         version, created = await asyncio.to_thread(
             self.store.record_deploy, tenant, name, sha, request.entry, config
         )
@@ -113,6 +114,7 @@ class FunctionService:
         return DeployResult(
             name=name, version=version.number, sha256=sha, created=created,
             active_version=version.number,
+            previous_version=before.active_version if before is not None else None,
             dependencies=DependencyInfo(
                 env=prepared.env_id, installed=prepared.installed, packages=prepared.packages
             ) if prepared is not None else None,

@@ -107,10 +107,18 @@ def build_request(root: Any, spec: Any) -> dict[str, Any]:
 def report(term: Any, result: dict[str, Any], width: int) -> None:
     created = result.get("created", True)
     version = result.get("version")
+    previous = result.get("previous_version")
+    if created:
+        outcome: tuple[str, str | None] = ("deployed", "green")
+    elif previous is not None and previous != version:
+        # Same content as an older version (e.g. after a rollback): that one is active again.
+        outcome = (f"reactivated (was v{previous})", "green")
+    else:
+        outcome = ("unchanged", "dim")
     line: list[tuple[str, str | None]] = [
         (str(result.get("name", "?")).ljust(width), "bold"),
         (f"  v{version}  ", None),
-        ("deployed" if created else "unchanged", "green" if created else "dim"),
+        outcome,
     ]
     deps = result.get("dependencies")
     if deps:

@@ -103,6 +103,11 @@ def test_deploy_invoke_logs_versions_rollback_rm(project: Path, local_agent: dic
     assert json.loads(hyac("invoke", "hello", "--data", '{"name": "A"}').stdout) == {"hello": "A"}
     listed = json.loads(hyac("ls", "--json").stdout)
     assert [(f["name"], f["active_version"]) for f in listed] == [("hello", 1)]
+    # Deploying the project again (its code is v2's) makes v2 active again, and says so.
+    redeployed = hyac("deploy", cwd=project)
+    assert redeployed.returncode == 0 and "v2" in redeployed.stdout, redeployed.stdout
+    assert "reactivated (was v1)" in redeployed.stdout
+    assert json.loads(hyac("invoke", "hello", "--data", '{"name": "A"}').stdout) == {"hi": "A"}
 
     removed = hyac("rm", "hello", "--yes")
     assert removed.returncode == 0, removed.stderr
