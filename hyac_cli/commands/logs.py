@@ -52,7 +52,11 @@ def logs(
     started = time.time()
     try:
         with client.connect(tenant=options.tenant_of(tenant)) as agent:
-            for record in agent.get("/v1/logs", params=params) or []:
+            records = agent.get("/v1/logs", params=params) or []
+            if name and not records:
+                # Nothing logged: a typo'd name is an error, not an empty screen.
+                agent.get(f"/v1/functions/{name}")
+            for record in records:
                 printed(record)
             if not follow:
                 return

@@ -33,6 +33,7 @@ def test_logs_lines_are_formatted(run: Run, fake_agent: FakeAgent) -> None:
 
 def test_logs_filters_are_sent(run: Run, fake_agent: FakeAgent) -> None:
     before = time.time()
+    fake_agent.add_log("recent", ts=before)
     result = run("logs", "hello", "--since", "10m", "--limit", "5")
     assert result.exit_code == 0, result.output
     (call,) = fake_agent.calls("GET", "/v1/logs")
@@ -73,10 +74,17 @@ def test_logs_follow_streams_without_repeating(run: Run, fake_agent: FakeAgent) 
 
 def test_logs_follow_reports_a_closed_stream(run: Run, fake_agent: FakeAgent) -> None:
     fake_agent.stream = [": connected\n\n"]
+    fake_agent.add_log("recent", ts=time.time())
     result = run("logs", "-f", "hello")
     assert result.exit_code == 1
     assert result.stderr == "Error: the agent closed the log stream\n"
     assert fake_agent.calls("GET", "/v1/logs/stream")[0].url.params["function"] == "hello"
+
+
+def test_logs_of_an_unknown_function_is_an_error(run: Run, fake_agent: FakeAgent) -> None:
+    result = run("logs", "helo")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: function 'helo' not found\n"
 
 
 @pytest.mark.parametrize(("args", "message"), [

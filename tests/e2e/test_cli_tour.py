@@ -114,6 +114,8 @@ def test_deploy_invoke_logs_versions_rollback_rm(project: Path, local_agent: dic
     gone = hyac("invoke", "hello")
     assert gone.returncode != 0 and "not found" in gone.stderr
     assert json.loads(hyac("ls", "--json").stdout) == []
+    typo = hyac("logs", "helo")
+    assert typo.returncode != 0 and "not found" in typo.stderr and "Traceback" not in typo.stderr
 
 
 def test_function_error_prints_user_traceback(project: Path) -> None:
