@@ -223,7 +223,10 @@ class TokenCreate(BaseModel):
 
     user: Optional[str] = Field(None, description="default: the caller")
     tenant: Optional[str] = Field(None, description="scope the token to this one tenant")
-    expires_in: Optional[float] = Field(None, gt=0, description="seconds until it expires")
+    expires_in: Optional[float] = Field(
+        None, gt=0, le=100 * 365 * 86400, allow_inf_nan=False,
+        description="seconds until it expires (at most 100 years)",
+    )
     name: str = ""
 
 

@@ -92,6 +92,16 @@ def test_expired_token_is_refused(platform: Platform, team: dict[str, str]) -> N
         assert answer.status_code == 401 and "expired" in answer.json()["error"]["message"]
 
 
+def test_token_lifetimes_beyond_reason_are_refused(platform: Platform, team: dict[str, str]) -> None:
+    with platform.owner() as owner:
+        for lifetime in (1e300, 101 * 365 * 86400):
+            refused = owner.post("/v1/tokens", json={"user": "u-viewer", "expires_in": lifetime})
+            assert refused.status_code in (400, 422), refused.text
+            assert "expires_in" in refused.text
+        listed = owner.get("/v1/tokens").json()
+        assert all((t.get("expires_at") or 0) < 1e11 for t in listed), "nothing absurd was stored"
+
+
 def test_tokens_are_stored_as_hashes(platform: Platform, team: dict[str, str]) -> None:
     db = (platform.agent.data_dir / "hyac.db").read_bytes()
     for token in team.values():
