@@ -37,6 +37,9 @@ async def get_object(key: str, tenant: str = Depends(viewer), agent: Agent = Dep
         "content-type": info.content_type,
         "etag": f'"{info.sha256}"',
         "last-modified": formatdate(info.updated_at, usegmt=True),
+        # A stored text/html must never render as a page of the agent's own origin.
+        "content-disposition": "attachment",
+        "x-content-type-options": "nosniff",
     })
 
 

@@ -120,6 +120,8 @@ def test_a_function_puts_gets_lists_stats_and_deletes_objects(platform: Platform
         assert got.status_code == 200 and got.content == BINARY
         assert got.headers["content-type"] == "application/octet-stream"
         assert got.headers["etag"] == f'"{hashlib.sha256(BINARY).hexdigest()}"'
+        assert got.headers["content-disposition"] == "attachment"
+        assert got.headers["x-content-type-options"] == "nosniff"
         listed = client.get("/v1/storage", params={"prefix": "docs/"}).json()
         assert [(o["key"], o["size"]) for o in listed] == [("docs/bin.dat", len(BINARY)),
                                                             ("docs/readme.txt", 2)]
