@@ -26,9 +26,9 @@ def body_of(response: httpx.Response) -> bytes:
 
 def test_deploy_is_content_addressed_and_versioned(agent: RunningAgent) -> None:
     first = agent.deploy("hello", HELLO)
-    assert first["version"] == 1 and first["created"] is True
+    assert first["version"] == 1 and first["created"] is True and first["previous_version"] is None
     again = agent.deploy("hello", HELLO)
-    assert again == {**first, "created": False}
+    assert again == {**first, "created": False, "previous_version": 1}
     changed = agent.deploy("hello", HELLO + "\n# changed\n")
     assert changed["version"] == 2 and changed["sha256"] != first["sha256"]
     # a setting is part of the version too
