@@ -17,6 +17,16 @@ Tenant = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
+def profile_tenant() -> str | None:
+    """The active profile's tenant (None with HYAC_URL set, or none chosen)."""
+    from hyac_cli import profiles
+
+    chosen = profiles.active() if not _env_url() else None
+    if chosen is not None and chosen[1].get("tenant"):
+        return str(chosen[1]["tenant"])
+    return None
+
+
 def tenant_of(option: str | None) -> str:
     """The tenant named by --tenant/HYAC_TENANT, else the project's, else 'default'."""
     if option:
@@ -25,15 +35,7 @@ def tenant_of(option: str | None) -> str:
         return validate_name(option, kind="tenant")
     from hyac_cli.manifest import project_tenant
 
-    found = project_tenant()
-    if found:
-        return found
-    from hyac_cli import profiles
-
-    chosen = profiles.active() if not _env_url() else None
-    if chosen is not None and chosen[1].get("tenant"):
-        return str(chosen[1]["tenant"])
-    return "default"
+    return project_tenant() or profile_tenant() or "default"
 
 
 def _env_url() -> bool:

@@ -10,7 +10,7 @@ MANIFEST = """\
 [project]
 name = {name}
 runtime = {runtime}
-tenant = "default"
+tenant = {tenant}
 
 # Every functions/NAME.py (or functions/NAME/main.py) is a function. Tune one with a
 # [functions.NAME] table, for example:
@@ -70,8 +70,9 @@ VSCODE_EXTENSIONS = """\
 """
 
 
-def manifest(name: str, runtime: str) -> str:
-    return MANIFEST.format(name=json.dumps(name), runtime=json.dumps(runtime))
+def manifest(name: str, runtime: str, tenant: str = "default") -> str:
+    return MANIFEST.format(name=json.dumps(name), runtime=json.dumps(runtime),
+                           tenant=json.dumps(tenant))
 
 
 def pyright_config(runtime: str, stubs_dir: str) -> str:

@@ -29,6 +29,11 @@ def init(
     template: Annotated[
         str, typer.Option("--template", "-T", help="Starting point: 'hello' or 'empty'.")
     ] = "hello",
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", "-t", show_default=False, envvar="HYAC_TENANT",
+                     help="The project's tenant (default: the active profile's, else 'default')."),
+    ] = None,
 ) -> None:
     """Create a project: hyac.toml, a first function and editor stubs."""
     from hyac_cli import templates
@@ -67,7 +72,11 @@ def init(
         created.append(path)
 
     root.mkdir(parents=True, exist_ok=True)
-    put(root / MANIFEST, templates.manifest(name, runtime))
+    from hyac_cli import options
+    from hyac_common.names import validate_name
+
+    project_tenant = validate_name(tenant, "tenant") if tenant else options.profile_tenant() or "default"
+    put(root / MANIFEST, templates.manifest(name, runtime, project_tenant))
     from hyac_cli.dts import is_script_runtime
 
     if is_script_runtime(runtime):

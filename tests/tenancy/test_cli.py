@@ -69,6 +69,17 @@ def test_tenancy_through_the_cli(isolation: Path) -> None:
         assert denied.returncode == 1 and "owner" in denied.stderr and "Traceback" not in denied.stderr
         other = hyac("secret", "ls", "--tenant", "default")
         assert other.returncode == 1 and "no access" in other.stderr
+        # a new project of ada's is in her profile's tenant, so deploy works at once
+        project = isolation / "ada-project"
+        ok("init", str(project))
+        assert 'tenant = "acme"' in (project / "hyac.toml").read_text()
+        deployed = subprocess.run(
+            [sys.executable, "-m", "hyac_cli", "deploy"], cwd=project, capture_output=True,
+            text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"},
+        )
+        assert deployed.returncode == 0 and "deployed" in deployed.stdout, deployed.stderr
+        ok("init", str(isolation / "other-project"), "--tenant", "elsewhere")
+        assert 'tenant = "elsewhere"' in (isolation / "other-project" / "hyac.toml").read_text()
         log = json.loads(ok("audit", "--json"))
         assert {"secret.set", "secret.rm", "env.set", "quota.set", "user.set"} <= {r["action"] for r in log}
         assert all(r["actor"] == "ada" for r in log if r["action"].startswith(("secret", "env")))
