@@ -48,6 +48,18 @@ def backoff(failures: int, base: float, cap: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+def quota_wait(quota: str, now: float) -> float:
+    """Seconds a task waits when ``quota`` is used up: to the next window of a rate
+    quota, a moment for concurrency; with jitter so waiting tasks do not stampede."""
+    if quota == "executions_per_minute":
+        wait = 60 - now % 60
+    elif quota == "executions_per_day":
+        wait = 86400 - now % 86400
+    else:
+        wait = 1.0
+    return wait + random.uniform(0, 1)
+
+
 def task_info(record: TaskRecord) -> TaskInfo:
     return TaskInfo(
         id=record.id, tenant=record.tenant, function=record.function, version=record.version,
@@ -165,6 +177,8 @@ class TaskExecutor:
         except HyacError as exc:  # timeout, worker crashed, out of memory, load error
             if task.id in self._aborted:
                 return None
+            if exc.code == "quota_exceeded" and exc.status == 429:
+                return await self._defer(task, request_id, exc)
             error = TaskError(
                 code=exc.code, type=str(exc.details.get("type", "")), message=exc.message,
                 traceback=str(exc.details.get("traceback", "")),
@@ -191,6 +205,21 @@ class TaskExecutor:
             self._after_end(task)
             return "succeeded"
         return None
+
+    async def _defer(self, task: TaskRecord, request_id: str, exc: HyacError) -> str | None:
+        """The tenant's execution rate or concurrency is used up: the task waits for it
+        instead of failing. It keeps its attempts; its error says why it waits."""
+        now = time.time()
+        run_at = now + quota_wait(str(exc.details.get("quota", "")), now)
+        error = TaskError(code=exc.code, message=f"waiting for the quota: {exc.message}")
+        values: dict[str, Any] = {
+            "status": "queued", "run_at": run_at, "dispatched_at": now, "updated_at": now,
+            "attempt": max(task.attempt - 1, 0), "error": error.model_dump_json(),
+        }
+        if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
+            return None
+        await self.resubmit(task.id, run_at)
+        return "queued"
 
     async def _record_failure(
         self, task: TaskRecord, request_id: str, error: TaskError, *, retry: bool

@@ -262,3 +262,34 @@ def main(context):
         assert result_json(done) == {"attempt": 2, "runs": 2}
     finally:
         second.kill(signal.SIGTERM)
+
+
+def test_a_task_over_the_tenant_concurrency_waits_instead_of_failing(task_agent: RunningAgent) -> None:
+    """Quota refusals (429) of a task's run are not failures: the task waits and keeps
+    its attempts, even with no retries at all."""
+    tenant = "busy"
+    with task_agent.client(tenant) as client:
+        assert client.put("/v1/quotas", json={"values": {"concurrency": 1}}).status_code == 200
+    task_agent.deploy("slow", """
+import time
+def main(context):
+    time.sleep(1.5)
+    return {"attempt": context.task.attempt}
+""", tenant=tenant, retries=0)
+    first = submit(task_agent, "slow", tenant=tenant)
+    second = submit(task_agent, "slow", tenant=tenant)
+    # one of them meets the other running: it goes back to the queue, naming the quota
+    waited = None
+    deadline = time.monotonic() + 20
+    while waited is None and time.monotonic() < deadline:
+        for task_id in (first, second):
+            seen = get(task_agent, task_id, tenant=tenant)
+            if seen["status"] == "queued" and seen["error"]:
+                waited = seen
+        time.sleep(0.05)
+    assert waited is not None, "a task waited for the concurrency quota"
+    assert waited["error"]["code"] == "quota_exceeded" and "concurrency" in waited["error"]["message"]
+    for task_id in (first, second):
+        done = wait_for(task_agent, task_id, tenant=tenant)
+        assert done["status"] == "succeeded", done
+        assert result_json(done) == {"attempt": 1}
