@@ -331,3 +331,25 @@ def test_a_sandbox_without_networks_refuses_egress(tmp_path) -> None:
             assert client.get("/v1/tenants/closed").json()["egress"] == "none"
     finally:
         agent.kill(signal.SIGTERM)
+
+
+def test_a_restart_after_kill_9_clears_what_the_dead_agent_left(tmp_path, outside: ExternalHost) -> None:
+    if backend_missing("bwrap"):
+        pytest.skip("bubblewrap is not installed")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HYAC_")}
+    before = _networks_of_hyac()
+    agent = start_agent(tmp_path / "data", "--sandbox", "bwrap", env=env)
+    platform = Platform("bwrap", agent)
+    tenant = platform.tenant("survivor", "allow")
+    assert platform.probe(tenant, host=outside.address, port=outside.port)["connected"] is True
+    left = _networks_of_hyac() - before
+    agent.kill(signal.SIGKILL)
+    assert left <= _networks_of_hyac(), "a killed agent cannot clean up"
+    again = start_agent(tmp_path / "data", "--sandbox", "bwrap", env=env)
+    try:
+        assert not left & _networks_of_hyac(), "the next start removed the leftovers"
+        platform = Platform("bwrap", again)
+        assert platform.probe(tenant, host=outside.address, port=outside.port)["connected"] is True
+    finally:
+        again.kill(signal.SIGTERM)
+    assert not (_networks_of_hyac() - before)
