@@ -1,4 +1,4 @@
-from hyac_cli.main import run
+from hyac_cli.fast import run
 
 if __name__ == "__main__":
     run()

@@ -94,15 +94,16 @@ def resolve_endpoint() -> Endpoint:
 
 def check_url(url: str, source: str) -> str:
     """``url`` without its trailing slash, if it is an http(s) URL with a host."""
-    import httpx
+    from urllib.parse import urlsplit
 
     problem = None
     try:
-        parsed = httpx.URL(url.strip())
-    except (httpx.InvalidURL, ValueError) as exc:
+        parsed = urlsplit(url.strip())
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError as exc:
         problem = str(exc).rstrip(".")
     else:
-        if parsed.scheme not in ("http", "https") or not parsed.host:
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             problem = "use http://HOST:PORT or https://HOST"
     if problem:
         raise errors.InvalidInput(f"invalid agent URL {url!r} (from {source}): {problem}")
@@ -127,11 +128,11 @@ def _check_path(path: str) -> None:
 
 def unreachable(url: str, reason: object = None) -> errors.AgentUnreachable:
     """The error for nothing answering at ``url``: a local agent may just need starting."""
-    import httpx
+    from urllib.parse import urlsplit
 
     try:
-        host = httpx.URL(url).host
-    except (httpx.InvalidURL, ValueError):
+        host = urlsplit(url).hostname or ""
+    except ValueError:
         host = ""
     if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
         return errors.AgentUnreachable(
@@ -192,15 +193,7 @@ class AgentClient:
             extra["timeout"] = _timeout(timeout)  # type: ignore[arg-type]
         with self._translate_errors():
             response = self._http.request(method, path, json=json, params=params, **extra)
-        raise_for_error(response)
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise errors.HyacError(
-                f"the agent at {self.url} answered {method} {path} with something not JSON"
-            ) from exc
+        return decoded(response, f"the agent at {self.url} answered {method} {path}")
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
@@ -213,6 +206,15 @@ class AgentClient:
 
     def delete(self, path: str, **kwargs: Any) -> Any:
         return self.request("DELETE", path, **kwargs)
+
+    def send(self, method: str, path: str, *, content: bytes | None = None,
+             headers: dict[str, str] | None = None) -> httpx.Response:
+        """One request with a raw body; the raw answer (objects are not JSON)."""
+        _check_path(path)
+        with self._translate_errors():
+            response = self._http.request(method, path, content=content, headers=headers)
+        raise_for_error(response)
+        return response
 
     def stream_lines(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[str]:
         """Lines of a streamed answer (server-sent events), waiting as long as it takes."""
@@ -239,6 +241,17 @@ class AgentClient:
             raise errors.HyacError(f"the agent at {self.url} did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise errors.HyacError(f"talking to the agent at {self.url} failed: {exc}") from exc
+
+
+def decoded(response: httpx.Response, what: str) -> Any:
+    """The JSON of a successful answer (None when empty), else the error it stands for."""
+    raise_for_error(response)
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise errors.HyacError(f"{what} with something not JSON") from exc
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -281,6 +294,112 @@ def connect(*, tenant: str | None = None, timeout: float | None = DEFAULT_TIMEOU
     return AgentClient(
         resolve_endpoint(), tenant=tenant, timeout=timeout, transport=transport_factory()
     )
+
+
+def connect_light(*, tenant: str | None = None, timeout: float | None = DEFAULT_TIMEOUT
+                  ) -> AgentClient | LightClient:
+    """``connect``, but plain JSON requests go through http.client when nothing calls
+    for httpx (no test transport, a plain-http agent, no proxy to honour for it)."""
+    endpoint = resolve_endpoint()
+    transport = transport_factory()
+    if transport is None and LightClient.suits(endpoint.url):
+        return LightClient(endpoint, tenant=tenant, timeout=timeout)
+    return AgentClient(endpoint, tenant=tenant, timeout=timeout, transport=transport)
+
+
+def unexpected_answer(what: str) -> errors.HyacError:
+    return errors.HyacError(f"unexpected answer from the agent (not {what})")
+
+
+class _Answer:
+    """What ``raise_for_error`` reads of an answer (as of an ``httpx.Response``)."""
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.content)
+
+
+class LightClient:
+    """The JSON requests of ``AgentClient`` over http.client: one connection, no httpx
+    (whose import alone costs more than the rest of ``hyac invoke``)."""
+
+    def __init__(self, endpoint: Endpoint, *, tenant: str | None = None,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        from urllib.parse import urlsplit
+
+        self.url = endpoint.url
+        parts = urlsplit(endpoint.url)
+        self._host, self._port = parts.hostname or "", parts.port or 80
+        self._prefix = parts.path.rstrip("/")
+        self._timeout = timeout
+        self._headers = {"User-Agent": "hyac-cli", "Accept": "application/json"}
+        if endpoint.token:
+            self._headers["Authorization"] = f"Bearer {endpoint.token}"
+        if tenant:
+            self._headers[TENANT_HEADER] = tenant
+
+    @staticmethod
+    def suits(url: str) -> bool:
+        from urllib.parse import urlsplit
+        from urllib.request import getproxies, proxy_bypass
+
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            return False
+        return "http" not in getproxies() or bool(proxy_bypass(parts.hostname))
+
+    def __enter__(self) -> LightClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: dict[str, Any] | None = None) -> Any:
+        import http.client
+        import json as json_module
+        import socket
+        from urllib.parse import urlencode
+
+        _check_path(path)
+        target = self._prefix + path + (f"?{urlencode(params)}" if params else "")
+        headers = dict(self._headers)
+        body = None
+        if json is not None:
+            body = json_module.dumps(json).encode()
+            headers["Content-Type"] = "application/json"
+        connection = http.client.HTTPConnection(self._host, self._port, timeout=CONNECT_TIMEOUT)
+        try:
+            connection.connect()
+            if connection.sock is not None:
+                connection.sock.settimeout(self._timeout)
+            connection.request(method, target, body=body, headers=headers)
+            response = connection.getresponse()
+            answer = _Answer(response.status, response.read())
+        except (ConnectionRefusedError, socket.gaierror) as exc:
+            raise unreachable(self.url, exc) from exc
+        except TimeoutError as exc:
+            raise errors.HyacError(f"the agent at {self.url} did not answer in time") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise errors.HyacError(f"talking to the agent at {self.url} failed: {exc}") from exc
+        finally:
+            connection.close()
+        return decoded(answer, f"the agent at {self.url} answered {method} {path}")  # type: ignore[arg-type]
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
 
 
 def health(url: str, *, timeout: float = 2.0) -> dict[str, Any] | None:

@@ -116,7 +116,9 @@ def handle_errors() -> Iterator[None]:
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(1) from None
     except OSError as exc:
-        _fail(_os_message(exc), 1)
+        from hyac_cli.terminal import os_error_message
+
+        _fail(os_error_message(exc), 1)
     except Exception as exc:
         httpx = sys.modules.get("httpx")
         if httpx is not None and isinstance(exc, httpx.HTTPError):
@@ -134,12 +136,6 @@ def _fail(message: str, code: int) -> NoReturn:
 
     Terminal().error(message)
     raise typer.Exit(code)
-
-
-def _os_message(exc: OSError) -> str:
-    if exc.filename is not None and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}"
-    return exc.strerror or str(exc)
 
 
 def run() -> None:

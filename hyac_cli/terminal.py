@@ -194,3 +194,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a failed file or socket operation: ``No such file: path``."""
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror or str(exc)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hyac_cli import client, options
+from hyac_cli import options
 
 if TYPE_CHECKING:
-    import httpx
+    from hyac_cli.client import AgentClient
 
 app = typer.Typer(help="Tenant object storage (context.storage): list, get, put, remove.",
                   no_args_is_help=True)
@@ -20,23 +20,10 @@ Key = Annotated[str, typer.Argument(help="The object's key, e.g. reports/2026-01
                                     show_default=False)]
 
 
-class ObjectClient(client.AgentClient):
-    """The agent client, sending and receiving raw bytes too (objects are not JSON)."""
+def _connect(tenant: str | None) -> AgentClient:
+    from hyac_cli import client
 
-    def __enter__(self) -> ObjectClient:
-        return self
-
-    def send(self, method: str, path: str, *, content: bytes | None = None,
-             headers: dict[str, str] | None = None) -> httpx.Response:
-        with self._translate_errors():
-            response = self._http.request(method, path, content=content, headers=headers)
-        client.raise_for_error(response)
-        return response
-
-
-def _connect(tenant: str | None) -> ObjectClient:
-    return ObjectClient(client.resolve_endpoint(), tenant=options.tenant_of(tenant),
-                        transport=client.transport_factory())
+    return client.connect(tenant=options.tenant_of(tenant))
 
 
 def _path(key: str) -> str:

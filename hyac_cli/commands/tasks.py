@@ -138,7 +138,7 @@ def _finish(term: Any, task: dict[str, Any], as_json: bool) -> None:
     """The ended task's result on stdout, or its error on stderr and exit 1."""
     import base64
 
-    from hyac_cli.commands.invoke import write_body
+    from hyac_cli.invoking import write_body
 
     if as_json:
         term.print_json(task)
