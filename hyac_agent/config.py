@@ -23,6 +23,9 @@
 | pool_min_warm        | HYAC_POOL_MIN_WARM          | "" ("tenant/function=1,…" never idle-reaped) |
 | deps_dir             | HYAC_DEPS_DIR               | DATA_DIR/deps (dependency environments) |
 | default_runtime      | HYAC_DEFAULT_RUNTIME        | the agent's own python3.X (`hyac runtime default`) |
+| smtp_url             | HYAC_SMTP_URL               | "" (no mail); smtp://user:pass@host:587, smtps://… |
+| mail_from            | HYAC_MAIL_FROM              | "" (the SMTP user name, if it is an address) |
+| smtp_timeout         | HYAC_SMTP_TIMEOUT           | 20 seconds per SMTP connect, command or reply |
 | tasks                | HYAC_QUEUE, HYAC_BROKER_URL, HYAC_TASK_* … | see hyac_agent/tasks/settings.py |
 """
 
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING
 from hyac_common.paths import data_dir as default_data_dir
 
 if TYPE_CHECKING:
+    from hyac_agent.mail import MailSettings
     from hyac_agent.pool import PoolSettings
     from hyac_agent.sandbox.base import SandboxSettings
     from hyac_agent.tasks.settings import TaskSettings
@@ -105,6 +109,9 @@ class AgentConfig:
             k: int(v) for k, _, v in (i.partition("=") for i in _env_list("HYAC_POOL_MIN_WARM", ""))
         }
     )
+    smtp_url: str = field(default_factory=lambda: os.environ.get("HYAC_SMTP_URL", ""))
+    mail_from: str = field(default_factory=lambda: os.environ.get("HYAC_MAIL_FROM", ""))
+    smtp_timeout: float = field(default_factory=lambda: _env_float("HYAC_SMTP_TIMEOUT", 20.0))
 
     tasks: TaskSettings = field(default_factory=lambda: _task_settings())
 
@@ -150,3 +157,9 @@ class AgentConfig:
         return PoolSettings(
             size=self.pool_size, runtimes=list(self.pool_runtimes), min_warm=dict(self.pool_min_warm)
         )
+
+    def mail_settings(self) -> MailSettings | None:
+        """How to send mail, or None without HYAC_SMTP_URL; InvalidInput if malformed."""
+        from hyac_agent.mail import MailSettings
+
+        return MailSettings.parse(self.smtp_url, self.mail_from, self.smtp_timeout)

@@ -96,6 +96,17 @@ class Agent:
 
         self.backend.attach_networks(self.tenancy.egress, scope_of(self.backend.settings.run_dir))
         self.tenancy.egress_unavailable = self.backend.egress_unavailable
+        from hyac_agent.mail import Mailer
+
+        self.host_calls.mailer = Mailer(
+            self.config.mail_settings(), self.tenancy.quotas.mail, self._request_log
+        )
+
+    def _request_log(self, tenant: str, request_id: str | None, message: str) -> None:
+        """A system log line of a request in flight (of its tenant only, if it is over)."""
+        function, version = self.invoker.serving(request_id) or ("", 0)
+        self.logbus.emit(tenant=tenant, function=function, version=version, stream="system",
+                         request_id=request_id, message=message)
 
     def _tenant_changed(self, tenant: str) -> None:
         import asyncio

@@ -14,6 +14,7 @@ from hyac_agent.store import Store
 from hyac_common.errors import InvalidInput, PayloadTooLarge
 
 if TYPE_CHECKING:
+    from hyac_agent.mail import Mailer
     from hyac_agent.services.invoke import InvokeService
     from hyac_agent.tasks.service import TaskService
     from hyac_agent.tenancy import TenancyService
@@ -41,6 +42,8 @@ class HostCalls:
         self.tenancy: TenancyService | None = None
         #: set once the invoke path exists (it is built on us): function.invoke
         self.invoker: InvokeService | None = None
+        #: mail.send, set with the tenancy layer (it is admitted by the tenant's quota)
+        self.mailer: Mailer | None = None
 
     async def __call__(
         self, tenant: str, op: str, args: dict[str, Any], request_id: str | None = None
@@ -55,6 +58,8 @@ class HostCalls:
             if self.invoker is None:
                 raise InvalidInput("function.invoke is not available on this agent")
             return await self.invoker.invoke_from_function(tenant, request_id, args)
+        if op.startswith("mail.") and self.mailer is not None:
+            return await self.mailer.host_call(tenant, op, args, request_id)
         if op.startswith(("db.", "secrets.", "storage.")) and self.tenancy is not None:
             return await self.tenancy.host_call(tenant, op, args, request_id)
         handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None

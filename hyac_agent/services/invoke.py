@@ -233,6 +233,11 @@ class InvokeService:
             "request_id": result.request_id, "version": result.version,
         }
 
+    def serving(self, request_id: str | None) -> tuple[str, int] | None:
+        """(function, version) of request ``request_id`` while it runs."""
+        worker = self._serving.get(request_id) if request_id is not None else None
+        return None if worker is None else (worker.spec.function, worker.spec.version)
+
     async def abort(self, request_id: str, reason: str) -> None:
         """Stop request ``request_id`` by killing its worker; other requests on that
         worker fail as crashed, as they do when a request times out."""

@@ -10,9 +10,10 @@
 | concurrency            | count           | every invocation (429)                        |
 | timeout                | seconds         | deploy (403)                                  |
 | functions              | count           | deploy of a new function (403)                |
+| mails_per_day          | count           | every context.mail.send (quota_exceeded, 429) |
 
 Tenant ``*`` in the store holds the platform's values: the default of every tenant
-without its own, and the ceiling an admin may set. Execution counters are kept in
+without its own, and the ceiling an admin may set. Execution and mail counters are kept in
 memory and written to the store every second (and at shutdown), so they survive a
 restart; with several agents each one enforces its own share plus what the store held
 when it started counting a window.
@@ -45,6 +46,7 @@ QUOTAS: dict[str, str] = {
     "concurrency": "invocations running at once",
     "timeout": "seconds a function may run",
     "functions": "functions deployed",
+    "mails_per_day": "messages sent per day (context.mail)",
 }
 
 
@@ -95,6 +97,10 @@ def parse_quota(name: str, value: Any) -> float | None:
 
 def _windows(now: float) -> tuple[str, str]:
     return f"m:{int(now // 60)}", f"d:{int(now // 86400)}"
+
+
+def _mail_window(now: float) -> str:
+    return f"mail:d:{int(now // 86400)}"
 
 
 class QuotaService:
@@ -149,7 +155,8 @@ class QuotaService:
         limits = self.limits(tenant)
         own = self._raw(tenant)
         minute, day = _windows(time.time())
-        self._load_windows([minute, day])
+        mail = _mail_window(time.time())
+        self._load_windows([minute, day, mail])
         use: dict[str, float | None] = {
             "cpu": None, "memory": None, "timeout": None,
             "storage": float(self.storage_use(tenant)),
@@ -157,6 +164,7 @@ class QuotaService:
             "executions_per_day": float(self._counts.get((tenant, day), 0)),
             "concurrency": float(self._running.get(tenant, 0)),
             "functions": float(functions),
+            "mails_per_day": float(self._counts.get((tenant, mail), 0)),
         }
         return {
             name: {"limit": limits[name], "use": use[name],
@@ -220,6 +228,28 @@ class QuotaService:
         finally:
             self._running[tenant] = max(0, self._running.get(tenant, 1) - 1)
 
+    @contextlib.asynccontextmanager
+    async def mail(self, tenant: str) -> AsyncIterator[None]:
+        """Admit one message of ``tenant`` (or 429); it counts once it has been sent."""
+        limits = self._limits_cached(tenant)
+        if limits is None:
+            limits = await asyncio.to_thread(self.limits, tenant)
+        window = _mail_window(time.time())
+        if window not in self._loaded_windows:
+            await asyncio.to_thread(self._load_windows, [window])
+        key = (tenant, window)
+        used, limit = self._counts.get(key, 0), limits["mails_per_day"]
+        if limit is not None and used >= limit:
+            raise exceeded("mails_per_day", limit, used, 429)
+        # Held while it is sent, so sends at the same moment cannot pass the limit together.
+        self._counts[key] = used + 1
+        try:
+            yield
+        except BaseException:
+            self._counts[key] = max(0, self._counts.get(key, 1) - 1)
+            raise
+        self._pending[key] = self._pending.get(key, 0) + 1
+
     def _limits_cached(self, tenant: str) -> dict[str, float | None] | None:
         if tenant in self._limits and PLATFORM in self._limits:
             return self.limits(tenant)
@@ -253,12 +283,12 @@ class QuotaService:
             self.store.add_usage(pending)
             minute, day = _windows(time.time())
             previous_minute = f"m:{int(time.time() // 60) - 1}"
-            self.store.trim_usage([minute, previous_minute, day])
+            self.store.trim_usage([minute, previous_minute, day, _mail_window(time.time())])
         except Exception:
             log.exception("could not store execution counters")
             for key, count in pending.items():
                 self._pending[key] = self._pending.get(key, 0) + count
-        current = set(_windows(time.time()))
+        current = {*_windows(time.time()), _mail_window(time.time())}
         for key in [k for k in self._counts if k[1] not in current]:
             del self._counts[key]
         self._loaded_windows &= current

@@ -77,7 +77,8 @@ quotas = Table(
     Column("value", Float, nullable=False),
 )
 
-#: executions counted per window ("m:<minute>" or "d:<day>"), so they survive a restart
+#: executions and mails counted per window ("m:<minute>", "d:<day>", "mail:d:<day>"), so they
+#: survive a restart
 usage = Table(
     "usage_counters",
     metadata,

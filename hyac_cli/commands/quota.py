@@ -6,7 +6,7 @@ import typer
 
 from hyac_cli import options
 
-app = typer.Typer(help="Tenant quotas: CPU, memory, storage, executions, timeout, functions.",
+app = typer.Typer(help="Tenant quotas: CPU, memory, storage, executions, timeout, functions, mail.",
                   no_args_is_help=True)
 
 
