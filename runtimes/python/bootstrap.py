@@ -346,6 +346,7 @@ class Worker:
             env=self._env,
             kv=hyac_context.KV(self._channel, job.id),
             storage=hyac_context.Storage(self._channel, job.id),
+            mail=hyac_context.Mail(self._channel, job.id),
             function=info,
             deadline=job.deadline,
             task=hyac_context.Task(self._channel, job.id, *job.task) if job.task else None,

@@ -1,4 +1,4 @@
-"""The context a Hyac function receives: its request, logger, env, kv, storage and more.
+"""The context a Hyac function receives: its request, logger, env, kv, storage, mail and more.
 
 A function is a file with ``def main(context)`` (or ``async def main(context)``). The names
 in ``SHIM_NAMES`` are injected into the file's globals, so no import is needed; code that
@@ -18,13 +18,14 @@ import codecs
 import json
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from types import MappingProxyType
 from typing import Any, Protocol
 
 __all__ = [
     "SHIM_NAMES",
+    "Attachment",
     "FunctionContext",
     "FunctionInfo",
     "Host",
@@ -34,6 +35,7 @@ __all__ = [
     "KV",
     "Database",
     "Logger",
+    "Mail",
     "ObjectInfo",
     "Request",
     "Response",
@@ -55,12 +57,15 @@ class HostCallError(Exception):
     """Machine-readable reason, e.g. ``"forbidden"``, ``"quota_exceeded"``, ``"unavailable"``."""
     message: str
     """Human-readable explanation from the host."""
+    details: dict[str, Any]
+    """Further fields the host sent, e.g. ``quota``, ``limit`` and ``use`` of a ``quota_exceeded``."""
 
-    def __init__(self, code: str, message: str = "") -> None:
-        """Create the error from the host's ``code`` and ``message``."""
+    def __init__(self, code: str, message: str = "", details: Mapping[str, Any] | None = None) -> None:
+        """Create the error from the host's ``code``, ``message`` and further fields."""
         super().__init__(code, message)
         self.code = code
         self.message = message
+        self.details = dict(details or {})
 
     def __str__(self) -> str:
         """Return ``"code: message"``."""
@@ -489,6 +494,94 @@ class Storage:
         return await asyncio.wrap_future(self._call(op, args))
 
 
+class Attachment:
+    """A file attached to a message sent with ``context.mail.send``."""
+
+    filename: str
+    """The name the recipient sees, e.g. ``"report.pdf"`` (without ``/``)."""
+    data: bytes
+    """The file's bytes."""
+    content_type: str | None
+    """Its content type, e.g. ``"application/pdf"``; None guesses it from the filename."""
+
+    def __init__(self, filename: str, data: bytes | str, content_type: str | None = None) -> None:
+        """Attach ``data`` as ``filename``; a str is attached as UTF-8."""
+        if not isinstance(filename, str):
+            raise TypeError(f"attachment filename must be str, not {type(filename).__name__}")
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"attachment data must be bytes or str, not {type(data).__name__}")
+        self.filename = filename
+        self.data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        self.content_type = content_type
+
+    def __repr__(self) -> str:
+        """Show the filename, size and content type."""
+        return f"<Attachment {self.filename!r} {len(self.data)} bytes {self.content_type or '(guessed)'}>"
+
+
+class Mail:
+    """Email, sent by the agent through its SMTP server: the function needs no network.
+
+    Every message comes from the agent's sender address; a function chooses at most the
+    display name (``from_name``). A message has at most 50 recipients (to, cc and bcc
+    together) and 10 MiB of text, html and attachments; each sent message counts towards
+    the tenant's ``mails_per_day`` quota. Failures raise HostCallError: ``invalid_input``
+    (a bad address, a line break in a header, too large), ``quota_exceeded``,
+    ``mail_not_configured`` (the agent has no ``HYAC_SMTP_URL``) or ``mail_failed`` (the
+    SMTP server is unreachable or refused the message). From ``async def main`` use
+    ``asend``.
+    """
+
+    def __init__(self, host: Host | None, request_id: str) -> None:
+        """Create a client making host calls for ``request_id``."""
+        self._host = host
+        self._request_id = request_id
+
+    def send(
+        self,
+        to: str | Sequence[str],
+        subject: str,
+        text: str | None = None,
+        html: str | None = None,
+        *,
+        cc: str | Sequence[str] | None = None,
+        bcc: str | Sequence[str] | None = None,
+        reply_to: str | Sequence[str] | None = None,
+        attachments: Sequence[Attachment | tuple[str, bytes | str]] | None = None,
+        from_name: str | None = None,
+    ) -> str:
+        """Send one message; return its Message-ID once the SMTP server has taken it.
+
+        Addresses are ``"ada@example.com"`` or ``"Ada Lovelace <ada@example.com>"``. Give
+        ``text``, ``html`` or both (then mail programs choose). Attachments are
+        ``Attachment(filename, data, content_type)`` objects or ``(filename, data)`` pairs.
+        """
+        args = _mail_args(to, subject, text, html, cc, bcc, reply_to, attachments, from_name)
+        return str(self._send(args).result()["message_id"])
+
+    async def asend(
+        self,
+        to: str | Sequence[str],
+        subject: str,
+        text: str | None = None,
+        html: str | None = None,
+        *,
+        cc: str | Sequence[str] | None = None,
+        bcc: str | Sequence[str] | None = None,
+        reply_to: str | Sequence[str] | None = None,
+        attachments: Sequence[Attachment | tuple[str, bytes | str]] | None = None,
+        from_name: str | None = None,
+    ) -> str:
+        """Async ``send``: send one message; return its Message-ID."""
+        args = _mail_args(to, subject, text, html, cc, bcc, reply_to, attachments, from_name)
+        return str((await asyncio.wrap_future(self._send(args)))["message_id"])
+
+    def _send(self, args: dict[str, Any]) -> Future[Any]:
+        if self._host is None:
+            raise RuntimeError("mail needs the Hyac runtime (this context has no host)")
+        return self._host.call(self._request_id, "mail.send", args)
+
+
 class TenantSecrets(Mapping[str, str]):
     """The tenant's secrets as a read-only mapping: ``context.secrets["API_KEY"]``.
 
@@ -748,6 +841,8 @@ class FunctionContext:
     """The tenant's own SQL database: ``execute``, ``fetchall``, ``transaction()``."""
     storage: Storage
     """The tenant's object storage: ``put``, ``get``, ``stat``, ``delete``, ``list``."""
+    mail: Mail
+    """Email through the agent's SMTP server: ``send(to, subject, text, html, ...)``."""
     Response = Response
     """The Response class, so ``return context.Response(status=201, body=...)`` works."""
 
@@ -765,6 +860,7 @@ class FunctionContext:
         secrets: TenantSecrets | None = None,
         db: Database | None = None,
         storage: Storage | None = None,
+        mail: Mail | None = None,
     ) -> None:
         """Assemble a context; the runtime builds one per invocation."""
         self.request = request
@@ -778,6 +874,7 @@ class FunctionContext:
         self.secrets = secrets if secrets is not None else TenantSecrets(host, function.request_id)
         self.db = db if db is not None else Database(host, function.request_id)
         self.storage = storage if storage is not None else Storage(host, function.request_id)
+        self.mail = mail if mail is not None else Mail(host, function.request_id)
 
     def enqueue(self, function: str, payload: Any = None, *, delay: float = 0.0) -> str:
         """Queue a background task of ``function`` (of this tenant); return its task id.
@@ -965,6 +1062,36 @@ def _put_args(key: object, data: object, content_type: object) -> dict[str, Any]
             "content_type": content_type}
 
 
+def _addresses(value: object, what: str) -> str | builtins.list[str] | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (builtins.list, tuple)) and all(isinstance(v, str) for v in value):
+        return builtins.list(value)
+    raise TypeError(f"mail {what} must be an address (str) or a list of them, not {value!r:.80}")
+
+
+def _mail_args(
+    to: object, subject: object, text: object, html: object, cc: object, bcc: object,
+    reply_to: object, attachments: object, from_name: object,
+) -> dict[str, Any]:
+    if not isinstance(subject, str):
+        raise TypeError(f"mail subject must be str, not {type(subject).__name__}")
+    for body, what in ((text, "text"), (html, "html")):
+        if body is not None and not isinstance(body, str):
+            raise TypeError(f"mail {what} must be str, not {type(body).__name__}")
+    files = []
+    for item in attachments or ():
+        if isinstance(item, tuple) and len(item) == 2:
+            item = Attachment(*item)
+        if not isinstance(item, Attachment):
+            raise TypeError("mail attachments are Attachment objects or (filename, data) pairs")
+        files.append({"filename": item.filename, "content_type": item.content_type,
+                      "data_b64": base64.b64encode(item.data).decode("ascii")})
+    return {"to": _addresses(to, "to"), "cc": _addresses(cc, "cc"), "bcc": _addresses(bcc, "bcc"),
+            "reply_to": _addresses(reply_to, "reply_to"), "subject": subject, "text": text,
+            "html": html, "attachments": files, "from_name": from_name}
+
+
 def _object_info(value: Any) -> ObjectInfo:
     return ObjectInfo(str(value["key"]), int(value["size"]), str(value["content_type"]),
                       str(value["sha256"]), float(value["updated_at"]))
@@ -1020,7 +1147,7 @@ def _host_call_error(error: object) -> HostCallError:
             str(fields.get("function", "")), str(fields.get("type") or "Error"), message,
             str(fields.get("traceback", "")), str(fields.get("request_id", "")),
         )
-    return HostCallError(code, message)
+    return HostCallError(code, message, {k: v for k, v in fields.items() if k not in ("code", "message")})
 
 
 def _invoke_response(name: str, value: Any) -> InvokeResponse:
