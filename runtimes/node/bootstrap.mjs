@@ -241,6 +241,7 @@ class Worker {
       env: this.env,
       kv: new hyac.KV(this.channel, id),
       storage: new hyac.Storage(this.channel, id),
+      mail: new hyac.Mail(this.channel, id),
       function: new hyac.FunctionInfo({
         tenant: String(fn.tenant ?? "default"), name: String(fn.name ?? ""),
         version: Number(fn.version ?? 0), sha256: String(fn.sha256 ?? ""),

@@ -7,6 +7,8 @@ declare class HostCallError extends Error {
   readonly code: string;
   /** Human-readable explanation from the host. */
   readonly hostMessage: string;
+  /** Further fields the host sent, e.g. quota, limit and use of a "quota_exceeded". */
+  readonly details: Record<string, string | number | boolean>;
 }
 
 /** The function called with context.invoke() threw; code is "function_error". */
@@ -133,6 +135,39 @@ interface HyacStorage {
   list(prefix?: string, limit?: number): Promise<HyacObjectInfo[]>;
 }
 
+/** A file attached to a message. */
+interface HyacAttachment {
+  /** The name the recipient sees, e.g. "report.pdf" (without "/"). */
+  filename: string;
+  /** The file's bytes; a string is attached as UTF-8. */
+  content: Uint8Array | ArrayBuffer | string;
+  /** e.g. "application/pdf"; guessed from the filename when absent. */
+  contentType?: string | null;
+}
+
+/** One message. Addresses are "ada@example.com" or "Ada Lovelace <ada@example.com>". */
+interface HyacMailMessage {
+  to: string | string[];
+  subject: string;
+  /** The plain-text body; give text, html or both. */
+  text?: string | null;
+  html?: string | null;
+  cc?: string | string[] | null;
+  bcc?: string | string[] | null;
+  replyTo?: string | string[] | null;
+  attachments?: HyacAttachment[];
+  /** The display name of the sender; the address is always the agent's own. */
+  fromName?: string | null;
+}
+
+/** Email, sent by the agent through its SMTP server. At most 50 recipients and 10 MiB per
+ * message; each message counts towards the tenant's mails_per_day quota. */
+interface HyacMail {
+  /** Send one message; resolves to its Message-ID. Rejects with HostCallError
+   * "invalid_input", "quota_exceeded", "mail_not_configured" or "mail_failed". */
+  send(message: HyacMailMessage): Promise<string>;
+}
+
 /** Which function and version is running, and for which request. */
 interface HyacFunctionInfo {
   readonly tenant: string;
@@ -166,6 +201,8 @@ interface FunctionContext {
   readonly kv: HyacKV;
   /** The tenant's object storage: put, get, stat, delete, list. */
   readonly storage: HyacStorage;
+  /** Email through the agent's SMTP server: send({to, subject, text, html, ...}). */
+  readonly mail: HyacMail;
   /** Which function, version and request this is. */
   readonly function: HyacFunctionInfo;
   /** When the invocation must be finished, as a Unix timestamp in seconds. */

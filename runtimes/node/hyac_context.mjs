@@ -10,11 +10,12 @@ import { format } from "node:util";
 
 /** A host call (context.kv …) was refused or failed on the host side. */
 export class HostCallError extends Error {
-  constructor(code, message = "") {
+  constructor(code, message = "", details = {}) {
     super(message ? `${code}: ${message}` : code);
     this.name = "HostCallError";
     this.code = code;
     this.hostMessage = message;
+    this.details = details;
   }
 }
 
@@ -41,7 +42,8 @@ export function hostCallError(error) {
     return new InvocationError(String(e.function ?? ""), String(e.type || "Error"), message,
                                String(e.traceback ?? ""), String(e.request_id ?? ""));
   }
-  return new HostCallError(code, message);
+  const { code: _code, message: _message, ...details } = e;
+  return new HostCallError(code, message, details);
 }
 
 /** What a function called with context.invoke() answered (any status it returned). */
@@ -214,6 +216,32 @@ export class Storage {
   }
 }
 
+/** Email, sent by the agent through its SMTP server (the function needs no network).
+ * Messages come from the agent's sender; a function chooses at most the display name. */
+export class Mail {
+  constructor(host, requestId) {
+    this._host = host;
+    this._requestId = requestId;
+  }
+  /** Send one message; resolves to its Message-ID once the SMTP server has taken it. */
+  async send({ to, subject, text = null, html = null, cc = null, bcc = null, replyTo = null,
+               reply_to = null, attachments = [], fromName = null, from_name = null } = {}) {
+    if (typeof subject !== "string") throw new TypeError("mail subject must be a string");
+    const files = (attachments ?? []).map((a) => {
+      const data = a?.content ?? a?.data;
+      let bytes;
+      if (typeof data === "string") bytes = Buffer.from(data, "utf-8");
+      else if (data instanceof Uint8Array || data instanceof ArrayBuffer) bytes = Buffer.from(data);
+      else throw new TypeError("a mail attachment's content must be a Uint8Array or a string");
+      return { filename: a.filename, content_type: a.contentType ?? a.content_type ?? null,
+               data_b64: bytes.toString("base64") };
+    });
+    const args = { to, subject, text, html, cc, bcc, reply_to: replyTo ?? reply_to,
+                   attachments: files, from_name: fromName ?? from_name };
+    return String((await this._host.call(this._requestId, "mail.send", args)).message_id);
+  }
+}
+
 function objectInfo(value) {
   return { key: value.key, size: value.size, content_type: value.content_type,
            contentType: value.content_type, sha256: value.sha256, updated_at: value.updated_at,
@@ -248,13 +276,14 @@ export class Task {
 
 /** Everything a function can reach; passed as `context` to `main(context)`. */
 export class FunctionContext {
-  constructor({ request, logger, env, kv, storage = null, function: info, deadline, task = null,
-                host = null }) {
+  constructor({ request, logger, env, kv, storage = null, mail = null, function: info, deadline,
+                task = null, host = null }) {
     this.request = request;
     this.logger = logger;
     this.env = Object.freeze({ ...env });
     this.kv = kv;
     this.storage = storage ?? new Storage(host, info?.request_id);
+    this.mail = mail ?? new Mail(host, info?.request_id);
     this.function = info;
     this.deadline = deadline;
     this.task = task;

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import RunningAgent, requires_bwrap, start_agent
+from tests.runtimes.conftest import requires_runtime
 from tests.tenancy.conftest import Platform, agent_env, body
 
 pytest.importorskip("aiosmtpd", reason="aiosmtpd is not installed (pip install -e '.[test]')")
@@ -200,6 +201,46 @@ def test_a_function_sends_text_html_and_an_attachment(platform: Platform, smtp: 
     mail_lines = [line for line in lines if line.startswith("mail sent")]
     assert mail_lines == [f"mail sent: {sent['message_id']} to 4 recipient(s)"]
     assert not any("Plain body" in line or "ada@example.com" in line for line in lines)
+
+
+NODE_SEND = """
+export async function main(context) {
+  const id = await context.mail.send({
+    to: ["ada@example.com"], subject: "from node", text: "plain", html: "<p>html</p>",
+    replyTo: "help@example.com", fromName: "Node",
+    attachments: [{ filename: "n.bin", content: new Uint8Array([0, 1, 255]) }],
+  });
+  let refused = null;
+  try {
+    await context.mail.send({ to: "a@example.com", subject: "a\\r\\nBcc: b@example.com", text: "x" });
+  } catch (error) {
+    refused = error.code;
+  }
+  return { id, refused };
+}
+"""
+
+
+@requires_runtime("node20")
+def test_a_node_function_sends_mail(platform: Platform, smtp: SmtpServer) -> None:
+    platform.tenant("mailer")
+    entry = "functions/nodesend.mjs"
+    with platform.owner("mailer") as owner:
+        deployed = owner.put("/v1/functions/nodesend", json={
+            "entry": entry, "files_b64": {entry: base64.b64encode(NODE_SEND.encode()).decode()},
+            "config": {"runtime": "node20"}})
+    assert deployed.status_code == 201, deployed.text
+    before = len(smtp.received())
+    answer = json.loads(body(platform.invoke("nodesend", "mailer")))
+    assert answer["refused"] == "invalid_input"
+    received = smtp.received()
+    assert len(received) == before + 1
+    envelope, message = received[-1]
+    assert envelope["rcpt_tos"] == ["ada@example.com"] and message["Message-ID"] == answer["id"]
+    assert str(message["From"]) == "Node <noreply@example.com>" and message["X-Hyac-Tenant"] == "mailer"
+    assert str(message["Reply-To"]) == "help@example.com"
+    [attachment] = message.iter_attachments()
+    assert attachment.get_filename() == "n.bin" and attachment.get_content() == bytes([0, 1, 255])
 
 
 INJECTIONS = '''
