@@ -221,17 +221,18 @@ export async function main(context) {
 """
 
 
-@requires_runtime("node20")
-def test_a_node_function_sends_mail(platform: Platform, smtp: SmtpServer) -> None:
+@pytest.mark.parametrize("runtime", [pytest.param(name, marks=requires_runtime(name))
+                                     for name in ("node20", "deno")])
+def test_a_javascript_function_sends_mail(platform: Platform, smtp: SmtpServer, runtime: str) -> None:
     platform.tenant("mailer")
-    entry = "functions/nodesend.mjs"
+    entry = f"functions/send{runtime}.mjs"
     with platform.owner("mailer") as owner:
-        deployed = owner.put("/v1/functions/nodesend", json={
+        deployed = owner.put(f"/v1/functions/send{runtime}", json={
             "entry": entry, "files_b64": {entry: base64.b64encode(NODE_SEND.encode()).decode()},
-            "config": {"runtime": "node20"}})
+            "config": {"runtime": runtime}})
     assert deployed.status_code == 201, deployed.text
     before = len(smtp.received())
-    answer = json.loads(body(platform.invoke("nodesend", "mailer")))
+    answer = json.loads(body(platform.invoke(f"send{runtime}", "mailer")))
     assert answer["refused"] == "invalid_input"
     received = smtp.received()
     assert len(received) == before + 1
