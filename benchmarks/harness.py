@@ -355,6 +355,15 @@ def time_command(argv: Sequence[str], runs: int, env: dict[str, str] | None = No
 
 
 def hyac_command() -> list[str]:
-    """The ``hyac`` console script next to this interpreter, as a user runs it."""
+    """The ``hyac`` console script next to this interpreter, as a user runs it.
+
+    An installed package has its bytecode compiled (pip does it at install); an editable
+    install under ``PYTHONDONTWRITEBYTECODE`` would compile every module on every start,
+    which no user pays, so the project's packages are compiled once first."""
+    import compileall
+
+    root = Path(__file__).resolve().parent.parent
+    for package in ("hyac_cli", "hyac_common"):
+        compileall.compile_dir(root / package, quiet=1)
     script = Path(sys.executable).parent / "hyac"
     return [str(script)] if script.exists() else [sys.executable, "-m", "hyac_cli"]

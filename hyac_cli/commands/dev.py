@@ -1,7 +1,5 @@
 """``hyac dev``: deploy the project, then redeploy what changes and stream its logs."""
 
-from __future__ import annotations
-
 import threading
 import time
 from pathlib import Path

@@ -1,7 +1,5 @@
 """``hyac secret``: a tenant's secrets. Values go in; they never come back out."""
 
-from __future__ import annotations
-
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -37,7 +35,7 @@ def set_(
     Terminal().say(f"{name}  set")
 
 
-def _read_value(name: str, term: Terminal) -> str:
+def _read_value(name: str, term: "Terminal") -> str:
     """The secret's value from stdin: typed without echo on a terminal, else piped in."""
     if term.stdin_is_tty:
         import getpass

@@ -1,7 +1,5 @@
 """``hyac storage``: a tenant's objects (``context.storage``): list, get, put, remove."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,7 +18,7 @@ Key = Annotated[str, typer.Argument(help="The object's key, e.g. reports/2026-01
                                     show_default=False)]
 
 
-def _connect(tenant: str | None) -> AgentClient:
+def _connect(tenant: str | None) -> "AgentClient":
     from hyac_cli import client
 
     return client.connect(tenant=options.tenant_of(tenant))
