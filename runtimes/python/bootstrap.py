@@ -54,6 +54,15 @@ EXIT_OK, EXIT_INIT_ERROR, EXIT_PROTOCOL_ERROR = 0, 1, 2
 DEFAULT_WORKER_THREADS = 16
 
 
+class MalformedRequest(ProtocolError):
+    """An ``invoke`` frame with a usable id but a request that cannot be read: that one
+    request is answered with an error; the worker goes on serving."""
+
+    def __init__(self, request_id: str, message: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
 class Invocation:
     """One parsed ``invoke`` frame."""
 
@@ -63,7 +72,7 @@ class Invocation:
         if not isinstance(request_id, str) or not request_id:
             raise ProtocolError("invoke needs a non-empty string 'id'")
         if not isinstance(request, dict):
-            raise ProtocolError(f"invoke {request_id}: 'request' must be an object")
+            raise MalformedRequest(request_id, f"invoke {request_id}: 'request' must be an object")
         try:
             body = base64.b64decode(request.get("body_b64") or "", validate=True)
             self.request = hyac_context.Request(
@@ -84,7 +93,7 @@ class Invocation:
             if task is not None:  # present when the invocation runs a background task
                 self.task = (str(task["id"]), int(task["attempt"]))
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise ProtocolError(f"invoke {request_id}: malformed request: {exc}") from None
+            raise MalformedRequest(request_id, f"invoke {request_id}: malformed request: {exc}") from None
         self.id = request_id
 
 
@@ -243,7 +252,12 @@ class Worker:
             for message in messages:
                 kind = message["type"]
                 if kind == "invoke":
-                    self._start(Invocation(message, self._timeout))
+                    try:
+                        job = Invocation(message, self._timeout)
+                    except MalformedRequest as exc:
+                        self._answer(exc.request_id, self._failure(exc.request_id, exc))
+                        continue
+                    self._start(job)
                 elif kind == "hostcall_result":
                     self._channel.resolve(message)  # wakes the caller's thread or task
                 elif kind == "shutdown":

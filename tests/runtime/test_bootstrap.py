@@ -888,6 +888,25 @@ def test_malformed_frame_exits_non_zero(start: Callable[..., Worker], garbage: b
     assert b"protocol error" in worker.proc.stderr.read()
 
 
+@pytest.mark.parametrize("request_field", [
+    "not an object",
+    {"body_b64": "%%% not base64"},
+    {"query": ["not", "a", "mapping"]},
+], ids=["request-not-object", "bad-base64", "bad-query"])
+def test_a_malformed_request_fails_alone_and_the_worker_serves_on(
+    start: Callable[..., Worker], request_field: Any
+) -> None:
+    worker = start({"functions/hello.py": "def main(context):\n    return 'fine'\n"})
+    worker.send({"type": "invoke", "id": "req_broken", "request": request_field,
+                 "deadline": time.time() + 30})
+    failed = worker.results(["req_broken"])["req_broken"]
+    assert failed["ok"] is False, failed
+    assert "malformed request" in failed["error"]["message"] or \
+        "must be an object" in failed["error"]["message"], failed
+    assert body_of(worker.call()) == b"fine"  # the next request is served as usual
+    assert worker.proc.poll() is None
+
+
 # the channel
 
 
