@@ -156,7 +156,7 @@ class BubblewrapBackend(ProcessLauncher):
             "namespaces": ["user", "pid", "net", "mount", "ipc", "uts", "cgroup"],
             "nested_user_namespaces": "disabled",
             "network": "none by default; a network namespace per tenant with egress, host unreachable"
-            if self.networks is not None else "none",
+            if self.egress_unavailable() is None else "none",
             "filesystem": "read-only root, system dirs, runtime and code; "
             f"private /tmp capped at {limits.tmp_bytes // (1024 * 1024)} MiB",
             "capabilities": "all dropped",
