@@ -35,7 +35,8 @@ beats whatever default the tenant set on its role or database) and, since a tena
 ``SET statement_timeout`` in its session, the agent also cancels a statement still running
 a second past it. Storage is ``pg_database_size`` less that of ``template0``, what the
 tenant added to an empty database (a database in use also holds PostgreSQL's relation
-cache file, some 160 KiB).
+cache file, some 160 KiB). On SQLite the statement timeout holds too: a progress handler
+interrupts a statement past it, so a runaway query cannot keep an agent thread.
 
 The old layout (a schema ``hyac_t_NAME`` in the store's database, owned by a role
 ``hyac_<8 hex>_NAME``) is left as it is: its tables stay there, unseen from the tenant's
@@ -393,11 +394,17 @@ class TenantDatabases:
 
     def _statement(self, conn: Any, sql: str, params: Any, fetch: bool) -> Any:
         watchdog = None
+        deadline: list[float] = []
         if self.postgres:
             if not params:
                 params = None  # else psycopg reads every "%" as a placeholder ("LIKE 'a%'")
             if self.statement_timeout:
                 watchdog = _Watchdog(conn, self.statement_timeout + WATCHDOG_GRACE)
+        elif self.statement_timeout:
+            # SQLite has no statement timeout: without this a runaway query would hold an
+            # agent thread for ever, long after the function that sent it timed out.
+            deadline.append(time.monotonic() + self.statement_timeout)
+            conn.set_progress_handler(lambda: time.monotonic() > deadline[0], 10_000)
         try:
             cursor = conn.execute(sql, params)
             if not fetch:
@@ -405,6 +412,8 @@ class TenantDatabases:
             columns = [d[0] for d in cursor.description or ()]
             rows = cursor.fetchmany(MAX_ROWS + 1)
         except sqlite3.DatabaseError as exc:
+            if deadline and time.monotonic() > deadline[0] and "interrupted" in str(exc):
+                raise InvalidInput(self._cancelled(), code="db_error") from None
             raise InvalidInput(f"db: {exc}", code="db_error") from None
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg"):
@@ -413,14 +422,19 @@ class TenantDatabases:
         finally:
             if watchdog is not None:
                 watchdog.stop()
+            if deadline:
+                conn.set_progress_handler(None, 0)
         if len(rows) > MAX_ROWS:
             raise InvalidInput(f"db: more than {MAX_ROWS} rows; add a LIMIT", code="db_error")
         return {"columns": columns, "rows": [[_value(v) for v in row] for row in rows]}
 
+    def _cancelled(self) -> str:
+        return (f"db: statement cancelled: it ran longer than {self.statement_timeout:g} s, "
+                "the limit of a statement (statement_timeout)")
+
     def _pg_error(self, exc: Exception, watchdog: _Watchdog | None) -> str:
         if watchdog is not None and watchdog.fired:
-            return (f"db: statement cancelled: it ran longer than {self.statement_timeout:g} s, "
-                    "the limit of a statement (statement_timeout)")
+            return self._cancelled()
         text = f"db: {exc}".strip()
         if "statement timeout" in text and self.statement_timeout:
             return f"{text} (a statement may run {self.statement_timeout:g} s at most)"
