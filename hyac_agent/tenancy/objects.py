@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -126,15 +127,25 @@ class ObjectService:
     def __init__(self, engine: Engine, quotas: QuotaService) -> None:
         self.store = ObjectStore(engine)
         self.quotas = quotas
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _tenant_lock(self, tenant: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(tenant, threading.Lock())
 
     def put(self, tenant: str, key: str, data: bytes, content_type: str | None) -> ObjectInfo:
         key = validate_object_key(key)
         content_type = check_content_type(content_type)
         check_size(len(data))
-        if self.quotas.limit(tenant, "storage") is not None:
+        if self.quotas.limit(tenant, "storage") is None:
+            return self.store.put(tenant, key, data, content_type)
+        # One quota-checked put of a tenant at a time: puts checked together would each
+        # see the room only one of them fits in.
+        with self._tenant_lock(tenant):
             growth = len(key) + len(data) - self.store.footprint(tenant, key)
             self.quotas.check_storage(tenant, growth)
-        return self.store.put(tenant, key, data, content_type)
+            return self.store.put(tenant, key, data, content_type)
 
     def read(self, tenant: str, key: str) -> tuple[ObjectInfo, bytes] | None:
         return self.store.read(tenant, validate_object_key(key))
