@@ -24,6 +24,7 @@ import smtplib
 import ssl
 import unicodedata
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
@@ -44,6 +45,11 @@ MAX_NAME = 200
 MAX_FILENAME = 255
 MAX_ADDRESS = 254
 DEFAULT_PORTS = {"smtp": 587, "smtps": 465}
+#: SMTP sessions at once, in threads of their own: a slow or silent server holds these,
+#: never the threads the rest of the agent works in
+MAX_SENDING = 8
+#: messages of one tenant being built or sent at once (its others wait their turn)
+MAX_SENDING_PER_TENANT = 4
 
 # An ASCII addr-spec with a dotted domain: what every SMTP server takes without SMTPUTF8.
 _ADDRESS_RE = re.compile(
@@ -340,6 +346,8 @@ class Mailer:
         self.admit = admit
         #: (tenant, request id, line): a system log line of the request that sent mail
         self.log = log
+        self._executor = ThreadPoolExecutor(MAX_SENDING, thread_name_prefix="hyac-mail")
+        self._sending: dict[str, asyncio.Semaphore] = {}
 
     async def host_call(self, tenant: str, op: str, args: dict[str, Any], request_id: str | None) -> Any:
         if op != "mail.send":
@@ -351,9 +359,13 @@ class Mailer:
         settings = self.settings
         if settings is None:
             raise MailNotConfigured("mail is not configured on this agent: set HYAC_SMTP_URL")
-        message, recipients = await asyncio.to_thread(build_message, settings, tenant, args)
-        async with self.admit(tenant):
-            refused = await asyncio.to_thread(deliver, settings, message, recipients)
+        loop = asyncio.get_running_loop()
+        async with self._sending.setdefault(tenant, asyncio.Semaphore(MAX_SENDING_PER_TENANT)):
+            message, recipients = await loop.run_in_executor(
+                self._executor, build_message, settings, tenant, args)
+            async with self.admit(tenant):
+                refused = await loop.run_in_executor(
+                    self._executor, deliver, settings, message, recipients)
         message_id = str(message["Message-ID"])
         line = f"mail sent: {message_id} to {len(recipients) - len(refused)} recipient(s)"
         self.log(tenant, request_id, line + (f", {len(refused)} refused" if refused else ""))
