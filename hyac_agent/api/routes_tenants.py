@@ -56,6 +56,9 @@ async def set_egress(
     validate_name(name, "tenant")
     principal.require_owner()
     described = await asyncio.to_thread(agent.tenancy.set_egress, name, body.egress)
+    networks = getattr(agent.backend, "networks", None)
+    if networks is not None:  # sandboxes still draining follow the new policy too
+        await asyncio.to_thread(networks.refresh, name)
     await agent.pool.retire_tenant(name)  # its sandboxes restart on the new network
     return described
 

@@ -101,6 +101,10 @@ class _Networks:
         for part in self.parts:
             part.drop(tenant)
 
+    def refresh(self, tenant: str) -> None:
+        for part in self.parts:
+            part.refresh(tenant)
+
     def close(self) -> None:
         for part in self.parts:
             part.close()

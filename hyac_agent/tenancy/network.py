@@ -195,6 +195,15 @@ class _TenantNetworkSet:
     def _setup(self, tenant: str, policy: Any) -> None:
         raise NotImplementedError
 
+    def refresh(self, tenant: str) -> None:
+        """Apply the tenant's egress policy now to a network it already has, so sandboxes
+        still running on it follow a change at once (not at the next sandbox start)."""
+        if tenant not in self._ready:
+            return
+        policy = self._policy(tenant)
+        if policy != "none":
+            self._ensure(tenant, policy)
+
     def drop(self, tenant: str) -> None:
         with self._lock:
             self._ready.pop(tenant, None)
@@ -267,14 +276,22 @@ class TenantNetworks(_TenantNetworkSet):
     def _drop(self, tenant: str) -> None:
         bridge = bridge_name(self.scope, tenant)
         chain = f"HYAC-{bridge[4:]}"
-        _delete_rule("INPUT", "-i", bridge, "-j", "DROP")
-        _delete_rule("DOCKER-USER", "-i", bridge, "-j", chain)
-        _remove_chain(chain)
+        # The network goes first, its containers cut off from it: while the bridge is up,
+        # its rules are what keeps a container still running there off the host.
         try:
             for network in self.client().networks.list(names=[network_name(self.scope, tenant)]):
+                network.reload()
+                for container in network.containers:
+                    network.disconnect(container, force=True)
                 network.remove()
         except Exception as exc:
             log.warning("could not remove the network of tenant %s: %s", tenant, exc)
+            with contextlib.suppress(Exception):
+                _fill_policy_chain(chain, _CLOSED, bridge, "RETURN")
+            return
+        _delete_rule("INPUT", "-i", bridge, "-j", "DROP")
+        _delete_rule("DOCKER-USER", "-i", bridge, "-j", chain)
+        _remove_chain(chain)
 
 
 @contextlib.contextmanager
@@ -400,6 +417,10 @@ class TenantNamespaces(_TenantNetworkSet):
     def _drop_digest(self, digest: str) -> None:
         netns, host_if, chain = self._names(digest)
         addresses = self._addresses(host_if)
+        # The link goes first: while it is up, these rules are what keeps a sandbox still
+        # running in the namespace off the host.
+        _ip("link", "del", host_if, check=False)
+        _ip("netns", "del", netns, check=False)
         _delete_rule("INPUT", "-i", host_if, "-j", "DROP")
         _delete_rule("FORWARD", "-i", host_if, "-j", chain)
         _delete_rule("FORWARD", "-o", host_if, "-j", "DROP")
@@ -409,5 +430,3 @@ class TenantNamespaces(_TenantNetworkSet):
             _delete_rule("POSTROUTING", "-s", f"{addresses[1]}/32", "!", "-o", host_if, "-j",
                          "MASQUERADE", table="nat")
         _remove_chain(chain)
-        _ip("link", "del", host_if, check=False)
-        _ip("netns", "del", netns, check=False)

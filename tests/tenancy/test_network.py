@@ -353,3 +353,56 @@ def test_a_restart_after_kill_9_clears_what_the_dead_agent_left(tmp_path, outsid
     finally:
         again.kill(signal.SIGTERM)
     assert not (_networks_of_hyac() - before)
+
+
+WATCH = PROBE.replace("def main(context):", "def _probe(context):") + r'''
+
+import time
+
+
+def main(context):
+    """Every 0.2 s for ``seconds``: (time, outside reachable, host reachable)."""
+    q = context.request.query
+    rounds, end = [], time.time() + float(q["seconds"])
+    while time.time() < end:
+        row = [time.time()]
+        for host, port in ((q["out"], int(q["out_port"])), (_gateway(), int(q["host_port"]))):
+            try:
+                socket.create_connection((host, port), timeout=0.5).close()
+                row.append(True)
+            except OSError:
+                row.append(False)
+        rounds.append(row)
+        time.sleep(0.2)
+    return rounds
+'''
+
+
+@pytest.mark.parametrize("change", ["egress none", "tenant removed"])
+def test_a_running_sandbox_loses_its_network_with_its_tenants_egress(
+    platform: Platform, outside: ExternalHost, host_listener: int, change: str
+) -> None:
+    tenant = platform.tenant(f"inflight-{change.split()[1]}", "allow")
+    platform.agent.deploy("watch", WATCH, tenant=tenant, timeout=20)
+    answer: dict[str, object] = {}
+    query = {"seconds": "4", "out": outside.address, "out_port": str(outside.port),
+             "host_port": str(host_listener)}
+    running = threading.Thread(target=lambda: answer.update(
+        r=platform.agent.invoke("watch", tenant=tenant, query=query)))
+    running.start()
+    time.sleep(1.5)
+    with platform.agent.client() as client:
+        if change == "egress none":
+            done = client.put(f"/v1/tenants/{tenant}/egress", json={"egress": "none"})
+            assert done.status_code == 200, done.text
+        else:
+            assert client.delete(f"/v1/tenants/{tenant}").status_code == 204
+    changed = time.time()
+    running.join(timeout=30)
+    result = answer["r"].json()  # type: ignore[attr-defined]
+    assert result["ok"], result
+    rounds = json.loads(base64.b64decode(result["body_b64"]))
+    assert any(out for t, out, _ in rounds if t < changed - 1), "it had egress before"
+    assert not any(host for _, _, host in rounds), rounds
+    after = [(out, host) for t, out, host in rounds if t > changed + 0.5]
+    assert after and not any(out or host for out, host in after), rounds
