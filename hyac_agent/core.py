@@ -18,6 +18,8 @@ from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService
 from hyac_agent.store import SqlStore
 
+#: threads for blocking work (the default executor of the agent's event loop)
+AGENT_THREADS = 32
 log = logging.getLogger("hyac.agent")
 
 TOKEN_FILE = "agent.token"
@@ -131,6 +133,13 @@ class Agent:
         self.host_calls.tasks = self.tasks
 
     async def start(self) -> None:
+        # Blocking work (store, tenant SQL, files) runs on these; each tenant's host calls
+        # hold at most hostcalls.TENANT_HOST_CALL_SLOTS of them at once.
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(AGENT_THREADS, thread_name_prefix="hyac")
+        )
         self.logbus.start()
         self.tenancy.quotas.start()
         self.pool.start()

@@ -33,9 +33,16 @@ def _key(args: dict[str, Any], name: str = "key") -> str:
     return key
 
 
+#: host calls of one tenant that may wait on the agent's threads at once (db, kv,
+#: secrets, storage): a tenant running slow statements queues behind its own calls and
+#: leaves the rest of the agent's threads (core.AGENT_THREADS) to the other tenants
+TENANT_HOST_CALL_SLOTS = 8
+
+
 class HostCalls:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._slots: dict[str, asyncio.Semaphore] = {}
         #: set once the task service exists (it needs the invoke path built on us)
         self.tasks: TaskService | None = None
         #: the tenancy layer: db.*, secrets.* and storage.* calls, and the storage quota of kv.set
@@ -60,12 +67,16 @@ class HostCalls:
             return await self.invoker.invoke_from_function(tenant, request_id, args)
         if op.startswith("mail.") and self.mailer is not None:
             return await self.mailer.host_call(tenant, op, args, request_id)
-        if op.startswith(("db.", "secrets.", "storage.")) and self.tenancy is not None:
-            return await self.tenancy.host_call(tenant, op, args, request_id)
-        handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None
-        if handler is None:
-            raise InvalidInput(f"unknown host call {op!r}")
-        return await handler(tenant, args)
+        slots = self._slots.get(tenant)
+        if slots is None:
+            slots = self._slots[tenant] = asyncio.Semaphore(TENANT_HOST_CALL_SLOTS)
+        async with slots:
+            if op.startswith(("db.", "secrets.", "storage.")) and self.tenancy is not None:
+                return await self.tenancy.host_call(tenant, op, args, request_id)
+            handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None
+            if handler is None:
+                raise InvalidInput(f"unknown host call {op!r}")
+            return await handler(tenant, args)
 
     async def _kv_get(self, tenant: str, args: dict[str, Any]) -> Any:
         return await asyncio.to_thread(self.store.kv_get, tenant, _key(args))

@@ -118,3 +118,37 @@ def test_concurrent_puts_cannot_pass_the_storage_quota(platform: Platform) -> No
     stored = sum(len(o["key"]) + o["size"] for o in listed)
     assert stored <= limit, f"{len(listed)} objects, {stored} bytes past a quota of {limit}"
     assert outcomes == ["quota_exceeded"] * 37 + ["stored"] * 3
+
+
+HOG = """
+import asyncio
+
+async def main(context):
+    spins = [context.db.afetchall("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                                  "SELECT count(*) FROM c") for _ in range(int(context.request.query["n"]))]
+    results = await asyncio.gather(*spins, return_exceptions=True)
+    return sorted({getattr(r, "code", "done") for r in results})
+"""
+
+
+def test_slow_statements_of_one_tenant_do_not_stall_another(platform: Platform) -> None:
+    """Each statement holds an agent thread until it is cancelled (1 s here): a tenant
+    gets only so many at once, so another tenant's host calls still find one."""
+    platform.tenant("hog")
+    platform.tenant("neighbour")
+    assert platform.deploy("hog", HOG, "hog", timeout=60).status_code == 201
+    assert platform.deploy("kv", KV, "neighbour").status_code == 201
+    assert body(platform.invoke("kv", "neighbour", query={"v": "warm"})) == b"warm"
+    hogging: dict[str, httpx.Response] = {}
+    thread = threading.Thread(target=lambda: hogging.update(
+        answer=platform.invoke("hog", "hog", query={"n": "24"})))
+    thread.start()
+    try:
+        time.sleep(0.3)  # the statements are spinning
+        started = time.monotonic()
+        assert body(platform.invoke("kv", "neighbour", query={"v": "served"})) == b"served"
+        waited = time.monotonic() - started
+    finally:
+        thread.join(timeout=120)
+    assert waited < 0.5, f"another tenant's kv call waited {waited:.1f} s"
+    assert json.loads(body(hogging["answer"])) == ["db_error"]
