@@ -392,11 +392,18 @@ class TenantNamespaces(_TenantNetworkSet):
                 _ip("-n", netns, "link", "set", "eth0", "up")
                 _ip("-n", netns, "route", "add", "default", "via", host_ip)
             # IPv6 is off inside: the rules below are IPv4 rules.
-            subprocess.run(
+            off = subprocess.run(
                 ["ip", "netns", "exec", netns, "sh", "-c",
-                 "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"],
-                capture_output=True, timeout=20,
+                 "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
+                 "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"],
+                capture_output=True, text=True, timeout=20,
             )
+            if off.returncode != 0 and os.path.exists("/proc/sys/net/ipv6"):
+                self._drop(tenant)
+                raise SandboxUnavailable(
+                    f"could not turn IPv6 off in the namespace of tenant {tenant!r}: "
+                    f"{off.stderr.strip()}"
+                )
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
         addresses = self.addresses(tenant)
         assert addresses is not None

@@ -62,6 +62,9 @@ def _serve(server):
 
 def main(context):
     q = context.request.query
+    if q.get("ipv6"):
+        with open("/proc/net/if_inet6") as handle:
+            return {"addresses": handle.read().split()}
     if q.get("listen"):
         if not _listener:
             server = socket.socket()
@@ -240,6 +243,8 @@ def test_allow_reaches_the_outside_but_not_the_host(platform: Platform, outside:
     assert via_link["connected"] is False, via_link
     agent_port = int(platform.agent.url.rsplit(":", 1)[1])
     assert platform.probe(tenant, host="gateway", port=agent_port)["connected"] is False
+    # The firewall rules are IPv4 rules: there is no IPv6 at all, not even link-local.
+    assert platform.probe(tenant, ipv6=1)["addresses"] == []
 
 
 def test_allowlist_admits_only_what_it_lists(platform: Platform, outside: ExternalHost) -> None:
