@@ -22,9 +22,18 @@ developer = tenant_role("developer")
 @router.get("")
 async def list_objects(
     prefix: str = "", limit: int = Query(MAX_LIST, ge=1, le=MAX_LIST),
+    start_after: str = Query("", description="the last key of the previous page"),
     tenant: str = Depends(viewer), agent: Agent = Depends(get_agent),
 ) -> list[ObjectInfo]:
-    return await asyncio.to_thread(agent.tenancy.objects.list, tenant, prefix, limit)
+    return await asyncio.to_thread(agent.tenancy.objects.list, tenant, prefix, limit, start_after)
+
+
+@router.head("/{key:path}")
+async def head_object(key: str, tenant: str = Depends(viewer), agent: Agent = Depends(get_agent)) -> Response:
+    info = await asyncio.to_thread(agent.tenancy.objects.stat, tenant, key)
+    if info is None:
+        raise NotFound(f"no object {key!r} in tenant {tenant!r}")
+    return Response(headers={**_headers(info), "content-length": str(info.size)})
 
 
 @router.get("/{key:path}")
@@ -33,14 +42,18 @@ async def get_object(key: str, tenant: str = Depends(viewer), agent: Agent = Dep
     if found is None:
         raise NotFound(f"no object {key!r} in tenant {tenant!r}")
     info, data = found
-    return Response(data, headers={
+    return Response(data, headers=_headers(info))
+
+
+def _headers(info: ObjectInfo) -> dict[str, str]:
+    return {
         "content-type": info.content_type,
         "etag": f'"{info.sha256}"',
         "last-modified": formatdate(info.updated_at, usegmt=True),
         # A stored text/html must never render as a page of the agent's own origin.
         "content-disposition": "attachment",
         "x-content-type-options": "nosniff",
-    })
+    }
 
 
 _RAW_BODY = {"requestBody": {"required": True, "content": {

@@ -101,8 +101,10 @@ class ObjectStore:
             return bool(conn.execute(delete(t.objects).where(
                 t.objects.c.tenant == tenant, t.objects.c.key == key)).rowcount)
 
-    def list(self, tenant: str, prefix: str, limit: int) -> list[ObjectInfo]:
+    def list(self, tenant: str, prefix: str, limit: int, start_after: str = "") -> list[ObjectInfo]:
         query = select(*_INFO).where(t.objects.c.tenant == tenant)
+        if start_after:
+            query = query.where(t.objects.c.key > start_after)
         if prefix:
             # An exact comparison, not LIKE ('%' and '_' are plain characters in a key,
             # and SQLite's LIKE ignores case) nor a range (it depends on the collation).
@@ -156,10 +158,15 @@ class ObjectService:
     def delete(self, tenant: str, key: str) -> bool:
         return self.store.delete(tenant, validate_object_key(key))
 
-    def list(self, tenant: str, prefix: str = "", limit: int = MAX_LIST) -> list[ObjectInfo]:
+    def list(self, tenant: str, prefix: str = "", limit: int = MAX_LIST,
+             start_after: str = "") -> list[ObjectInfo]:
+        """Up to ``limit`` objects under ``prefix`` in key order, from the first key after
+        ``start_after`` (the last key of the previous page; "" from the start)."""
         if not isinstance(prefix, str):
             raise InvalidInput("storage list prefix must be a string")
-        return self.store.list(tenant, prefix, check_limit(limit))
+        if not isinstance(start_after, str):
+            raise InvalidInput("storage list start_after must be a string (a key)")
+        return self.store.list(tenant, prefix, check_limit(limit), start_after)
 
     def bytes_of(self, tenant: str) -> int:
         return self.store.footprint(tenant)
@@ -171,7 +178,8 @@ class ObjectService:
             raise InvalidInput(f"unknown host call {op!r}")
         if op == "storage.list":
             prefix, limit = args.get("prefix") or "", args.get("limit", MAX_LIST)
-            listed = await asyncio.to_thread(self.list, tenant, prefix, limit)
+            start_after = args.get("start_after") or ""
+            listed = await asyncio.to_thread(self.list, tenant, prefix, limit, start_after)
             return [info.model_dump() for info in listed]
         key = validate_object_key(args.get("key"))
         if op == "storage.put":

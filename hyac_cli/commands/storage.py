@@ -42,19 +42,31 @@ def _show(info: dict[str, Any], as_json: bool) -> None:
         term.say(f"{info['key']}  {info['size']} bytes  {info['content_type']}")
 
 
+PAGE = 1000  # the most the agent lists at once
+
+
 @app.command("ls")
 def ls(
     prefix: Annotated[str, typer.Argument(help="Only keys starting with this, e.g. photos/.")] = "",
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many.")] = 1000,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, show_default=False,
+                                              help="At most this many (default: all).")] = None,
     tenant: options.Tenant = None,
     as_json: options.Json = False,
 ) -> None:
-    """List objects, in key order."""
+    """List objects, in key order (all of them, a page of 1000 at a time)."""
     from hyac_cli.commands.functions import _time
     from hyac_cli.terminal import Terminal
 
+    objects: list[dict[str, Any]] = []
     with _connect(tenant) as agent:
-        objects = agent.get("/v1/storage", params={"prefix": prefix, "limit": limit}) or []
+        while limit is None or len(objects) < limit:
+            want = PAGE if limit is None else min(PAGE, limit - len(objects))
+            params = {"prefix": prefix, "limit": want,
+                      "start_after": objects[-1]["key"] if objects else ""}
+            page = agent.get("/v1/storage", params=params) or []
+            objects += page
+            if len(page) < want:
+                break
     term = Terminal()
     if as_json:
         term.print_json(objects)

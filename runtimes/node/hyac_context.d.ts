@@ -131,8 +131,9 @@ interface HyacStorage {
   stat(key: string): Promise<HyacObjectInfo | null>;
   /** Delete the object under `key`; true if it existed. */
   delete(key: string): Promise<boolean>;
-  /** Up to `limit` (at most 1000) objects whose keys start with `prefix`, in key order. */
-  list(prefix?: string, limit?: number): Promise<HyacObjectInfo[]>;
+  /** Up to `limit` (at most 1000) objects whose keys start with `prefix`, in key order;
+   * for the next page pass the last key you got as `startAfter`. */
+  list(prefix?: string, limit?: number, startAfter?: string | null): Promise<HyacObjectInfo[]>;
 }
 
 /** A file attached to a message. */

@@ -209,9 +209,12 @@ export class Storage {
   async delete(key) {
     return Boolean(await this._host.call(this._requestId, "storage.delete", { key: checkKey(key, "storage") }));
   }
-  /** Up to `limit` (at most 1000) objects whose keys start with `prefix`, in key order. */
-  async list(prefix = "", limit = 1000) {
-    const values = await this._host.call(this._requestId, "storage.list", { prefix: String(prefix), limit });
+  /** Up to `limit` (at most 1000) objects whose keys start with `prefix`, in key order;
+   * for the next page pass the last key you got as `startAfter`. */
+  async list(prefix = "", limit = 1000, startAfter = null) {
+    const args = { prefix: String(prefix), limit };
+    if (startAfter !== null && startAfter !== undefined) args.start_after = String(startAfter);
+    const values = await this._host.call(this._requestId, "storage.list", args);
     return values.map(objectInfo);
   }
 }

@@ -455,13 +455,15 @@ class Storage:
         """Delete the object under ``key``; return True if it existed."""
         return bool(self._call("storage.delete", {"key": _check_key(key, "storage")}).result())
 
-    def list(self, prefix: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
+    def list(self, prefix: str = "", limit: int = 1000,
+             start_after: str | None = None) -> builtins.list[ObjectInfo]:
         """Return up to ``limit`` (at most 1000) objects whose keys start with ``prefix``.
 
-        They come in key order; ``list("photos/")`` lists a folder.
+        They come in key order; ``list("photos/")`` lists a folder. For the next page,
+        pass the last key you got as ``start_after``.
         """
-        return [_object_info(v) for v in
-                self._call("storage.list", _list_args(prefix, limit, "storage")).result()]
+        args = _page_args(prefix, limit, start_after)
+        return [_object_info(v) for v in self._call("storage.list", args).result()]
 
     async def aput(self, key: str, data: bytes | str, content_type: str | None = None) -> ObjectInfo:
         """Async ``put``: store ``data`` under ``key``; return its info."""
@@ -480,9 +482,10 @@ class Storage:
         """Async ``delete``: delete the object under ``key``; return True if it existed."""
         return bool(await self._acall("storage.delete", {"key": _check_key(key, "storage")}))
 
-    async def alist(self, prefix: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
-        """Async ``list``: return up to ``limit`` objects whose keys start with ``prefix``."""
-        values = await self._acall("storage.list", _list_args(prefix, limit, "storage"))
+    async def alist(self, prefix: str = "", limit: int = 1000,
+                    start_after: str | None = None) -> builtins.list[ObjectInfo]:
+        """Async ``list``: up to ``limit`` objects under ``prefix``, after ``start_after``."""
+        values = await self._acall("storage.list", _page_args(prefix, limit, start_after))
         return [_object_info(v) for v in values]
 
     def _call(self, op: str, args: dict[str, Any]) -> Future[Any]:
@@ -1048,6 +1051,15 @@ def _list_args(prefix: object, limit: object, what: str = "kv") -> dict[str, Any
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"{what} limit must be a positive int, not {limit!r}")
     return {"prefix": prefix, "limit": limit}
+
+
+def _page_args(prefix: object, limit: object, start_after: object) -> dict[str, Any]:
+    args = _list_args(prefix, limit, "storage")
+    if start_after is not None:
+        if not isinstance(start_after, str):
+            raise TypeError(f"storage start_after must be str, not {type(start_after).__name__}")
+        args["start_after"] = start_after
+    return args
 
 
 def _put_args(key: object, data: object, content_type: object) -> dict[str, Any]:

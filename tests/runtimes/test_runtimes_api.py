@@ -99,7 +99,9 @@ export async function main(context) {
   const data = await s.get("n/bin");
   const stat = await s.stat("n/text");
   const keys = (await s.list("n/")).map((o) => o.key);
+  const after = (await s.list("n/", 10, "n/bin")).map((o) => o.key);
   return {
+    after,
     info: [info.key, info.size, info.content_type], text: text.content_type,
     data: Array.from(data), textBack: (await s.get("n/text")).toString("utf-8"),
     stat: [stat.size, stat.sha256 === text.sha256], keys,
@@ -108,6 +110,7 @@ export async function main(context) {
 }
 """, runtime="node20")
     assert result_of(bwrap_agent, "nodestore") == {
+        "after": ["n/text"],
         "info": ["n/bin", 3, "application/octet-stream"], "text": "text/plain; charset=utf-8",
         "data": [0, 1, 255], "textBack": "héllo", "stat": [6, True], "keys": ["n/bin", "n/text"],
         "deleted": True, "missing": [None, None],

@@ -322,6 +322,37 @@ def test_cli_round_trip(platform: Platform, tmp_path: Path) -> None:
         assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
 
 
+PAGES = '''
+def main(context):
+    for i in range(5):
+        context.storage.put(f"p/{i}", str(i))
+    pages, after = [], None
+    while True:
+        page = context.storage.list("p/", limit=2, start_after=after)
+        if not page:
+            return pages
+        pages.append([o.key for o in page])
+        after = page[-1].key
+'''
+
+
+def test_listing_pages_through_with_start_after(platform: Platform, tmp_path: Path) -> None:
+    platform.tenant("st-pages")
+    assert platform.deploy("pages", PAGES, "st-pages").status_code == 201
+    assert json.loads(body(platform.invoke("pages", "st-pages"))) == [["p/0", "p/1"], ["p/2", "p/3"], ["p/4"]]
+    with platform.owner("st-pages") as client:
+        page = client.get("/v1/storage", params={"limit": 2, "start_after": "p/1"}).json()
+        assert [o["key"] for o in page] == ["p/2", "p/3"]
+        head = client.head(f"/v1/storage/{quote('p/3')}")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == "1" and head.headers["etag"]
+        assert client.head("/v1/storage/absent").status_code == 404
+    listed = hyac("storage", "ls", "--json", "--tenant", "st-pages", platform=platform)
+    assert [o["key"] for o in json.loads(listed.stdout)] == [f"p/{i}" for i in range(5)]
+    two = hyac("storage", "ls", "--limit", "2", "--json", "--tenant", "st-pages", platform=platform)
+    assert [o["key"] for o in json.loads(two.stdout)] == ["p/0", "p/1"]
+
+
 @pytest.mark.parametrize("key", ["a", "photos/2026/cat.jpg", "trailing/", "ü" * 512, "a b%_?#"])
 def test_valid_keys(key: str) -> None:
     assert validate_object_key(key) == key
