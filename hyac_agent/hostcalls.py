@@ -87,9 +87,11 @@ class HostCalls:
             raise InvalidInput("kv.set needs a value")
         if len(json.dumps(args["value"])) > MAX_VALUE:
             raise PayloadTooLarge(f"kv value is larger than {MAX_VALUE} bytes")
+        value = args["value"]
         if self.tenancy is not None:
-            await self.tenancy.check_kv_write(tenant, key, args["value"])
-        await asyncio.to_thread(self.store.kv_set, tenant, key, args["value"])
+            await self.tenancy.kv_write(tenant, key, value, self.store.kv_set)
+        else:
+            await asyncio.to_thread(self.store.kv_set, tenant, key, value)
 
     async def _kv_delete(self, tenant: str, args: dict[str, Any]) -> bool:
         return await asyncio.to_thread(self.store.kv_delete, tenant, _key(args))

@@ -132,7 +132,7 @@ class ObjectService:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
-    def _tenant_lock(self, tenant: str) -> threading.Lock:
+    def tenant_lock(self, tenant: str) -> threading.Lock:
         with self._locks_lock:
             return self._locks.setdefault(tenant, threading.Lock())
 
@@ -144,7 +144,7 @@ class ObjectService:
             return self.store.put(tenant, key, data, content_type)
         # One quota-checked put of a tenant at a time: puts checked together would each
         # see the room only one of them fits in.
-        with self._tenant_lock(tenant):
+        with self.tenant_lock(tenant):
             growth = len(key) + len(data) - self.store.footprint(tenant, key)
             self.quotas.check_storage(tenant, growth)
             return self.store.put(tenant, key, data, content_type)

@@ -8,6 +8,7 @@ import asyncio
 import ipaddress
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -328,14 +329,21 @@ class TenancyService:
             return None
         raise InvalidInput(f"unknown host call {op!r}")
 
-    async def check_kv_write(self, tenant: str, key: str, value: Any) -> None:
-        def check() -> None:
+    async def kv_write(self, tenant: str, key: str, value: Any,
+                       write: Callable[[str, str, Any], None]) -> None:
+        """``write(tenant, key, value)`` within the storage quota. Quota-checked writes of
+        a tenant (kv and objects alike) go one at a time: checked together, each would
+        see the room only one of them fits in."""
+        def checked_write() -> None:
             if self.quotas.limit(tenant, "storage") is None:
+                write(tenant, key, value)
                 return
-            growth = len(key) + len(json.dumps(value)) - self.store.kv_key_size(tenant, key)
-            self.quotas.check_storage(tenant, growth)
+            with self.objects.tenant_lock(tenant):
+                growth = len(key) + len(json.dumps(value)) - self.store.kv_key_size(tenant, key)
+                self.quotas.check_storage(tenant, growth)
+                write(tenant, key, value)
 
-        await asyncio.to_thread(check)
+        await asyncio.to_thread(checked_write)
 
     async def request_ended(self, request_id: str) -> None:
         if self.databases.in_transaction(request_id):

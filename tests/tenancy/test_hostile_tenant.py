@@ -152,3 +152,26 @@ def test_slow_statements_of_one_tenant_do_not_stall_another(platform: Platform) 
         thread.join(timeout=120)
     assert waited < 0.5, f"another tenant's kv call waited {waited:.1f} s"
     assert json.loads(body(hogging["answer"])) == ["db_error"]
+
+
+KV_RACE = """
+import asyncio
+
+async def main(context):
+    sets = [context.kv.aset(f"k{i}", "x" * 30_000) for i in range(40)]
+    results = await asyncio.gather(*sets, return_exceptions=True)
+    return sorted(getattr(r, "code", "stored") for r in results)
+"""
+
+
+def test_concurrent_kv_sets_cannot_pass_the_storage_quota(platform: Platform) -> None:
+    platform.tenant("kv-racer")
+    limit = 100_000
+    with platform.owner("kv-racer") as client:
+        assert client.put("/v1/quotas", json={"values": {"storage": limit}}).status_code == 200
+    assert platform.deploy("kvrace", KV_RACE, "kv-racer").status_code == 201
+    outcomes = json.loads(body(platform.invoke("kvrace", "kv-racer")))
+    with platform.owner("kv-racer") as client:
+        use = client.get("/v1/quotas").json()["quotas"]["storage"]["use"]
+    assert use <= limit, f"{use} bytes stored past a quota of {limit}"
+    assert outcomes == ["quota_exceeded"] * 37 + ["stored"] * 3
