@@ -195,7 +195,8 @@ def _tailor(tree: ast.Module, context_class: str | None, facts: ProjectFacts) ->
             f"class {mapping}(_Mapping[str, str]):",
             f'    """``context.{member}``: a read-only mapping whose keys are ``{alias}``."""',
             "",
-            f"    def __getitem__(self, key: {alias}, /) -> str: ...",
+            # Narrower than Mapping's key on purpose: a misspelt name is a type error.
+            f"    def __getitem__(self, key: {alias}, /) -> str: ...  # type: ignore[override]",
             "    def __iter__(self) -> _Iterator[str]: ...",
             "    def __len__(self) -> int: ...",
         ]

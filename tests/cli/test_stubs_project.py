@@ -146,3 +146,27 @@ def test_mypy_checks_the_explicit_import_style(run: Run, cli_environment: Path) 
     flagged = subprocess.run(command, cwd=cli_environment, capture_output=True, text=True,
                              timeout=120)
     assert flagged.returncode == 1 and "nonexistent" in flagged.stdout
+
+
+@needs_runtime
+@pytest.mark.skipif(MYPY is None, reason="mypy is not installed (pip install mypy)")
+def test_mypy_accepts_stubs_that_know_env_names(run: Run, cli_environment: Path) -> None:
+    assert run("init", "--template", "empty").exit_code == 0
+    manifest = cli_environment / "hyac.toml"
+    manifest.write_text(manifest.read_text() + '\n[functions.typed]\nenv = { REGION = "eu" }\n')
+    typed = cli_environment / "functions" / "typed.py"
+    typed.write_text(
+        "from hyac_context import FunctionContext\n\n\n"
+        "def main(context: FunctionContext) -> str:\n    return context.env['REGION']\n"
+    )
+    assert run("stubs", "--offline").exit_code == 0
+    assert 'EnvName = _Literal["REGION"]' in (cli_environment / STUB).read_text()
+    command = [str(MYPY), "--no-incremental", "--cache-dir", "/dev/null"]
+    clean = subprocess.run(command, cwd=cli_environment, capture_output=True, text=True,
+                           timeout=120)
+    assert clean.returncode == 0, clean.stdout
+    typed.write_text(typed.read_text().replace("'REGION'", "'REGOIN'"))
+    flagged = subprocess.run(command, cwd=cli_environment, capture_output=True, text=True,
+                             timeout=120)
+    assert flagged.returncode == 1 and "REGOIN" in flagged.stdout, flagged.stdout
+    assert f"{STUB}:" not in flagged.stdout
