@@ -39,10 +39,10 @@ def sane_numbers(value: Any, where: str = "") -> None:
         raise InvalidInput(f"{where or 'value'}: out of range")
 
 
-def valid_base64(text: str, where: str) -> None:
-    """Refuse ``text`` unless it is strict base64."""
+def valid_base64(text: str, where: str) -> int:
+    """Refuse ``text`` unless it is strict base64; the number of bytes it holds."""
     try:
-        base64.b64decode(text, validate=True)  # what the worker does with it
+        return len(base64.b64decode(text, validate=True))  # what the worker does with it
     except (binascii.Error, ValueError):
         raise InvalidInput(f"{where}: not valid base64") from None
 

@@ -31,7 +31,7 @@ class BodyLimitMiddleware:
             return (self.bundle_limit * 4 // 3 + 64 * 1024,
                     f"the deploy bundle is larger than {_size(self.bundle_limit)} "
                     "(HYAC_MAX_BUNDLE_BYTES)")
-        what = f"the request body is larger than {_size(self.body_limit)} (HYAC_MAX_BODY_BYTES)"
+        what = body_too_large(self.body_limit)
         if path.startswith("/v1/"):
             return self.body_limit * 4 // 3 + 64 * 1024, what
         return self.body_limit, what
@@ -81,6 +81,11 @@ class BodyLimitMiddleware:
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})
+
+
+def body_too_large(limit: int) -> str:
+    """The message for a request body over HYAC_MAX_BODY_BYTES."""
+    return f"the request body is larger than {_size(limit)} (HYAC_MAX_BODY_BYTES)"
 
 
 def _size(limit: int) -> str:

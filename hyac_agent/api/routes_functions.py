@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 
 from hyac_agent.api.checks import sane_numbers, valid_base64
 from hyac_agent.api.deps import get_agent, get_tenant, require_token
+from hyac_agent.api.limits import body_too_large
 from hyac_agent.core import Agent
+from hyac_common.errors import PayloadTooLarge
 from hyac_common.wire import (
     DeployRequest,
     DeployResult,
@@ -105,7 +107,9 @@ async def invoke(
 ) -> InvokeResult | JSONResponse:
     from hyac_agent.api.routes_tasks import submitted
 
-    valid_base64(body.body_b64, "body_b64")
+    # The API's JSON carries the body in base64, so only the decoded size tells.
+    if valid_base64(body.body_b64, "body_b64") > agent.config.max_body_bytes:
+        raise PayloadTooLarge(body_too_large(agent.config.max_body_bytes))
     sane_numbers(delay, "delay")
     client = request.client.host if request.client else ""
     if mode == "auto":

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import os
+import shutil
+import signal
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import RunningAgent, current_runtime
+from tests.conftest import RunningAgent, current_runtime, start_agent
 
 GOOD = "def main(context):\n    return 'fine'\n"
 
@@ -104,6 +108,28 @@ def test_body_over_the_limit_is_413(agent: RunningAgent) -> None:
 
         streamed = public.post("/default/sink", content=chunks())
         assert streamed.status_code == 413
+
+
+def test_invoke_api_body_over_the_limit_is_413(isolation: Path) -> None:
+    """HYAC_MAX_BODY_BYTES counts the body itself, also when the API carries it in base64."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    small = start_agent(Path(os.environ["HYAC_DATA_DIR"]), env={"HYAC_MAX_BODY_BYTES": "2000"})
+    try:
+        small.deploy("sink", GOOD)
+        fits = base64.b64encode(b"x" * 2000).decode()
+        assert small.invoke("sink", method="POST", body_b64=fits).status_code == 200
+        over = base64.b64encode(b"x" * 3000).decode()
+        for mode in ("sync", "async"):
+            with small.client() as client:
+                answer = client.post(f"/v1/functions/sink/invoke?mode={mode}",
+                                     json={"method": "POST", "body_b64": over})
+            assert answer.status_code == 413, answer.text
+            error = answer.json()["error"]
+            assert error["code"] == "payload_too_large"
+            assert "HYAC_MAX_BODY_BYTES" in error["message"]
+    finally:
+        small.kill(signal.SIGTERM)
 
 
 def test_authentication_is_required(agent: RunningAgent) -> None:
