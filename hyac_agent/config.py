@@ -6,7 +6,7 @@
 | port                 | HYAC_PORT                   | 8040 (0 picks a free port)       |
 | data_dir             | HYAC_DATA_DIR               | platformdirs user data dir       |
 | database_url         | HYAC_DATABASE_URL           | sqlite:///DATA_DIR/hyac.db       |
-| sandbox              | HYAC_SANDBOX                | auto (bwrap on Linux)            |
+| sandbox              | HYAC_SANDBOX                | auto (docker if usable, else bwrap) |
 | worker_idle_timeout  | HYAC_WORKER_IDLE_TIMEOUT    | 300 seconds                      |
 | max_body_bytes       | HYAC_MAX_BODY_BYTES         | 6 MiB (request and response)     |
 | max_bundle_bytes     | HYAC_MAX_BUNDLE_BYTES       | 50 MiB                           |
@@ -22,7 +22,6 @@
 | pool_runtimes        | HYAC_POOL_RUNTIMES          | the agent's own python3.X (comma list) |
 | pool_min_warm        | HYAC_POOL_MIN_WARM          | "" ("tenant/function=1,…" never idle-reaped) |
 | deps_dir             | HYAC_DEPS_DIR               | DATA_DIR/deps (dependency environments) |
-| default_runtime      | HYAC_DEFAULT_RUNTIME        | the agent's own python3.X (`hyac runtime default`) |
 | smtp_url             | HYAC_SMTP_URL               | "" (no mail); smtp://user:pass@host:587, smtps://… |
 | mail_from            | HYAC_MAIL_FROM              | "" (the SMTP user name, if it is an address) |
 | smtp_timeout         | HYAC_SMTP_TIMEOUT           | 20 seconds per SMTP connect, command or reply |
