@@ -12,8 +12,8 @@ name = {name}
 runtime = {runtime}
 tenant = {tenant}
 
-# Every functions/NAME.py (or functions/NAME/main.py) is a function. Tune one with a
-# [functions.NAME] table, for example:
+# Every {files} is a function.
+# Tune one with a [functions.NAME] table, for example:
 #
 # [functions.hello]
 # timeout = "30s"            # seconds, or a string such as "10m" or "1h"
@@ -70,9 +70,18 @@ VSCODE_EXTENSIONS = """\
 """
 
 
+# What a function file is called, per runtime family (the manifest's comment says it).
+FUNCTION_FILES = {
+    "python": "functions/NAME.py (or functions/NAME/main.py)",
+    "node": "functions/NAME.js (or functions/NAME/index.js)",
+    "deno": "functions/NAME.ts or .js (or functions/NAME/index.ts)",
+}
+
+
 def manifest(name: str, runtime: str, tenant: str = "default") -> str:
+    family = next((f for f in FUNCTION_FILES if runtime.startswith(f)), "python")
     return MANIFEST.format(name=json.dumps(name), runtime=json.dumps(runtime),
-                           tenant=json.dumps(tenant))
+                           tenant=json.dumps(tenant), files=FUNCTION_FILES[family])
 
 
 def pyright_config(runtime: str, stubs_dir: str) -> str:

@@ -38,6 +38,21 @@ def test_init_writes_a_working_project(run: Run, cli_environment: Path) -> None:
     assert "context: FunctionContext" in (root / "typings/__builtins__.pyi").read_text()
 
 
+@pytest.mark.parametrize(
+    ("runtime", "named", "foreign"),
+    [("node20", "functions/NAME.js", ".py"), ("deno", "functions/NAME.ts", ".py"),
+     ("python3.12", "functions/NAME.py", ".js")],
+)
+def test_init_manifest_names_the_runtime_s_function_files(
+    run: Run, cli_environment: Path, runtime: str, named: str, foreign: str
+) -> None:
+    result = run("init", "demo", "--runtime", runtime, "--template", "empty")
+    assert result.exit_code == 0, result.output
+    text = (cli_environment / "demo" / "hyac.toml").read_text()
+    assert named in text and foreign not in text, text
+    assert load_project(cli_environment / "demo").runtime == runtime
+
+
 def test_init_in_the_current_directory(run: Run, cli_environment: Path) -> None:
     result = run("init", "--runtime", "python3.12", "--template", "empty")
     assert result.exit_code == 0, result.output
