@@ -60,10 +60,15 @@ class QuotaExceeded(HyacError):
 def exceeded(name: str, limit: float, use: float, status: int) -> QuotaExceeded:
     error = QuotaExceeded(
         f"quota {name} exceeded: limit {_show(limit)}, in use {_show(use)}",
-        quota=name, limit=limit, use=use,
+        quota=name, limit=_whole(limit), use=_whole(use),
     )
     error.status = status
     return error
+
+
+def _whole(value: float) -> float | int:
+    """``100`` rather than ``100.0`` in the error's JSON, for counts and bytes."""
+    return int(value) if float(value).is_integer() else value
 
 
 def _show(value: float) -> str:

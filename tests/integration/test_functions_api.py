@@ -199,3 +199,14 @@ def main(context):
 def test_runtime_is_recorded(agent: RunningAgent) -> None:
     agent.deploy("rt", "import sys\ndef main(context):\n    return context.function.runtime\n")
     assert body_of(agent.invoke("rt")).decode() == current_runtime()
+
+
+def test_a_used_up_rate_quota_answers_with_whole_numbers(agent: RunningAgent) -> None:
+    """The 429 reads as the README shows it: "limit": 1, "use": 1 (not 1.0)."""
+    agent.deploy("counted", HELLO)
+    with agent.client() as client:
+        assert client.put("/v1/quotas", json={"values": {"executions_per_minute": 1}}).is_success
+    body_of(agent.invoke("counted"))
+    for answer in (agent.invoke("counted"), httpx.post(f"{agent.url}/default/counted")):
+        assert answer.status_code == 429, answer.text
+        assert '"limit":1,"use":1' in answer.text.replace(" ", ""), answer.text
