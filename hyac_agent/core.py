@@ -17,9 +17,8 @@ from hyac_agent.sandbox import SandboxBackend, select_backend
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService
 from hyac_agent.store import SqlStore
+from hyac_common.errors import InvalidInput
 
-#: threads for blocking work (the default executor of the agent's event loop)
-AGENT_THREADS = 32
 log = logging.getLogger("hyac.agent")
 
 TOKEN_FILE = "agent.token"
@@ -56,7 +55,12 @@ class Agent:
         self.bundles = BundleStore(config.bundles_dir)
         self.bundles.sweep_temporary()
         self.logbus = LogBus(self.store, config.log_retention)
-        self.host_calls = HostCalls(self.store)
+        if config.agent_threads < 2 or not 1 <= config.tenant_host_calls < config.agent_threads:
+            raise InvalidInput(
+                "HYAC_AGENT_THREADS must be at least 2 and HYAC_TENANT_HOST_CALLS between 1 and "
+                f"HYAC_AGENT_THREADS - 1 (got {config.agent_threads} and {config.tenant_host_calls})"
+            )
+        self.host_calls = HostCalls(self.store, config.tenant_host_calls)
         self.pool = WorkerPool(
             self.backend, self.bundles, self.logbus, self.host_calls, config.worker_idle_timeout,
             config.pool_settings(),
@@ -133,12 +137,12 @@ class Agent:
         self.host_calls.tasks = self.tasks
 
     async def start(self) -> None:
-        # Blocking work (store, tenant SQL, files) runs on these; each tenant's host calls
-        # hold at most hostcalls.TENANT_HOST_CALL_SLOTS of them at once.
+        # Blocking work (store, tenant SQL, files) runs on these (HYAC_AGENT_THREADS); each
+        # tenant's host calls hold at most HYAC_TENANT_HOST_CALLS of them at once.
         from concurrent.futures import ThreadPoolExecutor
 
         asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(AGENT_THREADS, thread_name_prefix="hyac")
+            ThreadPoolExecutor(self.config.agent_threads, thread_name_prefix="hyac")
         )
         self.logbus.start()
         self.tenancy.quotas.start()

@@ -35,13 +35,14 @@ def _key(args: dict[str, Any], name: str = "key") -> str:
 
 #: host calls of one tenant that may wait on the agent's threads at once (db, kv,
 #: secrets, storage): a tenant running slow statements queues behind its own calls and
-#: leaves the rest of the agent's threads (core.AGENT_THREADS) to the other tenants
+#: leaves the rest of the agent's threads (HYAC_AGENT_THREADS) to the other tenants
 TENANT_HOST_CALL_SLOTS = 8
 
 
 class HostCalls:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, tenant_slots: int = TENANT_HOST_CALL_SLOTS) -> None:
         self.store = store
+        self.tenant_slots = tenant_slots
         self._slots: dict[str, asyncio.Semaphore] = {}
         #: set once the task service exists (it needs the invoke path built on us)
         self.tasks: TaskService | None = None
@@ -69,7 +70,7 @@ class HostCalls:
             return await self.mailer.host_call(tenant, op, args, request_id)
         slots = self._slots.get(tenant)
         if slots is None:
-            slots = self._slots[tenant] = asyncio.Semaphore(TENANT_HOST_CALL_SLOTS)
+            slots = self._slots[tenant] = asyncio.Semaphore(self.tenant_slots)
         async with slots:
             if op.startswith(("db.", "secrets.", "storage.")) and self.tenancy is not None:
                 return await self.tenancy.host_call(tenant, op, args, request_id)

@@ -134,6 +134,19 @@ def test_port_in_use_is_a_clear_error(agent: RunningAgent) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_thread_settings_that_cannot_work_are_refused_at_start(tmp_path: Path) -> None:
+    for threads, per_tenant in (("32", "0"), ("4", "4"), ("1", "1")):
+        result = subprocess.run(
+            [sys.executable, "-m", "hyac_agent", "serve", "--port", "0", "--insecure-no-sandbox"],
+            env={**os.environ, "HYAC_DATA_DIR": str(tmp_path / "data"),
+                 "HYAC_AGENT_THREADS": threads, "HYAC_TENANT_HOST_CALLS": per_tenant},
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 1, result.stderr
+        assert "HYAC_TENANT_HOST_CALLS between 1 and HYAC_AGENT_THREADS - 1" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 
 @requires_bwrap
 def test_agent_runs_on_postgresql(isolation: Path) -> None:
