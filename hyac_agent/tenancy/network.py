@@ -39,6 +39,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -273,19 +274,37 @@ class TenantNetworks(_TenantNetworkSet):
             if tenant:
                 self._drop(tenant)
 
+    def _remove_network(self, tenant: str) -> None:
+        from docker.errors import NotFound
+
+        for network in self.client().networks.list(names=[network_name(self.scope, tenant)]):
+            try:
+                network.reload()
+            except NotFound:
+                continue  # removed meanwhile
+            for container in network.containers:
+                with contextlib.suppress(NotFound):  # a container that is gone already
+                    network.disconnect(container, force=True)
+            with contextlib.suppress(NotFound):
+                network.remove()
+
     def _drop(self, tenant: str) -> None:
         bridge = bridge_name(self.scope, tenant)
         chain = f"HYAC-{bridge[4:]}"
         # The network goes first, its containers cut off from it: while the bridge is up,
         # its rules are what keeps a container still running there off the host.
-        try:
-            for network in self.client().networks.list(names=[network_name(self.scope, tenant)]):
-                network.reload()
-                for container in network.containers:
-                    network.disconnect(container, force=True)
-                network.remove()
-        except Exception as exc:
-            log.warning("could not remove the network of tenant %s: %s", tenant, exc)
+        problem = None
+        for _attempt in range(10):  # containers still being removed race with this
+            try:
+                self._remove_network(tenant)
+            except Exception as exc:
+                problem = exc
+                time.sleep(0.2)
+            else:
+                problem = None
+                break
+        if problem is not None:
+            log.warning("could not remove the network of tenant %s: %s", tenant, problem)
             with contextlib.suppress(Exception):
                 _fill_policy_chain(chain, _CLOSED, bridge, "RETURN")
             return
