@@ -90,7 +90,8 @@ class Agent:
 
         config = self.config
         self.tenancy = TenancyService(
-            self.store, config.data_dir, config.resolved_database_url(), self.token, self.backend.name
+            self.store, config.data_dir, config.resolved_database_url(), self.token,
+            self.backend.egress_unavailable,
         )
         self.host_calls.tenancy = self.tenancy
         self.pool.tenancy = self.tenancy
@@ -101,7 +102,6 @@ class Agent:
         from hyac_agent.tenancy.network import scope_of
 
         self.backend.attach_networks(self.tenancy.egress, scope_of(self.backend.settings.run_dir))
-        self.tenancy.egress_unavailable = self.backend.egress_unavailable
         from hyac_agent.mail import Mailer
 
         self.host_calls.mailer = Mailer(

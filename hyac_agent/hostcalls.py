@@ -33,15 +33,12 @@ def _key(args: dict[str, Any], name: str = "key") -> str:
     return key
 
 
-#: host calls of one tenant that may wait on the agent's threads at once (db, kv,
-#: secrets, storage): a tenant running slow statements queues behind its own calls and
-#: leaves the rest of the agent's threads (HYAC_AGENT_THREADS) to the other tenants
-TENANT_HOST_CALL_SLOTS = 8
-
-
 class HostCalls:
-    def __init__(self, store: Store, tenant_slots: int = TENANT_HOST_CALL_SLOTS) -> None:
+    def __init__(self, store: Store, tenant_slots: int) -> None:
         self.store = store
+        #: host calls of one tenant that may wait on the agent's threads at once (db, kv,
+        #: secrets, storage; HYAC_TENANT_HOST_CALLS): a tenant running slow statements
+        #: queues behind its own calls and leaves the other threads to other tenants
         self.tenant_slots = tenant_slots
         self._slots: dict[str, asyncio.Semaphore] = {}
         #: set once the task service exists (it needs the invoke path built on us)

@@ -52,7 +52,7 @@ def parse_egress(value: Any) -> str | list[str]:
 
 class TenancyService:
     def __init__(self, store: Store, data_dir: Path, store_url: str, agent_token: str,
-                 backend_name: str = "") -> None:
+                 egress_unavailable: Callable[[], str | None] | None = None) -> None:
         self.store = TenancyStore(store.engine)  # type: ignore[attr-defined]
         self.store.create_schema()
         self.main_store = store
@@ -61,9 +61,8 @@ class TenancyService:
         self.databases = TenantDatabases(data_dir, store_url)
         self.quotas = QuotaService(self.store, self.storage_use)
         self.objects = ObjectService(store.engine, self.quotas)  # type: ignore[attr-defined]
-        self.backend_name = backend_name
         #: why tenants cannot have egress on this agent's sandbox (None: they can)
-        self.egress_unavailable: Any = lambda: f"the {backend_name or 'current'} sandbox has no network"
+        self.egress_unavailable = egress_unavailable or (lambda: "this sandbox has no network")
         self._env: dict[str, dict[str, str]] = {}
         self._known: set[str] = set()
         #: called with a tenant name when its env or network changes (retire its workers)
