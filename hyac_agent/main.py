@@ -79,6 +79,7 @@ def serve(
 
     from hyac_agent.api import create_app
     from hyac_agent.core import Agent
+    from hyac_agent.listener import listening_socket
     from hyac_common.paths import agent_state_path, write_private_json
 
     config = _base_config(data_dir, sandbox, insecure_no_sandbox)
@@ -93,9 +94,7 @@ def serve(
     except HyacError as exc:
         _fail(exc.message)
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
+        sock = listening_socket(config.host, config.port)
     except OSError as exc:
         _fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror}")
     bound_port = sock.getsockname()[1]
