@@ -3,9 +3,18 @@ echo app on uvicorn: throughput and p50/p99 latency at 1, 16 and 64 connections.
 
 Both servers are up at once on the same CPU and measured in alternation, round after
 round, so a noisy neighbour hits both; each figure is the median over the rounds.
+
+The sanity line is absolute: the p50 of single requests, one after another, over one
+keep-alive connection (``http.client``, as a script would send them), for both
+servers. A stall both sides share (Nagle against a delayed ACK costs ~40 ms) leaves
+every ratio near 1 and shows only here.
 """
 
 from __future__ import annotations
+
+import http.client
+import time
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -17,12 +26,15 @@ from benchmarks.harness import (
     deploy,
     figure,
     median,
+    percentile,
     running_agent,
     running_bare_app,
 )
 from benchmarks.loadgen import Load, run_load
 
 CONNECTIONS = (1, 16, 64)
+#: what a warm request over a keep-alive connection on loopback must stay under
+SANE_P50 = 0.005
 
 
 def warm_up(url: str, ctx: Context) -> None:
@@ -34,6 +46,37 @@ def warm_up(url: str, ctx: Context) -> None:
     run_load([url], ECHO_BODY, 16, 1, ctx.load_cpus, ctx.loadgen)
 
 
+def keep_alive_latencies(url: str, requests: int) -> list[float]:
+    """Seconds per request, sent one after another over one keep-alive connection."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    samples = []
+    try:
+        for _ in range(requests):
+            started = time.perf_counter()
+            connection.request("POST", parts.path or "/", body=ECHO_BODY,
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+            samples.append(time.perf_counter() - started)
+            if response.status != 200 or response.will_close:
+                raise RuntimeError(f"{url}: {response.status} {body[:200]!r} (keep-alive: "
+                                   f"{not response.will_close})")
+    finally:
+        connection.close()
+    return samples
+
+
+def sanity(bare: list[float], hyac: list[float]) -> Figure:
+    result = figure("gateway.keepalive.p50", "keep-alive request p50 (sanity)", median(hyac), "s",
+                    median(bare), "bare Starlette echo", requests=len(hyac),
+                    hyac_p99=percentile(hyac, 99), bare_p99=percentile(bare, 99))
+    # Absolute, on both sides: a baseline that stalls too makes every ratio a lie.
+    result.target = f"both < {SANE_P50 * 1000:g} ms"
+    result.met = result.value < SANE_P50 and result.baseline < SANE_P50
+    return result
+
+
 def run(ctx: Context) -> list[Figure]:
     duration = ctx.pick(1, 5)
     rounds = ctx.pick(1, 3)
@@ -43,14 +86,17 @@ def run(ctx: Context) -> list[Figure]:
         warm_up(bare_url, ctx)
         warm_up(hyac_url, ctx)
         samples: dict[tuple[str, int], list[Load]] = {}
+        keep_alive: dict[str, list[float]] = {"bare": [], "hyac": []}
         for _ in range(rounds):
+            for name, url in (("bare", bare_url), ("hyac", hyac_url)):
+                keep_alive[name] += keep_alive_latencies(url, ctx.pick(200, 1000))
             for connections in CONNECTIONS:
                 for name, url in (("bare", bare_url), ("hyac", hyac_url)):
                     load = run_load([url], ECHO_BODY, connections, duration, ctx.load_cpus, ctx.loadgen)
                     if load.errors:
                         raise RuntimeError(f"{name} at {connections} connections: {load.errors} errors")
                     samples.setdefault((name, connections), []).append(load)
-    figures = []
+    figures = [sanity(keep_alive["bare"], keep_alive["hyac"])]
     for connections in CONNECTIONS:
         bare, hyac = samples[("bare", connections)], samples[("hyac", connections)]
         detail = {"rounds": rounds, "seconds_each": duration, "tool": hyac[0].tool,

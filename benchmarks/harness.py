@@ -295,26 +295,51 @@ def running_agent(ctx: Context, name: str, env: dict[str, str] | None = None) ->
         stop_process(process)
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the caller binds it next; retried if taken meanwhile)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.post(url, content=ECHO_BODY, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextlib.contextmanager
 def running_bare_app(ctx: Context) -> Iterator[str]:
-    """The baseline: a bare Starlette echo app on uvicorn, pinned like the agent."""
+    """The baseline: a plain Starlette echo app started as its docs say
+    (``uvicorn bare_app:app --port N``), pinned like the agent."""
     home = ctx.scratch("bare")
-    port_file = home / "port"
-    with (home / "bare.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(REPO / "benchmarks" / "bare_app.py"), "--port-file", str(port_file)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-            preexec_fn=pinned(ctx.sut_cpus), start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text().strip():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"bare app did not start: {(home / 'bare.log').read_text()}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{int(port_file.read_text())}/"
-    finally:
-        stop_process(process)
+    script = Path(sys.executable).parent / "uvicorn"
+    uvicorn = [str(script)] if script.exists() else [sys.executable, "-m", "uvicorn"]
+    for _attempt in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        with (home / "bare.log").open("wb") as log:
+            process = subprocess.Popen(
+                [*uvicorn, "bare_app:app", "--host", "127.0.0.1", "--port", str(port),
+                 "--no-access-log"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO / "benchmarks",
+                preexec_fn=pinned(ctx.sut_cpus), start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 30
+            while process.poll() is None and not answers(url):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"bare app did not start: {(home / 'bare.log').read_text()}")
+                time.sleep(0.05)
+            if process.poll() is None:
+                yield url
+                return
+        finally:
+            stop_process(process)
+    raise RuntimeError(f"bare app did not start: {(home / 'bare.log').read_text()}")
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:

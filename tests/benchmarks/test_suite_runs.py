@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import REPO, requires_bwrap
 
 EXPECTED = [
+    "gateway.keepalive.p50",
     *(f"gateway.c{c}.{m}" for c in (1, 16, 64) for m in ("throughput", "p50", "p99")),
     "cli.invoke",
     "cli.help",
