@@ -21,25 +21,64 @@ from hyac_common.errors import InvalidInput, PayloadTooLarge
 from hyac_common.wire import DeployRequest
 
 MAX_FILES = 1000
+#: a file or folder name, in UTF-8 bytes (the NAME_MAX of common file systems)
+MAX_NAME_BYTES = 255
+#: a whole path inside the bundle, in UTF-8 bytes: far below PATH_MAX once it sits under
+#: the data dir, so no file system refuses it when the bundle is written
+MAX_PATH_BYTES = 1024
+MAX_DEPTH = 32
+
+
+def _bad_path(path: str, reason: str) -> InvalidInput:
+    shown = path if len(path) <= 120 else path[:100] + "…"
+    return InvalidInput(f"invalid file path in bundle: {shown!r}: {reason}",
+                        code="invalid_bundle", path=shown)
 
 
 def _check_path(path: str) -> PurePosixPath:
+    # Every reason a write of this path could fail or land outside the bundle is refused
+    # here, so a deploy either stores the whole bundle or answers 400 with the reason.
+    if not path:
+        raise _bad_path(path, "empty path")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
+        raise _bad_path(path, "control characters (or NUL) in the name")
+    if "\\" in path:
+        raise _bad_path(path, "use '/' between folders, not '\\'")
     pure = PurePosixPath(path)
-    if (
-        not path
-        or "\\" in path
-        or "\x00" in path
-        or pure.is_absolute()
-        or any(part in ("", ".", "..") for part in path.split("/"))
-    ):
-        raise InvalidInput(f"invalid file path in bundle: {path!r}")
+    if pure.is_absolute():
+        raise _bad_path(path, "absolute path (paths are relative to the project)")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise _bad_path(path, "empty, '.' or '..' path segment")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise _bad_path(path, f"path longer than {MAX_PATH_BYTES} bytes")
+    if len(parts) > MAX_DEPTH:
+        raise _bad_path(path, f"more than {MAX_DEPTH} folders deep")
+    for part in parts:
+        try:
+            size = len(part.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise _bad_path(path, "not valid Unicode") from None
+        if size > MAX_NAME_BYTES:
+            raise _bad_path(path, f"a name longer than {MAX_NAME_BYTES} bytes")
     return pure
+
+
+def _check_tree(paths: list[str]) -> None:
+    """No path is also the folder of another (``a`` and ``a/b``): both cannot exist."""
+    files = set(paths)
+    for path in sorted(paths):
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in files:
+                raise _bad_path(folder, f"both a file and the folder of {path!r}")
 
 
 def decode_bundle(request: DeployRequest, max_bytes: int) -> dict[str, bytes]:
     """Validate and decode the files of a deploy request."""
     if len(request.files_b64) > MAX_FILES:
-        raise InvalidInput(f"bundle has more than {MAX_FILES} files")
+        raise InvalidInput(f"bundle has more than {MAX_FILES} files", code="invalid_bundle")
     files: dict[str, bytes] = {}
     total = 0
     for path, encoded in request.files_b64.items():
@@ -52,6 +91,7 @@ def decode_bundle(request: DeployRequest, max_bytes: int) -> dict[str, bytes]:
         if total > max_bytes:
             raise PayloadTooLarge(f"bundle is larger than the limit of {max_bytes} bytes")
         files[path] = content
+    _check_tree(list(files))
     _check_path(request.entry)
     if request.entry not in files:
         raise InvalidInput(f"entry file {request.entry!r} is not in the bundle")

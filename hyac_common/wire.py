@@ -132,13 +132,16 @@ class LogRecord(BaseModel):
 
 
 class AgentInfo(BaseModel):
+    """What ``/v1/agent`` tells: everything to the platform owner; to any other token
+    only ``running`` and ``version`` (the rest is left out)."""
+
     running: bool
-    url: str
     version: str
-    pid: int
-    sandbox: str
-    data_dir: str
-    extra: dict[str, Any] = Field(default_factory=dict)
+    url: Optional[str] = None
+    pid: Optional[int] = None
+    sandbox: Optional[str] = None
+    data_dir: Optional[str] = None
+    extra: Optional[dict[str, Any]] = None
 
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "dead", "cancelled"]

@@ -22,10 +22,11 @@ from hyac_agent.api import (
     routes_tokens,
     routes_users,
 )
-from hyac_agent.api.deps import get_agent, require_token
+from hyac_agent.api.deps import get_agent, get_principal
 from hyac_agent.api.errors import install_error_handlers
 from hyac_agent.api.limits import BodyLimitMiddleware
 from hyac_agent.core import Agent
+from hyac_agent.tenancy import Principal
 from hyac_agent.tenancy.audit import AuditMiddleware
 from hyac_common import __version__
 from hyac_common.wire import AgentInfo
@@ -49,8 +50,15 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/v1/agent", response_model=AgentInfo, dependencies=[Depends(require_token)], tags=["agent"])
-    async def agent_info(current: Agent = Depends(get_agent)) -> AgentInfo:
+    @app.get("/v1/agent", response_model=AgentInfo, response_model_exclude_none=True,
+             tags=["agent"])
+    async def agent_info(
+        principal: Principal = Depends(get_principal), current: Agent = Depends(get_agent)
+    ) -> AgentInfo:
+        # The process, its data dir and its pools are the platform's business: any other
+        # token learns that the agent runs and which version, as /v1/health tells anyone.
+        if not principal.owner or principal.scope is not None:
+            return AgentInfo(running=True, version=__version__)
         import os
 
         return AgentInfo(
