@@ -39,10 +39,18 @@ from hyac_agent.sandbox.base import (
     Launch,
     ProcessLauncher,
     Sandbox,
+    SandboxSettings,
     SandboxSpec,
     worker_environment,
 )
-from hyac_agent.sandbox.limits import CgroupSet, ResourceLimits, cgroup_manager, rlimit_prefix
+from hyac_agent.sandbox.limits import (
+    CgroupSet,
+    ResourceLimits,
+    cgroup_manager,
+    rlimit_prefix,
+    rlimits_unenforceable,
+)
+from hyac_common.errors import SandboxUnavailable
 
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
@@ -117,6 +125,23 @@ def _seccomp_error() -> str | None:
     return None
 
 
+def _limits_error(host_uid: int | None = None) -> str | None:
+    """Why this host can enforce neither cgroups nor binding rlimits, or None."""
+    manager, cgroup_text = cgroup_manager()
+    if manager is not None:
+        return None
+    if host_uid is None:
+        dropping = os.geteuid() == 0 and _drop_to(0)
+        host_uid = SandboxSettings.sandbox_uid if dropping else os.geteuid()
+    reason = rlimits_unenforceable(host_uid)
+    if reason is None:
+        return None
+    return (
+        f"no limits would bind: cgroups are unavailable ({cgroup_text}) and rlimits cannot "
+        f"replace them: {reason}"
+    )
+
+
 class BubblewrapSandbox(Sandbox):
     cgroup: CgroupSet | None = None
     limits: ResourceLimits | None = None
@@ -146,7 +171,7 @@ class BubblewrapBackend(ProcessLauncher):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        return _probe_error()
+        return _probe_error() or _limits_error()
 
     def describe(self) -> dict[str, object]:
         manager, cgroup_text = cgroup_manager()
@@ -265,8 +290,13 @@ class BubblewrapBackend(ProcessLauncher):
             netns = self.networks.netns_for(spec.tenant) if self.networks and spec.tenant else None
             if netns is not None:
                 prefix_argv += [shutil.which("nsenter") or "nsenter", f"--net={netns}", "--"]
+            host_uid = os.geteuid()
             if self.drops_privileges(spec.runtime) and (deps is None or _accessible_to_others(deps)):
                 prefix_argv += _drop_to(self.settings.sandbox_uid)
+                host_uid = self.settings.sandbox_uid
+            limits_error = None if cgroup is not None else _limits_error(host_uid)
+            if limits_error:
+                raise SandboxUnavailable(f"the {spec.runtime.name} sandbox cannot start: {limits_error}")
             args = [
                 bwrap,
                 "--unshare-all",

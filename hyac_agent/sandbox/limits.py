@@ -4,9 +4,10 @@ create them, else rlimits.
 With cgroups each sandbox gets its own group under the agent's own (memory, pids, CPU),
 entered by a tiny shell prefix *before* bubblewrap starts, so nothing the sandbox forks
 can be outside it. The memory group also tells an OOM kill apart from a crash. Without
-writable cgroups the worker runs under rlimits: an address-space cap (``RLIMIT_AS``, a
-blunt stand-in for memory), a per-sandbox process cap (``RLIMIT_NPROC`` counts per user
-namespace on Linux 5.14+, and each sandbox has its own) and a CPU-seconds cap.
+writable cgroups the worker runs under rlimits: a private-memory cap (``RLIMIT_DATA`` at
+the memory quota, with ``RLIMIT_AS`` above it as a backstop), a per-sandbox process cap
+(``RLIMIT_NPROC`` counts per user namespace on Linux 5.14+, and each sandbox has its own)
+and a CPU-seconds cap.
 ``RLIMIT_FSIZE`` (largest file written) applies in both modes.
 """
 
@@ -47,13 +48,46 @@ def rlimit_prefix(limits: ResourceLimits, cgroups: bool) -> list[str]:
     """``prlimit … --`` run inside the sandbox just before the worker."""
     args = ["prlimit", f"--fsize={limits.file_bytes}", "--core=0"]
     if not cgroups:
-        # Threads and glibc arenas reserve address space far beyond what they touch.
+        # RLIMIT_DATA (private writable memory: heap, anonymous maps, thread stacks) is
+        # what binds the quota: it tracks a worker's resident size closely, and malloc
+        # fails (MemoryError) past it. RLIMIT_AS only backstops shared and file maps, with
+        # room for the address space threads and glibc arenas reserve but never touch.
         args += [
+            f"--data={limits.memory_bytes}",
             f"--as={limits.memory_bytes + 512 * MiB}",
             f"--nproc={limits.pids}",
             f"--cpu={limits.cpu_seconds}",
         ]
     return args + ["--"]
+
+
+def _kernel_version() -> tuple[int, int]:
+    release = os.uname().release
+    parts = (release.split("-", 1)[0].split(".") + ["0"])[:2]
+    try:
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        return 0, 0
+
+
+def rlimits_unenforceable(host_uid: int) -> str | None:
+    """Why rlimits cannot stand in for cgroups for sandboxes run as ``host_uid``, or None.
+
+    The kernel never applies RLIMIT_NPROC to host root, and before Linux 5.14 it counts
+    every process of a host uid together, so one sandbox's fork bomb would starve every
+    other sandbox of that uid: a process limit that does not hold per sandbox.
+    """
+    if host_uid == 0:
+        return (
+            "sandboxes would run as host root, for which the kernel ignores the process "
+            "limit (install setpriv, util-linux, so they run unprivileged)"
+        )
+    if _kernel_version() < (5, 14):
+        return (
+            f"Linux {os.uname().release} counts the process limit per host uid, not per "
+            "sandbox (5.14 or later counts it per user namespace)"
+        )
+    return None
 
 
 # cgroups ------------------------------------------------------------------------------

@@ -81,18 +81,37 @@ class Target:
         return [line["message"] for line in lines if line["stream"] == "system"]
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def session_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    reason = backend_missing(request.param)
+def _start_target(backend: str, factory: pytest.TempPathFactory, **env_extra: str) -> Target:
+    reason = backend_missing(backend)
     if reason:
         # Loud on purpose: CI installs every backend, so this must not pass silently.
-        pytest.skip(f"SANDBOX BACKEND {request.param!r} NOT TESTED: {reason}")
-    data_dir = tmp_path_factory.mktemp(f"escape-{request.param}") / "data"
+        pytest.skip(f"SANDBOX BACKEND {backend!r} NOT TESTED: {reason}")
+    data_dir = factory.mktemp(f"escape-{backend}") / "data"
     env = {key: value for key, value in os.environ.items() if not key.startswith("HYAC_")}
-    env.update(HYAC_DATA_DIR=str(data_dir), HYAC_SANDBOX=request.param)
-    agent = start_agent(data_dir, "--sandbox", request.param, env=env)
-    yield Target(request.param, agent)
-    agent.kill(signal.SIGTERM)
+    env.update(HYAC_DATA_DIR=str(data_dir), HYAC_SANDBOX=backend, **env_extra)
+    return Target(backend, start_agent(data_dir, "--sandbox", backend, env=env))
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def session_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    started = _start_target(request.param, tmp_path_factory)
+    yield started
+    started.agent.kill(signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def rlimit_session_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """bubblewrap as on a host (or in a container) where the agent cannot write cgroups:
+    HYAC_CGROUPS=off makes the agent behave exactly as if none were writable."""
+    started = _start_target("bwrap", tmp_path_factory, HYAC_CGROUPS="off")
+    yield started
+    started.agent.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def rlimit_target(rlimit_session_target: Target) -> Iterator[Target]:
+    yield rlimit_session_target
+    rlimit_session_target.assert_serving()
 
 
 @pytest.fixture

@@ -352,21 +352,27 @@ def main(context):
 # -- resource limits ---------------------------------------------------------------------
 
 
-def test_fork_bomb(target: Target) -> None:
-    seen = target.value(probe("""
+def fork_bomb(hold_seconds: int) -> str:
+    """A function that forks until refused; each child holds its slot ``hold_seconds``."""
+    return probe(f"""
 import time
 children = 0
 error = None
 try:
     for _ in range(2000):
         if os.fork() == 0:
-            time.sleep(3)
+            time.sleep({hold_seconds})
             os._exit(0)
         children += 1
 except OSError as exc:
     error = exc.errno
-return {'children': children, 'error': error}
-"""), timeout=20)
+return {{'children': children, 'error': error}}
+""")
+
+
+def test_fork_bomb(target: Target) -> None:
+    seen = target.value(fork_bomb(3), timeout=20)
+    assert seen["children"] > 0, "the bomb forked at all"
     assert seen["error"] is not None and seen["children"] < 200
 
 
