@@ -150,7 +150,9 @@ def _address(value: object, what: str) -> tuple[str, str]:
     """(display name, address) of one ``addr`` or ``Name <addr>``."""
     text = _line(value, what, MAX_ADDRESS + MAX_NAME).strip()
     pairs = getaddresses([text]) if text else []
-    if len(pairs) != 1:
+    # Pythons with the strict address parser (3.11.4+, and distributions' backports) answer
+    # text they cannot split into addresses with one empty pair, where older ones split it.
+    if len(pairs) != 1 or pairs[0] == ("", ""):
         raise InvalidInput(f"mail {what} {text[:80]!r} is not one address (give a list for several)")
     name, address = pairs[0]
     if len(address) > MAX_ADDRESS or not _ADDRESS_RE.match(address):
