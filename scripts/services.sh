@@ -1,11 +1,46 @@
 #!/usr/bin/env bash
-# Start the local services that the scale-out tests talk to, when they are installed but
-# not running: PostgreSQL (shared store) and Redis (Celery broker).
+# The local services the scale-out tests talk to: PostgreSQL (shared store, tenant
+# databases) and Redis (Celery broker). As root on Debian/Ubuntu, installs what is missing;
+# everywhere, starts what is installed but not running. Idempotent.
+#
+# A PostgreSQL installed here gets login roles `root` and `postgres` with a random password
+# kept in root's ~/.pgpass (libpq reads it), so the tests reach it over 127.0.0.1 without
+# loosening the server's authentication.
 set -uo pipefail
+
+installed_pg=0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    missing=()
+    command -v pg_ctlcluster >/dev/null 2>&1 || { missing+=(postgresql); installed_pg=1; }
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "services: installing ${missing[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+            || echo "services: could not install ${missing[*]} (their tests will skip, naming it)" >&2
+    fi
+fi
 
 if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 2>/dev/null; then
     echo "starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    for _ in $(seq 1 40); do pg_isready -q -h 127.0.0.1 2>/dev/null && break; sleep 0.25; done
+fi
+if [ "$installed_pg" = 1 ] && pg_isready -q -h 127.0.0.1 2>/dev/null; then
+    password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+    su postgres -c "psql -q -v ON_ERROR_STOP=1" <<SQL && {
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'root') THEN CREATE ROLE root; END IF;
+END \$\$;
+ALTER ROLE root SUPERUSER LOGIN PASSWORD '$password';
+ALTER ROLE postgres PASSWORD '$password';
+SQL
+        umask 077
+        grep -v '^127.0.0.1:5432:\*:\(root\|postgres\):' "$HOME/.pgpass" 2>/dev/null > "$HOME/.pgpass.new" || true
+        printf '127.0.0.1:5432:*:root:%s\n127.0.0.1:5432:*:postgres:%s\n' "$password" "$password" >> "$HOME/.pgpass.new"
+        mv "$HOME/.pgpass.new" "$HOME/.pgpass"
+        echo "services: PostgreSQL roles root and postgres can log in over 127.0.0.1 (password in ~/.pgpass)"
+    }
 fi
 if command -v redis-server >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
     echo "starting Redis"

@@ -35,6 +35,15 @@ say "installing Hyac into .venv (with $PYTHON)"
 .venv/bin/python -m pip install -q -e ".[test]"
 
 export PATH="$PWD/.venv/bin:$PATH"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -z "${HYAC_SETUP_MINIMAL:-}" ]; then
+    # As root on Debian/Ubuntu, everything the full test suite talks to, so that
+    # scripts/test.sh runs with nothing skipped (HYAC_SETUP_MINIMAL=1 skips this part).
+    say "installing the other runtimes (Node.js, Deno, uv) and the services (PostgreSQL, Redis)"
+    bash scripts/setup-runtimes.sh || echo "setup: the node20/deno runtimes are not complete (see above)" >&2
+    bash scripts/services.sh
+    say "setting up the docker sandbox backend (Docker, the runtime image built offline)"
+    bash scripts/setup-docker.sh || echo "setup: the docker backend is not available; its tests skip, naming why" >&2
+fi
 say "starting the local agent"
 hyac agent up
 hyac agent status
