@@ -35,6 +35,7 @@ BENCHMARKS = {
     "logs": "benchmarks.bench_logs",
     "memory": "benchmarks.bench_memory",
     "scaling": "benchmarks.bench_scaling",
+    "queue": "benchmarks.bench_queue",
 }
 #: scripts other people own, run as ``python SCRIPT [--short] --json PATH`` when present;
 #: their JSON is kept as it is under ``extra`` (cold_start.py's figures also feed "cold")
@@ -79,7 +80,7 @@ def human(value: float, unit: str) -> str:
         return f"{value * 1000:.2f} ms" if value < 10 else f"{value:.1f} s"
     if unit == "B":
         return f"{value / 2**20:.1f} MiB"
-    if unit == "req/s":
+    if unit in ("req/s", "tasks/s"):
         return f"{value:,.0f}/s"
     return f"{value:g} {unit}"
 

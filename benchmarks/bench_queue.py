@@ -1,0 +1,272 @@
+"""8. Background tasks: Hyac's embedded queue against Celery on Redis, in the same run.
+
+Hyac: no-op background tasks submitted as async invokes over the API
+(``POST /v1/functions/noop/invoke?mode=async``) by 8 client threads over keep-alive
+connections, then ``GET /v1/tasks`` until every one has succeeded. Celery: the same
+no-op as a Celery task (``benchmarks/celery_noop.py``), a prefork worker of 2 processes
+started by this benchmark against the local Redis, ``.delay()`` from 8 client threads
+then ``.get()`` of every result. Both are pinned to the system-under-test CPU and run
+in alternation, round after round.
+
+Figures: enqueue rate (all submissions answered), end-to-end rate (first submission to
+last success seen by the client), and the per-task platform overhead: one task at a
+time, the time from its creation to its success as the store records them (the
+function itself does nothing), against one ``.delay().get()`` round trip of Celery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from benchmarks.harness import (
+    REPO,
+    Agent,
+    Context,
+    Figure,
+    deploy,
+    figure,
+    median,
+    percentile,
+    pinned,
+    running_agent,
+    stop_process,
+)
+
+NOOP_SOURCE = "def main(context):\n    return None\n"
+CLIENT_THREADS = 8
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+@dataclass
+class Burst:
+    tasks: int
+    enqueue_s: float  # first submission to the last one answered
+    end_to_end_s: float  # first submission to the last success seen
+
+    @property
+    def enqueue_rate(self) -> float:
+        return self.tasks / self.enqueue_s
+
+    @property
+    def end_to_end_rate(self) -> float:
+        return self.tasks / self.end_to_end_s
+
+
+def in_threads(count: int, threads: int, submit: Callable[[Any], Any], make: Callable[[], Any],
+               close: Callable[[Any], None]) -> list[Any]:
+    """``count`` calls of ``submit(client)`` spread over ``threads`` threads, each with
+    its own client; their answers, in no particular order."""
+    answers: list[Any] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(share: int) -> None:
+        client = make()
+        try:
+            mine = [submit(client) for _ in range(share)]
+        except BaseException as exc:  # reported to the caller
+            with lock:
+                errors.append(exc)
+            return
+        finally:
+            close(client)
+        with lock:
+            answers.extend(mine)
+
+    shares = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
+    pool = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return answers
+
+
+# Hyac --------------------------------------------------------------------------------
+
+
+class HyacTasks:
+    def __init__(self, agent: Agent, function: str) -> None:
+        self.agent = agent
+        self.function = function
+        parts = urlsplit(agent.url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.headers = {**agent.headers, "Content-Type": "application/json"}
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=60)
+
+    def call(self, connection: http.client.HTTPConnection, method: str, path: str,
+             body: bytes | None = None) -> Any:
+        connection.request(method, path, body=body, headers=self.headers)
+        response = connection.getresponse()
+        data = response.read()
+        if response.status >= 300 and response.status != 202:
+            raise RuntimeError(f"{method} {path}: {response.status} {data[:300]!r}")
+        return json.loads(data)
+
+    def submit(self, connection: http.client.HTTPConnection) -> str:
+        answer = self.call(connection, "POST", f"/v1/functions/{self.function}/invoke?mode=async",
+                           b"{}")
+        return str(answer["task_id"])
+
+    def statuses(self, connection: http.client.HTTPConnection, limit: int) -> list[dict[str, Any]]:
+        return list(self.call(connection, "GET",
+                              f"/v1/tasks?function={self.function}&limit={limit}"))
+
+    def burst(self, count: int) -> Burst:
+        started = time.perf_counter()
+        ids = set(in_threads(count, CLIENT_THREADS, self.submit, self.connect,
+                             lambda c: c.close()))
+        enqueued = time.perf_counter() - started
+        with contextlib.closing(self.connect()) as connection:
+            while True:
+                # Newest first: this burst's tasks are all within the last ``count``.
+                seen = {t["id"]: t["status"] for t in self.statuses(connection, count)}
+                done = [i for i in ids if seen.get(i) == "succeeded"]
+                if len(done) == len(ids):
+                    break
+                failed = [i for i in ids if seen.get(i) in ("dead", "cancelled")]
+                if failed:
+                    raise RuntimeError(f"{len(failed)} tasks did not succeed, e.g. {failed[0]}")
+                time.sleep(0.005)
+        return Burst(count, enqueued, time.perf_counter() - started)
+
+    def overhead(self, count: int) -> list[float]:
+        """Creation to success in the store, one task at a time."""
+        samples = []
+        with contextlib.closing(self.connect()) as connection:
+            for _ in range(count):
+                task_id = self.submit(connection)
+                while True:
+                    info = self.call(connection, "GET", f"/v1/tasks/{task_id}")
+                    if info["status"] == "succeeded":
+                        break
+                    if info["status"] in ("dead", "cancelled"):
+                        raise RuntimeError(f"task {task_id} ended {info['status']}: {info}")
+                    time.sleep(0.002)
+                samples.append(info["finished_at"] - info["created_at"])
+        return samples
+
+
+# Celery ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def celery_worker(ctx: Context) -> Iterator[Any]:
+    """A prefork worker of 2 processes on the local Redis, pinned like the agent; the
+    ``noop`` task of ``benchmarks/celery_noop.py`` as the client side sees it."""
+    queue = f"hyac-bench-{os.getpid()}-{time.monotonic_ns()}"
+    os.environ["HYAC_BENCH_REDIS_URL"] = REDIS_URL
+    os.environ["HYAC_BENCH_QUEUE"] = queue
+    module = importlib.import_module("benchmarks.celery_noop")
+    module.app.conf.task_default_queue = queue
+    home = ctx.scratch("celery")
+    celery = shutil.which("celery", path=str(Path(sys.executable).parent)) or "celery"
+    with (home / "worker.log").open("wb") as log:
+        process = subprocess.Popen(
+            [celery, "-A", "celery_noop", "worker", "--concurrency", "2", "--loglevel", "WARNING",
+             "-Q", queue],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO / "benchmarks",
+            env={**os.environ, "HYAC_BENCH_QUEUE": queue}, preexec_fn=pinned(ctx.sut_cpus),
+            start_new_session=True,
+        )
+    try:
+        try:
+            module.noop.delay().get(timeout=60)
+        except Exception as exc:
+            raise RuntimeError(f"the Celery worker did not answer ({exc}): "
+                               f"{(home / 'worker.log').read_text()[-2000:]}") from exc
+        yield module.noop
+    finally:
+        stop_process(process)
+        with contextlib.suppress(Exception):
+            module.app.connection_for_write().default_channel.queue_delete(queue)
+
+
+def celery_burst(noop: Any, count: int) -> Burst:
+    started = time.perf_counter()
+    results = in_threads(count, CLIENT_THREADS, lambda _c: noop.delay(), lambda: None,
+                         lambda _c: None)
+    enqueued = time.perf_counter() - started
+    for result in results:
+        result.get(timeout=120)
+    return Burst(count, enqueued, time.perf_counter() - started)
+
+
+def celery_round_trips(noop: Any, count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        noop.delay().get(timeout=60)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def redis_missing() -> str | None:
+    try:
+        import redis
+    except ImportError:
+        return "the redis client is not installed"
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except Exception as exc:
+        return f"no Redis at {REDIS_URL} ({exc})"
+    return None
+
+
+# the run -----------------------------------------------------------------------------
+
+
+def run(ctx: Context) -> list[Figure]:
+    if reason := redis_missing():
+        raise RuntimeError(f"the Celery baseline needs Redis: {reason}")
+    tasks = ctx.pick(60, 300)
+    rounds = ctx.pick(1, 3)
+    singles = ctx.pick(20, 100)
+    hyac_bursts: list[Burst] = []
+    celery_bursts: list[Burst] = []
+    with running_agent(ctx, "queue") as agent, celery_worker(ctx) as noop:
+        deploy(agent, "noop", NOOP_SOURCE)
+        hyac = HyacTasks(agent, "noop")
+        hyac.burst(20)  # warm: the worker and the store's pages
+        celery_burst(noop, 20)
+        for _ in range(rounds):
+            celery_bursts.append(celery_burst(noop, tasks))
+            hyac_bursts.append(hyac.burst(tasks))
+        overhead = hyac.overhead(singles)
+        round_trips = celery_round_trips(noop, singles)
+    detail = {"tasks": tasks, "rounds": rounds, "client_threads": CLIENT_THREADS,
+              "celery": "5.x prefork ×2, Redis broker and result backend",
+              "hyac_concurrency": "HYAC_TASK_CONCURRENCY default"}
+    name = "Celery + Redis, no-op"
+    p50 = median(overhead)
+    sane = figure("queue.overhead.p50", "task overhead p50 (one at a time)", p50, "s",
+                  median(round_trips), f"{name}: .delay().get() p50", samples=len(overhead),
+                  p99=percentile(overhead, 99), celery_p99=percentile(round_trips, 99))
+    sane.target, sane.met = "p50 < 5 ms", p50 < 0.005
+    return [
+        figure("queue.embedded.end_to_end", "tasks/s end to end (embedded queue)",
+               median([b.end_to_end_rate for b in hyac_bursts]), "tasks/s",
+               median([b.end_to_end_rate for b in celery_bursts]), name, at_least=1.0, **detail),
+        figure("queue.embedded.enqueue", "tasks/s enqueued (embedded queue)",
+               median([b.enqueue_rate for b in hyac_bursts]), "tasks/s",
+               median([b.enqueue_rate for b in celery_bursts]), name, **detail),
+        sane,
+    ]
