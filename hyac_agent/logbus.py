@@ -9,12 +9,12 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 
+from hyac_agent.logframes import MAX_LINE, TRUNCATED
 from hyac_agent.store import Store
 from hyac_common.wire import LogRecord
 
 log = logging.getLogger("hyac.logbus")
 
-MAX_LINE = 16 * 1024
 FLUSH_INTERVAL = 0.2
 SUBSCRIBER_BACKLOG = 10_000
 
@@ -35,7 +35,7 @@ class LogBus:
 
     def publish(self, record: LogRecord) -> None:
         if len(record.message) > MAX_LINE:
-            record.message = record.message[:MAX_LINE] + " …[truncated]"
+            record.message = record.message[:MAX_LINE] + TRUNCATED
         if self.redact is not None:
             record.message = self.redact(record.tenant, record.message)
         self._pending.append(record)

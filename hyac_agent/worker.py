@@ -16,6 +16,7 @@ from typing import Any
 
 from hyac_agent.channel import ProtocolError, encode_frame, read_frame
 from hyac_agent.logbus import LogBus
+from hyac_agent.logframes import LogBudget
 from hyac_agent.sandbox import Sandbox, SandboxSpec
 from hyac_common.errors import (
     FunctionTimeout,
@@ -30,9 +31,6 @@ log = logging.getLogger("hyac.worker")
 #: (tenant, op, args, request id of the caller's own request in flight or None) -> value
 HostCallHandler = Callable[[str, str, dict[str, Any], "str | None"], Awaitable[Any]]
 INIT_TIMEOUT = 30.0
-#: log bytes one request may send (and a worker's raw stdout/stderr in total)
-MAX_LOG_BYTES_PER_REQUEST = 1024 * 1024
-MAX_RAW_OUTPUT_BYTES = 4 * 1024 * 1024
 
 
 class FunctionLoadError(HyacError):
@@ -61,8 +59,7 @@ class Worker:
         self.dead = False
         self.death_reason = "the worker exited"
         self.death_error: type[WorkerCrashed] = WorkerCrashed
-        self._log_bytes: dict[str | None, int] = {}
-        self._raw_bytes = 0
+        self._logs = LogBudget(self._system_log)
         self._ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[Any]] = []
         self._writer: asyncio.StreamWriter | None = None
@@ -189,17 +186,14 @@ class Worker:
             if future is not None and not future.done():
                 future.set_result(message)
         elif kind == "log":
-            if not self._within_log_budget(message):
-                return
-            self.logbus.emit(
-                tenant=self.spec.tenant,
-                function=self.spec.function,
-                version=self.spec.version,
-                stream=_log_stream(message.get("stream")),
-                message=str(message.get("message", "")),
-                request_id=message.get("id") if isinstance(message.get("id"), str) else None,
-                level=message.get("level") if isinstance(message.get("level"), str) else None,
-            )
+            # Charged to the request in flight here that it names, fields cut (logframes).
+            line = self._logs.frame(message, self.pending)
+            if line is not None:
+                self.logbus.emit(
+                    tenant=self.spec.tenant, function=self.spec.function,
+                    version=self.spec.version, stream=line.stream, message=line.message,
+                    request_id=line.request_id, level=line.level,
+                )
         elif kind == "hostcall":
             task = asyncio.create_task(self._answer_host_call(message))
             self._tasks.append(task)
@@ -209,20 +203,6 @@ class Worker:
                 self._ready.set_result(message)
         else:
             raise ProtocolError(f"unexpected message type {kind!r}")
-
-    def _within_log_budget(self, message: dict[str, Any]) -> bool:
-        request_id = message.get("id") if isinstance(message.get("id"), str) else None
-        used = self._log_bytes.get(request_id, 0)
-        size = len(str(message.get("message", "")))
-        self._log_bytes[request_id] = used + size
-        if used + size <= MAX_LOG_BYTES_PER_REQUEST:
-            return True
-        if used <= MAX_LOG_BYTES_PER_REQUEST:
-            self._system_log(
-                f"output_too_large: log output of request {request_id} exceeded "
-                f"{MAX_LOG_BYTES_PER_REQUEST} bytes; the rest is dropped"
-            )
-        return False
 
     def _forget_task(self, task: asyncio.Task[Any]) -> None:
         with contextlib.suppress(ValueError):
@@ -262,18 +242,12 @@ class Worker:
                 line = await stream.read(64 * 1024)
             if not line:
                 return
-            self._raw_bytes += len(line)
-            if self._raw_bytes > MAX_RAW_OUTPUT_BYTES:
-                if self._raw_bytes - len(line) <= MAX_RAW_OUTPUT_BYTES:
-                    self._system_log(
-                        f"output_too_large: raw {name} of the worker exceeded "
-                        f"{MAX_RAW_OUTPUT_BYTES} bytes; the rest is dropped"
-                    )
-                continue
-            self.logbus.emit(
-                tenant=self.spec.tenant, function=self.spec.function, version=self.spec.version,
-                stream=name, message=line.decode("utf-8", "replace").rstrip("\n"),
-            )
+            text = self._logs.raw(line, name)
+            if text is not None:
+                self.logbus.emit(
+                    tenant=self.spec.tenant, function=self.spec.function,
+                    version=self.spec.version, stream=name, message=text,
+                )
 
     async def _watch_exit(self) -> None:
         await self.sandbox.process.wait()
@@ -310,8 +284,3 @@ class Worker:
             tenant=self.spec.tenant, function=self.spec.function, version=self.spec.version,
             stream="system", message=message,
         )
-
-
-def _log_stream(value: object) -> str:
-    """The stream a worker's log frame names, if it is one a worker may write."""
-    return value if value in ("stdout", "stderr", "logger") and isinstance(value, str) else "stdout"
