@@ -187,7 +187,7 @@ class BubblewrapBackend(ProcessLauncher):
             "capabilities": "all dropped",
             "host_uid": self._host_uid_text(),
             "seccomp": _seccomp_error() or f"filter denies {len(seccomp.DENIED_SYSCALLS)} "
-            "syscalls, AF_PACKET and raw sockets, namespace clone flags",
+            "syscalls, AF_PACKET, AF_VSOCK and raw sockets, namespace clone flags",
             "limits": (
                 f"{cgroup_text}: memory, pids {limits.pids}, cpus {limits.cpus:g}"
                 if manager else

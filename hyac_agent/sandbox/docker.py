@@ -1,9 +1,10 @@
 """The Docker backend: one container per worker, from a runtime image, hardened.
 
 Each container runs as uid 1000 with every capability dropped, ``no-new-privileges``,
-Docker's default seccomp profile, a read-only root filesystem, a size-capped tmpfs
-``/tmp``, no network (``network_mode=none``; a per-tenant network is the hook for
-egress policies later), and memory (no swap), pids and CPU limits. The only host paths
+Hyac's own seccomp profile (the bubblewrap filter's rules, from the same table in
+``seccomp.py``: Docker's default lets ``io_uring_setup`` and others through), a read-only
+root filesystem, a size-capped tmpfs ``/tmp``, no network (``network_mode=none``; a
+tenant with egress gets a bridge of its own), and memory (no swap), pids and CPU limits. The only host paths
 it sees are the runtime folder, its own per-sandbox code directory (both read-only) and a
 per-sandbox directory holding the channel socket. No Docker socket, no other mount.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hyac_agent.runtimes import Runtime
+from hyac_agent.sandbox import seccomp
 from hyac_agent.sandbox.base import (
     CODE_MOUNT,
     RUNTIME_MOUNT,
@@ -181,6 +183,14 @@ class DockerSandbox(Sandbox):
         return self.exit_cause()
 
 
+@lru_cache(maxsize=1)
+def _security_opts() -> list[str]:
+    options = ["no-new-privileges:true"]
+    if seccomp.supported_machine() is not None:
+        options.append(f"seccomp={seccomp.docker_profile()}")
+    return options
+
+
 def _memory_cpu(limits: ResourceLimits) -> dict[str, int]:
     return {
         "mem_limit": limits.memory_bytes,
@@ -230,7 +240,12 @@ class DockerBackend(SandboxBackend):
             f"tmpfs /tmp capped at {limits.tmp_bytes // (1024 * 1024)} MiB",
             "user": CONTAINER_USER,
             "capabilities": "all dropped; no-new-privileges",
-            "seccomp": "Docker's default profile",
+            "seccomp": (
+                f"Hyac's profile: denies {len(seccomp.DENIED_SYSCALLS)} syscalls, AF_PACKET, "
+                "AF_VSOCK and raw sockets, namespace clone flags"
+                if seccomp.supported_machine() else
+                "Docker's default profile (Hyac has none for this CPU architecture)"
+            ),
             "limits": f"memory (no swap), pids {limits.pids}, cpus {limits.cpus:g}",
         }
 
@@ -376,7 +391,7 @@ class DockerBackend(SandboxBackend):
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777"},
             shm_size=16 * 1024 * 1024,
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
+            security_opt=_security_opts(),
             pids_limit=limits.pids,
             ulimits=[
                 Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
