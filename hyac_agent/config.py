@@ -22,6 +22,7 @@
 | pool_runtimes        | HYAC_POOL_RUNTIMES          | the agent's own python3.X (comma list) |
 | pool_min_warm        | HYAC_POOL_MIN_WARM          | "" ("tenant/function=1,…" never idle-reaped) |
 | deps_dir             | HYAC_DEPS_DIR               | DATA_DIR/deps (dependency environments) |
+| deps_allow_direct_urls | HYAC_DEPS_ALLOW_DIRECT_URLS | off (1: `pkg @ https://…` allowed) |
 | agent_threads        | HYAC_AGENT_THREADS          | 32 threads for blocking work (store, SQL, files) |
 | tenant_host_calls    | HYAC_TENANT_HOST_CALLS      | 8 of them per tenant's host calls at once |
 | smtp_url             | HYAC_SMTP_URL               | "" (no mail); smtp://user:pass@host:587, smtps://… |
@@ -115,6 +116,9 @@ class AgentConfig:
     smtp_timeout: float = field(default_factory=lambda: _env_float("HYAC_SMTP_TIMEOUT", 20.0))
     agent_threads: int = field(default_factory=lambda: _env_int("HYAC_AGENT_THREADS", 32))
     tenant_host_calls: int = field(default_factory=lambda: _env_int("HYAC_TENANT_HOST_CALLS", 8))
+    deps_allow_direct_urls: bool = field(
+        default_factory=lambda: os.environ.get("HYAC_DEPS_ALLOW_DIRECT_URLS", "") in ("1", "true")
+    )
 
     tasks: TaskSettings = field(default_factory=lambda: _task_settings())
 

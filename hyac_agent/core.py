@@ -76,7 +76,10 @@ class Agent:
         from hyac_agent.deps import DependencyStore
 
         # Installers run under bubblewrap unless the agent itself runs unsandboxed.
-        self.deps = DependencyStore(self.config.deps_dir, sandboxed=self.backend.isolating)
+        self.deps = DependencyStore(
+            self.config.deps_dir, sandboxed=self.backend.isolating,
+            allow_direct_urls=self.config.deps_allow_direct_urls,
+        )
         self.deps.sweep_temporary()
         self.functions.deps = self.deps
         self.pool.deps = self.deps

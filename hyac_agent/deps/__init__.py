@@ -4,16 +4,20 @@ lock shares, mounted read-only into its sandboxes.
 
 ``requirements`` come from a function's hyac.toml settings and from a
 ``requirements.txt`` (Python) or ``package.json`` (Node) beside its entry file. See
-``DependencyStore`` for the life cycle and ``installers`` for uv, pip and npm.
+``policy`` for what a tenant may ask for, ``DependencyStore`` for the life cycle,
+``installers`` for uv, pip and npm, and ``sandbox`` for where package code runs (never
+with a network).
 """
 
-from hyac_agent.deps.installers import DependencyConflict, InstallFailed
-from hyac_agent.deps.store import DependencyStore, Prepared, collect_requirements
+from hyac_agent.deps.errors import DependencyConflict, DependencyRefused, InstallFailed
+from hyac_agent.deps.store import DependencyStore, Prepared, check_client_lock, collect_requirements
 
 __all__ = [
     "DependencyConflict",
+    "DependencyRefused",
     "DependencyStore",
     "InstallFailed",
     "Prepared",
+    "check_client_lock",
     "collect_requirements",
 ]

@@ -1,14 +1,27 @@
 """The installers: resolve requirements into a lock, install a lock into a folder.
 
-Python: ``uv pip compile`` (pinned, with hashes) and ``uv pip install --target`` where
-uv is installed; ``pip install --dry-run --report`` and ``pip install --target``
-otherwise. Node: ``npm install --package-lock-only`` and ``npm ci``. Each runs through
-``run_sandboxed``; a failure carries the installer's own message.
+No package code ever runs where there is a network. Every step that touches the network
+has builds and scripts switched off, and every step that runs package code has no
+network (see ``sandbox``):
+
+- Python resolves with ``uv pip compile --no-build`` (pinned, with hashes) and installs
+  with ``uv pip install --no-build``: wheels only, so nothing is executed — installing a
+  wheel is unpacking it. Without uv, pip does the same with ``--only-binary :all:``. A
+  direct-URL archive (owner-allowed) is fetched by the agent itself (``archives``), its
+  build requirements installed from wheels, and its wheel built in the sandbox without a
+  network; the lock records its URL and sha256.
+- Node resolves with ``npm install --package-lock-only --ignore-scripts`` and installs
+  with ``npm ci --ignore-scripts``; packages with install scripts then run them with
+  ``npm rebuild`` in the sandbox without a network.
+
+A failure carries the resolver's own one-line message (``messages.summarize``); the
+whole output goes to the agent's log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -16,38 +29,37 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hyac_agent.deps import archives
+from hyac_agent.deps.errors import DependencyConflict, DependencyRefused, InstallFailed
+from hyac_agent.deps.messages import summarize
+from hyac_agent.deps.policy import LockEntry, check_requirement, parse_lock
 from hyac_agent.deps.sandbox import run_sandboxed
 from hyac_agent.runtimes import Runtime
 from hyac_common.errors import HyacError, InvalidInput
 
+log = logging.getLogger("hyac.deps")
+
 _CONFLICT_MARKERS = ("unsatisfiable", "ResolutionImpossible", "conflict", "ERESOLVE",
-                     "No solution found", "Cannot install")
-
-
-class DependencyConflict(InvalidInput):
-    """The requirements cannot all be satisfied together."""
-
-    code = "dependency_conflict"
-
-
-class InstallFailed(HyacError):
-    """The installer failed (network, a missing package, a failing build step)."""
-
-    code = "dependency_install_failed"
-    status = 422
+                     "Cannot install")
+# Calls a PEP 517 backend's build_wheel: what pip and uv do, in twenty stdlib lines.
+_BUILD_WHEEL = r"""
+import importlib, os, sys
+backend_name, out, *backend_path = sys.argv[1:]
+sys.path[:0] = [os.path.abspath(p) for p in backend_path]
+module, _, attribute = backend_name.partition(":")
+backend = importlib.import_module(module)
+for part in filter(None, attribute.split(".")):
+    backend = getattr(backend, part)
+print(backend.build_wheel(out))
+"""
 
 
 def _installer_error(what: str, output: str) -> HyacError:
-    text = _clean(output)
+    log.warning("%s failed; the installer said:\n%s", what, output)
+    text = summarize(output) or "the installer gave no reason (see the agent's log)"
     if any(marker in text for marker in _CONFLICT_MARKERS):
         return DependencyConflict(f"conflicting requirements: {text}")
     return InstallFailed(f"{what} failed: {text}")
-
-
-def _clean(output: str) -> str:
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip() for line in output.splitlines()]
-    lines = [line for line in lines if line.strip() and not line.startswith("npm notice")]
-    return "\n".join(lines[-25:]) or "no output"
 
 
 def uv_binary() -> str | None:
@@ -55,59 +67,146 @@ def uv_binary() -> str | None:
     return os.path.realpath(found) if found else None
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 # -- Python -------------------------------------------------------------------------------
 
 
+def _fetch_wheels(runtime: Runtime, requirements: str, target: Path, writable: Path,
+                  sandboxed: bool, *, exact: bool, links: Path | None = None) -> None:
+    """Install ``requirements`` into ``target`` from wheels only, with the network.
+
+    ``exact``: a lock (no dependencies resolved, hashes required when present)."""
+    (writable / ".hyac-fetch.txt").write_text(requirements)
+    uv = uv_binary()
+    if uv:
+        argv = [uv, "pip", "install", "--no-build", "--target", str(target), "--python",
+                str(runtime.interpreter), "--quiet", "--cache-dir", "/tmp/uv", "--no-compile"]
+        readable = [Path(uv), runtime.prefix]
+    else:
+        argv = [str(runtime.interpreter), "-m", "pip", "install", "--only-binary", ":all:",
+                "--target", str(target), "--quiet", "--no-compile", "--disable-pip-version-check"]
+        readable = [runtime.prefix]
+    if exact:
+        argv += ["--no-deps", *(["--require-hashes"] if "--hash=" in requirements else [])]
+    if links is not None:
+        argv += ["--find-links", str(links)]
+    result = run_sandboxed([*argv, "-r", str(writable / ".hyac-fetch.txt")], writable=writable,
+                           readable=readable, network=True, sandboxed=sandboxed)
+    (writable / ".hyac-fetch.txt").unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise _installer_error("installing the requirements", result.stderr + result.stdout)
+
+
+def build_wheel(runtime: Runtime, archive: archives.Archive, work: Path, sandboxed: bool) -> Path:
+    """The wheel of a direct-URL archive: built with no network, as a non-root uid."""
+    wheels = work / "wheels"
+    wheels.mkdir(exist_ok=True)
+    if archive.is_wheel:
+        return Path(shutil.copy(archive.path, wheels))
+    build = Path(tempfile.mkdtemp(prefix="build-", dir=work))
+    source = archives.unpack(archive, build / "src")
+    requires, backend, backend_path = archives.build_system(source)
+    if requires:
+        _fetch_wheels(runtime, "".join(f"{r}\n" for r in requires), build / "backend", build,
+                      sandboxed, exact=False)
+    out = build / "out"
+    out.mkdir()
+    result = run_sandboxed(
+        [str(runtime.interpreter), "-c", _BUILD_WHEEL, backend, str(out), *backend_path],
+        writable=build, readable=[runtime.prefix], network=False, sandboxed=sandboxed,
+        cwd=source, env={"PYTHONPATH": str(build / "backend"), "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    built = sorted(out.glob("*.whl"))
+    if result.returncode != 0 or len(built) != 1 or built[0].is_symlink():
+        log.warning("building %s failed:\n%s", archive.url, result.stderr + result.stdout)
+        raise InstallFailed(f"building {archive.path.name} from source failed (its build "
+                            "step ran without a network; the agent's log has the output)")
+    return Path(shutil.move(str(built[0]), wheels))
+
+
+def _wheel_pin(wheel: Path) -> tuple[str, str]:
+    name, version = wheel.name.split("-")[:2]
+    return name, version
+
+
 def python_lock(runtime: Runtime, requirements: list[str], sandboxed: bool) -> str:
-    """Pinned requirements (``name==version`` with hashes under uv) for ``runtime``."""
-    text = "".join(f"{line}\n" for line in requirements)
-    with tempfile.TemporaryDirectory(prefix="hyac-resolve-") as work:
-        uv = uv_binary()
-        if uv:
-            result = run_sandboxed(
-                [uv, "pip", "compile", "-", "--python", str(runtime.interpreter), "--no-header",
-                 "--no-annotate", "--generate-hashes", "--quiet", "--cache-dir", "/tmp/uv"],
-                writable=Path(work), readable=[Path(uv), runtime.prefix], input_text=text,
-                sandboxed=sandboxed,
-            )
-            if result.returncode != 0:
-                raise _installer_error("resolving the requirements", result.stderr + result.stdout)
-            return result.stdout
-        Path(work, "requirements.txt").write_text(text)
+    """Pinned requirements (``name==version`` with hashes under uv) for ``runtime``;
+    a direct-URL requirement (already allowed by policy) is locked to its URL and sha256."""
+    with tempfile.TemporaryDirectory(prefix="hyac-resolve-") as tmp:
+        work = Path(tmp)
+        pins: list[str] = []
+        direct: dict[str, LockEntry] = {}
+        for requirement in requirements:
+            url = check_requirement(requirement, allow_urls=True)
+            if url is None:
+                pins.append(requirement)
+                continue
+            archive = archives.download(url, work / "downloads")
+            name, version = _wheel_pin(build_wheel(runtime, archive, work, sandboxed))
+            wanted = requirement.split("@", 1)[0].split("[", 1)[0].strip()
+            if _canonical(name) != _canonical(wanted):
+                raise DependencyRefused(f"{url} holds {name}, not {wanted}")
+            pins.append(f"{name}=={version}")
+            direct[_canonical(name)] = LockEntry(name, None, url, (f"--hash=sha256:{archive.sha256}",))
+        text = "".join(f"{line}\n" for line in pins)
+        links = work / "wheels" if direct else None
+        resolved = _compile(runtime, text, work, sandboxed, links)
+        entries = parse_lock(resolved, allow_urls=False)
+        return "".join(direct.get(_canonical(e.name), e).line() for e in entries)
+
+
+def _compile(runtime: Runtime, text: str, work: Path, sandboxed: bool, links: Path | None) -> str:
+    uv = uv_binary()
+    if uv:
         result = run_sandboxed(
-            [str(runtime.interpreter), "-m", "pip", "install", "--dry-run", "--ignore-installed",
-             "--quiet", "--report", "-", "-r", f"{work}/requirements.txt"],
-            writable=Path(work), readable=[runtime.prefix], sandboxed=sandboxed,
+            [uv, "pip", "compile", "-", "--python", str(runtime.interpreter), "--no-header",
+             "--no-annotate", "--generate-hashes", "--no-build", "--quiet", "--cache-dir",
+             "/tmp/uv", *(["--find-links", str(links)] if links else [])],
+            writable=work, readable=[Path(uv), runtime.prefix], input_text=text, network=True,
+            sandboxed=sandboxed,
         )
         if result.returncode != 0:
             raise _installer_error("resolving the requirements", result.stderr + result.stdout)
-        report = json.loads(result.stdout)
-        pins = sorted(
-            f"{item['metadata']['name']}=={item['metadata']['version']}"
-            for item in report.get("install", [])
-        )
-        return "".join(f"{pin}\n" for pin in pins)
-
-
-def python_install(runtime: Runtime, lock: str, target: Path, sandboxed: bool) -> None:
-    """Install exactly ``lock`` (no resolution, no extra dependencies) into ``target``."""
-    (target / ".hyac-lock.txt").write_text(lock)
-    uv = uv_binary()
-    if uv:
-        argv = [uv, "pip", "install", "--target", str(target / "site"), "--python",
-                str(runtime.interpreter), "--no-deps", "--quiet", "--cache-dir", "/tmp/uv",
-                "--no-compile", "-r", str(target / ".hyac-lock.txt")]
-        if "--hash=" in lock:
-            argv.insert(3, "--require-hashes")
-        readable = [Path(uv), runtime.prefix]
-    else:
-        argv = [str(runtime.interpreter), "-m", "pip", "install", "--no-deps", "--quiet",
-                "--no-compile", "--target", str(target / "site"), "-r",
-                str(target / ".hyac-lock.txt")]
-        readable = [runtime.prefix]
-    result = run_sandboxed(argv, writable=target, readable=readable, sandboxed=sandboxed)
+        return result.stdout
+    Path(work, "requirements.txt").write_text(text)
+    result = run_sandboxed(
+        [str(runtime.interpreter), "-m", "pip", "install", "--dry-run", "--ignore-installed",
+         "--only-binary", ":all:", "--quiet", "--report", "-", "-r", f"{work}/requirements.txt",
+         *(["--find-links", str(links)] if links else [])],
+        writable=work, readable=[runtime.prefix], network=True, sandboxed=sandboxed,
+    )
     if result.returncode != 0:
-        raise _installer_error("installing the requirements", result.stderr + result.stdout)
+        raise _installer_error("resolving the requirements", result.stderr + result.stdout)
+    report = json.loads(result.stdout)
+    return "".join(sorted(
+        f"{item['metadata']['name']}=={item['metadata']['version']}\n"
+        for item in report.get("install", [])
+    ))
+
+
+def python_install(runtime: Runtime, lock: str, target: Path, sandboxed: bool,
+                   allow_urls: bool) -> None:
+    """Install exactly ``lock`` (no resolution, no extra dependencies) into ``target``."""
+    entries = parse_lock(lock, allow_urls)
+    (target / ".hyac-lock.txt").write_text(lock)
+    site = target / "site"
+    index = "".join(e.line() for e in entries if e.url is None)
+    if index:
+        _fetch_wheels(runtime, index, site, target, sandboxed, exact=True)
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=target) as tmp:
+        wheels = []
+        for entry in (e for e in entries if e.url is not None):
+            assert entry.url is not None
+            expected = entry.hashes[0].split(":", 1)[1] if entry.hashes else None
+            archive = archives.download(entry.url, Path(tmp) / "downloads", expected)
+            wheels.append(build_wheel(runtime, archive, Path(tmp), sandboxed))
+        if wheels:
+            # Built wheels are unpacked like any other: from a folder, no network needed.
+            _fetch_wheels(runtime, "".join(f"{w}\n" for w in wheels), site, target, sandboxed,
+                          exact=True)
 
 
 # -- Node ---------------------------------------------------------------------------------
@@ -141,7 +240,11 @@ def package_json(requirements: list[str], existing: bytes | None) -> dict[str, o
                 f"conflicting requirements: {name}@{deps[name]} and {name}@{version}"
             )
         deps[name] = version
-    return {"name": "hyac-deps", "private": True, "dependencies": dict(sorted(deps.items()))}
+    manifest: dict[str, object] = {"name": "hyac-deps", "private": True,
+                                   "dependencies": dict(sorted(deps.items()))}
+    if "overrides" in data:
+        manifest["overrides"] = data["overrides"]
+    return manifest
 
 
 def _split_npm(requirement: str) -> tuple[str, str]:
@@ -151,27 +254,37 @@ def _split_npm(requirement: str) -> tuple[str, str]:
     return name, version if sep and version else "*"
 
 
+_NPM_FLAGS = ["--no-audit", "--no-fund", "--no-update-notifier", "--cache", "/tmp/npm"]
+
+
 def npm_lock(manifest: dict[str, object], sandboxed: bool) -> str:
     npm, npm_home = _npm()
     with tempfile.TemporaryDirectory(prefix="hyac-resolve-") as work:
         Path(work, "package.json").write_text(json.dumps(manifest, indent=2))
         result = run_sandboxed(
-            [npm, "install", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund",
-             "--cache", "/tmp/npm"],
-            writable=Path(work), readable=[npm_home], sandboxed=sandboxed,
+            [npm, "install", "--package-lock-only", "--ignore-scripts", *_NPM_FLAGS],
+            writable=Path(work), readable=[npm_home], network=True, sandboxed=sandboxed,
         )
         if result.returncode != 0:
             raise _installer_error("resolving the dependencies", result.stderr + result.stdout)
         return Path(work, "package-lock.json").read_text()
 
 
-def npm_install(manifest: dict[str, object], lock: str, target: Path, sandboxed: bool) -> None:
+def npm_install(manifest: dict[str, object], lock: dict[str, object], target: Path,
+                sandboxed: bool) -> None:
     npm, npm_home = _npm()
     (target / "package.json").write_text(json.dumps(manifest, indent=2))
-    (target / "package-lock.json").write_text(lock)
-    result = run_sandboxed(
-        [npm, "ci", "--no-audit", "--no-fund", "--cache", "/tmp/npm"],
-        writable=target, readable=[npm_home], sandboxed=sandboxed,
-    )
+    (target / "package-lock.json").write_text(json.dumps(lock))
+    result = run_sandboxed([npm, "ci", "--ignore-scripts", *_NPM_FLAGS], writable=target,
+                           readable=[npm_home], network=True, sandboxed=sandboxed)
     if result.returncode != 0:
         raise _installer_error("installing the dependencies", result.stderr + result.stdout)
+    packages = lock.get("packages")
+    if isinstance(packages, dict) and any(
+            isinstance(p, dict) and p.get("hasInstallScript") for p in packages.values()):
+        # Install scripts are package code: they run now, with no network at all.
+        result = run_sandboxed([npm, "rebuild", "--offline", *_NPM_FLAGS], writable=target,
+                               readable=[npm_home], network=False, sandboxed=sandboxed)
+        if result.returncode != 0:
+            raise _installer_error("running the packages' install scripts",
+                                   result.stderr + result.stdout)

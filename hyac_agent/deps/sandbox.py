@@ -1,13 +1,22 @@
 """Running an installer in a sandbox: a package's build step is hostile code.
 
-The installer runs under bubblewrap in new user, pid, mount, ipc and uts namespaces with
-every capability dropped, a read-only view of the system directories, the interpreter's
-prefix and the installer itself, a private /tmp, and exactly one writable directory: the
-environment being built. It shares the host's network, because it has to download
-packages; on this kind of host that means whatever the agent itself can reach (here,
-only the package registries). It never sees the agent's data directory, token or
-environment. Without bubblewrap (``--insecure-no-sandbox`` hosts) it runs as a plain
-process, and the agent says so in its log.
+Every installer step runs under bubblewrap in new user, pid, mount, ipc and uts
+namespaces as uid 1000 (never root inside), with every capability dropped, no nested
+user namespaces, the functions' seccomp filter, a read-only view of the system
+directories, the interpreter's prefix and the installer itself, a private /tmp, and
+exactly one writable directory: the environment being built.
+
+Two kinds of step, and package code runs only in the second:
+- ``network=True`` fetches: resolving and downloading with every build and lifecycle
+  script disabled (``uv --no-build``, ``npm --ignore-scripts``). It shares the host's
+  network, because it has to reach the package index.
+- ``network=False`` builds: sdists and npm install scripts, in a network namespace of
+  its own with nothing in it, so a build script reaches neither the internet nor the
+  host's loopback services.
+
+It never sees the agent's data directory, token or environment. Without bubblewrap
+(``--insecure-no-sandbox`` hosts) it runs as a plain process, and the agent says so in
+its log.
 """
 
 from __future__ import annotations
@@ -18,8 +27,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from hyac_agent.sandbox import seccomp
+
 log = logging.getLogger("hyac.deps")
 
+BUILD_UID = 1000
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 # What an installer needs of /etc: name resolution and CA certificates, pip's config.
 _ETC = ("resolv.conf", "hosts", "nsswitch.conf", "gai.conf", "host.conf", "ssl",
@@ -35,23 +47,27 @@ def sandbox_available() -> bool:
 
 
 def run_sandboxed(
-    argv: list[str], *, writable: Path, readable: list[Path], input_text: str | None = None,
-    timeout: float = 600.0, sandboxed: bool = True, cwd: Path | None = None,
+    argv: list[str], *, writable: Path, readable: list[Path], network: bool,
+    input_text: str | None = None, timeout: float = 600.0, sandboxed: bool = True,
+    cwd: Path | None = None, env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` with ``writable`` as its only writable directory (also its cwd)."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
+    """Run ``argv`` with ``writable`` as its only writable directory (also its cwd);
+    with the host's network only when ``network`` (then no package code may run)."""
+    environ = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
     for key, value in os.environ.items():
         if key.startswith(_PASSED_ENV) and not key.startswith(("UV_CACHE_DIR",)):
-            env[key] = value
+            environ[key] = value
+    environ.update(env or {})
     workdir = cwd or writable
     if not sandboxed or not sandbox_available():
         if sandboxed:
             log.warning("bubblewrap is missing: running the dependency installer unsandboxed")
         return subprocess.run(argv, input=input_text, capture_output=True, text=True,
-                              timeout=timeout, env={**env, "HOME": str(writable)}, cwd=workdir)
-    args = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--share-net", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", "--clearenv"]
+                              timeout=timeout, env={**environ, "HOME": str(writable)}, cwd=workdir)
+    args = ["bwrap", "--unshare-user", "--disable-userns", "--uid", str(BUILD_UID),
+            "--gid", str(BUILD_UID), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--share-net" if network else "--unshare-net",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
     for folder in _SYSTEM_DIRS:
         if os.path.islink(folder):
             args += ["--symlink", os.readlink(folder), folder]
@@ -71,7 +87,15 @@ def run_sandboxed(
         if os.path.isdir(extra):
             args += ["--ro-bind", extra, extra]
     args += ["--bind", str(writable), str(writable), "--chdir", str(workdir)]
-    for key, value in env.items():
+    for key, value in environ.items():
         args += ["--setenv", key, value]
-    return subprocess.run([*args, "--", *argv], input=input_text, capture_output=True,
-                          text=True, timeout=timeout)
+    fds: tuple[int, ...] = ()
+    if seccomp.supported_machine() is not None:
+        fds = (seccomp.filter_fd(),)
+        args += ["--seccomp", str(fds[0])]
+    try:
+        return subprocess.run([*args, "--", *argv], input=input_text, capture_output=True,
+                              text=True, timeout=timeout, pass_fds=fds)
+    finally:
+        for fd in fds:
+            os.close(fd)

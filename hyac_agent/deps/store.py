@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from hyac_agent.deps import installers
+from hyac_agent.deps import installers, policy
 from hyac_agent.runtimes import Runtime
 from hyac_common.errors import InvalidInput
 
@@ -46,23 +46,30 @@ def collect_requirements(
         text = files.get(str(folder / "requirements.txt"))
         if text is not None:
             for line in text.decode("utf-8", "replace").splitlines():
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    if line.startswith("-"):
-                        raise InvalidInput(
-                            f"{folder / 'requirements.txt'}: options such as {line.split()[0]!r} "
-                            "are not supported; list requirements only"
-                        )
-                    found.append(line)
+                line = line.split(" #", 1)[0].strip()
+                if line and not line.startswith("#"):
+                    found.append(line)  # checked with the settings' own by DependencyStore
     elif runtime.installer == "npm":
         extra = files.get(str(folder / "package.json"))
     return found, extra
 
 
+def check_client_lock(runtime: Runtime, lock: str) -> str:
+    """A lock sent by a client, accepted only as pins of the configured index: Python
+    ``name==version`` with hashes, npm packages resolved from the registry (no URLs)."""
+    if runtime.installer == "pip":
+        policy.parse_lock(lock, allow_urls=False)
+    elif runtime.installer == "npm":
+        policy.check_npm_lock(lock, allow_urls=False)
+    return lock
+
+
 class DependencyStore:
-    def __init__(self, root: Path, sandboxed: bool = True) -> None:
+    def __init__(self, root: Path, sandboxed: bool = True, allow_direct_urls: bool = False) -> None:
         self.root = root
         self.sandboxed = sandboxed
+        #: the owner allows direct-URL requirements (HYAC_DEPS_ALLOW_DIRECT_URLS)
+        self.allow_direct_urls = allow_direct_urls
         (root / "envs").mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o755)
         os.chmod(root / "envs", 0o755)
@@ -86,18 +93,25 @@ class DependencyStore:
     ) -> Prepared | None:
         """Resolve (unless ``lock`` is given) and install; None without dependencies.
 
-        Raises DependencyConflict or InstallFailed before anything is recorded."""
+        Raises DependencyRefused before any installer runs, DependencyConflict or
+        InstallFailed before anything is recorded."""
         if not requirements and package_json is None and not lock:
             return None
         if not runtime.installer:
             raise InvalidInput(f"runtime {runtime.name!r} does not support dependencies")
+        manifest = self._check(runtime, requirements, package_json)
         if lock is None:
-            lock = await asyncio.to_thread(self._resolve, runtime, requirements, package_json)
+            lock = await asyncio.to_thread(self._resolve, runtime, requirements, manifest)
         return await self.ensure(runtime, lock)
 
     async def ensure(self, runtime: Runtime, lock: str) -> Prepared:
         """The environment of ``lock``: reused when it exists, else built from the lock
         (another agent sharing the store database builds exactly the same one)."""
+        # Checked again here: a stored lock may name a URL the owner no longer allows.
+        if runtime.installer == "pip":
+            policy.parse_lock(lock, self.allow_direct_urls)
+        else:
+            policy.check_npm_lock(lock, self.allow_direct_urls)
         env_id = self.env_id(runtime, lock)
         async with self._locks.setdefault(env_id, asyncio.Lock()):
             installed = False
@@ -107,10 +121,22 @@ class DependencyStore:
                 self.installs += 1
         return Prepared(lock, env_id, self.path(env_id), installed, _count(runtime, lock))
 
-    def _resolve(self, runtime: Runtime, requirements: list[str], package_json: bytes | None) -> str:
+    def _check(
+        self, runtime: Runtime, requirements: list[str], package_json: bytes | None
+    ) -> dict[str, object] | None:
+        """Refuse what this agent does not install from; npm's merged package.json."""
         if runtime.installer == "pip":
-            return installers.python_lock(runtime, requirements, self.sandboxed)
+            policy.check_requirements(requirements, self.allow_direct_urls)
+            return None
         manifest = installers.package_json(requirements, package_json)
+        policy.check_npm_manifest(manifest, self.allow_direct_urls)
+        return manifest
+
+    def _resolve(
+        self, runtime: Runtime, requirements: list[str], manifest: dict[str, object] | None
+    ) -> str:
+        if manifest is None:
+            return installers.python_lock(runtime, requirements, self.sandboxed)
         lock = installers.npm_lock(manifest, self.sandboxed)
         return json.dumps({"package.json": manifest, "package-lock.json": json.loads(lock)},
                           sort_keys=True)
@@ -120,12 +146,11 @@ class DependencyStore:
         try:
             os.chmod(tmp, 0o755)
             if runtime.installer == "pip":
-                installers.python_install(runtime, lock, tmp, self.sandboxed)
+                installers.python_install(runtime, lock, tmp, self.sandboxed,
+                                          self.allow_direct_urls)
             else:
-                data = json.loads(lock)
-                installers.npm_install(
-                    data["package.json"], json.dumps(data["package-lock.json"]), tmp, self.sandboxed
-                )
+                manifest, npm_lock = policy.check_npm_lock(lock, self.allow_direct_urls)
+                installers.npm_install(manifest, npm_lock, tmp, self.sandboxed)
             _make_readable(tmp)
             (tmp / ".complete").write_text(env_id)
             final = self.path(env_id)
@@ -143,7 +168,7 @@ class DependencyStore:
 
 def _count(runtime: Runtime, lock: str) -> int:
     if runtime.installer == "pip":
-        return sum(1 for line in lock.splitlines() if "==" in line and not line.startswith(" "))
+        return len(policy.parse_lock(lock, allow_urls=True))
     packages = json.loads(lock)["package-lock.json"].get("packages", {})
     return sum(1 for key in packages if key)
 

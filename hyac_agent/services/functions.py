@@ -93,9 +93,12 @@ class FunctionService:
         config = request.config
         prepared = None
         if self.deps is not None:
-            from hyac_agent.deps import collect_requirements
+            from hyac_agent.deps import check_client_lock, collect_requirements
 
-            lock = existing.config.lock if existing is not None else config.lock
+            # A stored lock is the agent's own; a client's is held to pins of the index.
+            lock = existing.config.lock if existing is not None else (
+                check_client_lock(runtime, config.lock) if config.lock else None
+            )
             requirements, package_json = collect_requirements(
                 runtime, request.entry, files, config.requirements
             )
