@@ -5,6 +5,7 @@ and the host calls that reach a tenant's own data (``db.*``, ``secrets.*``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import time
@@ -14,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from hyac_agent.tenancy.auth import RANK, ROLES, Authenticator, Principal, hash_token, new_token
 from hyac_agent.tenancy.objects import ObjectService
-from hyac_agent.tenancy.quotas import QuotaService
+from hyac_agent.tenancy.quotas import QuotaService, exceeded
 from hyac_agent.tenancy.secrets import SecretService, check_secret_name
 from hyac_agent.tenancy.store import TenancyStore, TokenRecord
-from hyac_agent.tenancy.tenantdb import TenantDatabases, is_write_free
+from hyac_agent.tenancy.tenantdb import DatabaseFull, TenantDatabases, is_write_free
 from hyac_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from hyac_common.names import validate_name
 
@@ -309,13 +310,9 @@ class TenancyService:
         if op.startswith("storage."):
             return await self.objects.host_call(tenant, op, args)
         if op in ("db.execute", "db.fetchall"):
-            sql = args.get("sql")
             owner = request_id if request_id and self.databases.in_transaction(request_id) else None
-            if op == "db.execute" and isinstance(sql, str) and not is_write_free(sql):
-                await asyncio.to_thread(self.quotas.check_storage, tenant, 1)
-            return await asyncio.to_thread(
-                self.databases.run, tenant, owner, sql, args.get("params"), op == "db.fetchall"
-            )
+            return await asyncio.to_thread(self._sql, tenant, owner, args.get("sql"),
+                                           args.get("params"), op == "db.fetchall")
         if op in ("db.begin", "db.commit", "db.rollback"):
             if request_id is None:
                 raise InvalidInput("db transactions belong to a request; none is in flight")
@@ -327,6 +324,24 @@ class TenancyService:
                 raise InvalidInput(f"{op}: no transaction is open")
             return None
         raise InvalidInput(f"unknown host call {op!r}")
+
+    def _sql(self, tenant: str, owner: str | None, sql: Any, params: Any, fetch: bool) -> Any:
+        """One statement of ``tenant``, the database held to what its storage quota leaves
+        once kv and objects are counted. Statements that may write go one at a time with
+        the tenant's kv sets and object puts, so together they cannot pass the quota."""
+        limit = self.quotas.limit(tenant, "storage")
+        if limit is None:
+            return self.databases.run(tenant, owner, sql, params, fetch)
+        writes = not (isinstance(sql, str) and is_write_free(sql))
+        with self.objects.tenant_lock(tenant) if writes else contextlib.nullcontext():
+            other = self.store.kv_bytes(tenant) + self.objects.bytes_of(tenant)
+            if writes:  # full already: refused before it runs, as kv sets and puts are
+                self.quotas.check_storage(tenant, 1)
+            try:
+                return self.databases.run(tenant, owner, sql, params, fetch,
+                                          room=int(limit) - other)
+            except DatabaseFull as full:
+                raise exceeded("storage", limit, other + full.size, 413) from None
 
     async def kv_write(self, tenant: str, key: str, value: Any,
                        write: Callable[[str, str, Any], None]) -> None:

@@ -46,6 +46,17 @@ them too.
 
 A transaction (``db.begin``) holds one connection for the request that opened it until
 ``db.commit``/``db.rollback``, or until that request ends (then it is rolled back).
+
+The storage quota is enforced by the database itself, around each statement (``room``:
+the bytes the quota leaves the database once the tenant's kv and objects are counted).
+SQLite: ``PRAGMA max_page_count`` is set from it on the statement's connection, so a
+statement that would grow the file past it fails with SQLITE_FULL and is undone by SQLite
+(inside a ``db.begin`` transaction SQLite may undo the whole transaction). PostgreSQL has
+no such limit: the statement runs in a transaction of its own (a savepoint inside the
+tenant's), as one statement (the extended protocol, so no ``;``-joined second statement
+runs after the check), and if the database grew past the room it is rolled back, and
+vacuumed so the space its rows took is given back (inside the tenant's transaction that
+is left to autovacuum).
 """
 
 from __future__ import annotations
@@ -64,6 +75,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +171,48 @@ def _setting(value: float | None, env: str, default: float) -> float:
     return value
 
 
+class DatabaseFull(Exception):
+    """A statement would have grown the tenant's database past the room the storage
+    quota leaves it; nothing of it was written."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the database would hold {size} bytes")
+        self.size = size
+
+
+#: no SQLite database reaches this many pages (SQLite's own ceiling)
+_SQLITE_MAX_PAGES = 4294967294
+_SQLITE_FULL = 13  # (not in the sqlite3 module of every Python)
+
+
+@contextlib.contextmanager
+def _agent_pragmas(conn: sqlite3.Connection) -> Iterator[None]:
+    """The agent's own PRAGMAs on a tenant connection (the authorizer refuses them to
+    the tenant's SQL)."""
+    conn.set_authorizer(None)
+    try:
+        yield
+    finally:
+        conn.set_authorizer(_authorizer)
+
+
+def _sqlite_limit(conn: sqlite3.Connection, room: int | None) -> None:
+    """Cap the database at ``room`` bytes for the next statements of ``conn``. SQLite
+    never lowers the cap below the pages the database already has, so statements that
+    free space still run when it is over."""
+    with _agent_pragmas(conn):
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = _SQLITE_MAX_PAGES if room is None else max(room // page_size, 1)
+        conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+
+
+def _sqlite_size(conn: sqlite3.Connection) -> int:
+    with _agent_pragmas(conn):
+        count, size = (conn.execute(f"PRAGMA {p}").fetchone()[0]
+                       for p in ("page_count", "page_size"))
+    return int(count) * int(size)
+
+
 class _Txn:
     def __init__(self, conn: Any, tenant: str, deadline: float) -> None:
         self.conn = conn
@@ -215,6 +269,7 @@ class TenantDatabases:
         self._names: dict[str, str] = {}
         self._prefix: str | None = None
         self._key: bytes | None = None
+        self._baseline: int | None = None
 
     # locations ------------------------------------------------------------------------
 
@@ -377,22 +432,91 @@ class TenantDatabases:
 
     # operations -----------------------------------------------------------------------
 
-    def run(self, tenant: str, owner: str | None, sql: Any, params: Any, fetch: bool) -> Any:
-        """Run one statement, in the open transaction of ``owner`` if it has one."""
+    def run(self, tenant: str, owner: str | None, sql: Any, params: Any, fetch: bool,
+            room: int | None = None) -> Any:
+        """Run one statement, in the open transaction of ``owner`` if it has one, letting
+        the database grow to ``room`` bytes at most (None: no limit), else DatabaseFull."""
         sql, params = _check(sql, params)
         txn = self._txns.get(owner) if owner else None
         if txn is not None and txn.tenant != tenant:  # never: owners are per worker
             raise InvalidInput("db: transaction belongs to another tenant")
         if txn is not None:
             with txn.lock:
-                return self._statement(txn.conn, sql, params, fetch)
+                return self._limited(txn.conn, sql, params, fetch, room, in_txn=True)
         conn = self._connect(tenant)
         try:
-            return self._statement(conn, sql, params, fetch)
+            return self._limited(conn, sql, params, fetch, room, in_txn=False)
         finally:
             conn.close()
 
-    def _statement(self, conn: Any, sql: str, params: Any, fetch: bool) -> Any:
+    def _limited(self, conn: Any, sql: str, params: Any, fetch: bool, room: int | None,
+                 in_txn: bool) -> Any:
+        if not self.postgres:
+            if room is not None or in_txn:  # (a transaction's cap may have been set before)
+                _sqlite_limit(conn, room)
+            try:
+                return self._statement(conn, sql, params, fetch)
+            except DatabaseFull:
+                raise DatabaseFull(_sqlite_size(conn)) from None
+        if room is None:
+            return self._statement(conn, sql, params, fetch)
+        return self._pg_limited(conn, sql, params, fetch, room)
+
+    def _pg_limited(self, conn: Any, sql: str, params: Any, fetch: bool, room: int) -> Any:
+        """The statement in a transaction (or a savepoint in the tenant's) that is rolled
+        back if it grew the database past ``room``. A statement that does not grow it
+        (DELETE, UPDATE in place) runs even when the database is already over."""
+        from psycopg.pq import TransactionStatus
+
+        inside = conn.info.transaction_status == TransactionStatus.INTRANS
+        before = self._pg_size(conn)
+        conn.execute("SAVEPOINT hyac_quota" if inside else "BEGIN")
+        try:
+            result = self._statement(conn, sql, params, fetch, single=True)
+        except BaseException:
+            self._pg_undo(conn, inside)
+            raise
+        if conn.info.transaction_status != TransactionStatus.INTRANS:
+            return result  # it was a COMMIT or ROLLBACK itself: it wrote nothing
+        after = self._pg_size(conn)
+        if after > room and after > before:
+            self._pg_undo(conn, inside)
+            if not inside:
+                # The rolled-back rows' pages stay in the files until a vacuum; without
+                # one the tenant's next insert would find its database still full.
+                with contextlib.suppress(Exception):
+                    conn.execute("VACUUM")
+                after = self._pg_size(conn)
+            raise DatabaseFull(after)
+        conn.execute("RELEASE SAVEPOINT hyac_quota" if inside else "COMMIT")
+        return result
+
+    @staticmethod
+    def _pg_undo(conn: Any, inside: bool) -> None:
+        from psycopg.pq import TransactionStatus
+
+        if conn.info.transaction_status == TransactionStatus.IDLE:
+            return  # the statement ended the transaction itself
+        with contextlib.suppress(Exception):  # a savepoint the statement released
+            conn.execute("ROLLBACK TO SAVEPOINT hyac_quota" if inside else "ROLLBACK")
+
+    def _pg_size(self, conn: Any) -> int:
+        """What the tenant added to an empty database, as its own connection sees it
+        (rows its open transaction wrote included). Qualified: a tenant may shadow
+        functions of pg_catalog on its search_path."""
+        row = conn.execute("SELECT pg_catalog.pg_database_size(pg_catalog.current_database())"
+                           ).fetchone()
+        return max(int(row[0]) - self._pg_baseline(), 0)
+
+    def _pg_baseline(self) -> int:
+        if self._baseline is None:
+            with self._pg_admin() as admin:
+                self._baseline = int(admin.execute(f"SELECT {_BASELINE}").fetchone()[0])
+        return self._baseline
+
+    def _statement(self, conn: Any, sql: str, params: Any, fetch: bool,
+                   single: bool = False) -> Any:
+        """Run the statement; ``single`` (PostgreSQL): refuse ``;``-joined statements."""
         watchdog = None
         deadline: list[float] = []
         if self.postgres:
@@ -406,12 +530,15 @@ class TenantDatabases:
             deadline.append(time.monotonic() + self.statement_timeout)
             conn.set_progress_handler(lambda: time.monotonic() > deadline[0], 10_000)
         try:
-            cursor = conn.execute(sql, params)
+            # (prepared: the extended protocol, which takes exactly one statement)
+            cursor = conn.execute(sql, params, prepare=True) if single else conn.execute(sql, params)
             if not fetch:
                 return cursor.rowcount
             columns = [d[0] for d in cursor.description or ()]
             rows = cursor.fetchmany(MAX_ROWS + 1)
         except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+                raise DatabaseFull(0) from None
             if deadline and time.monotonic() > deadline[0] and "interrupted" in str(exc):
                 raise InvalidInput(self._cancelled(), code="db_error") from None
             raise InvalidInput(f"db: {exc}", code="db_error") from None
@@ -493,11 +620,16 @@ class TenantDatabases:
                     f"SELECT pg_database_size(datname) - {_BASELINE} FROM pg_database "
                     "WHERE datname = %s", (self.database(tenant),)).fetchone()
             return max(int(row[0]), 0) if row else 0
+        # Pages, as max_page_count counts them (the WAL file holds copies of pages, and
+        # keeps its size after a checkpoint).
         total = 0
-        for suffix in ("", "-wal"):
-            path = Path(str(self.sqlite_path(tenant)) + suffix)
-            if path.exists():
-                total += path.stat().st_size
+        path = self.sqlite_path(tenant)
+        if path.exists():
+            conn = sqlite3.connect(str(path), timeout=10)
+            try:
+                total += _sqlite_size(conn)
+            finally:
+                conn.close()
         objects = self.tenant_dir(tenant) / "objects"
         if objects.is_dir():
             total += sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
