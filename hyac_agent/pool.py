@@ -70,6 +70,8 @@ class WorkerPool:
         self.idle_timeout = idle_timeout
         self.settings = settings or PoolSettings()
         self._workers: dict[WorkerKey, Worker] = {}
+        # Workers taking no new requests, stopped once the requests on them have ended.
+        self._draining: set[Worker] = set()
         self._starting: dict[WorkerKey, asyncio.Future[Worker]] = {}
         self._generic: dict[str, list[_Generic]] = {}
         self._warm_runtimes: set[str] = set(self.settings.runtimes)
@@ -99,11 +101,13 @@ class WorkerPool:
         """A live worker for ``version``, specialised or started if there is none."""
         key = self.key(version)
         worker = self._workers.get(key)
-        if worker is not None and not worker.dead:
+        if worker is not None and worker.accepting:
             return worker
         starting = self._starting.get(key)
         if starting is not None:
-            return await asyncio.shield(starting)
+            worker = await asyncio.shield(starting)
+            # It may have begun draining before this waiter woke: then ask again.
+            return worker if worker.accepting else await self.acquire(version)
         future: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
         self._starting[key] = future
         try:
@@ -160,7 +164,9 @@ class WorkerPool:
         except BaseException:
             await sandbox_.kill()
             raise
-        worker = Worker(spec, version.sha256, sandbox_, self.logbus, self.host_calls)
+        worker = Worker(
+            spec, version.sha256, sandbox_, self.logbus, self.host_calls, on_drain=self._drain
+        )
         await worker.start(self._init_message(version, runtime.name, sandbox_.code_dir, env))
         return worker
 
@@ -257,20 +263,28 @@ class WorkerPool:
             if key[0] == tenant and key[1] == function and key[2] != keep_sha
         ]
         for key in doomed:
-            worker = self._workers.pop(key)
-            self._spawn(self._drain_and_stop(worker))
+            self._workers[key].drain("a newer version of the function serves now")
 
     async def retire_tenant(self, tenant: str) -> None:
         """Stop every worker of ``tenant`` (its env or network changed)."""
         for key in [key for key in self._workers if key[0] == tenant]:
-            self._spawn(self._drain_and_stop(self._workers.pop(key)))
+            self._workers[key].drain("the tenant's settings changed")
+
+    def _drain(self, worker: Worker) -> None:
+        """``worker`` takes no new requests: a fresh one serves its version from now on."""
+        self.forget(worker)
+        self._draining.add(worker)
+        self._spawn(self._drain_and_stop(worker))
 
     async def _drain_and_stop(self, worker: Worker) -> None:
-        # Let requests already running on the old version finish first.
-        deadline = time.monotonic() + 60
-        while worker.in_flight and time.monotonic() < deadline and not worker.dead:
-            await asyncio.sleep(0.05)
-        await worker.shutdown()
+        # Every request on the worker ends by its own deadline (Worker.invoke), so this
+        # wait is bounded by the longest timeout of the function.
+        try:
+            while worker.in_flight and not worker.dead:
+                await asyncio.sleep(0.05)
+            await worker.shutdown()
+        finally:
+            self._draining.discard(worker)
 
     def forget(self, worker: Worker) -> None:
         key = (worker.spec.tenant, worker.spec.function, worker.sha256)
@@ -280,6 +294,7 @@ class WorkerPool:
     def stats(self) -> dict[str, int]:
         return {
             "workers": len(self._workers),
+            "draining": len(self._draining),
             "starting": len(self._starting),
             "generic": sum(len(v) for v in self._generic.values()),
             "hits": self.hits,
@@ -316,7 +331,7 @@ class WorkerPool:
         for task in self._refilling.values():
             task.cancel()
         await asyncio.gather(*self._refilling.values(), return_exceptions=True)
-        workers, self._workers = list(self._workers.values()), {}
+        workers, self._workers = [*self._workers.values(), *self._draining], {}
         generic = [e.sandbox for ready in self._generic.values() for e in ready]
         self._generic = {}
         await asyncio.gather(

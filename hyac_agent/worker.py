@@ -30,6 +30,8 @@ log = logging.getLogger("hyac.worker")
 
 #: (tenant, op, args, request id of the caller's own request in flight or None) -> value
 HostCallHandler = Callable[[str, str, dict[str, Any], "str | None"], Awaitable[Any]]
+#: told when a worker starts draining, so no new request is sent to it
+DrainHandler = Callable[["Worker"], None]
 INIT_TIMEOUT = 30.0
 
 
@@ -48,17 +50,24 @@ class Worker:
         sandbox: Sandbox,
         logbus: LogBus,
         host_calls: HostCallHandler,
+        on_drain: DrainHandler | None = None,
     ) -> None:
         self.spec = spec
         self.sha256 = sha256
         self.sandbox = sandbox
         self.logbus = logbus
         self.host_calls = host_calls
+        self._on_drain = on_drain
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.last_used = time.monotonic()
         self.dead = False
         self.death_reason = "the worker exited"
         self.death_error: type[WorkerCrashed] = WorkerCrashed
+        #: takes no new requests; stopped once the ones on it have ended
+        self.draining = False
+        # Requests already answered (timed out, cancelled) whose code may still run here:
+        # their host calls are refused, so an answered request changes nothing more.
+        self._abandoned: dict[str, HyacError] = {}
         self._logs = LogBudget(self._system_log)
         self._ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -67,6 +76,11 @@ class Worker:
     @property
     def in_flight(self) -> int:
         return len(self.pending)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a new request may be sent to this worker."""
+        return not self.dead and not self.draining
 
     # life cycle --------------------------------------------------------------------------
 
@@ -113,6 +127,29 @@ class Worker:
             if task is not current:
                 task.cancel()
 
+    def drain(self, reason: str) -> None:
+        """Take no new requests; the ones on the worker run on to their own deadlines,
+        then the pool stops it."""
+        if self.draining or self.dead:
+            return
+        self.draining = True
+        log.info("worker %s draining: %s", self.sandbox.pid, reason)
+        if self._on_drain is not None:
+            self._on_drain(self)
+
+    def abandon(self, request_id: str, error: HyacError, reason: str) -> None:
+        """Answer request ``request_id`` with ``error`` now and drain the worker: its code
+        cannot be stopped alone, but the worker's other requests need not fail with it."""
+        future = self.pending.get(request_id)
+        if future is None:
+            return
+        self._abandoned[request_id] = error
+        if not future.done():
+            future.set_exception(error)
+        if not self.draining and not self.dead:
+            self._system_log(f"worker draining: {reason}; requests already on it finish first")
+        self.drain(reason)
+
     async def shutdown(self) -> None:
         """Ask the worker to leave, and make sure it has."""
         if not self.dead:
@@ -143,12 +180,13 @@ class Worker:
             try:
                 return await asyncio.wait_for(asyncio.shield(future), timeout)
             except asyncio.TimeoutError:
-                # A worker that overran cannot be trusted to stop: kill it, and every
-                # other request on it fails as crashed rather than hanging.
-                await self.kill(f"request {request_id} exceeded its timeout")
-                raise FunctionTimeout(
+                # Only this request is over: answer it now, and drain the worker (the
+                # overrunning code cannot be stopped alone) rather than fail its neighbours.
+                error = FunctionTimeout(
                     f"function {self.spec.function!r} timed out after {timeout:g}s"
-                ) from None
+                )
+                self.abandon(request_id, error, f"request {request_id} exceeded its timeout")
+                raise error from None
         finally:
             self.pending.pop(request_id, None)
             self.last_used = time.monotonic()
@@ -219,6 +257,9 @@ class Worker:
             # The request id is the worker's word: honour it only for a request that is
             # in flight on this very worker, so it cannot speak for anyone else's.
             request_id = message.get("id")
+            ended = self._abandoned.get(request_id) if isinstance(request_id, str) else None
+            if ended is not None:
+                raise type(ended)(f"request {request_id} has ended: {ended.message}")
             own = request_id if isinstance(request_id, str) and request_id in self.pending else None
             reply["value"] = await self.host_calls(self.spec.tenant, op, args or {}, own)
             reply["ok"] = True

@@ -38,6 +38,13 @@ class OutputTooLarge(HyacError):
     status = 502
 
 
+class RequestCancelled(HyacError):
+    """The request's run was stopped from outside (its task was cancelled or handed back)."""
+
+    code = "cancelled"
+    status = 409
+
+
 class CallDepthExceeded(HyacError):
     """``context.invoke`` calls nested deeper than MAX_CALL_DEPTH (runaway recursion)."""
 
@@ -239,11 +246,11 @@ class InvokeService:
         return None if worker is None else (worker.spec.function, worker.spec.version)
 
     async def abort(self, request_id: str, reason: str) -> None:
-        """Stop request ``request_id`` by killing its worker; other requests on that
-        worker fail as crashed, as they do when a request times out."""
+        """End request ``request_id`` now (RequestCancelled); its worker is drained, so
+        the other requests on it finish by their own deadlines, as after a timeout."""
         worker = self._serving.get(request_id)
         if worker is not None:
-            await worker.kill(reason)
+            worker.abandon(request_id, RequestCancelled(reason, request_id=request_id), reason)
 
 
 @contextlib.asynccontextmanager
