@@ -29,6 +29,7 @@
 | mail_from            | HYAC_MAIL_FROM              | "" (the SMTP user name, if it is an address) |
 | smtp_timeout         | HYAC_SMTP_TIMEOUT           | 20 seconds per SMTP connect, command or reply |
 | tasks                | HYAC_QUEUE, HYAC_BROKER_URL, HYAC_TASK_* … | see hyac_agent/tasks/settings.py |
+| tasks.callback_allow_cidrs | HYAC_CALLBACK_ALLOW_CIDRS | "" (task callbacks reach public addresses only) |
 """
 
 from __future__ import annotations

@@ -125,16 +125,14 @@ class Agent:
 
     def _init_tasks(self) -> None:
         from hyac_agent.tasks import TaskExecutor, TaskService, make_queue
-        from hyac_agent.tasks.callbacks import load_or_create_secret
+        from hyac_agent.tasks.callbacks import CallbackKeys
 
         settings = self.config.tasks
         settings.validate()
-        data_dir = self.config.data_dir
-
-        def secret() -> str:
-            return settings.callback_secret or load_or_create_secret(data_dir)
-
-        self.task_executor = TaskExecutor(self.store, self.functions, self.invoker, settings, secret)
+        self.callback_keys = CallbackKeys(self.store.engine, self.config.data_dir)
+        self.task_executor = TaskExecutor(
+            self.store, self.functions, self.invoker, settings, self.callback_keys.key
+        )
         self.queue = make_queue(self.task_executor)
         self.tasks = TaskService(self.store, self.functions, self.queue)
         self.host_calls.tasks = self.tasks

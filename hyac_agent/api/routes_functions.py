@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from hyac_agent.api.checks import sane_numbers, valid_base64
-from hyac_agent.api.deps import get_agent, get_tenant, require_token
+from hyac_agent.api.deps import get_agent, get_principal, get_tenant, require_token
 from hyac_agent.api.limits import body_too_large
 from hyac_agent.core import Agent
 from hyac_common.errors import PayloadTooLarge
@@ -50,6 +50,7 @@ async def deploy(
     agent: Agent = Depends(get_agent),
 ) -> DeployResult:
     sane_numbers(body.config, "config")
+    agent.tasks.check_callback_url(body.config.callback_url)
     await asyncio.to_thread(agent.tenancy.check_deploy, tenant, name, body.config)
     result = await agent.functions.deploy(tenant, name, body)
     response.status_code = 201 if result.created else 200
@@ -115,6 +116,9 @@ async def invoke(
     if mode == "auto":
         version = await agent.functions.active_version(tenant, name)
         mode = "async" if version.config.background else "sync"
+    if callback_url:
+        # Invoking is open to viewers; choosing where the agent sends requests is not.
+        (await get_principal(request)).require(tenant, "developer")
     if mode == "async":
         record = await agent.tasks.submit(
             tenant, name, body, client_ip=client, delay=delay, callback_url=callback_url

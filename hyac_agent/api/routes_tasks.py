@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from hyac_agent.api.deps import get_agent, get_tenant, require_token
+from hyac_agent.api.deps import get_agent, get_tenant, require_token, tenant_role
 from hyac_agent.core import Agent
 from hyac_agent.store import TaskRecord
 from hyac_common.wire import TERMINAL_TASK_STATUSES, TaskInfo, TaskSubmitted
@@ -35,6 +35,22 @@ async def list_tasks(
     agent: Agent = Depends(get_agent),
 ) -> list[TaskInfo]:
     return await agent.tasks.list(tenant, function, status, limit)
+
+
+@router.get("/callback-key")
+async def callback_key(
+    tenant: str = Depends(tenant_role("developer")), agent: Agent = Depends(get_agent)
+) -> dict[str, str]:
+    """The tenant's key for checking the signature of its completion callbacks."""
+    from hyac_agent.tasks import callbacks
+
+    key = await asyncio.to_thread(agent.callback_keys.key, tenant)
+    return {
+        "tenant": tenant, "key": key, "algorithm": "HMAC-SHA256",
+        "header": callbacks.SIGNATURE_HEADER,
+        "signed": f"{callbacks.SCHEME}:{{{callbacks.TIMESTAMP_HEADER}}}:"
+                  f"{{{callbacks.TENANT_HEADER}}}:{{body}}",
+    }
 
 
 @router.get("/{task_id}", response_model=TaskInfo)

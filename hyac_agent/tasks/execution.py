@@ -25,7 +25,7 @@ from typing import Any
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService, new_request_id
 from hyac_agent.store import Store, TaskRecord, VersionRecord
-from hyac_agent.tasks.callbacks import SIGNATURE_HEADER, sign
+from hyac_agent.tasks import callbacks, destinations
 from hyac_agent.tasks.settings import TaskSettings
 from hyac_common.errors import HyacError, NotFound
 from hyac_common.wire import InvokeRequest, TaskError, TaskInfo, TaskResult
@@ -91,14 +91,15 @@ class TaskExecutor:
         functions: FunctionService,
         invoker: InvokeService,
         settings: TaskSettings,
-        secret: Callable[[], str],
+        signing_key: Callable[[str], str],
     ) -> None:
         self.store = store
         self.functions = functions
         self.invoker = invoker
         self.settings = settings
         self.owner = runner_name()
-        self._secret = secret
+        #: a tenant's callback signing key (blocking: it may read the store)
+        self._signing_key = signing_key
         #: task id -> (request id of its run here, the asyncio task running it)
         self.running: dict[str, tuple[str, asyncio.Task[Any]]] = {}
         self._aborted: set[str] = set()
@@ -296,8 +297,6 @@ class TaskExecutor:
 
     async def deliver_callback(self, task_id: str) -> None:
         """One delivery attempt of ``task_id``'s completion callback, if it is due."""
-        import httpx
-
         task = await asyncio.to_thread(
             self.store.claim_callback, task_id, time.time(), CALLBACK_HOLD
         )
@@ -305,36 +304,55 @@ class TaskExecutor:
             return
         attempts = task.callback_attempts + 1
         info = task_info(task).model_copy(update={"callback_attempts": attempts})
+        now = time.time()
         body = json.dumps({
-            "event": f"task.{task.status}", "sent_at": time.time(),
+            "event": f"task.{task.status}", "sent_at": now,
             "task": info.model_dump(mode="json"),
         }, separators=(",", ":")).encode()
+        timestamp = str(int(now))
+        key = await asyncio.to_thread(self._signing_key, task.tenant)
         headers = {
             "content-type": "application/json",
             "user-agent": "hyac-agent",
-            SIGNATURE_HEADER: sign(self._secret(), body),
+            callbacks.SIGNATURE_HEADER: callbacks.sign(key, task.tenant, timestamp, body),
+            callbacks.TIMESTAMP_HEADER: timestamp,
+            callbacks.TENANT_HEADER: task.tenant,
             "X-Hyac-Event": f"task.{task.status}",
             "X-Hyac-Task-Id": task.id,
             "X-Hyac-Delivery-Attempt": str(attempts),
         }
-        delivered = False
+        delivered = refused = False
         try:
-            async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT) as client:
-                answer = await client.post(task.callback_url, content=body, headers=headers)
-            delivered = 200 <= answer.status_code < 300
+            destination = await asyncio.to_thread(
+                destinations.resolve, destinations.parse_url(task.callback_url),
+                self.settings.callback_allowed,
+            )
+            status = await asyncio.wait_for(
+                callbacks.post(destination, headers, body, CALLBACK_TIMEOUT), CALLBACK_TIMEOUT * 2
+            )
+            delivered = 200 <= status < 300
             if not delivered:
-                log.info("callback of %s answered HTTP %s", task.id, answer.status_code)
-        except (httpx.HTTPError, OSError) as exc:
+                log.info("callback of %s answered HTTP %s", task.id, status)
+        except HyacError as exc:  # refused by policy, or a URL stored before the checks
+            refused = True
+            self._tell_tenant(task, f"callback of task {task.id} not sent: {exc.message}")
+        except Exception as exc:  # no answer: name not found, refused, reset, timed out
             log.info("callback of %s failed: %s", task.id, exc)
         if delivered:
-            status, next_at = "delivered", None
-        elif attempts > self.settings.callback_retries:
-            status, next_at = "failed", None
+            outcome, next_at = "delivered", None
+        elif refused or attempts > self.settings.callback_retries:
+            # A refusal is not retried and reads like any failed delivery, so the task's
+            # status tells nothing about what answers at a refused address.
+            outcome, next_at = "failed", None
         else:
             wait = backoff(attempts, self.settings.callback_backoff,
                            self.settings.callback_backoff_max)
-            status, next_at = "pending", time.time() + wait
-        await asyncio.to_thread(self.store.record_callback, task.id, status, attempts, next_at)
+            outcome, next_at = "pending", time.time() + wait
+        await asyncio.to_thread(self.store.record_callback, task.id, outcome, attempts, next_at)
+
+    def _tell_tenant(self, task: TaskRecord, message: str) -> None:
+        self.invoker.logbus.emit(tenant=task.tenant, function=task.function,
+                                 version=task.version, stream="system", message=message)
 
     async def close(self) -> None:
         for job in list(self._background):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.store import Store, TaskRecord
+from hyac_agent.tasks.destinations import check_submitted
 from hyac_agent.tasks.execution import task_info
 from hyac_common.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from hyac_common.names import validate_name
@@ -31,19 +32,19 @@ def new_task_id() -> str:
     return "task_" + secrets.token_hex(10)
 
 
-def check_callback_url(url: str | None) -> str | None:
-    if url is None or url == "":
-        return None
-    if not url.startswith(("http://", "https://")) or len(url) > 2000:
-        raise InvalidInput(f"callback_url must be an http:// or https:// URL, not {url[:100]!r}")
-    return url
-
-
 class TaskService:
     def __init__(self, store: Store, functions: FunctionService, queue: TaskQueue) -> None:
         self.store = store
         self.functions = functions
         self.queue = queue
+
+    def check_callback_url(self, url: str | None) -> str | None:
+        """``url`` if callbacks may be sent there as far as can be told now (a literal
+        address is checked at once, a name when the callback is sent); None if empty."""
+        if url is None or url == "":
+            return None
+        check_submitted(url, self.queue.executor.settings.callback_allowed)
+        return url
 
     async def submit(
         self,
@@ -67,7 +68,7 @@ class TaskService:
             created_at=now, run_at=now + delay, started_at=None, finished_at=None,
             updated_at=now, lease_owner=None, lease_expires=None, run_request_id=None,
             dispatched_at=now, progress=None, progress_message="", result=None, error=None,
-            callback_url=check_callback_url(callback_url) or version.config.callback_url,
+            callback_url=self.check_callback_url(callback_url) or version.config.callback_url,
             callback_status=None, callback_attempts=0, callback_next_at=None,
         )
         await asyncio.to_thread(self.store.create_task, record)

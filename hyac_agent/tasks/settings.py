@@ -9,13 +9,18 @@
 | lease              | HYAC_TASK_LEASE          | 30 s: a run not renewed this long is lost |
 | callback_retries   | HYAC_CALLBACK_RETRIES    | 5 more tries after a failed delivery      |
 | callback_backoff   | HYAC_CALLBACK_BACKOFF    | 2 s before the first retry, doubling      |
-| callback_secret    | HYAC_CALLBACK_SECRET     | DATA_DIR/callback.key (made on first use) |
+| callback_allow_cidrs | HYAC_CALLBACK_ALLOW_CIDRS | "" (callbacks go to public addresses only) |
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hyac_agent.tasks.destinations import IPNetwork
 
 ENGINES = ("embedded", "celery")
 
@@ -40,11 +45,21 @@ class TaskSettings:
         default_factory=lambda: float(_env("HYAC_CALLBACK_BACKOFF", "2"))
     )
     callback_backoff_max: float = 600.0
-    callback_secret: str = field(default_factory=lambda: os.environ.get("HYAC_CALLBACK_SECRET", ""))
+    #: ranges callbacks may reach although they are not public (loopback, private, …):
+    #: a comma list of CIDRs, for receivers on the agent's own host or network
+    callback_allow_cidrs: list[str] = field(default_factory=lambda: [
+        item for item in os.environ.get("HYAC_CALLBACK_ALLOW_CIDRS", "").split(",") if item.strip()
+    ])
     #: how often a running task's lease is renewed and its cancellation checked
     heartbeat: float = 1.0
     #: how often the embedded dispatcher looks for due tasks when nothing woke it
     poll_interval: float = 0.5
+
+    @cached_property
+    def callback_allowed(self) -> list[IPNetwork]:
+        from hyac_agent.tasks.destinations import parse_allowed
+
+        return parse_allowed(self.callback_allow_cidrs)
 
     def validate(self) -> None:
         from hyac_common.errors import InvalidInput
@@ -56,3 +71,4 @@ class TaskSettings:
         if self.lease < 1:
             raise InvalidInput("HYAC_TASK_LEASE must be at least 1 second")
         self.heartbeat = min(self.heartbeat, self.lease / 3)
+        self.callback_allowed  # noqa: B018 - a CIDR that does not parse stops the agent here

@@ -117,6 +117,21 @@ def retry(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json 
     _act(task_id, "retry", "queued again", tenant, as_json)
 
 
+@app.command("callback-key")
+def callback_key(tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """Print the tenant's key for checking the signature of its task callbacks."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    term = Terminal()
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        answer = agent.get("/v1/tasks/callback-key")
+    if as_json:
+        term.print_json(answer)
+    else:
+        term.say(answer["key"])
+
+
 def _act(task_id: str, action: str, done: str, tenant: str | None, as_json: bool) -> None:
     """POST /v1/tasks/ID/ACTION and report the task it returns."""
     from hyac_cli import client
