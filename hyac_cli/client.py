@@ -258,35 +258,38 @@ def raise_for_error(response: httpx.Response) -> None:
     """Turn an error answer into the HyacError it stands for."""
     if response.status_code < 400:
         return
-    code, message = _error_of(response)
+    code, message, details = _error_of(response)
     cls = _ERRORS_BY_CODE.get(code or "") or _ERRORS_BY_STATUS.get(response.status_code)
     if cls is None:
         cls = errors.HyacError
     if cls is errors.InvalidInput and response.status_code >= 500:
         cls = errors.HyacError
-    error = cls(message, code=code) if code else cls(message)
+    # The agent's further fields (request_id, quota, ...) stay with the error, so
+    # `--json` hands them on to scripts.
+    error = cls(message, code=code, **details) if code else cls(message, **details)
     error.status = response.status_code
     raise error
 
 
-def _error_of(response: httpx.Response) -> tuple[str | None, str]:
+def _error_of(response: httpx.Response) -> tuple[str | None, str, dict[str, Any]]:
     fallback = f"the agent answered HTTP {response.status_code}"
     try:
         body = response.json()
     except ValueError:
         text = response.text.strip().splitlines()
-        return None, f"{fallback}: {text[0][:200]}" if text else fallback
+        return None, f"{fallback}: {text[0][:200]}" if text else fallback, {}
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return error.get("code"), str(error["message"])
+            details = {k: v for k, v in error.items() if k not in ("code", "message")}
+            return error.get("code"), str(error["message"]), details
         detail = body.get("detail")  # FastAPI's own validation errors
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             where = ".".join(str(p) for p in detail[0].get("loc", ()) if p != "body")
-            return "invalid_input", f"{where}: {detail[0].get('msg', 'invalid')}".lstrip(": ")
+            return "invalid_input", f"{where}: {detail[0].get('msg', 'invalid')}".lstrip(": "), {}
         if isinstance(detail, str):
-            return None, detail
-    return None, fallback
+            return None, detail, {}
+    return None, fallback, {}
 
 
 def connect(*, tenant: str | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> AgentClient:

@@ -99,12 +99,14 @@ def run() -> None:
 def _invoke(arguments: dict[str, Any]) -> int:
     """``run_invoke`` with the failures handled as the Typer app handles them."""
     from hyac_cli.invoking import run_invoke
+    from hyac_cli.terminal import report_failure
     from hyac_common.errors import HyacError
 
+    as_json = bool(arguments.get("as_json"))
     try:
         return run_invoke(**arguments, light=True)
     except HyacError as exc:
-        _error(exc.message)
+        report_failure(exc.message, code=exc.code, as_json=as_json, details=exc.details)
         return exc.exit_code
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -113,14 +115,8 @@ def _invoke(arguments: dict[str, Any]) -> int:
     except OSError as exc:
         from hyac_cli.terminal import os_error_message
 
-        _error(os_error_message(exc))
+        report_failure(os_error_message(exc), code="os_error", as_json=as_json)
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("\nAborted!\n")
         return 1
-
-
-def _error(message: str) -> None:
-    from hyac_cli.terminal import Terminal
-
-    Terminal().error(message)

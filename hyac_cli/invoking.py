@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from hyac_common.errors import InvalidInput
+from hyac_common.errors import HyacError, InvalidInput
 
 # The agent enforces the function's own timeout; this only stops the CLI from waiting
 # forever on an agent that went silent.
@@ -56,15 +56,27 @@ def run_invoke(
     }
     seconds = parse_duration(wait, "--wait")
     term = Terminal()
+    failure: HyacError | None = None
     params = {"mode": "async"} if background else {}
     if callback_url:
         params["callback_url"] = callback_url
     connect = client.connect_light if light else client.connect
     with connect(tenant=targets.tenant_of(tenant), timeout=seconds) as agent:
         with term.status(f"invoking {name}…"):
-            answer = agent.post(
-                f"/v1/functions/{client.segment(name)}/invoke", json=request, params=params or None
-            )
+            try:
+                answer = agent.post(
+                    f"/v1/functions/{client.segment(name)}/invoke", json=request,
+                    params=params or None,
+                )
+            except HyacError as exc:
+                # A module that fails to load is a function error too: the user's own
+                # traceback (file and line) on stderr, exit 1, as for one that raises.
+                if as_json or exc.code != "function_load_error":
+                    raise
+                failure = exc
+    if failure is not None:
+        term.write_err(_traceback_of({**failure.details, "message": failure.message}))
+        return 1
     if isinstance(answer, dict) and "task_id" in answer:  # queued (--async, or a background function)
         if as_json:
             term.print_json(answer)
@@ -75,6 +87,8 @@ def run_invoke(
         return 0
     result = _result(answer, client.unexpected_answer)
     if as_json:
+        if not result["ok"]:
+            result["error"] = _json_error(result.get("error"))
         term.print_json(result)
     elif result["ok"]:
         write_body(term, base64.b64decode(result["body_b64"]), result["headers"])
@@ -153,6 +167,13 @@ def _is_text(content_type: str, body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _json_error(error: Any) -> dict[str, Any]:
+    """The function's error with the ``code`` and ``message`` every --json error has."""
+    found = error if isinstance(error, dict) else {}
+    return {**found, "code": "function_error",
+            "message": str(found.get("message") or "the function failed without saying why")}
 
 
 def _traceback_of(error: Any) -> str:

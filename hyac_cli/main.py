@@ -35,14 +35,22 @@ from hyac_cli.commands import (
     token,
     user,
 )
+from hyac_cli.terminal import wants_json
 from hyac_common.errors import HyacError
+
+try:  # Typer vendors Click: its own exceptions are the ones its commands raise
+    from typer._click.exceptions import UsageError
+except ImportError:  # a Typer that uses Click itself
+    from click.exceptions import UsageError  # type: ignore[assignment]
 
 
 class HyacGroup(TyperGroup):
     """Turns user-facing failures into ``Error: ...`` on stderr and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:
-        with handle_errors():
+        # The command line after `hyac`: its --json decides how a failure is reported.
+        args = [*getattr(ctx, "_protected_args", ()), *ctx.args]
+        with handle_errors(as_json=wants_json(args)):
             return super().invoke(ctx)
 
 
@@ -104,12 +112,13 @@ def main(
 
 
 @contextmanager
-def handle_errors() -> Iterator[None]:
-    """One line on stderr and a non-zero exit for every failure that is not a bug."""
+def handle_errors(*, as_json: bool = False) -> Iterator[None]:
+    """One line on stderr and a non-zero exit for every failure that is not a bug; with
+    ``--json`` also the error as one JSON object on stdout."""
     try:
         yield
     except HyacError as exc:
-        _fail(exc.message, exc.exit_code)
+        _fail(exc.message, exc.exit_code, exc.code, as_json, exc.details)
     except BrokenPipeError:
         # The reader went away (`hyac logs | head`): stop quietly, like other tools.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -118,30 +127,37 @@ def handle_errors() -> Iterator[None]:
     except OSError as exc:
         from hyac_cli.terminal import os_error_message
 
-        _fail(os_error_message(exc), 1)
+        _fail(os_error_message(exc), 1, "os_error", as_json)
+    except UsageError as exc:
+        if not as_json:
+            raise  # Click prints the usage with it
+        _fail(exc.format_message(), exc.exit_code, "usage_error", as_json)
     except Exception as exc:
         httpx = sys.modules.get("httpx")
         if httpx is not None and isinstance(exc, httpx.HTTPError):
-            _fail(f"talking to the agent failed: {exc}", 1)
+            _fail(f"talking to the agent failed: {exc}", 1, "agent_unreachable", as_json)
         pydantic = sys.modules.get("pydantic")
         if pydantic is not None and isinstance(exc, pydantic.ValidationError):
             first = exc.errors()[0] if exc.errors() else {}
             where = ".".join(str(p) for p in first.get("loc", ()))
-            _fail(f"unexpected answer from the agent ({where}: {first.get('msg', exc)})", 1)
+            _fail(f"unexpected answer from the agent ({where}: {first.get('msg', exc)})", 1,
+                  "unexpected_answer", as_json)
         raise
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    from hyac_cli.terminal import Terminal
+def _fail(message: str, exit_code: int, code: str, as_json: bool,
+          details: dict[str, Any] | None = None) -> NoReturn:
+    from hyac_cli.terminal import report_failure
 
-    Terminal().error(message)
-    raise typer.Exit(code)
+    report_failure(message, code=code, as_json=as_json, details=details)
+    raise typer.Exit(exit_code)
 
 
 def run() -> None:
     """Entry point of the ``hyac`` console script."""
     try:
-        with handle_errors():  # failures outside any command, e.g. while parsing options
+        # failures outside any command, e.g. while parsing options
+        with handle_errors(as_json=wants_json(sys.argv[1:])):
             app(prog_name="hyac")
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

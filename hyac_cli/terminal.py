@@ -196,6 +196,29 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def wants_json(args: Sequence[str]) -> bool:
+    """Whether a command line asks for ``--json`` (before any ``--``)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def report_failure(
+    message: str, *, code: str, as_json: bool, details: dict[str, Any] | None = None
+) -> None:
+    """A failure as the user asked for it: ``Error: message`` on stderr, and with
+    ``--json`` also one ``{"error": {"code", "message", ...}}`` object on stdout, so a
+    script reading stdout always gets JSON."""
+    term = Terminal()
+    term.error(message)
+    if as_json:
+        term.print_json({"error": {**(details or {}), "code": code, "message": message}},
+                        compact=True)
+
+
 def os_error_message(exc: OSError) -> str:
     """One line for a failed file or socket operation: ``No such file: path``."""
     if exc.filename is not None and exc.strerror:

@@ -156,6 +156,10 @@ def _finish(term: Any, task: dict[str, Any], as_json: bool) -> None:
     from hyac_cli.invoking import write_body
 
     if as_json:
+        if task["status"] != "succeeded" and not task.get("error"):
+            # Every failure printed with --json carries an error object.
+            task = {**task, "error": {"code": task["status"],
+                                      "message": _error_text(task).removeprefix("Error: ").strip()}}
         term.print_json(task)
     elif task["status"] == "succeeded":
         result = task.get("result") or {}
