@@ -29,7 +29,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 MANIFEST = "hyac.toml"
 FUNCTIONS_DIR = "functions"
 TOP_KEYS = ("project", "functions")
-PROJECT_KEYS = ("name", "runtime", "tenant")
+PROJECT_KEYS = ("name", "runtime", "tenant", "take_over")
 FUNCTION_KEYS = (
     "runtime", "handler", "timeout", "memory", "env", "background", "retries", "requirements",
     "retry_backoff", "retry_backoff_max", "task_max_age", "callback_url",
@@ -63,6 +63,8 @@ class Project:
     tenant: str
     functions: dict[str, FunctionSpec]
     warnings: list[str] = field(default_factory=list)
+    #: deploy over functions another project owns, or on another language (as --force)
+    take_over: bool = False
 
     def select(self, names: list[str] | None) -> list[FunctionSpec]:
         """The named functions (all of them if ``names`` is empty), or a clear error."""
@@ -164,6 +166,10 @@ def load_project(root: Path) -> Project:
     except InvalidInput as exc:
         raise fail(("project", "tenant"), exc.message) from None
 
+    take_over = project_table.get("take_over", False)
+    if not isinstance(take_over, bool):
+        raise fail(("project", "take_over"), "take_over must be true or false")
+
     found, warnings = discover_functions(root)
     tables = data.get("functions", {})
     if not isinstance(tables, dict):
@@ -199,7 +205,7 @@ def load_project(root: Path) -> Project:
                 functions[fn_name].config[key] = _check_setting(key, value)
             except HyacError as exc:
                 raise fail((*where, key), f"{key} of function {fn_name!r}: {exc.message}") from None
-    return Project(root, name.strip(), runtime, tenant, functions, warnings)
+    return Project(root, name.strip(), runtime, tenant, functions, warnings, take_over)
 
 
 def _odd_number(value: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ...], Any] | None:

@@ -45,6 +45,12 @@ class DeployRequest(BaseModel):
     entry: str = Field(description="path of the entry file inside the bundle")
     files_b64: dict[str, str] = Field(description="bundle: relative path -> base64 content")
     config: FunctionConfig = Field(default_factory=FunctionConfig)
+    project: Optional[str] = Field(
+        None, max_length=128,
+        description="the deploying project; a function another project owns, or one on "
+        "another runtime language, is refused (409) unless force",
+    )
+    force: bool = Field(False, description="take the function over from its owner project")
 
 
 class DeployResult(BaseModel):
@@ -74,6 +80,7 @@ class FunctionSummary(BaseModel):
     runtime: str
     sha256: str
     updated_at: float
+    project: Optional[str] = Field(None, description="the project that owns the function")
 
 
 class VersionInfo(BaseModel):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 from typing import Any
 
 from hyac_agent.bundles import BundleStore, bundle_sha256, decode_bundle
 from hyac_agent.runtimes import Runtime, resolve
-from hyac_agent.store import FunctionRecord, Store, VersionRecord
-from hyac_common.errors import InvalidInput, NotFound
+from hyac_agent.store import FunctionRecord, Store, VersionRecord, owned_elsewhere
+from hyac_common.errors import Conflict, HyacError, InvalidInput, NotFound
 from hyac_common.names import validate_name
 from hyac_common.wire import (
     DependencyInfo,
@@ -60,6 +61,14 @@ def _check_syntax(runtime: Runtime, files: dict[str, bytes]) -> None:
         )
 
 
+def _language_of(runtime_name: str) -> str | None:
+    """The language of a runtime a version was deployed on (None: no longer known here)."""
+    try:
+        return resolve(runtime_name).language
+    except HyacError:
+        return None
+
+
 class FunctionService:
     def __init__(self, store: Store, bundles: BundleStore, max_bundle_bytes: int) -> None:
         self.store = store
@@ -83,6 +92,7 @@ class FunctionService:
             # No runtime named: the agent's default (`hyac runtime default`) is pinned.
             request.config.runtime = self.default_runtime()
         runtime = await asyncio.to_thread(resolve, request.config.runtime)
+        await asyncio.to_thread(self._check_owner, tenant, name, request, runtime)
         sha = bundle_sha256(files, request)
         existing = await asyncio.to_thread(self._version_with, tenant, name, sha)
         if not self.bundles.exists(sha) and runtime.language == "python":
@@ -110,9 +120,10 @@ class FunctionService:
         # The bundle is complete on disk before the store points at it: a crash at any
         # moment leaves either the old version active or the new one whole.
         before = await asyncio.to_thread(self.store.get_function, tenant, name)
-        version, created = await asyncio.to_thread(
-            self.store.record_deploy, tenant, name, sha, request.entry, config
-        )
+        version, created = await asyncio.to_thread(functools.partial(
+            self.store.record_deploy, tenant, name, sha, request.entry, config,
+            project=request.project, take_over=request.force,
+        ))
         self._active[(tenant, name)] = version
         return DeployResult(
             name=name, version=version.number, sha256=sha, created=created,
@@ -122,6 +133,30 @@ class FunctionService:
                 env=prepared.env_id, installed=prepared.installed, packages=prepared.packages
             ) if prepared is not None else None,
         )
+
+    def _check_owner(self, tenant: str, name: str, request: DeployRequest, runtime: Runtime
+                     ) -> None:
+        """A project's deploy never silently replaces another project's function, nor a
+        function in another language (``hello`` in Python by ``hello`` in JavaScript):
+        refused before anything is installed, unless ``force``. Deploys naming no
+        project (plain API calls) are the caller's own business."""
+        if request.project is None or request.force:
+            return
+        record = self.store.get_function(tenant, name)
+        if record is None:
+            return
+        if record.project is not None and record.project != request.project:
+            raise owned_elsewhere(name, record.project, request.project)
+        active = self.store.get_version(tenant, name)
+        if active is None or active.runtime == runtime.name:
+            return
+        language = _language_of(active.runtime)
+        if language is not None and language != runtime.language:
+            raise Conflict(
+                f"function {name!r} runs on {active.runtime}; deploying it on {runtime.name} "
+                f"replaces its code with another language's: deploy with --force to do so",
+                code="runtime_changed", runtime=active.runtime, new_runtime=runtime.name,
+            )
 
     def _version_with(self, tenant: str, name: str, sha: str) -> VersionRecord | None:
         if self.store.get_function(tenant, name) is None:
@@ -169,6 +204,7 @@ class FunctionService:
             runtime=active.runtime if active else "",
             sha256=active.sha256 if active else "",
             updated_at=record.updated_at,
+            project=record.project,
         )
 
     def list_functions(self, tenant: str) -> list[FunctionSummary]:

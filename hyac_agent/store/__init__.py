@@ -4,7 +4,7 @@
 WAL by default, PostgreSQL by giving a ``postgresql+psycopg://`` URL).
 """
 
-from hyac_agent.store.base import FunctionRecord, Store, TaskRecord, VersionRecord
+from hyac_agent.store.base import FunctionRecord, Store, TaskRecord, VersionRecord, owned_elsewhere
 from hyac_agent.store.sql import SqlStore
 
-__all__ = ["FunctionRecord", "Store", "SqlStore", "TaskRecord", "VersionRecord"]
+__all__ = ["FunctionRecord", "SqlStore", "Store", "TaskRecord", "VersionRecord", "owned_elsewhere"]

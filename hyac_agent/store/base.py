@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyac_agent.store.task_base import TaskRecord, TaskStore
+from hyac_common.errors import Conflict
 from hyac_common.wire import FunctionConfig, LogRecord
 
-__all__ = ["FunctionRecord", "Store", "TaskRecord", "VersionRecord"]
+__all__ = ["FunctionRecord", "Store", "TaskRecord", "VersionRecord", "owned_elsewhere"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class FunctionRecord:
     versions: int
     created_at: float
     updated_at: float
+    project: str | None = None
+
+
+def owned_elsewhere(name: str, owner: str, project: str) -> Conflict:
+    """The refusal of a deploy from ``project`` over a function ``owner`` deployed."""
+    return Conflict(
+        f"function {name!r} belongs to project {owner!r}, not {project!r}: "
+        f"deploy with --force to take it over",
+        code="owned_by_another_project", owner=owner, project=project,
+    )
 
 
 class Store(TaskStore):
@@ -50,12 +61,15 @@ class Store(TaskStore):
     # functions and versions
     @abc.abstractmethod
     def record_deploy(
-        self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig
+        self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig,
+        *, project: str | None = None, take_over: bool = False,
     ) -> tuple[VersionRecord, bool]:
         """Make ``sha256`` the active version of ``tenant/name``, in one transaction.
 
         Returns the version and whether it is new. Identical content reuses the version
-        that already holds it.
+        that already holds it. A deploy naming a ``project`` records it as the owner;
+        over a function another project owns it raises ``owned_elsewhere`` unless
+        ``take_over``, decided in the same transaction so two projects cannot race.
         """
 
     @abc.abstractmethod

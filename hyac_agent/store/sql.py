@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.engine import Connection
 
 from hyac_agent.store import tables as t
-from hyac_agent.store.base import FunctionRecord, Store, VersionRecord
+from hyac_agent.store.base import FunctionRecord, Store, VersionRecord, owned_elsewhere
 from hyac_agent.store.tasks_sql import SqlTaskStore
 from hyac_common.errors import NotFound
 from hyac_common.wire import FunctionConfig, LogRecord
@@ -39,6 +39,7 @@ class SqlStore(SqlTaskStore, Store):
 
     def create_schema(self) -> None:
         t.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -63,7 +64,8 @@ class SqlStore(SqlTaskStore, Store):
         ).first()
 
     def record_deploy(
-        self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig
+        self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig,
+        *, project: str | None = None, take_over: bool = False,
     ) -> tuple[VersionRecord, bool]:
         now = time.time()
         with self.engine.begin() as conn:
@@ -71,11 +73,17 @@ class SqlStore(SqlTaskStore, Store):
             if row is None:
                 function_id = conn.execute(
                     insert(t.functions).values(
-                        tenant=tenant, name=name, active_version=0, created_at=now, updated_at=now
+                        tenant=tenant, name=name, active_version=0, created_at=now,
+                        updated_at=now, project=project,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
             else:
                 function_id = row.id
+                if project is not None and row.project != project:
+                    if row.project is not None and not take_over:
+                        raise owned_elsewhere(name, row.project, project)
+                    conn.execute(update(t.functions).where(t.functions.c.id == function_id)
+                                 .values(project=project))
                 existing = conn.execute(
                     select(t.versions).where(
                         t.versions.c.function_id == function_id, t.versions.c.sha256 == sha256
@@ -122,6 +130,7 @@ class SqlStore(SqlTaskStore, Store):
             versions=count,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            project=row.project,
         )
 
     def get_function(self, tenant: str, name: str) -> FunctionRecord | None:
@@ -257,3 +266,21 @@ class SqlStore(SqlTaskStore, Store):
             newest = conn.execute(select(func.max(t.logs.c.id))).scalar()
             if newest is not None and newest > keep:
                 conn.execute(delete(t.logs).where(t.logs.c.id <= newest - keep))
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a newer Hyac declares to tables an older one created
+    (``create_all`` only creates missing tables), so an existing data dir keeps working."""
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in t.metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    ddl = CreateColumn(column).compile(dialect=engine.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')

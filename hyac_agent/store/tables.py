@@ -26,6 +26,8 @@ functions = Table(
     Column("active_version", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # the project (hyac.toml's name) whose deploy made it; NULL: deployed by plain API
+    Column("project", String(128)),
     UniqueConstraint("tenant", "name", name="uq_function_tenant_name"),
 )
 

@@ -13,12 +13,19 @@ def deploy(
         list[str] | None,
         typer.Argument(show_default=False, help="Functions to deploy (default: all of them)."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Take over functions of the same name that another "
+                                     "project deployed, or that run another language."),
+    ] = False,
     tenant: options.Tenant = None,
     as_json: options.Json = False,
 ) -> None:
     """Deploy the functions of the project in the current directory.
 
     Identical content makes no new version: such functions are reported 'unchanged'.
+    A function another project deployed is refused unless --force (or take_over = true
+    in [project]).
     """
     from hyac_cli.manifest import load_project, require_project_root
     from hyac_cli.terminal import Terminal
@@ -33,7 +40,7 @@ def deploy(
     results = deploy_functions(
         project, chosen, tenant_name,
         on_result=None if as_json else lambda result: report(term, result, width),
-        term=term,
+        term=term, force=force,
     )
     if as_json:
         term.print_json(results)
@@ -47,6 +54,7 @@ def deploy_functions(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     term: Any = None,
     agent: Any = None,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
     """Check, pack and upload ``chosen`` functions of ``project``; the DeployResults.
 
@@ -60,7 +68,11 @@ def deploy_functions(
     from hyac_common.errors import HyacError
 
     check_sources(project, chosen)
-    requests = {spec.name: build_request(project.root, spec) for spec in chosen}
+    take_over = force or project.take_over
+    requests = {
+        spec.name: build_request(project.root, spec, project=project.name, force=take_over)
+        for spec in chosen
+    }
     results: list[dict[str, Any]] = []
     opened = client.connect(tenant=tenant, timeout=900.0) if agent is None else nullcontext(agent)
     with opened as connection:
@@ -91,8 +103,10 @@ def _has_dependencies(payload: dict[str, Any]) -> bool:
     return f"{folder}/requirements.txt" in files or f"{folder}/package.json" in files
 
 
-def build_request(root: Any, spec: Any) -> dict[str, Any]:
-    """The DeployRequest (as JSON) for one function of the project at ``root``."""
+def build_request(root: Any, spec: Any, *, project: str | None = None, force: bool = False
+                  ) -> dict[str, Any]:
+    """The DeployRequest (as JSON) for one function of the project at ``root``; the
+    agent records ``project`` as the function's owner."""
     import base64
 
     from hyac_common.wire import DeployRequest, FunctionConfig
@@ -100,7 +114,8 @@ def build_request(root: Any, spec: Any) -> dict[str, Any]:
     files = {
         rel: base64.b64encode((root / rel).read_bytes()).decode("ascii") for rel in spec.files
     }
-    request = DeployRequest(entry=spec.entry, files_b64=files, config=FunctionConfig(**spec.config))
+    request = DeployRequest(entry=spec.entry, files_b64=files, config=FunctionConfig(**spec.config),
+                            project=project, force=force)
     return request.model_dump(mode="json")
 
 

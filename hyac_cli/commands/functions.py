@@ -22,11 +22,11 @@ def ls(tenant: options.Tenant = None, as_json: options.Json = False) -> None:
         return
     rows = [
         (f["name"], f"v{f['active_version']}", f.get("versions"), f.get("runtime"),
-         str(f.get("sha256", ""))[:12], _time(f.get("updated_at")))
+         str(f.get("sha256", ""))[:12], _time(f.get("updated_at")), f.get("project"))
         for f in functions
     ]
     term.table(
-        ("name", "active", "versions", "runtime", "sha256", "updated"),
+        ("name", "active", "versions", "runtime", "sha256", "updated", "project"),
         rows,
         empty="No functions deployed yet — run `hyac deploy` in a project.",
     )

@@ -18,7 +18,7 @@ def test_ls_table_and_json(run: Run, project: Path, fake_agent: FakeAgent) -> No
     result = run("ls")
     assert result.exit_code == 0, result.output
     header, row = result.stdout.splitlines()
-    assert header.split() == ["NAME", "ACTIVE", "VERSIONS", "RUNTIME", "SHA256", "UPDATED"]
+    assert header.split() == ["NAME", "ACTIVE", "VERSIONS", "RUNTIME", "SHA256", "UPDATED", "PROJECT"]
     assert row.split()[:4] == ["hello", "v2", "2", "python3.11"]
     assert len(row.split()[4]) == 12
     listed = json.loads(run("ls", "--json").stdout)
