@@ -36,6 +36,7 @@ _HASH = re.compile(r"--hash=(sha256|sha384|sha512):[0-9a-f]+")
 _NPM_NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*")
 _NPM_SPEC = re.compile(r"[\w.*^~<>=|+ -]*")
 _NPM_REGISTRY = "https://registry.npmjs.org/"
+_ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".egg")
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,11 @@ def check_requirement(line: str, allow_urls: bool) -> str | None:
     the line is not a requirement this agent accepts."""
     if "\n" in line or "\\" in line or "--" in line or line.lstrip().startswith("-"):
         word = next((w for w in line.split() if w.startswith("-")), line.strip())
-        raise DependencyRefused(f"requirement {word!r}: options are not allowed in requirements; "
-                           "list package requirements only")
-    if _REQUIREMENT.fullmatch(line):
+        raise DependencyRefused(f"requirement {word!r}: options are not allowed in "
+                                "requirements; list package requirements only")
+    match = _REQUIREMENT.fullmatch(line)
+    # pip and uv take "x.tar.gz" or "x.whl" for a file beside them, not a project name
+    if match is not None and not match.group(1).lower().endswith(_ARCHIVE_SUFFIXES):
         return None
     direct = _DIRECT.fullmatch(line)
     if direct is not None:
@@ -149,16 +152,17 @@ def check_npm_lock(text: str, allow_urls: bool) -> tuple[dict[str, object], dict
         packages = lock["packages"]
     except (ValueError, KeyError, TypeError):
         raise DependencyRefused("lock: not an npm lock made by this agent (package.json and a "
-                           "package-lock.json of lockfileVersion 2 or later)") from None
+                                "package-lock.json of lockfileVersion 2 or later)") from None
     check_npm_manifest(manifest, allow_urls)
-    prefix = registry()
+    allowed = (registry(), "https://", "http://") if allow_urls else (registry(),)
     for path, info in packages.items():
-        if not path or (isinstance(info, dict) and info.get("inBundle")):
+        if not isinstance(info, dict):
+            raise DependencyRefused(f"lock: {path!r} is not a package entry")
+        if not path or info.get("inBundle"):
             continue  # the root, and files shipped inside an already-checked package
-        resolved = info.get("resolved", "") if isinstance(info, dict) else ""
-        from_registry = isinstance(resolved, str) and resolved.startswith(prefix)
-        if (info.get("link") or not info.get("integrity")
-                or not (from_registry or (allow_urls and resolved.startswith("https://")))):
-            raise DependencyRefused(f"lock: {path} does not come from the npm registry {prefix} with "
-                               "an integrity hash")
+        resolved = info.get("resolved")
+        if (info.get("link") or not info.get("integrity") or not isinstance(resolved, str)
+                or not resolved.startswith(allowed)):
+            raise DependencyRefused(f"lock: {path} does not come from the npm registry "
+                                    f"{registry()} with an integrity hash")
     return manifest, lock

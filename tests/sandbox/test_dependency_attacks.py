@@ -16,16 +16,15 @@ import platform
 import signal
 import socket
 import tarfile
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import current_runtime
+from tests.deps.loopback import listening, pending_connections, serving
 from tests.sandbox.conftest import BACKENDS, Target, _start_target
 
 # The sdist's build backend (PEP 517, in-tree): the package code that runs at build time.
@@ -102,60 +101,24 @@ def make_sdist(listener_port: int, outside: Path, fail: bool = False) -> bytes:
 class Loopback:
     """An HTTP server with the sdist and a bare listener, both on the host's loopback."""
 
-    sdist: bytes
-    failing_sdist: bytes
-    server: ThreadingHTTPServer
+    url: str
+    requests: list[str]  # paths asked of the server
     listener: socket.socket
+    sdist: bytes
     outside: Path  # where a build script tries to leave a file on the host
-    requests: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def listener_connections(self) -> int:
-        """Connections waiting on the listener (a build's connect would be one)."""
-        count = 0
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except BlockingIOError:
-                return count
-            conn.close()
-            count += 1
+        return pending_connections(self.listener)
 
 
 @pytest.fixture(scope="module")
 def loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopback]:
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setblocking(False)
     outside = tmp_path_factory.mktemp("outside") / "marker.txt"
-    port = listener.getsockname()[1]
-    holder: dict[str, Loopback] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            served = holder["served"]
-            served.requests.append(self.path)
-            body = served.failing_sdist if "failing" in self.path else served.sdist
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    served = Loopback(make_sdist(port, outside), make_sdist(port, outside, fail=True),
-                      server, listener, outside)
-    holder["served"] = served
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield served
-    server.shutdown()
-    server.server_close()
-    listener.close()
+    with listening() as listener:
+        port = listener.getsockname()[1]
+        sdist, failing = make_sdist(port, outside), make_sdist(port, outside, fail=True)
+        with serving(lambda path: failing if "failing" in path else sdist) as (url, requests):
+            yield Loopback(url, requests, listener, sdist, outside)
 
 
 @pytest.fixture(autouse=True)
@@ -164,7 +127,6 @@ def prove_loopback_works(loopback: Loopback) -> None:
     would be seen."""
     assert httpx.get(f"{loopback.url}/probe").content == loopback.sdist
     socket.create_connection(loopback.listener.getsockname(), timeout=5).close()
-    # accept() sees the connection at once: it completed before connect() returned
     assert loopback.listener_connections() == 1
     loopback.requests.clear()
 
