@@ -20,6 +20,7 @@ from tests.conftest import RunningAgent, start_agent
 
 BACKENDS = ("bwrap", "docker")
 CANARY = "def main(context):\n    return {'alive': True}\n"
+VICTIM = "victim"
 
 
 def backend_missing(name: str) -> str | None:
@@ -66,11 +67,12 @@ class Target:
         return json.loads(base64.b64decode(payload["body_b64"]))
 
     def assert_serving(self) -> None:
-        """The agent is alive and runs functions (a fresh one, on a fresh sandbox)."""
+        """The agent is alive and runs the victim tenant's functions (a fresh one, on a
+        fresh sandbox); attacks run as the default tenant."""
         assert self.agent.process.poll() is None, "the agent died"
         name = self.name("canary")
-        self.agent.deploy(name, CANARY)
-        answer = self.agent.invoke(name)
+        self.agent.deploy(name, CANARY, tenant=VICTIM)
+        answer = self.agent.invoke(name, tenant=VICTIM)
         assert answer.status_code == 200 and answer.json()["ok"], answer.text
 
     def system_log(self, function: str | None = None) -> list[str]:
