@@ -98,7 +98,7 @@ class Agent:
         )
         self.host_calls.tenancy = self.tenancy
         self.pool.tenancy = self.tenancy
-        self.logbus.redact = self.tenancy.secrets.redact
+        self.logbus.redactor = self.tenancy.secrets
         self.invoker.admission = self.tenancy.quotas.execution
         self.invoker.request_ended = self.tenancy.request_ended
         self.tenancy.on_tenant_changed = self._tenant_changed

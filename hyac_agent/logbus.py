@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
+from typing import Protocol
 
 from hyac_agent.logframes import MAX_LINE, TRUNCATED
 from hyac_agent.store import Store
@@ -17,6 +18,15 @@ log = logging.getLogger("hyac.logbus")
 
 FLUSH_INTERVAL = 0.2
 SUBSCRIBER_BACKLOG = 10_000
+
+
+class Redactor(Protocol):
+    """Takes a tenant's secret values out of what it logs (the tenancy's secrets)."""
+
+    def redact(self, tenant: str, message: str) -> str: ...
+
+    def hold(self, tenant: str) -> Callable[[], None]:
+        """Count a worker of ``tenant`` until the returned release is called."""
 
 
 class LogBus:
@@ -30,19 +40,27 @@ class LogBus:
         # One flush at a time: a reader that flushes before querying must also wait for a
         # batch the background loop took a moment earlier and is still writing.
         self._flush_lock = asyncio.Lock()
-        #: (tenant, line) -> the line with that tenant's secret values replaced by ***
-        self.redact: Callable[[str, str], str] | None = None
+        #: replaces a tenant's secret values by *** in its lines and error reports
+        self.redactor: Redactor | None = None
 
     def publish(self, record: LogRecord) -> None:
         if len(record.message) > MAX_LINE:
             record.message = record.message[:MAX_LINE] + TRUNCATED
-        if self.redact is not None:
-            record.message = self.redact(record.tenant, record.message)
+        record.message = self.redact(record.tenant, record.message)
         self._pending.append(record)
         for queue, tenant, function in list(self._subscribers):
             if record.tenant == tenant and function in (None, record.function):
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(record)
+
+    def redact(self, tenant: str, text: str) -> str:
+        """``text`` with every secret value a worker of ``tenant`` may hold as ***."""
+        return text if self.redactor is None else self.redactor.redact(tenant, text)
+
+    def hold_secrets(self, tenant: str) -> Callable[[], None]:
+        """Keep the secret values a new worker of ``tenant`` may read redacted until
+        the returned release is called, when the worker is gone."""
+        return _nothing if self.redactor is None else self.redactor.hold(tenant)
 
     def emit(
         self,
@@ -100,3 +118,7 @@ class LogBus:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
             await self.flush()
+
+
+def _nothing() -> None:
+    pass

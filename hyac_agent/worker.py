@@ -69,6 +69,8 @@ class Worker:
         # their host calls are refused, so an answered request changes nothing more.
         self._abandoned: dict[str, HyacError] = {}
         self._logs = LogBudget(self._system_log)
+        # The tenant's secret values this worker may read stay redacted until it is gone.
+        self._release_secrets = logbus.hold_secrets(spec.tenant)
         self._ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[Any]] = []
         self._writer: asyncio.StreamWriter | None = None
@@ -126,6 +128,7 @@ class Worker:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
+        self._release_secrets()  # it can log nothing more
 
     def drain(self, reason: str) -> None:
         """Take no new requests; the ones on the worker run on to their own deadlines,

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hyac_agent.api.deps import get_agent
 from hyac_agent.core import Agent
+from hyac_agent.worker import FunctionLoadError
 from hyac_common.errors import HyacError, NotFound
 from hyac_common.names import validate_name
 from hyac_common.wire import InvokeRequest
@@ -37,24 +38,35 @@ async def _run(request: Request, tenant: str, function: str, path: str, agent: A
         from hyac_agent.api.routes_tasks import submitted
 
         return submitted(await agent.tasks.submit(tenant, function, invoke, client_ip=client))
-    result = await agent.invoker.invoke(tenant, function, invoke, client_ip=client)
+    try:
+        result = await agent.invoker.invoke(tenant, function, invoke, client_ip=client)
+    except FunctionLoadError as exc:  # its message names the user's files: not for anyone
+        return _function_error(exc.code, str(exc.details.get("type", "Error")),
+                               f"function {function!r} failed to load",
+                               str(exc.details.get("request_id", "")))
     if not result.ok:
         assert result.error is not None
-        return Response(
-            json.dumps({"error": {
-                "code": "function_error",
-                "type": result.error.type,
-                "message": result.error.message,
-                "request_id": result.request_id,
-            }}),
-            status_code=500,
-            media_type="application/json",
-            headers={"X-Hyac-Request-Id": result.request_id},
-        )
+        return _function_error("function_error", result.error.type, result.error.message,
+                               result.request_id)
     headers = {k: v for k, v in result.headers.items() if k.lower() not in _DROP}
     headers["X-Hyac-Request-Id"] = result.request_id
     content = base64.b64decode(result.body_b64) if result.body_b64 else b""
     return Response(content, status_code=result.status, headers=headers)
+
+
+def _function_error(code: str, kind: str, message: str, request_id: str) -> Response:
+    """A function's failure as the gateway's callers, who may be anyone, see it: what
+    failed and the request to look for in the logs; never a traceback or a file path
+    (those are for the function's own developers: the invoke API and its logs). The
+    message comes redacted from the invoke service."""
+    return Response(
+        json.dumps({"error": {
+            "code": code, "type": kind, "message": message, "request_id": request_id,
+        }}),
+        status_code=500,
+        media_type="application/json",
+        headers={"X-Hyac-Request-Id": request_id},
+    )
 
 
 @router.api_route("/{tenant}/{function}", methods=METHODS)

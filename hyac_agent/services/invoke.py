@@ -153,6 +153,11 @@ class InvokeService:
                     if self.request_ended is not None:
                         await self.request_ended(request_id)
         except (FunctionTimeout, WorkerCrashed, FunctionLoadError) as exc:
+            if isinstance(exc, FunctionLoadError):  # the user's module may print a secret
+                exc.message = self.logbus.redact(tenant, exc.message)
+                exc.details["traceback"] = self.logbus.redact(
+                    tenant, str(exc.details.get("traceback", ""))
+                )
             self.logbus.emit(
                 tenant=tenant, function=name, version=version.number, stream="system",
                 request_id=request_id, level="ERROR", message=f"{exc.code}: {exc.message}",
@@ -189,7 +194,10 @@ class InvokeService:
                 f"function {name!r} returned more than the 64 MiB frame limit",
                 request_id=request_id,
             ), tenant, name, version.number, request_id)
-        report = str(error.get("traceback") or f"{error.get('type')}: {error.get('message')}")
+        # Redacted here, once for every caller: the API, the gateway, a task, a caller.
+        error_message = self.logbus.redact(tenant, str(error.get("message", "")))
+        traceback = self.logbus.redact(tenant, str(error.get("traceback", "")))
+        report = traceback or f"{error.get('type')}: {error_message}"
         for line in report.rstrip("\n").split("\n"):
             self.logbus.emit(
                 tenant=tenant, function=name, version=version.number, stream="stderr",
@@ -199,9 +207,7 @@ class InvokeService:
             ok=False,
             status=500,
             error=FunctionError(
-                type=str(error.get("type", "Error")),
-                message=str(error.get("message", "")),
-                traceback=str(error.get("traceback", "")),
+                type=str(error.get("type", "Error")), message=error_message, traceback=traceback,
             ),
             **base,
         )

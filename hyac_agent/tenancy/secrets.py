@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from hyac_agent.tenancy.store import TenancyStore
@@ -49,26 +51,50 @@ def load_or_create_key(data_dir: Path) -> bytes:
 
 
 class SecretService:
+    """Secret values of every tenant, and the redaction of them from what it logs.
+
+    Redaction has no window after a change. A worker keeps what ``secrets.get`` gave
+    it, so a value that is replaced or deleted stays redacted for as long as a worker
+    that may hold it lives, and a new value is redacted before any worker can read it.
+    Each worker holds the tenant's *generation* from when it was made (``hold``); a
+    change retires the old value at the next generation, and a retired value is dropped
+    only once no worker of an earlier generation is left. (Recycling the workers
+    instead would still leave a window: a draining worker runs its requests on, old
+    value in hand.) A value a function has passed on as data (to the key-value store,
+    to another function's result) is its own data, and is not followed.
+    """
+
     def __init__(self, store: TenancyStore, data_dir: Path) -> None:
         from cryptography.fernet import Fernet
 
         self.store = store
         self._box = Fernet(load_or_create_key(data_dir))
         self._cache: dict[str, dict[str, str]] = {}
+        # Every change and every rebuild of a pattern is made under this lock; redact()
+        # reads a pattern without it (one dict lookup, then an immutable object).
         self._lock = threading.Lock()
         self._patterns: dict[str, re.Pattern[str] | None] = {}
+        self._generation: dict[str, int] = {}
+        self._holders: dict[str, Counter[int]] = {}
+        #: tenant -> retired value -> the generation that retired it
+        self._retired: dict[str, dict[str, int]] = {}
 
     def values(self, tenant: str) -> dict[str, str]:
         """Decrypted secrets of ``tenant`` (blocking the first time)."""
         cached = self._cache.get(tenant)
         if cached is not None:
             return cached
-        values = {name: self._box.decrypt(token.encode()).decode()
-                  for name, token in self.store.secrets_of(tenant).items()}
         with self._lock:
-            self._cache[tenant] = values
-            self._patterns.pop(tenant, None)
-        return values
+            return self._load(tenant)
+
+    def _load(self, tenant: str) -> dict[str, str]:
+        cached = self._cache.get(tenant)
+        if cached is None:
+            cached = {name: self._box.decrypt(token.encode()).decode()
+                      for name, token in self.store.secrets_of(tenant).items()}
+            self._cache[tenant] = cached
+            self._rebuild(tenant)
+        return cached
 
     def names(self, tenant: str) -> list[str]:
         return sorted(self.values(tenant))
@@ -83,35 +109,90 @@ class SecretService:
         check_secret_name(name)
         if not isinstance(value, str) or len(value.encode()) > MAX_SECRET:
             raise InvalidInput(f"a secret's value is a string of at most {MAX_SECRET} bytes")
-        self.store.set_secret(tenant, name, self._box.encrypt(value.encode()).decode())
-        self.forget(tenant)
+        token = self._box.encrypt(value.encode()).decode()
+        self._change(tenant, name, value, lambda: self.store.set_secret(tenant, name, token))
 
     def delete(self, tenant: str, name: str) -> None:
-        if not self.store.delete_secret(tenant, name):
-            raise NotFound(f"no secret {name!r} in tenant {tenant!r}")
-        self.forget(tenant)
+        def remove() -> None:
+            if not self.store.delete_secret(tenant, name):
+                raise NotFound(f"no secret {name!r} in tenant {tenant!r}")
+
+        self._change(tenant, name, None, remove)
+
+    def _change(self, tenant: str, name: str, value: str | None, write: Callable[[], None]) -> None:
+        with self._lock:
+            current = self._load(tenant)
+            generation = self._generation.get(tenant, 0) + 1
+            retired = self._retired.setdefault(tenant, {})
+            if value is not None:  # redacted from now on, before a worker can read it
+                retired[value] = generation
+                self._rebuild(tenant)
+            write()
+            updated = {k: v for k, v in current.items() if k != name}
+            if value is not None:
+                updated[name] = value
+            old = current.get(name)
+            if old is not None and old != value:
+                retired[old] = generation
+            self._cache[tenant] = updated
+            # Workers made from here on can only read the new values.
+            self._generation[tenant] = generation
+            self._rebuild(tenant)
 
     def forget(self, tenant: str) -> None:
+        """Drop ``tenant``'s values (it is gone); its workers' values stay redacted."""
         with self._lock:
-            self._cache.pop(tenant, None)
-            self._patterns.pop(tenant, None)
+            generation = self._generation.get(tenant, 0) + 1
+            retired = self._retired.setdefault(tenant, {})
+            for value in self._cache.pop(tenant, {}).values():
+                retired[value] = generation
+            self._generation[tenant] = generation
+            self._rebuild(tenant)
 
     def preload(self, tenant: str) -> None:
         self.values(tenant)
 
+    def hold(self, tenant: str) -> Callable[[], None]:
+        """Count a new worker of ``tenant`` until the returned release is called (once
+        it is gone): the values it may read stay redacted while it lives."""
+        with self._lock:
+            generation = self._generation.get(tenant, 0)
+            self._holders.setdefault(tenant, Counter())[generation] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                holders = self._holders[tenant]
+                holders[generation] -= 1
+                if holders[generation] <= 0:
+                    del holders[generation]
+                self._rebuild(tenant)
+
+        return release
+
     def redact(self, tenant: str, message: str) -> str:
-        """``message`` with every secret value of ``tenant`` replaced by ``***``.
+        """``message`` with every secret value of ``tenant`` a worker may hold replaced
+        by ``***``.
 
         Only tenants already loaded are redacted here (the log bus must never block on
         the store); a worker's tenant is loaded before the worker starts."""
-        if tenant not in self._patterns:
-            values = self._cache.get(tenant)
-            if values is None:
-                return message
-            secrets = sorted((v for v in values.values() if len(v) >= MIN_REDACTED), key=len,
-                             reverse=True)
-            self._patterns[tenant] = (
-                re.compile("|".join(re.escape(v) for v in secrets)) if secrets else None
-            )
-        pattern = self._patterns[tenant]
+        pattern = self._patterns.get(tenant)
         return pattern.sub(REDACTED, message) if pattern is not None else message
+
+    def _rebuild(self, tenant: str) -> None:
+        """Drop the retired values no worker may hold; compile the tenant's pattern."""
+        holders = self._holders.get(tenant)
+        oldest = min(holders) if holders else None
+        retired = self._retired.setdefault(tenant, {})
+        for value, generation in list(retired.items()):
+            if oldest is None or oldest >= generation:
+                del retired[value]
+        values = set(self._cache.get(tenant, {}).values()) | set(retired)
+        secrets = sorted((v for v in values if len(v) >= MIN_REDACTED), key=len, reverse=True)
+        self._patterns[tenant] = (
+            re.compile("|".join(re.escape(v) for v in secrets)) if secrets else None
+        )

@@ -23,6 +23,7 @@ def main(context):
 """,
     "fails": "def main(context):\n    raise ValueError('no good')\n",
     "raw": "def main(context):\n    return bytes(range(256))\n",
+    "broken": "import json\nSETTINGS = json.loads('{not json')\n\ndef main(context):\n    return 1\n",
 }
 
 
@@ -45,7 +46,8 @@ def both(*args: str, cwd: Path, input: str | None = None,
                {k: v for k, v in second.items() if k not in strip}
     else:
         assert fast_run.stdout == full_run.stdout, args
-    assert "Traceback (most recent call last)" not in fast_run.stderr or "fails" in args
+    assert "Traceback (most recent call last)" not in fast_run.stderr or \
+        {"fails", "broken"} & set(args)
     return fast_run
 
 
@@ -81,6 +83,11 @@ def test_the_fast_path_answers_like_the_full_one(deployed: Path, tmp_path: Path)
 def test_failures_and_mistakes_read_the_same(deployed: Path) -> None:
     failed = both("invoke", "fails", cwd=deployed)
     assert failed.returncode == 1 and "ValueError: no good" in failed.stderr
+    # A module that fails at import is a function error too: the user's file and line.
+    broken = both("invoke", "broken", cwd=deployed)
+    assert broken.returncode == 1 and broken.stdout == ""
+    assert 'File "functions/broken.py", line 2, in <module>' in broken.stderr
+    assert "JSONDecodeError" in broken.stderr
     for args in (
         ("invoke", "nosuch"),                       # not found
         ("invoke", "Bad Name"),                     # invalid name

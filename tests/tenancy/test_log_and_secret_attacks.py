@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.conftest import start_agent
@@ -133,3 +133,123 @@ def test_forged_log_frames_are_held_to_the_requests_budget(platform: Platform) -
     assert victim_after == victim_before
     assert body(platform.invoke("victim", "logvictim", query={"n": "2"})) == b'ok'
     assert any(r["message"] == "victim line 2" for r in logs(platform, "logvictim"))
+
+
+# 2. secrets ---------------------------------------------------------------------------
+
+OLD_VALUE = "old-secret-4f1c9a7e"
+NEW_VALUE = "new-secret-b82d5e30"
+
+HOLDER = """
+held = {}
+
+def main(context):
+    if context.request.query.get("read") == "1":
+        held["value"] = context.secrets["ROTATED"]
+        return "read"
+    value = held.get("value", "")
+    print("held", value)
+    context.logger.info("held %s", value)
+    if context.request.query.get("raise") == "1":
+        raise RuntimeError("held " + value)
+    return "held %d chars" % len(value)
+"""
+
+
+def put_secret(platform: Platform, tenant: str, name: str, value: str) -> None:
+    with platform.owner(tenant) as client:
+        assert client.put(f"/v1/secrets/{name}", json={"value": value}).status_code == 204
+
+
+def assert_never_logged(platform: Platform, tenant: str, *values: str) -> list[dict]:
+    records = logs(platform, tenant)
+    for value in values:
+        assert not any(value in r["message"] for r in records), value
+    return records
+
+
+def test_a_warm_worker_holding_a_replaced_secret_is_still_redacted(platform: Platform) -> None:
+    tenant = "rotation"
+    platform.tenant(tenant)
+    put_secret(platform, tenant, "ROTATED", OLD_VALUE)
+    assert platform.deploy("holder", HOLDER, tenant).status_code == 201
+    assert body(platform.invoke("holder", tenant, query={"read": "1"})) == b"read"
+
+    put_secret(platform, tenant, "ROTATED", NEW_VALUE)  # the worker still holds the old one
+    # The attack ran: the warm worker printed the old value it holds.
+    assert body(platform.invoke("holder", tenant)) == b"held %d chars" % len(OLD_VALUE)
+    failed = platform.invoke("holder", tenant, query={"raise": "1"}).json()
+    assert failed["ok"] is False and "***" in failed["error"]["message"]
+    assert OLD_VALUE not in json.dumps(failed)
+    records = assert_never_logged(platform, tenant, OLD_VALUE)
+    assert any(r["message"] == "held ***" for r in records)
+
+    # The new value is redacted too, and a deleted one stays so while a worker holds it.
+    assert body(platform.invoke("holder", tenant, query={"read": "1"})) == b"read"
+    with platform.owner(tenant) as client:
+        assert client.delete("/v1/secrets/ROTATED").status_code == 204
+    assert body(platform.invoke("holder", tenant)) == b"held %d chars" % len(NEW_VALUE)
+    assert_never_logged(platform, tenant, OLD_VALUE, NEW_VALUE)
+
+
+RAISES = """
+def main(context):
+    key = context.secrets["API_KEY"]
+    helper(key)
+
+def helper(key):
+    raise ValueError("upstream refused key " + key)
+"""
+
+BROKEN_IMPORT = """def load():
+    raise ImportError("cannot configure with " + CONFIG_KEY)
+
+CONFIG_KEY = "{secret}"
+load()
+
+def main(context):
+    return "never"
+"""
+
+SECRET = "s3cr3t-value-9d27c1"
+
+
+def test_function_errors_reach_the_gateway_redacted_and_without_traceback(
+    platform: Platform,
+) -> None:
+    tenant = "errsecrets"
+    platform.tenant(tenant)
+    put_secret(platform, tenant, "API_KEY", SECRET)
+    assert platform.deploy("raises", RAISES, tenant).status_code == 201
+    assert platform.deploy("broken", BROKEN_IMPORT.format(secret=SECRET), tenant).status_code == 201
+
+    with httpx.Client(base_url=platform.agent.url, timeout=60) as anonymous:
+        runtime = anonymous.get(f"/{tenant}/raises")
+        load = anonymous.get(f"/{tenant}/broken")
+    for answer, code, kind in ((runtime, "function_error", "ValueError"),
+                               (load, "function_load_error", "ImportError")):
+        assert answer.status_code == 500, answer.text
+        error = answer.json()["error"]
+        assert set(error) == {"code", "type", "message", "request_id"}, error
+        assert (error["code"], error["type"]) == (code, kind)
+        assert error["request_id"] == answer.headers["X-Hyac-Request-Id"]
+        assert SECRET not in answer.text and "Traceback" not in answer.text
+        assert "functions/" not in answer.text and ".py" not in answer.text
+    # The attack ran: the function's own message reached the gateway, secret redacted.
+    assert runtime.json()["error"]["message"] == "upstream refused key ***"
+
+    # The developer sees the traceback with their own files and lines, redacted.
+    developer = platform.invoke("raises", tenant).json()
+    assert developer["ok"] is False
+    trace = developer["error"]["traceback"]
+    assert 'File "functions/raises.py", line 4, in main' in trace
+    assert 'File "functions/raises.py", line 7, in helper' in trace
+    assert SECRET not in json.dumps(developer) and "***" in trace
+    loading = platform.invoke("broken", tenant)
+    assert loading.status_code == 500
+    error = loading.json()["error"]
+    assert error["code"] == "function_load_error" and error["type"] == "ImportError"
+    assert 'File "functions/broken.py", line 5, in <module>' in error["traceback"]
+    assert 'File "functions/broken.py", line 2, in load' in error["traceback"]
+    assert SECRET not in loading.text and "***" in error["traceback"]
+    assert_never_logged(platform, tenant, SECRET)
