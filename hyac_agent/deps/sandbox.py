@@ -14,9 +14,9 @@ Two kinds of step, and package code runs only in the second:
   its own with nothing in it, so a build script reaches neither the internet nor the
   host's loopback services.
 
-It never sees the agent's data directory, token or environment. Without bubblewrap
-(``--insecure-no-sandbox`` hosts) it runs as a plain process, and the agent says so in
-its log.
+It never sees the agent's data directory, token or environment. Without bubblewrap a
+fetch runs as a plain process (the agent says so in its log) and a build is refused;
+an agent started with ``--insecure-no-sandbox`` runs both as plain processes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from hyac_agent.deps.errors import InstallFailed
 from hyac_agent.sandbox import seccomp
 
 log = logging.getLogger("hyac.deps")
@@ -60,8 +61,12 @@ def run_sandboxed(
     environ.update(env or {})
     workdir = cwd or writable
     if not sandboxed or not sandbox_available():
+        if sandboxed and not network:
+            # Package code with the host's network and uid is what this module prevents.
+            raise InstallFailed("building packages from source needs bubblewrap on this agent "
+                                "(apt-get install bubblewrap); wheels install without it")
         if sandboxed:
-            log.warning("bubblewrap is missing: running the dependency installer unsandboxed")
+            log.warning("bubblewrap is missing: fetching dependencies unsandboxed")
         return subprocess.run(argv, input=input_text, capture_output=True, text=True,
                               timeout=timeout, env={**environ, "HOME": str(writable)}, cwd=workdir)
     args = ["bwrap", "--unshare-user", "--disable-userns", "--uid", str(BUILD_UID),
