@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from hyac_common.errors import InvalidInput, PayloadTooLarge
 from hyac_common.wire import DeployRequest
@@ -73,6 +74,25 @@ def _check_tree(paths: list[str]) -> None:
             folder = "/".join(parts[:depth])
             if folder in files:
                 raise _bad_path(folder, f"both a file and the folder of {path!r}")
+
+
+def check_unique_keys(raw: bytes) -> None:
+    """Refuse a deploy request whose JSON names one key twice (two files of one path):
+    parsers differ in which one counts, so what a client checked and what the agent
+    stores could be different bundles. Blocking (it parses the whole request)."""
+
+    def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise _bad_path(key, "named twice in the request")
+            found[key] = value
+        return found
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs_to_dict)
+    except ValueError:
+        pass  # not JSON at all: the request's own validation says so
 
 
 def decode_bundle(request: DeployRequest, max_bytes: int) -> dict[str, bytes]:

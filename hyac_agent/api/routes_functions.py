@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from hyac_agent.api.checks import sane_numbers, valid_base64
 from hyac_agent.api.deps import get_agent, get_principal, get_tenant, require_token
 from hyac_agent.api.limits import body_too_large
+from hyac_agent.bundles import check_unique_keys
 from hyac_agent.core import Agent
 from hyac_common.errors import PayloadTooLarge
 from hyac_common.wire import (
@@ -45,10 +46,12 @@ def get_function(
 async def deploy(
     name: str,
     body: DeployRequest,
+    request: Request,
     response: Response,
     tenant: str = Depends(get_tenant),
     agent: Agent = Depends(get_agent),
 ) -> DeployResult:
+    await asyncio.to_thread(check_unique_keys, await request.body())
     sane_numbers(body.config, "config")
     agent.tasks.check_callback_url(body.config.callback_url)
     await asyncio.to_thread(agent.tenancy.check_deploy, tenant, name, body.config)

@@ -71,6 +71,21 @@ def test_malformed_bundle_is_400_and_stores_nothing(
     assert json.loads(body(platform.invoke("app", serving))) == {"version": 1}
 
 
+def test_a_path_named_twice_is_400(platform: Platform, serving: str) -> None:
+    # JSON lets a key appear twice; which one counts differs between parsers.
+    first, second = json.dumps(_b64(SOURCE.format(n=4))), json.dumps(_b64(SOURCE.format(n=5)))
+    raw = (f'{{"entry": "{ENTRY}", "config": {{"runtime": "{current_runtime()}"}}, '
+           f'"files_b64": {{"{ENTRY}": {first}, "{ENTRY}": {second}}}}}')
+    with platform.owner(serving) as client:
+        answer = client.put("/v1/functions/app", content=raw,
+                            headers={"content-type": "application/json"})
+        versions = client.get("/v1/functions/app/versions").json()
+    assert answer.status_code == 400, answer.text
+    assert "named twice" in answer.json()["error"]["message"]
+    assert [v["version"] for v in versions] == [1]
+    assert json.loads(body(platform.invoke("app", serving))) == {"version": 1}
+
+
 def test_a_good_bundle_after_the_bad_ones_deploys(platform: Platform, serving: str) -> None:
     # The checks refuse what is malformed, not what is merely unusual.
     files = {ENTRY: _b64(SOURCE.format(n=3)), "lib/" + "é" * 120 + ".py": _b64("x = 1\n"),
