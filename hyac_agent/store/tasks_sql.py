@@ -8,20 +8,19 @@ processes: whoever's UPDATE matched a row owns the transition.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, case, insert, or_, select, update
 
 from hyac_agent.store.task_base import WAITING_TASK_STATUSES, TaskRecord, TaskStore
 from hyac_agent.store.task_tables import tasks
 
-_COLUMNS = [f.name for f in fields(TaskRecord)]
 _UNFINISHED = (*WAITING_TASK_STATUSES, "running")
 
 
 def _record(row: Any) -> TaskRecord:
-    return TaskRecord(**{name: getattr(row, name) for name in _COLUMNS})
+    return TaskRecord(**row._mapping)  # the table's columns are the record's fields
 
 
 def _claimable(now: float) -> Any:
@@ -32,16 +31,41 @@ def _claimable(now: float) -> Any:
     )
 
 
+# The statements every task runs are built once, with named parameters: building one
+# per call (a bound parameter and a cache key per value) cost more than running it.
+_INSERT = insert(tasks)
+_BY_ID = select(tasks).where(tasks.c.id == bindparam("b_id"))
+_CLAIM = update(tasks).where(tasks.c.id == bindparam("b_id"), _claimable(bindparam("b_now"))).values(
+    status="running", attempt=tasks.c.attempt + 1,
+    # a run that was still "running" when claimed was lost by its runner
+    lost=tasks.c.lost + case((tasks.c.status == "running", 1), else_=0),
+    lease_owner=bindparam("b_owner"), lease_expires=bindparam("b_lease_expires"),
+    run_request_id=bindparam("b_request"), started_at=bindparam("b_now"),
+    updated_at=bindparam("b_now"), progress=None, progress_message="",
+).returning(*tasks.c)
+_DUE = (
+    select(tasks.c.id)
+    .where(_claimable(bindparam("b_now")), tasks.c.id.not_in(bindparam("b_skip", expanding=True)))
+    .order_by(tasks.c.run_at)
+    .limit(bindparam("b_limit"))
+)
+#: a run's own UPDATE: the SET clause comes from the keys of the parameters given
+_OF_RUN = update(tasks).where(
+    tasks.c.id == bindparam("b_id"), tasks.c.status == "running",
+    tasks.c.run_request_id == bindparam("b_request"),
+)
+
+
 class SqlTaskStore(TaskStore):
     engine: Engine
 
     def create_task(self, record: TaskRecord) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(tasks).values(**asdict(record)))
+            conn.execute(_INSERT, asdict(record))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+            row = conn.execute(_BY_ID, {"b_id": task_id}).first()
         return None if row is None else _record(row)
 
     def list_tasks(
@@ -57,55 +81,34 @@ class SqlTaskStore(TaskStore):
             return [_record(row) for row in conn.execute(query).all()]
 
     def due_tasks(self, now: float, limit: int, exclude: Iterable[str] = ()) -> list[str]:
-        query = select(tasks.c.id).where(_claimable(now))
-        skip = list(exclude)
-        if skip:
-            query = query.where(tasks.c.id.not_in(skip))
-        query = query.order_by(tasks.c.run_at).limit(limit)
         with self.engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+            return list(conn.execute(
+                _DUE, {"b_now": now, "b_limit": limit, "b_skip": list(exclude)}
+            ).scalars())
 
     def claim_task(
         self, task_id: str, owner: str, request_id: str, now: float, lease: float
     ) -> TaskRecord | None:
+        # One guarded UPDATE that hands back the row (SQLite 3.35+, PostgreSQL): the
+        # claim costs one statement, not a read, a write and a read again.
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(tasks.c.status).where(tasks.c.id == task_id, _claimable(now))
-            ).first()
-            if row is None:
-                return None
-            lost = 1 if row.status == "running" else 0
-            claimed = conn.execute(
-                update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status == row.status, _claimable(now))
-                .values(
-                    status="running", attempt=tasks.c.attempt + 1, lost=tasks.c.lost + lost,
-                    lease_owner=owner, lease_expires=now + lease, run_request_id=request_id,
-                    started_at=now, updated_at=now, progress=None, progress_message="",
-                )
-            ).rowcount
-            if claimed != 1:
-                return None
-            current = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
-        return _record(current)
+            row = conn.execute(_CLAIM, {
+                "b_id": task_id, "b_now": now, "b_owner": owner,
+                "b_lease_expires": now + lease, "b_request": request_id,
+            }).first()
+        return None if row is None else _record(row)
 
     def renew_lease(self, task_id: str, request_id: str, until: float) -> bool:
         with self.engine.begin() as conn:
             return conn.execute(
-                update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status == "running",
-                       tasks.c.run_request_id == request_id)
-                .values(lease_expires=until)
+                _OF_RUN, {"b_id": task_id, "b_request": request_id, "lease_expires": until}
             ).rowcount == 1
 
     def finish_run(self, task_id: str, request_id: str, values: dict[str, Any]) -> bool:
         with self.engine.begin() as conn:
-            return conn.execute(
-                update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status == "running",
-                       tasks.c.run_request_id == request_id)
-                .values(lease_expires=None, **values)
-            ).rowcount == 1
+            return conn.execute(_OF_RUN, {
+                "b_id": task_id, "b_request": request_id, "lease_expires": None, **values,
+            }).rowcount == 1
 
     def expire_task(self, task_id: str, now: float, error: str) -> bool:
         with self.engine.begin() as conn:
@@ -222,6 +225,4 @@ class SqlTaskStore(TaskStore):
 
 def _callback_pending() -> Any:
     """'pending' where the task has a callback URL, else NULL (in the same UPDATE)."""
-    from sqlalchemy import case
-
     return case((tasks.c.callback_url.is_not(None), "pending"), else_=None)

@@ -30,6 +30,7 @@ class EmbeddedQueue(TaskQueue):
         self._wake = asyncio.Event()
         self._runs: dict[str, asyncio.Task[Any]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._callbacks_due_check = 0.0  # monotonic time of the next look for callbacks
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._dispatch_loop())
@@ -71,7 +72,13 @@ class EmbeddedQueue(TaskQueue):
                 run = asyncio.create_task(self.executor.run(task_id))
                 self._runs[task_id] = run
                 run.add_done_callback(functools.partial(self._finished, task_id))
-        await self.executor.deliver_due_callbacks()
+        # A task's callback is sent as the task ends; the store is asked only for the
+        # retries that came due, once per poll interval rather than on every wake (a
+        # busy queue wakes the dispatcher once per task).
+        now = time.monotonic()
+        if now >= self._callbacks_due_check:
+            self._callbacks_due_check = now + self.executor.settings.poll_interval
+            await self.executor.deliver_due_callbacks()
 
     def _finished(self, task_id: str, _run: asyncio.Task[Any]) -> None:
         run = self._runs.pop(task_id, None)

@@ -150,6 +150,13 @@ class TaskExecutor:
         return await self._run_claimed(claimed, version, request_id)
 
     async def _version(self, record: TaskRecord) -> VersionRecord | None:
+        # Most tasks run their function's active version, which the invoke path keeps
+        # cached (dropped on every deploy, rollback and removal); versions never change,
+        # so the cached record is the stored one and needs no read.
+        with contextlib.suppress(HyacError):
+            active = await self.functions.active_version(record.tenant, record.function)
+            if active.number == record.version:
+                return active
         return await asyncio.to_thread(
             self.store.get_version, record.tenant, record.function, record.version
         )
