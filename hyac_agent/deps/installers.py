@@ -57,6 +57,9 @@ print(backend.build_wheel(out))
 def _installer_error(what: str, output: str) -> HyacError:
     log.warning("%s failed; the installer said:\n%s", what, output)
     text = summarize(output) or "the installer gave no reason (see the agent's log)"
+    if "has no usable wheels" in text:  # not a conflict: --no-build ruled its sdist out
+        return InstallFailed(f"{what} failed: {text} Packages of the index are installed "
+                             "from wheels only (building from source is off).")
     if any(marker in text for marker in _CONFLICT_MARKERS):
         return DependencyConflict(f"conflicting requirements: {text}")
     return InstallFailed(f"{what} failed: {text}")

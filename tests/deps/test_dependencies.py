@@ -113,3 +113,16 @@ def test_requirements_txt_beside_the_function(bwrap_agent: RunningAgent) -> None
     assert result["ok"], result
     assert base64.b64decode(result["body_b64"]) == b"xn--koka-9na.cz" or \
         base64.b64decode(result["body_b64"]).startswith(b"xn--")
+
+
+def test_a_package_without_a_wheel_is_not_built_with_the_network(
+    bwrap_agent: RunningAgent,  # noqa: F811
+) -> None:
+    # PyYAML 5.4.1 predates Python 3.11: PyPI has only its sdist for this runtime, whose
+    # setup.py would run while resolving if builds were on
+    response = put(bwrap_agent, "yaml", SIX, requirements=["pyyaml==5.4.1"], runtime="python3.11")
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "dependency_install_failed"
+    assert "pyyaml" in error["message"] and "wheels only" in error["message"]
+    assert "\n" not in error["message"]
