@@ -184,15 +184,17 @@ class BubblewrapBackend(ProcessLauncher):
             if self.egress_unavailable() is None else "none",
             "filesystem": "read-only root, system dirs, runtime and code; "
             f"private /tmp capped at {limits.tmp_bytes // (1024 * 1024)} MiB",
-            "capabilities": "all dropped",
+            "capabilities": "all dropped; no-new-privileges",
             "host_uid": self._host_uid_text(),
             "seccomp": _seccomp_error() or f"filter denies {len(seccomp.DENIED_SYSCALLS)} "
             "syscalls, AF_PACKET, AF_VSOCK and raw sockets, namespace clone flags",
             "limits": (
                 f"{cgroup_text}: memory, pids {limits.pids}, cpus {limits.cpus:g}"
                 if manager else
-                f"rlimits (address space, processes, CPU seconds, file size); "
+                f"rlimits (private memory {limits.memory_bytes // (1024 * 1024)} MiB, "
+                f"processes {limits.pids} per sandbox, CPU seconds, file size, 1024 files); "
                 f"cgroups unavailable: {cgroup_text}"
+                if _limits_error() is None else str(_limits_error())
             ),
             "egress": self.egress_unavailable() or "per tenant: none, allow, or an allowlist",
         }

@@ -246,7 +246,7 @@ class DockerBackend(SandboxBackend):
                 if seccomp.supported_machine() else
                 "Docker's default profile (Hyac has none for this CPU architecture)"
             ),
-            "limits": f"memory (no swap), pids {limits.pids}, cpus {limits.cpus:g}",
+            "limits": f"memory (no swap), pids {limits.pids}, cpus {limits.cpus:g}, 1024 files",
         }
 
     def resolve_runtime(self, name: str) -> Runtime:
