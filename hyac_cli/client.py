@@ -60,6 +60,12 @@ _ERRORS_BY_STATUS: dict[int, type[errors.HyacError]] = {
 }
 
 
+class ConnectionLost(errors.AgentUnreachable):
+    """The agent went away in the middle of an answer (it may be restarting)."""
+
+    code = "connection_lost"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     url: str
@@ -235,8 +241,11 @@ class AgentClient:
 
         try:
             yield
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise unreachable(self.url, exc) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            # The agent went away mid-answer (a restart, a kill): followers reconnect.
+            raise ConnectionLost(f"the connection to the agent at {self.url} broke: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise errors.HyacError(f"the agent at {self.url} did not answer in time") from exc
         except httpx.HTTPError as exc:

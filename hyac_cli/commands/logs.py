@@ -6,6 +6,9 @@ from typing import Annotated, Any
 import typer
 
 from hyac_cli import options
+from hyac_cli.following import read_events
+
+__all__ = ["logs", "read_events"]
 
 STREAM_STYLES = {"stdout": None, "stderr": "red", "logger": "cyan", "system": "yellow"}
 LEVEL_STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red", "DEBUG": "dim"}
@@ -35,6 +38,7 @@ def logs(
     With --json, each line is one JSON object (JSON Lines). Ctrl-C stops --follow.
     """
     from hyac_cli import client
+    from hyac_cli.following import Follower
     from hyac_cli.terminal import Terminal
     from hyac_common.durations import parse_duration
     from hyac_common.names import validate_name
@@ -56,48 +60,26 @@ def logs(
             if name and not records:
                 # Nothing logged: a typo'd name is an error, not an empty screen.
                 agent.get(f"/v1/functions/{name}")
-            for record in records:
-                printed(record)
-            if not follow:
-                return
-            stream_params = {k: v for k, v in params.items() if k != "limit"}
+        for record in records:
+            printed(record)
+        if not follow:
+            return
+        stream_params = {k: v for k, v in params.items() if k != "limit"}
+
+        def open_stream(agent: Any) -> Any:
+            # The cursor: the time of the last line printed (the printer drops the lines
+            # at that very time it has already shown), so a reconnection neither repeats
+            # nor skips a line.
             stream_params["since"] = printed.last_ts if printed.last_ts is not None else (
                 since_ts if since_ts is not None else started
             )
-            for record in read_events(agent.stream_lines("/v1/logs/stream", params=stream_params)):
-                printed(record, live=True)
+            return agent.stream_lines("/v1/logs/stream", params=stream_params)
+
+        follower = Follower(term, options.tenant_of(tenant), "the agent closed the log stream")
+        for record in follower.events(open_stream):
+            printed(record, live=True)
     except KeyboardInterrupt:
         return
-    from hyac_common.errors import HyacError
-
-    raise HyacError("the agent closed the log stream")
-
-
-def read_events(lines: Any) -> Any:
-    """Decoded JSON payloads of a server-sent event stream."""
-    import json
-
-    data: list[str] = []
-    for line in lines:
-        if line == "":
-            if data:
-                payload = "\n".join(data)
-                data = []
-                try:
-                    yield json.loads(payload)
-                except ValueError:
-                    continue
-            continue
-        if line.startswith(":"):
-            continue  # a comment, e.g. the agent's keep-alive ping
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        try:
-            yield json.loads("\n".join(data))
-        except ValueError:
-            pass
 
 
 def format_time(ts: float) -> str:
@@ -119,14 +101,13 @@ class _Printer:
         ts = float(record.get("ts", 0.0))
         key = (record.get("request_id"), record.get("stream"), record.get("message"),
                record.get("function"), record.get("version"))
-        if live:
-            if self.last_ts is not None and (
-                ts < self.last_ts or (ts == self.last_ts and key in self._at_last)
-            ):
-                return  # already listed before following began
-        elif self.last_ts is None or ts > self.last_ts:
+        if live and self.last_ts is not None and (
+            ts < self.last_ts or (ts == self.last_ts and key in self._at_last)
+        ):
+            return  # already shown: listed before following began, or before a reconnection
+        if self.last_ts is None or ts > self.last_ts:
             self.last_ts, self._at_last = ts, {key}
-        else:
+        elif ts == self.last_ts:
             self._at_last.add(key)
         if self.as_json:
             self.term.print_json(record, compact=True)

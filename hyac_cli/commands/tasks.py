@@ -84,24 +84,25 @@ def watch(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json 
     Exits 1 if the task ends dead or cancelled, with the error on stderr.
     """
     from hyac_cli import client
-    from hyac_cli.commands.logs import read_events
+    from hyac_cli.following import Follower
     from hyac_cli.terminal import Terminal
-    from hyac_common.errors import HyacError
 
     term = Terminal()
+    path = f"/v1/tasks/{client.segment(task_id, 'task id')}/events"
+    # Each event is the whole task, so a reconnected stream resumes where it was.
+    follower = Follower(term, options.tenant_of(tenant),
+                        "the agent closed the task's event stream before the task ended")
     final: dict[str, Any] | None = None
-    with client.connect(tenant=options.tenant_of(tenant)) as agent, _ProgressView(term) as view:
+    with _ProgressView(term) as view:
         try:
-            events = agent.stream_lines(f"/v1/tasks/{client.segment(task_id, 'task id')}/events")
-            for task in read_events(events):
+            for task in follower.events(lambda agent: agent.stream_lines(path)):
                 view.update(task)
                 if task.get("status") in ENDED:
                     final = task
                     break
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
-    if final is None:
-        raise HyacError("the agent closed the task's event stream before the task ended")
+    assert final is not None  # the follower returns only through an ended task
     _finish(term, final, as_json)
 
 
@@ -118,14 +119,18 @@ def retry(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json 
 
 
 @app.command("callback-key")
-def callback_key(tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+def callback_key(
+    rotate: Annotated[bool, typer.Option("--rotate", help="Replace the key first (admin).")] = False,
+    tenant: options.Tenant = None,
+    as_json: options.Json = False,
+) -> None:
     """Print the tenant's key for checking the signature of its task callbacks."""
     from hyac_cli import client
     from hyac_cli.terminal import Terminal
 
     term = Terminal()
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        answer = agent.get("/v1/tasks/callback-key")
+        answer = (agent.post if rotate else agent.get)("/v1/tasks/callback-key")
     if as_json:
         term.print_json(answer)
     else:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 
+from hyac_cli import following
 from hyac_cli.commands.logs import read_events
 
 from .conftest import Run
@@ -72,7 +73,10 @@ def test_logs_follow_streams_without_repeating(run: Run, fake_agent: FakeAgent) 
     assert "limit" not in stream.url.params
 
 
-def test_logs_follow_reports_a_closed_stream(run: Run, fake_agent: FakeAgent) -> None:
+def test_logs_follow_reports_a_closed_stream(
+    run: Run, fake_agent: FakeAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(following, "RECONNECT_FOR", 0.0)  # give up at the first close
     fake_agent.stream = [": connected\n\n"]
     fake_agent.add_log("recent", ts=time.time())
     result = run("logs", "-f", "hello")
