@@ -4,7 +4,8 @@ Every installer step runs under bubblewrap in new user, pid, mount, ipc and uts
 namespaces as uid 1000 (never root inside), with every capability dropped, no nested
 user namespaces, the functions' seccomp filter, a read-only view of the system
 directories, the interpreter's prefix and the installer itself, a private /tmp, and
-exactly one writable directory: the environment being built.
+exactly one writable directory: the environment being built; in a cgroup of its own
+(``STEP_LIMITS``) where the host allows one.
 
 Two kinds of step, and package code runs only in the second:
 - ``network=True`` fetches: resolving and downloading with every build and lifecycle
@@ -29,10 +30,13 @@ from pathlib import Path
 
 from hyac_agent.deps.errors import InstallFailed
 from hyac_agent.sandbox import seccomp
+from hyac_agent.sandbox.limits import MiB, ResourceLimits, cgroup_manager
 
 log = logging.getLogger("hyac.deps")
 
 BUILD_UID = 1000
+#: what one installer step may use (uv's and npm's own threads count as pids too)
+STEP_LIMITS = ResourceLimits(memory_bytes=2048 * MiB, pids=512, cpus=1.0)
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 # What an installer needs of /etc: name resolution and CA certificates, pip's config.
 _ETC = ("resolv.conf", "hosts", "nsswitch.conf", "gai.conf", "host.conf", "ssl",
@@ -98,9 +102,18 @@ def run_sandboxed(
     if seccomp.supported_machine() is not None:
         fds = (seccomp.filter_fd(),)
         args += ["--seccomp", str(fds[0])]
+    # A cgroup, where the host lets the agent make one: a build that forks or allocates
+    # without end stops at the limits instead of taking the host down; removing the
+    # group afterwards kills anything a step left behind.
+    manager, _ = cgroup_manager()
+    group = manager.create(STEP_LIMITS) if manager is not None else None
     try:
-        return subprocess.run([*args, "--", *argv], input=input_text, capture_output=True,
-                              text=True, timeout=timeout, pass_fds=fds)
+        return subprocess.run(
+            [*(group.enter_prefix() if group else []), *args, "--", *argv], input=input_text,
+            capture_output=True, text=True, timeout=timeout, pass_fds=fds,
+        )
     finally:
         for fd in fds:
             os.close(fd)
+        if group is not None:
+            group.remove()

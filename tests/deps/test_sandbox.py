@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hyac_agent.deps import InstallFailed, sandbox
+from hyac_agent.sandbox.limits import cgroup_manager
 from tests.deps.loopback import listening, pending_connections
 
 PROBE = r"""
@@ -72,3 +73,31 @@ def test_without_bubblewrap_a_build_is_refused(
     # a fetch runs no package code: it goes on, unsandboxed (the same command proves it runs)
     assert sandbox.run_sandboxed(argv, writable=tmp_path, readable=[], network=True).returncode == 0
     assert marker.read_text() == "ran"
+
+
+THREADS = r"""
+import threading
+stop, started = threading.Event(), 0
+try:
+    for _ in range(LIMIT + 100):
+        threading.Thread(target=stop.wait).start()
+        started += 1
+except RuntimeError:
+    pass
+stop.set()
+print(started)
+"""
+
+
+@needs_bwrap
+def test_a_build_step_stops_at_the_pids_limit(tmp_path: Path) -> None:
+    if cgroup_manager()[0] is None:
+        pytest.skip(f"no cgroups for the installers here: {cgroup_manager()[1]}")
+    limit = sandbox.STEP_LIMITS.pids
+    result = sandbox.run_sandboxed(
+        [sys.executable, "-c", THREADS.replace("LIMIT", str(limit))], writable=tmp_path,
+        readable=[Path(sys.prefix), Path(sys.base_prefix)], network=False, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    started = int(result.stdout)
+    assert 50 < started < limit  # threads started (the probe ran), then the limit held
