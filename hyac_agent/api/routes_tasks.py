@@ -42,9 +42,20 @@ async def callback_key(
     tenant: str = Depends(tenant_role("developer")), agent: Agent = Depends(get_agent)
 ) -> dict[str, str]:
     """The tenant's key for checking the signature of its completion callbacks."""
+    return _key_answer(tenant, await asyncio.to_thread(agent.callback_keys.key, tenant))
+
+
+@router.post("/callback-key")
+async def rotate_callback_key(
+    tenant: str = Depends(tenant_role("admin")), agent: Agent = Depends(get_agent)
+) -> dict[str, str]:
+    """A new signing key for the tenant's callbacks, in use at once (the old one leaked)."""
+    return _key_answer(tenant, await asyncio.to_thread(agent.callback_keys.rotate, tenant))
+
+
+def _key_answer(tenant: str, key: str) -> dict[str, str]:
     from hyac_agent.tasks import callbacks
 
-    key = await asyncio.to_thread(agent.callback_keys.key, tenant)
     return {
         "tenant": tenant, "key": key, "algorithm": "HMAC-SHA256",
         "header": callbacks.SIGNATURE_HEADER,

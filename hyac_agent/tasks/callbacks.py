@@ -92,31 +92,48 @@ class CallbackKeys:
 
     def key(self, tenant: str) -> str:
         """``tenant``'s key, made now if it has none (or only its namesake's)."""
+        born = self._born(tenant)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(keys_table).where(keys_table.c.tenant == tenant)).first()
+        if row is not None and row.tenant_created_at == born:
+            return self._box.decrypt(row.value.encode()).decode()
+        fresh, values = self._fresh(born)
+        try:
+            with self.engine.begin() as conn:
+                if row is None:
+                    conn.execute(insert(keys_table).values(tenant=tenant, **values))
+                    return fresh
+                # Guarded: if another agent replaced the namesake's key first, its key stays.
+                conn.execute(update(keys_table).where(
+                    keys_table.c.tenant == tenant,
+                    keys_table.c.tenant_created_at == row.tenant_created_at,
+                ).values(**values))
+        except IntegrityError:  # another agent made it first: that one is used
+            pass
+        return self.key(tenant)
+
+    def rotate(self, tenant: str) -> str:
+        """Give ``tenant`` a new key at once (the old one signs nothing more)."""
+        born = self._born(tenant)
+        self.key(tenant)  # the row exists, for this tenant
+        _fresh, values = self._fresh(born)
+        with self.engine.begin() as conn:
+            conn.execute(update(keys_table).where(keys_table.c.tenant == tenant).values(**values))
+        return self.key(tenant)
+
+    def _fresh(self, born: float) -> tuple[str, dict[str, Any]]:
+        key = "hyac_cbk_" + secrets.token_hex(32)
+        return key, {"tenant_created_at": born, "created_at": time.time(),
+                     "value": self._box.encrypt(key.encode()).decode()}
+
+    def _born(self, tenant: str) -> float:
         from hyac_agent.tenancy.tables import tenants
 
         with self.engine.connect() as conn:
             born = conn.execute(
                 select(tenants.c.created_at).where(tenants.c.name == tenant)
             ).scalar()
-            row = conn.execute(select(keys_table).where(keys_table.c.tenant == tenant)).first()
-        born = float(born or 0.0)
-        if row is not None and row.tenant_created_at == born:
-            return self._box.decrypt(row.value.encode()).decode()
-        fresh = "hyac_cbk_" + secrets.token_hex(32)
-        values = {"tenant_created_at": born, "created_at": time.time(),
-                  "value": self._box.encrypt(fresh.encode()).decode()}
-        with self.engine.begin() as conn:
-            if row is None:
-                try:
-                    conn.execute(insert(keys_table).values(tenant=tenant, **values))
-                except IntegrityError:  # another agent made it first: that one is used
-                    return self.key(tenant)
-            else:
-                conn.execute(update(keys_table).where(
-                    keys_table.c.tenant == tenant,
-                    keys_table.c.tenant_created_at == row.tenant_created_at,
-                ).values(**values))
-        return self.key(tenant) if row is not None else fresh
+        return float(born or 0.0)
 
 
 class _PinnedBackend:

@@ -48,9 +48,16 @@ class EmbeddedQueue(TaskQueue):
         await self.executor.close()
 
     async def submit(self, task_id: str, run_at: float) -> None:
-        if run_at <= time.time():
+        if run_at > time.time():
+            return  # found by the dispatcher's next look once it is due
+        dispatching = self._loop_task is not None and not self._loop_task.done()
+        if dispatching and task_id not in self._runs and len(self._runs) < self.concurrency:
+            # A slot is free, so no older task is waiting for it: run this one now
+            # rather than after the dispatcher has looked for it in the store. The claim
+            # still decides, so the dispatcher finding it too runs it once.
+            self._start(task_id)
+        else:
             self._wake.set()
-        # Delayed tasks are found by the dispatcher's next look once they are due.
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -69,9 +76,8 @@ class EmbeddedQueue(TaskQueue):
                 self.executor.store.due_tasks, time.time(), free, list(self._runs)
             )
             for task_id in due:
-                run = asyncio.create_task(self.executor.run(task_id))
-                self._runs[task_id] = run
-                run.add_done_callback(functools.partial(self._finished, task_id))
+                if task_id not in self._runs:  # started by submit meanwhile
+                    self._start(task_id)
         # A task's callback is sent as the task ends; the store is asked only for the
         # retries that came due, once per poll interval rather than on every wake (a
         # busy queue wakes the dispatcher once per task).
@@ -79,6 +85,11 @@ class EmbeddedQueue(TaskQueue):
         if now >= self._callbacks_due_check:
             self._callbacks_due_check = now + self.executor.settings.poll_interval
             await self.executor.deliver_due_callbacks()
+
+    def _start(self, task_id: str) -> None:
+        run = asyncio.create_task(self.executor.run(task_id))
+        self._runs[task_id] = run
+        run.add_done_callback(functools.partial(self._finished, task_id))
 
     def _finished(self, task_id: str, _run: asyncio.Task[Any]) -> None:
         run = self._runs.pop(task_id, None)

@@ -4,6 +4,8 @@ any spelling, no redirects, no DNS tricks), who may set them, and how they are s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import json
 import os
@@ -20,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, delete
 
-from hyac_agent.tasks.callbacks import CallbackKeys, sign, verify
+from hyac_agent.tasks.callbacks import CallbackKeys, post, sign, verify
 from hyac_agent.tasks.destinations import (
     Destination,
     RefusedDestination,
@@ -32,6 +34,7 @@ from hyac_agent.tasks.destinations import (
     refusal,
 )
 from hyac_agent.tenancy.store import TenancyStore
+from hyac_agent.tenancy.tables import tenants
 from tests.conftest import RunningAgent, start_agent
 from tests.tasks.helpers import FAST_TASKS, submit, wait_for
 
@@ -190,6 +193,75 @@ def test_a_name_is_refused_if_any_of_its_addresses_is() -> None:
             choose_address(hook, answers, [], set())
 
 
+def test_the_request_goes_to_the_checked_address_without_a_second_lookup(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver.answers = []
+
+    def no_lookup(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"looked up again: {args}")
+
+    # A name whose DNS answer could change between the check and the connection: once
+    # checked, it is never resolved again, and the request still names it in Host.
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    hook = Destination(f"http://hooks.example.com:{receiver.port}/hook?x=1", "http",
+                       "hooks.example.com", receiver.port, "127.0.0.1")
+    status = asyncio.run(post(hook, {"x-test": "1"}, b"{}", 10))
+    assert status == 200 and len(receiver.calls) == 1
+    headers, body, _at = receiver.calls[0]
+    assert headers["host"] == f"hooks.example.com:{receiver.port}" and body == b"{}"
+
+
+def test_tls_names_the_url_host_while_connecting_to_the_checked_address(tmp_path: Path) -> None:
+    import ssl
+
+    names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*_self_signed(tmp_path))
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,return-value]
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with contextlib.suppress(OSError):
+            context.wrap_socket(connection, server_side=True)
+        connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    hook = Destination(f"https://hooks.example.com:{port}/hook", "https", "hooks.example.com",
+                       port, "127.0.0.1")
+    with pytest.raises(Exception, match="(?i)certificate|ssl"):
+        asyncio.run(post(hook, {}, b"{}", 10))  # a self-signed certificate is not trusted
+    thread.join(10)
+    listener.close()
+    assert names == ["hooks.example.com"]
+
+
+def _self_signed(folder: Path) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
 # signing ---------------------------------------------------------------------------------
 
 
@@ -215,12 +287,16 @@ def test_each_tenant_has_its_own_key_stored_encrypted(tmp_path: Path) -> None:
     keys = CallbackKeys(engine, tmp_path)
     first = keys.key("a")
     assert first == keys.key("a") == CallbackKeys(engine, tmp_path).key("a")
-    assert keys.key("b") != first
+    second = keys.key("b")
+    assert second != first
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("select value from tenant_callback_keys").scalars().all()
     assert stored and not any(first in value for value in stored)
+    rotated = keys.rotate("b")
+    assert rotated != second and keys.key("b") == rotated
     # A tenant removed and made again under the same name never gets its namesake's key.
-    tenancy.delete_tenant("a")
+    with engine.begin() as conn:
+        conn.execute(delete(tenants).where(tenants.c.name == "a"))
     time.sleep(0.01)
     tenancy.create_tenant("a")
     assert keys.key("a") != first
@@ -382,9 +458,22 @@ def test_a_redirect_is_not_followed(open_agent: RunningAgent, receiver: Receiver
         redirector.close()
 
 
-def test_cli_prints_the_tenants_key(open_agent: RunningAgent) -> None:
-    env = {**os.environ, "HYAC_URL": open_agent.url, "HYAC_TOKEN": open_agent.token}
-    done = subprocess.run([sys.executable, "-m", "hyac_cli", "tasks", "callback-key"],
-                          capture_output=True, text=True, timeout=60, env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == _key(open_agent)
+def test_cli_prints_and_rotates_the_tenants_key(open_agent: RunningAgent) -> None:
+    developer = _token(open_agent, "team", "builder", "developer")
+
+    def cli(token: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "HYAC_URL": open_agent.url, "HYAC_TOKEN": token}
+        return subprocess.run(
+            [sys.executable, "-m", "hyac_cli", "tasks", "callback-key", "--tenant", "team",
+             *args], capture_output=True, text=True, timeout=60, env=env)
+
+    before = _key(open_agent, "team")
+    shown = cli(developer)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == before
+    refused = cli(developer, "--rotate")  # rotating is an admin's
+    assert refused.returncode != 0 and "admin" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    rotated = cli(open_agent.token, "--rotate", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    assert json.loads(rotated.stdout)["key"] == _key(open_agent, "team") != before
