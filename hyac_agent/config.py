@@ -10,7 +10,9 @@
 | worker_idle_timeout  | HYAC_WORKER_IDLE_TIMEOUT    | 300 seconds                      |
 | max_body_bytes       | HYAC_MAX_BODY_BYTES         | 6 MiB (request and response)     |
 | max_bundle_bytes     | HYAC_MAX_BUNDLE_BYTES       | 50 MiB                           |
-| log_retention        | HYAC_LOG_RETENTION          | 100000 lines kept                |
+| log_retention_bytes  | HYAC_LOG_RETENTION_BYTES    | 64 MiB of log per tenant (messages + 128 a line) |
+| log_retention_days   | HYAC_LOG_RETENTION_DAYS     | 30 days; older lines are deleted |
+| log_retention        | HYAC_LOG_RETENTION          | 100000 lines kept per tenant (was: in all) |
 | docker_image         | HYAC_DOCKER_IMAGE           | hyac/python:{version}            |
 | oci_runtime          | HYAC_OCI_RUNTIME            | "" (docker's default; runsc, kata-runtime) |
 | sandbox_uid          | HYAC_SANDBOX_UID            | 65534 (host uid of bwrap sandboxes when root) |
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from hyac_agent.mail import MailSettings
     from hyac_agent.pool import PoolSettings
     from hyac_agent.sandbox.base import SandboxSettings
+    from hyac_agent.store import LogRetention
     from hyac_agent.tasks.settings import TaskSettings
 
 
@@ -87,7 +90,14 @@ class AgentConfig:
     max_bundle_bytes: int = field(
         default_factory=lambda: _env_int("HYAC_MAX_BUNDLE_BYTES", 50 * 1024 * 1024)
     )
+    # Per tenant, so no tenant's flood trims another's history.
     log_retention: int = field(default_factory=lambda: _env_int("HYAC_LOG_RETENTION", 100_000))
+    log_retention_bytes: int = field(
+        default_factory=lambda: _env_int("HYAC_LOG_RETENTION_BYTES", 64 * 1024 * 1024)
+    )
+    log_retention_days: float = field(
+        default_factory=lambda: _env_float("HYAC_LOG_RETENTION_DAYS", 30.0)
+    )
     docker_image: str = field(
         default_factory=lambda: os.environ.get("HYAC_DOCKER_IMAGE", "hyac/python:{version}")
     )
@@ -157,6 +167,21 @@ class AgentConfig:
             docker_image=self.docker_image,
             oci_runtime=self.oci_runtime,
             sandbox_uid=self.sandbox_uid,
+        )
+
+    def log_retention_policy(self) -> LogRetention:
+        """What each tenant's log keeps; InvalidInput for a limit that keeps nothing."""
+        from hyac_agent.store import LogRetention
+        from hyac_common.errors import InvalidInput
+
+        if self.log_retention < 1 or self.log_retention_bytes < 1 or self.log_retention_days <= 0:
+            raise InvalidInput(
+                "HYAC_LOG_RETENTION, HYAC_LOG_RETENTION_BYTES and HYAC_LOG_RETENTION_DAYS "
+                "must be positive"
+            )
+        return LogRetention(
+            bytes=self.log_retention_bytes, lines=self.log_retention,
+            days=self.log_retention_days,
         )
 
     def pool_settings(self) -> PoolSettings:

@@ -54,7 +54,7 @@ class Agent:
         self.store.create_schema()
         self.bundles = BundleStore(config.bundles_dir)
         self.bundles.sweep_temporary()
-        self.logbus = LogBus(self.store, config.log_retention)
+        self.logbus = LogBus(self.store, config.log_retention_policy())
         if config.agent_threads < 2 or not 1 <= config.tenant_host_calls < config.agent_threads:
             raise InvalidInput(
                 "HYAC_AGENT_THREADS must be at least 2 and HYAC_TENANT_HOST_CALLS between 1 and "

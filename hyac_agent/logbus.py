@@ -1,5 +1,10 @@
 """The log bus: function output goes to live subscribers at once and to the store in
-batches, so that a `print` never waits on a disk write."""
+batches, so that a `print` never waits on a disk write.
+
+Retention is per tenant (LogRetention): a tenant is trimmed to its own allowance once it
+has written an eighth of it since its last trim, so it never holds much more than its
+allowance, and one tenant's flood never trims another's history.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,15 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from hyac_agent.logframes import MAX_LINE, TRUNCATED
-from hyac_agent.store import Store
+from hyac_agent.store import LOG_LINE_OVERHEAD, LogRetention, Store
 from hyac_common.wire import LogRecord
 
 log = logging.getLogger("hyac.logbus")
 
 FLUSH_INTERVAL = 0.2
 SUBSCRIBER_BACKLOG = 10_000
+#: every this many flushes, every tenant that wrote is trimmed and old lines expire
+SWEEP_EVERY = 100
 
 
 class Redactor(Protocol):
@@ -30,9 +37,11 @@ class Redactor(Protocol):
 
 
 class LogBus:
-    def __init__(self, store: Store, retention: int) -> None:
+    def __init__(self, store: Store, retention: LogRetention) -> None:
         self.store = store
         self.retention = retention
+        #: tenant -> (bytes, lines) stored since it was last trimmed
+        self._untrimmed: dict[str, tuple[int, int]] = {}
         self._pending: list[LogRecord] = []
         self._subscribers: set[tuple[asyncio.Queue[LogRecord], str, str | None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -108,11 +117,31 @@ class LogBus:
                 return
             try:
                 await asyncio.to_thread(self.store.append_logs, batch)
-                self._flushes += 1
-                if self._flushes % 100 == 0:
-                    await asyncio.to_thread(self.store.trim_logs, self.retention)
             except Exception:  # a failing disk must not take invocations down with it
                 log.exception("could not store %d log lines", len(batch))
+                return
+            for record in batch:
+                size, lines = self._untrimmed.get(record.tenant, (0, 0))
+                self._untrimmed[record.tenant] = (
+                    size + len(record.message) + LOG_LINE_OVERHEAD, lines + 1
+                )
+            self._flushes += 1
+            await self._trim(sweep=self._flushes % SWEEP_EVERY == 0)
+
+    async def _trim(self, sweep: bool) -> None:
+        retention = self.retention
+        due = [tenant for tenant, (size, lines) in self._untrimmed.items()
+               if sweep or size >= retention.bytes // 8 or lines >= retention.lines // 8]
+        try:
+            for tenant in due:
+                del self._untrimmed[tenant]
+                await asyncio.to_thread(self.store.trim_logs, tenant, retention)
+            if sweep:
+                await asyncio.to_thread(
+                    self.store.expire_logs, time.time() - retention.days * 86400
+                )
+        except Exception:
+            log.exception("could not trim the log")
 
     async def _flush_loop(self) -> None:
         while True:

@@ -14,13 +14,14 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from hyac_agent.store import LOG_LINE_OVERHEAD
+
 #: log bytes one request may send; lines sent outside any request (import-time output,
 #: threads of the function's own) share one such budget for the worker's lifetime
 MAX_LOG_BYTES_PER_REQUEST = 1024 * 1024
 #: bytes of a worker's raw stdout/stderr (not framed: written to fds 1 and 2) in total
 MAX_RAW_OUTPUT_BYTES = 4 * 1024 * 1024
-#: what a stored line costs beyond its message: time, names, ids, row overhead
-LINE_OVERHEAD = 128
+LINE_OVERHEAD = LOG_LINE_OVERHEAD
 #: the longest message one line keeps (the rest is cut and marked)
 MAX_LINE = 16 * 1024
 LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})

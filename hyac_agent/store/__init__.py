@@ -4,7 +4,18 @@
 WAL by default, PostgreSQL by giving a ``postgresql+psycopg://`` URL).
 """
 
-from hyac_agent.store.base import FunctionRecord, Store, TaskRecord, VersionRecord, owned_elsewhere
+from hyac_agent.store.base import (
+    LOG_LINE_OVERHEAD,
+    FunctionRecord,
+    LogRetention,
+    Store,
+    TaskRecord,
+    VersionRecord,
+    owned_elsewhere,
+)
 from hyac_agent.store.sql import SqlStore
 
-__all__ = ["FunctionRecord", "SqlStore", "Store", "TaskRecord", "VersionRecord", "owned_elsewhere"]
+__all__ = [
+    "LOG_LINE_OVERHEAD", "FunctionRecord", "LogRetention", "SqlStore", "Store", "TaskRecord",
+    "VersionRecord", "owned_elsewhere",
+]

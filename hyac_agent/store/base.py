@@ -11,7 +11,22 @@ from hyac_agent.store.task_base import TaskRecord, TaskStore
 from hyac_common.errors import Conflict
 from hyac_common.wire import FunctionConfig, LogRecord
 
-__all__ = ["FunctionRecord", "Store", "TaskRecord", "VersionRecord", "owned_elsewhere"]
+__all__ = ["LOG_LINE_OVERHEAD", "FunctionRecord", "LogRetention", "Store", "TaskRecord",
+           "VersionRecord", "owned_elsewhere"]
+
+#: what a stored log line costs beyond its message (time, names, ids, the row itself)
+LOG_LINE_OVERHEAD = 128
+
+
+@dataclass(frozen=True)
+class LogRetention:
+    """How much log each tenant keeps: its newest lines up to ``bytes`` (messages plus
+    LOG_LINE_OVERHEAD a line) and ``lines``, none older than ``days``. Held per tenant,
+    so one tenant's flood trims only its own history."""
+
+    bytes: int = 64 * 1024 * 1024
+    lines: int = 100_000
+    days: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -114,5 +129,11 @@ class Store(TaskStore):
     ) -> list[LogRecord]: ...
 
     @abc.abstractmethod
-    def trim_logs(self, keep: int) -> None: ...
+    def trim_logs(self, tenant: str, retention: LogRetention) -> int:
+        """Delete ``tenant``'s oldest lines past ``retention``'s bytes and lines; the
+        number deleted."""
+
+    @abc.abstractmethod
+    def expire_logs(self, before: float) -> int:
+        """Delete every line older than ``before`` (a time.time()); the number deleted."""
 

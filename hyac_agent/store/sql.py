@@ -7,11 +7,18 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hyac_agent.store import tables as t
-from hyac_agent.store.base import FunctionRecord, Store, VersionRecord, owned_elsewhere
+from hyac_agent.store.base import (
+    LOG_LINE_OVERHEAD,
+    FunctionRecord,
+    LogRetention,
+    Store,
+    VersionRecord,
+    owned_elsewhere,
+)
 from hyac_agent.store.tasks_sql import SqlTaskStore
 from hyac_common.errors import NotFound
 from hyac_common.wire import FunctionConfig, LogRecord
@@ -39,6 +46,8 @@ class SqlStore(SqlTaskStore, Store):
 
     def create_schema(self) -> None:
         t.metadata.create_all(self.engine)
+        for index in (t.logs_by_tenant, t.logs_by_time):  # stores made before they existed
+            index.create(self.engine, checkfirst=True)
         _add_missing_columns(self.engine)
 
     def close(self) -> None:
@@ -261,11 +270,35 @@ class SqlStore(SqlTaskStore, Store):
             for r in reversed(rows)
         ]
 
-    def trim_logs(self, keep: int) -> None:
+    def trim_logs(self, tenant: str, retention: LogRetention) -> int:
+        # Running totals from the tenant's newest line back: the newest line past either
+        # limit, and every line older than it, goes.
+        newest_first = t.logs.c.id.desc()
+        ranked = (
+            select(
+                t.logs.c.id,
+                func.sum(func.length(t.logs.c.message) + LOG_LINE_OVERHEAD)
+                .over(order_by=newest_first).label("kept_bytes"),
+                func.row_number().over(order_by=newest_first).label("kept_lines"),
+            )
+            .where(t.logs.c.tenant == tenant)
+            .subquery()
+        )
         with self.engine.begin() as conn:
-            newest = conn.execute(select(func.max(t.logs.c.id))).scalar()
-            if newest is not None and newest > keep:
-                conn.execute(delete(t.logs).where(t.logs.c.id <= newest - keep))
+            cutoff = conn.execute(
+                select(func.max(ranked.c.id)).where(or_(
+                    ranked.c.kept_bytes > retention.bytes, ranked.c.kept_lines > retention.lines
+                ))
+            ).scalar()
+            if cutoff is None:
+                return 0
+            return int(conn.execute(
+                delete(t.logs).where(t.logs.c.tenant == tenant, t.logs.c.id <= cutoff)
+            ).rowcount)
+
+    def expire_logs(self, before: float) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(t.logs).where(t.logs.c.ts < before)).rowcount)
 
 
 def _add_missing_columns(engine: Engine) -> None:

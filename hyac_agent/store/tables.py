@@ -70,3 +70,7 @@ logs = Table(
     Column("message", Text, nullable=False),
     Index("ix_logs_tenant_function_ts", "tenant", "function", "ts"),
 )
+# Each tenant's lines newest first (trimming one tenant), and all by age (expiry); made
+# on stores from before they existed too.
+logs_by_tenant = Index("ix_logs_tenant_id", logs.c.tenant, logs.c.id)
+logs_by_time = Index("ix_logs_ts", logs.c.ts)

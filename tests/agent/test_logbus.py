@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from hyac_agent.logbus import LogBus
+from hyac_agent.store import LogRetention
 
 
 class SlowStore:
@@ -23,14 +24,14 @@ class SlowStore:
         with self.lock:
             self.lines.extend(r.message for r in records)
 
-    def trim_logs(self, keep: int) -> None:
-        pass
+    def trim_logs(self, tenant: str, retention: Any) -> int:
+        return 0
 
 
 def test_flush_waits_for_a_batch_already_being_written() -> None:
     async def scenario() -> list[str]:
         store = SlowStore()
-        bus = LogBus(store, retention=1000)  # type: ignore[arg-type]
+        bus = LogBus(store, LogRetention())  # type: ignore[arg-type]
         bus.emit(tenant="t", function="f", version=1, stream="stdout", message="first")
         background = asyncio.create_task(bus.flush())  # takes "first", writes for 0.2 s
         await asyncio.sleep(0.05)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hyac_agent.store import SqlStore
+from hyac_agent.store import LOG_LINE_OVERHEAD, LogRetention, SqlStore
 from hyac_common.errors import NotFound
 from hyac_common.wire import FunctionConfig, LogRecord
 
@@ -104,5 +104,15 @@ def test_logs_query_and_trim(store: SqlStore) -> None:
     assert [r.message for r in store.query_logs("t", None, 8.0, 100)] == ["line 8", "line 9"]
     assert [r.message for r in store.query_logs("t", None, None, 2)] == ["line 8", "line 9"]
     assert store.query_logs("other", None, None, 100) == []
-    store.trim_logs(3)
+    store.append_logs([LogRecord(ts=float(i), tenant="other", function="f", version=1,
+                                 stream="stdout", message="x" * 100) for i in range(5)])
+    assert store.trim_logs("t", LogRetention(lines=3)) == 7
+    assert [r.message for r in store.query_logs("t", None, None, 100)] == [
+        "line 7", "line 8", "line 9"
+    ]
+    # Bytes count each message and a fixed overhead; another tenant's lines are its own.
+    assert store.trim_logs("other", LogRetention(bytes=2 * (100 + LOG_LINE_OVERHEAD))) == 3
+    assert len(store.query_logs("other", None, None, 100)) == 2
     assert len(store.query_logs("t", None, None, 100)) == 3
+    assert store.expire_logs(before=8.5) == 4  # lines 7 and 8, and other's two (at 3 and 4)
+    assert [r.message for r in store.query_logs("t", None, None, 100)] == ["line 9"]

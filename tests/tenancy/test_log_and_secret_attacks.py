@@ -253,3 +253,55 @@ def test_function_errors_reach_the_gateway_redacted_and_without_traceback(
     assert 'File "functions/broken.py", line 2, in load' in error["traceback"]
     assert SECRET not in loading.text and "***" in error["traceback"]
     assert_never_logged(platform, tenant, SECRET)
+
+
+# 3. one tenant's flood against another's history -----------------------------------
+
+RETAINED = 256 * 1024
+FLOODER = """
+def main(context):
+    print("first line of flood", context.request.query["round"])
+    line = "f" * 200
+    for n in range(2400):
+        print(line, n)
+    print("last line of flood", context.request.query["round"])
+    return "flooded"
+"""
+QUIET = """
+def main(context):
+    for n in range(50):
+        print("quiet line", n)
+    return "quiet"
+"""
+
+
+@pytest.fixture(scope="module")
+def small_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """An agent keeping 256 KiB of log per tenant (the sandbox plays no part here)."""
+    started = _start(tmp_path_factory, "bwrap", HYAC_LOG_RETENTION_BYTES=str(RETAINED))
+    yield started
+    started.agent.kill(signal.SIGTERM)
+
+
+def test_a_tenants_log_flood_trims_only_its_own_history(small_log: Platform) -> None:
+    small_log.tenant("quiet")
+    small_log.tenant("flood")
+    assert small_log.deploy("quiet", QUIET, "quiet").status_code == 201
+    assert body(small_log.invoke("quiet", "quiet")) == b"quiet"
+    quiet_before = [r["message"] for r in logs(small_log, "quiet")]
+    assert quiet_before == [f"quiet line {n}" for n in range(50)]
+
+    assert small_log.deploy("flood", FLOODER, "flood", timeout=60).status_code == 201
+    for round_ in range(4):  # ~2.5 MiB of log against 256 KiB kept
+        assert body(small_log.invoke("flood", "flood", query={"round": str(round_)})) == b"flooded"
+
+    flood = [r for r in logs(small_log, "flood") if r["stream"] != "system"]
+    messages = [r["message"] for r in flood]
+    # The flood ran and was trimmed from its oldest end: its newest lines are there.
+    assert messages[-1] == "last line of flood 3"
+    assert "first line of flood 0" not in messages
+    kept = sum(len(m) + 128 for m in messages)
+    assert kept <= RETAINED + RETAINED // 8, kept
+    # The quiet tenant's history is all there, and it is still served.
+    assert [r["message"] for r in logs(small_log, "quiet")] == quiet_before
+    assert body(small_log.invoke("quiet", "quiet")) == b"quiet"
