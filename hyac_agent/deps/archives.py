@@ -28,6 +28,7 @@ from hyac_agent.deps.errors import DependencyRefused, InstallFailed
 from hyac_agent.deps.policy import check_requirement
 
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
+MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
 _TIMEOUT = 60.0
 # PEP 517's fallback for a source tree without [build-system].
 _DEFAULT_BUILD = (["setuptools>=40.8.0"], "setuptools.build_meta:__legacy__")
@@ -84,11 +85,13 @@ def unpack(archive: Archive, folder: Path) -> Path:
     try:
         if archive.path.name.endswith(".zip"):
             with zipfile.ZipFile(archive.path) as zipped:
+                _check_unpacked_size(archive, sum(i.file_size for i in zipped.infolist()))
                 zipped.extractall(folder)  # zipfile drops absolute and ".." parts
         elif not hasattr(tarfile, "data_filter"):  # before Python 3.10.12 / 3.11.4
             raise InstallFailed("unpacking an sdist safely needs the agent on Python 3.11.4+")
         else:
             with tarfile.open(archive.path) as tarred:
+                _check_unpacked_size(archive, sum(m.size for m in tarred.getmembers()))
                 tarred.extractall(folder, filter="data")
     except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
         raise InstallFailed(f"{archive.url} is not a readable archive ({exc})") from None
@@ -96,6 +99,13 @@ def unpack(archive: Archive, folder: Path) -> Path:
     if len(tops) != 1:
         raise InstallFailed(f"{archive.url}: an sdist holds exactly one top-level folder")
     return tops[0]
+
+
+def _check_unpacked_size(archive: Archive, size: int) -> None:
+    # The sizes in the headers are what extraction writes: a small archive of zeros
+    # cannot fill the agent's disk.
+    if size > MAX_UNPACKED_BYTES:
+        raise InstallFailed(f"{archive.url} unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB")
 
 
 def build_system(source: Path) -> tuple[list[str], str, list[str]]:
