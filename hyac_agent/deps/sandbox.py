@@ -112,6 +112,8 @@ def run_sandboxed(
             [*(group.enter_prefix() if group else []), *args, "--", *argv], input=input_text,
             capture_output=True, text=True, timeout=timeout, pass_fds=fds,
         )
+    except subprocess.TimeoutExpired:
+        raise InstallFailed(f"the installer took longer than {timeout:g} s and was stopped") from None
     finally:
         for fd in fds:
             os.close(fd)

@@ -101,3 +101,11 @@ def test_a_build_step_stops_at_the_pids_limit(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     started = int(result.stdout)
     assert 50 < started < limit  # threads started (the probe ran), then the limit held
+
+
+@needs_bwrap
+def test_a_step_past_its_time_is_stopped_with_one_line(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import time; time.sleep(600)"]
+    with pytest.raises(InstallFailed, match="took longer than 3 s"):
+        sandbox.run_sandboxed(argv, writable=tmp_path, network=False, timeout=3,
+                              readable=[Path(sys.prefix), Path(sys.base_prefix)])
