@@ -32,7 +32,7 @@ from pathlib import Path
 from hyac_agent.deps import archives
 from hyac_agent.deps.errors import DependencyConflict, DependencyRefused, InstallFailed
 from hyac_agent.deps.messages import summarize
-from hyac_agent.deps.policy import LockEntry, check_requirement, parse_lock
+from hyac_agent.deps.policy import LockEntry, check_requirement, direct_name, parse_lock
 from hyac_agent.deps.sandbox import run_sandboxed
 from hyac_agent.runtimes import Runtime
 from hyac_common.errors import HyacError, InvalidInput
@@ -149,10 +149,10 @@ def python_lock(runtime: Runtime, requirements: list[str], sandboxed: bool) -> s
                 continue
             archive = archives.download(url, work / "downloads")
             name, version = _wheel_pin(build_wheel(runtime, archive, work, sandboxed))
-            wanted = requirement.split("@", 1)[0].split("[", 1)[0].strip()
+            wanted, extras = direct_name(requirement)
             if _canonical(name) != _canonical(wanted):
                 raise DependencyRefused(f"{url} holds {name}, not {wanted}")
-            pins.append(f"{name}=={version}")
+            pins.append(f"{name}{extras}=={version}")
             direct[_canonical(name)] = LockEntry(name, None, url, (f"--hash=sha256:{archive.sha256}",))
         text = "".join(f"{line}\n" for line in pins)
         links = work / "wheels" if direct else None

@@ -30,7 +30,8 @@ _SPEC = r"(?:~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
 _SPECS = r"(?:\(?\s*" + _SPEC + r"(?:\s*,\s*" + _SPEC + r")*\s*\)?)?"
 _MARKER = r"(?:;[\w\s.'\"<>=!~()-]*)?"
 _REQUIREMENT = re.compile(rf"\s*({_NAME})\s*{_EXTRAS}\s*{_SPECS}\s*{_MARKER}")
-_DIRECT = re.compile(rf"\s*({_NAME})\s*{_EXTRAS}\s*@\s*(https?://[^\s;#]+)\s*{_MARKER}")
+_DIRECT = re.compile(
+    rf"\s*(?P<name>{_NAME})\s*(?P<extras>{_EXTRAS})\s*@\s*(?P<url>https?://[^\s;#]+)\s*{_MARKER}")
 _PIN = re.compile(rf"({_NAME})==([A-Za-z0-9.+!_-]+)")
 _HASH = re.compile(r"--hash=(sha256|sha384|sha512):[0-9a-f]+")
 _NPM_NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*")
@@ -67,13 +68,20 @@ def check_requirement(line: str, allow_urls: bool) -> str | None:
     direct = _DIRECT.fullmatch(line)
     if direct is not None:
         if allow_urls:
-            return direct.group(2)
+            return direct["url"]
         raise DependencyRefused(
             f"requirement {line.strip()!r}: direct URL requirements are not allowed on this "
             f"agent (its owner can set {ALLOW_DIRECT_URLS_ENV}=1)")
     raise DependencyRefused(
         f"requirement {line.strip()!r}: only 'name[extras] specifiers' from the package index "
         "are allowed (no VCS, local path or file: requirements)")
+
+
+def direct_name(line: str) -> tuple[str, str]:
+    """(name, extras such as "[socks]") of a direct-URL requirement."""
+    match = _DIRECT.fullmatch(line)
+    assert match is not None, line
+    return match["name"], match["extras"].replace(" ", "")
 
 
 def check_requirements(requirements: list[str], allow_urls: bool) -> None:
@@ -99,7 +107,7 @@ def parse_lock(text: str, allow_urls: bool) -> list[LockEntry]:
             entries.append(LockEntry(pin.group(1), pin.group(2), None, hashes))
             continue
         if hashed and hashes and direct is not None:  # a URL's archive is always pinned
-            entries.append(LockEntry(direct.group(1), None, direct.group(2), hashes))
+            entries.append(LockEntry(direct["name"], None, direct["url"], hashes))
             continue
         raise DependencyRefused(
             f"lock line {number}: only 'name==version' entries with --hash values are "
