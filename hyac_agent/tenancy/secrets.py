@@ -70,8 +70,9 @@ class SecretService:
         self.store = store
         self._box = Fernet(load_or_create_key(data_dir))
         self._cache: dict[str, dict[str, str]] = {}
-        # Every change and every rebuild of a pattern is made under this lock; redact()
-        # reads a pattern without it (one dict lookup, then an immutable object).
+        # Every change of the state below and every rebuild of a pattern is made under
+        # this lock, never a store query (hold and release come from the event loop);
+        # redact() reads a pattern without it (one lookup, then an immutable object).
         self._lock = threading.Lock()
         self._patterns: dict[str, re.Pattern[str] | None] = {}
         self._generation: dict[str, int] = {}
@@ -84,16 +85,13 @@ class SecretService:
         cached = self._cache.get(tenant)
         if cached is not None:
             return cached
+        loaded = {name: self._box.decrypt(token.encode()).decode()
+                  for name, token in self.store.secrets_of(tenant).items()}
         with self._lock:
-            return self._load(tenant)
-
-    def _load(self, tenant: str) -> dict[str, str]:
-        cached = self._cache.get(tenant)
-        if cached is None:
-            cached = {name: self._box.decrypt(token.encode()).decode()
-                      for name, token in self.store.secrets_of(tenant).items()}
-            self._cache[tenant] = cached
-            self._rebuild(tenant)
+            cached = self._cache.get(tenant)
+            if cached is None:  # else a change came first, and holds the newer values
+                self._cache[tenant] = cached = loaded
+                self._rebuild(tenant)
         return cached
 
     def names(self, tenant: str) -> list[str]:
@@ -120,20 +118,22 @@ class SecretService:
         self._change(tenant, name, None, remove)
 
     def _change(self, tenant: str, name: str, value: str | None, write: Callable[[], None]) -> None:
-        with self._lock:
-            current = self._load(tenant)
-            generation = self._generation.get(tenant, 0) + 1
-            retired = self._retired.setdefault(tenant, {})
-            if value is not None:  # redacted from now on, before a worker can read it
-                retired[value] = generation
+        self.values(tenant)  # loaded, so that workers read the change from the cache
+        if value is not None:  # redacted from now on, before any worker can read it
+            with self._lock:
+                pending = self._generation.get(tenant, 0) + 1
+                self._retired.setdefault(tenant, {})[value] = pending
                 self._rebuild(tenant)
-            write()
+        write()
+        with self._lock:
+            current = self._cache.get(tenant, {})
             updated = {k: v for k, v in current.items() if k != name}
             if value is not None:
                 updated[name] = value
+            generation = self._generation.get(tenant, 0) + 1
             old = current.get(name)
             if old is not None and old != value:
-                retired[old] = generation
+                self._retired.setdefault(tenant, {})[old] = generation
             self._cache[tenant] = updated
             # Workers made from here on can only read the new values.
             self._generation[tenant] = generation
