@@ -77,6 +77,8 @@ def main(context):
                              "message": "FORGED " + huge, "extra": huge}))
     for bad in (7, ["req"], {"id": own}):  # ids that are not strings
         frames.append(frame({"type": "log", "id": bad, "message": "FORGED-TYPE"}))
+    for n in range(10):                    # no id: the worker outside any request
+        frames.append(frame({"type": "log", "id": None, "message": "NONE " + huge}))
     for n in range(20):                    # its own id, every field huge
         frames.append(frame({"type": "log", "id": own, "stream": huge, "level": huge,
                              "message": "OWN " + huge, "extra": huge}))
@@ -115,11 +117,15 @@ def test_forged_log_frames_are_held_to_the_requests_budget(platform: Platform) -
 
     records = logs(platform, "logforger")
     assert len(records) < 10_000  # all of them are in view
-    function_lines = [r for r in records if r["stream"] != "system"]
-    assert any(r["message"].startswith("OWN ") for r in function_lines)
-    assert stored_bytes(function_lines) <= LOG_BUDGET + SLACK, stored_bytes(function_lines)
+    own = [r for r in records if r["stream"] != "system" and r["request_id"] is not None]
+    outside = [r for r in records if r["stream"] != "system" and r["request_id"] is None]
+    assert any(r["message"].startswith("OWN ") for r in own)
+    assert stored_bytes(own) <= LOG_BUDGET + SLACK, stored_bytes(own)
     # A stored line costs its overhead too: the empty flood stops near budget / overhead.
-    assert len(function_lines) <= LOG_BUDGET // 128 + 1
+    assert len(own) <= LOG_BUDGET // 128 + 1
+    # Lines outside any request share one budget for the worker's life.
+    assert any(r["message"].startswith("NONE ") for r in outside)
+    assert stored_bytes(outside) <= LOG_BUDGET + SLACK, stored_bytes(outside)
     assert {r["request_id"] for r in records} <= {seen["own"], None}
     assert not any("FORGED" in r["message"] for r in records)
     assert {r["stream"] for r in records} <= {"stdout", "stderr", "logger", "system"}
