@@ -23,7 +23,7 @@ def _record(row: Any) -> TaskRecord:
     return TaskRecord(**row._mapping)  # the table's columns are the record's fields
 
 
-def _claimable(now: float) -> Any:
+def _claimable(now: Any) -> Any:  # a time, or the bound parameter that will hold one
     """Waiting and due, or running under a lease that has run out."""
     return or_(
         and_(tasks.c.status.in_(WAITING_TASK_STATUSES), tasks.c.run_at <= now),
