@@ -249,6 +249,8 @@ class TokenInfo(BaseModel):
     expires_at: Optional[float] = None
     revoked_at: Optional[float] = None
     created_by: str = ""
+    parent: Optional[str] = Field(
+        None, description="the token that made it: it ends when that one is revoked or expires")
 
 
 class TokenCreated(TokenInfo):
@@ -275,7 +277,12 @@ class EnvUpdate(BaseModel):
 
 class AuditRecord(BaseModel):
     ts: float
-    actor: str
+    actor: str = Field(description="the actor's name, as shown (not unique over time)")
+    actor_kind: Optional[str] = Field(
+        None, description="owner (the agent's token) or user; null in records made before "
+        "kinds were recorded")
+    actor_id: Optional[str] = Field(None, description="owner, or the user's stable id (usr_...)")
+    actor_token: Optional[str] = Field(None, description="the id of the API token used")
     tenant: Optional[str] = None
     action: str
     target: Optional[str] = None

@@ -18,8 +18,9 @@ router = APIRouter(dependencies=[Depends(require_token)], tags=["tenants"])
 
 @router.get("/v1/whoami")
 async def whoami(principal: Principal = Depends(get_principal)) -> dict[str, Any]:
-    return {"user": principal.name, "owner": principal.owner, "scope": principal.scope,
-            "token": principal.token_id, "roles": principal.roles}
+    return {"user": principal.name, "kind": principal.kind, "id": principal.id,
+            "owner": principal.owner, "scope": principal.scope, "token": principal.token_id,
+            "expires_at": principal.expires_at, "roles": principal.roles}
 
 
 @router.get("/v1/tenants")

@@ -1,8 +1,10 @@
 """The audit log: every mutating API call, appended once it has been answered.
 
 An ASGI middleware maps (method, path) to an action, and records time, actor (from the
-principal the auth dependency put on the request; ``-`` when authentication failed),
-tenant, action, target, the HTTP status as result, and the client address. Invocations
+principal the auth dependency put on the request; ``-`` when authentication failed), the
+actor's kind and stable id (``owner``/``owner`` for the agent's token, ``user``/``usr_…``
+for a user: names can repeat after a removal, ids cannot) and the token it used, tenant,
+action, target, the HTTP status as result, and the client address. Invocations
 are not audited (they are not changes); reading is not either.
 """
 
@@ -102,6 +104,9 @@ class AuditMiddleware:
         entry = {
             "ts": time.time(),
             "actor": principal.name if principal is not None else "-",
+            "actor_kind": principal.kind if principal is not None else None,
+            "actor_id": principal.id if principal is not None else None,
+            "actor_token": principal.token_id if principal is not None else None,
             "tenant": tenant[:63] if tenant else None,
             "action": action,
             "target": (target or "")[:256] or None,

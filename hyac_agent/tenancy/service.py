@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hyac_agent.tenancy.auth import RANK, ROLES, Authenticator, Principal, hash_token, new_token
+from hyac_agent.tenancy.auth import (
+    RANK,
+    ROLES,
+    Authenticator,
+    Principal,
+    check_user_name,
+    hash_token,
+    new_token,
+)
 from hyac_agent.tenancy.objects import ObjectService
 from hyac_agent.tenancy.quotas import QuotaService, exceeded
 from hyac_agent.tenancy.secrets import SecretService, check_secret_name
@@ -163,7 +171,7 @@ class TenancyService:
 
     def set_member(self, actor: Principal, tenant: str, user: str, role: str,
                    owner: bool = False) -> dict[str, Any]:
-        validate_name(user, "user")
+        check_user_name(user)
         if role not in ROLES:
             raise InvalidInput(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
         if owner:
@@ -213,11 +221,26 @@ class TenancyService:
             raise Forbidden("only the platform owner can issue tokens of an owner")
         if expires_in is not None and expires_in <= 0:
             raise InvalidInput("expires_in must be a positive number of seconds")
+        expires_at = self._child_expiry(actor, expires_in)
         token_id, secret = new_token()
-        expires_at = time.time() + expires_in if expires_in else None
         record = self.store.add_token(token_id, hash_token(secret), user, tenant, name,
-                                      expires_at, actor.name)
+                                      expires_at, actor.name, actor.token_id)
         return record, secret
+
+    @staticmethod
+    def _child_expiry(actor: Principal, expires_in: float | None) -> float | None:
+        """When a token made by ``actor`` expires: never later than the token ``actor``
+        used (asked for no expiry, it gets that token's; asked for later, refused)."""
+        wanted = time.time() + expires_in if expires_in else None
+        ceiling = actor.expires_at
+        if ceiling is None:
+            return wanted
+        if wanted is None:
+            return ceiling
+        if wanted > ceiling:
+            raise Forbidden(f"a token cannot outlive the token that makes it (that one expires "
+                            f"in {max(ceiling - time.time(), 0):.0f} s)", expires_at=ceiling)
+        return wanted
 
     def visible_tokens(self, actor: Principal) -> list[TokenRecord]:
         tokens = self.store.list_tokens()

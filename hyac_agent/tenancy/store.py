@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, inspect, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from hyac_agent.tenancy import tables as t
 
@@ -22,11 +24,21 @@ class TokenRecord:
     expires_at: float | None
     revoked_at: float | None
     created_by: str
+    #: the token that made it (None: made with the agent's token)
+    parent: str | None = None
 
 
 def _token(row: Any) -> TokenRecord:
     return TokenRecord(row.id, row.user, row.tenant, row.name, row.created_at, row.expires_at,
-                       row.revoked_at, row.created_by)
+                       row.revoked_at, row.created_by, row.parent)
+
+
+def new_user_id() -> str:
+    return "usr_" + secrets.token_hex(8)
+
+
+#: how many generations of tokens a token may descend from
+MAX_TOKEN_DEPTH = 32
 
 
 class TenancyStore:
@@ -35,6 +47,30 @@ class TenancyStore:
 
     def create_schema(self) -> None:
         t.metadata.create_all(self.engine)
+        self._add_columns()
+        with self.engine.begin() as conn:  # users made before they had ids
+            for name in conn.execute(select(t.users.c.name).where(t.users.c.id.is_(None))).scalars():
+                conn.execute(update(t.users).where(t.users.c.name == name, t.users.c.id.is_(None))
+                             .values(id=new_user_id()))
+
+    def _add_columns(self) -> None:
+        """Columns of tables older stores made without them (nullable, so old rows read as
+        'not recorded')."""
+        for table, column in t.ADDED_COLUMNS:
+            present = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
+            if column in present:
+                continue
+            kind = table.c[column].type.compile(self.engine.dialect)
+            preparer = self.engine.dialect.identifier_preparer
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {preparer.quote(table.name)} "
+                                      f"ADD COLUMN {preparer.quote(column)} {kind}"))
+            except DBAPIError:  # another agent on the same store added it meanwhile
+                if column not in {c["name"] for c in inspect(self.engine).get_columns(table.name)}:
+                    raise
+        for index in t.tokens.indexes:  # (create_all makes indexes only with new tables)
+            index.create(self.engine, checkfirst=True)
 
     # tenants --------------------------------------------------------------------------
 
@@ -79,7 +115,8 @@ class TenancyStore:
         with self.engine.begin() as conn:
             row = conn.execute(select(t.users).where(t.users.c.name == name)).first()
             if row is None:
-                conn.execute(insert(t.users).values(name=name, owner=int(owner), created_at=time.time()))
+                conn.execute(insert(t.users).values(name=name, owner=int(owner), created_at=time.time(),
+                                                    id=new_user_id()))
             elif owner and not row.owner:
                 conn.execute(update(t.users).where(t.users.c.name == name).values(owner=1))
 
@@ -91,8 +128,8 @@ class TenancyStore:
             roles = conn.execute(
                 select(t.memberships.c.tenant, t.memberships.c.role).where(t.memberships.c.user == name)
             ).all()
-        return {"name": row.name, "owner": bool(row.owner), "created_at": row.created_at,
-                "roles": {r.tenant: r.role for r in roles}}
+        return {"name": row.name, "id": row.id, "owner": bool(row.owner),
+                "created_at": row.created_at, "roles": {r.tenant: r.role for r in roles}}
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -162,14 +199,27 @@ class TenancyStore:
     # tokens ---------------------------------------------------------------------------
 
     def add_token(self, token_id: str, digest: str, user: str, tenant: str | None, name: str,
-                  expires_at: float | None, created_by: str) -> TokenRecord:
+                  expires_at: float | None, created_by: str, parent: str | None) -> TokenRecord:
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(insert(t.tokens).values(
                 id=token_id, hash=digest, user=user, tenant=tenant, name=name, created_at=now,
-                expires_at=expires_at, revoked_at=None, created_by=created_by,
+                expires_at=expires_at, revoked_at=None, created_by=created_by, parent=parent,
             ))
-        return TokenRecord(token_id, user, tenant, name, now, expires_at, None, created_by)
+        return TokenRecord(token_id, user, tenant, name, now, expires_at, None, created_by, parent)
+
+    def ancestors(self, token: TokenRecord) -> list[TokenRecord]:
+        """The tokens ``token`` descends from, its parent first."""
+        found: list[TokenRecord] = []
+        parent = token.parent
+        while parent is not None and len(found) < MAX_TOKEN_DEPTH:
+            record = self.get_token(parent)
+            if record is None:  # (deleted with its tenant: as good as revoked)
+                found.append(TokenRecord(parent, "", None, "", 0.0, None, 0.0, ""))
+                break
+            found.append(record)
+            parent = record.parent
+        return found
 
     def token_by_hash(self, digest: str) -> TokenRecord | None:
         with self.engine.connect() as conn:
@@ -187,11 +237,19 @@ class TenancyStore:
         return [_token(r) for r in rows]
 
     def revoke_token(self, token_id: str) -> None:
+        """Revoke the token and every token it made, transitively."""
+        now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(
-                update(t.tokens).where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
-            )
+            ids = [token_id]
+            for _ in range(MAX_TOKEN_DEPTH + 1):
+                conn.execute(
+                    update(t.tokens).where(t.tokens.c.id.in_(ids), t.tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                ids = list(conn.execute(
+                    select(t.tokens.c.id).where(t.tokens.c.parent.in_(ids))).scalars())
+                if not ids:
+                    break
 
     # secrets and env ------------------------------------------------------------------
 
@@ -318,7 +376,8 @@ class TenancyStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(t.audit.c.id.desc()).limit(limit)).all()
         return [
-            {"ts": r.ts, "actor": r.actor, "tenant": r.tenant, "action": r.action,
+            {"ts": r.ts, "actor": r.actor, "actor_kind": r.actor_kind, "actor_id": r.actor_id,
+             "actor_token": r.actor_token, "tenant": r.tenant, "action": r.action,
              "target": r.target, "result": r.result, "client": r.client}
             for r in reversed(rows)
         ]

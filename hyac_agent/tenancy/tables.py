@@ -1,7 +1,8 @@
 """Tables of the tenancy layer: tenants, users, roles, tokens, secrets, env, quotas,
 usage counters, the audit log and stored objects. They live in the main store's
 database, beside the functions, in their own ``MetaData`` so the tenancy layer creates
-and owns them."""
+and owns them. Columns added since a table was first made are added to it on start
+(:data:`ADDED_COLUMNS`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ users = Table(
     Column("name", String(63), primary_key=True),
     Column("owner", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
+    #: stable and never reused: a user removed and added again under its name is another
+    #: principal in the audit log ("usr_" + 16 hex; added to older stores on start)
+    Column("id", String(32)),
 )
 
 memberships = Table(
@@ -48,6 +52,10 @@ tokens = Table(
     Column("expires_at", Float),
     Column("revoked_at", Float),
     Column("created_by", String(63), nullable=False, default=""),
+    #: the token that made this one (None: the agent's token): revoking or the expiry of
+    #: a token ends every token it made, transitively
+    Column("parent", String(32)),
+    Index("ix_tokens_parent", "parent"),
 )
 
 secrets = Table(
@@ -106,6 +114,11 @@ audit = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
     Column("actor", String(63), nullable=False),
+    #: who acted, as no name can imitate: "owner" (the agent's token) or "user" and the
+    #: user's id, and the token used (None in rows written before these columns)
+    Column("actor_kind", String(16)),
+    Column("actor_id", String(40)),
+    Column("actor_token", String(32)),
     Column("tenant", String(63)),
     Column("action", String(32), nullable=False),
     Column("target", String(256)),
@@ -113,3 +126,7 @@ audit = Table(
     Column("client", String(64)),
     Index("ix_audit_tenant_ts", "tenant", "ts"),
 )
+
+#: columns added to tables that older stores already have: (table, column)
+ADDED_COLUMNS = [(users, "id"), (tokens, "parent"), (audit, "actor_kind"), (audit, "actor_id"),
+                 (audit, "actor_token")]

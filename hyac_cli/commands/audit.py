@@ -32,7 +32,16 @@ def audit(
     if as_json:
         term.print_json(records)
         return
-    rows = [(_time(r["ts"]), r["actor"], r.get("tenant") or "-", r["action"], r.get("target") or "-",
-             r["result"], r.get("client") or "-") for r in records]
-    term.table(("time", "actor", "tenant", "action", "target", "result", "client"), rows,
-               empty="No audit records.")
+    rows = [(_time(r["ts"]), r["actor"], _principal(r), r.get("tenant") or "-", r["action"],
+             r.get("target") or "-", r["result"], r.get("client") or "-") for r in records]
+    term.table(("time", "actor", "principal", "tenant", "action", "target", "result", "client"),
+               rows, empty="No audit records.")
+
+
+def _principal(record: dict[str, object]) -> str:
+    """``owner``, ``user:usr_…``, or ``?`` for a record made before kinds were recorded:
+    the name alone says nothing certain there."""
+    kind, ident = record.get("actor_kind"), record.get("actor_id")
+    if not kind:
+        return "?"
+    return str(kind) if kind == ident else f"{kind}:{ident}"
