@@ -121,11 +121,17 @@ class QuotaService:
 
     # limits ---------------------------------------------------------------------------
 
-    def forget(self, tenant: str | None = None) -> None:
+    def forget(self, tenant: str | None = None, usage: bool = False) -> None:
+        """Drop cached limits (of ``tenant``, or all); ``usage``: also the tenant's counted
+        executions and mails (it was removed: a tenant made under its name starts at 0)."""
         if tenant is None or tenant == PLATFORM:
             self._limits.clear()
         else:
             self._limits.pop(tenant, None)
+        if usage and tenant is not None:
+            for counts in (self._counts, self._pending):
+                for key in [k for k in counts if k[0] == tenant]:
+                    counts.pop(key, None)
 
     def _raw(self, tenant: str) -> dict[str, float]:
         cached = self._limits.get(tenant)

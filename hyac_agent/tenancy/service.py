@@ -159,11 +159,13 @@ class TenancyService:
         self.require_tenant(name)
         for function in self.main_store.list_functions(name):
             self.main_store.delete_function(name, function.name)
-        self.store.delete_kv(name)
+        # kv, objects, secrets, env, quotas and counters, members, its tokens, tasks (with
+        # their results), logs and audit records: a tenant made again under the name
+        # starts empty
         self.store.delete_tenant(name)
         self.databases.drop(name)
         self.secrets.forget(name)
-        self.quotas.forget(name)
+        self.quotas.forget(name, usage=True)
         self._env.pop(name, None)
         self._known.discard(name)
 

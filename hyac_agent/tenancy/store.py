@@ -99,15 +99,22 @@ class TenancyStore:
             conn.execute(update(t.tenants).where(t.tenants.c.name == name).values(egress=value))
 
     def delete_tenant(self, name: str) -> None:
+        """Everything of the tenant kept in the store's database, in one transaction (its
+        functions are removed before, through the main store; its database after)."""
+        from hyac_agent.store import tables as store_tables
+        from hyac_agent.store.task_tables import tasks
+
         with self.engine.begin() as conn:
             for table, column in ((t.tenants, "name"), (t.memberships, "tenant"),
                                   (t.secrets, "tenant"), (t.env, "tenant"), (t.quotas, "tenant"),
-                                  (t.usage, "tenant"), (t.objects, "tenant")):
+                                  (t.usage, "tenant"), (t.objects, "tenant"),
+                                  (store_tables.kv, "tenant"), (store_tables.logs, "tenant"),
+                                  (tasks, "tenant")):
                 conn.execute(delete(table).where(table.c[column] == name))
-            conn.execute(
-                update(t.tokens).where(t.tokens.c.tenant == name, t.tokens.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
-            )
+            # Its tokens go too (a token of a tenant makes only tokens of that tenant),
+            # and its audit log but for the record of the removal, written after this.
+            conn.execute(delete(t.tokens).where(t.tokens.c.tenant == name))
+            conn.execute(delete(t.audit).where(t.audit.c.tenant == name))
 
     # users and roles ------------------------------------------------------------------
 
@@ -354,12 +361,6 @@ class TenancyStore:
                 .where(kv.c.tenant == tenant, kv.c.key == key)
             ).scalar()
         return int(value or 0)
-
-    def delete_kv(self, tenant: str) -> None:
-        from hyac_agent.store import tables as store_tables
-
-        with self.engine.begin() as conn:
-            conn.execute(delete(store_tables.kv).where(store_tables.kv.c.tenant == tenant))
 
     # audit ----------------------------------------------------------------------------
 

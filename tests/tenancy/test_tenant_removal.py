@@ -1,0 +1,102 @@
+"""Removing a tenant removes everything it owned: a tenant made again under the same name
+starts empty, through the API and from inside its functions. Only the record of the
+removal stays in the audit log."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tests.tenancy.conftest import Platform, body
+
+FILL = '''
+def main(context):
+    context.kv.set("k", {"secret": "of the first tenant"})
+    context.storage.put("o.txt", b"object of the first tenant")
+    context.db.execute("CREATE TABLE IF NOT EXISTS t (v TEXT)")
+    context.db.execute("INSERT INTO t VALUES ('row of the first tenant')")
+    print("log line of the first tenant")
+    return {"filled": True, "env": context.env.get("FIRST"), "secret": context.secrets.get("S")}
+'''
+
+LOOK = '''
+from hyac_context import HostCallError
+def main(context):
+    try:
+        rows = context.db.fetchall("SELECT v FROM t")
+    except HostCallError as exc:
+        rows = exc.code
+    return {"kv": context.kv.get("k"), "objects": [o.key for o in context.storage.list()],
+            "db": rows, "env": context.env.get("FIRST"), "secrets": sorted(context.secrets)}
+'''
+
+
+def api(client: Any, path: str, **params: Any) -> Any:
+    answer = client.get(path, params=params)
+    assert answer.status_code == 200, (path, answer.text)
+    return answer.json()
+
+
+def wait_task(client: Any, task_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        task = api(client, f"/v1/tasks/{task_id}")
+        if task["status"] in ("succeeded", "dead", "cancelled"):
+            return dict(task)
+        assert time.monotonic() < deadline, task
+        time.sleep(0.1)
+
+
+def test_a_recreated_tenant_inherits_nothing(platform: Platform) -> None:
+    platform.tenant("heir")
+    admin = platform.user("heir-admin", "heir", "admin")
+    with platform.owner("heir") as owner:
+        assert owner.put("/v1/secrets/S", json={"value": "s3cret-value"}).status_code == 204
+        assert owner.put("/v1/env", json={"values": {"FIRST": "yes"}}).status_code in (200, 204)
+        assert owner.put("/v1/quotas", json={"values": {"functions": 7}}).status_code == 200
+        assert owner.put("/v1/storage/api.txt", content=b"api object").status_code in (200, 201)
+    assert platform.deploy("fill", FILL, "heir", admin).status_code == 201
+    filled = json.loads(body(platform.invoke("fill", "heir")))
+    assert filled == {"filled": True, "env": "yes", "secret": "s3cret-value"}
+    with platform.http(admin, "heir") as client:
+        queued = client.post("/v1/functions/fill/invoke", params={"mode": "async"}, json={})
+        assert queued.status_code == 202, queued.text
+        task = wait_task(client, queued.json()["task_id"])
+        assert task["status"] == "succeeded" and task["result"], task
+        key = client.get("/v1/tasks/callback-key")
+        old_key = key.json().get("key") if key.status_code == 200 else None
+        # everything is there before the removal
+        assert api(client, "/v1/logs", function="fill")
+        assert len(api(client, "/v1/storage")) == 2
+        assert api(client, "/v1/audit")
+        assert api(client, "/v1/tasks")
+    with platform.owner() as owner:
+        assert owner.delete("/v1/tenants/heir").status_code == 204
+    assert platform.invoke("fill", "heir", admin).status_code in (401, 403)
+    platform.tenant("heir")  # made again under the same name
+    with platform.owner("heir") as owner:
+        assert api(owner, "/v1/functions") == []
+        assert api(owner, "/v1/tasks") == []
+        assert owner.get(f"/v1/tasks/{queued.json()['task_id']}").status_code == 404
+        assert api(owner, "/v1/logs") == []
+        assert api(owner, "/v1/storage") == []
+        assert api(owner, "/v1/secrets") == []
+        assert api(owner, "/v1/env") in ({}, {"env": {}}, [])
+        assert api(owner, "/v1/users") == []
+        quotas = api(owner, "/v1/quotas")["quotas"]
+        assert quotas["functions"]["source"] != "tenant"
+        assert quotas["executions_per_day"]["use"] == 0
+        assert quotas["storage"]["use"] < 200_000  # an empty database at most
+        assert [t for t in api(owner, "/v1/tokens") if t["tenant"] == "heir"] == []
+        audit = api(owner, "/v1/audit")
+        assert [r["action"] for r in audit] == ["tenant.rm", "tenant.create"], audit
+        if old_key is not None:
+            assert api(owner, "/v1/tasks/callback-key")["key"] != old_key
+        assert platform.deploy("look", LOOK, "heir").status_code == 201
+        seen = json.loads(body(platform.invoke("look", "heir")))
+    assert seen == {"kv": None, "objects": [], "db": "db_error", "env": None, "secrets": []}
+    assert "s3cret-value" not in json.dumps(audit)
+    # the old admin's token does not reach the new tenant
+    with platform.http(admin, "heir") as client:
+        assert client.get("/v1/functions").status_code in (401, 403)
