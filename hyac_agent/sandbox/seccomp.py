@@ -195,8 +195,8 @@ def _masked(index: int, mask: int, value: int) -> dict[str, int | str]:
 
 def docker_profile(machine: str | None = None) -> str:
     """The filter as a Docker seccomp profile (JSON): allow by default, refuse what the
-    BPF program refuses. Only the native architecture is listed, so Docker refuses the
-    foreign ABIs (i386, x32) as the BPF program does."""
+    BPF program refuses. Only the native architecture is listed: the allow-all default
+    covers no foreign ABI (i386, x32), which libseccomp answers with its bad-arch action."""
     machine = machine or platform.machine()
     if machine not in _ARCHES:
         raise ValueError(f"no seccomp filter for architecture {machine!r}")
