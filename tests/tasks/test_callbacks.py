@@ -30,6 +30,7 @@ from hyac_agent.tasks.destinations import (
     RefusedDestination,
     choose_address,
     literal_address,
+    local_addresses,
     parse_allowed,
     refusal,
 )
@@ -180,6 +181,20 @@ def test_public_and_allowed_addresses_pass() -> None:
     # The agent's own public address is refused like loopback.
     own = {ipaddress.ip_address("8.8.8.8")}
     assert refusal(ipaddress.ip_address("8.8.8.8"), [], own) == "an address of this agent"
+
+
+@pytest.mark.skipif(not Path("/proc/net/fib_trie").exists(), reason="reads Linux's /proc")
+def test_the_agents_own_addresses_are_known() -> None:
+    own = local_addresses()
+    assert ipaddress.ip_address("127.0.0.1") in own
+    if Path("/proc/net/if_inet6").exists():
+        assert ipaddress.ip_address("::1") in own
+    try:
+        host = {ipaddress.ip_address(str(info[4][0]).split("%")[0])
+                for info in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:
+        host = set()
+    assert host <= own  # the addresses this host's name gives are among them
 
 
 def test_a_name_is_refused_if_any_of_its_addresses_is() -> None:
@@ -335,6 +350,10 @@ def test_literal_addresses_are_refused_when_set(
             "config": {"callback_url": f"http://127.1:{receiver.port}/hook"}})
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "callback_refused"
     assert receiver.calls == [] and receiver6.calls == []
+    # The agent serves on, callbacks included, where they may go.
+    assert strict_agent.invoke("report").json()["ok"] is True
+    task_id = submit(strict_agent, "report", callback_url="https://hooks.example.invalid/done")
+    assert wait_for(strict_agent, task_id, "succeeded")["callback_url"].startswith("https://")
 
 
 def _resolvable(name: str) -> bool:
