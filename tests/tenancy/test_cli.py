@@ -82,7 +82,8 @@ def test_tenancy_through_the_cli(isolation: Path) -> None:
         assert 'tenant = "elsewhere"' in (isolation / "other-project" / "hyac.toml").read_text()
         log = json.loads(ok("audit", "--json"))
         assert {"secret.set", "secret.rm", "env.set", "quota.set", "user.set"} <= {r["action"] for r in log}
-        assert all(r["actor"] == "ada" for r in log if r["action"].startswith(("secret", "env")))
+        assert all(r["actor"] == "ada" and r["actor_kind"] == "user"
+                   for r in log if r["action"].startswith(("secret", "env")))
         assert "very-secret-value" not in json.dumps(log)
 
         # back to the local agent: the owner again
@@ -91,7 +92,8 @@ def test_tenancy_through_the_cli(isolation: Path) -> None:
         ok("token", "revoke", token_id)
         refused = hyac("secret", "ls", env={"HYAC_PROFILE": "work"})
         assert refused.returncode == 1 and "revoked" in refused.stderr
-        assert "owner" in ok("audit", "--all")
+        table = ok("audit", "--all")
+        assert "owner" in table and "user:usr_" in table  # the principal column: kind and id
         ok("tenant", "rm", "acme", "--yes")
         assert "acme" not in ok("tenant", "ls")
     finally:
