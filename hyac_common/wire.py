@@ -181,7 +181,9 @@ class TaskInfo(BaseModel):
     version: int
     status: TaskStatus
     attempt: int = Field(description="runs started so far (the current one included)")
-    max_attempts: int = Field(description="retries + 1: failed runs allowed before dead")
+    max_attempts: int = Field(
+        description="runs the task may make: retries + 1, one more for each run lost with its "
+        "process (those do not count), and the runs before a retry (which renews the retries)")
     created_at: float
     run_at: float = Field(description="not started before this (delay, retry backoff)")
     started_at: Optional[float] = None

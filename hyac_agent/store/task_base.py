@@ -42,6 +42,10 @@ class TaskRecord:
     callback_status: str | None
     callback_attempts: int
     callback_next_at: float | None
+    #: when a retry queued it again (the max age counts from here); None: created_at
+    queued_at: float | None = None
+    #: runs made before the last retry (a retry starts a new round of attempts)
+    earlier_attempts: int | None = None
 
 
 class TaskStore(abc.ABC):

@@ -45,6 +45,8 @@ tasks = Table(
     Column("callback_status", String(16)),
     Column("callback_attempts", Integer, nullable=False, default=0),
     Column("callback_next_at", Float),
+    Column("queued_at", Float),  # set by a retry: the max age counts from it
+    Column("earlier_attempts", Integer),  # runs before the last retry; NULL: none
     Index("ix_tasks_status_run_at", "status", "run_at"),
     Index("ix_tasks_tenant_created", "tenant", "created_at"),
     Index("ix_tasks_run_request", "run_request_id"),

@@ -138,9 +138,12 @@ class SqlTaskStore(TaskStore):
             return conn.execute(
                 update(tasks)
                 .where(tasks.c.id == task_id, tasks.c.status.in_(("dead", "cancelled")))
-                .values(status="queued", failures=0, lost=0, run_at=now, updated_at=now,
+                # A new round of attempts: the runs so far are kept apart from it (the
+                # attempt number goes on counting), created_at is kept.
+                .values(status="queued", failures=0, lost=0, run_at=now,
+                        earlier_attempts=tasks.c.attempt, updated_at=now, queued_at=now,
                         finished_at=None, error=None, result=None, dispatched_at=None,
-                        progress=None, progress_message="", created_at=now,
+                        progress=None, progress_message="",
                         callback_status=None, callback_attempts=0, callback_next_at=None)
             ).rowcount == 1
 

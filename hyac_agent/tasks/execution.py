@@ -64,7 +64,10 @@ def task_info(record: TaskRecord) -> TaskInfo:
     return TaskInfo(
         id=record.id, tenant=record.tenant, function=record.function, version=record.version,
         status=record.status,  # type: ignore[arg-type]
-        attempt=record.attempt, max_attempts=record.max_attempts,
+        # Runs before a retry and runs lost with their process do not count against
+        # the retries: each gives the task one run more.
+        attempt=record.attempt,
+        max_attempts=(record.earlier_attempts or 0) + record.max_attempts + record.lost,
         created_at=record.created_at, run_at=record.run_at, started_at=record.started_at,
         finished_at=record.finished_at, progress=record.progress,
         progress_message=record.progress_message or "",
@@ -118,7 +121,8 @@ class TaskExecutor:
         version = await self._version(record)
         now = time.time()
         max_age = version.config.task_max_age if version else None
-        if record.status != "running" and max_age and now - record.created_at > max_age:
+        waiting_since = record.queued_at or record.created_at
+        if record.status != "running" and max_age and now - waiting_since > max_age:
             error = TaskError(
                 code="expired",
                 message=f"the task waited more than its max age ({max_age:g}s) and was not run",

@@ -32,6 +32,12 @@ def new_task_id() -> str:
     return "task_" + secrets.token_hex(10)
 
 
+def _has_ended(status: str) -> str:
+    """How a task in an end status is said: "has already succeeded", "is already dead"."""
+    return {"succeeded": "has already succeeded", "cancelled": "has already been cancelled",
+            "dead": "is already dead"}.get(status, f"is {status}")
+
+
 class TaskService:
     def __init__(self, store: Store, functions: FunctionService, queue: TaskQueue) -> None:
         self.store = store
@@ -92,7 +98,8 @@ class TaskService:
         record = await self._own(tenant, task_id)
         before = await asyncio.to_thread(self.store.cancel_task, task_id, time.time())
         if before is None:
-            raise Conflict(f"task {task_id} has already ended ({record.status})")
+            ended = await self._own(tenant, task_id)
+            raise Conflict(f"task {task_id} {_has_ended(ended.status)}: there is nothing to cancel")
         if before == "running":
             await self.queue.cancel(task_id)
         if record.callback_url:
@@ -100,10 +107,13 @@ class TaskService:
         return await self.get(tenant, task_id)
 
     async def retry(self, tenant: str, task_id: str) -> TaskInfo:
-        record = await self._own(tenant, task_id)
+        await self._own(tenant, task_id)  # another tenant's task is not found, not refused
         if not await asyncio.to_thread(self.store.revive_task, task_id, time.time()):
+            current = await self._own(tenant, task_id)
+            state = (_has_ended(current.status) if current.status == "succeeded"
+                     else f"is {current.status}")
             raise Conflict(
-                f"task {task_id} is {record.status}: only dead or cancelled tasks can be retried"
+                f"task {task_id} {state}: only dead or cancelled tasks can be retried"
             )
         await self.queue.submit(task_id, time.time())
         return await self.get(tenant, task_id)
