@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import json
 import time
 
 import httpx
@@ -161,19 +162,20 @@ def main(context):
 
 def test_async_functions_run_concurrently_on_one_worker(agent: RunningAgent) -> None:
     agent.deploy("waiter", """
-import asyncio, os
+import asyncio, os, time
 async def main(context):
+    started = time.monotonic()
     await asyncio.sleep(0.5)
-    return {"pid": os.getpid()}
+    return {"pid": os.getpid(), "started": started, "ended": time.monotonic()}
 """)
     body_of(agent.invoke("waiter"))  # warm up
-    started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: agent.invoke("waiter"), range(8)))
-    elapsed = time.monotonic() - started
-    pids = {__import__("json").loads(body_of(a))["pid"] for a in answers}
-    assert len(pids) == 1, "one warm worker serves them all"
-    assert elapsed < 3.0, f"8 concurrent 0.5 s sleeps took {elapsed:.2f}s"
+    runs = [json.loads(body_of(a)) for a in answers]
+    assert len({run["pid"] for run in runs}) == 1, "one warm worker serves them all"
+    # Concurrent, not one after another: on the worker's own clock, the last of the eight
+    # started before the first of them ended (no wall-clock bound, so a busy host can't fail it).
+    assert max(run["started"] for run in runs) < min(run["ended"] for run in runs), runs
 
 
 def test_kv_persists_and_is_per_tenant(agent: RunningAgent) -> None:
