@@ -238,6 +238,46 @@ def redis_missing() -> str | None:
 # the run -----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def hyac_engine(ctx: Context, engine: str) -> Iterator[Agent]:
+    """An agent on the embedded queue, or on Celery (``HYAC_QUEUE=celery``, the local
+    Redis, a queue of its own) with one ``hyac-agent worker`` beside it sharing its
+    data dir, both pinned to the system-under-test CPU."""
+    if engine == "embedded":
+        with running_agent(ctx, "queue") as agent:
+            yield agent
+        return
+    env = {"HYAC_QUEUE": "celery", "HYAC_BROKER_URL": REDIS_URL,
+           "HYAC_CELERY_QUEUE": f"hyac-bench-agent-{os.getpid()}-{time.monotonic_ns()}"}
+    with running_agent(ctx, "queue-celery", env=env) as agent:
+        with (agent.data_dir.parent / "worker.log").open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "hyac_agent", "worker"], stdout=log,
+                stderr=subprocess.STDOUT, env=agent.env, cwd=agent.data_dir.parent,
+                preexec_fn=pinned(ctx.sut_cpus), start_new_session=True,
+            )
+        try:
+            yield agent
+        finally:
+            stop_process(worker)
+
+
+def measure(ctx: Context, noop: Any, engine: str, tasks: int, rounds: int,
+            singles: int) -> dict[str, Any]:
+    """Bursts of ``engine`` and of Celery in alternation; one-at-a-time overheads."""
+    hyac_bursts: list[Burst] = []
+    celery_bursts: list[Burst] = []
+    with hyac_engine(ctx, engine) as agent:
+        deploy(agent, "noop", NOOP_SOURCE)
+        hyac = HyacTasks(agent, "noop")
+        hyac.burst(20)  # warm: the worker and the store's pages
+        for _ in range(rounds):
+            celery_bursts.append(celery_burst(noop, tasks))
+            hyac_bursts.append(hyac.burst(tasks))
+        overhead = hyac.overhead(singles) if engine == "embedded" else []
+    return {"hyac": hyac_bursts, "celery": celery_bursts, "overhead": overhead}
+
+
 def run(ctx: Context) -> list[Figure]:
     if reason := redis_missing():
         ctx.notes.append(f"queue skipped: its Celery baseline needs Redis: {reason}")
@@ -245,33 +285,37 @@ def run(ctx: Context) -> list[Figure]:
     tasks = ctx.pick(60, 300)
     rounds = ctx.pick(1, 3)
     singles = ctx.pick(20, 100)
-    hyac_bursts: list[Burst] = []
-    celery_bursts: list[Burst] = []
-    with running_agent(ctx, "queue") as agent, celery_worker(ctx) as noop:
-        deploy(agent, "noop", NOOP_SOURCE)
-        hyac = HyacTasks(agent, "noop")
-        hyac.burst(20)  # warm: the worker and the store's pages
-        celery_burst(noop, 20)
-        for _ in range(rounds):
-            celery_bursts.append(celery_burst(noop, tasks))
-            hyac_bursts.append(hyac.burst(tasks))
-        overhead = hyac.overhead(singles)
+    with celery_worker(ctx) as noop:
+        celery_burst(noop, 20)  # warm
+        embedded = measure(ctx, noop, "embedded", tasks, rounds, singles)
+        on_celery = measure(ctx, noop, "celery", tasks, rounds, singles)
         round_trips = celery_round_trips(noop, singles)
     detail = {"tasks": tasks, "rounds": rounds, "client_threads": CLIENT_THREADS,
               "celery": "5.x prefork ×2, Redis broker and result backend",
               "hyac_concurrency": "HYAC_TASK_CONCURRENCY default"}
     name = "Celery + Redis, no-op"
+    overhead = embedded["overhead"]
     p50 = median(overhead)
     sane = figure("queue.overhead.p50", "task overhead p50 (one at a time)", p50, "s",
                   median(round_trips), f"{name}: .delay().get() p50", samples=len(overhead),
                   p99=percentile(overhead, 99), celery_p99=percentile(round_trips, 99))
     sane.target, sane.met = "p50 < 5 ms", p50 < 0.005
+
+    def rate(bursts: list[Burst], end_to_end: bool) -> float:
+        return median([b.end_to_end_rate if end_to_end else b.enqueue_rate for b in bursts])
+
     return [
         figure("queue.embedded.end_to_end", "tasks/s end to end (embedded queue)",
-               median([b.end_to_end_rate for b in hyac_bursts]), "tasks/s",
-               median([b.end_to_end_rate for b in celery_bursts]), name, at_least=1.0, **detail),
+               rate(embedded["hyac"], True), "tasks/s", rate(embedded["celery"], True), name,
+               at_least=1.0, **detail),
         figure("queue.embedded.enqueue", "tasks/s enqueued (embedded queue)",
-               median([b.enqueue_rate for b in hyac_bursts]), "tasks/s",
-               median([b.enqueue_rate for b in celery_bursts]), name, **detail),
+               rate(embedded["hyac"], False), "tasks/s", rate(embedded["celery"], False), name,
+               **detail),
+        figure("queue.celery.end_to_end", "tasks/s end to end (Hyac on Celery)",
+               rate(on_celery["hyac"], True), "tasks/s", rate(on_celery["celery"], True), name,
+               at_least=0.7, hyac_workers="1 hyac-agent worker beside the agent", **detail),
+        figure("queue.celery.enqueue", "tasks/s enqueued (Hyac on Celery)",
+               rate(on_celery["hyac"], False), "tasks/s", rate(on_celery["celery"], False), name,
+               **detail),
         sane,
     ]

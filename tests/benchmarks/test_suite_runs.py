@@ -30,7 +30,8 @@ EXPECTED = [
     "scaling.deployed_cost.throughput",
     "scaling.deployed_cost.agent_rss",
 ]
-QUEUE = ["queue.embedded.end_to_end", "queue.embedded.enqueue", "queue.overhead.p50"]
+QUEUE = [f"queue.{engine}.{m}" for engine in ("embedded", "celery") for m in ("end_to_end", "enqueue")]
+QUEUE.append("queue.overhead.p50")
 
 
 @pytest.mark.slow
