@@ -8,6 +8,7 @@
 | database_url         | HYAC_DATABASE_URL           | sqlite:///DATA_DIR/hyac.db       |
 | sandbox              | HYAC_SANDBOX                | auto (docker if usable, else bwrap) |
 | worker_idle_timeout  | HYAC_WORKER_IDLE_TIMEOUT    | 300 seconds                      |
+| shutdown_grace       | HYAC_SHUTDOWN_GRACE         | 10 seconds for requests in flight on SIGTERM |
 | max_body_bytes       | HYAC_MAX_BODY_BYTES         | 6 MiB (request and response)     |
 | max_bundle_bytes     | HYAC_MAX_BUNDLE_BYTES       | 50 MiB                           |
 | log_retention_bytes  | HYAC_LOG_RETENTION_BYTES    | 64 MiB of log per tenant (messages + 128 a line) |
@@ -127,6 +128,7 @@ class AgentConfig:
     smtp_timeout: float = field(default_factory=lambda: _env_float("HYAC_SMTP_TIMEOUT", 20.0))
     agent_threads: int = field(default_factory=lambda: _env_int("HYAC_AGENT_THREADS", 32))
     tenant_host_calls: int = field(default_factory=lambda: _env_int("HYAC_TENANT_HOST_CALLS", 8))
+    shutdown_grace: float = field(default_factory=lambda: _env_float("HYAC_SHUTDOWN_GRACE", 10.0))
     deps_allow_direct_urls: bool = field(
         default_factory=lambda: os.environ.get("HYAC_DEPS_ALLOW_DIRECT_URLS", "") in ("1", "true")
     )

@@ -55,6 +55,8 @@ class Agent:
         self.bundles = BundleStore(config.bundles_dir)
         self.bundles.sweep_temporary()
         self.logbus = LogBus(self.store, config.log_retention_policy())
+        #: set once the agent is stopping: live streams end so their followers reconnect
+        self.stopping = asyncio.Event()
         if config.agent_threads < 2 or not 1 <= config.tenant_host_calls < config.agent_threads:
             raise InvalidInput(
                 "HYAC_AGENT_THREADS must be at least 2 and HYAC_TENANT_HOST_CALLS between 1 and "
@@ -154,6 +156,12 @@ class Agent:
                 "INSECURE: functions run without a sandbox (--insecure-no-sandbox); "
                 "they can read everything this agent can. Use this for local development only."
             )
+
+    async def begin_shutdown(self) -> None:
+        """SIGTERM, before requests in flight get their grace period: end live streams
+        and hand background tasks back to the queue at once (not after a lease)."""
+        self.stopping.set()
+        await self.queue.hand_back()
 
     async def stop(self) -> None:
         await self.queue.stop()

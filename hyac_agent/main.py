@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
@@ -102,9 +103,14 @@ def serve(
     url = f"http://{shown_host}:{bound_port}"
     state_path = agent_state_path(config.data_dir)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(agent, url), log_level="warning", access_log=False, lifespan="on")
+        uvicorn.Config(
+            create_app(agent, url), log_level="warning", access_log=False, lifespan="on",
+            # SIGTERM: requests in flight get this long to finish (HYAC_SHUTDOWN_GRACE).
+            timeout_graceful_shutdown=max(math.ceil(config.shutdown_grace), 0),
+        )
     )
     original_startup = server.startup
+    original_shutdown = server.shutdown
 
     async def startup(sockets: list[socket.socket] | None = None) -> None:
         await original_startup(sockets=sockets)
@@ -112,13 +118,23 @@ def serve(
         write_private_json(
             state_path,
             {"url": url, "token": agent.token, "pid": os.getpid(), "version": __version__,
-             "sandbox": agent.backend.name},
+             "sandbox": agent.backend.name, "shutdown_grace": config.shutdown_grace},
         )
         logging.getLogger("hyac.agent").info(
             "listening on %s (sandbox: %s, data: %s)", url, agent.backend.name, config.data_dir
         )
 
+    async def shutdown(sockets: list[socket.socket] | None = None) -> None:
+        # Background tasks go back to the queue at once, not after the grace period
+        # the sync requests in flight get, nor after a lease runs out.
+        try:
+            await agent.begin_shutdown()
+        except Exception:  # the store is unreachable: the leases will run out instead
+            logging.getLogger("hyac.agent").exception("could not hand tasks back")
+        await original_shutdown(sockets=sockets)
+
     server.startup = startup  # type: ignore[method-assign]
+    server.shutdown = shutdown  # type: ignore[method-assign]
     try:
         server.run(sockets=[sock])
     finally:

@@ -154,8 +154,9 @@ class Worker:
         self.drain(reason)
 
     async def shutdown(self) -> None:
-        """Ask the worker to leave, and make sure it has."""
-        if not self.dead:
+        """Ask the worker to leave, and make sure it has. One still running the code of
+        requests already answered is stopped at once: it would wait for that code."""
+        if not self.dead and not self._abandoned:
             with contextlib.suppress(Exception):
                 self._send({"type": "shutdown"})
             with contextlib.suppress(asyncio.TimeoutError):

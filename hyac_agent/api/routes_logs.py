@@ -53,12 +53,18 @@ async def stream_logs(
     async def events() -> AsyncIterator[str]:
         nonlocal pending
         last_ts = backlog[-1].ts if backlog else None
+        # A stopping agent ends the stream at once: the follower reconnects to the next.
+        stopping = asyncio.ensure_future(agent.stopping.wait())
         try:
             yield ": connected\n\n"
             for record in backlog:
                 yield f"data: {record.model_dump_json()}\n\n"
             while not await request.is_disconnected():
-                done, _ = await asyncio.wait({pending}, timeout=PING_INTERVAL)
+                done, _ = await asyncio.wait(
+                    {pending, stopping}, timeout=PING_INTERVAL, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stopping in done:
+                    return
                 if not done:
                     yield ": ping\n\n"
                     continue
@@ -68,6 +74,7 @@ async def stream_logs(
                     continue  # already sent from the backlog
                 yield f"data: {record.model_dump_json()}\n\n"
         finally:
+            stopping.cancel()
             pending.cancel()
             with contextlib.suppress(BaseException):
                 await pending

@@ -101,7 +101,8 @@ async def task_events(
             if quiet >= PING_INTERVAL:
                 quiet = 0.0
                 yield ": ping\n\n"
-            if await request.is_disconnected():
+            # A stopping agent ends the stream at once: the follower reconnects to the next.
+            if agent.stopping.is_set() or await request.is_disconnected():
                 return
             info = await agent.tasks.get(tenant, task_id)
 

@@ -86,6 +86,11 @@ class TaskStore(abc.ABC):
         """Record the outcome of run ``request_id`` if it is still the current one."""
 
     @abc.abstractmethod
+    def release_task(self, task_id: str, request_id: str, now: float) -> bool:
+        """Put run ``request_id`` back in the queue, due at ``now``, its attempt not
+        counted (its runner is stopping; nothing failed); False if it is not current."""
+
+    @abc.abstractmethod
     def expire_task(self, task_id: str, now: float, error: str) -> bool:
         """Mark a waiting task dead without running it (too old)."""
 

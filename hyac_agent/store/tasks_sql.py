@@ -110,6 +110,17 @@ class SqlTaskStore(TaskStore):
                 "b_id": task_id, "b_request": request_id, "lease_expires": None, **values,
             }).rowcount == 1
 
+    def release_task(self, task_id: str, request_id: str, now: float) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status == "running",
+                       tasks.c.run_request_id == request_id)
+                .values(status="queued", attempt=tasks.c.attempt - 1, run_at=now,
+                        dispatched_at=now, updated_at=now, lease_owner=None,
+                        lease_expires=None, progress=None, progress_message="")
+            ).rowcount == 1
+
     def expire_task(self, task_id: str, now: float, error: str) -> bool:
         with self.engine.begin() as conn:
             return conn.execute(

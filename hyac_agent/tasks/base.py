@@ -36,6 +36,11 @@ class TaskQueue(abc.ABC):
     async def submit(self, task_id: str, run_at: float) -> None:
         """Carry ``task_id`` to a runner, to start no earlier than ``run_at`` (Unix time)."""
 
+    async def hand_back(self) -> list[str]:
+        """This process is stopping: take no more work, and put the tasks running here
+        back in the queue for the next runner at once (``TaskExecutor.hand_back``)."""
+        return await self.executor.hand_back()
+
     async def cancel(self, task_id: str) -> None:
         """The store now says ``task_id`` is cancelled: stop its run at once if it is here.
 

@@ -152,6 +152,14 @@ def run_worker(agent: Agent, concurrency: int, loglevel: str = "INFO") -> None:
     def run_task(task_id: str) -> None:
         queue.run_in_worker(task_id)
 
+    from celery.signals import worker_shutting_down  # type: ignore[import-untyped]
+
+    def hand_back(**_signal: object) -> None:
+        # A warm shutdown waits for the tasks running here: hand them back first, so the
+        # next worker resumes them at once and this one has nothing left to wait for.
+        asyncio.run_coroutine_threadsafe(agent.begin_shutdown(), loop)
+
+    worker_shutting_down.connect(hand_back, weak=False)
     node = f"hyac-{os.getpid()}@{socket.gethostname()}"
     try:
         queue.app.worker_main([

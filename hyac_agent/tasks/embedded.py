@@ -35,17 +35,24 @@ class EmbeddedQueue(TaskQueue):
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._dispatch_loop())
 
+    async def hand_back(self) -> list[str]:
+        await self._stop_dispatching()  # or the dispatcher would claim them again
+        return await super().hand_back()
+
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        await self._stop_dispatching()
         # Runs in progress are abandoned, not failed: their leases expire and the next
         # start (of this agent or another) runs them again with the next attempt.
         for run in self._runs.values():
             run.cancel()
         await asyncio.gather(*self._runs.values(), return_exceptions=True)
         await self.executor.close()
+
+    async def _stop_dispatching(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
 
     async def submit(self, task_id: str, run_at: float) -> None:
         if run_at > time.time():

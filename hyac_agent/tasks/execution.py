@@ -6,7 +6,9 @@ fresh request id; the lease is renewed every heartbeat while the function runs. 
 whose renewal fails (the task was cancelled, or its lease ran out and another runner
 took it over) is stopped at once by killing its worker, so one task never runs twice
 at the same time. A process that dies mid-run stops renewing: once the lease expires
-the task is claimable again and runs with the next attempt number (at-least-once).
+the task is claimable again and runs with the next attempt number (at-least-once), and
+the runner that takes it over says so in its log. A process that stops on purpose
+hands its runs back at once (``hand_back``): due now, the attempt not counted.
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ class TaskExecutor:
         )
         if claimed is None:
             return None
+        if record.status == "running":  # a running task is claimable once its lease ran out
+            self._log_take_over(record, claimed)
         if claimed.lost >= MAX_LOST_RUNS:
             error = TaskError(
                 code="lost",
@@ -152,6 +156,20 @@ class TaskExecutor:
             )
             return await self._record_failure(claimed, request_id, error, retry=False)
         return await self._run_claimed(claimed, version, request_id)
+
+    def _log_take_over(self, before: TaskRecord, claimed: TaskRecord) -> None:
+        """Say which run this process resumes: its runner stopped renewing the lease
+        (killed, or its host lost) without handing the task back."""
+        message = (
+            f"resuming task {claimed.id} ({claimed.tenant}/{claimed.function}): its run "
+            f"{before.run_request_id} on {before.lease_owner} stopped renewing its lease; "
+            f"attempt {claimed.attempt} of {claimed.max_attempts}"
+        )
+        log.warning("%s", message)
+        self.invoker.logbus.emit(
+            tenant=claimed.tenant, function=claimed.function, version=claimed.version,
+            stream="system", level="WARNING", message=message,
+        )
 
     async def _version(self, record: TaskRecord) -> VersionRecord | None:
         # Most tasks run their function's active version, which the invoke path keeps
@@ -283,6 +301,23 @@ class TaskExecutor:
             await asyncio.wait_for(asyncio.shield(run), 5)
         if not run.done():  # still waiting for a worker to start: stop waiting
             run.cancel()
+
+    async def hand_back(self) -> list[str]:
+        """Put every task running here back in the queue, due now and its attempt not
+        counted, and end its run here: this process is stopping, the task did not fail.
+        The next runner claims it at once instead of waiting for the lease to run out."""
+        handed: list[str] = []
+        now = time.time()
+        for task_id, (request_id, _run) in list(self.running.items()):
+            if not await asyncio.to_thread(self.store.release_task, task_id, request_id, now):
+                continue  # it ended or was cancelled meanwhile
+            handed.append(task_id)
+            await self.abort(task_id, "the runner is stopping; the task went back to the queue")
+            await self.resubmit(task_id, now)
+        if handed:
+            log.info("handed %d running task(s) back to the queue: %s",
+                     len(handed), ", ".join(handed))
+        return handed
 
     # completion callbacks ------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,7 +16,9 @@ app = typer.Typer(
 
 LOG_FILE = "agent.log"
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
+#: waited for beyond the agent's own grace period (HYAC_SHUTDOWN_GRACE) before a kill
+STOP_MARGIN = 10.0
+DEFAULT_GRACE = 10.0
 
 
 @app.command()
@@ -109,10 +111,13 @@ def _let_go(process: Any) -> None:
 @app.command()
 def down(
     timeout: Annotated[
-        float, typer.Option("--timeout", min=1, help="Seconds to wait before killing it.")
-    ] = STOP_TIMEOUT,
+        Optional[float],
+        typer.Option("--timeout", min=1, help="Seconds to wait before killing it "
+                     "[default: the agent's grace period (HYAC_SHUTDOWN_GRACE) + 10]."),
+    ] = None,
 ) -> None:
-    """Stop the local agent."""
+    """Stop the local agent: it stops accepting, lets requests in flight finish within
+    its grace period and hands running background tasks back to the queue."""
     import signal
 
     from hyac_cli.terminal import Terminal
@@ -125,6 +130,9 @@ def down(
         agent_state_path().unlink(missing_ok=True)
         term.say("No agent is running.")
         return
+    if timeout is None:
+        grace = state.get("shutdown_grace") if state else None
+        timeout = (grace if isinstance(grace, (int, float)) else DEFAULT_GRACE) + STOP_MARGIN
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     with term.status(f"stopping the agent (pid {pid})…"):

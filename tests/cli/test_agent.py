@@ -155,3 +155,29 @@ def test_down_without_agent(run: Run) -> None:
 def test_agent_group_help(run: Run) -> None:
     result = run("agent")
     assert "up" in result.output and "down" in result.output and "status" in result.output
+
+
+def test_down_waits_the_agents_grace_period_before_a_kill(run: Run) -> None:
+    import subprocess
+    import sys
+
+    # An agent that does not stop on SIGTERM, with a 1 s grace period in its state file.
+    stubborn = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ignoring', flush=True)\ntime.sleep(600)\n"
+    )], stdout=subprocess.PIPE)
+    try:
+        assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ignoring\n"
+        write_private_json(agent_state_path(), {
+            "url": "http://127.0.0.1:9", "pid": stubborn.pid, "shutdown_grace": 1,
+        })
+        result = run("agent", "down")
+        assert result.exit_code == 0, result.output
+        assert "did not stop within 11s; killed it" in result.output
+        assert stubborn.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if stubborn.poll() is None:
+            stubborn.kill()
+            stubborn.wait()
+        if stubborn.stdout is not None:
+            stubborn.stdout.close()

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import RunningAgent, start_agent
 from tests.sandbox.conftest import BACKENDS, backend_missing
-from tests.tasks.helpers import submit, wait_for
+from tests.tasks.helpers import eventually, submit, wait_for
 
 # Every call returns (or prints) the token of the worker process that ran it; requests
 # that wait for "go" poll the tenant's kv until the test sets it.
@@ -82,16 +82,6 @@ def _started(agent: RunningAgent, name: str, role: str) -> list[tuple[str, str]]
     ]
 
 
-def _until(what: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
-
-
 def _pool(agent: RunningAgent) -> dict[str, int]:
     with agent.client() as client:
         return client.get("/v1/agent").json()["extra"]["pool"]
@@ -119,16 +109,16 @@ def test_a_timeout_fails_only_its_own_request(backend_agent: RunningAgent) -> No
     agent.deploy(name, SHARED, timeout=8)
     sent = _Background()
     sent.send("slow", lambda: _call(agent, name, role="forever"))
-    ((slow_id, token),) = _until(lambda: _started(agent, name, "forever"))
+    ((slow_id, token),) = eventually(lambda: _started(agent, name, "forever"))
     # The short requests start a while after the slow one, so they are still on the
     # worker when it overruns, and end well before their own deadlines.
     time.sleep(2.5)
     for n in range(4):
         sent.send(f"short{n}", lambda: _call(agent, name, role="short", key="go-timeout"))
-    shorts = _until(lambda: len(_started(agent, name, "short")) == 4 and _started(agent, name, "short"))
+    shorts = eventually(lambda: len(_started(agent, name, "short")) == 4 and _started(agent, name, "short"))
     assert {worker for _, worker in shorts} == {token}, "all five share one worker"
 
-    _until(lambda: "slow" in sent.answers)
+    eventually(lambda: "slow" in sent.answers)
     slow = sent.answers["slow"]
     assert slow.status_code == 504, slow.text
     assert slow.json()["error"]["code"] == "timeout"
@@ -141,7 +131,7 @@ def test_a_timeout_fails_only_its_own_request(backend_agent: RunningAgent) -> No
     for n in range(4):
         assert _value(sent.answers[f"short{n}"]) == {"token": token, "role": "short"}
     # Its requests over, the drained worker is stopped.
-    _until(lambda: _pool(agent)["draining"] == 0)
+    eventually(lambda: _pool(agent)["draining"] == 0)
     with agent.client() as client:
         system = [line["message"] for line in client.get(
             "/v1/logs", params={"function": name, "limit": 10_000}).json()
@@ -154,12 +144,12 @@ def test_cancelling_a_task_fails_no_neighbour(backend_agent: RunningAgent) -> No
     agent, name = backend_agent, "taskmix"
     agent.deploy(name, SHARED, timeout=60)
     doomed = submit(agent, name, {"role": "forever"})
-    ((_, token),) = _until(lambda: _started(agent, name, "forever"))
+    ((_, token),) = eventually(lambda: _started(agent, name, "forever"))
     neighbour = submit(agent, name, {"role": "task", "key": "go-cancel"})
-    _until(lambda: _started(agent, name, "task"))
+    eventually(lambda: _started(agent, name, "task"))
     sent = _Background()
     sent.send("sync", lambda: _call(agent, name, role="sync", key="go-cancel"))
-    _until(lambda: _started(agent, name, "sync"))
+    eventually(lambda: _started(agent, name, "sync"))
     running = {worker for _, worker in
                _started(agent, name, "task") + _started(agent, name, "sync")}
     assert running == {token}, "the task, its neighbour and the sync call share one worker"
@@ -174,4 +164,4 @@ def test_cancelling_a_task_fails_no_neighbour(backend_agent: RunningAgent) -> No
     assert task["status"] == "succeeded", task
     assert json.loads(base64.b64decode(task["result"]["body_b64"]))["token"] == token
     assert wait_for(agent, doomed)["status"] == "cancelled"
-    _until(lambda: _pool(agent)["draining"] == 0)
+    eventually(lambda: _pool(agent)["draining"] == 0)
