@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
+from hyac_agent.batching import BatchWriter
 from hyac_agent.logframes import MAX_LINE, TRUNCATED
 from hyac_agent.store import LOG_LINE_OVERHEAD, LogRetention, Store
 from hyac_common.wire import LogRecord
@@ -36,7 +37,9 @@ class Redactor(Protocol):
         """Count a worker of ``tenant`` until the returned release is called."""
 
 
-class LogBus:
+class LogBus(BatchWriter):
+    flush_interval = FLUSH_INTERVAL
+
     def __init__(self, store: Store, retention: LogRetention) -> None:
         self.store = store
         self.retention = retention
@@ -44,7 +47,6 @@ class LogBus:
         self._untrimmed: dict[str, tuple[int, int]] = {}
         self._pending: list[LogRecord] = []
         self._subscribers: set[tuple[asyncio.Queue[LogRecord], str, str | None]] = set()
-        self._task: asyncio.Task[None] | None = None
         self._flushes = 0
         # One flush at a time: a reader that flushes before querying must also wait for a
         # batch the background loop took a moment earlier and is still writing.
@@ -99,16 +101,6 @@ class LogBus:
         finally:
             self._subscribers.discard(entry)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_loop())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()
-
     async def flush(self) -> None:
         """Store every line published so far; on return they are all queryable."""
         async with self._flush_lock:
@@ -142,11 +134,6 @@ class LogBus:
                 )
         except Exception:
             log.exception("could not trim the log")
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
-            await self.flush()
 
 
 def _nothing() -> None:
