@@ -13,6 +13,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     command -v pg_ctlcluster >/dev/null 2>&1 || { missing+=(postgresql); installed_pg=1; }
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    # scraped by tests/integration/test_prometheus.py
+    command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "services: installing ${missing[*]}"
         apt-get update -qq >/dev/null

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from hyac_agent.logbus import LogBus
+from hyac_agent.metrics import InvocationMetrics, metered, note_version, note_worker
 from hyac_agent.pool import WorkerPool
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.store import VersionRecord
@@ -77,9 +78,12 @@ def new_request_id() -> str:
 
 class InvokeService:
     def __init__(
-        self, functions: FunctionService, pool: WorkerPool, logbus: LogBus, max_body_bytes: int
+        self, functions: FunctionService, pool: WorkerPool, logbus: LogBus, max_body_bytes: int,
+        metrics: InvocationMetrics | None = None,
     ) -> None:
         self.functions = functions
+        #: counts every invocation once it ends (``metered``); None: not counted
+        self.metrics = metrics
         self.pool = pool
         self.logbus = logbus
         self.max_body_bytes = max_body_bytes
@@ -102,6 +106,7 @@ class InvokeService:
         )
         return exc
 
+    @metered
     async def invoke(
         self,
         tenant: str,
@@ -122,6 +127,7 @@ class InvokeService:
         if version is None:
             version = await self.functions.active_version(tenant, name)
         request_id = request_id or new_request_id()
+        note_version(version)
         started = time.perf_counter()
         payload: dict[str, Any] = {
             "method": request.method.upper(),
@@ -134,6 +140,7 @@ class InvokeService:
         try:
             async with self.admission(tenant):
                 worker = await self.pool.acquire(version)
+                note_worker(worker)
                 limit = version.config.timeout
                 if deadline is not None:  # what is left once the worker is there
                     limit = min(limit, deadline - time.monotonic())
