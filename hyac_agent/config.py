@@ -31,6 +31,9 @@
 | smtp_url             | HYAC_SMTP_URL               | "" (no mail); smtp://user:pass@host:587, smtps://… |
 | mail_from            | HYAC_MAIL_FROM              | "" (the SMTP user name, if it is an address) |
 | smtp_timeout         | HYAC_SMTP_TIMEOUT           | 20 seconds per SMTP connect, command or reply |
+| metrics_retention_days | HYAC_METRICS_RETENTION_DAYS | 7 days of per-invocation records |
+| metrics_token        | HYAC_METRICS_TOKEN          | "" (a bearer token that may read /metrics only) |
+| metrics_allow        | HYAC_METRICS_ALLOW          | "" (CIDRs that may read /metrics with no token) |
 | tasks                | HYAC_QUEUE, HYAC_BROKER_URL, HYAC_TASK_* … | see hyac_agent/tasks/settings.py |
 | tasks.callback_allow_cidrs | HYAC_CALLBACK_ALLOW_CIDRS | "" (task callbacks reach public addresses only) |
 """
@@ -47,6 +50,7 @@ from hyac_common.paths import data_dir as default_data_dir
 
 if TYPE_CHECKING:
     from hyac_agent.mail import MailSettings
+    from hyac_agent.metrics import MetricsSettings
     from hyac_agent.pool import PoolSettings
     from hyac_agent.sandbox.base import SandboxSettings
     from hyac_agent.store import LogRetention
@@ -133,6 +137,12 @@ class AgentConfig:
         default_factory=lambda: os.environ.get("HYAC_DEPS_ALLOW_DIRECT_URLS", "") in ("1", "true")
     )
 
+    metrics_retention_days: float = field(
+        default_factory=lambda: _env_float("HYAC_METRICS_RETENTION_DAYS", 7.0)
+    )
+    metrics_token: str = field(default_factory=lambda: os.environ.get("HYAC_METRICS_TOKEN", ""))
+    metrics_allow: list[str] = field(default_factory=lambda: _env_list("HYAC_METRICS_ALLOW", ""))
+
     tasks: TaskSettings = field(default_factory=lambda: _task_settings())
 
     def resolved_database_url(self) -> str:
@@ -191,6 +201,14 @@ class AgentConfig:
 
         return PoolSettings(
             size=self.pool_size, runtimes=list(self.pool_runtimes), min_warm=dict(self.pool_min_warm)
+        )
+
+    def metrics_settings(self) -> MetricsSettings:
+        from hyac_agent.metrics import MetricsSettings
+
+        return MetricsSettings(
+            retention_days=self.metrics_retention_days, scrape_token=self.metrics_token,
+            allow=list(self.metrics_allow),
         )
 
     def mail_settings(self) -> MailSettings | None:

@@ -69,10 +69,17 @@ class Agent:
         )
         self.functions = FunctionService(self.store, self.bundles, config.max_bundle_bytes)
         self._init_deps()
-        self.invoker = InvokeService(self.functions, self.pool, self.logbus, config.max_body_bytes)
+        from hyac_agent.metrics import Metrics
+
+        self.metrics = Metrics(self.store.engine, config.metrics_settings())
+        self.invoker = InvokeService(
+            self.functions, self.pool, self.logbus, config.max_body_bytes,
+            metrics=self.metrics.invocations,
+        )
         self.host_calls.invoker = self.invoker
         self._init_tenancy()
         self._init_tasks()
+        self.metrics.observe_platform(self.pool, self.tenancy, self.store.list_functions)
 
     def _init_deps(self) -> None:
         from hyac_agent.deps import DependencyStore
@@ -148,6 +155,7 @@ class Agent:
             ThreadPoolExecutor(self.config.agent_threads, thread_name_prefix="hyac")
         )
         self.logbus.start()
+        self.metrics.start()
         self.tenancy.quotas.start()
         self.pool.start()
         await self.queue.start()
@@ -168,6 +176,7 @@ class Agent:
         await self.pool.close()
         if self.backend.networks is not None:
             await asyncio.to_thread(self.backend.networks.close)
+        await self.metrics.stop()
         await self.logbus.stop()
         await self.tenancy.quotas.stop()
         self.store.close()

@@ -13,6 +13,7 @@ from hyac_agent.api import (
     routes_env,
     routes_functions,
     routes_logs,
+    routes_metrics,
     routes_quotas,
     routes_runtimes,
     routes_secrets,
@@ -76,6 +77,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_logs.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_runtimes.router)
+    app.include_router(routes_metrics.router)
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)

@@ -155,7 +155,10 @@ class TaskExecutor:
                 message=f"version {claimed.version} of function {claimed.function!r} is gone",
             )
             return await self._record_failure(claimed, request_id, error, retry=False)
-        return await self._run_claimed(claimed, version, request_id)
+        status = await self._run_claimed(claimed, version, request_id)
+        if self.invoker.metrics is not None:
+            self.invoker.metrics.task_run_ended(claimed.tenant, claimed.function, status)
+        return status
 
     def _log_take_over(self, before: TaskRecord, claimed: TaskRecord) -> None:
         """Say which run this process resumes: its runner stopped renewing the lease
