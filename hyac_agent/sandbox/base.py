@@ -46,8 +46,12 @@ class SandboxSettings:
     docker_image: str = "hyac/python:{version}"
     #: docker: OCI runtime ("" = the daemon's default, "runsc" = gVisor, "kata-runtime")
     oci_runtime: str = ""
-    #: bwrap, when the agent runs as root: the unprivileged host uid/gid sandboxes run as
+    #: bwrap, when the agent runs as root: the unprivileged host uid/gid it is probed with
     sandbox_uid: int = 65534
+    #: bwrap, when the agent runs as root: (first, count) of the host uids sandboxes run
+    #: as, one per sandbox, from a range no account uses (systemd leaves 1879048192 to
+    #: 2147483647 unassigned)
+    sandbox_uids: tuple[int, int] = (2_000_000_000, 65536)
 
     @classmethod
     def for_tests(cls, run_dir: Path) -> SandboxSettings:
@@ -293,6 +297,8 @@ class Launch:
         self.owned_fds: list[int] = []
         #: backend state carried from ``prepare`` to ``make_sandbox`` (e.g. a cgroup)
         self.extra: object = None
+        #: the host uid the sandbox was given, when it has one of its own
+        self.host_uid: int | None = None
 
     def close(self) -> None:
         for fd in self.owned_fds:

@@ -8,14 +8,16 @@ prefix, a handful of harmless files of ``/etc``, the runtime at ``/runtime`` and
 per-sandbox code directory at ``/code``, all read-only; the rest of ``/`` is a read-only
 empty tmpfs. The agent's data directory, its token, its environment and other
 functions' code are never mounted. When the agent runs as root, bubblewrap itself runs
-as an unprivileged host uid (``sandbox_uid``), so even a kernel-level escape from the
-namespaces lands as ``nobody``, not root; the per-sandbox directories then live outside the
-agent's private data directory, in a 0711 directory with unguessable names.
+as an unprivileged host uid of the sandbox's own (``sandbox_uids``, see uids.py), so even a
+kernel-level escape from the namespaces lands as a uid no account and no other sandbox
+has, not root; the per-sandbox directories then live outside the agent's private data
+directory, in a 0711 directory with unguessable names.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import stat
@@ -50,6 +52,7 @@ from hyac_agent.sandbox.limits import (
     rlimit_prefix,
     rlimits_unenforceable,
 )
+from hyac_agent.sandbox.uids import UidPool
 from hyac_common.errors import SandboxUnavailable
 
 SANDBOX_UID = 1000
@@ -125,15 +128,15 @@ def _seccomp_error() -> str | None:
     return None
 
 
-def _limits_error(host_uid: int | None = None) -> str | None:
+def _limits_error(host_uid: int | None = None, uid_per_sandbox: bool = False) -> str | None:
     """Why this host can enforce neither cgroups nor binding rlimits, or None."""
     manager, cgroup_text = cgroup_manager()
     if manager is not None:
         return None
     if host_uid is None:
-        dropping = os.geteuid() == 0 and _drop_to(0)
-        host_uid = SandboxSettings.sandbox_uid if dropping else os.geteuid()
-    reason = rlimits_unenforceable(host_uid)
+        uid_per_sandbox = bool(os.geteuid() == 0 and _drop_to(0))
+        host_uid = SandboxSettings.sandbox_uid if uid_per_sandbox else os.geteuid()
+    reason = rlimits_unenforceable(host_uid, uid_per_sandbox)
     if reason is None:
         return None
     return (
@@ -145,6 +148,8 @@ def _limits_error(host_uid: int | None = None) -> str | None:
 class BubblewrapSandbox(Sandbox):
     cgroup: CgroupSet | None = None
     limits: ResourceLimits | None = None
+    #: returns the sandbox's own host uid to the pool
+    release_uid: Callable[[], None] | None = None
 
     def set_limits(self, limits: ResourceLimits) -> bool:
         if limits == self.limits:
@@ -164,6 +169,9 @@ class BubblewrapSandbox(Sandbox):
         if self.cgroup is not None:
             self.cgroup.remove()
         super().cleanup()
+        if self.release_uid is not None:  # last: nothing of the sandbox runs as it any more
+            self.release_uid()
+            self.release_uid = None
 
 
 class BubblewrapBackend(ProcessLauncher):
@@ -211,7 +219,8 @@ class BubblewrapBackend(ProcessLauncher):
         except Exception:
             return f"{self.settings.sandbox_uid} where the interpreter is reachable by it"
         if self.drops_privileges(runtime):
-            return f"{self.settings.sandbox_uid} (unprivileged)"
+            first, count = self.settings.sandbox_uids
+            return f"one of its own per sandbox, {first} to {first + count - 1} (unprivileged)"
         return (
             f"0 (root) for {runtime.name}: its interpreter {runtime.prefix} is not reachable "
             f"by uid {self.settings.sandbox_uid}; install it outside private directories"
@@ -236,11 +245,14 @@ class BubblewrapBackend(ProcessLauncher):
         )
         sandbox.cgroup = launch.extra if isinstance(launch.extra, CgroupSet) else None
         sandbox.limits = spec.limits
+        if launch.host_uid is not None:
+            sandbox.release_uid = functools.partial(self._uids.give_back, launch.host_uid)
         return sandbox
 
     def __init__(self, settings=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(settings)
         self._shared_root: Path | None = None
+        self._uids = UidPool(*self.settings.sandbox_uids)
 
     def drops_privileges(self, runtime: Runtime) -> bool:
         """As root: whether bwrap runs as ``sandbox_uid`` for this runtime.
@@ -294,9 +306,12 @@ class BubblewrapBackend(ProcessLauncher):
                 prefix_argv += [shutil.which("nsenter") or "nsenter", f"--net={netns}", "--"]
             host_uid = os.geteuid()
             if self.drops_privileges(spec.runtime) and (deps is None or _accessible_to_others(deps)):
-                prefix_argv += _drop_to(self.settings.sandbox_uid)
-                host_uid = self.settings.sandbox_uid
-            limits_error = None if cgroup is not None else _limits_error(host_uid)
+                host_uid = launch.host_uid = self._uids.take()
+                prefix_argv += _drop_to(host_uid)
+            limits_error = (
+                None if cgroup is not None
+                else _limits_error(host_uid, uid_per_sandbox=launch.host_uid is not None)
+            )
             if limits_error:
                 raise SandboxUnavailable(f"the {spec.runtime.name} sandbox cannot start: {limits_error}")
             args = [
@@ -369,3 +384,6 @@ class BubblewrapBackend(ProcessLauncher):
         if isinstance(launch.extra, CgroupSet):
             launch.extra.remove()
             launch.extra = None
+        if launch.host_uid is not None:
+            self._uids.give_back(launch.host_uid)
+            launch.host_uid = None

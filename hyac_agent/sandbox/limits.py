@@ -72,19 +72,19 @@ def _kernel_version() -> tuple[int, int]:
         return 0, 0
 
 
-def rlimits_unenforceable(host_uid: int) -> str | None:
+def rlimits_unenforceable(host_uid: int, uid_per_sandbox: bool = False) -> str | None:
     """Why rlimits cannot stand in for cgroups for sandboxes run as ``host_uid``, or None.
 
     The kernel never applies RLIMIT_NPROC to host root, and before Linux 5.14 it counts
-    every process of a host uid together, so one sandbox's fork bomb would starve every
-    other sandbox of that uid: a process limit that does not hold per sandbox.
+    every process of a host uid together, so where sandboxes share a uid one sandbox's
+    fork bomb would starve the others: a process limit that does not hold per sandbox.
     """
     if host_uid == 0:
         return (
             "sandboxes would run as host root, for which the kernel ignores the process "
             "limit (install setpriv, util-linux, so they run unprivileged)"
         )
-    if _kernel_version() < (5, 14):
+    if not uid_per_sandbox and _kernel_version() < (5, 14):
         return (
             f"Linux {os.uname().release} counts the process limit per host uid, not per "
             "sandbox (5.14 or later counts it per user namespace)"

@@ -85,8 +85,9 @@ def test_rlimits_are_refused_where_they_would_not_bind(monkeypatch: pytest.Monke
     root = limits.rlimits_unenforceable(0)
     assert root is not None and "host root" in root
     monkeypatch.setattr(limits, "_kernel_version", lambda: (5, 10))
-    old = limits.rlimits_unenforceable(65534)
+    old = limits.rlimits_unenforceable(1000)
     assert old is not None and "per host uid" in old
+    assert limits.rlimits_unenforceable(2_000_000_000, uid_per_sandbox=True) is None
 
 
 def test_bwrap_refuses_to_start_without_binding_limits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,4 +101,4 @@ def test_bwrap_refuses_to_start_without_binding_limits(monkeypatch: pytest.Monke
     reason = bubblewrap._limits_error()
     assert reason is not None and "no limits would bind" in reason and "HYAC_CGROUPS=off" in reason
     monkeypatch.setattr(limits, "_kernel_version", lambda: (6, 1))
-    assert bubblewrap._limits_error(host_uid=65534) is None
+    assert bubblewrap._limits_error(host_uid=2_000_000_000, uid_per_sandbox=True) is None
