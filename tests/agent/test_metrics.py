@@ -98,6 +98,25 @@ def test_invocations_are_recorded_with_outcome_cold_start_and_bytes(
     assert "rec-missing" not in names
 
 
+def test_task_runs_and_queue_depth_reach_metrics(backend_agent: RunningAgent) -> None:
+    from tests.tasks.helpers import submit, wait_for
+
+    agent = backend_agent
+    agent.deploy("task-ok", OK, background=True)
+    agent.deploy("task-fails", FAILS, background=True, retries=1, retry_backoff=0.05)
+    wait_for(agent, submit(agent, "task-ok"), "succeeded")
+    wait_for(agent, submit(agent, "task-fails"), "dead")
+    with agent.client() as client:
+        scraped = client.get("/metrics").text
+    runs = 'hyac_task_attempts_total{function="%s",outcome="%s",tenant="default"} 1.0'
+    assert runs % ("task-ok", "succeeded") in scraped
+    assert runs % ("task-fails", "failed") in scraped and runs % ("task-fails", "dead") in scraped
+    assert 'hyac_tasks{status="dead",tenant="default"}' in scraped
+    # each run is an invocation too, with its outcome
+    assert 'hyac_invocations_total{function="task-fails",outcome="function_error",' \
+        'tenant="default"} 2.0' in scraped
+
+
 def test_old_records_are_trimmed_at_start(tmp_path: Path) -> None:
     from hyac_agent.metrics import MetricsStore
     from hyac_agent.store import SqlStore
