@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from hyac_cli.commands import (
     agent,
     audit,
+    console,
     deploy,
     dev,
     editor,
@@ -82,6 +83,7 @@ app.add_typer(tasks.app, name="tasks")
 app.add_typer(runtime.app, name="runtime")
 app.command("login")(login.login)
 app.command("audit")(audit.audit)
+app.command("console")(console.console)
 app.add_typer(login.profile_app, name="profile")
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(quota.app, name="quota")

@@ -9,8 +9,8 @@ from hyac_common.errors import InvalidInput
 MAX_NAME_LENGTH = 63
 # A DNS label: it ends up in URLs, container names and file names.
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
-# The gateway serves /{tenant}/{function}; the API lives under /v1.
-RESERVED_TENANT_NAMES = frozenset({"v1"})
+# The gateway serves /{tenant}/{function}; the API lives under /v1, the console under /console.
+RESERVED_TENANT_NAMES = frozenset({"v1", "console"})
 
 
 def validate_name(name: str, kind: str = "function") -> str:
@@ -31,7 +31,7 @@ def validate_name(name: str, kind: str = "function") -> str:
             "starting and ending with a letter or digit"
         )
     if kind == "tenant" and name in RESERVED_TENANT_NAMES:
-        raise InvalidInput(f"invalid tenant name {name!r}: it is reserved (the API lives under /{name})")
+        raise InvalidInput(f"invalid tenant name {name!r}: it is reserved (the agent serves /{name} itself)")
     return name
 
 

@@ -26,6 +26,7 @@ from hyac_agent.api import (
 from hyac_agent.api.deps import get_agent, get_principal
 from hyac_agent.api.errors import install_error_handlers
 from hyac_agent.api.limits import BodyLimitMiddleware
+from hyac_agent.console import mount_console
 from hyac_agent.core import Agent
 from hyac_agent.tenancy import Principal
 from hyac_agent.tenancy.audit import AuditMiddleware
@@ -81,6 +82,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)
+    mount_console(app, agent)
     app.include_router(gateway.router)  # last: its routes match any /{a}/{b}
     app.add_middleware(AuditMiddleware)
     app.add_middleware(gateway.GatewayFastPath)

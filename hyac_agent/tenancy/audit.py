@@ -56,6 +56,23 @@ def action_of(method: str, path: str) -> tuple[str, str | None] | None:
     return None
 
 
+def audit_entry(principal: Any, tenant: str | None, action: str, target: str | None,
+                result: int, client: str | None) -> dict[str, Any]:
+    """One audit record: ``principal`` is None when authentication failed."""
+    return {
+        "ts": time.time(),
+        "actor": principal.name if principal is not None else "-",
+        "actor_kind": principal.kind if principal is not None else None,
+        "actor_id": principal.id if principal is not None else None,
+        "actor_token": principal.token_id if principal is not None else None,
+        "tenant": tenant[:63] if tenant else None,
+        "action": action,
+        "target": (target or "")[:256] or None,
+        "result": result,
+        "client": client,
+    }
+
+
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -101,18 +118,8 @@ class AuditMiddleware:
         elif action.startswith(("token.", "platform.")) and "tenant" not in state:
             tenant = None
         client = scope.get("client")
-        entry = {
-            "ts": time.time(),
-            "actor": principal.name if principal is not None else "-",
-            "actor_kind": principal.kind if principal is not None else None,
-            "actor_id": principal.id if principal is not None else None,
-            "actor_token": principal.token_id if principal is not None else None,
-            "tenant": tenant[:63] if tenant else None,
-            "action": action,
-            "target": (target or "")[:256] or None,
-            "result": status,
-            "client": client[0] if client else None,
-        }
+        entry = audit_entry(principal, tenant, action, target, status,
+                            client[0] if client else None)
         agent = scope["app"].state.agent
         try:
             await asyncio.to_thread(agent.tenancy.store.append_audit, entry)

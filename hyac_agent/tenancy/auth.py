@@ -114,7 +114,12 @@ class Authenticator:
             return self.bootstrap
         if not token.startswith(TOKEN_PREFIX):
             raise Unauthorized("missing or invalid API token (Authorization: Bearer …)")
-        record = self.store.token_by_hash(hash_token(token))
+        return self.authenticate_hash(hash_token(token))
+
+    def authenticate_hash(self, token_hash: str) -> Principal:
+        """The principal behind the stored token with this sha256 (a console session keeps
+        the hash, never the token, and asks again on every request: revoking ends it)."""
+        record = self.store.token_by_hash(token_hash)
         if record is None or record.revoked_at is not None:
             raise Unauthorized("invalid or revoked API token")
         now = time.time()

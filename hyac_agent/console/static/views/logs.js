@@ -1,0 +1,88 @@
+import { api, stream } from "../api.js";
+import { clear, field, h, time } from "../dom.js";
+
+const MAX_LINES = 1000;
+
+export async function logsView(root, { rest }) {
+  root.append(h("h1", {}, "Logs"));
+  const functions = await api("GET", "/v1/functions");
+  const fn = h("select", { id: "log-function" }, h("option", { value: "" }, "All functions"),
+    functions.map((f) => h("option", { value: f.name }, f.name)));
+  const streamSel = h("select", { id: "log-stream" }, ["", "stdout", "stderr", "logger", "system"].map((s) =>
+    h("option", { value: s }, s || "All streams")));
+  const level = h("select", { id: "log-level" }, ["", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"].map((s) =>
+    h("option", { value: s }, s || "Any level")));
+  const requestId = h("input", { id: "log-request", value: rest[0] || "", placeholder: "request id" });
+  const text = h("input", { id: "log-text", type: "search", placeholder: "contains…" });
+  const pause = h("button", { type: "button", id: "log-pause", "aria-pressed": "false" }, "Pause");
+  const state = h("span", { class: "muted", id: "log-state" }, "connecting…");
+  const list = h("ol", { class: "log", id: "log-lines", "aria-live": "off" });
+  root.append(h("form", { class: "row filters", onsubmit: (e) => e.preventDefault() },
+    field("Function", fn), field("Stream", streamSel), field("Level", level),
+    field("Request id", requestId), field("Text", text), pause, state), list);
+
+  let paused = false;
+  let held = [];
+  let lastTs = null;
+  let stop = null;
+
+  const visible = (r) => (!streamSel.value || r.stream === streamSel.value)
+    && (!level.value || (r.level || "").toUpperCase() === level.value)
+    && (!requestId.value || r.request_id === requestId.value.trim())
+    && (!text.value || r.message.toLowerCase().includes(text.value.toLowerCase()));
+
+  function line(r) {
+    const item = h("li", { class: `line ${r.stream}` },
+      h("time", {}, time(r.ts)), " ",
+      h("span", { class: "fn" }, `${r.function}@v${r.version}`), " ",
+      h("span", { class: "stream" }, r.level || r.stream), " ",
+      r.request_id ? h("button", { type: "button", class: "rid", title: "Only this request's lines",
+        onclick: () => { requestId.value = r.request_id; refilter(); } }, r.request_id.slice(0, 12)) : null,
+      " ", h("span", { class: "msg" }, r.message));
+    item.hidden = !visible(r);
+    item.record = r;
+    return item;
+  }
+
+  function add(records) {
+    for (const r of records) {
+      list.append(line(r));
+      lastTs = r.ts;
+    }
+    while (list.childElementCount > MAX_LINES) list.firstElementChild.remove();
+    const doc = document.scrollingElement;
+    if (doc.scrollHeight - doc.scrollTop - doc.clientHeight < 200) list.lastElementChild?.scrollIntoView({ block: "nearest" });
+  }
+
+  function refilter() {
+    for (const item of list.children) item.hidden = !visible(item.record);
+  }
+
+  async function connect() {
+    if (stop) stop();
+    clear(list);
+    held = [];
+    const params = { function: fn.value, limit: 200 };
+    const recent = await api("GET", "/v1/logs", { params });
+    add(recent.sort((a, b) => a.ts - b.ts));
+    state.textContent = "live";
+    stop = stream("/v1/logs/stream", { function: fn.value, since: lastTs ?? undefined }, (_event, record) => {
+      if (lastTs !== null && record.ts <= lastTs && recent.length) return;
+      if (paused) { held.push(record); state.textContent = `paused (${held.length} waiting)`; } else add([record]);
+    }, (error) => { state.textContent = error ? `disconnected: ${error.message}` : "ended"; });
+  }
+
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.textContent = paused ? "Resume" : "Pause";
+    pause.setAttribute("aria-pressed", String(paused));
+    if (!paused) { add(held); held = []; state.textContent = "live"; } else state.textContent = "paused";
+  });
+  fn.addEventListener("change", connect);
+  for (const input of [streamSel, level, requestId, text]) {
+    input.addEventListener("input", refilter);
+    input.addEventListener("change", refilter);
+  }
+  await connect();
+  return () => { if (stop) stop(); };
+}
