@@ -24,7 +24,7 @@ from hyac_agent.api import (
     routes_users,
 )
 from hyac_agent.api.deps import get_agent, get_principal
-from hyac_agent.api.errors import install_error_handlers
+from hyac_agent.api.errors import COMMON_ERRORS, INVOKE_ERRORS, install_error_handlers
 from hyac_agent.api.limits import BodyLimitMiddleware
 from hyac_agent.console import mount_console
 from hyac_agent.core import Agent
@@ -43,7 +43,8 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
         finally:
             await agent.stop()
 
-    app = FastAPI(title="Hyac agent", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="Hyac agent", version=__version__, lifespan=lifespan,
+                  responses=COMMON_ERRORS)
     app.state.agent = agent
     app.state.url = url
     install_error_handlers(app)
@@ -83,7 +84,8 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)
     mount_console(app, agent)
-    app.include_router(gateway.router)  # last: its routes match any /{a}/{b}
+    # last: its routes match any /{a}/{b}
+    app.include_router(gateway.router, responses=INVOKE_ERRORS)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(gateway.GatewayFastPath)
     app.add_middleware(

@@ -8,11 +8,56 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hyac_common.errors import HyacError
 
 log = logging.getLogger("hyac.api")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code, one line for people, and further fields per code."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="stable and machine-readable, e.g. not_found, timeout")
+    message: str = Field(description="one line for people")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API."""
+
+    error: ErrorDetail
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+#: what any route may answer besides its success: authentication, validation, the body
+#: limit, the tenant's quotas and a bug are checked before or around every route. The
+#: app declares them on every route (``FastAPI(responses=...)``), so the OpenAPI document
+#: and clients generated from it state the real contract; the 422 replaces FastAPI's
+#: ``{"detail": [...]}`` schema with the body really sent.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("invalid input"),
+    401: _error("no token, or an unknown one"),
+    403: _error("the token's role may not do this"),
+    404: _error("no such route, or nothing of that name in the tenant"),
+    405: _error("the route does not take this method"),
+    409: _error("the request conflicts with the current state"),
+    413: _error("the body is larger than the agent takes"),
+    422: _error("the request does not match the declared parameters or body"),
+    429: _error("a quota of the tenant is used up"),
+    500: _error("a bug in the agent (see its log)"),
+}
+#: what running a function may answer besides (the gateway, invoke and its neighbours)
+INVOKE_ERRORS: dict[int | str, dict[str, Any]] = {
+    502: _error("the worker crashed or ran out of memory"),
+    503: _error("no sandbox could be started"),
+    504: _error("the function ran past its timeout"),
+}
 
 
 def error_response(status: int, code: str, message: str, **details: object) -> JSONResponse:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from hyac_agent.api.checks import sane_numbers, valid_base64
 from hyac_agent.api.deps import get_agent, get_principal, get_tenant, require_token
+from hyac_agent.api.errors import INVOKE_ERRORS
 from hyac_agent.api.limits import body_too_large
 from hyac_agent.bundles import check_unique_keys
 from hyac_agent.core import Agent
@@ -95,7 +96,8 @@ async def rollback(
 
 @router.post(
     "/{name}/invoke", response_model=InvokeResult,
-    responses={202: {"model": TaskSubmitted, "description": "queued as a background task"}},
+    responses={202: {"model": TaskSubmitted, "description": "queued as a background task"},
+               **INVOKE_ERRORS},
 )
 async def invoke(
     name: str,

@@ -64,7 +64,7 @@ async def set_egress(
     return described
 
 
-@router.delete("/v1/tenants/{name}")
+@router.delete("/v1/tenants/{name}", status_code=204)
 async def delete_tenant(
     name: str, principal: Principal = Depends(get_principal), agent: Agent = Depends(get_agent)
 ) -> Response:

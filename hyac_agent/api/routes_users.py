@@ -39,7 +39,7 @@ async def set_member(
     )
 
 
-@router.delete("/{name}")
+@router.delete("/{name}", status_code=204)
 async def remove_member(
     name: str,
     everywhere: bool = Query(False, description="delete the user and its tokens (owner only)"),
