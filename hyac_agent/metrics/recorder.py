@@ -60,6 +60,7 @@ class InvocationMetrics(BatchWriter):
         self._flush_lock = asyncio.Lock()
         # Workers that have served a request already: the next one is warm.
         self._served: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._series: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         labels = ("tenant", "function")
         self.invocations = Counter(
             "hyac_invocations", "Invocations that ended, by outcome (ok, function_error or "
@@ -83,10 +84,18 @@ class InvocationMetrics(BatchWriter):
     # recording ------------------------------------------------------------------------
 
     def record(self, record: InvocationRecord) -> None:
-        self.invocations.labels(record.tenant, record.function, record.outcome).inc()
-        self.duration.labels(record.tenant, record.function).observe(record.duration_ms / 1000)
+        key = (record.tenant, record.function, record.outcome)
+        series = self._series.get(key)
+        if series is None:  # labels() costs more than the counting: look them up once
+            series = self._series[key] = (
+                self.invocations.labels(*key), self.duration.labels(*key[:2]),
+                self.cold_starts.labels(*key[:2]),
+            )
+        invocations, duration, cold_starts = series
+        invocations.inc()
+        duration.observe(record.duration_ms / 1000)
         if record.cold:
-            self.cold_starts.labels(record.tenant, record.function).inc()
+            cold_starts.inc()
         self._pending.append(record)
         if len(self._pending) > MAX_PENDING:
             excess = len(self._pending) - MAX_PENDING
