@@ -16,6 +16,8 @@ import pytest
 
 from hyac_agent.metrics import InvocationRecord
 from hyac_agent.metrics.summary import summarize
+from hyac_agent.store import SqlStore
+from tests.agent import test_store
 from tests.conftest import RunningAgent, start_agent
 from tests.sandbox.conftest import BACKENDS, backend_missing
 from tests.tenancy import conftest as tenancy
@@ -26,6 +28,7 @@ FAILS = "def main(context):\n    raise RuntimeError('boom')\n"
 SLOW = "import time\ndef main(context):\n    time.sleep(5)\n"
 
 platform = tenancy.platform  # one bwrap agent for this module's tenancy tests
+store = test_store.store  # the main store on SQLite and on PostgreSQL
 
 
 def _agent(tmp: Path, backend: str, **env: str) -> RunningAgent:
@@ -141,6 +144,31 @@ def test_old_records_are_trimmed_at_start(tmp_path: Path) -> None:
         agent.kill(signal.SIGTERM)
     assert [f["function"] for f in summary["functions"]] == ["kept"]
     assert _rows(agent, "old") == [] and len(_rows(agent, "kept")) == 1
+
+
+def test_the_store_filters_expires_and_sizes_on_each_engine(store: SqlStore) -> None:
+    from hyac_agent.metrics import MetricsStore
+    from hyac_agent.store import LOG_LINE_OVERHEAD
+    from hyac_common.wire import LogRecord
+
+    metrics = MetricsStore(store.engine)
+    metrics.create_schema()  # again: the store made it already, and that is fine
+    metrics.append([
+        InvocationRecord(100.0, "ta", "f", 1, 5.0, True, "ok", 200, 3, 4),
+        InvocationRecord(200.0, "ta", "g", 2, 7.5, False, "timeout", 504, 0, 0),
+        InvocationRecord(300.0, "tb", "f", 1, 1.0, False, "ok", 200, 0, 0),
+    ])
+    assert [r.function for r in metrics.query(["ta"], None, 0)] == ["f", "g"]
+    assert [r.tenant for r in metrics.query(None, "f", 150)] == ["tb"]
+    assert metrics.query(["ta"], None, 0)[0] == InvocationRecord(
+        100.0, "ta", "f", 1, 5.0, True, "ok", 200, 3, 4)
+    assert metrics.last_invoked(["ta", "tb"], "f") == {("ta", "f"): 100.0, ("tb", "f"): 300.0}
+    assert metrics.expire(before=250) == 2
+    assert [(r.tenant, r.ts) for r in metrics.query(None, None, 0)] == [("tb", 300.0)]
+    store.append_logs([LogRecord(ts=1.0, tenant="ta", function="f", version=1, stream="stdout",
+                                 message="12345")])
+    assert metrics.log_bytes(LOG_LINE_OVERHEAD) == [("ta", 5 + LOG_LINE_OVERHEAD)]
+    assert metrics.tasks_by_status() == []
 
 
 def _record(ts: float, duration: float, outcome: str = "ok", cold: bool = False,
