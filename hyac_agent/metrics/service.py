@@ -106,6 +106,12 @@ class Metrics:
         now = time.time()
         since = first_bucket(now, window, step)  # checks the range before any work
         await self.invocations.flush()
-        records = await asyncio.to_thread(self.store.query, tenants, function, since)
-        last = await asyncio.to_thread(self.store.last_invoked, tenants, function)
+        return await asyncio.to_thread(self._summarize, tenants, function, window, step, now, since)
+
+    def _summarize(
+        self, tenants: Sequence[str] | None, function: str | None, window: int, step: int,
+        now: float, since: float,
+    ) -> dict[str, Any]:
+        last = self.store.last_invoked(tenants, function)
+        records = self.store.stream(tenants, function, since)
         return summarize(records, last, now=now, window=window, step=step)

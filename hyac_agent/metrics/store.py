@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine, delete, func, insert, select
@@ -51,14 +51,21 @@ class MetricsStore:
         self, tenants: Sequence[str] | None, function: str | None, since: float
     ) -> list[InvocationRecord]:
         """Records since ``since`` of ``tenants`` (None: all), oldest first."""
+        return list(self.stream(tenants, function, since))
+
+    def stream(
+        self, tenants: Sequence[str] | None, function: str | None, since: float
+    ) -> Iterator[InvocationRecord]:
+        """The same, read in chunks: a week of records never sits in memory at once."""
         query = select(*(invocations.c[name] for name in _FIELDS)).where(invocations.c.ts >= since)
         if tenants is not None:
             query = query.where(invocations.c.tenant.in_(list(tenants)))
         if function:
             query = query.where(invocations.c.function == function)
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(invocations.c.ts)).all()
-        return [InvocationRecord(*row) for row in rows]
+            result = conn.execution_options(yield_per=5000).execute(query.order_by(invocations.c.ts))
+            for row in result:
+                yield InvocationRecord(*row)
 
     def last_invoked(
         self, tenants: Sequence[str] | None, function: str | None

@@ -2,12 +2,14 @@
 
 Buckets are aligned to multiples of ``step`` (unix time), so a chart refreshed a few
 seconds later shows the same buckets; the last one holds ``now``. The totals cover the
-same span as the buckets. Percentiles are nearest-rank over the durations in range."""
+same span as the buckets. Percentiles are nearest-rank over the durations in range, or
+over a uniform sample of ``SAMPLE_SIZE`` of them where a bucket holds more."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import random
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hyac_agent.metrics.store import InvocationRecord
@@ -15,6 +17,8 @@ from hyac_common.errors import InvalidInput
 
 MAX_WINDOW = 7 * 86400
 MAX_BUCKETS = 500
+#: durations kept per bucket (and for the totals) to take percentiles from
+SAMPLE_SIZE = 20_000
 
 
 def check_range(window: float, step: float) -> int:
@@ -45,44 +49,76 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
     return round(sorted_values[rank - 1], 3)
 
 
-def _stats(records: Sequence[InvocationRecord]) -> dict[str, Any]:
-    durations = sorted(r.duration_ms for r in records)
-    return {
-        "requests": len(records),
-        "errors": sum(1 for r in records if r.failed),
-        "p50_ms": percentile(durations, 0.50),
-        "p99_ms": percentile(durations, 0.99),
-        "cold_starts": sum(1 for r in records if r.cold),
-    }
+class _Sample:
+    """Durations for percentiles: all of them up to ``SAMPLE_SIZE``, then a uniform
+    reservoir of that many (seeded, so the same records give the same answer)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.seen = 0
+        self._random = random.Random(0)
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < SAMPLE_SIZE:
+            self.values.append(value)
+            return
+        slot = self._random.randrange(self.seen)
+        if slot < SAMPLE_SIZE:
+            self.values[slot] = value
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.requests = self.errors = self.cold_starts = 0
+        self.durations = _Sample()
+
+    def add(self, record: InvocationRecord) -> None:
+        self.requests += 1
+        self.errors += record.failed
+        self.cold_starts += record.cold
+        self.durations.add(record.duration_ms)
+
+    def stats(self) -> dict[str, Any]:
+        durations = sorted(self.durations.values)
+        return {
+            "requests": self.requests, "errors": self.errors,
+            "p50_ms": percentile(durations, 0.50), "p99_ms": percentile(durations, 0.99),
+            "cold_starts": self.cold_starts,
+        }
 
 
 def summarize(
-    records: Sequence[InvocationRecord], last_invoked: dict[tuple[str, str], float],
+    records: Iterable[InvocationRecord], last_invoked: dict[tuple[str, str], float],
     *, now: float, window: float, step: float,
 ) -> dict[str, Any]:
-    """The ``/v1/metrics/summary`` body for ``records`` (those after the first bucket's start)."""
+    """The ``/v1/metrics/summary`` body for ``records`` (those after the first bucket's
+    start), read once, in constant memory per bucket."""
     count = check_range(window, step)
     start = first_bucket(now, window, step)
-    in_range = [r for r in records if start <= r.ts <= now]
-    by_bucket: list[list[InvocationRecord]] = [[] for _ in range(count)]
-    for record in in_range:
-        by_bucket[min(int((record.ts - start) // step), count - 1)].append(record)
-    buckets = [{"t": int(start + i * step), **_stats(group)} for i, group in enumerate(by_bucket)]
-    totals = _stats(in_range)
-    totals["error_rate"] = _rate(totals["errors"], totals["requests"])
-    totals["requests_per_s"] = round(totals["requests"] / max(now - start, 1e-9), 6)
+    buckets = [_Group() for _ in range(count)]
+    total = _Group()
     per_function: dict[tuple[str, str], list[int]] = {key: [0, 0] for key in last_invoked}
-    for record in in_range:
+    for record in records:
+        if not start <= record.ts <= now:
+            continue
+        buckets[min(int((record.ts - start) // step), count - 1)].add(record)
+        total.add(record)
         counts = per_function.setdefault((record.tenant, record.function), [0, 0])
         counts[0] += 1
         counts[1] += record.failed
+    totals = total.stats()
+    totals["error_rate"] = _rate(total.errors, total.requests)
+    totals["requests_per_s"] = round(total.requests / max(now - start, 1e-9), 6)
     functions = [
         {"tenant": tenant, "function": function, "requests": requests, "errors": errors,
          "error_rate": _rate(errors, requests), "last_invoked": last_invoked.get((tenant, function))}
         for (tenant, function), (requests, errors) in sorted(per_function.items())
     ]
-    return {"window": window, "step": step, "buckets": buckets, "totals": totals,
-            "functions": functions}
+    return {
+        "window": window, "step": step, "totals": totals, "functions": functions,
+        "buckets": [{"t": int(start + i * step), **group.stats()} for i, group in enumerate(buckets)],
+    }
 
 
 def _rate(errors: int, requests: int) -> float:

@@ -203,6 +203,20 @@ def test_summary_math_on_known_records() -> None:
     assert empty["totals"]["p50_ms"] is None and empty["totals"]["error_rate"] == 0.0
 
 
+def test_percentiles_of_crowded_buckets_come_from_a_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyac_agent.metrics import summary as module
+
+    monkeypatch.setattr(module, "SAMPLE_SIZE", 1000)
+    durations = [float((i * 7919) % 10_000 + 1) for i in range(10_000)]  # 1..10000, shuffled
+    records = [_record(9_960 + i / 1000, d, cold=i % 10 == 0) for i, d in enumerate(durations)]
+    summary = summarize(records, {}, now=10_019.0, window=60, step=60)
+    totals = summary["totals"]
+    # the counts stay exact; the percentiles are those of the sample, near the truth
+    assert (totals["requests"], totals["cold_starts"]) == (10_000, 1000)
+    assert 4_500 <= totals["p50_ms"] <= 5_500 and totals["p99_ms"] >= 9_700
+    assert summary == summarize(records, {}, now=10_019.0, window=60, step=60)  # repeatable
+
+
 @pytest.mark.parametrize("params", [
     {"window": 0}, {"window": 7 * 86400 + 1}, {"window": 86400, "step": 60},
     {"window": "an hour"}, {"step": -5}, {"step": 7200},
