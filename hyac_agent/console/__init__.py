@@ -6,13 +6,12 @@ the page calls the ``/v1`` API with its session cookie, as the token it signed i
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
-from hyac_agent.console import api
-from hyac_agent.console.middleware import ConsoleMiddleware
-from hyac_agent.console.pages import console_pages
-from hyac_agent.console.sessions import ConsoleSessions
-from hyac_agent.core import Agent
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from hyac_agent.core import Agent
 
 __all__ = ["mount_console"]
 
@@ -20,6 +19,12 @@ __all__ = ["mount_console"]
 def mount_console(app: FastAPI, agent: Agent) -> None:
     """Add the console's API routes and its pages and session layer (before the gateway's
     routes, which would read ``/v1/console/x`` as tenant ``v1``'s function)."""
+    # Imported here: the routes import the API package, which imports this one.
+    from hyac_agent.console import api
+    from hyac_agent.console.middleware import ConsoleMiddleware
+    from hyac_agent.console.pages import console_pages
+    from hyac_agent.console.sessions import ConsoleSessions
+
     sessions = ConsoleSessions()
     app.state.console_sessions = sessions
     app.include_router(api.router)

@@ -115,7 +115,7 @@ async function start() {
   if (!me) { signInPage(); return; }
   state.me = me;
   setCsrf(me.csrf);
-  document.getElementById("user").textContent = me.owner ? `${me.user} (owner)` : me.user;
+  document.getElementById("user").textContent = me.owner && me.user !== "owner" ? `${me.user} (owner)` : me.user;
   document.getElementById("who").hidden = false;
   await renderTenants();
   renderNav();

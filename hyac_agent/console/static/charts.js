@@ -37,6 +37,10 @@ export function lineChart(title, series, times, unit = "") {
   for (const s of series) {
     const points = s.values.map((v, i) => (v === null || v === undefined ? null : `${x(i)},${y(v)}`));
     svg.append(el("polyline", { points: points.filter(Boolean).join(" "), class: `line ${s.cls}` }));
+    // Dots as well: a lone bucket with data draws no line.
+    s.values.forEach((v, i) => {
+      if (v !== null && v !== undefined && v > 0) svg.append(el("circle", { cx: x(i), cy: y(v), r: 2.5, class: `dot ${s.cls}` }));
+    });
   }
   const legend = document.createElement("p");
   legend.className = "legend";

@@ -66,11 +66,22 @@ export function section(title, ...children) {
   return h("section", { class: "card" }, h("h2", {}, title), children);
 }
 
+let sayTimer = null;
+
 export function say(message, kind = "info") {
   const status = document.getElementById("status");
   clear(status);
   status.className = `status ${kind}`;
   status.append(document.createTextNode(message));
+  clearTimeout(sayTimer);
+  sayTimer = setTimeout(() => clear(status), kind === "error" ? 15000 : 5000);
+}
+
+export function rate(value) {
+  // Requests per second over an hour are often tiny: keep two significant digits.
+  if (value === null || value === undefined) return "-";
+  if (value === 0 || value >= 10) return num(value, 1);
+  return Number(value.toPrecision(2)).toString();
 }
 
 export function b64(text) {

@@ -1,6 +1,6 @@
 import { api, ApiError } from "../api.js";
 import { lineChart } from "../charts.js";
-import { h, num, section, table } from "../dom.js";
+import { h, num, rate, section, table } from "../dom.js";
 
 export async function summary(params) {
   // The metrics endpoint may be absent on an older agent: the view says so and goes on.
@@ -22,7 +22,7 @@ export async function overviewView(root, { me }) {
   root.append(h("div", { class: "stats" },
     stat("Agent", info.status === "ok" ? "healthy" : info.status),
     stat("Version", info.version),
-    stat("Requests/s", totals ? num(totals.requests_per_s, 2) : "-"),
+    stat("Requests/s", totals ? rate(totals.requests_per_s) : "-"),
     stat("Error rate", totals ? `${num(totals.error_rate * 100)} %` : "-"),
     stat("p50 / p99", totals ? `${num(totals.p50_ms)} / ${num(totals.p99_ms)} ms` : "-"),
     stat("Cold starts", totals ? totals.cold_starts : "-")));

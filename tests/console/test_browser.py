@@ -1,0 +1,257 @@
+"""The console in a real browser: Debian's chromium driven by Playwright (never a
+downloaded browser). Signs in through the URL `hyac console --print-url` prints, sees a
+deployed function, invokes it from the panel, watches a log line arrive live and a task's
+progress bar move before cancelling it, checks that a viewer sees no admin views and that
+a function's `<script>` output stays text. Writes a screenshot of each page to
+docs/console/."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import REPO, RunningAgent
+from tests.console.conftest import hyac, make_user
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SHOTS = REPO / "docs" / "console"
+WAIT = 30_000  # ms: how long the page may take to show what a step waits for
+
+try:
+    from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+except ImportError:
+    pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40' "
+                "(never `playwright install`: the tests use Debian's chromium)",
+                allow_module_level=True)
+if not os.path.exists(CHROMIUM):
+    pytest.skip("chromium is not installed: apt-get install -y chromium", allow_module_level=True)
+expect.set_options(timeout=WAIT)
+
+HELLO = """
+def main(context):
+    name = context.request.query.get("name", "world")
+    print(f"hello line {name}")
+    return {"hello": name}
+"""
+XSS = """
+def main(context):
+    print("<script>alert(1)</script>")
+    return Response(body="<script>alert(1)</script><img src=x onerror=alert(2)>",
+                    headers={"content-type": "text/html"})
+"""
+SLOW = """
+import time
+
+def main(context):
+    for step in range(1, 121):
+        context.task.progress(step / 120, f"step {step}")
+        time.sleep(0.25)
+    return {"done": True}
+"""
+
+
+@pytest.fixture(scope="module")
+def deployed(console_agent: RunningAgent) -> RunningAgent:
+    console_agent.deploy("hello", HELLO)
+    console_agent.deploy("hello", HELLO.replace("world", "there"))  # a second version to diff
+    console_agent.deploy("xss", XSS)
+    console_agent.deploy("slow", SLOW, background=True, timeout=120)
+    for name in ("ann", "bob", "cy"):
+        assert console_agent.invoke("hello", query={"name": name}).json()["ok"]
+    with console_agent.client() as owner:
+        limits = {"functions": 10, "executions_per_day": 1000, "concurrency": 8}
+        assert owner.put("/v1/quotas", json={"values": limits}).status_code == 200
+    return console_agent
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Watched:
+    """A page, and the dialogs and script errors it met (none may happen)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.set_default_timeout(WAIT)
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture(scope="module")
+def owner(browser: Browser, deployed: RunningAgent) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    watched = Watched(context.new_page())
+    yield watched
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("document.fonts.ready")  # settled text, not a half-drawn page
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def view(page: Page, route: str, heading: str) -> None:
+    page.goto(page.url.split("#")[0] + f"#/{route}")
+    expect(page.locator("main h1")).to_have_text(heading)
+
+
+def test_sign_in_through_the_printed_url(owner: Watched, deployed: RunningAgent) -> None:
+    printed = hyac(deployed, "console", "--print-url")
+    assert printed.returncode == 0, printed.stderr
+    url = printed.stdout.strip()
+    assert "#code=" in url and deployed.token not in url
+    owner.page.goto(url)
+    expect(owner.page.locator("main h1")).to_have_text("Overview")
+    assert "code=" not in owner.page.url  # the single-use code left the address bar
+    assert deployed.token not in owner.page.content()
+    cookies = owner.page.context.cookies()
+    assert [c["httpOnly"] for c in cookies if c["name"] == "hyac_console"] == [True]
+    view(owner.page, "functions", "Functions")
+    expect(owner.page.get_by_role("link", name="hello", exact=True)).to_be_visible()
+    expect(owner.page.get_by_role("link", name="slow", exact=True)).to_be_visible()
+
+
+def test_invoke_from_the_panel(owner: Watched) -> None:
+    page = owner.page
+    view(page, "functions/hello", "hello")
+    page.get_by_label("Method").select_option("GET")
+    page.get_by_label("Query").fill("name=panel")
+    page.get_by_role("button", name="Invoke").click()
+    expect(page.locator("#inv-status")).to_have_text("200")
+    assert json.loads(page.locator("#inv-body-out").inner_text()) == {"hello": "panel"}
+    # Versions with who deployed them, and the diff between the two.
+    expect(page.get_by_role("button", name="Roll back to v1")).to_be_visible()
+    page.get_by_role("button", name="Show diff").click()
+    expect(page.locator(".diff .add")).to_contain_text(['"there"'])
+    shot(page, "function")
+
+
+def test_a_log_line_appears_live(owner: Watched, deployed: RunningAgent) -> None:
+    page = owner.page
+    view(page, "logs", "Logs")
+    expect(page.locator("#log-state")).to_have_text("live")
+    marker = f"live-{time.monotonic_ns()}"
+    assert marker not in page.locator("#log-lines").inner_text()  # not there before
+    answer = deployed.invoke("hello", query={"name": marker}).json()
+    line = page.locator("#log-lines li", has_text=f"hello line {marker}")
+    expect(line).to_be_visible()
+    # Pause holds new lines back; the request id button filters to one request.
+    page.get_by_role("button", name="Pause").click()
+    held = f"held-{time.monotonic_ns()}"
+    deployed.invoke("hello", query={"name": held})
+    expect(page.locator("#log-state")).to_contain_text("1 waiting")
+    assert held not in page.locator("#log-lines").inner_text()
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#log-lines li", has_text=held)).to_be_visible()
+    shot(page, "logs")
+    line.locator("button.rid").click()
+    expect(page.get_by_label("Request id")).to_have_value(answer["request_id"])
+    expect(page.locator("#log-lines li:visible")).to_have_count(1)
+
+
+def test_a_task_progress_bar_moves_and_cancels(owner: Watched, deployed: RunningAgent) -> None:
+    page = owner.page
+    with deployed.client() as api:
+        task_id = api.post("/v1/functions/slow/invoke", json={}).json()["task_id"]
+    view(page, "tasks", "Tasks")
+    bar = page.locator(f'progress[data-task="{task_id}"]')
+    page.wait_for_function(
+        "id => (document.querySelector(`progress[data-task='${id}']`)?.value || 0) > 0", arg=task_id)
+    first = float(bar.get_attribute("value") or 0)
+    page.wait_for_function(
+        "([id, first]) => document.querySelector(`progress[data-task='${id}']`)?.value > first",
+        arg=[task_id, first])
+    moved = float(bar.get_attribute("value") or 0)
+    assert 0 < first < moved < 1
+    page.locator(f'button[data-cancel="{task_id}"]').click()
+    expect(page.locator(f'[data-task-status="{task_id}"]')).to_have_text("cancelled")
+    with deployed.client() as api:
+        assert api.get(f"/v1/tasks/{task_id}").json()["status"] == "cancelled"
+    shot(page, "tasks")
+
+
+def test_script_output_is_text(owner: Watched, deployed: RunningAgent) -> None:
+    page = owner.page
+    view(page, "functions/xss", "xss")
+    page.get_by_role("button", name="Invoke").click()
+    expect(page.locator("#inv-body-out")).to_have_text(
+        "<script>alert(1)</script><img src=x onerror=alert(2)>")
+    view(page, "logs", "Logs")
+    expect(page.locator("#log-lines li", has_text="<script>alert(1)</script>").first).to_be_visible()
+    assert page.locator("main script, main img").count() == 0
+    assert owner.dialogs == []
+    assert owner.errors == []
+
+
+def test_a_viewer_sees_no_admin_views(browser: Browser, deployed: RunningAgent) -> None:
+    token = make_user(deployed, "val", "default", "viewer")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = Watched(context.new_page()).page
+    try:
+        page.goto(f"{deployed.url}/console/")
+        expect(page.get_by_role("heading", name="Sign in to Hyac")).to_be_visible()
+        shot(page, "sign-in")
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("main h1")).to_have_text("Overview")
+        nav = page.get_by_role("navigation", name="Console views")
+        expect(nav.get_by_role("link", name="Functions")).to_be_visible()
+        for admin in ("Tenants & access", "Audit", "Settings"):
+            expect(nav.get_by_role("link", name=admin)).to_have_count(0)
+        page.goto(f"{deployed.url}/console/#/settings")
+        expect(page.locator("main .notice")).to_contain_text("needs an administrator")
+        assert token not in page.content()
+    finally:
+        context.close()
+
+
+def test_screenshots_of_every_page(owner: Watched, browser: Browser, deployed: RunningAgent) -> None:
+    page = owner.page
+    for route, heading in [("overview", "Overview"), ("functions", "Functions"),
+                           ("admin", "Tenants & access"), ("audit", "Audit log"),
+                           ("settings", "Settings")]:
+        view(page, route, heading)
+        if route == "overview":
+            expect(page.locator(".stat .value").nth(2)).not_to_have_text("-")
+            expect(page.locator("text=Probing runtimes")).to_have_count(0)
+            expect(page.locator("main meter").first).to_be_visible()
+        shot(page, route)
+    audit_rows = page.locator("main tbody tr")
+    expect(audit_rows.first).to_be_visible()
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        small = phone.new_page()
+        small.set_default_timeout(WAIT)
+        answer = small.request.post(f"{deployed.url}/console/session",
+                                    data={"token": deployed.token})
+        assert answer.ok
+        small.goto(f"{deployed.url}/console/#/overview")
+        expect(small.locator("main h1")).to_have_text("Overview")
+        expect(small.locator("main meter").first).to_be_visible()
+        width = small.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390  # nothing runs off a phone's screen
+        shot(small, "phone-overview")
+    finally:
+        phone.close()
+    assert owner.errors == []
+
+
