@@ -3,7 +3,7 @@
 Buckets are aligned to multiples of ``step`` (unix time), so a chart refreshed a few
 seconds later shows the same buckets; the last one holds ``now``. The totals cover the
 same span as the buckets. Percentiles are nearest-rank over the durations in range, or
-over a uniform sample of ``SAMPLE_SIZE`` of them where a bucket holds more."""
+over a uniform sample of them where a bucket holds more (``SAMPLE_SIZE``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from hyac_common.errors import InvalidInput
 
 MAX_WINDOW = 7 * 86400
 MAX_BUCKETS = 500
-#: durations kept per bucket (and for the totals) to take percentiles from
+#: durations kept for the totals' percentiles; the buckets share ten times as many (at
+#: least a tenth of it each), so memory stays bounded whatever the window holds
 SAMPLE_SIZE = 20_000
 
 
@@ -50,28 +51,29 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
 
 
 class _Sample:
-    """Durations for percentiles: all of them up to ``SAMPLE_SIZE``, then a uniform
+    """Durations for percentiles: all of them up to ``size``, then a uniform
     reservoir of that many (seeded, so the same records give the same answer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
+        self.size = size
         self.values: list[float] = []
         self.seen = 0
         self._random = random.Random(0)
 
     def add(self, value: float) -> None:
         self.seen += 1
-        if len(self.values) < SAMPLE_SIZE:
+        if len(self.values) < self.size:
             self.values.append(value)
             return
         slot = self._random.randrange(self.seen)
-        if slot < SAMPLE_SIZE:
+        if slot < self.size:
             self.values[slot] = value
 
 
 class _Group:
-    def __init__(self) -> None:
+    def __init__(self, sample_size: int) -> None:
         self.requests = self.errors = self.cold_starts = 0
-        self.durations = _Sample()
+        self.durations = _Sample(sample_size)
 
     def add(self, record: InvocationRecord) -> None:
         self.requests += 1
@@ -96,8 +98,9 @@ def summarize(
     start), read once, in constant memory per bucket."""
     count = check_range(window, step)
     start = first_bucket(now, window, step)
-    buckets = [_Group() for _ in range(count)]
-    total = _Group()
+    per_bucket = max(SAMPLE_SIZE * 10 // count, SAMPLE_SIZE // 10)
+    buckets = [_Group(per_bucket) for _ in range(count)]
+    total = _Group(SAMPLE_SIZE)
     per_function: dict[tuple[str, str], list[int]] = {key: [0, 0] for key in last_invoked}
     for record in records:
         if not start <= record.ts <= now:
