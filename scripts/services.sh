@@ -15,6 +15,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     # scraped by tests/integration/test_prometheus.py
     command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+    # the browser of the console's end-to-end tests (tests/console/test_browser.py)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "services: installing ${missing[*]}"
         apt-get update -qq >/dev/null
