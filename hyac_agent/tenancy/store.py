@@ -101,6 +101,7 @@ class TenancyStore:
     def delete_tenant(self, name: str) -> None:
         """Everything of the tenant kept in the store's database, in one transaction (its
         functions are removed before, through the main store; its database after)."""
+        from hyac_agent.metrics.tables import invocations
         from hyac_agent.store import tables as store_tables
         from hyac_agent.store.task_tables import tasks
 
@@ -109,7 +110,7 @@ class TenancyStore:
                                   (t.secrets, "tenant"), (t.env, "tenant"), (t.quotas, "tenant"),
                                   (t.usage, "tenant"), (t.objects, "tenant"),
                                   (store_tables.kv, "tenant"), (store_tables.logs, "tenant"),
-                                  (tasks, "tenant")):
+                                  (tasks, "tenant"), (invocations, "tenant")):
                 conn.execute(delete(table).where(table.c[column] == name))
             # Its tokens go too (a token of a tenant makes only tokens of that tenant),
             # and its audit log but for the record of the removal, written after this.

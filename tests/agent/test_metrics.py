@@ -249,6 +249,12 @@ def test_a_tenant_user_sees_only_their_tenants(platform: Platform) -> None:
     seen = {(f["tenant"], f["function"]) for f in everyone["functions"]}
     assert {("mx-a", "mx-a-fn"), ("mx-b", "mx-b-fn")} <= seen
     assert [f["function"] for f in only_b["functions"]] == ["mx-b-fn"]
+    # a tenant removed takes its records along: one made again under its name starts empty
+    with platform.owner() as client:
+        assert client.delete("/v1/tenants/mx-b").status_code == 204
+    platform.tenant("mx-b")
+    with platform.owner() as client:
+        assert _summary(client, tenant="mx-b")["functions"] == []
 
 
 def test_metrics_needs_the_owner_the_scrape_token_or_an_allowed_address(tmp_path: Path) -> None:
