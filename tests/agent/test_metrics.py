@@ -101,6 +101,23 @@ def test_invocations_are_recorded_with_outcome_cold_start_and_bytes(
     assert "rec-missing" not in names
 
 
+def test_a_nested_call_is_recorded_as_its_own_invocation(backend_agent: RunningAgent) -> None:
+    agent = backend_agent
+    agent.deploy("nest-callee", FAILS)
+    agent.deploy("nest-caller", "def main(context):\n"
+                 "    try:\n        context.invoke('nest-callee', {})\n"
+                 "    except Exception as exc:\n        return {'caught': type(exc).__name__}\n")
+    answer = agent.invoke("nest-caller")
+    assert answer.status_code == 200 and answer.json()["ok"], answer.text
+    with agent.client() as client:
+        summary = _summary(client)
+    by_name = {f["function"]: f for f in summary["functions"]}
+    # the callee failed inside a caller that answered: one error, one success
+    assert (by_name["nest-callee"]["requests"], by_name["nest-callee"]["errors"]) == (1, 1)
+    assert (by_name["nest-caller"]["requests"], by_name["nest-caller"]["errors"]) == (1, 0)
+    assert [r["outcome"] for r in _rows(agent, "nest-callee")] == ["function_error"]
+
+
 def test_task_runs_and_queue_depth_reach_metrics(backend_agent: RunningAgent) -> None:
     from tests.tasks.helpers import submit, wait_for
 
