@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import RunningAgent
+from tests.conftest import RunningAgent, start_agent
+from tests.sandbox.conftest import BACKENDS, backend_missing
 
 HYAC = [sys.executable, "-m", "hyac_cli"]
 
@@ -42,11 +46,25 @@ def json_error(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return body["error"]
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "full-path"])
-def test_invoke_failures_print_a_json_error(agent: RunningAgent, fast: bool) -> None:
-    agent.deploy("slow", SLOW, timeout=1)
-    agent.deploy("broken", BROKEN_IMPORT)
+@pytest.fixture(params=BACKENDS)
+def backend_agent(request: pytest.FixtureRequest, isolation: Path) -> Iterator[RunningAgent]:
+    """A real agent on each sandbox backend: timeouts and load errors come from there."""
+    reason = backend_missing(request.param)
+    if reason:
+        pytest.skip(f"SANDBOX BACKEND {request.param!r} NOT TESTED: {reason}")
+    running = start_agent(Path(os.environ["HYAC_DATA_DIR"]), "--sandbox", request.param)
+    yield running
+    running.kill(signal.SIGTERM)
 
+
+def test_invoke_failures_print_a_json_error(backend_agent: RunningAgent) -> None:
+    backend_agent.deploy("slow", SLOW, timeout=1)
+    backend_agent.deploy("broken", BROKEN_IMPORT)
+    for fast in (True, False):  # the fast invoke path and the full one alike
+        invoke_failures(backend_agent, fast)
+
+
+def invoke_failures(agent: RunningAgent, fast: bool) -> None:
     missing = hyac(agent.url, agent.token, "invoke", "missing", "--json", fast=fast)
     plain = hyac(agent.url, agent.token, "invoke", "missing", fast=fast)
     assert missing.returncode == plain.returncode != 0
