@@ -320,7 +320,13 @@ def test_an_allowed_address_scrapes_with_no_token(tmp_path: Path) -> None:
     assert answer.status_code == 200 and "hyac_workers" in answer.text
 
 
-def test_a_bad_allow_list_stops_the_agent_with_one_line(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="HYAC_METRICS_ALLOW: 'not-a-net' is not an address"):
-        start_agent(tmp_path / "data", "--insecure-no-sandbox",
-                    env={"HYAC_METRICS_ALLOW": "not-a-net"})
+@pytest.mark.parametrize(("setting", "value", "said"), [
+    ("HYAC_METRICS_ALLOW", "not-a-net", "HYAC_METRICS_ALLOW: 'not-a-net' is not an address"),
+    ("HYAC_METRICS_RETENTION_DAYS", "0", "HYAC_METRICS_RETENTION_DAYS must be positive"),
+])
+def test_a_bad_metrics_setting_stops_the_agent_with_one_line(
+    tmp_path: Path, setting: str, value: str, said: str
+) -> None:
+    with pytest.raises(RuntimeError, match="exited with 1") as stopped:
+        start_agent(tmp_path / "data", "--insecure-no-sandbox", env={setting: value})
+    assert f"Error: {said}" in str(stopped.value) and "Traceback" not in str(stopped.value)
