@@ -26,6 +26,7 @@ router = APIRouter(prefix="/v1/console", dependencies=[Depends(require_token)], 
 #: a version's files shown in a diff: larger or binary files are named, not shown
 MAX_DIFF_FILE = 256 * 1024
 RUNTIMES_TTL = 60.0
+MAX_VERSION = 2**31 - 1  # what the store's integer column holds
 
 
 def sessions_of(request: Request) -> ConsoleSessions:
@@ -168,8 +169,8 @@ async def versions(
 @router.get("/functions/{name}/diff")
 async def diff(
     name: str,
-    a: int = Query(ge=1, description="the older version"),
-    b: int = Query(ge=1, description="the newer version"),
+    a: int = Query(ge=1, le=MAX_VERSION, description="the older version"),
+    b: int = Query(ge=1, le=MAX_VERSION, description="the newer version"),
     tenant: str = Depends(get_tenant),
     agent: Agent = Depends(get_agent),
 ) -> dict[str, Any]:

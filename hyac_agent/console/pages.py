@@ -38,6 +38,14 @@ def console_pages(agent: Agent, sessions: ConsoleSessions) -> Starlette:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def sign_in(request: Request) -> Response:
+        # Only the console's own page signs in: another site must not log a browser in
+        # as its owner's account (a form cannot send JSON, and browsers name the origin).
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise InvalidInput("sign in with a JSON body (Content-Type: application/json)")
+        origin = request.headers.get("origin")
+        if request.headers.get("sec-fetch-site") == "cross-site" or (
+                origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"):
+            raise Forbidden("console sign-in is only taken from the console's own page")
         body = await request.body()
         if len(body) > MAX_BODY:
             raise InvalidInput("the sign-in request is too large")

@@ -7,11 +7,16 @@ docs/console/."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import REPO, RunningAgent
@@ -224,6 +229,31 @@ def test_a_viewer_sees_no_admin_views(browser: Browser, deployed: RunningAgent) 
         context.close()
 
 
+def test_an_admin_mints_a_token_and_exports_the_audit(owner: Watched,
+                                                      deployed: RunningAgent) -> None:
+    page = owner.page
+    view(page, "admin", "Tenants & access")
+    page.get_by_label("Name").fill("minted in the console")
+    page.get_by_role("button", name="Mint token").click()
+    minted = page.locator("#minted-token")
+    expect(minted).to_have_text(re.compile(r"^hyac_u_"))
+    token = minted.inner_text()
+    who = httpx.get(f"{deployed.url}/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+    assert who.status_code == 200 and who.json()["scope"] == "default"
+    view(page, "functions", "Functions")
+    view(page, "admin", "Tenants & access")
+    assert token not in page.content()  # shown once: gone from the page after
+    view(page, "audit", "Audit log")
+    page.get_by_label("Action").fill("token.")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("main tbody tr").first).to_contain_text("token.create")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert rows and {r["action"] for r in rows} == {"token.create"}
+    assert rows[0]["actor"] == "owner"
+
+
 def test_screenshots_of_every_page(owner: Watched, browser: Browser, deployed: RunningAgent) -> None:
     page = owner.page
     for route, heading in [("overview", "Overview"), ("functions", "Functions"),
@@ -234,6 +264,9 @@ def test_screenshots_of_every_page(owner: Watched, browser: Browser, deployed: R
             expect(page.locator(".stat .value").nth(2)).not_to_have_text("-")
             expect(page.locator("text=Probing runtimes")).to_have_count(0)
             expect(page.locator("main meter").first).to_be_visible()
+        if route == "settings":
+            expect(page.get_by_role("heading", name="Sandboxes (doctor)")).to_be_visible()
+            expect(page.locator("main")).to_contain_text("Configured by environment.")
         shot(page, route)
     audit_rows = page.locator("main tbody tr")
     expect(audit_rows.first).to_be_visible()

@@ -4,6 +4,8 @@ the CSRF header, and every console answer carries the security headers."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -48,6 +50,20 @@ def test_a_wrong_code_or_token_is_refused(console_agent: RunningAgent) -> None:
     assert exchange(console_agent, code="not-a-code").status_code == 401
     assert exchange(console_agent, token="hyac_u_forged").status_code == 401
     assert exchange(console_agent).status_code == 400
+
+
+def test_no_other_site_signs_a_browser_in(console_agent: RunningAgent) -> None:
+    """Login CSRF: a form (no JSON) or a page of another origin cannot sign in."""
+    token = {"token": console_agent.token}
+    as_form = httpx.post(f"{console_agent.url}/console/session", content=json.dumps(token),
+                         headers={"Content-Type": "text/plain"})
+    assert as_form.status_code == 400 and "set-cookie" not in as_form.headers
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        refused = httpx.post(f"{console_agent.url}/console/session", json=token, headers=headers)
+        assert refused.status_code == 403 and "set-cookie" not in refused.headers
+    same = httpx.post(f"{console_agent.url}/console/session", json=token,
+                      headers={"Origin": console_agent.url, "Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 200
 
 
 def test_codes_expire_and_sessions_idle_out(monkeypatch: pytest.MonkeyPatch) -> None:
