@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -30,6 +30,10 @@ from hyac_agent.batching import BatchWriter
 from hyac_agent.metrics.store import InvocationRecord, MetricsStore
 from hyac_common.errors import HyacError
 from hyac_common.wire import InvokeRequest, InvokeResult
+
+if TYPE_CHECKING:
+    from hyac_agent.store import VersionRecord
+    from hyac_agent.worker import Worker
 
 log = logging.getLogger("hyac.metrics")
 
@@ -43,7 +47,7 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 @dataclass
 class _Meter:
     metrics: InvocationMetrics
-    version: Any = None  # the VersionRecord once known
+    version: VersionRecord | None = None
     cold: bool = False
 
 
@@ -59,7 +63,7 @@ class InvocationMetrics(BatchWriter):
         self._flushes = 0
         self._flush_lock = asyncio.Lock()
         # Workers that have served a request already: the next one is warm.
-        self._served: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._served: weakref.WeakSet[Worker] = weakref.WeakSet()
         self._series: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         labels = ("tenant", "function")
         self.invocations = Counter(
@@ -105,7 +109,7 @@ class InvocationMetrics(BatchWriter):
     def task_run_ended(self, tenant: str, function: str, status: str | None) -> None:
         self.task_runs.labels(tenant, function, status or "abandoned").inc()
 
-    def _first_use(self, worker: Any) -> bool:
+    def _first_use(self, worker: Worker) -> bool:
         if worker in self._served:
             return False
         self._served.add(worker)
@@ -194,14 +198,14 @@ def _decoded_size(body_b64: str | None) -> int:
     return len(body_b64) * 3 // 4 - len(body_b64) + len(body_b64.rstrip("="))
 
 
-def note_version(version: Any) -> None:
-    """The invocation being measured runs ``version`` (a VersionRecord)."""
+def note_version(version: VersionRecord) -> None:
+    """The invocation being measured runs ``version``."""
     meter = _current.get()
     if meter is not None:
         meter.version = version
 
 
-def note_worker(worker: Any) -> None:
+def note_worker(worker: Worker) -> None:
     """The invocation being measured is served by ``worker``."""
     meter = _current.get()
     if meter is not None:

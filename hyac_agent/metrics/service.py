@@ -7,9 +7,9 @@ import asyncio
 import hmac
 import ipaddress
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -19,6 +19,10 @@ from hyac_agent.metrics.recorder import InvocationMetrics
 from hyac_agent.metrics.store import MetricsStore
 from hyac_agent.metrics.summary import first_bucket, summarize
 from hyac_common.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from hyac_agent.pool import WorkerPool
+    from hyac_agent.tenancy import TenancyService
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -56,9 +60,11 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.invocations = InvocationMetrics(self.store, self.registry, settings.retention_days)
         self._platform: PlatformCollector | None = None
-        self._pool: Any = None
+        self._pool: WorkerPool | None = None
 
-    def observe_platform(self, pool: Any, tenancy: Any, functions_of: Any) -> None:
+    def observe_platform(
+        self, pool: WorkerPool, tenancy: TenancyService, functions_of: Callable[[str], Sized]
+    ) -> None:
         """Report ``pool``'s workers and, per tenant, tasks, logs and quotas at each scrape."""
 
         def quota_reports() -> Iterator[tuple[str, dict[str, Any]]]:
