@@ -4,7 +4,6 @@ dominate), and a browser-less client that signs in as the page does."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,18 +15,34 @@ import httpx
 import pytest
 
 from tests.conftest import RunningAgent, start_agent
+from tests.sandbox.conftest import BACKENDS, backend_missing
 
 COOKIE = "hyac_console"
 
 
-@pytest.fixture(scope="module")
-def console_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
-    data_dir = tmp_path_factory.mktemp("console") / "data"
+def agent_on(backend: str, factory: pytest.TempPathFactory) -> RunningAgent:
+    reason = backend_missing(backend)
+    if reason:
+        pytest.skip(f"sandbox backend {backend!r} not tested: {reason}")
+    data_dir = factory.mktemp(f"console-{backend}") / "data"
     env = {key: value for key, value in os.environ.items() if not key.startswith("HYAC_")}
     env["HYAC_DATA_DIR"] = str(data_dir)
-    running = start_agent(data_dir, "--sandbox", "bwrap", env=env)
+    return start_agent(data_dir, "--sandbox", backend, env=env)
+
+
+@pytest.fixture(scope="module")
+def console_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
+    """Sign-in and sessions do not depend on the sandbox: one backend is enough."""
+    running = agent_on("bwrap", tmp_path_factory)
+    yield running
+    running.kill(signal.SIGTERM)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend_agent(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
+    """What the console shows of functions, logs and tasks, under each sandbox backend."""
+    running = agent_on(request.param, tmp_path_factory)
     yield running
     running.kill(signal.SIGTERM)
 

@@ -63,7 +63,8 @@ def main(context):
 
 
 @pytest.fixture(scope="module")
-def deployed(console_agent: RunningAgent) -> RunningAgent:
+def deployed(backend_agent: RunningAgent) -> RunningAgent:
+    console_agent = backend_agent
     console_agent.deploy("hello", HELLO)
     console_agent.deploy("hello", HELLO.replace("world", "there"))  # a second version to diff
     console_agent.deploy("xss", XSS)
@@ -191,6 +192,9 @@ def test_a_task_progress_bar_moves_and_cancels(owner: Watched, deployed: Running
     expect(page.locator(f'[data-task-status="{task_id}"]')).to_have_text("cancelled")
     with deployed.client() as api:
         assert api.get(f"/v1/tasks/{task_id}").json()["status"] == "cancelled"
+    page.get_by_role("link", name=task_id).click()  # its event history
+    events = page.locator("ol.events li")
+    expect(events.last).to_contain_text("cancelled")
     shot(page, "tasks")
 
 

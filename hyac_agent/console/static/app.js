@@ -130,7 +130,11 @@ async function boot() {
     setCsrf(null);
     signInPage("Signed out.");
   });
-  window.addEventListener("hashchange", () => { if (state.me) show(); });
+  window.addEventListener("hashchange", async () => {
+    if (!state.me) return;
+    await show();
+    main().focus();  // keyboard and screen-reader users land on the new view, not the nav
+  });
   window.addEventListener("hyac:signed-out", () => {
     if (state.me) { state.me = null; signInPage("Your session ended; sign in again."); }
   });

@@ -40,12 +40,14 @@ export async function tasksView(root, { rest }) {
   function showTask(id) {
     const history = h("ol", { class: "events" });
     const result = h("pre", { class: "code" });
-    clear(detail).append(section(`Task ${id}`, h("h3", {}, "Events"), history, h("h3", {}, "Result"), result));
+    clear(detail).append(section(`Task ${id}`, h("h3", {}, "Status and progress, as they change"), history,
+      h("h3", {}, "Result"), result));
     stopDetail = stream(`/v1/tasks/${encodeURIComponent(id)}/events`, {}, (_event, t) => {
       history.append(h("li", {}, `${time(t.finished_at || t.started_at || t.created_at)} — ${t.status}, attempt ${t.attempt}`,
         t.progress !== null ? `, ${num(t.progress * 100, 0)} %` : "", t.progress_message ? ` (${t.progress_message})` : ""));
       result.textContent = t.result ? `${t.result.status}\n${unb64(t.result.body_b64)}`
-        : t.error ? `${t.error.code}: ${t.error.message}\n${t.error.traceback || ""}` : "(none yet)";
+        : t.error ? `${t.error.code}: ${t.error.message}\n${t.error.traceback || ""}`
+        : LIVE.has(t.status) ? "(none yet)" : "(none)";
     });
   }
 
