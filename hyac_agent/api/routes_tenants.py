@@ -70,6 +70,7 @@ async def delete_tenant(
 ) -> Response:
     validate_name(name, "tenant")
     principal.require_owner()
+    await agent.metrics.invocations.flush()  # its buffered records go with it too
     await asyncio.to_thread(agent.tenancy.delete_tenant, name)
     await agent.pool.retire_tenant(name)
     networks = getattr(agent.backend, "networks", None)
