@@ -115,7 +115,7 @@ class MethodNotAllowed(HyacError):
 
 
 # Paths FastAPI keeps for itself; everything else with two or more segments is the gateway.
-_API_PREFIXES = ("/v1/", "/console", "/docs", "/redoc", "/openapi.json")
+_API_PREFIXES = ("/v1/", "/console/", "/docs", "/redoc", "/openapi.json")
 
 
 class GatewayFastPath:

@@ -178,3 +178,20 @@ def test_hyac_console_prints_a_one_time_url(console_agent: RunningAgent) -> None
     code = url.partition("#code=")[2]
     assert exchange(console_agent, code=code).status_code == 200
     assert exchange(console_agent, code=code).status_code == 401
+
+
+def test_hyac_console_json(console_agent: RunningAgent) -> None:
+    printed = hyac(console_agent, "console", "--print-url", "--json")
+    assert printed.returncode == 0, printed.stderr
+    answer = json.loads(printed.stdout)
+    assert answer["expires_in"] == 60 and "#code=" in answer["url"]
+
+
+def test_a_tenant_named_like_the_console_prefix_still_serves(console_agent: RunningAgent) -> None:
+    """Only /console/ is the console's: /consoles/… is a tenant's gateway as ever."""
+    with console_agent.client() as owner:
+        assert owner.post("/v1/tenants", json={"name": "consoles"}).status_code == 201
+    console_agent.deploy("hi", "def main(context):\n    return 'hi there'\n", tenant="consoles")
+    answer = httpx.get(f"{console_agent.url}/consoles/hi",
+                       headers={"Authorization": f"Bearer {console_agent.token}"}, timeout=60)
+    assert answer.status_code == 200 and answer.text == "hi there"
