@@ -30,6 +30,8 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+#: answered to anyone: a stale cookie must not turn them into a 401
+PUBLIC = {"/v1/health"}
 
 
 def cookie_secret(scope: Scope) -> str | None:
@@ -66,7 +68,7 @@ class ConsoleMiddleware:
         if path == "/console" or path.startswith("/console/"):
             await self.pages(scope, receive, secured(send))
             return
-        if path.startswith("/v1/") and header(scope, b"authorization") is None:
+        if path.startswith("/v1/") and path not in PUBLIC and header(scope, b"authorization") is None:
             secret = cookie_secret(scope)
             if secret is not None:
                 try:

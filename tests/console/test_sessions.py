@@ -115,6 +115,7 @@ def test_revoking_the_token_ends_its_sessions(console_agent: RunningAgent) -> No
         assert owner.delete(f"/v1/tokens/{token_id}").status_code == 200
     ended = browser.request("GET", "/v1/whoami")
     assert ended.status_code == 401
+    assert browser.request("GET", "/v1/health").status_code == 200  # public, cookie or not
     assert browser.request("GET", "/console/session").status_code == 401
 
 
