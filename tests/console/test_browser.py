@@ -226,6 +226,14 @@ def test_a_viewer_sees_no_admin_views(browser: Browser, deployed: RunningAgent) 
         expect(nav.get_by_role("link", name="Functions")).to_be_visible()
         for admin in ("Tenants & access", "Audit", "Settings"):
             expect(nav.get_by_role("link", name=admin)).to_have_count(0)
+        # The keyboard alone reaches a view: skip link, Overview, Functions, Enter.
+        page.locator("a.skip").focus()
+        for _ in range(2):
+            page.keyboard.press("Tab")
+        expect(page.locator(":focus")).to_have_text("Functions")
+        page.keyboard.press("Enter")
+        expect(page.locator("main h1")).to_have_text("Functions")
+        expect(page.locator("main")).to_be_focused()
         page.goto(f"{deployed.url}/console/#/settings")
         expect(page.locator("main .notice")).to_contain_text("needs an administrator")
         assert token not in page.content()
