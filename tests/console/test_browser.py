@@ -51,6 +51,12 @@ def main(context):
     return Response(body="<script>alert(1)</script><img src=x onerror=alert(2)>",
                     headers={"content-type": "text/html"})
 """
+NOISY = """
+def main(context):
+    for n in range(300):
+        print(f"noisy line {n}")
+    return "done"
+"""
 SLOW = """
 import time
 
@@ -69,6 +75,7 @@ def deployed(backend_agent: RunningAgent) -> RunningAgent:
     console_agent.deploy("hello", HELLO.replace("world", "there"))  # a second version to diff
     console_agent.deploy("xss", XSS)
     console_agent.deploy("slow", SLOW, background=True, timeout=120)
+    console_agent.deploy("noisy", NOISY)
     for name in ("ann", "bob", "cy"):
         assert console_agent.invoke("hello", query={"name": name}).json()["ok"]
     with console_agent.client() as owner:
@@ -116,7 +123,12 @@ def shot(page: Page, name: str) -> None:
 
 
 def view(page: Page, route: str, heading: str) -> None:
-    page.goto(page.url.split("#")[0] + f"#/{route}")
+    """Open a view afresh (the same address again would change nothing: reload it)."""
+    target = page.url.split("#")[0] + f"#/{route}"
+    if page.url == target:
+        page.reload()
+    else:
+        page.goto(target)
     expect(page.locator("main h1")).to_have_text(heading)
 
 
@@ -172,6 +184,22 @@ def test_a_log_line_appears_live(owner: Watched, deployed: RunningAgent) -> None
     line.locator("button.rid").click()
     expect(page.get_by_label("Request id")).to_have_value(answer["request_id"])
     expect(page.locator("#log-lines li:visible")).to_have_count(1)
+
+
+def test_a_request_id_shows_all_of_its_lines(owner: Watched, deployed: RunningAgent) -> None:
+    """The tail loads the newest 200 lines; a request's older ones come when it is picked."""
+    answer = deployed.invoke("noisy").json()
+    with deployed.client() as api:
+        stored = api.get("/v1/logs", params={"function": "noisy", "limit": 1000}).json()
+    assert len([r for r in stored if r["request_id"] == answer["request_id"]]) == 300
+    page = owner.page
+    view(page, "logs", "Logs")
+    page.get_by_label("Function").select_option("noisy")
+    lines = page.locator("#log-lines li:visible")
+    expect(lines).to_have_count(200)
+    lines.first.locator("button.rid").click()
+    expect(lines).to_have_count(300)
+    expect(lines.first).to_contain_text("noisy line 0")
 
 
 def test_a_task_progress_bar_moves_and_cancels(owner: Watched, deployed: RunningAgent) -> None:

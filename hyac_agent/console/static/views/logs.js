@@ -37,7 +37,7 @@ export async function logsView(root, { rest }) {
       h("span", { class: "fn" }, `${r.function}@v${r.version}`), " ",
       h("span", { class: "stream" }, r.level || r.stream), " ",
       r.request_id ? h("button", { type: "button", class: "rid", title: "Only this request's lines",
-        onclick: () => { requestId.value = r.request_id; refilter(); } }, r.request_id.slice(0, 12)) : null,
+        onclick: () => { requestId.value = r.request_id; showRequest(); } }, r.request_id.slice(0, 12)) : null,
       " ", h("span", { class: "msg" }, r.message));
     item.hidden = !visible(r);
     item.record = r;
@@ -56,6 +56,21 @@ export async function logsView(root, { rest }) {
 
   function refilter() {
     for (const item of list.children) item.hidden = !visible(item.record);
+  }
+
+  // A request's lines may be older than what the tail loaded: fetch them all.
+  async function showRequest() {
+    const rid = requestId.value.trim();
+    refilter();
+    if (!rid) return;
+    const stored = await api("GET", "/v1/logs", { params: { function: fn.value, limit: 10000 } });
+    const key = (r) => `${r.ts}|${r.stream}|${r.message}`;
+    const have = new Set([...list.children].map((item) => key(item.record)));
+    const missing = stored.filter((r) => r.request_id === rid && !have.has(key(r)));
+    if (!missing.length) return;
+    const all = [...[...list.children].map((item) => item.record), ...missing].sort((a, b) => a.ts - b.ts);
+    clear(list);
+    for (const r of all) list.append(line(r));
   }
 
   async function connect() {
@@ -79,10 +94,8 @@ export async function logsView(root, { rest }) {
     if (!paused) { add(held); held = []; state.textContent = "live"; } else state.textContent = "paused";
   });
   fn.addEventListener("change", connect);
-  for (const input of [streamSel, level, requestId, text]) {
-    input.addEventListener("input", refilter);
-    input.addEventListener("change", refilter);
-  }
+  for (const input of [streamSel, level, requestId, text]) input.addEventListener("input", refilter);
+  requestId.addEventListener("change", showRequest);
   await connect();
   return () => { if (stop) stop(); };
 }
