@@ -16,7 +16,7 @@
 | log_retention        | HYAC_LOG_RETENTION          | 100000 lines kept per tenant (was: in all) |
 | docker_image         | HYAC_DOCKER_IMAGE           | hyac/python:{version}            |
 | oci_runtime          | HYAC_OCI_RUNTIME            | "" (docker's default; runsc, kata-runtime) |
-| sandbox_uid          | HYAC_SANDBOX_UID            | 65534 (host uid bwrap is probed with when root; each sandbox runs as a uid of its own from 2000000000) |
+| sandbox_uid          | HYAC_SANDBOX_UID            | 65534 (probe uid; sandbox uids from 2000000000) |
 | default_memory       | HYAC_DEFAULT_MEMORY         | 256 MiB per worker (a function's `memory` overrides) |
 | sandbox_pids         | HYAC_SANDBOX_PIDS           | 128 processes/threads per worker |
 | sandbox_cpus         | HYAC_SANDBOX_CPUS           | 1.0 CPU per worker               |
