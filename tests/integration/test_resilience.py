@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import RunningAgent, start_agent
 from tests.sandbox.conftest import BACKENDS, backend_missing
-from tests.tasks.helpers import eventually, submit, wait_for
+from tests.tasks.helpers import submit, wait_for
+from tests.waiting import eventually
 
 # Every call returns (or prints) the token of the worker process that ran it; requests
 # that wait for "go" poll the tenant's kv until the test sets it.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 from tests.conftest import RunningAgent
@@ -63,12 +62,3 @@ def result_json(task: dict[str, Any]) -> Any:
     return json.loads(base64.b64decode(task["result"]["body_b64"]))
 
 
-def eventually(what: Callable[[], Any], timeout: float = 60) -> Any:
-    """Poll ``what`` until it returns something true (returned), or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")

@@ -81,7 +81,7 @@ def test_watch_a_dead_task_exits_1_and_retry_cancel(task_agent: RunningAgent) ->
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     again = hyac(task_agent, "tasks", "cancel", slow)
     assert again.returncode == 1 and again.stderr.startswith("Error: task")
-    assert "already ended" in again.stderr and "Traceback" not in again.stderr
+    assert "there is nothing to cancel" in again.stderr and "Traceback" not in again.stderr
     assert hyac(task_agent, "tasks", "watch", slow).returncode == 1
     missing = hyac(task_agent, "tasks", "show", "task_nope")
     assert missing.returncode == 1 and "not found" in missing.stderr

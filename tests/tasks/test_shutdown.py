@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from tests.conftest import RunningAgent, start_agent
-from tests.tasks.helpers import eventually, result_json, submit, wait_for
+from tests.tasks.helpers import result_json, submit, wait_for
 from tests.tasks.test_celery import database  # noqa: F401  (a fixture: a fresh PostgreSQL database)
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install bubblewrap)"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,16 +17,9 @@ import httpx
 
 from tests.conftest import start_agent
 from tests.tenancy.conftest import Platform, agent_env
+from tests.waiting import eventually
 
 QUICK = "def main(context):\n    return 1\n"
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll ``check`` until it holds (no timed assertion: only a ceiling)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.1)
 
 
 def mint(platform: Platform, token: str, **body: Any) -> httpx.Response:
