@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningAgent, current_runtime
-from tests.runtimes.conftest import bwrap_agent  # noqa: F401 - fixture
+from tests.runtime_families.conftest import bwrap_agent  # noqa: F401 - fixture
 
 
 def _pypi_unreachable() -> str | None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningAgent, start_agent
-from tests.runtimes.conftest import requires_runtime
+from tests.runtime_families.conftest import requires_runtime
 
 CALLEE = """
 def main(context):

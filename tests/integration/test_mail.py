@@ -24,7 +24,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import RunningAgent, requires_bwrap, start_agent
-from tests.runtimes.conftest import requires_runtime
+from tests.runtime_families.conftest import requires_runtime
 from tests.tenancy.conftest import Platform, agent_env, body
 
 pytest.importorskip("aiosmtpd", reason="aiosmtpd is not installed (pip install -e '.[test]')")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import RunningAgent, current_runtime
-from tests.runtimes.conftest import requires_runtime, runtime_missing
+from tests.runtime_families.conftest import requires_runtime, runtime_missing
 
 VERSION = """
 import sys

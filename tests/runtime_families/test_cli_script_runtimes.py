@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli_tour import hyac
-from tests.runtimes.conftest import requires_runtime
+from tests.runtime_families.conftest import requires_runtime
 
 
 @pytest.fixture

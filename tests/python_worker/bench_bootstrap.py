@@ -5,9 +5,9 @@ an echo function and keeps C invocations in flight until N have been answered, t
 prints requests/s. The worker and this driver are pinned to different CPUs when there
 are two or more, so the figure is the worker's own cost per request.
 
-    .venv/bin/python tests/runtime/bench_bootstrap.py                 # sync+async, c1+c16
-    .venv/bin/python tests/runtime/bench_bootstrap.py --requests 50000 --rounds 5
-    .venv/bin/python tests/runtime/bench_bootstrap.py --runtime-dir /tmp/old/python
+    .venv/bin/python tests/python_worker/bench_bootstrap.py                 # sync+async, c1+c16
+    .venv/bin/python tests/python_worker/bench_bootstrap.py --requests 50000 --rounds 5
+    .venv/bin/python tests/python_worker/bench_bootstrap.py --runtime-dir /tmp/old/python
 
 Not collected by pytest (no ``test_`` prefix).
 """
