@@ -53,10 +53,6 @@ class SandboxSettings:
     #: 2147483647 unassigned)
     sandbox_uids: tuple[int, int] = (2_000_000_000, 65536)
 
-    @classmethod
-    def for_tests(cls, run_dir: Path) -> SandboxSettings:
-        return cls(run_dir=run_dir)
-
 
 @dataclass(frozen=True)
 class SandboxSpec:

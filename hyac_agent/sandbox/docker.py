@@ -179,9 +179,6 @@ class DockerSandbox(Sandbox):
         with contextlib.suppress(Exception):
             self.process.container.remove(force=True)
 
-    def exit_cause_blocking(self) -> str | None:  # pragma: no cover - alias for clarity
-        return self.exit_cause()
-
 
 @lru_cache(maxsize=1)
 def _security_opts() -> list[str]:

@@ -154,14 +154,6 @@ class TenancyStore:
             )
         return bool(gone)
 
-    def role_of(self, user: str, tenant: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(t.memberships.c.role).where(
-                    t.memberships.c.user == user, t.memberships.c.tenant == tenant
-                )
-            ).scalar()
-
     def set_role(self, user: str, tenant: str, role: str) -> None:
         with self.engine.begin() as conn:
             changed = conn.execute(
