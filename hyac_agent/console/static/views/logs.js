@@ -58,27 +58,37 @@ export async function logsView(root, { rest }) {
     for (const item of list.children) item.hidden = !visible(item.record);
   }
 
-  // A request's lines may be older than what the tail loaded: fetch them all.
+  // A request's lines may be older than what the tail loaded: fetch them all. Only the
+  // newest pick applies its answer, and every line is kept once.
+  let picked = 0;
   async function showRequest() {
     const rid = requestId.value.trim();
     refilter();
     if (!rid) return;
+    const ticket = ++picked;
     const stored = await api("GET", "/v1/logs", { params: { function: fn.value, limit: 10000 } });
-    const key = (r) => `${r.ts}|${r.stream}|${r.message}`;
-    const have = new Set([...list.children].map((item) => key(item.record)));
-    const missing = stored.filter((r) => r.request_id === rid && !have.has(key(r)));
-    if (!missing.length) return;
-    const all = [...[...list.children].map((item) => item.record), ...missing].sort((a, b) => a.ts - b.ts);
+    if (ticket !== picked || requestId.value.trim() !== rid) return;
+    const key = (r) => `${r.ts}|${r.request_id}|${r.stream}|${r.message}`;
+    const lines = new Map([...list.children].map((item) => [key(item.record), item.record]));
+    const before = lines.size;
+    for (const r of stored) if (r.request_id === rid && !lines.has(key(r))) lines.set(key(r), r);
+    if (lines.size === before && before === list.childElementCount) return;
     clear(list);
-    for (const r of all) list.append(line(r));
+    for (const r of [...lines.values()].sort((a, b) => a.ts - b.ts)) list.append(line(r));
   }
 
+  // Only the newest connection fills the list: a change of function while the previous
+  // tail is still loading must not leave both tails in it.
+  let connection = 0;
   async function connect() {
-    if (stop) stop();
-    clear(list);
-    held = [];
+    const ticket = ++connection;
+    if (stop) { stop(); stop = null; }
     const params = { function: fn.value, limit: 200 };
     const recent = await api("GET", "/v1/logs", { params });
+    if (ticket !== connection) return;
+    clear(list);
+    held = [];
+    lastTs = null;
     add(recent.sort((a, b) => a.ts - b.ts));
     state.textContent = "live";
     stop = stream("/v1/logs/stream", { function: fn.value, since: lastTs ?? undefined }, (_event, record) => {
