@@ -38,6 +38,10 @@ export PATH="$PWD/.venv/bin:$PATH"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -z "${HYAC_SETUP_MINIMAL:-}" ]; then
     # As root on Debian/Ubuntu, everything the full test suite talks to, so that
     # scripts/test.sh runs with nothing skipped (HYAC_SETUP_MINIMAL=1 skips this part).
+    # The kernel's system call headers: a test checks the seccomp table's numbers against them.
+    dpkg -s linux-libc-dev >/dev/null 2>&1 || { apt-get update -qq >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-libc-dev >/dev/null; } ||
+        echo "setup: linux-libc-dev is missing; the seccomp numbers test skips" >&2
     say "installing the other runtimes (Node.js, Deno, uv) and the services (PostgreSQL, Redis)"
     bash scripts/setup-runtimes.sh || echo "setup: the node20/deno runtimes are not complete (see above)" >&2
     bash scripts/services.sh
