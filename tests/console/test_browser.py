@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +27,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-# Screenshots for docs/console are taken only when asked (HYAC_CONSOLE_SHOTS=docs/console):
-# an ordinary run leaves the tree as it was.
-SHOTS = Path(os.environ["HYAC_CONSOLE_SHOTS"]) if os.environ.get("HYAC_CONSOLE_SHOTS") else None
+# Every run takes a screenshot of each page; they go to docs/console only when asked
+# (HYAC_CONSOLE_SHOTS=docs/console), so an ordinary run leaves the tree as it was.
+SHOTS = Path(os.environ.get("HYAC_CONSOLE_SHOTS") or Path(tempfile.gettempdir()) / "hyac-console-shots")
 WAIT = 30_000  # ms: how long the page may take to show what a step waits for
 
 try:
@@ -119,8 +120,6 @@ def owner(browser: Browser, deployed: RunningAgent) -> Iterator[Watched]:
 
 
 def shot(page: Page, name: str) -> None:
-    if SHOTS is None:
-        return
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("document.fonts.ready")  # settled text, not a half-drawn page
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
