@@ -21,6 +21,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Read here, once: the isolation fixture clears HYAC_* for every test.
+    if os.environ.get("HYAC_STRICT_SKIPS") == "1":
+        from tests.strict_skips import StrictSkips, allowed_patterns
+
+        config.pluginmanager.register(StrictSkips(allowed_patterns()), "hyac-strict-skips")
+
+
 @pytest.fixture(autouse=True)
 def isolation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Own data/config dirs per test; no HYAC_* setting leaks in from the caller."""
