@@ -14,12 +14,19 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from hyac_common.durations import parse_duration, parse_size
 from hyac_common.errors import HyacError, InvalidInput, ManifestError
 from hyac_common.names import validate_name
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
+    from hyac_common.wire import InManifest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,11 +37,8 @@ MANIFEST = "hyac.toml"
 FUNCTIONS_DIR = "functions"
 TOP_KEYS = ("project", "functions")
 PROJECT_KEYS = ("name", "runtime", "tenant", "take_over")
-FUNCTION_KEYS = (
-    "runtime", "handler", "timeout", "memory", "env", "background", "retries", "requirements",
-    "retry_backoff", "retry_backoff_max", "task_max_age", "callback_url",
-    "sample",  # CLI-only (`hyac dev` replays it), kept out of FunctionConfig
-)
+#: [functions.NAME] keys beside FunctionConfig's settings: CLI-only, kept out of the config
+CLI_FUNCTION_KEYS = ("sample",)  # a request body `hyac dev` replays
 _SKIPPED_DIRS = {"__pycache__", "node_modules"}
 #: JavaScript/TypeScript entry files (node and deno runtimes), beside Python's .py
 SCRIPT_SUFFIXES = (".js", ".mjs", ".cjs", ".ts")
@@ -194,15 +198,16 @@ def load_project(root: Path) -> Project:
                 f"[functions.{fn_name}] has no source: create {FUNCTIONS_DIR}/{fn_name}.py "
                 f"or {FUNCTIONS_DIR}/{fn_name}/main.py",
             )
+        known = function_keys()
         for key in table:
-            if key not in FUNCTION_KEYS:
-                raise fail((*where, key), _unknown(key, f"[functions.{fn_name}]", FUNCTION_KEYS))
+            if key not in known:
+                raise fail((*where, key), _unknown(key, f"[functions.{fn_name}]", known))
         for key, value in table.items():
             if key == "sample":
                 functions[fn_name].sample = value  # any TOML value is a valid JSON body
                 continue
             try:
-                functions[fn_name].config[key] = _check_setting(key, value)
+                functions[fn_name].config[key] = function_setting(key, value)
             except HyacError as exc:
                 raise fail((*where, key), f"{key} of function {fn_name!r}: {exc.message}") from None
     return Project(root, name.strip(), runtime, tenant, functions, warnings, take_over)
@@ -379,44 +384,86 @@ def _unknown(key: str, table: str | None, known: tuple[str, ...]) -> str:
     return message + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
-def _check_setting(key: str, value: Any) -> Any:
-    """The FunctionConfig value for a [functions.NAME] setting, or InvalidInput."""
-    if key in ("runtime", "handler"):
-        if not isinstance(value, str) or not value:
-            raise InvalidInput("must be a non-empty string")
-        if key == "handler" and not value.isidentifier():
-            raise InvalidInput(f"{value!r} is not a Python function name")
-        return value
-    if key == "timeout":
-        return parse_duration(value, "timeout")
-    if key == "memory":
-        return parse_size(value, "memory")
-    if key == "env":
-        if not isinstance(value, dict):
-            raise InvalidInput("must be a table such as { REGION = \"eu\" }")
-        for name, item in value.items():
-            if not isinstance(item, str):
-                raise InvalidInput(f"value of {name!r} must be a string, not {item!r}")
-        return dict(value)
-    if key == "background":
-        if not isinstance(value, bool):
-            raise InvalidInput("must be true or false")
-        return value
-    if key == "retries":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidInput("must be a whole number >= 0")
-        return value
-    if key in ("retry_backoff", "retry_backoff_max", "task_max_age"):
-        return parse_duration(value, key)
-    if key == "callback_url":
-        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-            raise InvalidInput("must be an http:// or https:// URL")
-        return value
-    if key == "requirements":
-        if not isinstance(value, list) or not all(isinstance(r, str) and r for r in value):
-            raise InvalidInput("must be a list of strings such as [\"httpx>=0.27\"]")
-        return list(value)
-    raise InvalidInput(f"unknown setting {key!r}")  # pragma: no cover - keys checked before
+def function_keys() -> tuple[str, ...]:
+    """The keys a [functions.NAME] table may hold: FunctionConfig's settable fields and
+    the CLI's own."""
+    return (*_settings(), *CLI_FUNCTION_KEYS)
+
+
+@cache
+def _settings() -> dict[str, tuple[FieldInfo, InManifest]]:
+    # Imported on first use: pydantic and the wire models are slow to load (test_startup).
+    from hyac_common.wire import FunctionConfig, InManifest
+
+    settings = {}
+    for key, info in FunctionConfig.model_fields.items():
+        form = next((m for m in info.metadata if isinstance(m, InManifest)), InManifest())
+        if form.settable:
+            settings[key] = (info, form)
+    return settings
+
+
+def function_setting(key: str, value: Any) -> Any:
+    """The FunctionConfig value for a [functions.NAME] setting, or InvalidInput saying why.
+
+    FunctionConfig decides, validating strictly (TOML has real types, so "3" is not a
+    number); hyac.toml adds durations and sizes as text, and has no use for empty strings.
+    """
+    from pydantic import ValidationError
+
+    from hyac_common.wire import FunctionConfig
+
+    info, form = _settings()[key]
+    if form.form == "duration":
+        value = parse_duration(value, key)
+    elif form.form == "size":
+        value = parse_size(value, key)
+    try:
+        checked = getattr(FunctionConfig.model_validate({key: value}, strict=True), key)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if len(error["loc"]) > 1 and get_origin(_bare(info.annotation)) is dict:
+            name, kind = error["loc"][1], _noun(get_args(_bare(info.annotation))[1])
+            raise InvalidInput(f"value of {name!r} must be {kind}, not {error['input']!r}") from None
+        raise InvalidInput(f"must be {_expected(info, form)}") from None
+    if checked == "" or (isinstance(checked, list) and "" in checked):
+        raise InvalidInput(f"must be {_expected(info, form)}")
+    if form.accepts is not None and not form.accepts(checked):
+        refusal = form.refusal.format(value=checked) if form.refusal else ""
+        raise InvalidInput(refusal or f"must be {_expected(info, form)}")
+    return checked
+
+
+def _expected(info: FieldInfo, form: InManifest) -> str:
+    """What a setting must be, from its type and bounds: "a whole number >= 0"."""
+    if form.expect:
+        return form.expect
+    bare = _bare(info.annotation)
+    what = "a non-empty string" if bare is str else _noun(bare)
+    for bound in info.metadata:
+        for name, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(bound, name, None) is not None:
+                what += f" {sign} {getattr(bound, name)}"
+    return f"{what} such as {form.example}" if form.example else what
+
+
+def _noun(annotation: Any) -> str:
+    args = get_args(annotation)
+    if get_origin(annotation) is dict:
+        return "a table" if args[1] is str else f"a table of {_noun(args[1])}"
+    if get_origin(annotation) is list:
+        return f"a list of {_noun(args[0]).removeprefix('a ')}s"
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    return names.get(annotation, f"a {getattr(annotation, '__name__', annotation)}")
+
+
+def _bare(annotation: Any) -> Any:
+    """``X`` for ``Optional[X]`` (TOML has no null), else the annotation itself."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
 
 
 def _project_requirements(root: Path) -> list[str]:

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class InManifest:
+    """How a FunctionConfig setting is written in a ``[functions.NAME]`` table of hyac.toml.
+
+    Annotation metadata that pydantic ignores: the API and its schema are unchanged. The
+    model gives the keys, types, bounds and defaults; this adds what hyac.toml does beyond
+    JSON (durations and sizes as text) and where it asks more than the agent does.
+    """
+
+    #: "duration": seconds, or text such as "10m"; "size": bytes, or text such as "256Mi"
+    form: Literal["duration", "size"] | None = None
+    #: a TOML value shown in the error for a value of the wrong shape
+    example: str = ""
+    #: what a value must be, where the type alone says too little ("an https:// URL")
+    expect: str = ""
+    #: a further test of a value of the right type, and the refusal if it fails
+    #: (``{value!r}`` is filled in; without a refusal: "must be <expect>")
+    accepts: Callable[[Any], bool] | None = None
+    refusal: str = ""
+    #: False where the agent sets the value itself
+    settable: bool = True
+
+
+def _http_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
 
 
 class FunctionConfig(BaseModel):
@@ -15,24 +44,34 @@ class FunctionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     runtime: str = "python3.11"
-    handler: str = "main"
-    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="seconds")
-    memory: Optional[int] = Field(None, gt=0, description="bytes")
-    env: dict[str, str] = Field(default_factory=dict)
+    handler: Annotated[str, InManifest(
+        accepts=str.isidentifier, refusal="{value!r} is not a Python function name",
+    )] = "main"
+    timeout: Annotated[float, InManifest("duration")] = Field(
+        DEFAULT_TIMEOUT, gt=0, description="seconds"
+    )
+    memory: Annotated[Optional[int], InManifest("size")] = Field(None, gt=0, description="bytes")
+    env: Annotated[dict[str, str], InManifest(example='{ REGION = "eu" }')] = Field(
+        default_factory=dict
+    )
     background: bool = False
     retries: int = Field(0, ge=0)
-    requirements: list[str] = Field(default_factory=list)
-    retry_backoff: float = Field(
+    requirements: Annotated[list[str], InManifest(example='["httpx>=0.27"]')] = Field(
+        default_factory=list
+    )
+    retry_backoff: Annotated[float, InManifest("duration")] = Field(
         1.0, ge=0, description="seconds before the first retry of a failed task; doubles each time"
     )
-    retry_backoff_max: float = Field(300.0, ge=0, description="longest wait between retries, seconds")
-    task_max_age: Optional[float] = Field(
+    retry_backoff_max: Annotated[float, InManifest("duration")] = Field(
+        300.0, ge=0, description="longest wait between retries, seconds"
+    )
+    task_max_age: Annotated[Optional[float], InManifest("duration")] = Field(
         None, gt=0, description="seconds a task may wait queued before it is dead without running"
     )
-    callback_url: Optional[str] = Field(
-        None, description="URL that receives a signed POST when a task of this function ends"
-    )
-    lock: Optional[str] = Field(
+    callback_url: Annotated[Optional[str], InManifest(
+        expect="an http:// or https:// URL", accepts=_http_url,
+    )] = Field(None, description="URL that receives a signed POST when a task of this function ends")
+    lock: Annotated[Optional[str], InManifest(settable=False)] = Field(
         None,
         description="the resolved dependency lock (pinned requirements, or npm's package.json "
         "and package-lock.json); set by the agent at deploy and stored with the version",

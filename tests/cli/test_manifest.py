@@ -10,10 +10,12 @@ from hyac_cli.manifest import (
     check_sources,
     default_runtime,
     find_project_root,
+    function_keys,
     load_project,
     require_project_root,
 )
 from hyac_common.errors import InvalidInput, ManifestError
+from hyac_common.wire import FunctionConfig
 
 from .conftest import HELLO, write
 
@@ -49,13 +51,25 @@ def test_function_settings_are_converted(tmp_path: Path) -> None:
         env = { REGION = "eu" }
         requirements = ["httpx>=0.27"]
         handler = "handle"
+        retry_backoff = "2m"
+        retry_backoff_max = 3600
+        task_max_age = "1h30m"
+        callback_url = "https://example.com/done"
         """)
     config = load_project(root).functions["hello"].config
     assert config == {
         "runtime": "python3.12", "timeout": 600.0, "memory": 256 * 1024 * 1024,
         "background": True, "retries": 3, "env": {"REGION": "eu"},
-        "requirements": ["httpx>=0.27"], "handler": "handle",
+        "requirements": ["httpx>=0.27"], "handler": "handle", "retry_backoff": 120.0,
+        "retry_backoff_max": 3600.0, "task_max_age": 5400.0,
+        "callback_url": "https://example.com/done",
     }
+    FunctionConfig(**config)  # what `hyac deploy` sends
+
+
+def test_function_keys_follow_the_wire_model() -> None:
+    # The agent sets `lock`; `sample` is the CLI's own (`hyac dev` replays it).
+    assert set(function_keys()) == set(FunctionConfig.model_fields) - {"lock"} | {"sample"}
 
 
 def test_discovery_of_files_and_folders(tmp_path: Path) -> None:
@@ -127,6 +141,23 @@ def test_unknown_function_key_names_key_and_line(tmp_path: Path) -> None:
          "hyac.toml:4: background of function 'hello': must be true or false"),
         ('[project]\nname = "demo"\n[functions.hello]\nhandler = "not valid"\n',
          "hyac.toml:4: handler of function 'hello': 'not valid' is not a Python function name"),
+        ('[project]\nname = "demo"\n[functions.hello]\nlock = "x==1"\n',
+         "hyac.toml:4: unknown key 'lock' in [functions.hello]"),
+        ('[project]\nname = "demo"\n[functions.hello]\nretries = "3"\n',
+         "hyac.toml:4: retries of function 'hello': must be a whole number >= 0"),
+        ('[project]\nname = "demo"\n[functions.hello]\nretries = true\n',
+         "hyac.toml:4: retries of function 'hello': must be a whole number >= 0"),
+        ('[project]\nname = "demo"\n[functions.hello]\nruntime = ""\n',
+         "hyac.toml:4: runtime of function 'hello': must be a non-empty string"),
+        ('[project]\nname = "demo"\n[functions.hello]\nenv = ["A=1"]\n',
+         "hyac.toml:4: env of function 'hello': must be a table such as { REGION = \"eu\" }"),
+        ('[project]\nname = "demo"\n[functions.hello]\nrequirements = ["httpx", ""]\n',
+         "hyac.toml:4: requirements of function 'hello': must be a list of strings such as "
+         "[\"httpx>=0.27\"]"),
+        ('[project]\nname = "demo"\n[functions.hello]\ncallback_url = "ftp://example.com"\n',
+         "hyac.toml:4: callback_url of function 'hello': must be an http:// or https:// URL"),
+        ('[project]\nname = "demo"\n[functions.hello]\ntask_max_age = 0\n',
+         "hyac.toml:4: task_max_age of function 'hello': invalid task_max_age: 0 must be positive"),
         ('[project]\nname = "demo"\ntenant = "Big Corp"\n', "hyac.toml:3: invalid tenant name"),
         ('[project]\nruntime = "python3.11"\n', "hyac.toml:1: [project] needs a name"),
         ('name = "demo"\n', "hyac.toml:1: unknown key 'name'"),
