@@ -48,19 +48,26 @@ requires_bwrap = pytest.mark.skipif(
 
 
 @dataclass
-class RunningAgent:
+class AgentClient:
+    """How tests talk to an agent's API: ``client()`` as its owner, ``http()`` as anyone."""
+
     url: str
     token: str
     data_dir: Path
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    extra_args: list[str] = field(default_factory=list)
 
-    def client(self, tenant: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token}"}
+    def _transport(self) -> httpx.BaseTransport | None:
+        return None  # real HTTP
+
+    def http(self, token: str | None = None, tenant: str | None = None) -> httpx.Client:
+        """A client sending ``token`` (None: none at all) and ``tenant``'s header."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         if tenant:
             headers["X-Hyac-Tenant"] = tenant
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60,
+                            transport=self._transport())
+
+    def client(self, tenant: str | None = None) -> httpx.Client:
+        return self.http(self.token, tenant)
 
     def deploy(self, name: str, source: str, tenant: str | None = None, **config: object) -> dict:
         entry = f"functions/{name}.py"
@@ -77,6 +84,15 @@ class RunningAgent:
     def invoke(self, name: str, tenant: str | None = None, **request: object) -> httpx.Response:
         with self.client(tenant) as client:
             return client.post(f"/v1/functions/{name}/invoke", json=request)
+
+
+@dataclass
+class RunningAgent(AgentClient):
+    """``hyac-agent serve`` as a process of its own, on a real port."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra_args: list[str] = field(default_factory=list)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -124,3 +140,13 @@ def agent(isolation: Path) -> Iterator[RunningAgent]:
     running = start_agent(Path(os.environ["HYAC_DATA_DIR"]))
     yield running
     running.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def api_agent(isolation: Path) -> Iterator[AgentClient]:
+    """The agent's app in this process, unsandboxed and without a port (tests/in_process.py):
+    for API tests of answers (validation, errors, authentication), not of isolation."""
+    from tests.in_process import in_process_agent
+
+    with in_process_agent(Path(os.environ["HYAC_DATA_DIR"])) as running:
+        yield running
