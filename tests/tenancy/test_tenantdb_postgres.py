@@ -1,13 +1,12 @@
 """Tenant databases on PostgreSQL, driven directly (no agent, no sandbox): an agent whose
 database user is no superuser (CREATEDB CREATEROLE only) makes, uses, measures and drops
-a tenant's database; the per-tenant connection limit; the old layout left alone, then
-dropped with the tenant; a limit the tenant changed on its own database repaired; names
-that say nothing about the tenant. Same server as test_postgres_tenants.py.
+a tenant's database; the per-tenant connection limit; a limit the tenant changed on its
+own database repaired; names that say nothing about the tenant. Same server as
+test_postgres_tenants.py.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,37 +131,6 @@ def test_a_limit_the_tenant_set_on_its_own_database_is_repaired(
     dbs.drop("selfish")
 
 
-def test_the_old_layout_is_left_alone_then_dropped_with_the_tenant(
-        store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    dbs = tenant_dbs(store, tmp_path)
-    role, schema = dbs.legacy_role("old"), dbs.legacy_schema("old")
-    assert (role, schema) == (dbs.role_prefix() + "old", "hyac_t_old")
-    with psycopg.connect(store.url.replace("+psycopg", ""), autocommit=True) as agent:
-        # what the previous layout made: a schema owned by the tenant's role, in the store
-        agent.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT").format(sql.Identifier(role)))
-        agent.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
-        agent.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
-            sql.Identifier(schema), sql.Identifier(role)))
-        agent.execute(sql.SQL("CREATE TABLE {}.kept (v TEXT)").format(sql.Identifier(schema)))
-        agent.execute(sql.SQL("INSERT INTO {}.kept VALUES ('old-row')").format(
-            sql.Identifier(schema)))
-    with caplog.at_level(logging.WARNING, logger="hyac.tenantdb"):
-        seen = dbs.run("old", None, "SELECT count(*) FROM pg_tables WHERE tablename = 'kept'",
-                       None, True)
-    assert rows(seen) == [[0]]
-    assert f"the tables of its old schema {schema} stay in database {store.dbname}" in caplog.text
-    with store.superuser() as conn:
-        assert conn.execute(sql.SQL("SELECT v FROM {}.kept").format(
-            sql.Identifier(schema))).fetchall() == [("old-row",)]
-
-    dbs.drop("old")
-    with store.superuser() as conn:
-        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
-                            (schema,)).fetchone() is None
-    assert store.exists(role) == (False, False)
-    assert store.exists(dbs.database("old")) == (False, False)
-
-
 def test_names_say_nothing_about_the_tenant(tmp_path: Path) -> None:
     url = "postgresql+psycopg://agent@db.example/hyac"
     (tmp_path / "one").mkdir()
@@ -173,8 +141,6 @@ def test_names_say_nothing_about_the_tenant(tmp_path: Path) -> None:
     name = one.database("acme")
     assert name.startswith(one.role_prefix() + "_") and "acme" not in name and len(name) <= 63
     assert name != one.database("acme2") and name != other.database("acme")
-    # never a name of the old layout: there a tenant name (a letter or digit) follows
-    assert one.legacy_role("acme") == one.role_prefix() + "acme"
     assert one.schema("acme") == f"public of database {name}"
 
 
