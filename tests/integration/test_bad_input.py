@@ -1,22 +1,24 @@
-"""Every client mistake gets a 4xx with a JSON error, and nothing stored is damaged."""
+"""Every client mistake gets a 4xx with a JSON error, and nothing stored is damaged.
+
+The answers are the app's: most tests run it in process (``api_agent``, no sandbox); the
+body limit while a request streams in is checked over real HTTP."""
 
 from __future__ import annotations
 
 import base64
 import os
-import shutil
-import signal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import RunningAgent, current_runtime, start_agent
+from tests.conftest import AgentClient, RunningAgent, current_runtime
+from tests.in_process import in_process_agent
 
 GOOD = "def main(context):\n    return 'fine'\n"
 
 
-def deploy_raw(agent: RunningAgent, name: str, body: object) -> httpx.Response:
+def deploy_raw(agent: AgentClient, name: str, body: object) -> httpx.Response:
     with agent.client() as client:
         return client.put(f"/v1/functions/{name}", json=body)
 
@@ -33,23 +35,23 @@ def bundle(files: dict[str, str], entry: str, **config: object) -> dict:
     "name",
     ["..", "a..b", "UPPER", "-lead", "trail-", "x" * 64, "caf\u00e9", "sp ace", "a.b"],
 )
-def test_invalid_function_names_are_refused(agent: RunningAgent, name: str) -> None:
-    answer = deploy_raw(agent, name, bundle({"functions/x.py": GOOD}, "functions/x.py"))
+def test_invalid_function_names_are_refused(api_agent: AgentClient, name: str) -> None:
+    answer = deploy_raw(api_agent, name, bundle({"functions/x.py": GOOD}, "functions/x.py"))
     assert answer.status_code in (400, 404), answer.text
     if answer.status_code == 400:
         assert answer.json()["error"]["code"] == "invalid_input"
         assert "invalid function name" in answer.json()["error"]["message"]
 
 
-def test_name_with_path_separator_never_reaches_a_function(agent: RunningAgent) -> None:
-    with agent.client() as client:
+def test_name_with_path_separator_never_reaches_a_function(api_agent: AgentClient) -> None:
+    with api_agent.client() as client:
         answer = client.put("/v1/functions/a%2Fb", json=bundle({"functions/x.py": GOOD}, "functions/x.py"))
     assert answer.status_code in (400, 404)
     assert "error" in answer.json()
 
 
-def test_bad_bundles_are_refused_and_leave_the_old_version(agent: RunningAgent) -> None:
-    agent.deploy("keep", GOOD)
+def test_bad_bundles_are_refused_and_leave_the_old_version(api_agent: AgentClient) -> None:
+    api_agent.deploy("keep", GOOD)
     cases = {
         "missing entry": bundle({"functions/other.py": GOOD}, "functions/keep.py"),
         "path traversal": bundle({"../evil.py": GOOD, "functions/keep.py": GOOD}, "functions/keep.py"),
@@ -60,37 +62,37 @@ def test_bad_bundles_are_refused_and_leave_the_old_version(agent: RunningAgent) 
         "unknown setting": bundle({"functions/keep.py": GOOD}, "functions/keep.py", colour="red"),
     }
     for label, body in cases.items():
-        answer = deploy_raw(agent, "keep", body)
+        answer = deploy_raw(api_agent, "keep", body)
         assert 400 <= answer.status_code < 500, (label, answer.text)
         assert answer.json()["error"]["message"], label
-    bad_b64 = deploy_raw(agent, "keep", {"entry": "functions/keep.py", "files_b64": {"functions/keep.py": "***"}})
+    bad_b64 = deploy_raw(api_agent, "keep", {"entry": "functions/keep.py", "files_b64": {"functions/keep.py": "***"}})
     assert bad_b64.status_code == 400
     assert "base64" in bad_b64.json()["error"]["message"]
 
-    syntax = deploy_raw(agent, "keep", cases["syntax error"]).json()["error"]
+    syntax = deploy_raw(api_agent, "keep", cases["syntax error"]).json()["error"]
     assert syntax["code"] == "syntax_error" and syntax["line"] == 2
     assert syntax["message"].startswith("functions/keep.py:")
 
-    with agent.client() as client:
+    with api_agent.client() as client:
         versions = client.get("/v1/functions/keep/versions").json()
     assert [v["version"] for v in versions] == [1]
-    assert base64.b64decode(agent.invoke("keep").json()["body_b64"]) == b"fine"
+    assert base64.b64decode(api_agent.invoke("keep").json()["body_b64"]) == b"fine"
 
 
-def test_function_that_fails_to_load(agent: RunningAgent) -> None:
-    agent.deploy("nomain", "def handler(context):\n    return 1\n")
-    answer = agent.invoke("nomain")
+def test_function_that_fails_to_load(api_agent: AgentClient) -> None:
+    api_agent.deploy("nomain", "def handler(context):\n    return 1\n")
+    answer = api_agent.invoke("nomain")
     assert answer.status_code == 500
     assert answer.json()["error"]["code"] == "function_load_error"
     assert "main" in answer.json()["error"]["message"]
 
 
-def test_unknown_function_and_tenant(agent: RunningAgent) -> None:
-    assert agent.invoke("ghost").status_code == 404
-    with httpx.Client(base_url=agent.url) as public:
+def test_unknown_function_and_tenant(api_agent: AgentClient) -> None:
+    assert api_agent.invoke("ghost").status_code == 404
+    with api_agent.http() as public:
         answer = public.get("/nobody/ghost")
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
-    with agent.client(tenant="Bad Tenant") as client:
+    with api_agent.client(tenant="Bad Tenant") as client:
         assert client.get("/v1/functions").status_code == 400
 
 
@@ -110,12 +112,12 @@ def test_body_over_the_limit_is_413(agent: RunningAgent) -> None:
         assert streamed.status_code == 413
 
 
-def test_invoke_api_body_over_the_limit_is_413(isolation: Path) -> None:
+def test_invoke_api_body_over_the_limit_is_413(
+    isolation: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """HYAC_MAX_BODY_BYTES counts the body itself, also when the API carries it in base64."""
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
-    small = start_agent(Path(os.environ["HYAC_DATA_DIR"]), env={"HYAC_MAX_BODY_BYTES": "2000"})
-    try:
+    monkeypatch.setenv("HYAC_MAX_BODY_BYTES", "2000")
+    with in_process_agent(Path(os.environ["HYAC_DATA_DIR"])) as small:
         small.deploy("sink", GOOD)
         fits = base64.b64encode(b"x" * 2000).decode()
         assert small.invoke("sink", method="POST", body_b64=fits).status_code == 200
@@ -128,20 +130,18 @@ def test_invoke_api_body_over_the_limit_is_413(isolation: Path) -> None:
             error = answer.json()["error"]
             assert error["code"] == "payload_too_large"
             assert "HYAC_MAX_BODY_BYTES" in error["message"]
-    finally:
-        small.kill(signal.SIGTERM)
 
 
-def test_authentication_is_required(agent: RunningAgent) -> None:
-    with httpx.Client(base_url=agent.url) as anonymous:
+def test_authentication_is_required(api_agent: AgentClient) -> None:
+    with api_agent.http() as anonymous:
         assert anonymous.get("/v1/functions").status_code == 401
         wrong = anonymous.get("/v1/functions", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
         assert anonymous.get("/v1/health").json()["status"] == "ok"
 
 
-def test_malformed_json_is_422_with_json_body(agent: RunningAgent) -> None:
-    with agent.client() as client:
+def test_malformed_json_is_422_with_json_body(api_agent: AgentClient) -> None:
+    with api_agent.client() as client:
         answer = client.put("/v1/functions/x", content=b"{not json", headers={"content-type": "application/json"})
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "invalid_request"
