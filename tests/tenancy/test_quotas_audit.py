@@ -10,6 +10,7 @@ import time
 
 from tests.conftest import start_agent
 from tests.tenancy.conftest import Platform, agent_env, body
+from tests.waiting import eventually
 
 QUICK = "def main(context):\n    return 1\n"
 
@@ -79,16 +80,33 @@ def test_rate_quotas_are_429_and_survive_a_restart(tmp_path) -> None:  # type: i
         again.kill(signal.SIGTERM)
 
 
+# With ?hold=KEY: says it started (object KEY.started) and runs until object KEY exists.
+HELD = """
+import time
+def main(context):
+    key = context.request.query.get("hold")
+    if key:
+        context.storage.put(key + ".started", b"")
+        while context.storage.get(key) is None:
+            time.sleep(0.05)
+    return 1
+"""
+
+
 def test_concurrency_quota(platform: Platform) -> None:
     platform.tenant("q-conc")
     quota(platform, "q-conc", concurrency=1)
-    sleeper = "import time\ndef main(context):\n    time.sleep(1.5)\n    return 1\n"
-    assert platform.deploy("sleeper", sleeper, "q-conc").status_code == 201
-    body(platform.invoke("sleeper", "q-conc"))  # warm
-    first = threading.Thread(target=platform.invoke, args=("sleeper", "q-conc"))
+    assert platform.deploy("held", HELD, "q-conc", timeout=120).status_code == 201
+    body(platform.invoke("held", "q-conc"))  # warm
+    first = threading.Thread(target=platform.invoke, args=("held", "q-conc"),
+                             kwargs={"query": {"hold": "go"}})
     first.start()
-    time.sleep(0.5)
-    second = platform.invoke("sleeper", "q-conc")
+    with platform.owner("q-conc") as owner:
+        try:
+            eventually(lambda: owner.head("/v1/storage/go.started").status_code == 200)
+            second = platform.invoke("held", "q-conc")  # while the first is running
+        finally:
+            assert owner.put("/v1/storage/go", content=b"").status_code == 200
     first.join()
     assert second.status_code == 429 and error_of(second)["quota"] == "concurrency"
 
