@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from hyac_common.errors import InvalidInput, PayloadTooLarge
+from hyac_common.errors import InvalidBundle, InvalidInput, PayloadTooLarge
 from hyac_common.wire import DeployRequest
 
 MAX_FILES = 1000
@@ -30,10 +30,9 @@ MAX_PATH_BYTES = 1024
 MAX_DEPTH = 32
 
 
-def _bad_path(path: str, reason: str) -> InvalidInput:
+def _bad_path(path: str, reason: str) -> InvalidBundle:
     shown = path if len(path) <= 120 else path[:100] + "…"
-    return InvalidInput(f"invalid file path in bundle: {shown!r}: {reason}",
-                        code="invalid_bundle", path=shown)
+    return InvalidBundle(f"invalid file path in bundle: {shown!r}: {reason}", path=shown)
 
 
 def _check_path(path: str) -> PurePosixPath:
@@ -98,7 +97,7 @@ def check_unique_keys(raw: bytes) -> None:
 def decode_bundle(request: DeployRequest, max_bytes: int) -> dict[str, bytes]:
     """Validate and decode the files of a deploy request."""
     if len(request.files_b64) > MAX_FILES:
-        raise InvalidInput(f"bundle has more than {MAX_FILES} files", code="invalid_bundle")
+        raise InvalidBundle(f"bundle has more than {MAX_FILES} files")
     files: dict[str, bytes] = {}
     total = 0
     for path, encoded in request.files_b64.items():

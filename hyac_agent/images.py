@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hyac_common.errors import HyacError
+from hyac_common.errors import ImageBuildError
 from hyac_common.paths import runtimes_dir
 
 DEFAULT_SUITE = "bookworm"
@@ -24,10 +24,6 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CACHE_DIR = Path(os.environ.get("HYAC_IMAGE_CACHE", "/var/cache/hyac"))
 # Left out of the rootfs: documentation, caches and apt's lists (they only add size).
 _PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "var/cache/apt", "var/lib/apt/lists")
-
-
-class ImageBuildError(HyacError):
-    code = "image_build_failed"
 
 
 def base_image_name(suite: str = DEFAULT_SUITE) -> str:

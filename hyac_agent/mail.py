@@ -34,7 +34,7 @@ from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from hyac_common.errors import HyacError, InvalidInput
+from hyac_common.errors import InvalidInput, MailFailed, MailNotConfigured
 
 MAX_RECIPIENTS = 50  # to + cc + bcc of one message
 MAX_REPLY_TO = 10
@@ -59,20 +59,6 @@ _ADDRESS_RE = re.compile(
 _TOKEN = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 _CONTENT_TYPE_RE = re.compile(f"^{_TOKEN}/{_TOKEN}$")
 _SEND_ARGS = {"to", "cc", "bcc", "subject", "text", "html", "reply_to", "attachments", "from_name"}
-
-
-class MailNotConfigured(HyacError):
-    """This agent has no SMTP server to send through."""
-
-    code = "mail_not_configured"
-    status = 503
-
-
-class MailFailed(HyacError):
-    """The SMTP server could not be reached in time, or refused the agent or the message."""
-
-    code = "mail_failed"
-    status = 502
 
 
 @dataclass(frozen=True)

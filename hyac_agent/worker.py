@@ -19,8 +19,10 @@ from hyac_agent.logbus import LogBus
 from hyac_agent.logframes import LogBudget
 from hyac_agent.sandbox import Sandbox, SandboxSpec
 from hyac_common.errors import (
+    FunctionLoadError,
     FunctionTimeout,
     HyacError,
+    InternalError,
     InvalidInput,
     OutOfMemory,
     WorkerCrashed,
@@ -33,13 +35,6 @@ HostCallHandler = Callable[[str, str, dict[str, Any], "str | None"], Awaitable[A
 #: told when a worker starts draining, so no new request is sent to it
 DrainHandler = Callable[["Worker"], None]
 INIT_TIMEOUT = 30.0
-
-
-class FunctionLoadError(HyacError):
-    """The function's module failed to load in the worker (syntax error, no main, …)."""
-
-    code = "function_load_error"
-    status = 500
 
 
 class Worker:
@@ -273,7 +268,7 @@ class Worker:
             reply.update(ok=False, error={**error, "code": exc.code, "message": exc.message})
         except Exception:
             log.exception("host call %s failed", op)
-            reply.update(ok=False, error={"code": "internal", "message": "host call failed"})
+            reply.update(ok=False, error={"code": InternalError.code, "message": "host call failed"})
         with contextlib.suppress(WorkerCrashed, ProtocolError):
             self._send(reply)
 

@@ -35,37 +35,6 @@ CONNECT_TIMEOUT = 5.0
 transport_factory: Callable[[], httpx.BaseTransport | None] = lambda: None  # noqa: E731
 
 
-def _error_classes(base: type[errors.HyacError]) -> Iterator[type[errors.HyacError]]:
-    for cls in base.__subclasses__():
-        yield cls
-        yield from _error_classes(cls)
-
-
-# Every HyacError subclass, by the code the agent puts in its error answers.
-_ERRORS_BY_CODE: dict[str, type[errors.HyacError]] = {
-    cls.code: cls for cls in _error_classes(errors.HyacError)
-    if cls is not errors.AgentUnreachable
-}
-_ERRORS_BY_STATUS: dict[int, type[errors.HyacError]] = {
-    400: errors.InvalidInput,
-    401: errors.Unauthorized,
-    403: errors.Forbidden,
-    404: errors.NotFound,
-    409: errors.Conflict,
-    413: errors.PayloadTooLarge,
-    422: errors.InvalidInput,
-    502: errors.WorkerCrashed,
-    503: errors.SandboxUnavailable,
-    504: errors.FunctionTimeout,
-}
-
-
-class ConnectionLost(errors.AgentUnreachable):
-    """The agent went away in the middle of an answer (it may be restarting)."""
-
-    code = "connection_lost"
-
-
 @dataclass(frozen=True)
 class Endpoint:
     url: str
@@ -245,7 +214,7 @@ class AgentClient:
             raise unreachable(self.url, exc) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             # The agent went away mid-answer (a restart, a kill): followers reconnect.
-            raise ConnectionLost(f"the connection to the agent at {self.url} broke: {exc}") from exc
+            raise errors.ConnectionLost(f"the connection to the agent at {self.url} broke: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise errors.HyacError(f"the agent at {self.url} did not answer in time") from exc
         except httpx.HTTPError as exc:
@@ -268,16 +237,9 @@ def raise_for_error(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
     code, message, details = _error_of(response)
-    cls = _ERRORS_BY_CODE.get(code or "") or _ERRORS_BY_STATUS.get(response.status_code)
-    if cls is None:
-        cls = errors.HyacError
-    if cls is errors.InvalidInput and response.status_code >= 500:
-        cls = errors.HyacError
     # The agent's further fields (request_id, quota, ...) stay with the error, so
     # `--json` hands them on to scripts.
-    error = cls(message, code=code, **details) if code else cls(message, **details)
-    error.status = response.status_code
-    raise error
+    raise errors.from_json({**details, "code": code, "message": message}, response.status_code)
 
 
 def _error_of(response: httpx.Response) -> tuple[str | None, str, dict[str, Any]]:
@@ -295,7 +257,7 @@ def _error_of(response: httpx.Response) -> tuple[str | None, str, dict[str, Any]
         detail = body.get("detail")  # FastAPI's own validation errors
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             where = ".".join(str(p) for p in detail[0].get("loc", ()) if p != "body")
-            return "invalid_input", f"{where}: {detail[0].get('msg', 'invalid')}".lstrip(": "), {}
+            return errors.InvalidInput.code, f"{where}: {detail[0].get('msg', 'invalid')}".lstrip(": "), {}
         if isinstance(detail, str):
             return None, detail, {}
     return None, fallback, {}

@@ -100,7 +100,7 @@ def _invoke(arguments: dict[str, Any]) -> int:
     """``run_invoke`` with the failures handled as the Typer app handles them."""
     from hyac_cli.invoking import run_invoke
     from hyac_cli.terminal import report_failure
-    from hyac_common.errors import HyacError
+    from hyac_common.errors import HyacError, LocalOSError
 
     as_json = bool(arguments.get("as_json"))
     try:
@@ -115,8 +115,8 @@ def _invoke(arguments: dict[str, Any]) -> int:
     except OSError as exc:
         from hyac_cli.terminal import os_error_message
 
-        report_failure(os_error_message(exc), code="os_error", as_json=as_json)
-        return 1
+        report_failure(os_error_message(exc), code=LocalOSError.code, as_json=as_json)
+        return LocalOSError.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("\nAborted!\n")
         return 1

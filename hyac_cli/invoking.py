@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from hyac_common.errors import HyacError, InvalidInput
+from hyac_common.errors import HyacError, InvalidInput, InvocationFailed
 
 # The agent enforces the function's own timeout; this only stops the CLI from waiting
 # forever on an agent that went silent.
@@ -172,7 +172,7 @@ def _is_text(content_type: str, body: bytes) -> bool:
 def _json_error(error: Any) -> dict[str, Any]:
     """The function's error with the ``code`` and ``message`` every --json error has."""
     found = error if isinstance(error, dict) else {}
-    return {**found, "code": "function_error",
+    return {**found, "code": InvocationFailed.code,
             "message": str(found.get("message") or "the function failed without saying why")}
 
 

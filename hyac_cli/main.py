@@ -37,6 +37,7 @@ from hyac_cli.commands import (
     user,
 )
 from hyac_cli.terminal import wants_json
+from hyac_common import errors
 from hyac_common.errors import HyacError
 
 try:  # Typer vendors Click: its own exceptions are the ones its commands raise
@@ -129,21 +130,21 @@ def handle_errors(*, as_json: bool = False) -> Iterator[None]:
     except OSError as exc:
         from hyac_cli.terminal import os_error_message
 
-        _fail(os_error_message(exc), 1, "os_error", as_json)
+        _fail(os_error_message(exc), errors.LocalOSError.exit_code, errors.LocalOSError.code, as_json)
     except UsageError as exc:
         if not as_json:
             raise  # Click prints the usage with it
-        _fail(exc.format_message(), exc.exit_code, "usage_error", as_json)
+        _fail(exc.format_message(), exc.exit_code, errors.UsageError.code, as_json)
     except Exception as exc:
         httpx = sys.modules.get("httpx")
         if httpx is not None and isinstance(exc, httpx.HTTPError):
-            _fail(f"talking to the agent failed: {exc}", 1, "agent_unreachable", as_json)
+            _fail(f"talking to the agent failed: {exc}", 1, errors.AgentUnreachable.code, as_json)
         pydantic = sys.modules.get("pydantic")
         if pydantic is not None and isinstance(exc, pydantic.ValidationError):
             first = exc.errors()[0] if exc.errors() else {}
             where = ".".join(str(p) for p in first.get("loc", ()))
             _fail(f"unexpected answer from the agent ({where}: {first.get('msg', exc)})", 1,
-                  "unexpected_answer", as_json)
+                  errors.UnexpectedAnswer.code, as_json)
         raise
 
 

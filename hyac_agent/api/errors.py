@@ -11,7 +11,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hyac_common.errors import HyacError
+from hyac_common.errors import (
+    HttpError,
+    HyacError,
+    InternalError,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 
 log = logging.getLogger("hyac.api")
 
@@ -72,16 +81,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_problem(request, err) for err in exc.errors()[:5]]
-        return error_response(422, "invalid_request", "; ".join(problems) or "invalid request")
+        # The same code as any other invalid input; the status says it failed the schema.
+        return error_response(422, InvalidInput.code, "; ".join(problems) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {
-            401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-            413: "payload_too_large",
-        }
+        known = (Unauthorized, NotFound, MethodNotAllowed, PayloadTooLarge)
+        code = next((cls.code for cls in known if cls.status == exc.status_code), HttpError.code)
         return JSONResponse(
-            {"error": {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)}},
+            {"error": {"code": code, "message": str(exc.detail)}},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
@@ -89,7 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "internal", "internal error; see the agent's log")
+        return error_response(InternalError.status, InternalError.code,
+                              "internal error; see the agent's log")
 
 
 def _problem(request: Request, err: Any) -> str:

@@ -11,8 +11,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hyac_agent.api.deps import get_agent
 from hyac_agent.core import Agent
-from hyac_agent.worker import FunctionLoadError
-from hyac_common.errors import HyacError, NotFound
+from hyac_common.errors import (
+    FunctionLoadError,
+    HyacError,
+    InvocationFailed,
+    MethodNotAllowed,
+    NotFound,
+)
 from hyac_common.names import validate_name
 from hyac_common.wire import InvokeRequest
 
@@ -46,7 +51,7 @@ async def _run(request: Request, tenant: str, function: str, path: str, agent: A
                                str(exc.details.get("request_id", "")))
     if not result.ok:
         assert result.error is not None
-        return _function_error("function_error", result.error.type, result.error.message,
+        return _function_error(InvocationFailed.code, result.error.type, result.error.message,
                                result.request_id)
     headers = {k: v for k, v in result.headers.items() if k.lower() not in _DROP}
     headers["X-Hyac-Request-Id"] = result.request_id
@@ -107,11 +112,6 @@ def _not_an_api_route(request: Request) -> None:
             allowed=sorted(allowed),
         )
     raise NotFound(f"no API route {where} (see /docs)")
-
-
-class MethodNotAllowed(HyacError):
-    code = "method_not_allowed"
-    status = 405
 
 
 # Paths FastAPI keeps for itself; everything else with two or more segments is the gateway.

@@ -7,6 +7,8 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hyac_common.errors import PayloadTooLarge
+
 
 class BodyTooLarge(HTTPException):
     """An HTTPException, so the route layer answers it as a 413 and never as a 400."""
@@ -75,9 +77,9 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _reject(send: Send, message: str) -> None:
-        body = json.dumps({"error": {"code": "payload_too_large", "message": message}}).encode()
+        body = json.dumps(PayloadTooLarge(message).to_json()).encode()
         await send({
-            "type": "http.response.start", "status": 413,
+            "type": "http.response.start", "status": PayloadTooLarge.status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})

@@ -9,8 +9,8 @@ lock shares, mounted read-only into its sandboxes.
 with a network).
 """
 
-from hyac_agent.deps.errors import DependencyConflict, DependencyRefused, InstallFailed
 from hyac_agent.deps.store import DependencyStore, Prepared, check_client_lock, collect_requirements
+from hyac_common.errors import DependencyConflict, DependencyRefused, InstallFailed
 
 __all__ = [
     "DependencyConflict",

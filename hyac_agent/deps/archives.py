@@ -24,8 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from hyac_agent.deps.errors import DependencyRefused, InstallFailed
 from hyac_agent.deps.policy import check_requirement
+from hyac_common.errors import DependencyRefused, InstallFailed
 
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
 MAX_UNPACKED_BYTES = 1024 * 1024 * 1024

@@ -30,12 +30,11 @@ import tempfile
 from pathlib import Path
 
 from hyac_agent.deps import archives
-from hyac_agent.deps.errors import DependencyConflict, DependencyRefused, InstallFailed
 from hyac_agent.deps.messages import summarize
 from hyac_agent.deps.policy import LockEntry, check_requirement, direct_name, parse_lock
 from hyac_agent.deps.sandbox import run_sandboxed
 from hyac_agent.runtimes import Runtime
-from hyac_common.errors import HyacError, InvalidInput
+from hyac_common.errors import DependencyConflict, DependencyRefused, HyacError, InstallFailed, InvalidInput
 
 log = logging.getLogger("hyac.deps")
 

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from hyac_agent.deps.errors import DependencyRefused
+from hyac_common.errors import DependencyRefused
 
 ALLOW_DIRECT_URLS_ENV = "HYAC_DEPS_ALLOW_DIRECT_URLS"
 

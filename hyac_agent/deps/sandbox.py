@@ -28,9 +28,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hyac_agent.deps.errors import InstallFailed
 from hyac_agent.sandbox import seccomp
 from hyac_agent.sandbox.limits import MiB, ResourceLimits, cgroup_manager
+from hyac_common.errors import InstallFailed
 
 log = logging.getLogger("hyac.deps")
 

@@ -11,7 +11,13 @@ from typing import Any
 from hyac_agent.bundles import BundleStore, bundle_sha256, decode_bundle
 from hyac_agent.runtimes import Runtime, resolve
 from hyac_agent.store import FunctionRecord, Store, VersionRecord, owned_elsewhere
-from hyac_common.errors import Conflict, HyacError, InvalidInput, NotFound
+from hyac_common.errors import (
+    FunctionSyntaxError,
+    HyacError,
+    InvalidInput,
+    NotFound,
+    RuntimeChanged,
+)
 from hyac_common.names import validate_name
 from hyac_common.wire import (
     DependencyInfo,
@@ -55,8 +61,8 @@ def _check_syntax(runtime: Runtime, files: dict[str, bytes]) -> None:
             info = json.loads(result.stdout)
         except ValueError:
             raise InvalidInput(f"could not check the function's syntax: {result.stderr.strip()}") from None
-        raise InvalidInput(
-            f"{info['path']}:{info['line']}: {info['message']}", code="syntax_error",
+        raise FunctionSyntaxError(
+            f"{info['path']}:{info['line']}: {info['message']}",
             path=info["path"], line=info["line"],
         )
 
@@ -152,10 +158,10 @@ class FunctionService:
             return
         language = _language_of(active.runtime)
         if language is not None and language != runtime.language:
-            raise Conflict(
+            raise RuntimeChanged(
                 f"function {name!r} runs on {active.runtime}; deploying it on {runtime.name} "
                 f"replaces its code with another language's: deploy with --force to do so",
-                code="runtime_changed", runtime=active.runtime, new_runtime=runtime.name,
+                runtime=active.runtime, new_runtime=runtime.name,
             )
 
     def _version_with(self, tenant: str, name: str, sha: str) -> VersionRecord | None:

@@ -16,13 +16,18 @@ from hyac_agent.metrics import InvocationMetrics, metered, note_version, note_wo
 from hyac_agent.pool import WorkerPool
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.store import VersionRecord
-from hyac_agent.worker import FunctionLoadError, Worker
+from hyac_agent.worker import Worker
 from hyac_common.errors import (
+    CallDepthExceeded,
+    FunctionLoadError,
     FunctionTimeout,
     HyacError,
     InvalidInput,
+    InvocationFailed,
     OutOfMemory,
+    OutputTooLarge,
     PayloadTooLarge,
+    RequestCancelled,
     WorkerCrashed,
 )
 from hyac_common.names import validate_name
@@ -32,32 +37,6 @@ from hyac_common.wire import FunctionError, InvokeRequest, InvokeResult
 MAX_CALL_DEPTH = 8
 #: a nested call gets at least this much of its caller's time, or fails with ``timeout``
 MIN_NESTED_TIMEOUT = 0.05
-
-
-class OutputTooLarge(HyacError):
-    code = "output_too_large"
-    status = 502
-
-
-class RequestCancelled(HyacError):
-    """The request's run was stopped from outside (its task was cancelled or handed back)."""
-
-    code = "cancelled"
-    status = 409
-
-
-class CallDepthExceeded(HyacError):
-    """``context.invoke`` calls nested deeper than MAX_CALL_DEPTH (runaway recursion)."""
-
-    code = "call_depth_exceeded"
-    status = 508
-
-
-class InvocationFailed(HyacError):
-    """The callee of ``function.invoke`` raised; details carry its type and traceback."""
-
-    code = "function_error"
-    status = 500
 
 
 @dataclass(frozen=True)
@@ -300,7 +279,3 @@ def _nested_request(args: dict[str, Any], max_body_bytes: int) -> InvokeRequest:
         method=method.upper(), path=path, query=maps["query"], headers=maps["headers"],
         body_b64=body,
     )
-
-
-def decode_body(result: InvokeResult) -> bytes:
-    return base64.b64decode(result.body_b64) if result.body_b64 else b""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyac_agent.store.task_base import TaskRecord, TaskStore
-from hyac_common.errors import Conflict
+from hyac_common.errors import OwnedByAnotherProject
 from hyac_common.wire import FunctionConfig, LogRecord
 
 __all__ = ["LOG_LINE_OVERHEAD", "FunctionRecord", "LogRetention", "Store", "TaskRecord",
@@ -55,12 +55,12 @@ class FunctionRecord:
     project: str | None = None
 
 
-def owned_elsewhere(name: str, owner: str, project: str) -> Conflict:
+def owned_elsewhere(name: str, owner: str, project: str) -> OwnedByAnotherProject:
     """The refusal of a deploy from ``project`` over a function ``owner`` deployed."""
-    return Conflict(
+    return OwnedByAnotherProject(
         f"function {name!r} belongs to project {owner!r}, not {project!r}: "
         f"deploy with --force to take it over",
-        code="owned_by_another_project", owner=owner, project=project,
+        owner=owner, project=project,
     )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hyac_common.errors import InvalidInput
+from hyac_common.errors import InvalidInput, RefusedDestination
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -34,12 +34,6 @@ _SPECIAL = tuple(ipaddress.ip_network(cidr) for cidr in (
     "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15",
     "198.51.100.0/24", "203.0.113.0/24", "2001::/23", "2001:db8::/32", "100::/64",
 ))
-
-
-class RefusedDestination(InvalidInput):
-    """The callback URL points where the agent does not send callbacks."""
-
-    code = "callback_refused"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from hyac_agent.services.invoke import InvokeService, new_request_id
 from hyac_agent.store import Store, TaskRecord, VersionRecord
 from hyac_agent.tasks import callbacks, destinations
 from hyac_agent.tasks.settings import TaskSettings
-from hyac_common.errors import HyacError, NotFound
+from hyac_common.errors import HyacError, InvocationFailed, NotFound
 from hyac_common.wire import InvokeRequest, TaskError, TaskInfo, TaskResult
 
 log = logging.getLogger("hyac.tasks")
@@ -151,7 +151,7 @@ class TaskExecutor:
             return await self._record_failure(claimed, request_id, error, retry=False)
         if version is None:
             error = TaskError(
-                code="not_found",
+                code=NotFound.code,
                 message=f"version {claimed.version} of function {claimed.function!r} is gone",
             )
             return await self._record_failure(claimed, request_id, error, retry=False)
@@ -224,7 +224,7 @@ class TaskExecutor:
         if not result.ok:
             assert result.error is not None
             error = TaskError(
-                code="function_error", type=result.error.type, message=result.error.message,
+                code=InvocationFailed.code, type=result.error.type, message=result.error.message,
                 traceback=result.error.traceback,
             )
             return await self._record_failure(task, request_id, error, retry=True)

@@ -32,7 +32,7 @@ from typing import Any
 from hyac_agent.sandbox.limits import ResourceLimits
 from hyac_agent.tenancy.store import TenancyStore
 from hyac_common.durations import parse_duration, parse_size
-from hyac_common.errors import Forbidden, HyacError, InvalidInput
+from hyac_common.errors import Forbidden, InvalidInput, QuotaExceeded
 
 log = logging.getLogger("hyac.quotas")
 
@@ -48,13 +48,6 @@ QUOTAS: dict[str, str] = {
     "functions": "functions deployed",
     "mails_per_day": "messages sent per day (context.mail)",
 }
-
-
-class QuotaExceeded(HyacError):
-    """A tenant quota is used up: the error names the quota, its limit and its use."""
-
-    code = "quota_exceeded"
-    status = 429
 
 
 def exceeded(name: str, limit: float, use: float, status: int) -> QuotaExceeded:

@@ -3,7 +3,7 @@
 
 /** A host call (context.kv …) was refused or failed on the host side. */
 declare class HostCallError extends Error {
-  /** Machine-readable reason, e.g. "forbidden", "quota_exceeded", "unavailable". */
+  /** Machine-readable reason, e.g. "forbidden", "quota_exceeded", "sandbox_unavailable" (every code: docs/api.md, "Error codes"). */
   readonly code: string;
   /** Human-readable explanation from the host. */
   readonly hostMessage: string;

@@ -54,7 +54,8 @@ class HostCallError(Exception):
     """A host call (``context.kv`` …) was refused or failed on the host side."""
 
     code: str
-    """Machine-readable reason, e.g. ``"forbidden"``, ``"quota_exceeded"``, ``"unavailable"``."""
+    """Machine-readable reason, e.g. ``"forbidden"``, ``"quota_exceeded"``, ``"sandbox_unavailable"``
+    (every code: docs/api.md, "Error codes")."""
     message: str
     """Human-readable explanation from the host."""
     details: dict[str, Any]

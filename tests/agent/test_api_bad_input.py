@@ -95,7 +95,7 @@ def test_a_body_that_is_no_json_object(
     with api_agent.client() as client:
         answer = client.put("/v1/functions/keep", content=content,
                             headers={"content-type": content_type})
-    assert error_of(answer, 422) == {"code": "invalid_request", "message": message}
+    assert error_of(answer, 422) == {"code": "invalid_input", "message": message}
 
 
 def test_names_with_a_slash_are_refused_by_name(api_agent: AgentClient) -> None:

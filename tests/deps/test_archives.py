@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hyac_agent.deps import InstallFailed, archives
-from hyac_agent.deps.errors import DependencyRefused
+from hyac_common.errors import DependencyRefused
 from tests.deps.loopback import serving
 
 

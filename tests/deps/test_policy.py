@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from hyac_agent.deps.errors import DependencyRefused
 from hyac_agent.deps.messages import MAX_CHARS, summarize
 from hyac_agent.deps.policy import check_npm_lock, check_npm_manifest, check_requirement, parse_lock
+from hyac_common.errors import DependencyRefused
 
 INDEX_REQUIREMENTS = ["six", "six==1.16.0", "requests[socks]>=2,<3", "Foo.Bar_baz ~= 1.4",
                       'idna>=3 ; python_version >= "3.8"', "attrs (>=22)"]

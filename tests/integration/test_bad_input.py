@@ -144,4 +144,4 @@ def test_malformed_json_is_422_with_json_body(api_agent: AgentClient) -> None:
     with api_agent.client() as client:
         answer = client.put("/v1/functions/x", content=b"{not json", headers={"content-type": "application/json"})
     assert answer.status_code == 422
-    assert answer.json()["error"]["code"] == "invalid_request"
+    assert answer.json()["error"]["code"] == "invalid_input"

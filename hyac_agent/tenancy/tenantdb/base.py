@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hyac_common.errors import Conflict, InvalidInput
+from hyac_common.errors import Conflict, DatabaseError, InvalidInput
 from hyac_common.wire import DEFAULT_TIMEOUT
 
 log = logging.getLogger("hyac.tenantdb")
@@ -83,7 +83,7 @@ def as_result(read: Any) -> Any:
         return read
     columns, rows = read
     if len(rows) > MAX_ROWS:
-        raise InvalidInput(f"db: more than {MAX_ROWS} rows; add a LIMIT", code="db_error")
+        raise DatabaseError(f"db: more than {MAX_ROWS} rows; add a LIMIT")
     return {"columns": columns, "rows": [[json_value(v) for v in row] for row in rows]}
 
 
@@ -218,7 +218,7 @@ class TenantDatabases:
             conn.execute(self.begin_statement)
         except Exception as exc:
             conn.close()
-            raise InvalidInput(f"db: cannot begin: {exc}", code="db_error") from None
+            raise DatabaseError(f"db: cannot begin: {exc}") from None
         with self._lock:
             self._txns[owner] = _Txn(conn, tenant, time.monotonic() + timeout)
 
@@ -232,7 +232,7 @@ class TenantDatabases:
                 txn.conn.execute("COMMIT" if commit else "ROLLBACK")
             except Exception as exc:
                 if commit:
-                    raise InvalidInput(f"db: commit failed: {exc}", code="db_error") from None
+                    raise DatabaseError(f"db: commit failed: {exc}") from None
             finally:
                 txn.conn.close()
         return True

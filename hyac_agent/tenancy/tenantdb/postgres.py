@@ -54,7 +54,7 @@ from hyac_agent.tenancy.tenantdb.base import (
     log,
     read_cursor,
 )
-from hyac_common.errors import InvalidInput
+from hyac_common.errors import DatabaseError
 
 #: how long past the statement timeout the agent itself cancels a statement
 WATCHDOG_GRACE = 1.0
@@ -216,13 +216,12 @@ class PostgresTenantDatabases(TenantDatabases):
             return psycopg.connect(self._conninfo(tenant), autocommit=True)
         except psycopg.OperationalError as exc:
             if "too many connections for role" in str(exc):
-                raise InvalidInput(
+                raise DatabaseError(
                     f"db: the tenant's database already has {self.connection_limit} connections "
-                    "open (its limit); try again when some are done", code="db_error") from None
+                    "open (its limit); try again when some are done") from None
             if not known:
                 log.warning("tenant %s: cannot connect to its database: %s", tenant, exc)
-                raise InvalidInput("db: the tenant's database is not reachable",
-                                   code="db_error") from None
+                raise DatabaseError("db: the tenant's database is not reachable") from None
         # made in an earlier use: repair it (a password or limit the tenant changed, a
         # role or database dropped by another agent) and try once more
         with self._prepare_lock:
@@ -300,7 +299,7 @@ class PostgresTenantDatabases(TenantDatabases):
             read = read_cursor(cursor, fetch)
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg"):
-                raise InvalidInput(self._error(exc, watchdog), code="db_error") from None
+                raise DatabaseError(self._error(exc, watchdog)) from None
             raise
         finally:
             if watchdog is not None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hyac_agent.tenancy.tenantdb.base import DatabaseFull, TenantDatabases, as_result, read_cursor
-from hyac_common.errors import InvalidInput
+from hyac_common.errors import DatabaseError
 
 _SAFE_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info",
                  "foreign_key_list", "user_version"}
@@ -109,8 +109,8 @@ class SQLiteTenantDatabases(TenantDatabases):
             if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
                 raise DatabaseFull(0) from None
             if deadline is not None and time.monotonic() > deadline and "interrupted" in str(exc):
-                raise InvalidInput(self._cancelled(), code="db_error") from None
-            raise InvalidInput(f"db: {exc}", code="db_error") from None
+                raise DatabaseError(self._cancelled()) from None
+            raise DatabaseError(f"db: {exc}") from None
         finally:
             if deadline is not None:
                 conn.set_progress_handler(None, 0)
