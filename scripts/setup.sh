@@ -18,6 +18,16 @@ if [ -z "$PYTHON" ]; then
 fi
 [ -n "$PYTHON" ] || { echo "Hyac needs Python 3.10 or newer" >&2; exit 1; }
 
+# pip trusts the host's CAs, as the agent's installers do: SSL_CERT_FILE or
+# REQUESTS_CA_BUNDLE where set, else the system's bundle (where a TLS-inspecting proxy's
+# CA is added). Older pips would trust only the CAs they bundle. A PIP_CERT set wins.
+if [ -z "${PIP_CERT:-}" ]; then
+    system_ca="$("$PYTHON" -c 'import ssl; print(ssl.get_default_verify_paths().cafile or "")')"
+    for ca in "${SSL_CERT_FILE:-}" "${REQUESTS_CA_BUNDLE:-}" "$system_ca"; do
+        if [ -f "$ca" ]; then export PIP_CERT="$ca"; break; fi
+    done
+fi
+
 if ! command -v bwrap >/dev/null 2>&1 || ! command -v iptables >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         say "installing bubblewrap (the sandbox) and iptables (per-tenant networks)"

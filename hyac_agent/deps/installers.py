@@ -16,6 +16,10 @@ network (see ``sandbox``):
 
 A failure carries the resolver's own one-line message (``messages.summarize``); the
 whole output goes to the agent's log.
+
+Every fetch trusts the host's certificate authorities (``host_trust``), not only the
+public ones each installer bundles: behind a proxy that inspects TLS, its CA in the
+system store (or a bundle named by ``SSL_CERT_FILE`` or ``REQUESTS_CA_BUNDLE``) is enough.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import logging
 import os
 import re
 import shutil
+import ssl
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from hyac_agent.deps import archives
 from hyac_agent.deps.messages import summarize
@@ -73,6 +80,56 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# -- Trust --------------------------------------------------------------------------------
+
+
+#: certificate files and folders named in the environment, shown to a sandboxed installer
+_CERT_SETTINGS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PIP_CERT",
+                  "NODE_EXTRA_CA_CERTS")
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What an installer needs to trust the host's CAs: options, environment, and the
+    certificate files the sandbox must show it."""
+
+    options: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+
+def host_trust(installer: Literal["uv", "pip", "npm"]) -> Trust:
+    """The host's trust store for ``installer``, which would otherwise trust only the CAs
+    it bundles (uv's webpki roots, certifi in older pips, Node's own list).
+
+    The bundle is ``SSL_CERT_FILE`` or ``REQUESTS_CA_BUNDLE`` where set, else the system's
+    (as OpenSSL finds it). What the operator set for an installer itself (``UV_NATIVE_TLS``,
+    ``UV_SYSTEM_CERTS``, ``PIP_CERT``, ``NODE_EXTRA_CA_CERTS``) is left as it is.
+    """
+    named = next((os.environ[n] for n in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+                  if os.path.isfile(os.environ.get(n, ""))), None)
+    found = named or ssl.get_default_verify_paths().cafile
+    # Resolved: the sandbox shows a file at its real path, not through a symlink.
+    bundle = Path(found).resolve() if found else None
+    files = sorted({Path(os.environ[n]).resolve() for n in _CERT_SETTINGS
+                    if os.path.exists(os.environ.get(n, ""))} | ({bundle} if bundle else set()))
+    if installer == "uv":
+        env = {}
+        if not {"UV_NATIVE_TLS", "UV_SYSTEM_CERTS"} & os.environ.keys():
+            # Both names: newer uv calls the setting --system-certs, older --native-tls.
+            env = {"UV_NATIVE_TLS": "1", "UV_SYSTEM_CERTS": "1"}
+        if named and bundle:
+            env["SSL_CERT_FILE"] = str(bundle)  # uv does not read REQUESTS_CA_BUNDLE
+        return Trust([], env, files)
+    if bundle is None:
+        return Trust([], {}, files)
+    if installer == "pip":
+        return Trust([] if os.environ.get("PIP_CERT") else ["--cert", str(bundle)], {}, files)
+    # Node adds these to its own list (Debian's node reads the system store already).
+    extra = {} if os.environ.get("NODE_EXTRA_CA_CERTS") else {"NODE_EXTRA_CA_CERTS": str(bundle)}
+    return Trust([], extra, files)
+
+
 # -- Python -------------------------------------------------------------------------------
 
 
@@ -83,6 +140,7 @@ def _fetch_wheels(runtime: Runtime, requirements: str, target: Path, writable: P
     ``exact``: a lock (no dependencies resolved, hashes required when present)."""
     (writable / ".hyac-fetch.txt").write_text(requirements)
     uv = uv_binary()
+    trust = host_trust("uv" if uv else "pip")
     if uv:
         argv = [uv, "pip", "install", "--no-build", "--target", str(target), "--python",
                 str(runtime.interpreter), "--quiet", "--cache-dir", "/tmp/uv", "--no-compile"]
@@ -95,8 +153,9 @@ def _fetch_wheels(runtime: Runtime, requirements: str, target: Path, writable: P
         argv += ["--no-deps", *(["--require-hashes"] if "--hash=" in requirements else [])]
     if links is not None:
         argv += ["--find-links", str(links)]
-    result = run_sandboxed([*argv, "-r", str(writable / ".hyac-fetch.txt")], writable=writable,
-                           readable=readable, network=True, sandboxed=sandboxed)
+    result = run_sandboxed([*argv, *trust.options, "-r", str(writable / ".hyac-fetch.txt")],
+                           writable=writable, readable=[*readable, *trust.files], network=True,
+                           sandboxed=sandboxed, env=trust.env)
     (writable / ".hyac-fetch.txt").unlink(missing_ok=True)
     if result.returncode != 0:
         raise _installer_error("installing the requirements", result.stderr + result.stdout)
@@ -162,13 +221,14 @@ def python_lock(runtime: Runtime, requirements: list[str], sandboxed: bool) -> s
 
 def _compile(runtime: Runtime, text: str, work: Path, sandboxed: bool, links: Path | None) -> str:
     uv = uv_binary()
+    trust = host_trust("uv" if uv else "pip")
     if uv:
         result = run_sandboxed(
             [uv, "pip", "compile", "-", "--python", str(runtime.interpreter), "--no-header",
              "--no-annotate", "--generate-hashes", "--no-build", "--quiet", "--cache-dir",
              "/tmp/uv", *(["--find-links", str(links)] if links else [])],
-            writable=work, readable=[Path(uv), runtime.prefix], input_text=text, network=True,
-            sandboxed=sandboxed,
+            writable=work, readable=[Path(uv), runtime.prefix, *trust.files], input_text=text,
+            network=True, sandboxed=sandboxed, env=trust.env,
         )
         if result.returncode != 0:
             raise _installer_error("resolving the requirements", result.stderr + result.stdout)
@@ -177,8 +237,8 @@ def _compile(runtime: Runtime, text: str, work: Path, sandboxed: bool, links: Pa
     result = run_sandboxed(
         [str(runtime.interpreter), "-m", "pip", "install", "--dry-run", "--ignore-installed",
          "--only-binary", ":all:", "--quiet", "--report", "-", "-r", f"{work}/requirements.txt",
-         *(["--find-links", str(links)] if links else [])],
-        writable=work, readable=[runtime.prefix], network=True, sandboxed=sandboxed,
+         *(["--find-links", str(links)] if links else []), *trust.options],
+        writable=work, readable=[runtime.prefix, *trust.files], network=True, sandboxed=sandboxed,
     )
     if result.returncode != 0:
         raise _installer_error("resolving the requirements", result.stderr + result.stdout)
@@ -263,9 +323,11 @@ def npm_lock(manifest: dict[str, object], sandboxed: bool) -> str:
     npm, npm_home = _npm()
     with tempfile.TemporaryDirectory(prefix="hyac-resolve-") as work:
         Path(work, "package.json").write_text(json.dumps(manifest, indent=2))
+        trust = host_trust("npm")
         result = run_sandboxed(
             [npm, "install", "--package-lock-only", "--ignore-scripts", *_NPM_FLAGS],
-            writable=Path(work), readable=[npm_home], network=True, sandboxed=sandboxed,
+            writable=Path(work), readable=[npm_home, *trust.files], network=True,
+            sandboxed=sandboxed, env=trust.env,
         )
         if result.returncode != 0:
             raise _installer_error("resolving the dependencies", result.stderr + result.stdout)
@@ -277,8 +339,10 @@ def npm_install(manifest: dict[str, object], lock: dict[str, object], target: Pa
     npm, npm_home = _npm()
     (target / "package.json").write_text(json.dumps(manifest, indent=2))
     (target / "package-lock.json").write_text(json.dumps(lock))
+    trust = host_trust("npm")
     result = run_sandboxed([npm, "ci", "--ignore-scripts", *_NPM_FLAGS], writable=target,
-                           readable=[npm_home], network=True, sandboxed=sandboxed)
+                           readable=[npm_home, *trust.files], network=True, sandboxed=sandboxed,
+                           env=trust.env)
     if result.returncode != 0:
         raise _installer_error("installing the dependencies", result.stderr + result.stdout)
     packages = lock.get("packages")
