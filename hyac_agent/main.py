@@ -233,5 +233,10 @@ def version() -> None:
     typer.echo(__version__)
 
 
+from hyac_agent.vulns.cli import app as vulndb_app  # noqa: E402 - beside its registration
+
+app.add_typer(vulndb_app, name="vulndb")
+
+
 def run() -> None:
     app()

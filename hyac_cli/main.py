@@ -29,6 +29,7 @@ from hyac_cli.commands import (
     logs,
     quota,
     runtime,
+    scan,
     secret,
     storage,
     tasks,
@@ -85,6 +86,9 @@ app.add_typer(runtime.app, name="runtime")
 app.command("login")(login.login)
 app.command("audit")(audit.audit)
 app.command("console")(console.console)
+app.command("scan")(scan.scan)
+app.command("scan-policy")(scan.scan_policy)
+app.command("sbom")(scan.sbom)
 app.add_typer(login.profile_app, name="profile")
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(quota.app, name="quota")

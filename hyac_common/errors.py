@@ -379,3 +379,24 @@ def with_table(document: str) -> str:
 
 #: every error class by its code, the CLI's own included (built once all are declared)
 BY_CODE: dict[str, type[HyacError]] = _declared()
+
+
+# Supply chain (vulnerability scanning) -------------------------------------------------
+
+
+class VulnerableDependencies(HyacError):
+    """The tenant's vulnerability policy blocks the deploy: ``advisories`` (id, package,
+    version, severity, first fixed version) and ``unknown`` packages."""
+
+    code = "vulnerable_dependencies"
+    status = 422
+
+
+class AdvisoryRefused(InvalidInput):
+    """An advisory file or archive is not one Hyac imports (malformed, too large, a path
+    outside the archive); the message names the file and field."""
+
+    code = "invalid_advisory"
+
+
+BY_CODE.update({cls.code: cls for cls in (VulnerableDependencies, AdvisoryRefused)})

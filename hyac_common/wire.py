@@ -373,3 +373,70 @@ class RuntimeDefault(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+
+
+# Vulnerability scanning ------------------------------------------------------------
+
+
+class VulnAdvisory(BaseModel):
+    """One advisory that affects a package's version."""
+
+    id: str
+    aliases: list[str] = Field(default_factory=list, description="e.g. CVE and GHSA ids")
+    severity: str = Field(description="low, moderate, high, critical, or unrated")
+    score: Optional[float] = Field(None, description="CVSS v3 base score when known")
+    summary: str = ""
+    fixed: Optional[str] = Field(None, description="the first version that fixes it")
+
+
+class PackageScan(BaseModel):
+    """One locked package: ``vulnerable``, ``clean``, or ``unknown`` (no source could
+    answer, or the database is too old: never reported as clean)."""
+
+    name: str
+    version: Optional[str] = None
+    status: str
+    advisories: list[VulnAdvisory] = Field(default_factory=list)
+    reason: str = Field("", description="why the status is unknown")
+
+
+class ScanResult(BaseModel):
+    ecosystem: str = Field(description="PyPI or npm")
+    status: str = Field(description="vulnerable, unknown (nothing vulnerable but some "
+                                    "packages unknown), or clean")
+    packages: list[PackageScan] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list, description="the sources that answered")
+    scanned_at: float = 0.0
+    new: list[str] = Field(default_factory=list,
+                           description="advisory ids found since the previous scan of this lock")
+
+
+class ScanPolicy(BaseModel):
+    """What a tenant's deploys do about findings: ``warn`` (deploy and flag), ``block``
+    at or above ``severity``; ``unknown = "block"`` also blocks unknown packages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: str = Field("warn", pattern="^(off|warn|block)$")
+    severity: str = Field("low", pattern="^(low|moderate|high|critical)$")
+    unknown: str = Field("allow", pattern="^(allow|block)$")
+    inherited: bool = Field(False, description="the platform default (no policy of its own)")
+
+
+class ScanReport(BaseModel):
+    """A scan of one function version (or of packages sent by the CLI)."""
+
+    function: Optional[str] = None
+    version: Optional[int] = None
+    result: Optional[ScanResult] = Field(None, description="None: the version has no dependencies")
+    blocked: bool = Field(False, description="the tenant's policy would block it")
+    reasons: list[str] = Field(default_factory=list, description="why it would be blocked")
+    policy: ScanPolicy = Field(default_factory=ScanPolicy)
+
+
+class ScanPackagesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ecosystem: str = Field(pattern="^(PyPI|npm)$")
+    packages: list[dict[str, Optional[str]]] = Field(
+        max_length=5000, description="[{name, version}]; a version of None is unknown")

@@ -22,6 +22,7 @@ from hyac_agent.api import (
     routes_tenants,
     routes_tokens,
     routes_users,
+    routes_vulns,
 )
 from hyac_agent.api.deps import get_agent, get_principal
 from hyac_agent.api.errors import COMMON_ERRORS, INVOKE_ERRORS, install_error_handlers
@@ -80,6 +81,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_tasks.router)
     app.include_router(routes_runtimes.router)
     app.include_router(routes_metrics.router)
+    app.include_router(routes_vulns.router)
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)

@@ -110,6 +110,7 @@ class FunctionService:
         prepared = None
         if self.deps is not None:
             from hyac_agent.deps import check_client_lock, collect_requirements
+            from hyac_agent.vulns import check_deploy
 
             # A stored lock is the agent's own; a client's is held to pins of the index.
             lock = existing.config.lock if existing is not None else (
@@ -121,6 +122,7 @@ class FunctionService:
             prepared = await self.deps.prepare(runtime, requirements, package_json, lock)
             if prepared is not None:
                 config = config.model_copy(update={"lock": prepared.lock})
+                await check_deploy(self.store, tenant, name, prepared.lock)  # policy may refuse
         if not self.bundles.exists(sha):
             await asyncio.to_thread(self.bundles.write, sha, files)
         # The bundle is complete on disk before the store points at it: a crash at any

@@ -42,6 +42,12 @@ def deploy(
         on_result=None if as_json else lambda result: report(term, result, width),
         term=term, force=force,
     )
+    from hyac_cli import client
+    from hyac_cli.commands.scan import show_deploy_findings
+
+    if any(result.get("dependencies") for result in results):
+        with client.connect(tenant=tenant_name) as agent:
+            show_deploy_findings(term, agent, results, as_json)
     if as_json:
         term.print_json(results)
 

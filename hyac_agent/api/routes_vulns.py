@@ -1,0 +1,112 @@
+"""Vulnerability scans, the tenant's scan policy, and SBOMs of function versions.
+
+/v1/functions/{name}/scan and /sbom read a version's scan (viewers); /v1/scan scans the
+tenant's active versions or a list of packages now; /v1/scan/policy is the tenant's
+policy (admins change it); /v1/vulndb is the advisory database's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+from fastapi import APIRouter, Body, Depends, Query
+
+from hyac_agent.api.deps import get_agent, require_token, tenant_role
+from hyac_agent.core import Agent
+from hyac_agent.vulns import service_for
+from hyac_agent.vulns.sbom import cyclonedx
+from hyac_common.errors import NotFound
+from hyac_common.names import validate_name
+from hyac_common.wire import ScanPackagesRequest, ScanPolicy, ScanReport
+
+router = APIRouter(dependencies=[Depends(require_token)], tags=["vulnerabilities"])
+
+viewer = tenant_role("viewer")
+admin = tenant_role("admin")
+VersionQuery = Query(None, ge=1, le=2**31 - 1, description="default: the active version")
+
+
+@router.get("/v1/functions/{name}/scan", response_model=ScanReport)
+async def version_scan(
+    name: str, version: Optional[int] = VersionQuery,
+    fresh: bool = Query(False, description="scan now instead of showing the stored scan"),
+    tenant: str = Depends(viewer), agent: Agent = Depends(get_agent),
+) -> ScanReport:
+    return await asyncio.to_thread(service_for(agent.store).report, tenant, name, version, fresh)
+
+
+@router.get("/v1/functions/{name}/sbom")
+async def version_sbom(
+    name: str, version: Optional[int] = VersionQuery,
+    tenant: str = Depends(viewer), agent: Agent = Depends(get_agent),
+) -> dict[str, Any]:
+    """The version's CycloneDX 1.5 JSON bill of materials."""
+
+    def build() -> dict[str, Any]:
+        validate_name(name)
+        record = agent.store.get_version(tenant, name, version)
+        if record is None:
+            raise NotFound(f"function {name!r} (version {version or 'active'}) not found "
+                           f"in tenant {tenant!r}")
+        lock = record.config.lock
+        result = service_for(agent.store).report(tenant, name, record.number).result
+        return cyclonedx(tenant, name, record.number, record.sha256, record.created_at,
+                         lock, result)
+
+    return await asyncio.to_thread(build)
+
+
+@router.post("/v1/scan", response_model=list[ScanReport])
+async def scan_tenant(
+    function: Optional[str] = Body(None, embed=True, max_length=63),
+    tenant: str = Depends(viewer), agent: Agent = Depends(get_agent),
+) -> list[ScanReport]:
+    """Scan the active version of ``function`` (default: every function) now."""
+    return await asyncio.to_thread(service_for(agent.store).scan_tenant, tenant, function)
+
+
+@router.post("/v1/scan/packages", response_model=ScanReport)
+async def scan_packages(
+    body: ScanPackagesRequest, tenant: str = Depends(viewer), agent: Agent = Depends(get_agent),
+) -> ScanReport:
+    """Scan packages before a deploy (``hyac scan --local``); nothing is stored."""
+    from hyac_agent.vulns import policy
+    from hyac_common.errors import InvalidInput
+
+    packages = []
+    for item in body.packages:
+        name, version = item.get("name"), item.get("version")
+        if not name or len(name) > 214 or (version is not None and len(version) > 128):
+            raise InvalidInput("each package is {name, version} (name up to 214 characters)")
+        packages.append((name, version))
+    service = service_for(agent.store)
+    result = await asyncio.to_thread(service.scan_packages, body.ecosystem, packages)
+    rules = await asyncio.to_thread(service.policy, tenant)
+    why = policy.reasons(rules, result)
+    return ScanReport(result=result, blocked=bool(why), reasons=why, policy=rules)
+
+
+@router.get("/v1/scan/policy", response_model=ScanPolicy)
+async def get_policy(tenant: str = Depends(viewer), agent: Agent = Depends(get_agent)
+                     ) -> ScanPolicy:
+    return await asyncio.to_thread(service_for(agent.store).policy, tenant)
+
+
+@router.put("/v1/scan/policy", response_model=ScanPolicy)
+async def set_policy(body: ScanPolicy, tenant: str = Depends(admin),
+                     agent: Agent = Depends(get_agent)) -> ScanPolicy:
+    return await asyncio.to_thread(service_for(agent.store).set_policy, tenant, body)
+
+
+@router.delete("/v1/scan/policy", response_model=ScanPolicy)
+async def reset_policy(tenant: str = Depends(admin), agent: Agent = Depends(get_agent)
+                       ) -> ScanPolicy:
+    """Back to the platform default."""
+    return await asyncio.to_thread(service_for(agent.store).set_policy, tenant, None)
+
+
+@router.get("/v1/vulndb")
+async def vulndb_status(agent: Agent = Depends(get_agent)) -> dict[str, Any]:
+    """Sources, advisory counts per ecosystem and the age of each import."""
+    return await asyncio.to_thread(service_for(agent.store).status)

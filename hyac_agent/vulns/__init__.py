@@ -1,0 +1,38 @@
+"""Known vulnerabilities in functions' dependencies: an OSV advisory database in the
+store, a scan of every deployed lock (stored with it), tenant policies that warn or
+block, rescans when the database changes, and a CycloneDX SBOM per version.
+
+Other features scan a set of packages with ``scan_lock(store, ecosystem, packages)``
+(the template registry scans published templates this way) or a lock text with
+``scan_lock_text``. See ``versions`` for range matching, ``sources`` for where answers
+come from, ``importer`` for reading OSV dumps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hyac_agent.vulns.service import NEW_FINDINGS_HOOKS, VulnService, service_for
+from hyac_common.wire import ScanResult
+
+
+def scan_lock(store: Any, ecosystem: str, packages: list[tuple[str, str | None]]) -> ScanResult:
+    """Scan ``packages`` ([(name, version)], ecosystem ``PyPI`` or ``npm``): vulnerable,
+    unknown or clean per package. Blocking; nothing is stored."""
+    return service_for(store).scan_packages(ecosystem, packages)
+
+
+def scan_lock_text(store: Any, lock: str) -> ScanResult:
+    """Scan a lock as a version stores it (pinned requirements, or Hyac's npm lock)."""
+    return service_for(store).scan_lock(lock)
+
+
+async def check_deploy(store: Any, tenant: str, name: str, lock: str) -> ScanResult:
+    """The deploy hook: scan ``lock``, store the result, and raise VulnerableDependencies
+    when the tenant's policy refuses it."""
+    return await asyncio.to_thread(service_for(store).check_deploy, tenant, name, lock)
+
+
+__all__ = ["NEW_FINDINGS_HOOKS", "VulnService", "check_deploy", "scan_lock", "scan_lock_text",
+           "service_for"]

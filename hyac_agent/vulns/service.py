@@ -1,0 +1,173 @@
+"""Scanning versions: at deploy (the tenant's policy may refuse it), on demand, and again
+for every active version when the advisory database changes.
+
+A scan belongs to a lock (the same lock has the same packages, whichever version holds
+it), so results are stored by the lock's sha256; a version's scan is its lock's.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from hyac_agent.vulns import importer, policy
+from hyac_agent.vulns.db import AdvisoryDB
+from hyac_agent.vulns.scan import lock_key, packages_of, scan
+from hyac_agent.vulns.sources import Package, configured
+from hyac_common.errors import NotFound
+from hyac_common.names import validate_name
+from hyac_common.wire import ScanPolicy, ScanReport, ScanResult
+
+log = logging.getLogger("hyac.vulns")
+
+#: called with (tenant, function, version, new advisory ids) when a rescan finds new
+#: advisories; the log line below is the notification until integrations add more
+NEW_FINDINGS_HOOKS: list[Callable[[str, str, int, list[str]], None]] = []
+
+_services: weakref.WeakKeyDictionary[Engine, VulnService] = weakref.WeakKeyDictionary()
+
+
+def service_for(store: Any) -> VulnService:
+    """The scanning service of ``store`` (an SqlStore): one per database engine."""
+    found = _services.get(store.engine)
+    if found is None:
+        found = _services[store.engine] = VulnService(store)
+    return found
+
+
+class VulnService:
+    """Blocking calls (run them in a thread from async code)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.db = AdvisoryDB(store.engine)
+
+    # scanning ------------------------------------------------------------------------
+
+    def scan_packages(self, ecosystem: str, packages: list[Package]) -> ScanResult:
+        return scan(configured(self.db), ecosystem, packages)
+
+    def scan_lock(self, lock: str) -> ScanResult:
+        """Scan ``lock`` now and store the result; ``new`` lists advisories its previous
+        scan did not have."""
+        ecosystem, packages = packages_of(lock)
+        result = self.scan_packages(ecosystem, packages)
+        key = lock_key(lock)
+        previous = self.db.previous_scan(key)
+        if previous is not None:
+            before = {a["id"] for p in previous["packages"] for a in p["advisories"]}
+            result.new = sorted({a.id for p in result.packages for a in p.advisories} - before)
+        self.db.record_scan(key, result.model_dump(mode="json"))
+        return result
+
+    def stored(self, lock: str) -> ScanResult | None:
+        found = self.db.previous_scan(lock_key(lock))
+        return ScanResult.model_validate(found) if found is not None else None
+
+    def check_deploy(self, tenant: str, name: str, lock: str) -> ScanResult:
+        """Scan a deploy's lock; VulnerableDependencies when the tenant's policy blocks."""
+        rules = self.policy(tenant)
+        if rules.mode == "off":
+            return self.scan_lock(lock)  # still recorded: `hyac scan` shows it
+        result = self.scan_lock(lock)
+        policy.enforce(rules, result)
+        if result.status != "clean":
+            log.warning("deploy of %s/%s: dependencies %s (%s)", tenant, name, result.status,
+                        ", ".join(a.id for p in result.packages for a in p.advisories) or "unknown")
+        return result
+
+    def report(self, tenant: str, name: str, version: int | None = None, fresh: bool = False
+               ) -> ScanReport:
+        """The scan of ``name``'s version (default: the active one): the stored one, or a
+        new one with ``fresh`` (also when none is stored)."""
+        validate_name(name)
+        record = self.store.get_version(tenant, name, version)
+        if record is None:
+            which = f"version {version} of " if version is not None else ""
+            raise NotFound(f"{which}function {name!r} not found in tenant {tenant!r}")
+        rules = self.policy(tenant)
+        lock = record.config.lock
+        result = None
+        if lock:
+            result = None if fresh else self.stored(lock)
+            if result is None:
+                result = self.scan_lock(lock)
+        return ScanReport(function=name, version=record.number, result=result,
+                          blocked=bool(policy.reasons(rules, result)),
+                          reasons=policy.reasons(rules, result), policy=rules)
+
+    def scan_tenant(self, tenant: str, function: str | None = None) -> list[ScanReport]:
+        """Fresh scans of the active version of ``function``, or of every function."""
+        if function is not None:
+            return [self.report(tenant, function, fresh=True)]
+        return [self.report(tenant, record.name, fresh=True)
+                for record in self.store.list_functions(tenant)]
+
+    def rescan_active(self) -> list[tuple[str, str, int, list[str]]]:
+        """Rescan every active version with dependencies (after the database changed);
+        (tenant, function, version, new advisory ids) for those with new findings."""
+        changed = []
+        done: dict[str, list[str]] = {}
+        for tenant in self.store.function_tenants():
+            for record in self.store.list_functions(tenant):
+                version = self.store.get_version(tenant, record.name)
+                lock = version.config.lock if version is not None else None
+                if not lock:
+                    continue
+                key = lock_key(lock)
+                if key not in done:
+                    done[key] = self.scan_lock(lock).new
+                if done[key]:
+                    changed.append((tenant, record.name, version.number, done[key]))
+        for tenant, name, number, new in changed:
+            log.warning("new advisories for %s/%s v%d: %s", tenant, name, number, ", ".join(new))
+            for hook in NEW_FINDINGS_HOOKS:
+                hook(tenant, name, number, new)
+        return changed
+
+    # the database --------------------------------------------------------------------
+
+    def import_path(self, path: Path, source: str = "import") -> dict[str, Any]:
+        """Import an OSV file, folder or zip, then rescan the active versions."""
+        found = importer.read(path)
+        ecosystems = importer.ecosystems(found)
+        stored = self.db.store(found, source, ecosystems)
+        changed = self.rescan_active()
+        return {"advisories": stored, "ecosystems": sorted(ecosystems),
+                "rescanned_with_new_findings": [f"{t}/{n} v{v}: {', '.join(ids)}"
+                                                for t, n, v, ids in changed]}
+
+    def status(self) -> dict[str, Any]:
+        import time
+
+        from hyac_agent.vulns.sources import LocalSource
+
+        now = time.time()
+        counts = self.db.counts()
+        local = LocalSource(self.db)
+        return {
+            "sources": [s.name for s in configured(self.db)],
+            "advisories": self.db.total(),
+            "max_age_days": local.max_age / 86400,
+            "ecosystems": {
+                eco: {"advisories": counts.get(eco, 0), "source": source,
+                      "age_days": round((now - at) / 86400, 2),
+                      "stale": now - at > local.max_age}
+                for eco, (source, at) in sorted(self.db.coverage().items())},
+        }
+
+    # policies ------------------------------------------------------------------------
+
+    def policy(self, tenant: str) -> ScanPolicy:
+        own = self.db.policy(tenant)
+        return ScanPolicy(**own) if own is not None else policy.platform_default()
+
+    def set_policy(self, tenant: str, rules: ScanPolicy | None) -> ScanPolicy:
+        self.db.set_policy(tenant, None if rules is None else
+                           rules.model_dump(exclude={"inherited"}))
+        return self.policy(tenant)
