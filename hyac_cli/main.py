@@ -20,6 +20,7 @@ from hyac_cli.commands import (
     console,
     deploy,
     dev,
+    edge,
     editor,
     env,
     functions,
@@ -97,6 +98,8 @@ app.add_typer(token.app, name="token")
 app.add_typer(secret.app, name="secret")
 app.add_typer(env.app, name="env")
 app.add_typer(storage.app, name="storage")
+app.add_typer(edge.ip_app, name="ip")
+app.add_typer(edge.access_app, name="access")
 
 
 def _print_version(value: bool) -> None:

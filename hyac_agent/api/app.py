@@ -29,6 +29,7 @@ from hyac_agent.api.errors import COMMON_ERRORS, INVOKE_ERRORS, install_error_ha
 from hyac_agent.api.limits import BodyLimitMiddleware
 from hyac_agent.console import mount_console
 from hyac_agent.core import Agent
+from hyac_agent.edge import install_edge
 from hyac_agent.tenancy import Principal
 from hyac_agent.tenancy.audit import AuditMiddleware
 from hyac_common import __version__
@@ -85,6 +86,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)
+    install_edge(app, agent)
     mount_console(app, agent)
     # last: its routes match any /{a}/{b}
     app.include_router(gateway.router, responses=INVOKE_ERRORS)

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hyac_agent.api.deps import get_agent
 from hyac_agent.core import Agent
+from hyac_agent.edge.install import Verdict, admit
 from hyac_common.errors import (
     FunctionLoadError,
     HyacError,
@@ -29,15 +30,24 @@ _DROP = {"content-length", "transfer-encoding", "connection", "keep-alive", "ser
 
 async def _run(request: Request, tenant: str, function: str, path: str, agent: Agent) -> Response:
     validate_name(tenant, "tenant")
+    # IP rules, access mode, rate limit, CORS: decided before any worker is touched
+    verdict = await admit(request, tenant, function)
+    if verdict.response is not None:
+        return verdict.response
+    return verdict.finish(await _invoke(request, tenant, function, path, agent, verdict))
+
+
+async def _invoke(request: Request, tenant: str, function: str, path: str, agent: Agent,
+                  verdict: Verdict) -> Response:
     body = await request.body()
     invoke = InvokeRequest(
         method=request.method,
         path="/" + path,
         query=dict(request.query_params),
-        headers=dict(request.headers),
+        headers=verdict.headers,
         body_b64=base64.b64encode(body).decode(),
     )
-    client = request.client.host if request.client else ""
+    client = verdict.client_ip
     version = await agent.functions.active_version(tenant, function)
     if version.config.background:
         from hyac_agent.api.routes_tasks import submitted

@@ -1,0 +1,133 @@
+"""/v1/edge: who may call a tenant's functions through the gateway (IP rules, access
+modes, function keys, rate limits, CORS), and the platform owner's edge settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from hyac_agent.api.deps import get_principal, require_token, tenant_role
+from hyac_agent.edge.service import EdgeService
+from hyac_agent.tenancy import Principal
+
+router = APIRouter(prefix="/v1/edge", dependencies=[Depends(require_token)], tags=["edge"])
+viewer = tenant_role("viewer")
+developer = tenant_role("developer")
+
+
+async def get_edge(request: Request) -> EdgeService:
+    return request.app.state.edge  # type: ignore[no-any-return]
+
+
+class IpRuleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(description="allow or deny")
+    cidr: str = Field(description="an IPv4 or IPv6 network or address")
+    function: str | None = Field(None, description="the rule is this function's (default: the tenant's)")
+    domain: str | None = Field(None, description="the rule is this domain's")
+    note: str = ""
+
+
+class RateLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int
+    per_seconds: float = 60
+
+
+class AccessUpdate(BaseModel):
+    """Only the fields given change; null removes a rate limit or CORS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: str | None = Field(None, description="public, token or signed")
+    rate_limit: RateLimit | None = None
+    cors: dict[str, Any] | None = None
+    replay_window: float | None = None
+    rotate_signing_secret: bool = False
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+
+
+class EdgeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trusted_proxies: list[str] | None = None
+    domain_suffixes: list[str] | None = None
+    domain_verification: str | None = None
+
+
+@router.get("/ip-rules")
+async def list_ip_rules(tenant: str = Depends(viewer),
+                        edge: EdgeService = Depends(get_edge)) -> list[dict[str, Any]]:
+    return [rule.public() for rule in await edge.rules(tenant)]
+
+
+@router.post("/ip-rules", status_code=201)
+async def add_ip_rule(body: IpRuleCreate, request: Request, tenant: str = Depends(developer),
+                      edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    rule = await edge.add_rule(tenant, body.action, body.cidr, body.function, body.domain, body.note)
+    request.state.audit_target = f"{rule.id} ({rule.action} {rule.cidr})"
+    return rule.public()
+
+
+@router.delete("/ip-rules/{rule_id}", status_code=204)
+async def delete_ip_rule(rule_id: str, tenant: str = Depends(developer),
+                         edge: EdgeService = Depends(get_edge)) -> Response:
+    await edge.delete_rule(tenant, rule_id)
+    return Response(status_code=204)
+
+
+@router.get("/access/{function}")
+async def get_access(function: str, tenant: str = Depends(viewer),
+                     edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    return (await edge.access(tenant, function)).public()
+
+
+@router.patch("/access/{function}")
+async def set_access(function: str, body: AccessUpdate, tenant: str = Depends(developer),
+                     edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    changes = body.model_dump(include=body.model_fields_set)
+    if body.rate_limit is not None:
+        changes["rate_limit"] = body.rate_limit.model_dump()
+    return await edge.set_access(tenant, function, changes)
+
+
+@router.get("/access/{function}/keys")
+async def list_keys(function: str, tenant: str = Depends(viewer),
+                    edge: EdgeService = Depends(get_edge)) -> list[dict[str, Any]]:
+    return await edge.keys(tenant, function)
+
+
+@router.post("/access/{function}/keys", status_code=201)
+async def add_key(function: str, body: KeyCreate, tenant: str = Depends(developer),
+                  edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    return await edge.add_key(tenant, function, body.name)
+
+
+@router.delete("/access/{function}/keys/{key_id}", status_code=204)
+async def delete_key(function: str, key_id: str, tenant: str = Depends(developer),
+                     edge: EdgeService = Depends(get_edge)) -> Response:
+    await edge.delete_key(tenant, function, key_id)
+    return Response(status_code=204)
+
+
+@router.get("/settings")
+async def get_settings(principal: Principal = Depends(get_principal),
+                       edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    principal.require_owner()
+    return edge.settings()
+
+
+@router.patch("/settings")
+async def set_settings(body: EdgeSettings, principal: Principal = Depends(get_principal),
+                       edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    principal.require_owner()
+    return await edge.set_settings(body.model_dump(include=body.model_fields_set))

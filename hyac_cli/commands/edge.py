@@ -1,0 +1,274 @@
+"""``hyac ip`` and ``hyac access``: who may call a tenant's functions through the
+gateway (IP allow and deny lists, access modes, function keys, rate limits, CORS)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from hyac_cli import options
+
+ip_app = typer.Typer(help="IP allow and deny lists (CIDRs, IPv4 and IPv6) for the tenant, a "
+                          "function or a domain; deny wins.", no_args_is_help=True)
+access_app = typer.Typer(help="Who may call a function through the gateway: public, token or "
+                              "signed; function keys, rate limits, CORS.", no_args_is_help=True)
+key_app = typer.Typer(help="Function keys: callers send them as X-Hyac-Key (token mode).",
+                      no_args_is_help=True)
+access_app.add_typer(key_app, name="key")
+
+Function = Annotated[str, typer.Argument(help="The function's name.", show_default=False)]
+OnFunction = Annotated[str | None, typer.Option("--function", "-f", help="The rule is this function's.")]
+OnDomain = Annotated[str | None, typer.Option("--domain", help="The rule is this domain's.")]
+Note = Annotated[str, typer.Option("--note", help="Why the rule is there.")]
+Cidr = Annotated[str, typer.Argument(help="A network or address: 10.0.0.0/8, 2001:db8::/32, 192.0.2.7.",
+                                     show_default=False)]
+
+
+def _add_rule(action: str, cidr: str, function: str | None, domain: str | None, note: str,
+              tenant: str | None, as_json: bool) -> None:
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    body = {"action": action, "cidr": cidr, "function": function, "domain": domain, "note": note}
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        made = agent.post("/v1/edge/ip-rules", json=body)
+    term = Terminal()
+    if as_json:
+        term.print_json(made)
+    else:
+        term.say(f"{made['id']}  {action} {made['cidr']}  ({_where(made)})")
+
+
+def _where(rule: dict[str, Any]) -> str:
+    if rule.get("domain"):
+        return f"domain {rule['domain']}"
+    if rule.get("function"):
+        return f"function {rule['function']}"
+    return f"tenant {rule['tenant']}"
+
+
+@ip_app.command("allow")
+def allow(cidr: Cidr, function: OnFunction = None, domain: OnDomain = None, note: Note = "",
+          tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """Allow a network: once a list has an allow rule, only its networks get through."""
+    _add_rule("allow", cidr, function, domain, note, tenant, as_json)
+
+
+@ip_app.command("deny")
+def deny(cidr: Cidr, function: OnFunction = None, domain: OnDomain = None, note: Note = "",
+         tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """Deny a network (refused with 403 naming the rule, whatever the allow rules say)."""
+    _add_rule("deny", cidr, function, domain, note, tenant, as_json)
+
+
+@ip_app.command("ls")
+def ip_ls(tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """List the tenant's IP rules."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        rules = agent.get("/v1/edge/ip-rules") or []
+    term = Terminal()
+    if as_json:
+        term.print_json(rules)
+        return
+    term.table(("id", "action", "cidr", "applies to", "note"),
+               [(r["id"], r["action"], r["cidr"], _where(r), r.get("note") or "") for r in rules],
+               empty="No IP rules: every address may call.")
+
+
+@ip_app.command("rm")
+def ip_rm(rule_id: Annotated[str, typer.Argument(help="The rule's id (ipr_…).", show_default=False)],
+          tenant: options.Tenant = None) -> None:
+    """Remove an IP rule."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        agent.delete(f"/v1/edge/ip-rules/{client.segment(rule_id, 'rule id')}")
+    Terminal().say(f"{rule_id}  removed")
+
+
+@ip_app.command("proxies")
+def proxies(
+    cidrs: Annotated[list[str] | None, typer.Argument(
+        help="Networks of the proxies in front of the agent (none: show them).", show_default=False)] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Trust no proxy.")] = False,
+    as_json: options.Json = False,
+) -> None:
+    """Trusted proxies (platform owner): only their X-Forwarded-For and Forwarded headers
+    are believed."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    with client.connect() as agent:
+        if cidrs or clear:
+            settings = agent.request("PATCH", "/v1/edge/settings",
+                                       json={"trusted_proxies": cidrs or []})
+        else:
+            settings = agent.get("/v1/edge/settings")
+    term = Terminal()
+    if as_json:
+        term.print_json(settings["trusted_proxies"])
+    elif settings["trusted_proxies"]:
+        term.say("\n".join(settings["trusted_proxies"]))
+    else:
+        term.note("No trusted proxies: forwarded headers are ignored.")
+
+
+def _show_access(answer: dict[str, Any], as_json: bool) -> None:
+    from hyac_cli.terminal import Terminal
+
+    term = Terminal()
+    if as_json:
+        term.print_json(answer)
+        return
+    rate = answer.get("rate_limit")
+    cors = answer.get("cors")
+    term.table(("setting", "value"), [
+        ("mode", answer["mode"]),
+        ("rate limit", f"{rate['requests']} per {rate['per_seconds']:g} s per client address"
+         if rate else "none"),
+        ("cors", ", ".join(cors["origins"]) if cors else "off"),
+        ("replay window", f"{answer['replay_window']:g} s" if answer.get("replay_window") else "300 s"),
+    ])
+    if answer.get("signing_secret"):
+        term.write(answer["signing_secret"] + "\n")
+        term.note("The signing secret above is shown this once: store it now.")
+
+
+def _patch_access(function: str, tenant: str | None, body: dict[str, Any], as_json: bool) -> None:
+    from hyac_cli import client
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        answer = agent.request("PATCH", f"/v1/edge/access/{client.segment(function, 'function')}",
+                               json=body)
+    _show_access(answer, as_json)
+
+
+@access_app.command("show")
+def show(function: Function, tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """Show a function's access mode, rate limit and CORS."""
+    from hyac_cli import client
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        answer = agent.get(f"/v1/edge/access/{client.segment(function, 'function')}")
+    _show_access(answer, as_json)
+
+
+def _rate(text: str) -> dict[str, Any]:
+    """``100/60s``, ``10/s``, ``1000/h`` as requests per seconds."""
+    from hyac_common.durations import parse_duration
+    from hyac_common.errors import InvalidInput
+
+    requests, sep, period = text.partition("/")
+    if not sep or not requests.isdigit():
+        raise InvalidInput(f"--rate: expected REQUESTS/PERIOD like 100/60s or 10/s, got {text!r}")
+    period = period if period[:1].isdigit() else "1" + period
+    return {"requests": int(requests), "per_seconds": parse_duration(period, "--rate")}
+
+
+@access_app.command("set")
+def set_(
+    function: Function,
+    mode: Annotated[str | None, typer.Option(
+        "--mode", help="public (anyone), token (API token or function key), signed (HMAC).")] = None,
+    rate: Annotated[str | None, typer.Option(
+        "--rate", help="Per client address, e.g. 100/60s, 10/s; 'off' removes it.")] = None,
+    replay_window: Annotated[float | None, typer.Option(
+        "--replay-window", help="Seconds a signed request's timestamp may be off (default 300).")] = None,
+    rotate_secret: Annotated[bool, typer.Option(
+        "--rotate-secret", help="Make a new signing secret (shown once).")] = False,
+    tenant: options.Tenant = None,
+    as_json: options.Json = False,
+) -> None:
+    """Change a function's access mode or rate limit (signed mode makes a signing
+    secret, shown once)."""
+    body: dict[str, Any] = {}
+    if mode is not None:
+        body["mode"] = mode
+    if rate is not None:
+        body["rate_limit"] = None if rate == "off" else _rate(rate)
+    if replay_window is not None:
+        body["replay_window"] = replay_window
+    if rotate_secret:
+        body["rotate_signing_secret"] = True
+    _patch_access(function, tenant, body, as_json)
+
+
+@access_app.command("cors")
+def cors(
+    function: Function,
+    origin: Annotated[list[str] | None, typer.Option(
+        "--origin", help="An allowed origin (https://app.example.com) or '*'; repeat for more.")] = None,
+    method: Annotated[list[str] | None, typer.Option(
+        "--method", help="An allowed method (default GET and POST); repeat for more.")] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", help="A request header browsers may send; repeat for more.")] = None,
+    max_age: Annotated[int, typer.Option("--max-age", help="Seconds a preflight is cached.")] = 600,
+    credentials: Annotated[bool, typer.Option(
+        "--credentials", help="Allow cookies and credentials (needs named origins).")] = False,
+    off: Annotated[bool, typer.Option("--off", help="Stop answering for CORS.")] = False,
+    tenant: options.Tenant = None,
+    as_json: options.Json = False,
+) -> None:
+    """Set a function's CORS policy: the gateway answers preflights itself."""
+    from hyac_common.errors import InvalidInput
+
+    if off:
+        body: dict[str, Any] = {"cors": None}
+    elif not origin:
+        raise InvalidInput("name at least one --origin (or --off)")
+    else:
+        body = {"cors": {"origins": origin, "methods": method or ["GET", "POST"],
+                         "headers": header or [], "max_age": max_age, "credentials": credentials}}
+    _patch_access(function, tenant, body, as_json)
+
+
+@key_app.command("add")
+def key_add(function: Function, name: Annotated[str, typer.Option("--name", help="A label.")] = "",
+            tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """Make a function key and print it (this is the only time it is shown)."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        made = agent.post(f"/v1/edge/access/{client.segment(function, 'function')}/keys",
+                          json={"name": name})
+    term = Terminal()
+    if as_json:
+        term.print_json(made)
+        return
+    term.write(made["key"] + "\n")
+    term.note(f"{made['id']} for {function}. Store it now: it cannot be shown again.")
+
+
+@key_app.command("ls")
+def key_ls(function: Function, tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """List a function's keys (never the keys themselves)."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        keys = agent.get(f"/v1/edge/access/{client.segment(function, 'function')}/keys") or []
+    term = Terminal()
+    if as_json:
+        term.print_json(keys)
+    else:
+        term.table(("id", "name"), [(k["id"], k["name"]) for k in keys], empty="No keys.")
+
+
+@key_app.command("rm")
+def key_rm(function: Function,
+           key_id: Annotated[str, typer.Argument(help="The key's id (fk_…).", show_default=False)],
+           tenant: options.Tenant = None) -> None:
+    """Remove a function key: it stops working at once."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        agent.delete(f"/v1/edge/access/{client.segment(function, 'function')}/keys/"
+                     f"{client.segment(key_id, 'key id')}")
+    Terminal().say(f"{key_id}  removed")

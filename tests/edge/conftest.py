@@ -1,0 +1,71 @@
+"""An agent listening on every loopback address (IPv4 and IPv6), shared by a module."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import RunningAgent, start_agent
+
+ECHO = '''
+async def main(context):
+    request = context.request
+    if request.method == "OPTIONS":
+        raise RuntimeError("a preflight reached the function")
+    return {"client": request.client_ip, "headers": request.headers, "path": request.path,
+            "body": request.body.decode()}
+'''
+
+
+class Edge:
+    """The agent, with clients from chosen source addresses."""
+
+    def __init__(self, agent: RunningAgent) -> None:
+        self.agent = agent
+        self.port = int(agent.url.rsplit(":", 1)[1])
+
+    def url(self, family: int = 4) -> str:
+        return f"http://{'127.0.0.1' if family == 4 else '[::1]'}:{self.port}"
+
+    def client(self, source: str = "127.0.0.1", **kwargs: object) -> httpx.Client:
+        """A client whose requests come from ``source`` (any 127.x.y.z, or ::1)."""
+        family = 6 if ":" in source else 4
+        transport = httpx.HTTPTransport(local_address=source)
+        return httpx.Client(base_url=self.url(family), transport=transport, timeout=60,
+                            **kwargs)  # type: ignore[arg-type]
+
+    def owner(self, tenant: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.agent.token}"}
+        if tenant:
+            headers["X-Hyac-Tenant"] = tenant
+        return httpx.Client(base_url=self.url(), headers=headers, timeout=60)
+
+    def tenant(self, name: str) -> None:
+        with self.owner() as owner:
+            if owner.get(f"/v1/tenants/{name}").status_code == 404:
+                assert owner.post("/v1/tenants", json={"name": name}).status_code == 201
+
+    def user(self, name: str, tenant: str, role: str) -> str:
+        """A token of a user with ``role`` in ``tenant``."""
+        self.tenant(tenant)
+        with self.owner(tenant) as owner:
+            assert owner.put(f"/v1/users/{name}", json={"role": role}).status_code == 200
+            made = owner.post("/v1/tokens", json={"user": name})
+        assert made.status_code == 201, made.text
+        return str(made.json()["token"])
+
+    def echo(self, tenant: str, name: str) -> None:
+        self.tenant(tenant)
+        self.agent.deploy(name, ECHO, tenant)
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    data: Path = tmp_path_factory.mktemp("edge") / "data"
+    agent = start_agent(data, "--host", "::", "--insecure-no-sandbox")
+    yield Edge(agent)
+    agent.kill(signal.SIGTERM)

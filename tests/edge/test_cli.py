@@ -1,0 +1,58 @@
+"""``hyac ip`` and ``hyac access`` against a real agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.edge.conftest import Edge
+
+
+def hyac(edge: Edge, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HYAC_")}
+    env.update(HYAC_DATA_DIR=str(edge.agent.data_dir), HYAC_CONFIG_DIR=os.environ["HYAC_CONFIG_DIR"],
+               NO_COLOR="1", COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "hyac_cli", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_ip_rules_and_access_from_the_cli(edge: Edge) -> None:
+    edge.echo("clitenant", "echo")
+    made = hyac(edge, "ip", "deny", "127.0.0.50", "--function", "echo", "-t", "clitenant",
+                "--json")
+    assert made.returncode == 0, made.stderr
+    rule = json.loads(made.stdout)
+    assert rule["cidr"] == "127.0.0.50/32"
+    listed = hyac(edge, "ip", "ls", "-t", "clitenant")
+    assert rule["id"] in listed.stdout and "function echo" in listed.stdout
+    with edge.client("127.0.0.50") as client:
+        assert client.get("/clitenant/echo").json()["error"]["rule"] == rule["id"]
+    assert hyac(edge, "ip", "rm", rule["id"], "-t", "clitenant").returncode == 0
+    with edge.client("127.0.0.50") as client:
+        assert client.get("/clitenant/echo").status_code == 200
+
+    assert hyac(edge, "access", "set", "echo", "--mode", "token", "--rate", "100/60s",
+                "-t", "clitenant").returncode == 0
+    key = hyac(edge, "access", "key", "add", "echo", "--name", "ci", "-t", "clitenant")
+    assert key.returncode == 0 and key.stdout.startswith("hyac_k_")
+    with edge.client() as client:
+        assert client.get("/clitenant/echo").status_code == 401
+        assert client.get("/clitenant/echo", headers={"X-Hyac-Key": key.stdout.strip()}
+                          ).status_code == 200
+    shown = json.loads(hyac(edge, "access", "show", "echo", "-t", "clitenant", "--json").stdout)
+    assert shown["mode"] == "token"
+    assert shown["rate_limit"] == {"requests": 100, "per_seconds": 60.0}
+
+
+def test_bad_input_is_one_line_and_a_non_zero_exit(edge: Edge) -> None:
+    bad = hyac(edge, "ip", "deny", "10.0.0.1/8")
+    assert bad.returncode != 0
+    assert bad.stderr.strip().count("\n") == 0 and "invalid network" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    as_json = hyac(edge, "access", "set", "echo", "--mode", "open", "--json")
+    assert as_json.returncode != 0
+    assert json.loads(as_json.stdout)["error"]["code"] == "invalid_input"
+    rate = hyac(edge, "access", "set", "echo", "--rate", "lots")
+    assert rate.returncode != 0 and "--rate" in rate.stderr
