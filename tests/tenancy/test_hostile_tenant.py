@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import start_agent
 from tests.tenancy.conftest import Platform, agent_env, body
+from tests.waiting import eventually
 
 SMTP_TIMEOUT = 2
 
@@ -59,13 +60,23 @@ def test_a_runaway_sqlite_statement_is_cancelled(platform: Platform) -> None:
     assert time.monotonic() - started < 10
 
 
+# Says "started" before its host calls and "ended" as each one ends.
 FLOOD = """
 import asyncio
 
+async def send(context):
+    try:
+        await context.mail.asend("victim@example.com", "s", text="t")
+        return "sent"
+    except Exception as exc:
+        return getattr(exc, "code", "error")
+    finally:
+        print("ended", flush=True)
+
 async def main(context):
-    sends = [context.mail.asend("victim@example.com", "s", text="t") for _ in range(int(context.request.query["n"]))]
-    results = await asyncio.gather(*sends, return_exceptions=True)
-    return sorted({getattr(r, "code", "sent") for r in results})
+    print("started", flush=True)
+    results = await asyncio.gather(*[send(context) for _ in range(int(context.request.query["n"]))])
+    return sorted(set(results))
 """
 
 KV = """
@@ -75,25 +86,40 @@ def main(context):
 """
 
 
+def served_while_busy(platform: Platform, busy: tuple[str, str, int], other: str) -> httpx.Response:
+    """Run ``busy`` (tenant, function, n: a function that says "started" and then "ended"
+    as each of its n slow host calls ends) and, once it has started, the kv function of
+    tenant ``other``: that call is answered before the first slow one ends."""
+    tenant, function, n = busy
+    answers: dict[str, httpx.Response] = {}
+    thread = threading.Thread(target=lambda: answers.update(
+        busy=platform.invoke(function, tenant, query={"n": str(n)})))
+
+    def lines() -> list[dict]:
+        with platform.owner(tenant) as client:
+            return client.get("/v1/logs", params={"function": function}).json()  # type: ignore[no-any-return]
+
+    thread.start()
+    try:
+        eventually(lambda: any(line["message"] == "started" for line in lines()))
+        assert body(platform.invoke("kv", other, query={"v": "served"})) == b"served"
+        served = time.time()  # the agent stamps log lines with the same clock
+    finally:
+        thread.join(timeout=120)
+    ended = eventually(lambda: len(found := [
+        line["ts"] for line in lines() if line["message"] == "ended"]) == n and found)
+    assert served < min(ended), f"{other}'s kv call was answered after one of {tenant}'s calls ended"
+    return answers["busy"]
+
+
 def test_slow_mail_of_one_tenant_does_not_stall_another(platform: Platform) -> None:
     platform.tenant("flooder")
     platform.tenant("bystander")
     assert platform.deploy("flood", FLOOD, "flooder", timeout=60).status_code == 201
     assert platform.deploy("kv", KV, "bystander").status_code == 201
     assert body(platform.invoke("kv", "bystander", query={"v": "warm"})) == b"warm"
-    flood: dict[str, httpx.Response] = {}
-    thread = threading.Thread(target=lambda: flood.update(
-        answer=platform.invoke("flood", "flooder", query={"n": "8"})))
-    thread.start()
-    try:
-        time.sleep(0.5)  # the sends are waiting on the silent server
-        started = time.monotonic()
-        assert body(platform.invoke("kv", "bystander", query={"v": "served"})) == b"served"
-        waited = time.monotonic() - started
-    finally:
-        thread.join(timeout=120)
-    assert waited < SMTP_TIMEOUT / 4, f"another tenant's kv call waited {waited:.1f} s"
-    assert json.loads(body(flood["answer"])) == ["mail_failed"]
+    flood = served_while_busy(platform, ("flooder", "flood", 8), "bystander")
+    assert json.loads(body(flood)) == ["mail_failed"]
 
 
 RACE = """
@@ -120,38 +146,38 @@ def test_concurrent_puts_cannot_pass_the_storage_quota(platform: Platform) -> No
     assert outcomes == ["quota_exceeded"] * 37 + ["stored"] * 3
 
 
+# Says "started" before its statements and "ended" as each one ends.
 HOG = """
 import asyncio
 
+async def spin(context):
+    try:
+        await context.db.afetchall("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                                   "SELECT count(*) FROM c")
+        return "done"
+    except Exception as exc:
+        return getattr(exc, "code", "error")
+    finally:
+        print("ended", flush=True)
+
 async def main(context):
-    spins = [context.db.afetchall("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
-                                  "SELECT count(*) FROM c") for _ in range(int(context.request.query["n"]))]
-    results = await asyncio.gather(*spins, return_exceptions=True)
-    return sorted({getattr(r, "code", "done") for r in results})
+    print("started", flush=True)
+    results = await asyncio.gather(*[spin(context) for _ in range(int(context.request.query["n"]))])
+    return sorted(set(results))
 """
 
 
 def test_slow_statements_of_one_tenant_do_not_stall_another(platform: Platform) -> None:
     """Each statement holds an agent thread until it is cancelled (1 s here): a tenant
-    gets only so many at once, so another tenant's host calls still find one."""
+    gets only so many at once, so another tenant's host calls still find one. The hog
+    sends more statements than the agent has threads (HYAC_AGENT_THREADS, 32)."""
     platform.tenant("hog")
     platform.tenant("neighbour")
     assert platform.deploy("hog", HOG, "hog", timeout=60).status_code == 201
     assert platform.deploy("kv", KV, "neighbour").status_code == 201
     assert body(platform.invoke("kv", "neighbour", query={"v": "warm"})) == b"warm"
-    hogging: dict[str, httpx.Response] = {}
-    thread = threading.Thread(target=lambda: hogging.update(
-        answer=platform.invoke("hog", "hog", query={"n": "24"})))
-    thread.start()
-    try:
-        time.sleep(0.3)  # the statements are spinning
-        started = time.monotonic()
-        assert body(platform.invoke("kv", "neighbour", query={"v": "served"})) == b"served"
-        waited = time.monotonic() - started
-    finally:
-        thread.join(timeout=120)
-    assert waited < 0.5, f"another tenant's kv call waited {waited:.1f} s"
-    assert json.loads(body(hogging["answer"])) == ["db_error"]
+    hogging = served_while_busy(platform, ("hog", "hog", 40), "neighbour")
+    assert json.loads(body(hogging)) == ["db_error"]
 
 
 KV_RACE = """
