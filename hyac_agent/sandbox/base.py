@@ -272,7 +272,7 @@ class SandboxBackend(abc.ABC):
     def cleanup_leftovers(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Remove sandboxes a previous agent process left behind (called once at start)."""
 
-    #: the per-tenant networks (hyac_agent/tenancy/network.py); None: no network at all
+    #: the per-tenant networks (hyac_agent/tenancy/network/); None: no network at all
     networks: Any = None
 
     def attach_networks(self, egress_of: Callable[[str], Any], scope: str) -> None:  # noqa: B027

@@ -288,7 +288,7 @@ class DockerBackend(SandboxBackend):
 
     def network_for(self, tenant: str) -> str:
         """The Docker network a tenant's sandboxes join: ``none`` unless the tenant has
-        egress, then its own bridge (hyac_agent/tenancy/network.py). Generic pool
+        egress, then its own bridge (hyac_agent/tenancy/network/). Generic pool
         sandboxes (no tenant yet) never have a network."""
         if self.networks is None or not tenant:
             return "none"
