@@ -34,6 +34,7 @@ from hyac_cli.commands import (
     secret,
     storage,
     tasks,
+    template,
     tenant,
     token,
     user,
@@ -98,6 +99,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(secret.app, name="secret")
 app.add_typer(env.app, name="env")
 app.add_typer(storage.app, name="storage")
+app.add_typer(template.app, name="template")
 app.add_typer(edge.ip_app, name="ip")
 app.add_typer(edge.access_app, name="access")
 

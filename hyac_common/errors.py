@@ -381,6 +381,32 @@ def with_table(document: str) -> str:
 BY_CODE: dict[str, type[HyacError]] = _declared()
 
 
+# Templates (the registry's own; declared after BY_CODE was built, so added to it here)
+
+
+class InvalidTemplate(InvalidInput):
+    """A template's manifest or files are not acceptable (the message names the field or file)."""
+
+    code = "invalid_template"
+
+
+class TemplateNameTaken(Conflict):
+    """Another publisher's template (or a built-in) already has this name, or one too like it."""
+
+    code = "template_name_taken"
+    status = 409
+
+
+class TemplateVersionExists(Conflict):
+    """This version of the template is published already: versions never change."""
+
+    code = "template_version_exists"
+    status = 409
+
+
+BY_CODE.update({cls.code: cls for cls in (InvalidTemplate, TemplateNameTaken, TemplateVersionExists)})
+
+
 # Supply chain (vulnerability scanning) -------------------------------------------------
 
 

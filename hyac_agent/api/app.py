@@ -19,6 +19,7 @@ from hyac_agent.api import (
     routes_secrets,
     routes_storage,
     routes_tasks,
+    routes_templates,
     routes_tenants,
     routes_tokens,
     routes_users,
@@ -83,6 +84,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_runtimes.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_vulns.router)
+    app.include_router(routes_templates.router)
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)

@@ -74,3 +74,46 @@ logs = Table(
 # on stores from before they existed too.
 logs_by_tenant = Index("ix_logs_tenant_id", logs.c.tenant, logs.c.id)
 logs_by_time = Index("ix_logs_ts", logs.c.ts)
+
+# The template registry (hyac_agent/templates): one row per published version; its files
+# are stored by content hash under the data dir.
+template_versions = Table(
+    "template_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(48), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("manifest", Text, nullable=False),
+    # who published it: a user id (usr_…) or "owner"; "builtin" for those Hyac ships
+    Column("publisher", String(64), nullable=False),
+    Column("publisher_name", String(128), nullable=False),
+    # pending (seen by its publisher and the owner), approved (all tenants), rejected
+    Column("status", String(16), nullable=False),
+    Column("scan", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("name", "version", name="uq_template_version"),
+)
+
+template_stats = Table(
+    "template_stats",
+    metadata,
+    Column("name", String(48), primary_key=True),
+    Column("installs", Integer, nullable=False),
+)
+
+template_ratings = Table(
+    "template_ratings",
+    metadata,
+    Column("name", String(48), primary_key=True),
+    Column("rater", String(64), primary_key=True),
+    Column("stars", Integer, nullable=False),
+    Column("rated_at", Float, nullable=False),
+)
+
+template_sources = Table(
+    "template_sources",
+    metadata,
+    Column("url", String(512), primary_key=True),
+    Column("added_at", Float, nullable=False),
+)

@@ -27,7 +27,8 @@ def init(
         ),
     ] = None,
     template: Annotated[
-        str, typer.Option("--template", "-T", help="Starting point: 'hello' or 'empty'.")
+        str, typer.Option("--template", "-T", help="Starting point: 'hello', 'empty', or a "
+                          "template of the agent's registry, NAME[@VERSION] (hyac template ls).")
     ] = "hello",
     tenant: Annotated[
         str | None,
@@ -43,12 +44,21 @@ def init(
     from hyac_common.errors import HyacError
 
     term = Terminal()
+    fetched = None
+    if template not in templates.TEMPLATES:  # a template of the agent's registry
+        from hyac_cli.commands.template import fetch_template
+
+        root = directory.expanduser()
+        if (root / MANIFEST).exists():  # before fetching: that counts an install
+            raise InvalidInput(f"{root / MANIFEST} already exists; not overwriting it")
+        fetched = fetch_template(template, runtime)
+        runtime = fetched.runtime
     runtime = runtime or default_runtime()
     if not _RUNTIME_RE.match(runtime):
         raise InvalidInput(
             f"unknown runtime {runtime!r}: use python3.X (e.g. python3.11), node20 or deno"
         )
-    if template not in templates.TEMPLATES:
+    if fetched is None and template not in templates.TEMPLATES:
         raise InvalidInput(
             f"unknown template {template!r}: choose one of {', '.join(templates.TEMPLATES)}"
         )
@@ -76,12 +86,15 @@ def init(
     from hyac_common.names import validate_name
 
     project_tenant = validate_name(tenant, "tenant") if tenant else options.profile_tenant() or "default"
-    put(root / MANIFEST, templates.manifest(name, runtime, project_tenant))
+    if fetched is not None:
+        created += fetched.write(root, name, project_tenant)
+    else:
+        put(root / MANIFEST, templates.manifest(name, runtime, project_tenant))
     from hyac_cli.dts import is_script_runtime
 
     if is_script_runtime(runtime):
-        _init_script_project(root, runtime, template, put, created, term)
-        _report(term, created, kept, root, directory, name, template)
+        _init_script_project(root, runtime, template, put, created, term, fetched)
+        _report(term, created, kept, root, directory, name, template, fetched)
         return
     (root / "functions").mkdir(exist_ok=True)
     if template == "hello":
@@ -90,7 +103,7 @@ def init(
     try:
         # Tailored to what the project holds so far (its functions); `hyac stubs` adds
         # what the agent knows.
-        stubs = build_stubs(facts=_local_facts(root))
+        stubs = build_stubs(facts=_local_facts(root, fetched))
     except HyacError as exc:
         term.warn(f"editor stubs not written: {exc.message}")
     else:
@@ -102,10 +115,11 @@ def init(
     put(settings, templates.vscode_settings(existing, STUBS_DIR), overwrite=True)
     put(root / ".vscode" / "extensions.json", templates.VSCODE_EXTENSIONS)
 
-    _report(term, created, kept, root, directory, name, template)
+    _report(term, created, kept, root, directory, name, template, fetched)
 
 
-def _init_script_project(root: Path, runtime: str, template: str, put, created, term) -> None:  # type: ignore[no-untyped-def]
+def _init_script_project(root: Path, runtime: str, template: str, put, created, term,  # type: ignore[no-untyped-def]
+                         fetched=None) -> None:
     """A node20 or deno project: a hello function in JavaScript/TypeScript, and .d.ts types."""
     from hyac_cli import templates
     from hyac_cli.dts import write_dts
@@ -117,30 +131,40 @@ def _init_script_project(root: Path, runtime: str, template: str, put, created, 
         else:
             put(root / "functions" / "hello.js", templates.HELLO_JS)
     put(root / ".gitignore", templates.GITIGNORE)
-    created += write_dts(root, _local_facts(root))
+    created += write_dts(root, _local_facts(root, fetched))
 
 
-def _report(term, created, kept, root, directory, name, template) -> None:  # type: ignore[no-untyped-def]
+def _report(term, created, kept, root, directory, name, template, fetched=None) -> None:  # type: ignore[no-untyped-def]
     for path in created:
         term.say(f"  created  {_shown(path, root)}")
     for path in kept:
         term.say(f"  kept     {_shown(path, root)} (already there)", style="dim")
     where = "" if root.resolve() == Path.cwd().resolve() else f"cd {directory} && "
     term.say(f"\nProject {name!r} is ready. Next:", style="bold")
+    if fetched is not None:  # the template says what it needs
+        if where:
+            term.say(f"  {where.removesuffix(' && ')}")
+        fetched.report(term)
+        return
     term.say(f"  {where}hyac agent up && hyac deploy")
     if template == "hello":
         term.say("""  hyac invoke hello --data '{"name": "Ada"}'""")
 
 
-def _local_facts(root: Path) -> "ProjectFacts | None":
+def _local_facts(root: Path, fetched=None) -> "ProjectFacts | None":  # type: ignore[no-untyped-def]
     from hyac_cli.manifest import load_project
     from hyac_cli.stubs import project_facts
     from hyac_common.errors import HyacError
 
     try:
-        return project_facts(load_project(root))
+        facts = project_facts(load_project(root))
     except HyacError:
         return None  # e.g. a function file with an invalid name: plain stubs then
+    if fetched is not None and fetched.secrets:  # the template's secrets, set or not yet
+        import dataclasses
+
+        facts = dataclasses.replace(facts, secrets=tuple(sorted({*facts.secrets, *fetched.secrets})))
+    return facts
 
 
 def _shown(path: Path, root: Path) -> str:

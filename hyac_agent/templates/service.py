@@ -1,0 +1,246 @@
+"""The template registry: publish, review, list, install and rate templates.
+
+Trust rules, in one place:
+
+- Anyone with a token publishes. A version is seen by all tenants only once the platform
+  owner approved it; until then by its publisher and the owner alone.
+- A name belongs to its first publisher: another publisher's version of it, or of a name
+  that reads the same (``kv-counter`` and ``kvcounter``, ``l``/``1``, ``o``/``0``), is
+  refused. The built-in templates hold their names from the start.
+- A version never changes: it is stored under the hash of its files, and publishing the
+  same name and version again is refused whatever the content.
+
+Blocking (SQL and files): the routes call it from a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hyac_agent.bundles import BundleStore
+from hyac_agent.store import tables as t
+from hyac_agent.templates.files import (
+    check_template,
+    content_sha256,
+    decode_files,
+    encode_files,
+)
+from hyac_agent.templates.manifest import TemplateManifest, version_key
+from hyac_agent.templates.scan import scan_template
+from hyac_common.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TemplateNameTaken,
+    TemplateVersionExists,
+)
+
+PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+BUILTIN = "builtin"
+_LOOKALIKE = str.maketrans({"0": "o", "1": "l", "i": "l", "3": "e", "5": "s", "-": None})
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who asks: a user id (or "owner"), a name to show, and whether it is the owner."""
+
+    id: str
+    name: str
+    owner: bool = False
+
+
+def skeleton(name: str) -> str:
+    """What a name looks like to a reader: equal skeletons are one name."""
+    return name.translate(_LOOKALIKE).replace("rn", "m")
+
+
+class TemplateRegistry:
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self.engine = engine
+        self.files = BundleStore(root)
+
+    # publishing ----------------------------------------------------------------------
+
+    def publish(self, files_b64: dict[str, str], viewer: Viewer) -> dict[str, Any]:
+        files = decode_files(files_b64)
+        manifest = check_template(files)
+        status = APPROVED if viewer.owner or viewer.id == BUILTIN else PENDING
+        return self.add_version(files, manifest, viewer, status)
+
+    def add_version(self, files: dict[str, bytes], manifest: TemplateManifest, viewer: Viewer,
+               status: str) -> dict[str, Any]:
+        sha256 = content_sha256(files)
+        with self.engine.begin() as conn:
+            self._check_name(conn, manifest.name, viewer)
+            taken = conn.execute(select(t.template_versions.c.sha256).where(
+                t.template_versions.c.name == manifest.name,
+                t.template_versions.c.version == manifest.version)).first()
+            if taken is not None:
+                raise TemplateVersionExists(
+                    f"{manifest.name}@{manifest.version} is published already; versions never "
+                    "change: raise the version in template.toml", sha256=taken.sha256)
+            self.files.write(sha256, files)
+            # Scanned like a deploy: the result is stored with the version (see scan.py).
+            scan = scan_template(files, manifest.runtime)
+            try:
+                conn.execute(insert(t.template_versions).values(
+                    name=manifest.name, version=manifest.version, sha256=sha256,
+                    manifest=manifest.model_dump_json(), publisher=viewer.id,
+                    publisher_name=viewer.name[:128], status=status, scan=json.dumps(scan),
+                    created_at=time.time()))
+            except IntegrityError:  # published by a concurrent request a moment ago
+                raise TemplateVersionExists(
+                    f"{manifest.name}@{manifest.version} is published already") from None
+        return self.show(manifest.name, viewer, manifest.version)
+
+    def _check_name(self, conn: Any, name: str, viewer: Viewer) -> None:
+        rows = conn.execute(select(t.template_versions.c.name, t.template_versions.c.publisher)
+                            .distinct()).all()
+        mine = skeleton(name)
+        for row in rows:
+            if row.publisher != viewer.id and skeleton(row.name) == mine:
+                whose = "a built-in template" if row.publisher == BUILTIN else "another publisher"
+                same = "is" if row.name == name else f"reads the same as {row.name!r}, which is"
+                raise TemplateNameTaken(f"template name {name!r} {same} {whose}'s: pick another name",
+                                        name=name, taken_by=row.name)
+
+    def review(self, name: str, version: str, status: str, viewer: Viewer) -> dict[str, Any]:
+        if not viewer.owner:
+            raise Forbidden("only the platform owner approves or rejects templates")
+        if status not in (APPROVED, REJECTED):
+            raise InvalidInput(f"status must be {APPROVED!r} or {REJECTED!r}")
+        with self.engine.begin() as conn:
+            done = conn.execute(update(t.template_versions).where(
+                t.template_versions.c.name == name, t.template_versions.c.version == version,
+            ).values(status=status)).rowcount
+        if not done:
+            raise NotFound(f"no template {name}@{version}")
+        return self.show(name, viewer, version)
+
+    # reading -------------------------------------------------------------------------
+
+    def _rows(self, conn: Any, viewer: Viewer, name: str | None = None) -> list[Any]:
+        query = select(t.template_versions)
+        if name is not None:
+            query = query.where(t.template_versions.c.name == name)
+        rows = [row for row in conn.execute(query).all()
+                if row.status == APPROVED or viewer.owner or row.publisher == viewer.id]
+        return sorted(rows, key=lambda row: version_key(row.version), reverse=True)
+
+    def _summary(self, conn: Any, row: Any, versions: list[str] | None = None) -> dict[str, Any]:
+        manifest = json.loads(row.manifest)
+        installs = conn.execute(select(t.template_stats.c.installs)
+                                .where(t.template_stats.c.name == row.name)).scalar() or 0
+        average, count = conn.execute(
+            select(func.avg(t.template_ratings.c.stars), func.count())
+            .where(t.template_ratings.c.name == row.name)).one()
+        summary = {
+            **manifest, "sha256": row.sha256, "status": row.status,
+            "publisher": row.publisher_name, "builtin": row.publisher == BUILTIN,
+            "published_at": row.created_at, "scan": json.loads(row.scan), "installs": installs,
+            "rating": {"average": round(float(average), 2) if count else None, "count": count},
+            "source": "local",
+        }
+        if versions is not None:
+            summary["versions"] = versions
+        return summary
+
+    def listing(self, viewer: Viewer, query: str = "") -> list[dict[str, Any]]:
+        words = query.lower().split()
+        with self.engine.connect() as conn:
+            latest: dict[str, Any] = {}
+            for row in self._rows(conn, viewer):
+                latest.setdefault(row.name, row)  # newest first
+            found = []
+            for name in sorted(latest):
+                summary = self._summary(conn, latest[name])
+                if words and not all(word in _haystack(summary) for word in words):
+                    continue
+                found.append(summary)
+        return found
+
+    def show(self, name: str, viewer: Viewer, version: str | None = None,
+             *, readme: bool = True) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            rows = self._rows(conn, viewer, name)
+            if not rows:
+                raise NotFound(f"no template {name!r}: `hyac template ls` lists them")
+            chosen = rows[0] if version is None else next(
+                (row for row in rows if row.version == version), None)
+            if chosen is None:
+                raise NotFound(f"template {name!r} has no version {version!r} (it has "
+                               f"{', '.join(row.version for row in rows)})")
+            summary = self._summary(conn, chosen, [row.version for row in rows])
+        if readme:
+            readme_path = self.files.code_dir(chosen.sha256) / "README.md"
+            summary["readme"] = readme_path.read_text(encoding="utf-8", errors="replace")
+        return summary
+
+    def install(self, name: str, version: str | None, viewer: Viewer) -> dict[str, Any]:
+        """The template's files for ``hyac init``; counts one install."""
+        summary = self.files_of(self.show(name, viewer, version, readme=False))
+        with self.engine.begin() as conn:
+            counted = conn.execute(update(t.template_stats).where(t.template_stats.c.name == name)
+                                   .values(installs=t.template_stats.c.installs + 1)).rowcount
+            if not counted:
+                conn.execute(insert(t.template_stats).values(name=name, installs=1))
+        summary["installs"] += 1
+        return summary
+
+    def files_of(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """``summary`` with the version's files, checked against its hash."""
+        code = self.files.code_dir(summary["sha256"])
+        files = {path.relative_to(code).as_posix(): path.read_bytes()
+                 for path in code.rglob("*") if path.is_file()}
+        if content_sha256(files) != summary["sha256"]:
+            raise NotFound(f"the stored files of {summary['name']}@{summary['version']} do not "
+                           "match their hash: the template cannot be installed")
+        return {**summary, "files_b64": encode_files(files)}
+
+    def rate(self, name: str, stars: int, viewer: Viewer) -> dict[str, Any]:
+        if not 1 <= stars <= 5:
+            raise InvalidInput("a rating is 1 to 5 stars")
+        summary = self.show(name, viewer, readme=False)
+        if summary["status"] != APPROVED:
+            raise InvalidInput("only an approved template can be rated")
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.template_ratings).where(t.template_ratings.c.name == name,
+                                                          t.template_ratings.c.rater == viewer.id))
+            conn.execute(insert(t.template_ratings).values(name=name, rater=viewer.id,
+                                                           stars=stars, rated_at=time.time()))
+        return self.show(name, viewer, readme=False)["rating"]  # type: ignore[no-any-return]
+
+    # remote sources ------------------------------------------------------------------
+
+    def sources(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [row.url for row in conn.execute(
+                select(t.template_sources).order_by(t.template_sources.c.added_at)).all()]
+
+    def add_source(self, url: str, viewer: Viewer) -> list[str]:
+        if not viewer.owner:
+            raise Forbidden("only the platform owner adds template sources")
+        with self.engine.begin() as conn:
+            if conn.execute(select(t.template_sources).where(t.template_sources.c.url == url)).first():
+                return self.sources()
+            conn.execute(insert(t.template_sources).values(url=url, added_at=time.time()))
+        return self.sources()
+
+    def remove_source(self, url: str, viewer: Viewer) -> bool:
+        if not viewer.owner:
+            raise Forbidden("only the platform owner removes template sources")
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(t.template_sources)
+                                     .where(t.template_sources.c.url == url)).rowcount)
+
+
+def _haystack(summary: dict[str, Any]) -> str:
+    return " ".join([summary["name"], summary["title"], summary["description"],
+                     *summary["tags"], summary["runtime"]]).lower()

@@ -1,0 +1,90 @@
+"""Every built-in template, as a user gets it: installed from the agent's registry into a
+project (`hyac init --template`'s code), deployed, and invoked with its own sample
+request, whose expectations it must meet."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyac_agent.templates.builtin import builtin_dirs
+from hyac_agent.templates.manifest import parse_manifest
+from tests.runtime_families.conftest import runtime_missing
+from tests.templates.conftest import as_cli, invoke_sample
+from tests.tenancy.conftest import Platform
+from tests.waiting import eventually
+
+BUILTINS = {folder.name: folder for folder in builtin_dirs()}
+
+
+def test_at_least_twelve_builtins_with_distinct_functions() -> None:
+    assert len(BUILTINS) >= 12
+    runtimes = {parse_manifest((folder / "template.toml").read_bytes()).runtime
+                for folder in BUILTINS.values()}
+    assert {"python", "node20", "deno"} <= runtimes
+
+
+def _subset(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            key in actual and _subset(value, actual[key]) for key, value in expected.items())
+    return bool(expected == actual)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_builtin_template_deploys_and_answers_its_sample(
+    name: str, platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hyac_cli.commands.deploy import deploy_functions
+    from hyac_cli.commands.template import fetch_template
+    from hyac_cli.manifest import load_project
+
+    runtime = parse_manifest((BUILTINS[name] / "template.toml").read_bytes()).runtime
+    if runtime != "python":
+        missing = runtime_missing(runtime)
+        if missing:
+            pytest.skip(f"{missing} (CI: scripts/setup-runtimes.sh installs it)")
+    tenant = name.replace("-", "")[:20]
+    platform.tenant(tenant)
+    as_cli(monkeypatch, platform.agent)
+    fetched = fetch_template(name, None)
+    fetched.write(tmp_path, name, tenant)
+    manifest_text = (tmp_path / "hyac.toml").read_text()
+    assert "{{" not in manifest_text, manifest_text  # every placeholder filled in
+    project = load_project(tmp_path)
+    results = deploy_functions(project, project.select(None), tenant)
+    assert results and all(result["version"] >= 1 for result in results)
+
+    sample = json.loads((tmp_path / fetched.sample).read_text())
+    with platform.owner(tenant) as client:
+        for secret, value in (sample.get("secrets") or {}).items():
+            assert client.put(f"/v1/secrets/{secret}", json={"value": value}).status_code in (200, 204)
+        answer = invoke_sample(client, sample)
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert result["ok"], result
+        expect = sample["expect"]
+        body = base64.b64decode(result["body_b64"]).decode()
+        assert result["status"] == expect["status"], body
+        if "json" in expect:
+            assert _subset(expect["json"], json.loads(body)), body
+        for text in expect.get("contains", []):
+            assert text in body, body
+        for text in expect.get("absent", []):
+            assert text not in body, body
+        if "task_result" in expect:
+            task_id = json.loads(body)["task_id"]
+
+            def ended() -> dict | None:
+                task = client.get(f"/v1/tasks/{task_id}").json()
+                return task if task["status"] in ("succeeded", "dead", "cancelled") else None
+
+            task = eventually(ended, timeout=60)
+            assert task["status"] == "succeeded", task
+            assert task["progress"] == pytest.approx(1.0)
+            outcome = json.loads(base64.b64decode(task["result"]["body_b64"]))
+            assert _subset(expect["task_result"], outcome), outcome
