@@ -214,6 +214,7 @@ def sbom(
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write to this file instead of stdout.")] = None,
     tenant: options.Tenant = None,
+    as_json: options.Json = False,  # the output is JSON already; failures are too with it
 ) -> None:
     """Print a version's software bill of materials (CycloneDX 1.5 JSON)."""
     import json
