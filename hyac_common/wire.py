@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyac_common.tasks import TaskStatus, TaskStatusName
+
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -190,11 +192,6 @@ class AgentInfo(BaseModel):
     extra: Optional[dict[str, Any]] = None
 
 
-TaskStatus = Literal["queued", "running", "succeeded", "failed", "dead", "cancelled"]
-#: statuses a task never leaves on its own (``retry`` revives dead and cancelled ones)
-TERMINAL_TASK_STATUSES: tuple[str, ...] = ("succeeded", "dead", "cancelled")
-
-
 class TaskError(BaseModel):
     """Why a task's last attempt failed: the function's own exception (with the user's
     traceback), or a platform reason such as ``timeout`` or ``expired``."""
@@ -218,7 +215,7 @@ class TaskInfo(BaseModel):
     tenant: str
     function: str
     version: int
-    status: TaskStatus
+    status: TaskStatusName
     attempt: int = Field(description="runs started so far (the current one included)")
     max_attempts: int = Field(
         description="runs the task may make: retries + 1, one more for each run lost with its "
@@ -242,7 +239,7 @@ class TaskSubmitted(BaseModel):
     """The answer to an invocation that was queued as a background task (HTTP 202)."""
 
     task_id: str
-    status: TaskStatus = "queued"
+    status: TaskStatusName = TaskStatus.QUEUED
     location: str
 
 

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hyac_agent.api.deps import get_agent, get_tenant, require_token, tenant_role
 from hyac_agent.core import Agent
 from hyac_agent.store import TaskRecord
-from hyac_common.wire import TERMINAL_TASK_STATUSES, TaskInfo, TaskSubmitted
+from hyac_common.tasks import TERMINAL, TaskStatus
+from hyac_common.wire import TaskInfo, TaskSubmitted
 
 router = APIRouter(prefix="/v1/tasks", dependencies=[Depends(require_token)], tags=["tasks"])
 #: how often the event stream looks at the store (progress may come from another host)
@@ -22,7 +23,7 @@ PING_INTERVAL = 15.0
 def submitted(record: TaskRecord) -> JSONResponse:
     """HTTP 202 naming the queued task, as the invoke and gateway routes answer."""
     location = f"/v1/tasks/{record.id}"
-    body = TaskSubmitted(task_id=record.id, status="queued", location=location)
+    body = TaskSubmitted(task_id=record.id, status=TaskStatus.QUEUED, location=location)
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": location})
 
 
@@ -94,7 +95,7 @@ async def task_events(
             if key != last:
                 last, quiet = key, 0.0
                 yield f"event: task\ndata: {info.model_dump_json()}\n\n"
-            if info.status in TERMINAL_TASK_STATUSES:
+            if info.status in TERMINAL:
                 return
             await asyncio.sleep(POLL_INTERVAL)
             quiet += POLL_INTERVAL

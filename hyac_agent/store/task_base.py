@@ -7,8 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-WAITING_TASK_STATUSES = ("queued", "failed")
-
 
 @dataclass(frozen=True)
 class TaskRecord:

@@ -13,10 +13,9 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, case, insert, or_, select, update
 
-from hyac_agent.store.task_base import WAITING_TASK_STATUSES, TaskRecord, TaskStore
+from hyac_agent.store.task_base import TaskRecord, TaskStore
 from hyac_agent.store.task_tables import tasks
-
-_UNFINISHED = (*WAITING_TASK_STATUSES, "running")
+from hyac_common.tasks import RETRYABLE, UNFINISHED, WAITING, TaskStatus
 
 
 def _record(row: Any) -> TaskRecord:
@@ -26,8 +25,8 @@ def _record(row: Any) -> TaskRecord:
 def _claimable(now: Any) -> Any:  # a time, or the bound parameter that will hold one
     """Waiting and due, or running under a lease that has run out."""
     return or_(
-        and_(tasks.c.status.in_(WAITING_TASK_STATUSES), tasks.c.run_at <= now),
-        and_(tasks.c.status == "running", tasks.c.lease_expires < now),
+        and_(tasks.c.status.in_(WAITING), tasks.c.run_at <= now),
+        and_(tasks.c.status == TaskStatus.RUNNING, tasks.c.lease_expires < now),
     )
 
 
@@ -36,9 +35,9 @@ def _claimable(now: Any) -> Any:  # a time, or the bound parameter that will hol
 _INSERT = insert(tasks)
 _BY_ID = select(tasks).where(tasks.c.id == bindparam("b_id"))
 _CLAIM = update(tasks).where(tasks.c.id == bindparam("b_id"), _claimable(bindparam("b_now"))).values(
-    status="running", attempt=tasks.c.attempt + 1,
+    status=TaskStatus.RUNNING, attempt=tasks.c.attempt + 1,
     # a run that was still "running" when claimed was lost by its runner
-    lost=tasks.c.lost + case((tasks.c.status == "running", 1), else_=0),
+    lost=tasks.c.lost + case((tasks.c.status == TaskStatus.RUNNING, 1), else_=0),
     lease_owner=bindparam("b_owner"), lease_expires=bindparam("b_lease_expires"),
     run_request_id=bindparam("b_request"), started_at=bindparam("b_now"),
     updated_at=bindparam("b_now"), progress=None, progress_message="",
@@ -51,7 +50,7 @@ _DUE = (
 )
 #: a run's own UPDATE: the SET clause comes from the keys of the parameters given
 _OF_RUN = update(tasks).where(
-    tasks.c.id == bindparam("b_id"), tasks.c.status == "running",
+    tasks.c.id == bindparam("b_id"), tasks.c.status == TaskStatus.RUNNING,
     tasks.c.run_request_id == bindparam("b_request"),
 )
 
@@ -114,9 +113,9 @@ class SqlTaskStore(TaskStore):
         with self.engine.begin() as conn:
             return conn.execute(
                 update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status == "running",
+                .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.RUNNING,
                        tasks.c.run_request_id == request_id)
-                .values(status="queued", attempt=tasks.c.attempt - 1, run_at=now,
+                .values(status=TaskStatus.QUEUED, attempt=tasks.c.attempt - 1, run_at=now,
                         dispatched_at=now, updated_at=now, lease_owner=None,
                         lease_expires=None, progress=None, progress_message="")
             ).rowcount == 1
@@ -125,18 +124,18 @@ class SqlTaskStore(TaskStore):
         with self.engine.begin() as conn:
             return conn.execute(
                 update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status.in_(WAITING_TASK_STATUSES))
-                .values(status="dead", error=error, finished_at=now, updated_at=now,
+                .where(tasks.c.id == task_id, tasks.c.status.in_(WAITING))
+                .values(status=TaskStatus.DEAD, error=error, finished_at=now, updated_at=now,
                         callback_status=_callback_pending(), callback_next_at=now)
             ).rowcount == 1
 
     def cancel_task(self, task_id: str, now: float) -> str | None:
         with self.engine.begin() as conn:
-            for status in _UNFINISHED:
+            for status in UNFINISHED:
                 done = conn.execute(
                     update(tasks)
                     .where(tasks.c.id == task_id, tasks.c.status == status)
-                    .values(status="cancelled", finished_at=now, updated_at=now,
+                    .values(status=TaskStatus.CANCELLED, finished_at=now, updated_at=now,
                             lease_expires=None,
                             callback_status=_callback_pending(), callback_next_at=now)
                 ).rowcount
@@ -148,10 +147,10 @@ class SqlTaskStore(TaskStore):
         with self.engine.begin() as conn:
             return conn.execute(
                 update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status.in_(("dead", "cancelled")))
+                .where(tasks.c.id == task_id, tasks.c.status.in_(RETRYABLE))
                 # A new round of attempts: the runs so far are kept apart from it (the
                 # attempt number goes on counting), created_at is kept.
-                .values(status="queued", failures=0, lost=0, run_at=now,
+                .values(status=TaskStatus.QUEUED, failures=0, lost=0, run_at=now,
                         earlier_attempts=tasks.c.attempt, updated_at=now, queued_at=now,
                         finished_at=None, error=None, result=None, dispatched_at=None,
                         progress=None, progress_message="",
@@ -162,7 +161,7 @@ class SqlTaskStore(TaskStore):
         with self.engine.begin() as conn:
             row = conn.execute(
                 select(tasks.c.id).where(
-                    tasks.c.run_request_id == request_id, tasks.c.status == "running"
+                    tasks.c.run_request_id == request_id, tasks.c.status == TaskStatus.RUNNING
                 )
             ).first()
             if row is None:
@@ -170,7 +169,7 @@ class SqlTaskStore(TaskStore):
             conn.execute(
                 update(tasks)
                 .where(tasks.c.id == row.id, tasks.c.run_request_id == request_id,
-                       tasks.c.status == "running")
+                       tasks.c.status == TaskStatus.RUNNING)
                 .values(progress=fraction, progress_message=message)
             )
             return str(row.id)
@@ -183,11 +182,11 @@ class SqlTaskStore(TaskStore):
     def mark_dispatched(self, now: float, waiting_after: float, limit: int) -> list[str]:
         needs = or_(
             and_(
-                tasks.c.status.in_(WAITING_TASK_STATUSES), tasks.c.run_at <= now,
+                tasks.c.status.in_(WAITING), tasks.c.run_at <= now,
                 or_(tasks.c.dispatched_at.is_(None), tasks.c.dispatched_at < now - waiting_after),
             ),
             and_(
-                tasks.c.status == "running", tasks.c.lease_expires < now,
+                tasks.c.status == TaskStatus.RUNNING, tasks.c.lease_expires < now,
                 or_(tasks.c.dispatched_at.is_(None),
                     tasks.c.dispatched_at < tasks.c.lease_expires),
             ),

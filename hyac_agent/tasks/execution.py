@@ -30,6 +30,7 @@ from hyac_agent.store import Store, TaskRecord, VersionRecord
 from hyac_agent.tasks import callbacks, destinations
 from hyac_agent.tasks.settings import TaskSettings
 from hyac_common.errors import HyacError, InvocationFailed, NotFound
+from hyac_common.tasks import UNFINISHED, TaskStatus
 from hyac_common.wire import InvokeRequest, TaskError, TaskInfo, TaskResult
 
 log = logging.getLogger("hyac.tasks")
@@ -118,13 +119,13 @@ class TaskExecutor:
         """Claim and run ``task_id`` once, if it is due; its status afterwards (None if
         this process did not run it)."""
         record = await asyncio.to_thread(self.store.get_task, task_id)
-        if record is None or record.status not in ("queued", "failed", "running"):
+        if record is None or record.status not in UNFINISHED:
             return None
         version = await self._version(record)
         now = time.time()
         max_age = version.config.task_max_age if version else None
         waiting_since = record.queued_at or record.created_at
-        if record.status != "running" and max_age and now - waiting_since > max_age:
+        if record.status != TaskStatus.RUNNING and max_age and now - waiting_since > max_age:
             error = TaskError(
                 code="expired",
                 message=f"the task waited more than its max age ({max_age:g}s) and was not run",
@@ -133,7 +134,7 @@ class TaskExecutor:
                 self.store.expire_task, task_id, now, error.model_dump_json()
             ):
                 self._after_end(record)
-                return "dead"
+                return TaskStatus.DEAD
             return None
         request_id = new_request_id()
         claimed = await asyncio.to_thread(
@@ -141,7 +142,7 @@ class TaskExecutor:
         )
         if claimed is None:
             return None
-        if record.status == "running":  # a running task is claimable once its lease ran out
+        if record.status == TaskStatus.RUNNING:  # a running task is claimable once its lease ran out
             self._log_take_over(record, claimed)
         if claimed.lost >= MAX_LOST_RUNS:
             error = TaskError(
@@ -231,12 +232,12 @@ class TaskExecutor:
         outcome = TaskResult(status=result.status, headers=result.headers, body_b64=result.body_b64)
         now = time.time()
         if await asyncio.to_thread(self.store.finish_run, task.id, request_id, {
-            "status": "succeeded", "result": outcome.model_dump_json(), "error": None,
+            "status": TaskStatus.SUCCEEDED, "result": outcome.model_dump_json(), "error": None,
             "progress": 1.0,
             "finished_at": now, "updated_at": now, **self._callback_values(task, now),
         }):
             self._after_end(task)
-            return "succeeded"
+            return TaskStatus.SUCCEEDED
         return None
 
     async def _defer(self, task: TaskRecord, request_id: str, exc: HyacError) -> str | None:
@@ -246,13 +247,13 @@ class TaskExecutor:
         run_at = now + quota_wait(str(exc.details.get("quota", "")), now)
         error = TaskError(code=exc.code, message=f"waiting for the quota: {exc.message}")
         values: dict[str, Any] = {
-            "status": "queued", "run_at": run_at, "dispatched_at": now, "updated_at": now,
+            "status": TaskStatus.QUEUED, "run_at": run_at, "dispatched_at": now, "updated_at": now,
             "attempt": max(task.attempt - 1, 0), "error": error.model_dump_json(),
         }
         if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
             return None
         await self.resubmit(task.id, run_at)
-        return "queued"
+        return TaskStatus.QUEUED
 
     async def _record_failure(
         self, task: TaskRecord, request_id: str, error: TaskError, *, retry: bool
@@ -265,16 +266,16 @@ class TaskExecutor:
         if retry and failures < task.max_attempts and version is not None:
             config = version.config
             run_at = now + backoff(failures, config.retry_backoff, config.retry_backoff_max)
-            values.update(status="failed", run_at=run_at, dispatched_at=now)
+            values.update(status=TaskStatus.FAILED, run_at=run_at, dispatched_at=now)
             if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
                 return None
             await self.resubmit(task.id, run_at)
-            return "failed"
-        values.update(status="dead", finished_at=now, **self._callback_values(task, now))
+            return TaskStatus.FAILED
+        values.update(status=TaskStatus.DEAD, finished_at=now, **self._callback_values(task, now))
         if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
             return None
         self._after_end(task)
-        return "dead"
+        return TaskStatus.DEAD
 
     async def _heartbeat(self, task_id: str, request_id: str) -> None:
         while True:

@@ -17,12 +17,12 @@ from hyac_agent.tasks.destinations import check_submitted
 from hyac_agent.tasks.execution import task_info
 from hyac_common.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from hyac_common.names import validate_name
-from hyac_common.wire import TERMINAL_TASK_STATUSES, InvokeRequest, TaskInfo
+from hyac_common.tasks import RETRYABLE, TERMINAL, TaskStatus
+from hyac_common.wire import InvokeRequest, TaskInfo
 
 if TYPE_CHECKING:
     from hyac_agent.tasks.base import TaskQueue
 
-TASK_STATUSES = ("queued", "running", "succeeded", "failed", "dead", "cancelled")
 MAX_DELAY = 30 * 86400.0
 MAX_PAYLOAD = 6 * 1024 * 1024
 MAX_PROGRESS_MESSAGE = 1000
@@ -34,8 +34,12 @@ def new_task_id() -> str:
 
 def _has_ended(status: str) -> str:
     """How a task in an end status is said: "has already succeeded", "is already dead"."""
-    return {"succeeded": "has already succeeded", "cancelled": "has already been cancelled",
-            "dead": "is already dead"}.get(status, f"is {status}")
+    ended: dict[str, str] = {
+        TaskStatus.SUCCEEDED: "has already succeeded",
+        TaskStatus.CANCELLED: "has already been cancelled",
+        TaskStatus.DEAD: "is already dead",
+    }
+    return ended.get(status, f"is {status}")
 
 
 class TaskService:
@@ -69,7 +73,7 @@ class TaskService:
         now = time.time()
         record = TaskRecord(
             id=new_task_id(), tenant=tenant, function=name, version=version.number,
-            status="queued", request=request.model_dump_json(), client_ip=client_ip,
+            status=TaskStatus.QUEUED, request=request.model_dump_json(), client_ip=client_ip,
             attempt=0, failures=0, lost=0, max_attempts=version.config.retries + 1,
             created_at=now, run_at=now + delay, started_at=None, finished_at=None,
             updated_at=now, lease_owner=None, lease_expires=None, run_request_id=None,
@@ -89,8 +93,8 @@ class TaskService:
     ) -> list[TaskInfo]:
         if function:
             validate_name(function)
-        if status and status not in TASK_STATUSES:
-            raise InvalidInput(f"unknown status {status!r} (one of {', '.join(TASK_STATUSES)})")
+        if status and status not in tuple(TaskStatus):
+            raise InvalidInput(f"unknown status {status!r} (one of {', '.join(TaskStatus)})")
         records = await asyncio.to_thread(self.store.list_tasks, tenant, function, status, limit)
         return [task_info(r) for r in records]
 
@@ -100,7 +104,7 @@ class TaskService:
         if before is None:
             ended = await self._own(tenant, task_id)
             raise Conflict(f"task {task_id} {_has_ended(ended.status)}: there is nothing to cancel")
-        if before == "running":
+        if before == TaskStatus.RUNNING:
             await self.queue.cancel(task_id)
         if record.callback_url:
             self.queue.executor.spawn(self.queue.executor.deliver_callback(task_id))
@@ -110,10 +114,10 @@ class TaskService:
         await self._own(tenant, task_id)  # another tenant's task is not found, not refused
         if not await asyncio.to_thread(self.store.revive_task, task_id, time.time()):
             current = await self._own(tenant, task_id)
-            state = (_has_ended(current.status) if current.status == "succeeded"
+            state = (_has_ended(current.status) if current.status == TaskStatus.SUCCEEDED
                      else f"is {current.status}")
             raise Conflict(
-                f"task {task_id} {state}: only dead or cancelled tasks can be retried"
+                f"task {task_id} {state}: only {' or '.join(RETRYABLE)} tasks can be retried"
             )
         await self.queue.submit(task_id, time.time())
         return await self.get(tenant, task_id)
@@ -169,4 +173,4 @@ class TaskService:
 
     @staticmethod
     def is_terminal(info: TaskInfo) -> bool:
-        return info.status in TERMINAL_TASK_STATUSES
+        return info.status in TERMINAL

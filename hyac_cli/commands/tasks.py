@@ -6,6 +6,7 @@ from typing import Annotated, Any
 import typer
 
 from hyac_cli import options
+from hyac_common.tasks import TERMINAL, WAITING, TaskStatus
 
 app = typer.Typer(
     help="Background tasks: queued invocations with retries, progress and results.",
@@ -13,10 +14,9 @@ app = typer.Typer(
 )
 
 STATUS_STYLES = {
-    "queued": "dim", "running": "cyan", "succeeded": "green", "failed": "yellow",
-    "dead": "bold red", "cancelled": "magenta",
+    TaskStatus.QUEUED: "dim", TaskStatus.RUNNING: "cyan", TaskStatus.SUCCEEDED: "green",
+    TaskStatus.FAILED: "yellow", TaskStatus.DEAD: "bold red", TaskStatus.CANCELLED: "magenta",
 }
-ENDED = ("succeeded", "dead", "cancelled")
 
 TaskId = Annotated[str, typer.Argument(help="The task id (task_…).", show_default=False)]
 
@@ -97,7 +97,7 @@ def watch(task_id: TaskId, tenant: options.Tenant = None, as_json: options.Json 
         try:
             for task in follower.events(lambda agent: agent.stream_lines(path)):
                 view.update(task)
-                if task.get("status") in ENDED:
+                if task.get("status") in TERMINAL:
                     final = task
                     break
         except KeyboardInterrupt:
@@ -161,15 +161,15 @@ def _finish(term: Any, task: dict[str, Any], as_json: bool) -> None:
     from hyac_cli.invoking import write_body
 
     if as_json:
-        if task["status"] != "succeeded" and not task.get("error"):
+        if task["status"] != TaskStatus.SUCCEEDED and not task.get("error"):
             # Every failure printed with --json carries an error object.
             task = {**task, "error": {"code": task["status"],
                                       "message": _error_text(task).removeprefix("Error: ").strip()}}
         term.print_json(task)
-    elif task["status"] == "succeeded":
+    elif task["status"] == TaskStatus.SUCCEEDED:
         result = task.get("result") or {}
         write_body(term, base64.b64decode(result.get("body_b64") or ""), result.get("headers") or {})
-    if task["status"] != "succeeded":
+    if task["status"] != TaskStatus.SUCCEEDED:
         if not as_json:
             term.write_err(_error_text(task))
         raise typer.Exit(1)
@@ -177,7 +177,7 @@ def _finish(term: Any, task: dict[str, Any], as_json: bool) -> None:
 
 def _error_text(task: dict[str, Any]) -> str:
     error = task.get("error")
-    if task["status"] == "cancelled":
+    if task["status"] == TaskStatus.CANCELLED:
         return f"Error: task {task['id']} was cancelled\n"
     if not error:
         return f"Error: task {task['id']} ended {task['status']}\n"
@@ -202,7 +202,7 @@ def _describe(term: Any, task: dict[str, Any]) -> None:
     line("status", task["status"], STATUS_STYLES.get(task["status"]))
     line("attempt", f"{task['attempt']} of {task['max_attempts']}")
     line("created", format_time(task["created_at"]))
-    if task["status"] in ("queued", "failed") and task["run_at"] > time.time():
+    if task["status"] in WAITING and task["run_at"] > time.time():
         line("next run", format_time(task["run_at"]))
     if task.get("started_at"):
         line("started", format_time(task["started_at"]))
@@ -219,7 +219,7 @@ def _describe(term: Any, task: dict[str, Any]) -> None:
         line("callback", f"{task['callback_url']} ({task.get('callback_status') or '-'}, "
                          f"{task.get('callback_attempts', 0)} attempt(s))")
     result = task.get("result")
-    if result and task["status"] == "succeeded":
+    if result and task["status"] == TaskStatus.SUCCEEDED:
         body = base64.b64decode(result.get("body_b64") or "")
         text = body.decode("utf-8", "replace")
         line("result", f"HTTP {result.get('status', 200)}")
