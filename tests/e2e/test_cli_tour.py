@@ -8,12 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.waiting import eventually
 
 HYAC = [sys.executable, "-m", "hyac_cli"]
 
@@ -137,25 +139,33 @@ def test_logs_follow_streams_live(project: Path) -> None:
         [*HYAC, "logs", "hello", "-f"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
     )
-    try:
-        time.sleep(1.5)  # let it connect
-        for name in ("live-one", "live-two"):
-            assert hyac("invoke", "hello", "--query", f"name={name}", "--method", "GET").returncode == 0
-        seen: list[str] = []
-        deadline = time.monotonic() + 15
-        assert follower.stdout is not None
-        while time.monotonic() < deadline and not any("live-two" in line for line in seen):
-            line = follower.stdout.readline()
-            if not line:
-                break
+    seen: list[str] = []
+    output = follower.stdout
+    assert output is not None
+
+    def read() -> None:
+        for line in output:
             seen.append(line)
-        assert any("greeting live-one" in line for line in seen), seen
-        assert any("greeting live-two" in line for line in seen), seen
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def shown(name: str, invoke: bool) -> bool:
+        if invoke:
+            assert hyac("invoke", "hello", "--query", f"name={name}", "--method", "GET").returncode == 0
+        return any(f"greeting {name}" in line for line in list(seen))
+
+    try:
+        # Invoked until the follower shows it: then it is connected, and a line made
+        # after that must arrive live.
+        eventually(lambda: shown("live-one", invoke=True), timeout=30, interval=0.2)
+        assert hyac("invoke", "hello", "--query", "name=live-two", "--method", "GET").returncode == 0
+        eventually(lambda: shown("live-two", invoke=False), timeout=15)
     finally:
         follower.terminate()
         follower.wait(10)
-        if follower.stdout:
-            follower.stdout.close()
+        reader.join(10)  # it ends with the output
+        output.close()
 
 
 def test_bad_input_is_one_line_and_nonzero(project: Path, tmp_path: Path) -> None:

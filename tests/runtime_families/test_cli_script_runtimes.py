@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_cli_tour import hyac
 from tests.runtime_families.conftest import requires_runtime
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -52,15 +52,13 @@ def test_node_and_deno_functions_through_invoke_and_logs(
     assert deno.returncode == 0, deno.stderr
     assert deno.stdout.strip() == "hi Grace from deno"
 
-    deadline = time.monotonic() + 10
-    while True:
+    def both_logged() -> bool:
         logs = hyac("logs", "--json", cwd=project)
         lines = [json.loads(line) for line in logs.stdout.splitlines() if line.strip()]
         messages = {(r["function"], r["message"]) for r in lines}
-        if {("hello", "greeting Ada"), ("greet", "deno greets Grace")} <= messages:
-            break
-        assert time.monotonic() < deadline, logs.stdout
-        time.sleep(0.2)
+        return {("hello", "greeting Ada"), ("greet", "deno greets Grace")} <= messages
+
+    eventually(both_logged, timeout=30, interval=0.2)
 
     listed = hyac("runtime", "ls", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, delete
+from sqlalchemy import create_engine, delete, select
 
 from hyac_agent.tasks.callbacks import CallbackKeys, post, sign, verify
 from hyac_agent.tasks.destinations import (
@@ -38,6 +38,7 @@ from hyac_agent.tenancy.store import TenancyStore
 from hyac_agent.tenancy.tables import tenants
 from tests.conftest import RunningAgent, start_agent
 from tests.tasks.helpers import FAST_TASKS, submit, wait_for
+from tests.waiting import eventually
 
 REPORT = "def main(context):\n    return {'made': 'report'}\n"
 
@@ -311,8 +312,9 @@ def test_each_tenant_has_its_own_key_stored_encrypted(tmp_path: Path) -> None:
     assert rotated != second and keys.key("b") == rotated
     # A tenant removed and made again under the same name never gets its namesake's key.
     with engine.begin() as conn:
+        born = conn.execute(select(tenants.c.created_at).where(tenants.c.name == "a")).scalar_one()
         conn.execute(delete(tenants).where(tenants.c.name == "a"))
-    time.sleep(0.01)
+    eventually(lambda: time.time() > born, interval=0.001)  # its namesake is born later
     tenancy.create_tenant("a")
     assert keys.key("a") != first
 

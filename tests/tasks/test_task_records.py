@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from tests.conftest import RunningAgent, start_agent
 from tests.tasks.helpers import FAST_TASKS, get, result_json, submit, wait_for
+from tests.waiting import eventually
 
 FAILS = "def main(context):\n    raise RuntimeError('always')\n"
 # The first run hangs (its agent is killed under it); later runs answer with their attempt.
@@ -109,12 +110,8 @@ def test_a_run_lost_with_its_agent_gives_the_task_one_more(isolation: Path) -> N
 
 
 def wait_until_logged(client: object, text: str) -> None:
-    import time
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def logged() -> bool:
         lines = client.get("/v1/logs", params={"function": "second"}).json()  # type: ignore[attr-defined]
-        if any(text in line["message"] for line in lines):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} was never logged")
+        return any(text in line["message"] for line in lines)
+
+    eventually(logged)

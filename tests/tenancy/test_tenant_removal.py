@@ -5,11 +5,11 @@ removal stays in the audit log."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from tests.tenancy.conftest import Platform, body
 from tests.tenancy.test_postgres_tenants import PgPlatform, pg  # noqa: F401 - the fixture
+from tests.waiting import eventually
 
 FILL = '''
 def main(context):
@@ -40,13 +40,11 @@ def api(client: Any, path: str, **params: Any) -> Any:
 
 
 def wait_task(client: Any, task_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
+    def ended() -> dict[str, Any] | None:
         task = api(client, f"/v1/tasks/{task_id}")
-        if task["status"] in ("succeeded", "dead", "cancelled"):
-            return dict(task)
-        assert time.monotonic() < deadline, task
-        time.sleep(0.1)
+        return dict(task) if task["status"] in ("succeeded", "dead", "cancelled") else None
+
+    return eventually(ended)  # type: ignore[no-any-return]
 
 
 def test_a_recreated_tenant_inherits_nothing(platform: Platform) -> None:
