@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import RunningAgent, start_agent
 from tests.tasks.helpers import FAST_TASKS, get, result_json, submit, wait_for
+from tests.waiting import eventually
 
 REDIS_URL = os.environ.get("HYAC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -178,13 +179,13 @@ def main(context):
              check=lambda t: t["progress_message"] == "looping")  # progress via the store
     with agent.client() as client:
         assert client.post(f"/v1/tasks/{looping}/cancel").json()["status"] == "cancelled"
-    time.sleep(2)  # the worker notices on its next lease renewal and kills the run
+    # The worker notices on its next lease renewal, kills the run and says how it ended.
+    eventually(lambda: any(f"task {looping}: " in w.log() for w in cluster.workers), timeout=60)
     agent.deploy("loops", "def main(context):\n    return context.kv.get('loops')\n")
-    counts = []
-    for _ in range(2):
-        counts.append(agent.invoke("loops").json()["body_b64"])
-        time.sleep(0.5)
-    assert counts[0] == counts[1], "the cancelled run is still looping"
+    before = agent.invoke("loops").json()["body_b64"]
+    # a run that kept looping would count on while another task runs its 0.6 s
+    assert wait_for(agent, submit(agent, "work", {"n": 10}), timeout=60)["status"] == "succeeded"
+    assert agent.invoke("loops").json()["body_b64"] == before, "the cancelled run is still looping"
     assert get(agent, looping)["status"] == "cancelled"
 
 
