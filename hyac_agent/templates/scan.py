@@ -1,28 +1,26 @@
-"""A published template is scanned for known vulnerabilities as a deploy is.
+"""A published template is scanned for known vulnerabilities as a deploy is
+(``hyac_agent.vulns``), and the result is stored with the version.
 
-The scanner lives in ``hyac_agent.vulns``. Until it offers a scan of a set of files, a
-template's result says so — ``not_scanned`` — and never "clean": no one reading it may
-take an unchecked template for a checked one.
+What the result says is never more than what was checked: a template that pins nothing
+is ``no_dependencies``; a package no advisory source could answer for is ``unknown``;
+``clean`` only when every package was looked up and nothing was found.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-NOT_SCANNED = "not_scanned"
+NO_DEPENDENCIES = "no_dependencies"
 
 
-def scan_template(files: dict[str, bytes], runtime: str) -> dict[str, Any]:
-    """The scan result stored with a template version."""
-    # CALL POINT for the vulnerability scanner (hyac_agent.vulns): when it exposes a scan
-    # of a bundle's files, call it here and return its result instead.
-    has_requirements = any(
-        name.endswith(("requirements.txt", "package-lock.json", "package.json", "deno.json"))
-        for name in files
-    ) or b"requirements" in files.get("hyac.toml", b"")
-    return {
-        "status": NOT_SCANNED,
-        "reason": "this agent has no vulnerability scanner yet" if has_requirements
-        else "no dependencies to scan",
-        "dependencies": has_requirements,
-    }
+def scan_template(files: dict[str, bytes], runtime: str, store: Any) -> dict[str, Any]:
+    """The scan result stored with a template version (blocking)."""
+    from hyac_agent.vulns import scan_files
+
+    try:
+        result = scan_files(store, files, runtime)
+    except ValueError as exc:  # the scanner is misconfigured (HYAC_VULNDB_SOURCES)
+        return {"status": "unknown", "reason": f"the scanner could not run: {exc}"}
+    if result is None:
+        return {"status": NO_DEPENDENCIES, "reason": "the template pins no packages"}
+    return result.model_dump(mode="json")

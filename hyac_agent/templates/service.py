@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,6 @@ from hyac_agent.templates.files import (
     encode_files,
 )
 from hyac_agent.templates.manifest import TemplateManifest, version_key
-from hyac_agent.templates.scan import scan_template
 from hyac_common.errors import (
     Forbidden,
     InvalidInput,
@@ -62,9 +62,12 @@ def skeleton(name: str) -> str:
 
 
 class TemplateRegistry:
-    def __init__(self, engine: Engine, root: Path) -> None:
+    def __init__(self, engine: Engine, root: Path,
+                 scan: Callable[[dict[str, bytes], str], dict[str, Any]]) -> None:
+        """``scan(files, runtime)``: the vulnerability scan stored with each version."""
         self.engine = engine
         self.files = BundleStore(root)
+        self.scan = scan
 
     # publishing ----------------------------------------------------------------------
 
@@ -87,8 +90,7 @@ class TemplateRegistry:
                     f"{manifest.name}@{manifest.version} is published already; versions never "
                     "change: raise the version in template.toml", sha256=taken.sha256)
             self.files.write(sha256, files)
-            # Scanned like a deploy: the result is stored with the version (see scan.py).
-            scan = scan_template(files, manifest.runtime)
+            scan = self.scan(files, manifest.runtime)
             try:
                 conn.execute(insert(t.template_versions).values(
                     name=manifest.name, version=manifest.version, sha256=sha256,

@@ -103,13 +103,21 @@ def show(reference: Reference, as_json: options.Json = False) -> None:
         ("tags", ", ".join(item["tags"]) or "-"), ("versions", ", ".join(item.get("versions", []))),
         ("status", item["status"]), ("installs", item["installs"]),
         ("rating", _rating(item["rating"])), ("sha256", item["sha256"]),
-        ("scan", f"{item['scan'].get('status')} ({item['scan'].get('reason', '')})"),
+        ("scan", _scan_line(item.get("scan") or {})),
     ):
         term.say(f"  {label:<9} {value}")
     _say_requirements(term, item)
     term.say("")
     term.write(item.get("readme", "").rstrip() + "\n")
     term.say(f"\nStart a project from it: hyac init DIR --template {item['name']}", style="dim")
+
+
+def _scan_line(scan: dict[str, Any]) -> str:
+    packages = scan.get("packages") or []
+    detail = scan.get("reason") or ", ".join(
+        f"{package['name']} {package.get('version') or '(unpinned)'}: {package['status']}"
+        for package in packages[:8])
+    return f"{scan.get('status', 'unknown')}" + (f" — {detail}" if detail else "")
 
 
 def _say_requirements(term: Terminal, manifest: dict[str, Any]) -> None:

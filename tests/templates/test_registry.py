@@ -81,7 +81,7 @@ def names(platform: Platform, token: str | None, query: str = "") -> list[str]:
     return [item["name"] for item in answer.json()["templates"]]
 
 
-def test_builtins_are_listed_searchable_and_say_they_were_not_scanned(
+def test_builtins_are_listed_searchable_and_scanned_without_a_false_clean(
     platform: Platform, users: dict[str, str],
 ) -> None:
     listed = names(platform, users["ada"])
@@ -92,8 +92,11 @@ def test_builtins_are_listed_searchable_and_say_they_were_not_scanned(
     assert shown["builtin"] and shown["status"] == "approved"
     assert shown["secrets"]["WEBHOOK_SECRET"]["description"]
     assert shown["readme"].startswith("# Webhook receiver")
-    # never "clean" without a scanner having looked
-    assert shown["scan"]["status"] == "not_scanned"
+    assert shown["scan"]["status"] == "no_dependencies"
+    with platform.http(users["bob"]) as client:
+        pillow = client.get("/v1/templates/image-thumbnails").json()["scan"]
+    # Pillow>=10 is not pinned and this agent has no advisories: unknown, never "clean"
+    assert pillow["status"] == "unknown" and pillow["packages"][0]["name"].lower() == "pillow"
 
 
 def test_a_users_template_is_pending_until_the_owner_approves_it(
