@@ -144,13 +144,18 @@ def test_never_a_false_clean(service: VulnService, store: SqlStore,
 
 
 @contextmanager
-def answering(status: int, body: bytes) -> Iterator[str]:
+def answering(status: int, body: bytes | dict[str, bytes]) -> Iterator[str]:
+    """A loopback server answering every request with ``body`` (or ``body[path]``)."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            data = body if isinstance(body, bytes) else body.get(self.path, b"{}")
             self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(data)
 
         do_POST = do_GET  # noqa: N815
 
@@ -186,14 +191,21 @@ def test_unreachable_or_silent_online_sources_answer_nothing(
         monkeypatch.setenv("HYAC_VULNDB_SOURCES", "pypi")
         monkeypatch.setenv("HYAC_VULNDB_PYPI_URL", pypi)
         assert scan_lock(store, "PyPI", [("requests", "2.19.0")]).status == "unknown"
-    # an OSV mirror that answers is used
+    # an OSV mirror that answers is used: the batch names ids, each record is fetched
     record = (FIXTURES / "PyPI" / "GHSA-x84v-xcm2-53pg.json").read_bytes()
-    with answering(200, b'{"results": [{"vulns": [{"id": "GHSA-x84v-xcm2-53pg"}]}]}') as osv:
+    routes = {"/v1/querybatch": b'{"results": [{"vulns": [{"id": "GHSA-x84v-xcm2-53pg"}]}, {}]}',
+              "/v1/vulns/GHSA-x84v-xcm2-53pg": record}
+    with answering(200, routes) as osv:
         monkeypatch.setenv("HYAC_VULNDB_SOURCES", "osv")
         monkeypatch.setenv("HYAC_VULNDB_OSV_URL", osv)
-        # the same server answers the record fetch with the batch body: refused, unknown
+        mirrored = scan_lock(store, "PyPI", [("requests", "2.19.0"), ("six", "1.16.0")])
+    assert mirrored.sources == ["osv"]
+    assert ids(mirrored, "requests") == {"GHSA-x84v-xcm2-53pg": ("high", "2.20.0")}
+    assert next(p for p in mirrored.packages if p.name == "six").status == "clean"
+    # a mirror whose answer does not match the question answers for nothing
+    with answering(200, {"/v1/querybatch": b'{"results": []}'}) as osv:
+        monkeypatch.setenv("HYAC_VULNDB_OSV_URL", osv)
         assert scan_lock(store, "PyPI", [("requests", "2.19.0")]).status == "unknown"
-    assert record  # (a full mirror is exercised by the local database's tests)
 
 
 def test_rescan_after_an_import_records_new_findings(loaded: VulnService, store: SqlStore) -> None:
