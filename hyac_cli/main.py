@@ -102,6 +102,7 @@ app.add_typer(storage.app, name="storage")
 app.add_typer(template.app, name="template")
 app.add_typer(edge.ip_app, name="ip")
 app.add_typer(edge.access_app, name="access")
+app.add_typer(edge.domain_app, name="domain")
 
 
 def _print_version(value: bool) -> None:

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hyac_agent.api.deps import get_agent
 from hyac_agent.core import Agent
 from hyac_agent.edge.install import Verdict, admit
+from hyac_agent.edge.routing import serve_domain
 from hyac_common.errors import (
     FunctionLoadError,
     HyacError,
@@ -28,10 +29,11 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _DROP = {"content-length", "transfer-encoding", "connection", "keep-alive", "server", "date"}
 
 
-async def _run(request: Request, tenant: str, function: str, path: str, agent: Agent) -> Response:
+async def _run(request: Request, tenant: str, function: str, path: str, agent: Agent,
+               domain: str | None = None) -> Response:
     validate_name(tenant, "tenant")
     # IP rules, access mode, rate limit, CORS: decided before any worker is touched
-    verdict = await admit(request, tenant, function)
+    verdict = await admit(request, tenant, function, domain)
     if verdict.response is not None:
         return verdict.response
     return verdict.finish(await _invoke(request, tenant, function, path, agent, verdict))
@@ -140,6 +142,8 @@ class GatewayFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await serve_domain(scope, receive, send, _run, _API_PREFIXES):  # custom domains
+            return
         path: str = scope.get("path", "")
         if scope["type"] != "http" or path.startswith(_API_PREFIXES) or scope["method"] not in METHODS:
             await self.app(scope, receive, send)

@@ -62,6 +62,7 @@ class EdgeSettings(BaseModel):
     trusted_proxies: list[str] | None = None
     domain_suffixes: list[str] | None = None
     domain_verification: str | None = None
+    reserved_hosts: list[str] | None = None
 
 
 @router.get("/ip-rules")
@@ -131,3 +132,55 @@ async def set_settings(body: EdgeSettings, principal: Principal = Depends(get_pr
                        edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
     principal.require_owner()
     return await edge.set_settings(body.model_dump(include=body.model_fields_set))
+
+
+domains_router = APIRouter(prefix="/v1/domains", dependencies=[Depends(require_token)],
+                           tags=["domains"])
+admin = tenant_role("admin")
+
+
+class DomainCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(description="the domain name, e.g. api.example.com")
+    function: str | None = Field(None, description="the function it runs (omit with tenant_root)")
+    tenant_root: bool = Field(False, description="every function of the tenant, as /{function}/...")
+    path_prefix: str = Field("/", description="the function answers under this path only")
+
+
+@domains_router.get("")
+async def list_domains(tenant: str = Depends(viewer),
+                       edge: EdgeService = Depends(get_edge)) -> list[dict[str, Any]]:
+    from hyac_agent.edge.domains import public
+
+    return [public(domain) for domain in await edge.domains.list(tenant)]
+
+
+@domains_router.post("", status_code=201)
+async def add_domain(body: DomainCreate, request: Request, tenant: str = Depends(admin),
+                     edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    from hyac_agent.edge.domains import public
+    from hyac_agent.edge.hosts import request_host
+    from hyac_common.errors import InvalidInput
+
+    if body.tenant_root == (body.function is not None):
+        raise InvalidInput("give either function or tenant_root")
+    domain = await edge.domains.add(tenant, body.host, body.function, body.path_prefix,
+                                    reserved=request_host(request.headers.get("host")))
+    request.state.audit_target = domain.host
+    return public(domain)
+
+
+@domains_router.post("/{host}/verify")
+async def verify_domain(host: str, tenant: str = Depends(admin),
+                        edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    from hyac_agent.edge.domains import public
+
+    return public(await edge.domains.verify(tenant, host))
+
+
+@domains_router.delete("/{host}", status_code=204)
+async def remove_domain(host: str, tenant: str = Depends(admin),
+                        edge: EdgeService = Depends(get_edge)) -> Response:
+    await edge.domains.remove(tenant, host)
+    return Response(status_code=204)

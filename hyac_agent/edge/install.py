@@ -23,6 +23,7 @@ def install_edge(app: FastAPI, agent: Agent) -> None:
 
     app.state.edge = EdgeService(agent)
     app.include_router(routes_edge.router)
+    app.include_router(routes_edge.domains_router)
 
 
 async def admit(request: Request, tenant: str, function: str, domain: str | None = None) -> Verdict:

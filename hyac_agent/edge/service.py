@@ -19,11 +19,18 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter
 
 from hyac_agent.edge import cors, signing
-from hyac_agent.edge.errors import AccessRefused, CorsRefused, IpDenied, RateLimited
 from hyac_agent.edge.limits import RateLimiter, ReplayGuard, retry_after
 from hyac_agent.edge.net import Address, Network, client_address, matches, parse_network
 from hyac_agent.edge.store import Access, EdgeStore, IpRule, Snapshot
-from hyac_common.errors import HyacError, InvalidInput, NotFound
+from hyac_common.errors import (
+    AccessRefused,
+    CorsRefused,
+    HyacError,
+    InvalidInput,
+    IpDenied,
+    NotFound,
+    RateLimited,
+)
 from hyac_common.names import validate_name
 
 if TYPE_CHECKING:
@@ -85,6 +92,9 @@ class EdgeService:
         self.limiter = RateLimiter()
         self.replays = ReplayGuard()
         self._secrets: dict[str, str] = {}
+        from hyac_agent.edge.domains import Domains
+
+        self.domains = Domains(self)
         self.decisions = Counter(
             "hyac_edge_decisions", "Requests the gateway answered itself before any worker: "
             "refused by an IP rule, the access mode, a rate limit or CORS, or a CORS preflight",
@@ -101,6 +111,10 @@ class EdgeService:
             if self._view is view:
                 self._view = View.of(await asyncio.to_thread(self.store.load))
             return self._view
+
+    def snapshot(self) -> Snapshot:
+        """What the gateway consults now (without a refresh)."""
+        return self._view.snap
 
     async def reload(self) -> None:
         async with self._lock:
@@ -339,7 +353,8 @@ class EdgeService:
         values = self._view.snap.settings
         return {"trusted_proxies": values.get("trusted_proxies", []),
                 "domain_suffixes": values.get("domain_suffixes", []),
-                "domain_verification": values.get("domain_verification", "none")}
+                "domain_verification": values.get("domain_verification", "none"),
+                "reserved_hosts": values.get("reserved_hosts", [])}
 
     async def set_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         from hyac_agent.edge.hosts import normalise_host
@@ -350,12 +365,12 @@ class EdgeService:
             if not isinstance(proxies, list):
                 raise InvalidInput("trusted_proxies: a list of networks")
             checked["trusted_proxies"] = [str(parse_network(p)) for p in proxies]
-        if "domain_suffixes" in changes:
-            suffixes = changes["domain_suffixes"]
-            if not isinstance(suffixes, list):
-                raise InvalidInput("domain_suffixes: a list of domain suffixes")
-            checked["domain_suffixes"] = [normalise_host(s.lstrip(".")) if isinstance(s, str)
-                                          else normalise_host("") for s in suffixes]
+        for key in ("domain_suffixes", "reserved_hosts"):
+            if key in changes:
+                names = changes[key]
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    raise InvalidInput(f"{key}: a list of domain names")
+                checked[key] = [normalise_host(n.lstrip(".")) for n in names]
         if "domain_verification" in changes:
             if changes["domain_verification"] not in ("none", "http", "dns"):
                 raise InvalidInput("domain_verification: none, http or dns")

@@ -73,7 +73,10 @@ class Snapshot:
     #: sha256 of a function key -> (tenant, function)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: the active domains by host
     domains: dict[str, Domain] = field(default_factory=dict)
+    #: every claim, pending ones too
+    claims: list[Domain] = field(default_factory=list)
 
 
 class EdgeStore:
@@ -94,8 +97,13 @@ class EdgeStore:
                 snap.keys[row.hash] = (row.tenant, row.function)
             snap.settings = {row.key: json.loads(row.value)
                              for row in conn.execute(select(t.settings))}
-            for row in conn.execute(select(t.domains)):
-                snap.domains[row.host] = Domain(**row._mapping)
+            for row in conn.execute(select(t.domains).order_by(t.domains.c.host)):
+                values = dict(row._mapping)
+                values.pop("active_host")
+                domain = Domain(**values)
+                snap.claims.append(domain)
+                if domain.status == "active":
+                    snap.domains[domain.host] = domain
         return snap
 
     # IP rules -------------------------------------------------------------------------
@@ -161,14 +169,21 @@ class EdgeStore:
     # domains --------------------------------------------------------------------------
 
     def add_domain(self, domain: Domain) -> None:
-        """Insert ``domain``; IntegrityError if its host is taken."""
+        """Insert ``domain``; IntegrityError if the tenant claims it already, or it is
+        active and another claim of its host is too."""
+        active = domain.host if domain.status == "active" else None
         with self.engine.begin() as conn:
-            conn.execute(insert(t.domains).values(**domain.__dict__))
+            conn.execute(insert(t.domains).values(**domain.__dict__, active_host=active))
 
-    def set_domain_status(self, host: str, status: str, verified_at: float | None) -> None:
+    def activate_domain(self, tenant: str, host: str) -> None:
+        """Make the tenant's claim the active one; IntegrityError if another is."""
         with self.engine.begin() as conn:
-            conn.execute(update(t.domains).where(t.domains.c.host == host)
-                         .values(status=status, verified_at=verified_at))
+            conn.execute(update(t.domains).where(t.domains.c.host == host,
+                                                 t.domains.c.tenant == tenant)
+                         .values(status="active", verified_at=time.time(), active_host=host))
+            # the other claims of the host are moot once one is proved
+            conn.execute(delete(t.domains).where(t.domains.c.host == host,
+                                                 t.domains.c.tenant != tenant))
 
     def delete_domain(self, tenant: str, host: str) -> bool:
         with self.engine.begin() as conn:

@@ -57,12 +57,14 @@ settings = Table(
     Column("value", Text, nullable=False),
 )
 
-#: custom domains: a host belongs to one tenant
+#: custom domains: claims of a host by tenants; one claim per host is active (verified)
 domains = Table(
     "edge_domains",
     metadata,
     Column("host", String(253), primary_key=True),
-    Column("tenant", String(63), nullable=False),
+    Column("tenant", String(63), primary_key=True),
+    #: the host while the claim is active, else NULL: one active claim per host
+    Column("active_host", String(253), unique=True),
     Column("function", String(63)),  # NULL: the tenant's root, /{function}/...
     Column("path_prefix", String(200), nullable=False, default="/"),
     Column("status", String(16), nullable=False),  # "pending" or "active"

@@ -272,3 +272,92 @@ def key_rm(function: Function,
         agent.delete(f"/v1/edge/access/{client.segment(function, 'function')}/keys/"
                      f"{client.segment(key_id, 'key id')}")
     Terminal().say(f"{key_id}  removed")
+
+
+domain_app = typer.Typer(help="Custom domains: the gateway routes a request by its Host to "
+                              "one function or to the tenant's functions.", no_args_is_help=True)
+Host = Annotated[str, typer.Argument(help="The domain name, e.g. api.example.com.",
+                                     show_default=False)]
+
+
+def _show_domain(term: Any, domain: dict[str, Any]) -> None:
+    where = "/{function}/…" if domain["tenant_root"] else (
+        f"{domain['function']}" + (f" under {domain['path_prefix']}"
+                                   if domain["path_prefix"] != "/" else ""))
+    term.say(f"{domain['host']}  {domain['status']}  → {where}")
+    if domain["status"] == "pending":
+        term.note("Prove the name is yours, then run `hyac domain verify "
+                  f"{domain['host']}`:\n  {domain['check']['http']}\n  or {domain['check']['dns']}")
+
+
+@domain_app.command("add")
+def domain_add(
+    host: Host,
+    function: Annotated[str | None, typer.Option("--function", "-f", help="The function it runs.")] = None,
+    tenant_root: Annotated[bool, typer.Option(
+        "--tenant-root", help="Every function of the tenant, as https://HOST/{function}/….")] = False,
+    path_prefix: Annotated[str, typer.Option(
+        "--path-prefix", help="The function answers under this path only.")] = "/",
+    tenant: options.Tenant = None,
+    as_json: options.Json = False,
+) -> None:
+    """Bind a domain to a function (or the whole tenant with --tenant-root)."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+    from hyac_common.errors import InvalidInput
+
+    if tenant_root == (function is not None):
+        raise InvalidInput("give either --function NAME or --tenant-root")
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        made = agent.post("/v1/domains", json={"host": host, "function": function,
+                                               "tenant_root": tenant_root,
+                                               "path_prefix": path_prefix})
+    term = Terminal()
+    if as_json:
+        term.print_json(made)
+    else:
+        _show_domain(term, made)
+
+
+@domain_app.command("verify")
+def domain_verify(host: Host, tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """Run the ownership check of a pending domain (HTTP token or DNS TXT record)."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    term = Terminal()
+    with client.connect(tenant=options.tenant_of(tenant)) as agent, \
+            term.status(f"checking {host} …"):
+        done = agent.post(f"/v1/domains/{client.segment(host, 'domain')}/verify")
+    if as_json:
+        term.print_json(done)
+    else:
+        _show_domain(term, done)
+
+
+@domain_app.command("ls")
+def domain_ls(tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """List the tenant's domains."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        domains = agent.get("/v1/domains") or []
+    term = Terminal()
+    if as_json:
+        term.print_json(domains)
+        return
+    term.table(("host", "status", "function", "path prefix"),
+               [(d["host"], d["status"], "(tenant root)" if d["tenant_root"] else d["function"],
+                 d["path_prefix"]) for d in domains], empty="No domains.")
+
+
+@domain_app.command("rm")
+def domain_rm(host: Host, tenant: options.Tenant = None) -> None:
+    """Unbind a domain."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        agent.delete(f"/v1/domains/{client.segment(host, 'domain')}")
+    Terminal().say(f"{host}  removed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,9 +64,32 @@ class Edge:
         self.agent.deploy(name, ECHO, tenant)
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+        probe.bind(("::", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+#: where the agent asks for TXT records (tests/edge/test_domains.py serves them)
+DNS_PORT = free_udp_port()
+#: names the agent's ownership checks reach on loopback (HYAC_EDGE_RESOLVE)
+RESOLVED = ("verify-me.example.test", "contested.example.test")
+
+
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     data: Path = tmp_path_factory.mktemp("edge") / "data"
-    agent = start_agent(data, "--host", "::", "--insecure-no-sandbox")
+    port = free_port()
+    agent = start_agent(data, "--host", "::", "--port", str(port), "--insecure-no-sandbox", env={
+        "HYAC_DOMAIN_CHECK_PORT": str(port),
+        "HYAC_DOMAIN_DNS_SERVER": f"127.0.0.1:{DNS_PORT}",
+        "HYAC_EDGE_RESOLVE": ",".join(f"{name}=127.0.0.1" for name in RESOLVED),
+    })
     yield Edge(agent)
     agent.kill(signal.SIGTERM)

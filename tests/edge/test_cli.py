@@ -56,3 +56,17 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(edge: Edge) -> None:
     assert json.loads(as_json.stdout)["error"]["code"] == "invalid_input"
     rate = hyac(edge, "access", "set", "echo", "--rate", "lots")
     assert rate.returncode != 0 and "--rate" in rate.stderr
+
+
+def test_domains_from_the_cli(edge: Edge) -> None:
+    edge.echo("clidomains", "echo")
+    added = hyac(edge, "domain", "add", "cli.example.test", "--function", "echo", "-t", "clidomains")
+    assert added.returncode == 0, added.stderr
+    assert "cli.example.test  active" in added.stdout
+    listed = json.loads(hyac(edge, "domain", "ls", "-t", "clidomains", "--json").stdout)
+    assert [d["host"] for d in listed] == ["cli.example.test"]
+    with edge.client() as client:
+        assert client.get("/p", headers={"Host": "cli.example.test"}).json()["path"] == "/p"
+    assert hyac(edge, "domain", "rm", "cli.example.test", "-t", "clidomains").returncode == 0
+    both = hyac(edge, "domain", "add", "x.example.test", "--function", "echo", "--tenant-root")
+    assert both.returncode != 0 and "either" in both.stderr
