@@ -89,6 +89,25 @@ class RefusedDestination(InvalidInput):
     code = "callback_refused"
 
 
+class InvalidTemplate(InvalidInput):
+    """A template's manifest or files are not acceptable (the message names the field or file)."""
+
+    code = "invalid_template"
+
+
+class AdvisoryRefused(InvalidInput):
+    """An advisory file or archive is not one Hyac imports (malformed, too large, a path
+    outside the archive); the message names the file and field."""
+
+    code = "invalid_advisory"
+
+
+class InvalidCidr(InvalidInput):
+    """Not an IPv4 or IPv6 network (``10.0.0.0/8``, ``2001:db8::/32``) or address."""
+
+    code = "invalid_cidr"
+
+
 class ImageBuildError(HyacError):
     """Building a runtime's container image failed."""
 
@@ -102,11 +121,32 @@ class Unauthorized(HyacError):
     status = 401
 
 
+class AccessRefused(Unauthorized):
+    """The function's access mode needs a token, a function key or a signature the
+    request did not carry (or carried wrong)."""
+
+    code = "access_refused"
+
+
 class Forbidden(HyacError):
     """The token's role may not do this (whether or not the tenant exists)."""
 
     code = "forbidden"
     status = 403
+
+
+class IpDenied(Forbidden):
+    """The client's address matches a deny rule (the answer names the rule), or is in
+    none of the allow rules of a list that has some."""
+
+    code = "ip_denied"
+
+
+class CorsRefused(Forbidden):
+    """A CORS preflight from an origin, or for a method or header, the function does
+    not allow."""
+
+    code = "cors_refused"
 
 
 class NotFound(HyacError):
@@ -142,6 +182,20 @@ class OwnedByAnotherProject(Conflict):
     code = "owned_by_another_project"
 
 
+class TemplateNameTaken(Conflict):
+    """Another publisher's template (or a built-in) already has this name, or one too like it."""
+
+    code = "template_name_taken"
+    status = 409
+
+
+class TemplateVersionExists(Conflict):
+    """This version of the template is published already: versions never change."""
+
+    code = "template_version_exists"
+    status = 409
+
+
 class RequestCancelled(HyacError):
     """The request's run was stopped from outside (its task was cancelled or handed back)."""
 
@@ -163,11 +217,27 @@ class InstallFailed(HyacError):
     status = 422
 
 
+class VulnerableDependencies(HyacError):
+    """The tenant's vulnerability policy blocks the deploy: ``advisories`` (id, package,
+    version, severity, first fixed version) and ``unknown`` packages."""
+
+    code = "vulnerable_dependencies"
+    status = 422
+
+
 class QuotaExceeded(HyacError):
     """A tenant quota is used up: with ``quota``, ``limit`` and ``use``. 429 for rates and
     concurrency, 403 or 413 for deploy and storage limits."""
 
     code = "quota_exceeded"
+    status = 429
+
+
+class RateLimited(HyacError):
+    """This client address sent the function more requests than its rate limit allows;
+    ``Retry-After`` says when to try again."""
+
+    code = "rate_limited"
     status = 429
 
 
@@ -379,50 +449,3 @@ def with_table(document: str) -> str:
 
 #: every error class by its code, the CLI's own included (built once all are declared)
 BY_CODE: dict[str, type[HyacError]] = _declared()
-
-
-# Templates (the registry's own; declared after BY_CODE was built, so added to it here)
-
-
-class InvalidTemplate(InvalidInput):
-    """A template's manifest or files are not acceptable (the message names the field or file)."""
-
-    code = "invalid_template"
-
-
-class TemplateNameTaken(Conflict):
-    """Another publisher's template (or a built-in) already has this name, or one too like it."""
-
-    code = "template_name_taken"
-    status = 409
-
-
-class TemplateVersionExists(Conflict):
-    """This version of the template is published already: versions never change."""
-
-    code = "template_version_exists"
-    status = 409
-
-
-BY_CODE.update({cls.code: cls for cls in (InvalidTemplate, TemplateNameTaken, TemplateVersionExists)})
-
-
-# Supply chain (vulnerability scanning) -------------------------------------------------
-
-
-class VulnerableDependencies(HyacError):
-    """The tenant's vulnerability policy blocks the deploy: ``advisories`` (id, package,
-    version, severity, first fixed version) and ``unknown`` packages."""
-
-    code = "vulnerable_dependencies"
-    status = 422
-
-
-class AdvisoryRefused(InvalidInput):
-    """An advisory file or archive is not one Hyac imports (malformed, too large, a path
-    outside the archive); the message names the file and field."""
-
-    code = "invalid_advisory"
-
-
-BY_CODE.update({cls.code: cls for cls in (VulnerableDependencies, AdvisoryRefused)})
