@@ -1,4 +1,5 @@
-"""A real agent per module for the tenancy suite, and helpers to make users and tokens."""
+"""A real agent per module for the tenancy suite (or, for tests of the API's answers
+alone, the agent's app in the test process), and helpers to make users and tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.conftest import RunningAgent, current_runtime, start_agent
+from tests.conftest import AgentClient, current_runtime, start_agent
+from tests.in_process import in_process_agent
 
 # Read at import time: the autouse isolation fixture clears HYAC_* for each test.
 RUNTIMES_DIR = os.environ.get("HYAC_RUNTIMES_DIR")
@@ -26,14 +28,11 @@ def agent_env() -> dict[str, str]:
 class Platform:
     """An agent plus the users and tokens a test made on it."""
 
-    agent: RunningAgent
+    agent: AgentClient
     tokens: dict[str, str] = field(default_factory=dict)
 
     def http(self, token: str | None = None, tenant: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token or self.agent.token}"}
-        if tenant:
-            headers["X-Hyac-Tenant"] = tenant
-        return httpx.Client(base_url=self.agent.url, headers=headers, timeout=60)
+        return self.agent.http(token or self.agent.token, tenant)
 
     def owner(self, tenant: str | None = None) -> httpx.Client:
         return self.http(None, tenant)
@@ -84,3 +83,18 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     running = start_agent(home / "data", "--sandbox", "bwrap", env=agent_env())
     yield Platform(running)
     running.kill(signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def api_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """The agent's app in this process, unsandboxed, shared by a module's tests: for tests
+    of who may call what and what the API answers, not of isolation."""
+    home = tmp_path_factory.mktemp("tenancy-api")
+    with pytest.MonkeyPatch.context() as env:  # as the isolation fixture, for the module
+        for key in [key for key in os.environ if key.startswith("HYAC_")]:
+            env.delenv(key)
+        for key, value in {**agent_env(), "HYAC_DATA_DIR": str(home / "data"),
+                           "HYAC_CONFIG_DIR": str(home / "config")}.items():
+            env.setenv(key, value)
+        with in_process_agent(home / "data") as running:
+            yield Platform(running)

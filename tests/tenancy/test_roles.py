@@ -1,5 +1,5 @@
 """Who may do what: each role (and a stranger, and a token scoped elsewhere) against each
-action of the API, allowed or 403."""
+action of the API, allowed or 403. The answers are the app's, so it runs in process."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from tests.tenancy.conftest import Platform
 from tests.waiting import eventually
 
 HELLO = "def main(context):\n    return {'hello': context.function.tenant}\n"
+
+
+@pytest.fixture(scope="module")
+def platform(api_platform: Platform) -> Platform:
+    return api_platform
 
 # action -> (least role that may do it, how to do it)
 ACTIONS = {
