@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from tests.conftest import RunningAgent, current_runtime
+from tests.conftest import AgentClient, RunningAgent, current_runtime
 
 HELLO = """
 def main(context):
@@ -206,12 +206,14 @@ def test_runtime_is_recorded(agent: RunningAgent) -> None:
     assert body_of(agent.invoke("rt")).decode() == current_runtime()
 
 
-def test_a_used_up_rate_quota_answers_with_whole_numbers(agent: RunningAgent) -> None:
+def test_a_used_up_rate_quota_answers_with_whole_numbers(api_agent: AgentClient) -> None:
     """The 429 reads as the README shows it: "limit": 1, "use": 1 (not 1.0)."""
-    agent.deploy("counted", HELLO)
-    with agent.client() as client:
+    api_agent.deploy("counted", HELLO)
+    with api_agent.client() as client:
         assert client.put("/v1/quotas", json={"values": {"executions_per_minute": 1}}).is_success
-    body_of(agent.invoke("counted"))
-    for answer in (agent.invoke("counted"), httpx.post(f"{agent.url}/default/counted")):
+    body_of(api_agent.invoke("counted"))
+    with api_agent.http() as anonymous:
+        public = anonymous.post("/default/counted")
+    for answer in (api_agent.invoke("counted"), public):
         assert answer.status_code == 429, answer.text
         assert '"limit":1,"use":1' in answer.text.replace(" ", ""), answer.text

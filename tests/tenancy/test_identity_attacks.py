@@ -1,4 +1,4 @@
-"""Identity attacks against a real agent: a token minting a token that outlives it, a
+"""Identity attacks against the agent's API (its app, in the test process): a token minting a token that outlives it, a
 revoked token's children living on, and a user named as the platform owner to pass its
 actions off as the owner's in the audit log. Each attack is shown to run (the request
 reaches the agent and, where it can, first works), then to gain nothing, then the agent
@@ -14,12 +14,18 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 from tests.conftest import start_agent
 from tests.tenancy.conftest import Platform, agent_env
 from tests.waiting import eventually
 
 QUICK = "def main(context):\n    return 1\n"
+
+
+@pytest.fixture(scope="module")
+def platform(api_platform: Platform) -> Platform:
+    return api_platform
 
 
 def mint(platform: Platform, token: str, **body: Any) -> httpx.Response:
