@@ -1,5 +1,6 @@
-"""One bwrap agent per module for the template tests, with mail through a real SMTP server
-process (the mail tests' own), and helpers to drive it as the CLI does."""
+"""One bwrap agent for all the template tests (each uses its own tenants and names), with
+mail through a real SMTP server process (the mail tests' own), and helpers to drive it as
+the CLI does."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tests.tenancy.conftest import Platform, agent_env
 HYAC = [sys.executable, "-m", "hyac_cli"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def smtp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("aiosmtpd", reason="aiosmtpd is not installed (pip install -e '.[test]')")
     from tests.integration.test_mail import start_smtp
@@ -33,7 +34,7 @@ def smtp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def platform(tmp_path_factory: pytest.TempPathFactory, smtp_url: str) -> Iterator[Platform]:
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")

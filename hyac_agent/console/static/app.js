@@ -9,6 +9,7 @@ import { logsView } from "./views/logs.js";
 import { overviewView } from "./views/overview.js";
 import { settingsView } from "./views/settings.js";
 import { tasksView } from "./views/tasks.js";
+import { templatesView } from "./views/templates.js";
 
 const RANK = { viewer: 1, developer: 2, admin: 3 };
 
@@ -18,6 +19,7 @@ const VIEWS = [
   { id: "functions", title: "Functions", render: functionsView, may: () => true },
   { id: "logs", title: "Logs", render: logsView, may: () => true },
   { id: "tasks", title: "Tasks", render: tasksView, may: () => true },
+  { id: "templates", title: "Templates", render: templatesView, may: () => true },
   { id: "admin", title: "Tenants & access", render: adminView, may: (me) => isAdmin(me) },
   { id: "audit", title: "Audit", render: auditView, may: (me) => isAdmin(me) },
   { id: "settings", title: "Settings", render: settingsView, may: (me) => me.owner },
