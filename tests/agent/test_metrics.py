@@ -27,7 +27,15 @@ OK = "def main(context):\n    return {'echo': context.request.body.decode()}\n"
 FAILS = "def main(context):\n    raise RuntimeError('boom')\n"
 SLOW = "import time\ndef main(context):\n    time.sleep(5)\n"
 
-platform = tenancy.platform  # one bwrap agent for this module's tenancy tests
+api_platform = tenancy.api_platform
+
+
+@pytest.fixture(scope="module")
+def platform(api_platform: Platform) -> Platform:
+    """The agent's app in process: the summary API's answers need no sandbox."""
+    return api_platform
+
+
 store = test_store.store  # the main store on SQLite and on PostgreSQL
 
 
