@@ -86,9 +86,7 @@ def in_process_agent(data_dir: Path) -> Iterator[InProcessAgent]:
     from hyac_agent.config import AgentConfig
     from hyac_agent.core import Agent
 
-    config = AgentConfig(insecure_no_sandbox=True)
-    config.data_dir = data_dir
-    agent = Agent(config)
+    agent = Agent(AgentConfig(insecure_no_sandbox=True, data_dir=data_dir))
     app = create_app(agent, URL)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="in-process-agent", daemon=True)
