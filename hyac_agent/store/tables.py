@@ -95,11 +95,14 @@ template_versions = Table(
     UniqueConstraint("name", "version", name="uq_template_version"),
 )
 
-template_stats = Table(
-    "template_stats",
+# Who installed a template, once each: a template's install count is its users, which
+# no one can inflate by installing again.
+template_installs = Table(
+    "template_installs",
     metadata,
     Column("name", String(48), primary_key=True),
-    Column("installs", Integer, nullable=False),
+    Column("installer", String(64), primary_key=True),
+    Column("installed_at", Float, nullable=False),
 )
 
 template_ratings = Table(

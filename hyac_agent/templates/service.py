@@ -138,8 +138,8 @@ class TemplateRegistry:
 
     def _summary(self, conn: Any, row: Any, versions: list[str] | None = None) -> dict[str, Any]:
         manifest = json.loads(row.manifest)
-        installs = conn.execute(select(t.template_stats.c.installs)
-                                .where(t.template_stats.c.name == row.name)).scalar() or 0
+        installs = conn.execute(select(func.count()).select_from(t.template_installs)
+                                .where(t.template_installs.c.name == row.name)).scalar() or 0
         average, count = conn.execute(
             select(func.avg(t.template_ratings.c.stars), func.count())
             .where(t.template_ratings.c.name == row.name)).one()
@@ -186,14 +186,15 @@ class TemplateRegistry:
         return summary
 
     def install(self, name: str, version: str | None, viewer: Viewer) -> dict[str, Any]:
-        """The template's files for ``hyac init``; counts one install."""
+        """The template's files for ``hyac init``; counts an install (one per user)."""
         summary = self.files_of(self.show(name, viewer, version, readme=False))
-        with self.engine.begin() as conn:
-            counted = conn.execute(update(t.template_stats).where(t.template_stats.c.name == name)
-                                   .values(installs=t.template_stats.c.installs + 1)).rowcount
-            if not counted:
-                conn.execute(insert(t.template_stats).values(name=name, installs=1))
-        summary["installs"] += 1
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.template_installs).values(
+                    name=name, installer=viewer.id, installed_at=time.time()))
+            summary["installs"] += 1
+        except IntegrityError:
+            pass  # installed by this user before: counted then
         return summary
 
     def files_of(self, summary: dict[str, Any]) -> dict[str, Any]:
