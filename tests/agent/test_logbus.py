@@ -16,10 +16,12 @@ class SlowStore:
         self.lines: list[str] = []
         self.lock = threading.Lock()
         self.slowed = False
+        self.writing = threading.Event()  # the slow append has begun
 
     def append_logs(self, records: Any) -> None:
         if not self.slowed:
             self.slowed = True
+            self.writing.set()
             time.sleep(0.3)
         with self.lock:
             self.lines.extend(r.message for r in records)
@@ -33,8 +35,8 @@ def test_flush_waits_for_a_batch_already_being_written() -> None:
         store = SlowStore()
         bus = LogBus(store, LogRetention())  # type: ignore[arg-type]
         bus.emit(tenant="t", function="f", version=1, stream="stdout", message="first")
-        background = asyncio.create_task(bus.flush())  # takes "first", writes for 0.2 s
-        await asyncio.sleep(0.05)
+        background = asyncio.create_task(bus.flush())  # takes "first", writes for 0.3 s
+        assert await asyncio.to_thread(store.writing.wait, 30)
         bus.emit(tenant="t", function="f", version=1, stream="system", message="second")
         await bus.flush()  # a reader flushing before it queries
         seen = list(store.lines)
