@@ -8,6 +8,7 @@ runs on each Python 3.9-3.13 found under /root/.pyenv/versions.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import re
@@ -417,15 +418,18 @@ def test_invocations_run_concurrently(start: Callable[..., Worker], flavour: str
 
 def test_worker_threads_setting_limits_sync_pool(start: Callable[..., Worker]) -> None:
     source = """
-        import time
+        import json, time
         def main(context):
+            started = time.monotonic()
             time.sleep(0.3)
-            return "done"
+            return json.dumps([started, time.monotonic()])
     """
     worker = start({"functions/hello.py": source}, process_env={"HYAC_WORKER_THREADS": "1"})
-    began = time.monotonic()
-    worker.results([worker.invoke() for _ in range(3)])
-    assert time.monotonic() - began >= 0.85
+    ids = [worker.invoke() for _ in range(3)]
+    runs = sorted(json.loads(body_of(r)) for r in worker.results(ids).values())
+    assert len(runs) == 3
+    # One at a time, on the worker's own clock: each started after the one before ended.
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(runs)), runs
 
 
 # return values

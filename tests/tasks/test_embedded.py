@@ -31,9 +31,8 @@ def main(context):
 
 def test_async_invoke_answers_at_once_and_the_task_succeeds(task_agent: RunningAgent) -> None:
     task_agent.deploy("steps", STEPS)
-    started = time.monotonic()
     task_id = submit(task_agent, "steps", {"steps": 4})
-    assert time.monotonic() - started < 2  # answered before the work is done
+    # answered before the work is done: the task is seen running after the answer
     running = wait_for(task_agent, task_id, "running", check=lambda t: t["progress"] is not None)
     assert running["attempt"] == 1 and running["progress_message"].startswith("step")
     done = wait_for(task_agent, task_id)
@@ -123,9 +122,7 @@ def main(context):
 
 def test_timeout_applies_to_task_runs(task_agent: RunningAgent) -> None:
     task_agent.deploy("overrun", "import time\ndef main(context):\n    time.sleep(30)\n", timeout=1)
-    started = time.monotonic()
-    dead = wait_for(task_agent, submit(task_agent, "overrun"))
-    assert time.monotonic() - started < 10
+    dead = wait_for(task_agent, submit(task_agent, "overrun"))  # the run would succeed at 30 s
     assert dead["status"] == "dead" and dead["error"]["code"] == "timeout"
     assert "timed out after 1s" in dead["error"]["message"]
 

@@ -53,11 +53,9 @@ def main(context):
 def test_a_runaway_sqlite_statement_is_cancelled(platform: Platform) -> None:
     platform.tenant("runaway")
     assert platform.deploy("spin", RUNAWAY, "runaway", timeout=8).status_code == 201
-    started = time.monotonic()
-    seen = json.loads(body(platform.invoke("spin", "runaway")))
+    seen = json.loads(body(platform.invoke("spin", "runaway")))  # not the 8 s timeout's 504
     assert seen["code"] == "db_error", seen
     assert "cancelled" in seen["message"], seen
-    assert time.monotonic() - started < 10
 
 
 # Says "started" before its host calls and "ended" as each one ends.
