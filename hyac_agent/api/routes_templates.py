@@ -155,8 +155,11 @@ async def public_files(name: str, version: Optional[str] = Query(None, max_lengt
 
 @router.get("/{name}")
 async def show_template(name: str, version: Optional[str] = Query(None, max_length=64),
+                        fresh: bool = Query(False, description="scan it again now (and store it)"),
                         viewer: Viewer = Depends(get_viewer),
                         registry: TemplateRegistry = Depends(get_registry)) -> dict[str, Any]:
+    if fresh:
+        return await asyncio.to_thread(registry.rescan, name, version, viewer)
     return await asyncio.to_thread(registry.show, name, viewer, version)
 
 

@@ -185,6 +185,17 @@ class TemplateRegistry:
             summary["readme"] = readme_path.read_text(encoding="utf-8", errors="replace")
         return summary
 
+    def rescan(self, name: str, version: str | None, viewer: Viewer) -> dict[str, Any]:
+        """Scan a version again (the advisory database may have grown) and store the result."""
+        shown = self.files_of(self.show(name, viewer, version, readme=False))
+        files = decode_files(shown["files_b64"])
+        scan = self.scan(files, shown["runtime"])
+        with self.engine.begin() as conn:
+            conn.execute(update(t.template_versions).where(
+                t.template_versions.c.name == name,
+                t.template_versions.c.version == shown["version"]).values(scan=json.dumps(scan)))
+        return self.show(name, viewer, shown["version"])
+
     def install(self, name: str, version: str | None, viewer: Viewer) -> dict[str, Any]:
         """The template's files for ``hyac init``; counts an install (one per user)."""
         summary = self.files_of(self.show(name, viewer, version, readme=False))

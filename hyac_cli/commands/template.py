@@ -91,7 +91,9 @@ def show(reference: Reference, as_json: options.Json = False) -> None:
 
     name, version = split_reference(reference)
     with client.connect() as agent:
-        item = agent.get(f"/v1/templates/{name}", params={"version": version} if version else None)
+        # fresh: scanned against the advisories the agent has now, not at publish
+        item = agent.get(f"/v1/templates/{name}", params={"fresh": "true", **({"version": version}
+                                                                            if version else {})})
     term = Terminal()
     if as_json:
         term.print_json(item)

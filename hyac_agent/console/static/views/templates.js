@@ -27,7 +27,7 @@ export async function templatesView(root, { me, rest }) {
 }
 
 async function templateDetail(root, me, name) {
-  const t = await api("GET", `/v1/templates/${encodeURIComponent(name)}`);
+  const t = await api("GET", `/v1/templates/${encodeURIComponent(name)}`, { params: { fresh: "true" } });
   root.append(h("p", {}, h("a", { href: "#/templates" }, "← Templates")),
     h("h1", {}, `${t.title}`), h("p", {}, t.description));
   const ratingText = h("span", { id: "template-rating" }, rating(t.rating));
