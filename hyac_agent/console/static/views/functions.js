@@ -32,6 +32,35 @@ async function functionDetail(root, name) {
       v.active ? "" : h("button", { type: "button", onclick: () => rollback(name, v.version) },
         `Roll back to v${v.version}`)])));
   if (versions.length > 1) root.append(diffPanel(name, versions));
+  root.append(await scanPanel(name));
+}
+
+async function scanPanel(name) {
+  const panel = section("Known vulnerabilities");
+  try {
+    const r = await api("GET", `/v1/functions/${encodeURIComponent(name)}/scan`);
+    if (!r.result) {
+      panel.append(h("p", { class: "muted" }, `v${r.version} has no dependencies.`));
+      return panel;
+    }
+    const blocked = r.blocked ? "; the tenant's policy would block it" : "";
+    panel.append(h("p", {}, `v${r.version}: ${r.result.status}${blocked} (scanned ${time(r.result.scanned_at)})`));
+    const rows = [];
+    for (const p of r.result.packages) {
+      const pkg = `${p.name} ${p.version || ""}`;
+      for (const a of p.advisories) {
+        rows.push([pkg, a.id, a.aliases.filter((x) => x.startsWith("CVE-")).join(" "),
+          a.severity, a.fixed || "no fix yet", a.summary]);
+      }
+      if (p.status === "unknown") rows.push([pkg, "unknown", "", "", "", p.reason]);
+    }
+    if (rows.length) {
+      panel.append(table(["Package", "Advisory", "CVE", "Severity", "Fixed in", "Summary"], rows));
+    }
+  } catch (error) {
+    panel.append(h("p", { class: "muted" }, error.message));
+  }
+  return panel;
 }
 
 async function rollback(name, version) {
