@@ -80,6 +80,7 @@ def serve(
 
     from hyac_agent.api import create_app
     from hyac_agent.core import Agent
+    from hyac_agent.edge import tls as edge_tls
     from hyac_agent.listener import listening_socket
     from hyac_common.paths import agent_state_path, write_private_json
 
@@ -105,6 +106,7 @@ def serve(
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(agent, url), log_level="warning", access_log=False, lifespan="on",
+            proxy_headers=False,  # forwarded headers: the edge believes trusted proxies only
             # SIGTERM: requests in flight get this long to finish (HYAC_SHUTDOWN_GRACE).
             timeout_graceful_shutdown=max(math.ceil(config.shutdown_grace), 0),
         )
@@ -114,6 +116,7 @@ def serve(
 
     async def startup(sockets: list[socket.socket] | None = None) -> None:
         await original_startup(sockets=sockets)
+        await edge_tls.https.start(server.config.app, config.host)  # HYAC_TLS_PORT
         # Written only once the socket accepts requests: its presence means "ready".
         write_private_json(
             state_path,
@@ -131,6 +134,7 @@ def serve(
             await agent.begin_shutdown()
         except Exception:  # the store is unreachable: the leases will run out instead
             logging.getLogger("hyac.agent").exception("could not hand tasks back")
+        await edge_tls.https.stop()
         await original_shutdown(sockets=sockets)
 
     server.startup = startup  # type: ignore[method-assign]

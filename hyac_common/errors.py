@@ -108,6 +108,20 @@ class InvalidCidr(InvalidInput):
     code = "invalid_cidr"
 
 
+class DomainUnverified(InvalidInput):
+    """A custom domain's ownership check found no proof yet (the message says what it
+    looked for: the HTTP token or the DNS TXT record)."""
+
+    code = "domain_unverified"
+
+
+class InvalidCertificate(InvalidInput):
+    """An uploaded TLS certificate does not serve the domain: its key does not match, it
+    does not name the domain, it is expired, or its chain is broken (the message says)."""
+
+    code = "invalid_certificate"
+
+
 class ImageBuildError(HyacError):
     """Building a runtime's container image failed."""
 

@@ -184,3 +184,29 @@ async def remove_domain(host: str, tenant: str = Depends(admin),
                         edge: EdgeService = Depends(get_edge)) -> Response:
     await edge.domains.remove(tenant, host)
     return Response(status_code=204)
+
+
+class CertificateUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cert_pem: str = Field(description="the certificate, then its chain, as PEM")
+    key_pem: str = Field(description="the private key, unencrypted PEM")
+
+
+@domains_router.put("/{host}/certificate")
+async def put_certificate(host: str, body: CertificateUpload, tenant: str = Depends(admin),
+                          edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    return (await edge.certificates.put(tenant, host, body.cert_pem, body.key_pem)).public()
+
+
+@domains_router.get("/{host}/certificate")
+async def get_certificate(host: str, tenant: str = Depends(viewer),
+                          edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    return (await edge.certificates.get(tenant, host)).public()
+
+
+@domains_router.delete("/{host}/certificate", status_code=204)
+async def remove_certificate(host: str, tenant: str = Depends(admin),
+                             edge: EdgeService = Depends(get_edge)) -> Response:
+    await edge.certificates.remove(tenant, host)
+    return Response(status_code=204)

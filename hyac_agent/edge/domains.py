@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.edge.hosts import normalise_host
 from hyac_agent.edge.store import Domain
-from hyac_common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from hyac_common.errors import Conflict, DomainUnverified, Forbidden, InvalidInput, NotFound
 from hyac_common.names import validate_name
 
 if TYPE_CHECKING:
@@ -119,8 +119,8 @@ class Domains:
         method = self.edge.settings()["domain_verification"]
         why = await (self._check_dns(domain) if method == "dns" else self._check_http(domain))
         if why:
-            raise InvalidInput(f"{host} is not verified yet: {why}", code="domain_unverified",
-                               host=host, method=method, challenge=domain.challenge)
+            raise DomainUnverified(f"{host} is not verified yet: {why}", host=host,
+                                   method=method, challenge=domain.challenge)
         try:
             await asyncio.to_thread(self.edge.store.activate_domain, tenant, host)
         except IntegrityError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from hyac_agent.edge.domains import CHALLENGE_PATH, challenge_answer
@@ -55,6 +55,11 @@ async def serve_domain(scope: Scope, receive: Receive, send: Send, run: Run,
         if token is None:
             return False
         await PlainTextResponse(token)(scope, receive, send)
+        return True
+    redirect = None if path.startswith(("/.well-known/",)) else \
+        edge.certificates.redirect(host, scope)
+    if redirect is not None:  # the domain has a certificate: plain HTTP goes to HTTPS
+        await RedirectResponse(redirect, status_code=308)(scope, receive, send)
         return True
     response = await _answer(scope, receive, domain, path, run)
     await response(scope, receive, send)

@@ -95,6 +95,9 @@ class EdgeService:
         from hyac_agent.edge.domains import Domains
 
         self.domains = Domains(self)
+        from hyac_agent.edge.tls import Certificates
+
+        self.certificates = Certificates(self)
         self.decisions = Counter(
             "hyac_edge_decisions", "Requests the gateway answered itself before any worker: "
             "refused by an IP rule, the access mode, a rate limit or CORS, or a CORS preflight",
@@ -111,6 +114,12 @@ class EdgeService:
             if self._view is view:
                 self._view = View.of(await asyncio.to_thread(self.store.load))
             return self._view
+
+    def encrypt(self, text: str) -> str:
+        return self._box.encrypt(text.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        return self._box.decrypt(token.encode()).decode()
 
     def snapshot(self) -> Snapshot:
         """What the gateway consults now (without a refresh)."""
@@ -226,7 +235,7 @@ class EdgeService:
             raise AccessRefused("this function takes signed requests but has no signing secret yet")
         secret = self._secrets.get(access.signing_secret)
         if secret is None:
-            secret = self._box.decrypt(access.signing_secret.encode()).decode()
+            secret = self.decrypt(access.signing_secret)
             self._secrets = {access.signing_secret: secret, **self._secrets}
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         window = access.replay_window or signing.DEFAULT_REPLAY_WINDOW
@@ -321,7 +330,7 @@ class EdgeService:
         if changes.get("rotate_signing_secret") or (updated.mode == "signed"
                                                    and updated.signing_secret is None):
             secret = "hyac_s_" + secrets.token_urlsafe(32)
-            updated = replace(updated, signing_secret=self._box.encrypt(secret.encode()).decode())
+            updated = replace(updated, signing_secret=self.encrypt(secret))
         await asyncio.to_thread(self.store.put_access, updated)
         await self.reload()
         answer = updated.public()

@@ -64,6 +64,22 @@ class Domain:
                 "verified_at": self.verified_at}
 
 
+@dataclass(frozen=True)
+class Certificate:
+    host: str
+    tenant: str
+    cert_pem: str
+    key_pem: str  # encrypted
+    not_after: float
+    fingerprint: str
+    source: str
+    updated_at: float
+
+    def public(self) -> dict[str, Any]:
+        return {"host": self.host, "not_after": self.not_after, "fingerprint": self.fingerprint,
+                "source": self.source, "updated_at": self.updated_at}
+
+
 @dataclass
 class Snapshot:
     """Everything the gateway consults, read at once."""
@@ -77,6 +93,7 @@ class Snapshot:
     domains: dict[str, Domain] = field(default_factory=dict)
     #: every claim, pending ones too
     claims: list[Domain] = field(default_factory=list)
+    certificates: dict[str, Certificate] = field(default_factory=dict)
 
 
 class EdgeStore:
@@ -104,6 +121,8 @@ class EdgeStore:
                 snap.claims.append(domain)
                 if domain.status == "active":
                     snap.domains[domain.host] = domain
+            for row in conn.execute(select(t.certificates)):
+                snap.certificates[row.host] = Certificate(**row._mapping)
         return snap
 
     # IP rules -------------------------------------------------------------------------
@@ -186,9 +205,26 @@ class EdgeStore:
                                                  t.domains.c.tenant != tenant))
 
     def delete_domain(self, tenant: str, host: str) -> bool:
+        """Remove the tenant's claim of ``host``, and its certificate."""
         with self.engine.begin() as conn:
-            return bool(conn.execute(delete(t.domains).where(
+            gone = bool(conn.execute(delete(t.domains).where(
                 t.domains.c.tenant == tenant, t.domains.c.host == host)).rowcount)
+            if gone:
+                conn.execute(delete(t.certificates).where(t.certificates.c.host == host,
+                                                          t.certificates.c.tenant == tenant))
+            return gone
+
+    # certificates ---------------------------------------------------------------------
+
+    def put_certificate(self, cert: Certificate) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.certificates).where(t.certificates.c.host == cert.host))
+            conn.execute(insert(t.certificates).values(**cert.__dict__))
+
+    def delete_certificate(self, tenant: str, host: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(t.certificates).where(
+                t.certificates.c.host == host, t.certificates.c.tenant == tenant)).rowcount)
 
 
 def _access(row: Any) -> Access:

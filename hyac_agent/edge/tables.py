@@ -73,3 +73,17 @@ domains = Table(
     Column("verified_at", Float),
     Index("ix_edge_domains_tenant", "tenant"),
 )
+
+#: TLS certificates of domains, uploaded or obtained by ACME
+certificates = Table(
+    "edge_certificates",
+    metadata,
+    Column("host", String(253), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("cert_pem", Text, nullable=False),  # the leaf, then its chain
+    Column("key_pem", Text, nullable=False),  # Fernet token: encrypted at rest
+    Column("not_after", Float, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("source", String(16), nullable=False),  # "upload" or "acme"
+    Column("updated_at", Float, nullable=False),
+)

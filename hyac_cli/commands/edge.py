@@ -3,6 +3,7 @@ gateway (IP allow and deny lists, access modes, function keys, rate limits, CORS
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -361,3 +362,42 @@ def domain_rm(host: Host, tenant: options.Tenant = None) -> None:
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
         agent.delete(f"/v1/domains/{client.segment(host, 'domain')}")
     Terminal().say(f"{host}  removed")
+
+
+@domain_app.command("cert")
+def domain_cert(
+    host: Host,
+    cert: Annotated[Path | None, typer.Option(
+        "--cert", help="The certificate, then its chain (PEM file).")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Its private key (PEM file).")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the domain's certificate.")] = False,
+    tenant: options.Tenant = None,
+    as_json: options.Json = False,
+) -> None:
+    """Upload a domain's TLS certificate (checked: key, names, chain, expiry), show it
+    (no options), or remove it."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+    from hyac_common.errors import InvalidInput
+
+    path = f"/v1/domains/{client.segment(host, 'domain')}/certificate"
+    term = Terminal()
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        if remove:
+            agent.delete(path)
+            term.say(f"{host}  certificate removed")
+            return
+        if (cert is None) != (key is None):
+            raise InvalidInput("give both --cert and --key")
+        if cert is not None and key is not None:
+            shown = agent.put(path, json={"cert_pem": cert.read_text(), "key_pem": key.read_text()})
+        else:
+            shown = agent.get(path)
+    if as_json:
+        term.print_json(shown)
+        return
+    import datetime as dt
+
+    ends = dt.datetime.fromtimestamp(shown["not_after"], dt.timezone.utc)
+    term.say(f"{host}  {shown['source']}  until {ends:%Y-%m-%d %H:%M} UTC  "
+             f"sha256 {shown['fingerprint'][:16]}…")

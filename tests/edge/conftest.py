@@ -1,4 +1,5 @@
-"""An agent listening on every loopback address (IPv4 and IPv6), shared by a module."""
+"""An agent listening on every loopback address (IPv4 and IPv6), shared by the edge tests
+(each test uses tenants and names of its own, and puts back the owner's settings)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Edge:
     def __init__(self, agent: RunningAgent) -> None:
         self.agent = agent
         self.port = int(agent.url.rsplit(":", 1)[1])
+        self.tls_port = 0
 
     def url(self, family: int = 4) -> str:
         return f"http://{'127.0.0.1' if family == 4 else '[::1]'}:{self.port}"
@@ -82,14 +84,17 @@ DNS_PORT = free_udp_port()
 RESOLVED = ("verify-me.example.test", "contested.example.test")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     data: Path = tmp_path_factory.mktemp("edge") / "data"
-    port = free_port()
+    port, tls_port = free_port(), free_port()
     agent = start_agent(data, "--host", "::", "--port", str(port), "--insecure-no-sandbox", env={
+        "HYAC_TLS_PORT": str(tls_port),
         "HYAC_DOMAIN_CHECK_PORT": str(port),
         "HYAC_DOMAIN_DNS_SERVER": f"127.0.0.1:{DNS_PORT}",
         "HYAC_EDGE_RESOLVE": ",".join(f"{name}=127.0.0.1" for name in RESOLVED),
     })
-    yield Edge(agent)
+    running = Edge(agent)
+    running.tls_port = tls_port
+    yield running
     agent.kill(signal.SIGTERM)

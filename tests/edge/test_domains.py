@@ -26,6 +26,7 @@ def settings(edge: Edge, **values: object) -> None:
 def open_settings(edge: Edge) -> Iterator[None]:
     settings(edge, domain_suffixes=[], domain_verification="none", reserved_hosts=[])
     yield
+    settings(edge, domain_suffixes=[], domain_verification="none", reserved_hosts=[])
 
 
 def test_the_gateway_routes_by_host_and_the_api_stays_the_api(edge: Edge) -> None:

@@ -4,12 +4,16 @@ addresses), forwarded headers, access modes, rate limits and CORS."""
 from __future__ import annotations
 
 import json
+import signal
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from hyac_agent.edge.signing import sign
-from tests.edge.conftest import Edge
+from tests.conftest import start_agent
+from tests.edge.conftest import ECHO, Edge
 
 
 def rule(edge: Edge, tenant: str, action: str, cidr: str, **where: str) -> str:
@@ -74,6 +78,8 @@ def test_forwarded_headers_are_ignored_unless_the_owner_trusts_the_proxy(edge: E
     assert answer.json()["error"]["rule"] == denied
     with edge.client("127.0.0.21") as client:
         assert client.get("/proxied/echo", headers=spoof).json()["client"] == "127.0.0.21"
+    with edge.client("127.0.0.1") as client:  # the HTTP server trusts no loopback proxy either
+        assert client.get("/proxied/echo", headers=spoof).json()["client"] == "127.0.0.1"
     # a tenant cannot declare proxies: only the platform owner
     developer = edge.user("proxy-dev", "proxied", "admin")
     with edge.client(headers={"Authorization": f"Bearer {developer}"}) as client:
@@ -221,3 +227,15 @@ def test_bad_rules_are_refused_with_a_4xx(edge: Edge, body: dict) -> None:
         answer = owner.post("/v1/edge/ip-rules", json=body)
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.json()["error"]["code"] in ("invalid_cidr", "invalid_input")
+
+
+def test_no_forwarded_header_is_believed_on_an_ipv4_loopback_agent(tmp_path: Path) -> None:
+    """The HTTP server itself trusts no proxy either (uvicorn would believe 127.0.0.1)."""
+    agent = start_agent(tmp_path / "data", "--insecure-no-sandbox")
+    try:
+        agent.deploy("echo", ECHO)
+        answer = httpx.get(f"{agent.url}/default/echo", timeout=60,
+                           headers={"X-Forwarded-For": "203.0.113.7"})
+        assert answer.json()["client"] == "127.0.0.1"
+    finally:
+        agent.kill(signal.SIGTERM)
