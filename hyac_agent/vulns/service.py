@@ -113,7 +113,7 @@ class VulnService:
         (tenant, function, version, new advisory ids) for those with new findings."""
         changed = []
         done: dict[str, list[str]] = {}
-        for tenant in self.store.function_tenants():
+        for tenant in self._tenants():
             for record in self.store.list_functions(tenant):
                 version = self.store.get_version(tenant, record.name)
                 lock = version.config.lock if version is not None else None
@@ -129,6 +129,16 @@ class VulnService:
             for hook in NEW_FINDINGS_HOOKS:
                 hook(tenant, name, number, new)
         return changed
+
+    def _tenants(self) -> list[str]:
+        """Every tenant with a function."""
+        from sqlalchemy import select
+
+        from hyac_agent.store.tables import functions
+
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(functions.c.tenant).distinct()).all()
+        return sorted(row[0] for row in rows)
 
     # the database --------------------------------------------------------------------
 
