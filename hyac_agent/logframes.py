@@ -10,7 +10,7 @@ a fixed overhead, so a flood of empty lines is held to the budget too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ class LogBudget:
         #: frames dropped because they named no request in flight on this worker
         self.foreign_frames = 0
 
-    def frame(self, frame: dict[str, Any], in_flight: Collection[str]) -> LogLine | None:
+    def frame(self, frame: Mapping[str, Any], in_flight: Collection[str]) -> LogLine | None:
         """The line ``frame`` may store, or None when it is dropped."""
         request_id = frame.get("id")
         if request_id is not None and not (isinstance(request_id, str) and request_id in in_flight):

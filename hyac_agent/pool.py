@@ -25,6 +25,7 @@ from hyac_agent.sandbox import Sandbox, SandboxBackend, SandboxSpec
 from hyac_agent.store import VersionRecord
 from hyac_agent.worker import HostCallHandler, Worker
 from hyac_common.errors import WorkerCrashed
+from hyac_common.protocol import PROTOCOL_VERSION, InitFrame
 
 log = logging.getLogger("hyac.pool")
 
@@ -182,9 +183,10 @@ class WorkerPool:
     @staticmethod
     def _init_message(
         version: VersionRecord, runtime: str, code_dir: str, env: dict[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> InitFrame:
         return {
             "type": "init",
+            "protocol": PROTOCOL_VERSION,
             "function": {
                 "tenant": version.tenant,
                 "name": version.function,

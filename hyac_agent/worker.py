@@ -27,6 +27,20 @@ from hyac_common.errors import (
     OutOfMemory,
     WorkerCrashed,
 )
+from hyac_common.protocol import (
+    AgentFrame,
+    HostCallFrame,
+    HostCallResultFrame,
+    InitErrorFrame,
+    InitFrame,
+    InvokeFrame,
+    ReadyFrame,
+    RequestInfo,
+    ResultFrame,
+    TaskRef,
+    WorkerFrame,
+    version_problem,
+)
 
 log = logging.getLogger("hyac.worker")
 
@@ -53,7 +67,7 @@ class Worker:
         self.logbus = logbus
         self.host_calls = host_calls
         self._on_drain = on_drain
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.pending: dict[str, asyncio.Future[ResultFrame]] = {}
         self.last_used = time.monotonic()
         self.dead = False
         self.death_reason = "the worker exited"
@@ -66,7 +80,9 @@ class Worker:
         self._logs = LogBudget(self._system_log)
         # The tenant's secret values this worker may read stay redacted until it is gone.
         self._release_secrets = logbus.hold_secrets(spec.tenant)
-        self._ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._ready: asyncio.Future[ReadyFrame | InitErrorFrame] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._tasks: list[asyncio.Task[Any]] = []
         self._writer: asyncio.StreamWriter | None = None
 
@@ -81,7 +97,7 @@ class Worker:
 
     # life cycle --------------------------------------------------------------------------
 
-    async def start(self, init: dict[str, Any]) -> None:
+    async def start(self, init: InitFrame) -> None:
         reader, self._writer = await asyncio.open_unix_connection(sock=self.sandbox.channel)
         process = self.sandbox.process
         self._tasks = [
@@ -106,6 +122,14 @@ class Worker:
                 error.get("message") or "the function failed to load",
                 type=error.get("type", "Error"),
                 traceback=error.get("traceback", ""),
+            )
+        # A runtime added by a user may speak another version: refused before any request.
+        problem = version_problem(message.get("protocol"))
+        if problem is not None:
+            await self.kill("the runtime speaks another worker protocol")
+            raise FunctionLoadError(
+                f"runtime {self.spec.runtime.name!r} cannot serve this agent: {problem}",
+                type="ProtocolMismatch", traceback="",
             )
 
     async def kill(self, reason: str) -> None:
@@ -161,21 +185,23 @@ class Worker:
     # invocations -------------------------------------------------------------------------
 
     async def invoke(
-        self, request_id: str, request: dict[str, Any], timeout: float,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Run one invocation; the raw ``result`` message, or FunctionTimeout/WorkerCrashed.
+        self, request_id: str, request: RequestInfo, timeout: float, task: TaskRef | None = None,
+    ) -> ResultFrame:
+        """Run one invocation; the raw ``result`` frame, or FunctionTimeout/WorkerCrashed.
 
-        ``extra`` adds optional fields to the ``invoke`` frame (``task``)."""
+        ``task`` names the background task the invocation runs, if any."""
         if self.dead:
             raise self.death_error(self.death_reason)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ResultFrame] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         self.last_used = time.monotonic()
         try:
             deadline = time.time() + timeout
-            self._send({"type": "invoke", "id": request_id, "request": request,
-                        "deadline": deadline, **(extra or {})})
+            frame: InvokeFrame = {"type": "invoke", "id": request_id, "request": request,
+                                  "deadline": deadline}
+            if task is not None:
+                frame["task"] = task
+            self._send(frame)
             try:
                 return await asyncio.wait_for(asyncio.shield(future), timeout)
             except asyncio.TimeoutError:
@@ -192,7 +218,7 @@ class Worker:
 
     # channel -----------------------------------------------------------------------------
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: AgentFrame) -> None:
         if self._writer is None or self._writer.is_closing():
             raise WorkerCrashed(self.death_reason)
         self._writer.write(encode_frame(message))
@@ -216,13 +242,12 @@ class Worker:
             await self._classify_exit()
         await self.kill(self.death_reason if self.dead else "the worker closed its channel")
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "result":
+    def _dispatch(self, message: WorkerFrame) -> None:
+        if message["type"] == "result":
             future = self.pending.get(str(message.get("id")))
             if future is not None and not future.done():
                 future.set_result(message)
-        elif kind == "log":
+        elif message["type"] == "log":
             # Charged to the request in flight here that it names, fields cut (logframes).
             line = self._logs.frame(message, self.pending)
             if line is not None:
@@ -231,25 +256,25 @@ class Worker:
                     version=self.spec.version, stream=line.stream, message=line.message,
                     request_id=line.request_id, level=line.level,
                 )
-        elif kind == "hostcall":
+        elif message["type"] == "hostcall":
             task = asyncio.create_task(self._answer_host_call(message))
             self._tasks.append(task)
             task.add_done_callback(self._forget_task)
-        elif kind in ("ready", "init_error"):
+        elif message["type"] == "ready" or message["type"] == "init_error":
             if not self._ready.done():
                 self._ready.set_result(message)
         else:
-            raise ProtocolError(f"unexpected message type {kind!r}")
+            raise ProtocolError(f"unexpected message type {message['type']!r}")
 
     def _forget_task(self, task: asyncio.Task[Any]) -> None:
         with contextlib.suppress(ValueError):
             self._tasks.remove(task)
 
-    async def _answer_host_call(self, message: dict[str, Any]) -> None:
+    async def _answer_host_call(self, message: HostCallFrame) -> None:
         call = message.get("call")
         op = message.get("op")
         args = message.get("args") if isinstance(message.get("args"), dict) else {}
-        reply: dict[str, Any] = {"type": "hostcall_result", "call": call}
+        reply: HostCallResultFrame = {"type": "hostcall_result", "call": call, "ok": False}
         try:
             if not isinstance(op, str):
                 raise InvalidInput("host call without an operation")
@@ -265,10 +290,10 @@ class Worker:
         except HyacError as exc:
             # Scalar details travel too: what a nested call's callee raised, for one.
             error = {k: v for k, v in exc.details.items() if isinstance(v, (str, int, float, bool))}
-            reply.update(ok=False, error={**error, "code": exc.code, "message": exc.message})
+            reply["error"] = {**error, "code": exc.code, "message": exc.message}
         except Exception:
             log.exception("host call %s failed", op)
-            reply.update(ok=False, error={"code": InternalError.code, "message": "host call failed"})
+            reply["error"] = {"code": InternalError.code, "message": "host call failed"}
         with contextlib.suppress(WorkerCrashed, ProtocolError):
             self._send(reply)
 

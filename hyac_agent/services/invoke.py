@@ -7,7 +7,7 @@ import binascii
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -17,6 +17,7 @@ from hyac_agent.pool import WorkerPool
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.store import VersionRecord
 from hyac_agent.worker import Worker
+from hyac_common import protocol
 from hyac_common.errors import (
     CallDepthExceeded,
     FunctionLoadError,
@@ -31,6 +32,7 @@ from hyac_common.errors import (
     WorkerCrashed,
 )
 from hyac_common.names import validate_name
+from hyac_common.protocol import RequestInfo, TaskRef
 from hyac_common.wire import FunctionError, InvokeRequest, InvokeResult
 
 #: how deep ``context.invoke`` calls may nest, the outermost invocation counting as 1
@@ -95,7 +97,7 @@ class InvokeService:
         *,
         request_id: str | None = None,
         version: VersionRecord | None = None,
-        task: dict[str, Any] | None = None,
+        task: TaskRef | None = None,
         depth: int = 1,
         deadline: float | None = None,
     ) -> InvokeResult:
@@ -108,7 +110,7 @@ class InvokeService:
         request_id = request_id or new_request_id()
         note_version(version)
         started = time.perf_counter()
-        payload: dict[str, Any] = {
+        payload: RequestInfo = {
             "method": request.method.upper(),
             "path": request.path or "/",
             "query": request.query,
@@ -131,7 +133,7 @@ class InvokeService:
                 self._in_flight[request_id] = _InFlight(depth, time.monotonic() + limit)
                 try:
                     message = await worker.invoke(
-                        request_id, payload, limit, extra={"task": task} if task else None,
+                        request_id, payload, limit, task=task,
                     )
                 finally:
                     self._serving.pop(request_id, None)
@@ -153,7 +155,7 @@ class InvokeService:
         duration = (time.perf_counter() - started) * 1000
         base = _ResultBase(request_id=request_id, version=version.number, duration_ms=duration)
         if message.get("ok"):
-            response = message.get("response") or {}
+            response: Mapping[str, Any] = message.get("response") or {}
             body = response.get("body_b64") or ""
             if len(body) * 3 // 4 > self.max_body_bytes:
                 raise self._logged(OutputTooLarge(
@@ -168,14 +170,15 @@ class InvokeService:
                 body_b64=body,
                 **base,
             )
-        error = message.get("error") or {}
-        if error.get("type") == "MemoryError":  # an address-space limit (rlimit) was hit
+        error: Mapping[str, Any] = message.get("error") or {}
+        # What the runtime itself recognised says so in its code (hyac_common/protocol.py);
+        # any other error is the function's own.
+        if error.get("code") == protocol.OUT_OF_MEMORY:  # e.g. an rlimit hit (MemoryError)
             raise self._logged(OutOfMemory(
-                f"function {name!r} ran out of memory (MemoryError)", request_id=request_id
+                f"function {name!r} ran out of memory ({error.get('type', 'Error')})",
+                request_id=request_id,
             ), tenant, name, version.number, request_id)
-        if error.get("type") == "ValueError" and str(error.get("message", "")).startswith(
-            "response too large"
-        ):  # the worker could not even frame the response
+        if error.get("code") == protocol.OUTPUT_TOO_LARGE:  # the response could not be framed
             raise self._logged(OutputTooLarge(
                 f"function {name!r} returned more than the 64 MiB frame limit",
                 request_id=request_id,

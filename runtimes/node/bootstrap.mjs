@@ -18,6 +18,8 @@ import { format } from "node:util";
 
 import * as hyac from "./hyac_context.mjs";
 
+// The worker protocol this bootstrap speaks: hyac_common/protocol.py's, held to it by a test.
+const PROTOCOL_VERSION = "1.0";
 const MAX_FRAME = 64 * 1024 * 1024;
 const MAX_LOG_LINE = 256 * 1024;
 const EXIT_OK = 0, EXIT_INIT_ERROR = 1, EXIT_PROTOCOL_ERROR = 2;
@@ -209,12 +211,12 @@ class Worker {
       this.handler = handler;
     } catch (err) {
       this.output.end(null);
-      this.channel.send({ type: "init_error", error: this.errors.describe(err) });
+      this.channel.send({ type: "init_error", protocol: PROTOCOL_VERSION, error: this.errors.describe(err) });
       return false;
     }
     this.output.end(null);
     const version = globalThis.Deno?.version?.deno ?? process.versions.node;
-    this.channel.send({ type: "ready", pid: process.pid, runtime_version: version });
+    this.channel.send({ type: "ready", protocol: PROTOCOL_VERSION, pid: process.pid, runtime_version: version });
     return true;
   }
 
@@ -271,9 +273,10 @@ class Worker {
       try {
         this.channel.send(result);
       } catch (err) {
+        // The response cannot be framed: the code says so (the agent answers output_too_large).
         this.channel.send({ type: "result", id, ok: false,
                             error: { type: "RangeError", message: `response too large: ${err.message}`,
-                                     traceback: "" } });
+                                     traceback: "", code: "output_too_large" } });
       }
       this.inFlight -= 1;
       if (this.stopping && this.inFlight === 0) die(EXIT_OK);

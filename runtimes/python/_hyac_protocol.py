@@ -23,6 +23,11 @@ from typing import Any, NoReturn
 
 from hyac_context import _host_call_error
 
+#: the worker protocol this bootstrap speaks: hyac_common/protocol.py's, held to it by a test
+PROTOCOL_VERSION = "1.0"
+#: the codes a result's error may carry (hyac_common/protocol.py); none: the function raised
+OUTPUT_TOO_LARGE = "output_too_large"
+OUT_OF_MEMORY = "out_of_memory"
 MAX_FRAME = 64 * 1024 * 1024
 MAX_LOG_LINE = 256 * 1024
 _HEADER = struct.Struct(">I")

@@ -40,6 +40,9 @@ if RUNTIME_DIR not in sys.path:
 import hyac_context  # noqa: E402
 from _hyac_errors import MAIN_MODULE, UserTracebacks  # noqa: E402
 from _hyac_protocol import (  # noqa: E402
+    OUT_OF_MEMORY,
+    OUTPUT_TOO_LARGE,
+    PROTOCOL_VERSION,
     Channel,
     FrameBuffer,
     FrameTooLarge,
@@ -145,7 +148,7 @@ class Worker:
         except BaseException as exc:  # anything the user's module code raises
             error = self._errors.describe(exc)
             self.end_output(None)
-            self._channel.send({"type": "init_error", "error": error})
+            self._channel.send({"type": "init_error", "protocol": PROTOCOL_VERSION, "error": error})
             return False
         handler = self._handler
         # An instance with ``async def __call__`` counts as an async handler too.
@@ -154,7 +157,8 @@ class Worker:
         )
         self.end_output(None)
         version = platform.python_version()
-        self._channel.send({"type": "ready", "pid": os.getpid(), "runtime_version": version})
+        self._channel.send({"type": "ready", "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
+                            "runtime_version": version})
         return True
 
     def _load_entry(self) -> Callable[..., Any]:
@@ -346,10 +350,19 @@ class Worker:
         try:
             self._channel.send(result)
         except FrameTooLarge as exc:
-            self._channel.send(self._failure(request_id, ValueError(f"response too large: {exc}")))
+            too_large = ValueError(f"response too large: {exc}")
+            self._channel.send(self._failure(request_id, too_large, OUTPUT_TOO_LARGE))
 
-    def _failure(self, request_id: str, exc: BaseException) -> dict[str, Any]:
+    def _failure(
+        self, request_id: str, exc: BaseException, code: str | None = None
+    ) -> dict[str, Any]:
+        """The ``result`` of a failed invocation; ``code`` says what the worker recognised
+        (a MemoryError is out of memory), none that the function raised ``exc``."""
         error = self._errors.describe(exc)
+        if code is None and isinstance(exc, MemoryError):
+            code = OUT_OF_MEMORY
+        if code is not None:
+            error["code"] = code
         return {"type": "result", "id": request_id, "ok": False, "error": error}
 
     def _make_context(self, job: Invocation) -> hyac_context.FunctionContext:

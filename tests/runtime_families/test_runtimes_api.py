@@ -90,6 +90,20 @@ exports.main = async (context) => {
 
 
 @requires_runtime("node20")
+def test_node_output_too_large_to_frame_is_output_too_large(bwrap_agent: RunningAgent) -> None:
+    # 50 MiB of text is over 64 MiB once base64-encoded in the result frame: the bootstrap
+    # cannot send it (a RangeError in JavaScript) and says so with the result's error code.
+    deploy(bwrap_agent, "huge", "functions/huge.mjs",
+           "export function main() {\n  return 'x'.repeat(50 * 1024 * 1024);\n}\n",
+           runtime="node20", memory=1024 * 1024 * 1024)
+    answer = bwrap_agent.invoke("huge")
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "output_too_large", error
+    assert "64 MiB frame limit" in error["message"] and error["request_id"]
+
+
+@requires_runtime("node20")
 def test_node_function_storage(bwrap_agent: RunningAgent) -> None:
     deploy(bwrap_agent, "nodestore", "functions/nodestore.mjs", """
 export async function main(context) {
