@@ -49,3 +49,10 @@ WAITING: tuple[TaskStatus, ...] = (TaskStatus.QUEUED, TaskStatus.FAILED)
 UNFINISHED: tuple[TaskStatus, ...] = (*WAITING, TaskStatus.RUNNING)
 #: what ``retry`` revives
 RETRYABLE: tuple[TaskStatus, ...] = (TaskStatus.DEAD, TaskStatus.CANCELLED)
+
+#: the codes of a task's error that are the queue's own; the others are those of the run
+#: that failed (hyac_common/errors.py: function_error, timeout, worker_crashed, …)
+TASK_EXPIRED = "expired"
+"""It waited past its ``task_max_age`` and was not run."""
+TASK_LOST = "lost"
+"""The processes running it vanished too many times."""

@@ -30,7 +30,7 @@ from hyac_agent.store import Store, TaskRecord, VersionRecord
 from hyac_agent.tasks import callbacks, destinations
 from hyac_agent.tasks.settings import TaskSettings
 from hyac_common.errors import HyacError, InvocationFailed, NotFound
-from hyac_common.tasks import UNFINISHED, TaskStatus
+from hyac_common.tasks import TASK_EXPIRED, TASK_LOST, UNFINISHED, TaskStatus
 from hyac_common.wire import InvokeRequest, TaskError, TaskInfo, TaskResult
 
 log = logging.getLogger("hyac.tasks")
@@ -127,7 +127,7 @@ class TaskExecutor:
         waiting_since = record.queued_at or record.created_at
         if record.status != TaskStatus.RUNNING and max_age and now - waiting_since > max_age:
             error = TaskError(
-                code="expired",
+                code=TASK_EXPIRED,
                 message=f"the task waited more than its max age ({max_age:g}s) and was not run",
             )
             if await asyncio.to_thread(
@@ -146,7 +146,7 @@ class TaskExecutor:
             self._log_take_over(record, claimed)
         if claimed.lost >= MAX_LOST_RUNS:
             error = TaskError(
-                code="lost",
+                code=TASK_LOST,
                 message=f"the process running this task vanished {claimed.lost} times",
             )
             return await self._record_failure(claimed, request_id, error, retry=False)

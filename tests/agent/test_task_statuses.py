@@ -41,3 +41,10 @@ def test_the_sets_partition_the_statuses() -> None:
     assert set(tasks.RETRYABLE) < set(tasks.TERMINAL)
     assert TaskStatus.SUCCEEDED not in tasks.RETRYABLE
     assert "dead" in tasks.TERMINAL and "running" not in tasks.WAITING  # plain words too
+
+
+def test_the_queues_own_error_codes_are_no_invocation_codes() -> None:
+    from hyac_common.errors import BY_CODE
+
+    assert {tasks.TASK_EXPIRED, tasks.TASK_LOST} == {"expired", "lost"}
+    assert not {tasks.TASK_EXPIRED, tasks.TASK_LOST} & set(BY_CODE)
