@@ -447,14 +447,19 @@ def _expected(info: FieldInfo, form: InManifest) -> str:
     return f"{what} such as {form.example}" if form.example else what
 
 
-def _noun(annotation: Any) -> str:
+#: how an error names a type of hyac.toml value: alone, and as the items of a table or list
+_NOUNS = {bool: ("true or false", "true/false values"), int: ("a whole number", "whole numbers"),
+          float: ("a number", "numbers"), str: ("a string", "strings")}
+
+
+def _noun(annotation: Any, plural: bool = False) -> str:
     args = get_args(annotation)
-    if get_origin(annotation) is dict:
-        return "a table" if args[1] is str else f"a table of {_noun(args[1])}"
+    if get_origin(annotation) is dict:  # of strings: the example says the rest
+        return "a table" if args[1] is str else f"a table of {_noun(args[1], plural=True)}"
     if get_origin(annotation) is list:
-        return f"a list of {_noun(args[0]).removeprefix('a ')}s"
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
-    return names.get(annotation, f"a {getattr(annotation, '__name__', annotation)}")
+        return f"a list of {_noun(args[0], plural=True)}"
+    name = getattr(annotation, "__name__", str(annotation))
+    return _NOUNS.get(annotation, (f"a {name}", f"{name} values"))[plural]
 
 
 def _bare(annotation: Any) -> Any:
