@@ -17,6 +17,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
     # the browser of the console's end-to-end tests (tests/console/test_browser.py)
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    # the ACME server of the custom-domain certificate tests (tests/edge/test_acme.py)
+    command -v pebble >/dev/null 2>&1 || missing+=(pebble)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "services: installing ${missing[*]}"
         apt-get update -qq >/dev/null

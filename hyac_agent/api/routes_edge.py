@@ -63,6 +63,10 @@ class EdgeSettings(BaseModel):
     domain_suffixes: list[str] | None = None
     domain_verification: str | None = None
     reserved_hosts: list[str] | None = None
+    acme_directory: str | None = None
+    acme_email: str | None = None
+    acme_ca_bundle: str | None = None
+    acme_renew_before_days: float | None = None
 
 
 @router.get("/ip-rules")
@@ -146,6 +150,7 @@ class DomainCreate(BaseModel):
     function: str | None = Field(None, description="the function it runs (omit with tenant_root)")
     tenant_root: bool = Field(False, description="every function of the tenant, as /{function}/...")
     path_prefix: str = Field("/", description="the function answers under this path only")
+    acme: bool = Field(False, description="its certificate comes from the platform's ACME server")
 
 
 @domains_router.get("")
@@ -153,7 +158,7 @@ async def list_domains(tenant: str = Depends(viewer),
                        edge: EdgeService = Depends(get_edge)) -> list[dict[str, Any]]:
     from hyac_agent.edge.domains import public
 
-    return [public(domain) for domain in await edge.domains.list(tenant)]
+    return [public(domain, edge) for domain in await edge.domains.list(tenant)]
 
 
 @domains_router.post("", status_code=201)
@@ -166,7 +171,8 @@ async def add_domain(body: DomainCreate, request: Request, tenant: str = Depends
     if body.tenant_root == (body.function is not None):
         raise InvalidInput("give either function or tenant_root")
     domain = await edge.domains.add(tenant, body.host, body.function, body.path_prefix,
-                                    reserved=request_host(request.headers.get("host")))
+                                    reserved=request_host(request.headers.get("host")),
+                                    acme=body.acme)
     request.state.audit_target = domain.host
     return public(domain)
 
@@ -210,3 +216,19 @@ async def remove_certificate(host: str, tenant: str = Depends(admin),
                              edge: EdgeService = Depends(get_edge)) -> Response:
     await edge.certificates.remove(tenant, host)
     return Response(status_code=204)
+
+
+@domains_router.post("/{host}/acme")
+async def enable_acme(host: str, tenant: str = Depends(admin),
+                      edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    from hyac_agent.edge.domains import public
+
+    return public(await edge.domains.set_acme(tenant, host, True), edge)
+
+
+@domains_router.delete("/{host}/acme")
+async def disable_acme(host: str, tenant: str = Depends(admin),
+                       edge: EdgeService = Depends(get_edge)) -> dict[str, Any]:
+    from hyac_agent.edge.domains import public
+
+    return public(await edge.domains.set_acme(tenant, host, False), edge)

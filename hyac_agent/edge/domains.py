@@ -61,7 +61,7 @@ class Domains:
         self.resolve = _resolve_overrides()
 
     async def add(self, tenant: str, host: str, function: str | None, path_prefix: str,
-                  reserved: str = "") -> Domain:
+                  reserved: str = "", acme: bool = False) -> Domain:
         """Bind ``host`` to ``function`` (None: the tenant's root). ``reserved`` is the
         name the agent's API was reached by: never a tenant's."""
         host = normalise_host(host)
@@ -71,6 +71,8 @@ class Domains:
         if function is None and prefix != "/":
             raise InvalidInput("a tenant-root domain has no path prefix (its paths are /{function}/...)")
         settings = self.edge.settings()
+        if acme and not settings["acme_directory"]:
+            raise InvalidInput("this platform has no ACME server (the owner sets acme_directory)")
         for name in [*settings["reserved_hosts"], *([reserved] if reserved else [])]:
             if host == name or host.endswith("." + name):
                 raise Forbidden(f"{host} is a name of the platform itself (reserved by the "
@@ -87,13 +89,15 @@ class Domains:
                            "platform owner if it is not yours)", host=host)
         now = time.time()
         domain = Domain(host, tenant, function, prefix, status, secrets.token_urlsafe(24), now,
-                        now if status == "active" else None)
+                        now if status == "active" else None, acme)
         try:
             await asyncio.to_thread(self.edge.store.add_domain, domain)
         except IntegrityError:
             raise Conflict(f"the domain {host} is already bound (remove it first, or ask the "
                            "platform owner if it is not yours)", host=host) from None
         await self.edge.reload()
+        if acme:
+            self.edge.acme.wake()
         return domain
 
     async def list(self, tenant: str) -> list[Domain]:
@@ -105,6 +109,18 @@ class Domains:
         if not await asyncio.to_thread(self.edge.store.delete_domain, tenant, host):
             raise NotFound(f"no domain {host} in tenant {tenant!r}")
         await self.edge.reload()
+
+    async def set_acme(self, tenant: str, host: str, on: bool) -> Domain:
+        """Have the domain's certificate come from ACME (or stop: the last one stays)."""
+        host = normalise_host(host)
+        await self.edge.reload()
+        if on and not self.edge.settings()["acme_directory"]:
+            raise InvalidInput("this platform has no ACME server (the owner sets acme_directory)")
+        if not await asyncio.to_thread(self.edge.store.set_domain_acme, tenant, host, on):
+            raise NotFound(f"no domain {host} in tenant {tenant!r}")
+        await self.edge.reload()
+        self.edge.acme.wake()
+        return next(c for c in self.edge.snapshot().claims if c.host == host and c.tenant == tenant)
 
     async def verify(self, tenant: str, host: str) -> Domain:
         """Run the ownership check of a pending domain; the domain (active if it passed)."""
@@ -126,6 +142,7 @@ class Domains:
         except IntegrityError:
             raise Conflict(f"the domain {host} is already bound", host=host) from None
         await self.edge.reload()
+        self.edge.acme.wake()
         return self.edge.snapshot().domains[host]
 
     async def _check_http(self, domain: Domain) -> str:
@@ -178,8 +195,10 @@ def challenge_answer(edge: EdgeService, host: str, path: str) -> str | None:
     return None
 
 
-def public(domain: Domain) -> dict[str, Any]:
+def public(domain: Domain, edge: EdgeService | None = None) -> dict[str, Any]:
     answer = domain.public()
+    if edge is not None and domain.host in edge.acme.errors:
+        answer["acme_error"] = edge.acme.errors[domain.host]
     if domain.status == "pending":
         answer["challenge"] = domain.challenge
         answer["check"] = {

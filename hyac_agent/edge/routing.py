@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from hyac_agent.edge.acme import CHALLENGE_PATH as ACME_CHALLENGE_PATH
 from hyac_agent.edge.domains import CHALLENGE_PATH, challenge_answer
 from hyac_agent.edge.hosts import request_host
 from hyac_agent.edge.store import Domain
@@ -42,6 +43,11 @@ async def serve_domain(scope: Scope, receive: Receive, send: Send, run: Run,
     path: str = scope.get("path", "")
     if edge is None or path.startswith((*api_prefixes, "/metrics")):
         return False
+    if path.startswith(ACME_CHALLENGE_PATH):  # an ACME server checking an order of ours
+        answer = edge.acme.answer(path)
+        if answer is not None:
+            await PlainTextResponse(answer)(scope, receive, send)
+            return True
     view = await edge.view()  # a cluster's other agents' changes, within the refresh time
     if not view.snap.claims:
         return False

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter
 
 from hyac_agent.edge import cors, signing
+from hyac_agent.edge.acme import ACME_DEFAULTS, settings_value
 from hyac_agent.edge.limits import RateLimiter, ReplayGuard, retry_after
 from hyac_agent.edge.net import Address, Network, client_address, matches, parse_network
 from hyac_agent.edge.store import Access, EdgeStore, IpRule, Snapshot
@@ -98,6 +99,9 @@ class EdgeService:
         from hyac_agent.edge.tls import Certificates
 
         self.certificates = Certificates(self)
+        from hyac_agent.edge.acme import Acme
+
+        self.acme = Acme(self)
         self.decisions = Counter(
             "hyac_edge_decisions", "Requests the gateway answered itself before any worker: "
             "refused by an IP rule, the access mode, a rate limit or CORS, or a CORS preflight",
@@ -363,7 +367,8 @@ class EdgeService:
         return {"trusted_proxies": values.get("trusted_proxies", []),
                 "domain_suffixes": values.get("domain_suffixes", []),
                 "domain_verification": values.get("domain_verification", "none"),
-                "reserved_hosts": values.get("reserved_hosts", [])}
+                "reserved_hosts": values.get("reserved_hosts", []),
+                **{key: values.get(key, default) for key, default in ACME_DEFAULTS.items()}}
 
     async def set_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         from hyac_agent.edge.hosts import normalise_host
@@ -384,6 +389,9 @@ class EdgeService:
             if changes["domain_verification"] not in ("none", "http", "dns"):
                 raise InvalidInput("domain_verification: none, http or dns")
             checked["domain_verification"] = changes["domain_verification"]
+        for key in ACME_DEFAULTS:
+            if key in changes:
+                checked[key] = settings_value(key, changes[key])
         for key, value in checked.items():
             await asyncio.to_thread(self.store.put_setting, key, value)
         await self.reload()

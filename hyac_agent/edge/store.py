@@ -56,12 +56,13 @@ class Domain:
     challenge: str
     created_at: float
     verified_at: float | None
+    acme: bool = False
 
     def public(self) -> dict[str, Any]:
         return {"host": self.host, "tenant": self.tenant, "function": self.function,
                 "tenant_root": self.function is None, "path_prefix": self.path_prefix,
                 "status": self.status, "created_at": self.created_at,
-                "verified_at": self.verified_at}
+                "verified_at": self.verified_at, "acme": self.acme}
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class EdgeStore:
             for row in conn.execute(select(t.domains).order_by(t.domains.c.host)):
                 values = dict(row._mapping)
                 values.pop("active_host")
+                values["acme"] = bool(values["acme"])
                 domain = Domain(**values)
                 snap.claims.append(domain)
                 if domain.status == "active":
@@ -193,6 +195,11 @@ class EdgeStore:
         active = domain.host if domain.status == "active" else None
         with self.engine.begin() as conn:
             conn.execute(insert(t.domains).values(**domain.__dict__, active_host=active))
+
+    def set_domain_acme(self, tenant: str, host: str, on: bool) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(t.domains).where(
+                t.domains.c.host == host, t.domains.c.tenant == tenant).values(acme=int(on))).rowcount)
 
     def activate_domain(self, tenant: str, host: str) -> None:
         """Make the tenant's claim the active one; IntegrityError if another is."""

@@ -71,6 +71,8 @@ domains = Table(
     Column("challenge", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("verified_at", Float),
+    #: 1: the domain's certificate comes from ACME (the owner's ACME server)
+    Column("acme", Integer, nullable=False, default=0),
     Index("ix_edge_domains_tenant", "tenant"),
 )
 

@@ -96,16 +96,22 @@ class Certificates:
 
 class HttpsListener:
     """A second uvicorn server on the same event loop and application (no lifespan of
-    its own: the agent's first server runs that), with TLS by SNI."""
+    its own: the agent's first server runs that), with TLS by SNI; and the ACME loop."""
 
     def __init__(self) -> None:
         self.server: uvicorn.Server | None = None
+        self.edge: EdgeService | None = None
         self.task: asyncio.Task[None] | None = None
 
     async def start(self, app: Any, host: str) -> None:
+        """Start the ACME loop, and the listener if ``HYAC_TLS_PORT`` is set."""
         port = os.environ.get("HYAC_TLS_PORT")
         edge: EdgeService | None = getattr(app.state, "edge", None)
-        if not port or edge is None:
+        if edge is None:
+            return
+        self.edge = edge
+        edge.acme.start()
+        if not port:
             return
         import uvicorn
 
@@ -138,6 +144,8 @@ class HttpsListener:
         log.info("HTTPS for custom domains on port %s", bound)
 
     async def stop(self) -> None:
+        if self.edge is not None:
+            await self.edge.acme.stop()
         if self.server is not None and self.task is not None:
             self.server.should_exit = True
             await self.task

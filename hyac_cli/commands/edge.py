@@ -281,11 +281,24 @@ Host = Annotated[str, typer.Argument(help="The domain name, e.g. api.example.com
                                      show_default=False)]
 
 
+def _print_domain(domain: dict[str, Any], as_json: bool) -> None:
+    from hyac_cli.terminal import Terminal
+
+    term = Terminal()
+    if as_json:
+        term.print_json(domain)
+    else:
+        _show_domain(term, domain)
+
+
 def _show_domain(term: Any, domain: dict[str, Any]) -> None:
     where = "/{function}/…" if domain["tenant_root"] else (
         f"{domain['function']}" + (f" under {domain['path_prefix']}"
                                    if domain["path_prefix"] != "/" else ""))
-    term.say(f"{domain['host']}  {domain['status']}  → {where}")
+    term.say(f"{domain['host']}  {domain['status']}  → {where}"
+             + ("  (certificate by ACME)" if domain.get("acme") else ""))
+    if domain.get("acme_error"):
+        term.warn(f"ACME: {domain['acme_error']}")
     if domain["status"] == "pending":
         term.note("Prove the name is yours, then run `hyac domain verify "
                   f"{domain['host']}`:\n  {domain['check']['http']}\n  or {domain['check']['dns']}")
@@ -299,12 +312,13 @@ def domain_add(
         "--tenant-root", help="Every function of the tenant, as https://HOST/{function}/….")] = False,
     path_prefix: Annotated[str, typer.Option(
         "--path-prefix", help="The function answers under this path only.")] = "/",
+    acme: Annotated[bool, typer.Option(
+        "--acme", help="Get its certificate from the platform's ACME server (and renew it).")] = False,
     tenant: options.Tenant = None,
     as_json: options.Json = False,
 ) -> None:
     """Bind a domain to a function (or the whole tenant with --tenant-root)."""
     from hyac_cli import client
-    from hyac_cli.terminal import Terminal
     from hyac_common.errors import InvalidInput
 
     if tenant_root == (function is not None):
@@ -312,12 +326,8 @@ def domain_add(
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
         made = agent.post("/v1/domains", json={"host": host, "function": function,
                                                "tenant_root": tenant_root,
-                                               "path_prefix": path_prefix})
-    term = Terminal()
-    if as_json:
-        term.print_json(made)
-    else:
-        _show_domain(term, made)
+                                               "path_prefix": path_prefix, "acme": acme})
+    _print_domain(made, as_json)
 
 
 @domain_app.command("verify")
@@ -330,10 +340,7 @@ def domain_verify(host: Host, tenant: options.Tenant = None, as_json: options.Js
     with client.connect(tenant=options.tenant_of(tenant)) as agent, \
             term.status(f"checking {host} …"):
         done = agent.post(f"/v1/domains/{client.segment(host, 'domain')}/verify")
-    if as_json:
-        term.print_json(done)
-    else:
-        _show_domain(term, done)
+    _print_domain(done, as_json)
 
 
 @domain_app.command("ls")
@@ -401,3 +408,69 @@ def domain_cert(
     ends = dt.datetime.fromtimestamp(shown["not_after"], dt.timezone.utc)
     term.say(f"{host}  {shown['source']}  until {ends:%Y-%m-%d %H:%M} UTC  "
              f"sha256 {shown['fingerprint'][:16]}…")
+
+
+@domain_app.command("acme")
+def domain_acme(host: Host, off: Annotated[bool, typer.Option(
+        "--off", help="Stop (the last certificate stays until removed).")] = False,
+        tenant: options.Tenant = None, as_json: options.Json = False) -> None:
+    """Get the domain's certificate from the platform's ACME server, renewed before it
+    ends (it comes within a minute or so: see `hyac domain cert HOST`)."""
+    from hyac_cli import client
+
+    with client.connect(tenant=options.tenant_of(tenant)) as agent:
+        path = f"/v1/domains/{client.segment(host, 'domain')}/acme"
+        done = agent.delete(path) if off else agent.post(path)
+    _print_domain(done, as_json)
+
+
+@domain_app.command("settings")
+def domain_settings(
+    suffix: Annotated[list[str] | None, typer.Option(
+        "--suffix", help="Tenants may claim names under this one only; repeat for more.")] = None,
+    any_suffix: Annotated[bool, typer.Option("--any-suffix", help="Drop the suffix list.")] = False,
+    reserve: Annotated[list[str] | None, typer.Option(
+        "--reserve", help="A name of the platform itself (and names under it); repeat.")] = None,
+    verification: Annotated[str | None, typer.Option(
+        "--verification", help="Ownership check of new claims: none, http or dns.")] = None,
+    acme_directory: Annotated[str | None, typer.Option(
+        "--acme-directory", help="The ACME server's directory URL ('' turns ACME off).")] = None,
+    acme_email: Annotated[str | None, typer.Option("--acme-email", help="The ACME account's e-mail.")] = None,
+    acme_ca_bundle: Annotated[Path | None, typer.Option(
+        "--acme-ca-bundle", help="PEM roots of a private ACME server's HTTPS.")] = None,
+    renew_before: Annotated[float | None, typer.Option(
+        "--renew-before-days", help="Renew ACME certificates this long before they end (30).")] = None,
+    as_json: options.Json = False,
+) -> None:
+    """The platform's domain settings (owner): suffixes, reserved names, ownership
+    checks, ACME. No option: show them."""
+    from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+
+    changes: dict[str, Any] = {}
+    if suffix or any_suffix:
+        changes["domain_suffixes"] = suffix or []
+    if reserve is not None:
+        changes["reserved_hosts"] = reserve
+    if verification is not None:
+        changes["domain_verification"] = verification
+    if acme_directory is not None:
+        changes["acme_directory"] = acme_directory
+    if acme_email is not None:
+        changes["acme_email"] = acme_email
+    if acme_ca_bundle is not None:
+        changes["acme_ca_bundle"] = acme_ca_bundle.read_text()
+    if renew_before is not None:
+        changes["acme_renew_before_days"] = renew_before
+    with client.connect() as agent:
+        shown = (agent.request("PATCH", "/v1/edge/settings", json=changes) if changes
+                 else agent.get("/v1/edge/settings"))
+    term = Terminal()
+    if as_json:
+        term.print_json(shown)
+        return
+    bundle = shown.pop("acme_ca_bundle", "")
+    rows = [(key, ", ".join(value) if isinstance(value, list) else str(value))
+            for key, value in shown.items()]
+    rows.append(("acme_ca_bundle", "set" if bundle else "system roots"))
+    term.table(("setting", "value"), rows)

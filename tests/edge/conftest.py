@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     port, tls_port = free_port(), free_port()
     agent = start_agent(data, "--host", "::", "--port", str(port), "--insecure-no-sandbox", env={
         "HYAC_TLS_PORT": str(tls_port),
+        "HYAC_ACME_INTERVAL": "1",
         "HYAC_DOMAIN_CHECK_PORT": str(port),
         "HYAC_DOMAIN_DNS_SERVER": f"127.0.0.1:{DNS_PORT}",
         "HYAC_EDGE_RESOLVE": ",".join(f"{name}=127.0.0.1" for name in RESOLVED),
@@ -98,3 +100,58 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     running.tls_port = tls_port
     yield running
     agent.kill(signal.SIGTERM)
+
+
+class DnsServer:
+    """A DNS server on loopback: TXT answers from ``records``, and every name under
+    ``loopback_suffix`` is 127.0.0.1 (A) and ::1 (AAAA)."""
+
+    def __init__(self, port: int, loopback_suffix: str = "") -> None:
+        self.records: dict[str, str] = {}
+        self.loopback_suffix = loopback_suffix
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return  # closed
+            question = dns.message.from_wire(data)
+            answer = dns.message.make_response(question)
+            asked = question.question[0]
+            name = asked.name.to_text()
+            if asked.rdtype == dns.rdatatype.TXT and name in self.records:
+                answer.answer.append(dns.rrset.from_text(name, 60, "IN", "TXT",
+                                                         f'"{self.records[name]}"'))
+            elif self.loopback_suffix and name.endswith(self.loopback_suffix) and asked.rdtype in (
+                    dns.rdatatype.A, dns.rdatatype.AAAA):
+                address = "127.0.0.1" if asked.rdtype == dns.rdatatype.A else "::1"
+                answer.answer.append(dns.rrset.from_text(name, 60, "IN", asked.rdtype, address))
+            elif not (self.loopback_suffix and name.endswith(self.loopback_suffix)):
+                answer.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(answer.to_wire(), peer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def curl_https(edge: Edge, host: str, ca_file: Path, path: str) -> dict:
+    """GET https://host:TLS_PORT/path with curl, the name resolved to loopback and
+    only ``ca_file`` trusted; the function's JSON answer."""
+    import json
+    import subprocess
+
+    answer = subprocess.run(
+        ["curl", "-sS", "--fail", "--resolve", f"{host}:{edge.tls_port}:127.0.0.1",
+         "--cacert", str(ca_file), f"https://{host}:{edge.tls_port}{path}"],
+        capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    return json.loads(answer.stdout)  # type: ignore[no-any-return]

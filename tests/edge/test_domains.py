@@ -3,13 +3,11 @@ names of the platform reserved, and the HTTP ownership check on loopback."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from tests.edge.conftest import DNS_PORT, Edge
+from tests.edge.conftest import DNS_PORT, DnsServer, Edge
 
 
 def claim(edge: Edge, tenant: str, host: str, **how: object) -> object:
@@ -143,43 +141,10 @@ def test_domain_ip_rules_apply_to_the_domain(edge: Edge) -> None:
         assert client.get("/ruled/echo").status_code == 200  # the path gateway: another door
 
 
-class TxtServer:
-    """A DNS server on loopback that answers TXT questions from ``records``."""
-
-    def __init__(self, port: int) -> None:
-        self.records: dict[str, str] = {}
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        import dns.message
-        import dns.rcode
-        import dns.rrset
-
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return  # closed
-            question = dns.message.from_wire(data)
-            answer = dns.message.make_response(question)
-            name = question.question[0].name.to_text()
-            if name in self.records:
-                answer.answer.append(dns.rrset.from_text(name, 60, "IN", "TXT",
-                                                         f'"{self.records[name]}"'))
-            else:
-                answer.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(answer.to_wire(), peer)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_the_dns_ownership_check(edge: Edge) -> None:
     edge.echo("dnsproof", "echo")
     settings(edge, domain_verification="dns")
-    server = TxtServer(DNS_PORT)
+    server = DnsServer(DNS_PORT)
     try:
         made = claim(edge, "dnsproof", "txt.example.test", function="echo")
         token = made.json()["challenge"]

@@ -4,18 +4,16 @@ plain HTTP redirected, and a real TLS client (curl --resolve)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 import trustme
 
-from tests.edge.conftest import Edge
+from tests.edge.conftest import Edge, curl_https
 
 
 def upload(edge: Edge, tenant: str, host: str, cert: str, key: str) -> httpx.Response:
@@ -57,12 +55,7 @@ def test_sni_picks_each_domains_certificate(edge: Edge, ca: trustme.CA, tmp_path
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    answer = subprocess.run(
-        ["curl", "-sS", "--fail", "--resolve", f"b.example.test:{edge.tls_port}:127.0.0.1",
-         "--cacert", str(tmp_path / "ca.pem"), f"https://b.example.test:{edge.tls_port}/over/tls"],
-        capture_output=True, text=True, timeout=60)
-    assert answer.returncode == 0, answer.stderr
-    assert json.loads(answer.stdout)["path"] == "/over/tls"
+    assert curl_https(edge, "b.example.test", tmp_path / "ca.pem", "/over/tls")["path"] == "/over/tls"
     # plain HTTP to a domain with a certificate goes to HTTPS
     with edge.client() as client:
         moved = client.get("/p?q=1", headers={"Host": "a.example.test"})
