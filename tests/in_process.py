@@ -104,12 +104,12 @@ def in_process_agent(data_dir: Path) -> Iterator[InProcessAgent]:
 
     try:
         run_on(loop, start())
-        try:
-            yield InProcessAgent(URL, agent.token, data_dir, agent=agent,
-                                 transport=LoopTransport(app, loop))
-        finally:
-            run_on(loop, stop())
+        yield InProcessAgent(URL, agent.token, data_dir, agent=agent,
+                             transport=LoopTransport(app, loop))
     finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=REQUEST_CEILING)
-        loop.close()
+        try:
+            run_on(loop, stop())  # whatever of the lifespan began, and the agent's threads
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=REQUEST_CEILING)
+            loop.close()
