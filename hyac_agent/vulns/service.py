@@ -8,6 +8,7 @@ it), so results are stored by the lock's sha256; a version's scan is its lock's.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -126,9 +127,27 @@ class VulnService:
                     changed.append((tenant, record.name, version.number, done[key]))
         for tenant, name, number, new in changed:
             log.warning("new advisories for %s/%s v%d: %s", tenant, name, number, ", ".join(new))
+            self._audit(tenant, name, number, new)
             for hook in NEW_FINDINGS_HOOKS:
                 hook(tenant, name, number, new)
         return changed
+
+    def _audit(self, tenant: str, name: str, number: int, new: list[str]) -> None:
+        """A record in the tenant's audit log (``hyac audit``), where the agent keeps one."""
+        from sqlalchemy import MetaData as Meta
+        from sqlalchemy import Table, insert, inspect
+
+        try:
+            if not inspect(self.store.engine).has_table("audit_log"):
+                return
+            audit = Table("audit_log", Meta(), autoload_with=self.store.engine)
+            with self.store.engine.begin() as conn:
+                conn.execute(insert(audit).values(
+                    ts=time.time(), actor="hyac-agent", actor_kind="agent", actor_id="agent",
+                    tenant=tenant, action="vulnerabilities_found",
+                    target=f"{name} v{number}: {', '.join(new)}"[:256], result=200))
+        except Exception:  # the finding is logged above; the audit log is a courtesy
+            log.exception("could not write the audit record of new advisories")
 
     def _tenants(self) -> list[str]:
         """Every tenant with a function."""
@@ -153,8 +172,6 @@ class VulnService:
                                                 for t, n, v, ids in changed]}
 
     def status(self) -> dict[str, Any]:
-        import time
-
         from hyac_agent.vulns.sources import LocalSource
 
         now = time.time()

@@ -134,6 +134,12 @@ def test_deploys_are_scanned_blocked_rescanned_and_described(
     assert json.loads(later.stdout)["rescanned_with_new_findings"] == [
         "default/fetch v2: GHSA-v845-jxx5-vc9f"]
     assert scan_of(agent, "fetch").json()["result"]["new"] == ["GHSA-v845-jxx5-vc9f"]
+    audit = hyac(agent, "audit", "--json")
+    assert audit.returncode == 0, audit.stderr
+    found = {r["target"] for r in json.loads(audit.stdout)
+             if r["action"] == "vulnerabilities_found" and r["tenant"] == "default"}
+    assert "fetch v2: GHSA-v845-jxx5-vc9f" in found  # and the first import's, for v1
+    assert any(t.startswith("fetch v1: ") and "GHSA-x84v-xcm2-53pg" in t for t in found)
 
     # The SBOM of v1 names the function, its packages and their advisories.
     sbom = hyac(agent, "sbom", "fetch", "--version", "1")
