@@ -13,10 +13,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from tests.integration.test_mail import SmtpServer
 
 from tests.conftest import RunningAgent, start_agent
 from tests.tenancy.conftest import Platform, agent_env
@@ -25,17 +28,18 @@ HYAC = [sys.executable, "-m", "hyac_cli"]
 
 
 @pytest.fixture(scope="package")
-def smtp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
     pytest.importorskip("aiosmtpd", reason="aiosmtpd is not installed (pip install -e '.[test]')")
     from tests.integration.test_mail import start_smtp
 
     server = start_smtp(tmp_path_factory.mktemp("smtp"))
-    yield f"smtp://127.0.0.1:{server.port}?starttls=no"
+    yield server
     server.stop()
 
 
 @pytest.fixture(scope="package")
-def platform(tmp_path_factory: pytest.TempPathFactory, smtp_url: str) -> Iterator[Platform]:
+def platform(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterator[Platform]:
+    smtp_url = f"smtp://127.0.0.1:{smtp.port}?starttls=no"
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
     home = tmp_path_factory.mktemp("templates")

@@ -14,6 +14,7 @@ import pytest
 from hyac_agent.templates.builtin import builtin_dirs
 from hyac_agent.templates.manifest import parse_manifest
 from tests.deps.test_dependencies import _pypi_unreachable
+from tests.integration.test_mail import SmtpServer
 from tests.runtime_families.conftest import runtime_missing
 from tests.templates.conftest import as_cli, invoke_sample
 from tests.tenancy.conftest import Platform
@@ -35,6 +36,20 @@ def test_at_least_twelve_builtins_with_distinct_functions() -> None:
     assert {"python", "node20", "deno"} <= runtimes
 
 
+def _check_mail(smtp: SmtpServer, wanted: dict[str, str]) -> None:
+    """The SMTP server took a message to ``wanted["to"]`` with what the sample expects."""
+    received = [message for envelope, message in smtp.received() if wanted["to"] in envelope["rcpt_tos"]]
+    assert received, [envelope for envelope, _ in smtp.received()]
+    message = received[-1]
+    text = "".join(part.get_content() for part in message.walk() if part.get_content_maintype() == "text")
+    assert wanted["contains"] in text, text
+    if "attachment" in wanted:
+        attached = [part.get_content_type() for part in message.iter_attachments()]
+        assert wanted["attachment"] in attached, attached
+    if "reply_to" in wanted:
+        assert message["Reply-To"] == wanted["reply_to"]
+
+
 def _subset(expected: Any, actual: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
@@ -44,7 +59,8 @@ def _subset(expected: Any, actual: Any) -> bool:
 
 @pytest.mark.parametrize("name", [_case(name) for name in sorted(BUILTINS)])
 def test_builtin_template_deploys_and_answers_its_sample(
-    name: str, platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    name: str, platform: Platform, smtp: SmtpServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from hyac_cli.commands.deploy import deploy_functions
     from hyac_cli.commands.template import fetch_template
@@ -87,6 +103,8 @@ def test_builtin_template_deploys_and_answers_its_sample(
             assert text in body, body
         for text in expect.get("absent", []):
             assert text not in body, body
+        if "mail" in expect:
+            _check_mail(smtp, expect["mail"])
         if "task_result" in expect:
             task_id = json.loads(body)["task_id"]
 
