@@ -200,5 +200,21 @@ def configured(db: AdvisoryDB) -> list[Source]:
         "local": lambda: LocalSource(db), "osv": OsvApiSource, "pypi": PypiJsonSource}
     unknown = [n for n in names if n not in makers]
     if unknown:
-        raise ValueError(f"{SOURCES_ENV}: unknown source {unknown[0]!r} (local, osv, pypi)")
+        # A deploy is not refused for the operator's typo, nor are its packages called
+        # clean: every package is unknown, saying why.
+        reason = f"{SOURCES_ENV}: unknown source {unknown[0]!r} (local, osv, pypi)"
+        log.error("%s", reason)
+        return [Misconfigured(reason)]
     return [makers[n]() for n in names]
+
+
+class Misconfigured(Source):
+    """Stands in for the sources when their setting is wrong: it answers for nothing."""
+
+    name = "misconfigured"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def query(self, ecosystem: str, packages: list[Package]) -> Answer:
+        return _none(packages, self.reason)

@@ -265,3 +265,12 @@ def test_project_files_are_scanned_for_what_they_pin(loaded: VulnService, store:
                            "deno") == ("npm", [("lodash", "4.17.15"), ("x", None)])
     assert scan_files(store, {"README.md": b"requests==2.19.0"}, "python3.12") is None
     assert pinned_packages({"package.json": b"[not json"}, "node20") == ("npm", [])
+
+
+def test_a_misconfigured_source_setting_scans_as_unknown(
+        loaded: VulnService, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYAC_VULNDB_SOURCES", "local,nvd")
+    result = scan_lock(store, "PyPI", [("six", "1.16.0")])
+    assert result.status == "unknown"
+    assert "HYAC_VULNDB_SOURCES: unknown source 'nvd'" in result.packages[0].reason
+    assert loaded.status()["sources"] == ["misconfigured"]
