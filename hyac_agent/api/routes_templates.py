@@ -4,6 +4,7 @@ its remote sources. ``/v1/templates/public`` is the read-only face other agents 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any, Optional
 
@@ -69,7 +70,15 @@ async def get_registry(request: Request, agent: Agent = Depends(get_agent)) -> T
 
 async def get_viewer(principal: Principal = Depends(get_principal)) -> Viewer:
     owner = principal.owner and principal.scope is None
-    return Viewer(id=principal.id or principal.name, name=principal.name, owner=owner)
+    moderator = owner or (principal.kind == "user" and principal.name in moderators())
+    return Viewer(id=principal.id or principal.name, name=principal.name, owner=owner,
+                  moderator=moderator)
+
+
+def moderators() -> set[str]:
+    """HYAC_TEMPLATE_MODERATORS: user names (comma-separated) who review templates."""
+    return {name.strip() for name in os.environ.get("HYAC_TEMPLATE_MODERATORS", "").split(",")
+            if name.strip()}
 
 
 @router.get("")

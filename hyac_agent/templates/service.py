@@ -3,7 +3,8 @@
 Trust rules, in one place:
 
 - Anyone with a token publishes. A version is seen by all tenants only once the platform
-  owner approved it; until then by its publisher and the owner alone.
+  owner or a moderator (a user named in ``HYAC_TEMPLATE_MODERATORS``) approved it; until
+  then by its publisher and the reviewers alone.
 - A name belongs to its first publisher: another publisher's version of it, or of a name
   that reads the same (``kv-counter`` and ``kvcounter``, ``l``/``1``, ``o``/``0``), is
   refused. The built-in templates hold their names from the start.
@@ -54,6 +55,8 @@ class Viewer:
     id: str
     name: str
     owner: bool = False
+    #: the owner, or a user named in HYAC_TEMPLATE_MODERATORS: reviews what others publish
+    moderator: bool = False
 
 
 def skeleton(name: str) -> str:
@@ -74,7 +77,7 @@ class TemplateRegistry:
     def publish(self, files_b64: dict[str, str], viewer: Viewer) -> dict[str, Any]:
         files = decode_files(files_b64)
         manifest = check_template(files)
-        status = APPROVED if viewer.owner or viewer.id == BUILTIN else PENDING
+        status = APPROVED if viewer.moderator or viewer.id == BUILTIN else PENDING
         return self.add_version(files, manifest, viewer, status)
 
     def add_version(self, files: dict[str, bytes], manifest: TemplateManifest, viewer: Viewer,
@@ -114,8 +117,9 @@ class TemplateRegistry:
                                         name=name, taken_by=row.name)
 
     def review(self, name: str, version: str, status: str, viewer: Viewer) -> dict[str, Any]:
-        if not viewer.owner:
-            raise Forbidden("only the platform owner approves or rejects templates")
+        if not viewer.moderator:
+            raise Forbidden("only the platform owner or a template moderator approves or "
+                            "rejects templates")
         if status not in (APPROVED, REJECTED):
             raise InvalidInput(f"status must be {APPROVED!r} or {REJECTED!r}")
         with self.engine.begin() as conn:
@@ -133,7 +137,7 @@ class TemplateRegistry:
         if name is not None:
             query = query.where(t.template_versions.c.name == name)
         rows = [row for row in conn.execute(query).all()
-                if row.status == APPROVED or viewer.owner or row.publisher == viewer.id]
+                if row.status == APPROVED or viewer.moderator or row.publisher == viewer.id]
         return sorted(rows, key=lambda row: version_key(row.version), reverse=True)
 
     def _summary(self, conn: Any, row: Any, versions: list[str] | None = None) -> dict[str, Any]:

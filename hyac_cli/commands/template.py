@@ -183,13 +183,13 @@ def _review(reference: str, verb: str, as_json: bool) -> None:
 
 @app.command("approve")
 def approve(reference: Reference, as_json: options.Json = False) -> None:
-    """Make a published version visible to every tenant (platform owner only)."""
+    """Make a published version visible to every tenant (platform owner or moderator)."""
     _review(reference, "approve", as_json)
 
 
 @app.command("reject")
 def reject(reference: Reference, as_json: options.Json = False) -> None:
-    """Hide a published version from every tenant (platform owner only)."""
+    """Hide a published version from every tenant (platform owner or moderator)."""
     _review(reference, "reject", as_json)
 
 

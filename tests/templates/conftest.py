@@ -45,7 +45,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iter
     home = tmp_path_factory.mktemp("templates")
     running = start_agent(home / "data", "--sandbox", "bwrap",
                           env={**agent_env(), "HYAC_SMTP_URL": smtp_url,
-                               "HYAC_MAIL_FROM": "Hyac <noreply@example.com>"})
+                               "HYAC_MAIL_FROM": "Hyac <noreply@example.com>",
+                               "HYAC_TEMPLATE_MODERATORS": "mona, max"})
     yield Platform(running)
     running.kill(signal.SIGTERM)
 

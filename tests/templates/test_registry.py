@@ -121,6 +121,22 @@ def test_a_users_template_is_pending_until_the_owner_approves_it(
     assert "ada-greeter" in names(platform, users["bob"])
 
 
+def test_a_moderator_reviews_without_being_the_owner(platform: Platform, users: dict[str, str]) -> None:
+    platform.tenant("mods")
+    mona = platform.user("mona", "mods", "viewer")  # the role in a tenant does not matter
+    assert publish(platform, users["ada"], template("ada-second")).json()["status"] == "pending"
+    assert "ada-second" in names(platform, mona)  # a reviewer sees what waits for review
+    with platform.http(mona) as client:
+        approved = client.post("/v1/templates/ada-second/versions/1.0.0/approve")
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    assert "ada-second" in names(platform, users["bob"])
+    own = publish(platform, mona, template("monas-template"))
+    assert own.status_code == 201 and own.json()["status"] == "approved"
+    with platform.http(users["bob"]) as client:  # not a moderator
+        refused = client.post("/v1/templates/ada-second/versions/1.0.0/reject")
+    assert refused.status_code == 403 and "moderator" in refused.json()["error"]["message"]
+
+
 def test_versions_are_immutable_content_addressed_and_counted(
     platform: Platform, users: dict[str, str],
 ) -> None:
