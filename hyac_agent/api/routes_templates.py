@@ -4,6 +4,7 @@ its remote sources. ``/v1/templates/public`` is the read-only face other agents 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import threading
 from typing import Any, Optional
@@ -167,9 +168,17 @@ async def show_template(name: str, version: Optional[str] = Query(None, max_leng
                         fresh: bool = Query(False, description="scan it again now (and store it)"),
                         viewer: Viewer = Depends(get_viewer),
                         registry: TemplateRegistry = Depends(get_registry)) -> dict[str, Any]:
-    if fresh:
-        return await asyncio.to_thread(registry.rescan, name, version, viewer)
-    return await asyncio.to_thread(registry.show, name, viewer, version)
+    """A template's details and README; one this registry does not hold is looked up in
+    the remote sources (no scan of this agent's: the source's files, checked)."""
+    try:
+        if fresh:
+            return await asyncio.to_thread(registry.rescan, name, version, viewer)
+        return await asyncio.to_thread(registry.show, name, viewer, version)
+    except NotFound:
+        found = await _from_sources(registry, name, version)
+        found["readme"] = base64.b64decode(found.pop("files_b64").get("README.md", "")).decode(
+            "utf-8", "replace")
+        return found
 
 
 @router.post("/{name}/install")
@@ -180,14 +189,23 @@ async def install_template(name: str, body: TemplateInstall, viewer: Viewer = De
     try:
         return await asyncio.to_thread(registry.install, name, body.version, viewer)
     except NotFound:
-        for source in await asyncio.to_thread(registry.sources):
-            try:
-                return await asyncio.to_thread(remote.remote_install, source, name, body.version)
-            except NotFound:
-                continue
-            except remote.SourceUnreachable:
-                continue  # the next source may have it
-        raise
+        return await _from_sources(registry, name, body.version)
+
+
+async def _from_sources(registry: TemplateRegistry, name: str, version: str | None) -> dict[str, Any]:
+    """The first remote source's copy of ``name``; NotFound if none has it."""
+    for source in await asyncio.to_thread(registry.sources):
+        try:
+            found = await asyncio.to_thread(remote.remote_install, source, name, version)
+        except (NotFound, remote.SourceUnreachable):
+            continue  # the next source may have it
+        files = {path: base64.b64decode(data) for path, data in found["files_b64"].items()}
+        # scanned here, by this agent's scanner: a source's word about its scan is not taken
+        found["scan"] = await asyncio.to_thread(registry.scan, files, found["runtime"])
+        return {**found, "status": "approved", "publisher": source, "builtin": False,
+                "installs": None, "rating": {"average": None, "count": 0},
+                "versions": [found["version"]]}
+    raise NotFound(f"no template {name!r}: `hyac template ls` lists them")
 
 
 @router.post("/{name}/versions/{version}/approve")

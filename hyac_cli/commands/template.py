@@ -103,7 +103,8 @@ def show(reference: Reference, as_json: options.Json = False) -> None:
     for label, value in (
         ("runtime", item["runtime"]), ("author", item["author"]), ("licence", item["licence"]),
         ("tags", ", ".join(item["tags"]) or "-"), ("versions", ", ".join(item.get("versions", []))),
-        ("status", item["status"]), ("installs", item["installs"]),
+        ("status", item["status"]), ("installs", item["installs"] if item["installs"] is not None
+                                     else f"- (from {item['source']})"),
         ("rating", _rating(item["rating"])), ("sha256", item["sha256"]),
         ("scan", _scan_line(item.get("scan") or {})),
     ):

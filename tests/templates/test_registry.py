@@ -267,6 +267,13 @@ def test_a_remote_source_is_listed_and_installed_from(
             everything = client.get("/v1/templates").json()["templates"]
             assert "pending-one" not in [item["name"] for item in everything]
             assert client.post("/v1/templates/pending-one/install", json={}).status_code == 404
+            shown = client.get("/v1/templates/shared-greeter").json()
+            assert shown["source"] == community.agent.url and shown["readme"] == "# Greeter\n"
+            assert shown["scan"]["status"] == "no_dependencies"
+        shown_by_cli = hyac("template", "show", "shared-greeter", agent=platform.agent, token=users["ada"])
+        assert shown_by_cli.returncode == 0, shown_by_cli.stderr
+        assert f"(from {community.agent.url})" in shown_by_cli.stdout
+        with platform.http(users["ada"]) as client:
             installed = client.post("/v1/templates/shared-greeter/install", json={}).json()
             assert installed["source"] == community.agent.url
             assert "functions/greet.py" in installed["files_b64"]
