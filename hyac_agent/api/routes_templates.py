@@ -72,7 +72,8 @@ async def get_registry(request: Request, agent: Agent = Depends(get_agent)) -> T
 async def get_viewer(principal: Principal = Depends(get_principal)) -> Viewer:
     owner = principal.owner and principal.scope is None
     moderator = owner or (principal.kind == "user" and principal.name in moderators())
-    return Viewer(id=principal.id or principal.name, name=principal.name, owner=owner,
+    # A user from before ids existed is known by name, kept apart from "builtin" and "public".
+    return Viewer(id=principal.id or f"user:{principal.name}", name=principal.name, owner=owner,
                   moderator=moderator)
 
 
