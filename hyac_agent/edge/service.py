@@ -257,7 +257,9 @@ class EdgeService:
         from starlette.responses import JSONResponse
 
         level = exc.details.get("level")
-        self._count(tenant, "*" if level == "tenant" else function, exc.code)
+        # a label per function only where the function has rules or access of its own: a
+        # caller cannot grow the metrics with names it makes up
+        self._count(tenant, function if level in (None, "function") else "*", exc.code)
         headers = {}
         if "retry_after" in exc.details:
             headers["Retry-After"] = str(exc.details["retry_after"])

@@ -209,12 +209,19 @@ def test_cors_preflight_is_answered_without_the_function(edge: Edge) -> None:
 def test_refusals_are_counted_in_metrics(edge: Edge) -> None:
     edge.echo("counted", "echo")
     rule(edge, "counted", "deny", "127.0.0.40/32", function="echo")
+    rule(edge, "counted", "deny", "127.0.0.41/32")
     with edge.client("127.0.0.40") as client:
         assert client.get("/counted/echo").status_code == 403
+    with edge.client("127.0.0.41") as client:  # names made up by a refused caller
+        for name in ("made-up-1", "made-up-2"):
+            assert client.get(f"/counted/{name}").status_code == 403
     with edge.owner() as owner:
         text = owner.get("/metrics").text
     assert ('hyac_edge_decisions_total{decision="ip_denied",function="echo",tenant="counted"} 1.0'
             in text)
+    assert ('hyac_edge_decisions_total{decision="ip_denied",function="*",tenant="counted"} 2.0'
+            in text)
+    assert "made-up" not in text
 
 
 @pytest.mark.parametrize("body", [
