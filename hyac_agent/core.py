@@ -17,7 +17,6 @@ from hyac_agent.sandbox import SandboxBackend, select_backend
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService
 from hyac_agent.store import SqlStore
-from hyac_common.errors import InvalidInput
 
 log = logging.getLogger("hyac.agent")
 
@@ -57,11 +56,6 @@ class Agent:
         self.logbus = LogBus(self.store, config.log_retention_policy())
         #: set once the agent is stopping: live streams end so their followers reconnect
         self.stopping = asyncio.Event()
-        if config.agent_threads < 2 or not 1 <= config.tenant_host_calls < config.agent_threads:
-            raise InvalidInput(
-                "HYAC_AGENT_THREADS must be at least 2 and HYAC_TENANT_HOST_CALLS between 1 and "
-                f"HYAC_AGENT_THREADS - 1 (got {config.agent_threads} and {config.tenant_host_calls})"
-            )
         self.host_calls = HostCalls(self.store, config.tenant_host_calls)
         self.pool = WorkerPool(
             self.backend, self.bundles, self.logbus, self.host_calls, config.worker_idle_timeout,
@@ -137,7 +131,6 @@ class Agent:
         from hyac_agent.tasks.callbacks import CallbackKeys
 
         settings = self.config.tasks
-        settings.validate()
         self.callback_keys = CallbackKeys(self.store.engine, self.config.data_dir)
         self.task_executor = TaskExecutor(
             self.store, self.functions, self.invoker, settings, self.callback_keys.key

@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -40,16 +40,26 @@ InsecureOption = Annotated[
 ]
 
 
-def _base_config(data_dir: Path | None, sandbox: str | None, insecure_no_sandbox: bool) -> AgentConfig:
-    """The settings both daemons share, with logging set up and the insecure mode announced."""
-    from hyac_agent.config import AgentConfig
+def _config(**given: Any) -> AgentConfig:
+    """The settings from the command line (the options ``given`` that are not None) and
+    the environment, or one line naming what cannot work and exit code 1."""
+    from pydantic import ValidationError
 
+    from hyac_agent.config import AgentConfig, config_error
+
+    try:
+        return AgentConfig(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as exc:
+        _fail(config_error(exc))
+
+
+def _base_config(
+    data_dir: Path | None, sandbox: str | None, insecure_no_sandbox: bool, **given: Any
+) -> AgentConfig:
+    """The settings both daemons share, with logging set up and the insecure mode announced."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = AgentConfig(insecure_no_sandbox=insecure_no_sandbox)
-    if data_dir is not None:
-        config.data_dir = data_dir
-    if sandbox is not None:
-        config.sandbox = sandbox
+    config = _config(data_dir=data_dir, sandbox=sandbox, insecure_no_sandbox=insecure_no_sandbox,
+                     **given)
     if insecure_no_sandbox:
         typer.secho(
             "WARNING: --insecure-no-sandbox: functions run unisolated with this agent's "
@@ -59,7 +69,7 @@ def _base_config(data_dir: Path | None, sandbox: str | None, insecure_no_sandbox
     return config
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(1)
 
@@ -84,13 +94,8 @@ def serve(
     from hyac_agent.listener import listening_socket
     from hyac_common.paths import agent_state_path, write_private_json
 
-    config = _base_config(data_dir, sandbox, insecure_no_sandbox)
-    if host is not None:
-        config.host = host
-    if port is not None:
-        config.port = port
-    if idle_timeout is not None:
-        config.worker_idle_timeout = idle_timeout
+    config = _base_config(data_dir, sandbox, insecure_no_sandbox, host=host, port=port,
+                          worker_idle_timeout=idle_timeout)
     try:
         agent = Agent(config)
     except HyacError as exc:
@@ -162,7 +167,7 @@ def doctor(json_output: bool = typer.Option(False, "--json", help="Print JSON.")
 
     from hyac_agent.sandbox.doctor import render, report
 
-    data = report()
+    data = report(_config())
     if json_output:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -183,11 +188,11 @@ def images_build(
     force: bool = typer.Option(False, "--force", help="Rebuild even if the images exist."),
 ) -> None:
     """Build the python runtime image (offline by default: debootstrap + docker import)."""
-    from hyac_agent.config import AgentConfig
     from hyac_agent.images import build_runtime_image
 
+    image = _config().docker_image
     try:
-        build_runtime_image(AgentConfig().docker_image, base=base, python=python, force=force,
+        build_runtime_image(image, base=base, python=python, force=force,
                             say=typer.echo)
     except HyacError as exc:
         _fail(exc.message)
@@ -212,9 +217,7 @@ def worker(
     from hyac_agent.core import Agent
     from hyac_agent.tasks.celery_queue import run_worker
 
-    config = _base_config(data_dir, sandbox, insecure_no_sandbox)
-    if concurrency is not None:
-        config.tasks.concurrency = concurrency
+    config = _base_config(data_dir, sandbox, insecure_no_sandbox, task_concurrency=concurrency)
     if config.tasks.engine != "celery":
         _fail("hyac-agent worker runs tasks from a broker: set HYAC_QUEUE=celery "
               "(and HYAC_BROKER_URL, HYAC_DATABASE_URL); the embedded queue needs no worker")

@@ -18,7 +18,6 @@ from hyac_agent.metrics.exposition import PlatformCollector, exposition
 from hyac_agent.metrics.recorder import InvocationMetrics
 from hyac_agent.metrics.store import MetricsStore
 from hyac_agent.metrics.summary import first_bucket, summarize
-from hyac_common.errors import InvalidInput
 
 if TYPE_CHECKING:
     from hyac_agent.pool import WorkerPool
@@ -37,18 +36,8 @@ class MetricsSettings:
     allow: list[str] = field(default_factory=list)
 
     def networks(self) -> list[Network]:
-        """The allow-list parsed; InvalidInput naming the first entry that is no CIDR."""
-        if self.retention_days <= 0:
-            raise InvalidInput("HYAC_METRICS_RETENTION_DAYS must be positive")
-        networks: list[Network] = []
-        for entry in self.allow:
-            try:
-                networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                raise InvalidInput(
-                    f"HYAC_METRICS_ALLOW: {entry!r} is not an address or CIDR range"
-                ) from None
-        return networks
+        """The allow-list parsed (the agent's settings checked every entry at start)."""
+        return [ipaddress.ip_network(entry, strict=False) for entry in self.allow]
 
 
 class Metrics:
