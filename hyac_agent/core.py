@@ -6,17 +6,26 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hyac_agent.bundles import BundleStore
 from hyac_agent.config import AgentConfig
+from hyac_agent.deps import DependencyStore
 from hyac_agent.hostcalls import HostCalls
 from hyac_agent.logbus import LogBus
+from hyac_agent.mail import Mailer
+from hyac_agent.metrics import Metrics
 from hyac_agent.pool import WorkerPool
 from hyac_agent.sandbox import SandboxBackend, select_backend
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService
+from hyac_agent.services.runtimes import RuntimeService, default_runtime
 from hyac_agent.store import SqlStore
+from hyac_agent.tasks import ExecutorParts, TaskService, make_queue
+from hyac_agent.tasks.callbacks import CallbackKeys
+from hyac_agent.tenancy import TenancyService
+from hyac_agent.tenancy.network import scope_of
 
 log = logging.getLogger("hyac.agent")
 
@@ -41,6 +50,11 @@ def load_or_create_token(data_dir: Path) -> str:
 
 
 class Agent:
+    """Every part of the agent, built in dependency order: each gets its collaborators
+    through its constructor. One cycle remains by nature (the pool's workers make host
+    calls that invoke functions on the pool): the pool takes its host call handler at
+    one registration point, ``WorkerPool.serve_host_calls``."""
+
     def __init__(self, config: AgentConfig, backend: SandboxBackend | None = None) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -49,70 +63,55 @@ class Agent:
             config.sandbox, config.insecure_no_sandbox, config.sandbox_settings()
         )
         self.token = load_or_create_token(config.data_dir)
-        self.store = SqlStore(config.resolved_database_url())
+        database_url = config.resolved_database_url()
+        self.store = SqlStore(database_url)
         self.store.create_schema()
         self.bundles = BundleStore(config.bundles_dir)
         self.bundles.sweep_temporary()
-        self.logbus = LogBus(self.store, config.log_retention_policy())
         #: set once the agent is stopping: live streams end so their followers reconnect
         self.stopping = asyncio.Event()
-        self.host_calls = HostCalls(self.store, config.tenant_host_calls)
-        self.pool = WorkerPool(
-            self.backend, self.bundles, self.logbus, self.host_calls, config.worker_idle_timeout,
-            config.pool_settings(),
-        )
-        self.functions = FunctionService(self.store, self.bundles, config.max_bundle_bytes)
-        self._init_deps()
-        from hyac_agent.metrics import Metrics
 
-        self.metrics = Metrics(self.store.engine, config.metrics_settings())
-        self.invoker = InvokeService(
-            self.functions, self.pool, self.logbus, config.max_body_bytes,
-            metrics=self.metrics.invocations,
-        )
-        self.host_calls.invoker = self.invoker
-        self._init_tenancy()
-        self._init_tasks()
-        self.metrics.observe_platform(self.pool, self.tenancy, self.store.list_functions)
-
-    def _init_deps(self) -> None:
-        from hyac_agent.deps import DependencyStore
-
-        # Installers run under bubblewrap unless the agent itself runs unsandboxed.
-        self.deps = DependencyStore(
-            self.config.deps_dir, sandboxed=self.backend.isolating,
-            allow_direct_urls=self.config.deps_allow_direct_urls,
-        )
-        self.deps.sweep_temporary()
-        self.functions.deps = self.deps
-        self.pool.deps = self.deps
-        from hyac_agent.services.runtimes import RuntimeService
-
-        self.runtimes = RuntimeService(self.backend, self.functions)
-        self.functions.default_runtime = self.runtimes.default
-
-    def _init_tenancy(self) -> None:
-        from hyac_agent.tenancy import TenancyService
-
-        config = self.config
         self.tenancy = TenancyService(
-            self.store, config.data_dir, config.resolved_database_url(), self.token,
+            self.store, self.store.engine, config.data_dir, database_url, self.token,
             self.backend.egress_unavailable,
         )
-        self.host_calls.tenancy = self.tenancy
-        self.pool.tenancy = self.tenancy
-        self.logbus.redactor = self.tenancy.secrets
-        self.invoker.admission = self.tenancy.quotas.execution
-        self.invoker.request_ended = self.tenancy.request_ended
-        self.tenancy.on_tenant_changed = self._tenant_changed
-        from hyac_agent.tenancy.network import scope_of
-
         self.backend.attach_networks(self.tenancy.egress, scope_of(self.backend.settings.run_dir))
-        from hyac_agent.mail import Mailer
-
-        self.host_calls.mailer = Mailer(
-            self.config.mail_settings(), self.tenancy.quotas.mail, self._request_log
+        self.logbus = LogBus(self.store, config.log_retention_policy(), self.tenancy.secrets)
+        # Installers run under bubblewrap unless the agent itself runs unsandboxed.
+        self.deps = DependencyStore(
+            config.deps_dir, sandboxed=self.backend.isolating,
+            allow_direct_urls=config.deps_allow_direct_urls,
         )
+        self.deps.sweep_temporary()
+        self.functions = FunctionService(
+            self.store, self.bundles, self.deps, default_runtime, config.max_bundle_bytes
+        )
+        self.runtimes = RuntimeService(self.backend, self.functions)
+        self.pool = WorkerPool(
+            self.backend, self.bundles, self.logbus, self.tenancy, self.deps,
+            config.worker_idle_timeout, config.pool_settings(),
+        )
+        self.tenancy.subscribe(self.pool.retire_tenant)
+        self.metrics = Metrics(
+            self.store.engine, config.metrics_settings(), self.pool, self.tenancy,
+            self.store.list_functions,
+        )
+        self.invoker = InvokeService(
+            self.functions, self.pool, self.logbus, config.max_body_bytes,
+            self.metrics.invocations, self.tenancy.quotas.execution, self.tenancy.request_ended,
+        )
+        self.callback_keys = CallbackKeys(self.store.engine, config.data_dir)
+        self.queue = make_queue(ExecutorParts(
+            self.store, self.functions, self.invoker, config.tasks, self.callback_keys.key
+        ))
+        self.tasks = TaskService(self.store, self.functions, self.queue)
+        mailer = Mailer(config.mail_settings(), self.tenancy.quotas.mail, self._request_log)
+        self.host_calls = HostCalls(
+            self.store, config.tenant_host_calls, self.tenancy, mailer, self.invoker, self.tasks
+        )
+        self.pool.serve_host_calls(self.host_calls)
+        #: what start() started, stopped in reverse order by stop()
+        self._running = contextlib.AsyncExitStack()
 
     def _request_log(self, tenant: str, request_id: str | None, message: str) -> None:
         """A system log line of a request in flight (of its tenant only, if it is over)."""
@@ -120,38 +119,30 @@ class Agent:
         self.logbus.emit(tenant=tenant, function=function, version=version, stream="system",
                          request_id=request_id, message=message)
 
-    def _tenant_changed(self, tenant: str) -> None:
-        import asyncio
-
-        with contextlib.suppress(RuntimeError):  # no loop: nothing is running to retire
-            asyncio.get_running_loop().create_task(self.pool.retire_tenant(tenant))
-
-    def _init_tasks(self) -> None:
-        from hyac_agent.tasks import TaskExecutor, TaskService, make_queue
-        from hyac_agent.tasks.callbacks import CallbackKeys
-
-        settings = self.config.tasks
-        self.callback_keys = CallbackKeys(self.store.engine, self.config.data_dir)
-        self.task_executor = TaskExecutor(
-            self.store, self.functions, self.invoker, settings, self.callback_keys.key
-        )
-        self.queue = make_queue(self.task_executor)
-        self.tasks = TaskService(self.store, self.functions, self.queue)
-        self.host_calls.tasks = self.tasks
-
     async def start(self) -> None:
         # Blocking work (store, tenant SQL, files) runs on these (HYAC_AGENT_THREADS); each
         # tenant's host calls hold at most HYAC_TENANT_HOST_CALLS of them at once.
-        from concurrent.futures import ThreadPoolExecutor
-
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(self.config.agent_threads, thread_name_prefix="hyac")
         )
-        self.logbus.start()
-        self.metrics.start()
-        self.tenancy.quotas.start()
-        self.pool.start()
-        await self.queue.start()
+        # Each part is stopped by stop() in the reverse order, or at once if a later
+        # part fails to start: the queue first, the store last.
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.store.close)
+            await self.tenancy.start()
+            stack.push_async_callback(self.tenancy.stop)
+            self.logbus.start()
+            stack.push_async_callback(self.logbus.stop)
+            self.metrics.start()
+            stack.push_async_callback(self.metrics.stop)
+            networks = self.backend.networks
+            if networks is not None:
+                stack.push_async_callback(asyncio.to_thread, networks.close)
+            self.pool.start()
+            stack.push_async_callback(self.pool.close)
+            await self.queue.start()
+            stack.push_async_callback(self.queue.stop)
+            self._running = stack.pop_all()
         if not self.backend.isolating:
             log.warning(
                 "INSECURE: functions run without a sandbox (--insecure-no-sandbox); "
@@ -165,11 +156,4 @@ class Agent:
         await self.queue.hand_back()
 
     async def stop(self) -> None:
-        await self.queue.stop()
-        await self.pool.close()
-        if self.backend.networks is not None:
-            await asyncio.to_thread(self.backend.networks.close)
-        await self.metrics.stop()
-        await self.logbus.stop()
-        await self.tenancy.quotas.stop()
-        self.store.close()
+        await self._running.aclose()

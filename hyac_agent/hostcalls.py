@@ -34,42 +34,49 @@ def _key(args: dict[str, Any], name: str = "key") -> str:
 
 
 class HostCalls:
-    def __init__(self, store: Store, tenant_slots: int) -> None:
+    """Answers a worker's host calls; built once the invoke path and the task service
+    exist (both are built on the pool, which hands these calls to its workers)."""
+
+    def __init__(
+        self,
+        store: Store,
+        tenant_slots: int,
+        tenancy: TenancyService,
+        mailer: Mailer,
+        invoker: InvokeService,
+        tasks: TaskService,
+    ) -> None:
         self.store = store
         #: host calls of one tenant that may wait on the agent's threads at once (db, kv,
         #: secrets, storage; HYAC_TENANT_HOST_CALLS): a tenant running slow statements
         #: queues behind its own calls and leaves the other threads to other tenants
         self.tenant_slots = tenant_slots
         self._slots: dict[str, asyncio.Semaphore] = {}
-        #: set once the task service exists (it needs the invoke path built on us)
-        self.tasks: TaskService | None = None
-        #: the tenancy layer: db.*, secrets.* and storage.* calls, and the storage quota of kv.set
-        self.tenancy: TenancyService | None = None
-        #: set once the invoke path exists (it is built on us): function.invoke
-        self.invoker: InvokeService | None = None
-        #: mail.send, set with the tenancy layer (it is admitted by the tenant's quota)
-        self.mailer: Mailer | None = None
+        #: db.*, secrets.* and storage.* calls, and the storage quota of kv.set
+        self.tenancy = tenancy
+        #: mail.send (admitted by the tenant's quota)
+        self.mailer = mailer
+        #: function.invoke
+        self.invoker = invoker
+        #: task.enqueue and task.progress
+        self.tasks = tasks
 
     async def __call__(
         self, tenant: str, op: str, args: dict[str, Any], request_id: str | None = None
     ) -> Any:
-        if op in ("task.enqueue", "task.progress"):
-            if self.tasks is None:
-                raise InvalidInput("background tasks are not available on this agent")
-            if op == "task.enqueue":
-                return await self.tasks.enqueue_from_function(tenant, args)
+        if op == "task.enqueue":
+            return await self.tasks.enqueue_from_function(tenant, args)
+        if op == "task.progress":
             return await self.tasks.progress_from_function(request_id, args)
         if op == "function.invoke":
-            if self.invoker is None:
-                raise InvalidInput("function.invoke is not available on this agent")
             return await self.invoker.invoke_from_function(tenant, request_id, args)
-        if op.startswith("mail.") and self.mailer is not None:
+        if op.startswith("mail."):
             return await self.mailer.host_call(tenant, op, args, request_id)
         slots = self._slots.get(tenant)
         if slots is None:
             slots = self._slots[tenant] = asyncio.Semaphore(self.tenant_slots)
         async with slots:
-            if op.startswith(("db.", "secrets.", "storage.")) and self.tenancy is not None:
+            if op.startswith(("db.", "secrets.", "storage.")):
                 return await self.tenancy.host_call(tenant, op, args, request_id)
             handler = getattr(self, "_" + op.replace(".", "_"), None) if op.startswith("kv.") else None
             if handler is None:
@@ -85,11 +92,7 @@ class HostCalls:
             raise InvalidInput("kv.set needs a value")
         if len(json.dumps(args["value"])) > MAX_VALUE:
             raise PayloadTooLarge(f"kv value is larger than {MAX_VALUE} bytes")
-        value = args["value"]
-        if self.tenancy is not None:
-            await self.tenancy.kv_write(tenant, key, value, self.store.kv_set)
-        else:
-            await asyncio.to_thread(self.store.kv_set, tenant, key, value)
+        await self.tenancy.kv_write(tenant, key, args["value"], self.store.kv_set)
 
     async def _kv_delete(self, tenant: str, args: dict[str, Any]) -> bool:
         return await asyncio.to_thread(self.store.kv_delete, tenant, _key(args))

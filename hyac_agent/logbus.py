@@ -37,12 +37,28 @@ class Redactor(Protocol):
         """Count a worker of ``tenant`` until the returned release is called."""
 
 
+class NoSecrets:
+    """The redactor of a log bus that serves no tenant secrets (a store-only tool)."""
+
+    def redact(self, tenant: str, message: str) -> str:
+        return message
+
+    def hold(self, tenant: str) -> Callable[[], None]:
+        return _nothing
+
+
+NO_SECRETS = NoSecrets()
+
+
 class LogBus(BatchWriter):
     flush_interval = FLUSH_INTERVAL
 
-    def __init__(self, store: Store, retention: LogRetention) -> None:
+    def __init__(self, store: Store, retention: LogRetention, redactor: Redactor = NO_SECRETS
+                 ) -> None:
         self.store = store
         self.retention = retention
+        #: replaces a tenant's secret values by *** in its lines and error reports
+        self.redactor = redactor
         #: tenant -> (bytes, lines) stored since it was last trimmed
         self._untrimmed: dict[str, tuple[int, int]] = {}
         self._pending: list[LogRecord] = []
@@ -51,8 +67,6 @@ class LogBus(BatchWriter):
         # One flush at a time: a reader that flushes before querying must also wait for a
         # batch the background loop took a moment earlier and is still writing.
         self._flush_lock = asyncio.Lock()
-        #: replaces a tenant's secret values by *** in its lines and error reports
-        self.redactor: Redactor | None = None
 
     def publish(self, record: LogRecord) -> None:
         if len(record.message) > MAX_LINE:
@@ -66,12 +80,12 @@ class LogBus(BatchWriter):
 
     def redact(self, tenant: str, text: str) -> str:
         """``text`` with every secret value a worker of ``tenant`` may hold as ***."""
-        return text if self.redactor is None else self.redactor.redact(tenant, text)
+        return self.redactor.redact(tenant, text)
 
     def hold_secrets(self, tenant: str) -> Callable[[], None]:
         """Keep the secret values a new worker of ``tenant`` may read redacted until
         the returned release is called, when the worker is gone."""
-        return _nothing if self.redactor is None else self.redactor.hold(tenant)
+        return self.redactor.hold(tenant)
 
     def emit(
         self,

@@ -16,7 +16,8 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hyac_agent.bundles import BundleStore
 from hyac_agent.logbus import LogBus
@@ -26,6 +27,11 @@ from hyac_agent.store import VersionRecord
 from hyac_agent.worker import HostCallHandler, Worker
 from hyac_common.errors import WorkerCrashed
 from hyac_common.protocol import PROTOCOL_VERSION, InitFrame
+
+if TYPE_CHECKING:
+    from hyac_agent.deps import DependencyStore
+    from hyac_agent.sandbox.limits import ResourceLimits
+    from hyac_agent.tenancy import TenancyService
 
 log = logging.getLogger("hyac.pool")
 
@@ -60,16 +66,23 @@ class WorkerPool:
         backend: SandboxBackend,
         bundles: BundleStore,
         logbus: LogBus,
-        host_calls: HostCallHandler,
+        tenancy: TenancyService,
+        deps: DependencyStore,
         idle_timeout: float,
-        settings: PoolSettings | None = None,
+        settings: PoolSettings,
     ) -> None:
         self.backend = backend
         self.bundles = bundles
         self.logbus = logbus
-        self.host_calls = host_calls
+        #: the tenancy layer: quota-capped limits, tenant env, per-tenant networks
+        self.tenancy = tenancy
+        #: dependency environments, mounted into the sandboxes of versions that have some
+        self.deps = deps
         self.idle_timeout = idle_timeout
-        self.settings = settings or PoolSettings()
+        self.settings = settings
+        # Registered by serve_host_calls: the handler is built on the invoke path, which
+        # is built on this pool, so it cannot come in through the constructor.
+        self._host_calls: HostCallHandler = _not_serving_host_calls
         self._workers: dict[WorkerKey, Worker] = {}
         # Workers taking no new requests, stopped once the requests on them have ended.
         self._draining: set[Worker] = set()
@@ -82,10 +95,14 @@ class WorkerPool:
         self._closed = False
         self.hits = 0
         self.misses = 0
-        #: the tenancy layer: quota-capped limits, tenant env, per-tenant networks
-        self.tenancy: Any = None
-        #: dependency environments (hyac_agent.deps.DependencyStore); set by the agent
-        self.deps: Any = None
+
+    def serve_host_calls(self, handler: HostCallHandler) -> None:
+        """Answer the host calls of every worker started from now on with ``handler``.
+
+        The one collaborator wired in after construction: host calls reach the invoke
+        path (``function.invoke``) and the task service, both built on this pool. The
+        agent registers the handler before it starts."""
+        self._host_calls = handler
 
     @staticmethod
     def key(version: VersionRecord) -> WorkerKey:
@@ -127,10 +144,7 @@ class WorkerPool:
     async def _start_worker(self, version: VersionRecord) -> Worker:
         runtime_name = version.config.runtime
         limits = self.backend.settings.limits.with_memory(version.config.memory)
-        env = dict(version.config.env)
-        own_network = False
-        if self.tenancy is not None:
-            limits, env, own_network = await self.tenancy.worker_setup(version, limits)
+        limits, env, own_network = await self.tenancy.worker_setup(version, limits)
         # A version with dependencies needs its environment mounted from the start.
         deps_dir = await self._deps_dir(version)
         # A tenant with egress needs a sandbox started on its own network, not a generic one.
@@ -166,15 +180,15 @@ class WorkerPool:
             await sandbox_.kill()
             raise
         worker = Worker(
-            spec, version.sha256, sandbox_, self.logbus, self.host_calls, on_drain=self._drain
+            spec, version.sha256, sandbox_, self.logbus, self._host_calls, on_drain=self._drain
         )
         await worker.start(self._init_message(version, runtime.name, sandbox_.code_dir, env))
         return worker
 
-    async def _deps_dir(self, version: VersionRecord) -> Any:
+    async def _deps_dir(self, version: VersionRecord) -> Path | None:
         """The dependency environment of ``version`` (built from its lock if this agent
         has not got it yet), or None."""
-        if not version.config.lock or self.deps is None:
+        if not version.config.lock:
             return None
         runtime = await asyncio.to_thread(self.backend.resolve_runtime, version.config.runtime)
         prepared = await self.deps.ensure(runtime, version.config.lock)
@@ -203,7 +217,7 @@ class WorkerPool:
 
     # generic sandboxes ---------------------------------------------------------------
 
-    def _take_generic(self, runtime: str, limits: Any) -> tuple[Sandbox, Runtime] | None:
+    def _take_generic(self, runtime: str, limits: ResourceLimits) -> tuple[Sandbox, Runtime] | None:
         ready = self._generic.get(runtime, [])
         while ready:
             entry = ready.pop(0)
@@ -341,6 +355,12 @@ class WorkerPool:
             return_exceptions=True,
         )
         await asyncio.gather(*self._background, return_exceptions=True)
+
+
+async def _not_serving_host_calls(
+    tenant: str, op: str, args: dict[str, Any], request_id: str | None
+) -> Any:
+    raise RuntimeError("the pool's host call handler was never registered (serve_host_calls)")
 
 
 __all__ = ["PoolSettings", "WorkerCrashed", "WorkerPool"]

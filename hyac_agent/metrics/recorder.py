@@ -143,7 +143,7 @@ class InvocationMetrics(BatchWriter):
 
 
 class _Metered(Protocol):
-    metrics: InvocationMetrics | None
+    metrics: InvocationMetrics
 
 
 S = TypeVar("S", bound=_Metered)
@@ -158,10 +158,7 @@ def metered(invoke: Invoke[S, P]) -> Invoke[S, P]:
     async def measured(
         self: S, tenant: str, name: str, request: InvokeRequest, *args: P.args, **kwargs: P.kwargs
     ) -> InvokeResult:
-        metrics = self.metrics
-        if metrics is None:
-            return await invoke(self, tenant, name, request, *args, **kwargs)
-        meter = _Meter(metrics)
+        meter = _Meter(self.metrics)
         token = _current.set(meter)
         started = time.perf_counter()
         outcome, status, response_bytes = "internal", 500, 0
@@ -180,7 +177,7 @@ def metered(invoke: Invoke[S, P]) -> Invoke[S, P]:
         finally:
             _current.reset(token)
             if meter.version is not None:
-                metrics.record(InvocationRecord(
+                meter.metrics.record(InvocationRecord(
                     ts=time.time(), tenant=tenant, function=name, version=meter.version.number,
                     duration_ms=(time.perf_counter() - started) * 1000, cold=meter.cold,
                     outcome=outcome[:32], status=status,

@@ -41,20 +41,22 @@ class MetricsSettings:
 
 
 class Metrics:
-    def __init__(self, engine: Engine, settings: MetricsSettings) -> None:
+    """Reports ``pool``'s workers and, per tenant, tasks, logs and quotas at each scrape."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: MetricsSettings,
+        pool: WorkerPool,
+        tenancy: TenancyService,
+        functions_of: Callable[[str], Sized],
+    ) -> None:
         self.settings = settings
         self.allowed = settings.networks()
         self.store = MetricsStore(engine)
         self.store.create_schema()
         self.registry = CollectorRegistry(auto_describe=True)
         self.invocations = InvocationMetrics(self.store, self.registry, settings.retention_days)
-        self._platform: PlatformCollector | None = None
-        self._pool: WorkerPool | None = None
-
-    def observe_platform(
-        self, pool: WorkerPool, tenancy: TenancyService, functions_of: Callable[[str], Sized]
-    ) -> None:
-        """Report ``pool``'s workers and, per tenant, tasks, logs and quotas at each scrape."""
 
         def quota_reports() -> Iterator[tuple[str, dict[str, Any]]]:
             for tenant in tenancy.store.list_tenants():
@@ -87,8 +89,7 @@ class Metrics:
         return any(address in network for network in self.allowed)
 
     async def scrape(self) -> bytes:
-        if self._platform is not None and self._pool is not None:
-            self._platform.pool_stats = self._pool.stats()  # on the loop: the pool's own thread
+        self._platform.pool_stats = self._pool.stats()  # on the loop: the pool's own thread
         return await asyncio.to_thread(exposition, self.registry)
 
     # the console's charts ---------------------------------------------------------------

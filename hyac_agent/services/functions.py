@@ -6,7 +6,8 @@ import asyncio
 import functools
 import json
 import subprocess
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hyac_agent.bundles import BundleStore, bundle_sha256, decode_bundle
 from hyac_agent.runtimes import Runtime, resolve
@@ -26,6 +27,9 @@ from hyac_common.wire import (
     FunctionSummary,
     VersionInfo,
 )
+
+if TYPE_CHECKING:
+    from hyac_agent.deps import DependencyStore
 
 #: below this no interpreter starts (and Docker refuses limits under 6 MB)
 MIN_MEMORY_BYTES = 16 * 1024 * 1024
@@ -76,14 +80,21 @@ def _language_of(runtime_name: str) -> str | None:
 
 
 class FunctionService:
-    def __init__(self, store: Store, bundles: BundleStore, max_bundle_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bundles: BundleStore,
+        deps: DependencyStore,
+        default_runtime: Callable[[], str],
+        max_bundle_bytes: int,
+    ) -> None:
         self.store = store
         self.bundles = bundles
+        #: dependency environments: a version's requirements are installed at deploy
+        self.deps = deps
+        #: the agent's default runtime (``hyac runtime default``), for deploys naming none
+        self.default_runtime = default_runtime
         self.max_bundle_bytes = max_bundle_bytes
-        #: dependency environments (hyac_agent.deps.DependencyStore); set by the agent
-        self.deps: Any = None
-        #: the agent's default runtime, for deploys that name none (a callable)
-        self.default_runtime: Any = None
         # Active versions cached for the invoke path; every change below goes through here.
         self._active: dict[tuple[str, str], VersionRecord] = {}
 
@@ -94,7 +105,7 @@ class FunctionService:
             raise InvalidInput(f"memory {memory} bytes is too little: a sandbox needs at least "
                                f"{MIN_MEMORY_BYTES // (1024 * 1024)} MiB")
         files = decode_bundle(request, self.max_bundle_bytes)
-        if "runtime" not in request.config.model_fields_set and self.default_runtime is not None:
+        if "runtime" not in request.config.model_fields_set:
             # No runtime named: the agent's default (`hyac runtime default`) is pinned.
             request.config.runtime = self.default_runtime()
         runtime = await asyncio.to_thread(resolve, request.config.runtime)
@@ -107,22 +118,20 @@ class FunctionService:
         # or a failing install leaves the active version as it was. Redeploying a version
         # reuses its stored lock, so it gets exactly the same environment.
         config = request.config
-        prepared = None
-        if self.deps is not None:
-            from hyac_agent.deps import check_client_lock, collect_requirements
-            from hyac_agent.vulns import check_deploy
+        from hyac_agent.deps import check_client_lock, collect_requirements
+        from hyac_agent.vulns import check_deploy
 
-            # A stored lock is the agent's own; a client's is held to pins of the index.
-            lock = existing.config.lock if existing is not None else (
-                check_client_lock(runtime, config.lock) if config.lock else None
-            )
-            requirements, package_json = collect_requirements(
-                runtime, request.entry, files, config.requirements
-            )
-            prepared = await self.deps.prepare(runtime, requirements, package_json, lock)
-            if prepared is not None:
-                config = config.model_copy(update={"lock": prepared.lock})
-                await check_deploy(self.store, tenant, name, prepared.lock)  # policy may refuse
+        # A stored lock is the agent's own; a client's is held to pins of the index.
+        lock = existing.config.lock if existing is not None else (
+            check_client_lock(runtime, config.lock) if config.lock else None
+        )
+        requirements, package_json = collect_requirements(
+            runtime, request.entry, files, config.requirements
+        )
+        prepared = await self.deps.prepare(runtime, requirements, package_json, lock)
+        if prepared is not None:
+            config = config.model_copy(update={"lock": prepared.lock})
+            await check_deploy(self.store, tenant, name, prepared.lock)  # policy may refuse
         if not self.bundles.exists(sha):
             await asyncio.to_thread(self.bundles.write, sha, files)
         # The bundle is complete on disk before the store points at it: a crash at any
@@ -174,24 +183,12 @@ class FunctionService:
     def runtime_users(self, runtime: str) -> list[str]:
         """``tenant/function`` of every function with a version on ``runtime``."""
         users = []
-        for tenant in self._tenants():
+        for tenant in self.store.function_tenants():
             for record in self.store.list_functions(tenant):
                 versions = self.store.list_versions(tenant, record.name)
                 if any(v.runtime == runtime for v in versions):
                     users.append(f"{tenant}/{record.name}")
         return sorted(users)
-
-    def _tenants(self) -> list[str]:
-        lister = getattr(self.store, "list_function_tenants", None)
-        if lister is not None:
-            return list(lister())
-        from sqlalchemy import select
-
-        from hyac_agent.store import tables
-
-        with self.store.engine.connect() as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(select(tables.functions.c.tenant).distinct()).all()
-        return sorted(row[0] for row in rows)
 
     async def active_version(self, tenant: str, name: str) -> VersionRecord:
         cached = self._active.get((tenant, name))

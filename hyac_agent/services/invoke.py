@@ -7,7 +7,7 @@ import binascii
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -59,11 +59,17 @@ def new_request_id() -> str:
 
 class InvokeService:
     def __init__(
-        self, functions: FunctionService, pool: WorkerPool, logbus: LogBus, max_body_bytes: int,
-        metrics: InvocationMetrics | None = None,
+        self,
+        functions: FunctionService,
+        pool: WorkerPool,
+        logbus: LogBus,
+        max_body_bytes: int,
+        metrics: InvocationMetrics,
+        admission: Callable[[str], contextlib.AbstractAsyncContextManager[None]],
+        request_ended: Callable[[str], Awaitable[None]],
     ) -> None:
         self.functions = functions
-        #: counts every invocation once it ends (``metered``); None: not counted
+        #: counts every invocation once it ends (``metered``)
         self.metrics = metrics
         self.pool = pool
         self.logbus = logbus
@@ -74,9 +80,9 @@ class InvokeService:
         # nested calls (function.invoke) never rely on what a worker says about itself.
         self._in_flight: dict[str, _InFlight] = {}
         #: tenant -> context admitting one invocation or raising (quotas: 429)
-        self.admission: Callable[[str], contextlib.AbstractAsyncContextManager[None]] = _admit_all
+        self.admission = admission
         #: called with each request id once its invocation is over (open db transactions)
-        self.request_ended: Callable[[str], Awaitable[None]] | None = None
+        self.request_ended = request_ended
 
     def _logged(
         self, exc: HyacError, tenant: str, name: str, version: int, request_id: str
@@ -138,8 +144,7 @@ class InvokeService:
                 finally:
                     self._serving.pop(request_id, None)
                     self._in_flight.pop(request_id, None)
-                    if self.request_ended is not None:
-                        await self.request_ended(request_id)
+                    await self.request_ended(request_id)
         except (FunctionTimeout, WorkerCrashed, FunctionLoadError) as exc:
             if isinstance(exc, FunctionLoadError):  # the user's module may print a secret
                 exc.message = self.logbus.redact(tenant, exc.message)
@@ -246,11 +251,6 @@ class InvokeService:
         worker = self._serving.get(request_id)
         if worker is not None:
             worker.abandon(request_id, RequestCancelled(reason, request_id=request_id), reason)
-
-
-@contextlib.asynccontextmanager
-async def _admit_all(_tenant: str) -> AsyncIterator[None]:
-    yield
 
 
 def _nested_request(args: dict[str, Any], max_body_bytes: int) -> InvokeRequest:

@@ -8,29 +8,36 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from hyac_agent import runtimes
 from hyac_agent.bundles import _check_path
+from hyac_agent.sandbox import SandboxBackend
+from hyac_agent.services.functions import FunctionService
 from hyac_common.errors import Conflict, InvalidInput, NotFound
 from hyac_common.wire import RuntimeInfo
 
 DEFAULT_FILE = "default"
 
 
+def default_runtime() -> str:
+    """The agent's default runtime: the one ``hyac runtime default`` chose, else the
+    agent's own python3.X."""
+    try:
+        name = (runtimes.added_dir() / DEFAULT_FILE).read_text().strip()
+    except OSError:
+        name = ""
+    return name or f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
 class RuntimeService:
-    def __init__(self, backend: Any, functions: Any) -> None:
+    def __init__(self, backend: SandboxBackend, functions: FunctionService) -> None:
         self.backend = backend
         self.functions = functions
 
     # -- the default ------------------------------------------------------------------
 
     def default(self) -> str:
-        try:
-            name = (runtimes.added_dir() / DEFAULT_FILE).read_text().strip()
-        except OSError:
-            name = ""
-        return name or f"python{sys.version_info.major}.{sys.version_info.minor}"
+        return default_runtime()
 
     def set_default(self, name: str) -> str:
         self.backend.resolve_runtime(name)  # InvalidInput when it cannot run here

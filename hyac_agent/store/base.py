@@ -1,11 +1,15 @@
-"""The store interface: what the services need, nothing about how it is kept."""
+"""The store interface: what the services need, nothing about how it is kept.
+
+``Store`` is a Protocol: the services depend on these methods only. A part that needs
+the SQL engine itself (the tenancy's and the metrics' own tables) is handed the engine
+by the agent, not reached through the store."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hyac_agent.store.task_base import TaskRecord, TaskStore
 from hyac_common.errors import OwnedByAnotherProject
@@ -64,7 +68,7 @@ def owned_elsewhere(name: str, owner: str, project: str) -> OwnedByAnotherProjec
     )
 
 
-class Store(TaskStore):
+class Store(TaskStore, Protocol):
     """Durable state of one agent (or of several agents sharing one database)."""
 
     @abc.abstractmethod
@@ -95,6 +99,10 @@ class Store(TaskStore):
 
     @abc.abstractmethod
     def delete_function(self, tenant: str, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def function_tenants(self) -> list[str]:
+        """Every tenant with at least one function, sorted."""
 
     @abc.abstractmethod
     def list_versions(self, tenant: str, name: str) -> list[VersionRecord]: ...

@@ -163,6 +163,11 @@ class SqlStore(SqlTaskStore, Store):
             conn.execute(delete(t.functions).where(t.functions.c.id == row.id))
             return True
 
+    def function_tenants(self) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.functions.c.tenant).distinct()).all()
+        return sorted(row[0] for row in rows)
+
     def list_versions(self, tenant: str, name: str) -> list[VersionRecord]:
         with self.engine.connect() as conn:
             row = self._function_row(conn, tenant, name)

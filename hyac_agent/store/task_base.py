@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class TaskRecord:
     earlier_attempts: int | None = None
 
 
-class TaskStore(abc.ABC):
+class TaskStore(Protocol):
     """The task half of the store. Every change of a task's status is one guarded
     UPDATE (``WHERE status IN …``, and for a run, ``AND run_request_id = …``), so two
     processes sharing one database can never both claim or both finish one run."""

@@ -8,11 +8,12 @@ engines run tasks through one ``TaskExecutor``.
 from __future__ import annotations
 
 from hyac_agent.tasks.base import TaskQueue
-from hyac_agent.tasks.execution import TaskExecutor, backoff, task_info
+from hyac_agent.tasks.execution import ExecutorParts, TaskExecutor, backoff, task_info
 from hyac_agent.tasks.service import TaskService
 from hyac_agent.tasks.settings import TaskSettings
 
 __all__ = [
+    "ExecutorParts",
     "TaskExecutor",
     "TaskQueue",
     "TaskService",
@@ -23,12 +24,12 @@ __all__ = [
 ]
 
 
-def make_queue(executor: TaskExecutor) -> TaskQueue:
-    """The engine named by the executor's settings."""
-    if executor.settings.engine == "celery":
+def make_queue(parts: ExecutorParts) -> TaskQueue:
+    """The engine the settings name, running tasks through an executor of its own."""
+    if parts.settings.engine == "celery":
         from hyac_agent.tasks.celery_queue import CeleryQueue
 
-        return CeleryQueue(executor)
+        return CeleryQueue(parts)
     from hyac_agent.tasks.embedded import EmbeddedQueue
 
-    return EmbeddedQueue(executor)
+    return EmbeddedQueue(parts)

@@ -3,16 +3,14 @@
 The store holds every task's record; an engine only moves the work. ``EmbeddedQueue``
 runs tasks inside the agent's own process; ``CeleryQueue`` hands them to a broker that
 feeds ``hyac-agent worker`` processes on any number of hosts. Both run a task through
-the same ``TaskExecutor``.
+a ``TaskExecutor`` of their own, which hands retries back to the engine's ``submit``.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from hyac_agent.tasks.execution import TaskExecutor
+from hyac_agent.tasks.execution import ExecutorParts, TaskExecutor
 
 
 class TaskQueue(abc.ABC):
@@ -20,9 +18,8 @@ class TaskQueue(abc.ABC):
 
     name: str = "queue"
 
-    def __init__(self, executor: TaskExecutor) -> None:
-        self.executor = executor
-        executor.resubmit = self.submit
+    def __init__(self, parts: ExecutorParts) -> None:
+        self.executor = TaskExecutor(parts, resubmit=self.submit)
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -17,15 +17,14 @@ import contextlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from hyac_agent.tasks.base import TaskQueue
-from hyac_agent.tasks.execution import TaskExecutor
 
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]
 
-    from hyac_agent.core import Agent
+    from hyac_agent.tasks.execution import ExecutorParts
 
 log = logging.getLogger("hyac.tasks")
 
@@ -59,9 +58,9 @@ def make_celery_app(broker_url: str, queue: str) -> Celery:
 class CeleryQueue(TaskQueue):
     name = "celery"
 
-    def __init__(self, executor: TaskExecutor) -> None:
-        super().__init__(executor)
-        settings = executor.settings
+    def __init__(self, parts: ExecutorParts) -> None:
+        super().__init__(parts)
+        settings = parts.settings
         self.app = make_celery_app(settings.broker_url, settings.celery_queue)
         self.queue_name = settings.celery_queue
         self._sweeper: asyncio.Task[None] | None = None
@@ -119,7 +118,20 @@ class CeleryQueue(TaskQueue):
         log.info("task %s: %s", task_id, status or "not run here (already taken or ended)")
 
 
-def run_worker(agent: Agent, concurrency: int, loglevel: str = "INFO") -> None:
+class WorkerProcess(Protocol):
+    """What ``hyac-agent worker`` serves tasks with: the agent's parts, started and
+    stopped as one."""
+
+    queue: TaskQueue
+
+    async def start(self) -> None: ...
+
+    async def begin_shutdown(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def run_worker(agent: WorkerProcess, concurrency: int, loglevel: str = "INFO") -> None:
     """Serve tasks from the broker until interrupted: ``hyac-agent worker``."""
     import os
     import socket

@@ -13,10 +13,12 @@ import contextlib
 import functools
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hyac_agent.tasks.base import TaskQueue
-from hyac_agent.tasks.execution import TaskExecutor
+
+if TYPE_CHECKING:
+    from hyac_agent.tasks.execution import ExecutorParts
 
 log = logging.getLogger("hyac.tasks")
 
@@ -24,9 +26,9 @@ log = logging.getLogger("hyac.tasks")
 class EmbeddedQueue(TaskQueue):
     name = "embedded"
 
-    def __init__(self, executor: TaskExecutor) -> None:
-        super().__init__(executor)
-        self.concurrency = executor.settings.concurrency
+    def __init__(self, parts: ExecutorParts) -> None:
+        super().__init__(parts)
+        self.concurrency = parts.settings.concurrency
         self._wake = asyncio.Event()
         self._runs: dict[str, asyncio.Task[Any]] = {}
         self._loop_task: asyncio.Task[None] | None = None

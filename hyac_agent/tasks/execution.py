@@ -22,6 +22,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hyac_agent.services.functions import FunctionService
@@ -88,30 +89,38 @@ def runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+@dataclass(frozen=True)
+class ExecutorParts:
+    """What tasks are run with; each queue engine makes its ``TaskExecutor`` of them."""
+
+    store: Store
+    functions: FunctionService
+    invoker: InvokeService
+    settings: TaskSettings
+    #: a tenant's callback signing key (blocking: it may read the store)
+    signing_key: Callable[[str], str]
+
+
 class TaskExecutor:
-    """Runs tasks on this process's worker pool; shared by every queue engine."""
+    """Runs tasks on this process's worker pool, the same way in every queue engine;
+    each engine makes its own (``TaskQueue``) and takes the retries back through
+    ``resubmit``."""
 
     def __init__(
-        self,
-        store: Store,
-        functions: FunctionService,
-        invoker: InvokeService,
-        settings: TaskSettings,
-        signing_key: Callable[[str], str],
+        self, parts: ExecutorParts, resubmit: Callable[[str, float], Awaitable[None]]
     ) -> None:
-        self.store = store
-        self.functions = functions
-        self.invoker = invoker
-        self.settings = settings
+        self.store = parts.store
+        self.functions = parts.functions
+        self.invoker = parts.invoker
+        self.settings = parts.settings
         self.owner = runner_name()
-        #: a tenant's callback signing key (blocking: it may read the store)
-        self._signing_key = signing_key
+        self._signing_key = parts.signing_key
         #: task id -> (request id of its run here, the asyncio task running it)
         self.running: dict[str, tuple[str, asyncio.Task[Any]]] = {}
         self._aborted: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        # Set by the queue engine: carries a task to be retried at the given time.
-        self.resubmit: Callable[[str, float], Awaitable[None]] = _no_resubmit
+        #: the queue engine's submit: carries a task to be retried at the given time
+        self.resubmit = resubmit
 
     # one run --------------------------------------------------------------------------
 
@@ -157,8 +166,7 @@ class TaskExecutor:
             )
             return await self._record_failure(claimed, request_id, error, retry=False)
         status = await self._run_claimed(claimed, version, request_id)
-        if self.invoker.metrics is not None:
-            self.invoker.metrics.task_run_ended(claimed.tenant, claimed.function, status)
+        self.invoker.metrics.task_run_ended(claimed.tenant, claimed.function, status)
         return status
 
     def _log_take_over(self, before: TaskRecord, claimed: TaskRecord) -> None:
@@ -408,7 +416,3 @@ class TaskExecutor:
         for job in list(self._background):
             job.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-
-
-async def _no_resubmit(task_id: str, run_at: float) -> None:
-    raise RuntimeError("no queue engine is attached to this executor")

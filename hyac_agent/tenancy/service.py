@@ -9,9 +9,11 @@ import contextlib
 import ipaddress
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
 
 from hyac_agent.tenancy.auth import (
     RANK,
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 DEFAULT_TENANT = "default"
 MAX_ENV_VALUE = 32 * 1024
 
+#: told the name of a tenant whose env or network changed (its workers must restart)
+TenantListener = Callable[[str], Coroutine[Any, Any, None]]
+
 
 def parse_egress(value: Any) -> str | list[str]:
     """``none``, ``allow``, or a list (or comma-separated string) of CIDRs and host names."""
@@ -60,23 +65,41 @@ def parse_egress(value: Any) -> str | list[str]:
 
 
 class TenancyService:
-    def __init__(self, store: Store, data_dir: Path, store_url: str, agent_token: str,
-                 egress_unavailable: Callable[[], str | None] | None = None) -> None:
-        self.store = TenancyStore(store.engine)  # type: ignore[attr-defined]
+    """``store`` holds the functions; ``engine`` is the same database, where the
+    tenancy keeps its own tables (tenants, users, tokens, quotas, objects)."""
+
+    def __init__(self, store: Store, engine: Engine, data_dir: Path, store_url: str,
+                 agent_token: str, egress_unavailable: Callable[[], str | None]) -> None:
+        self.store = TenancyStore(engine)
         self.store.create_schema()
         self.main_store = store
         self.auth = Authenticator(self.store, agent_token)
         self.secrets = SecretService(self.store, data_dir)
         self.databases = TenantDatabases(data_dir, store_url)
         self.quotas = QuotaService(self.store, self.storage_use)
-        self.objects = ObjectService(store.engine, self.quotas)  # type: ignore[attr-defined]
+        self.objects = ObjectService(engine, self.quotas)
         #: why tenants cannot have egress on this agent's sandbox (None: they can)
-        self.egress_unavailable = egress_unavailable or (lambda: "this sandbox has no network")
+        self.egress_unavailable = egress_unavailable
         self._env: dict[str, dict[str, str]] = {}
         self._known: set[str] = set()
-        #: called with a tenant name when its env or network changes (retire its workers)
-        self.on_tenant_changed: Any = None
+        self._listeners: list[TenantListener] = []
+        #: the agent's event loop once started: listeners run there, whichever thread
+        #: made the change
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.store.create_tenant(DEFAULT_TENANT)
+
+    def subscribe(self, listener: TenantListener) -> None:
+        """Call ``listener(tenant)`` on the agent's event loop whenever a tenant's env or
+        network changes (its workers must restart to see it)."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.quotas.start()
+
+    async def stop(self) -> None:
+        await self.quotas.stop()
+        self._loop = None
 
     # tenants --------------------------------------------------------------------------
 
@@ -289,8 +312,12 @@ class TenancyService:
         self._changed(tenant)
 
     def _changed(self, tenant: str) -> None:
-        if self.on_tenant_changed is not None:
-            self.on_tenant_changed(tenant)
+        loop = self._loop
+        if loop is None:  # not started: no worker runs that could be stale
+            return
+        for listener in self._listeners:
+            # Called from the API's threads as well as from the loop itself.
+            asyncio.run_coroutine_threadsafe(listener(tenant), loop)
 
     # workers --------------------------------------------------------------------------
 

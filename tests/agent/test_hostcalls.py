@@ -1,0 +1,42 @@
+"""hyac_agent/hostcalls.py with a real store and tenancy: a kv.set goes through the
+tenant's storage quota (the agent builds its host calls with the tenancy, always)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyac_agent.hostcalls import HostCalls
+from hyac_agent.store import SqlStore
+from hyac_agent.tenancy import TenancyService
+from hyac_common.errors import HyacError
+
+
+def test_a_kv_set_over_the_storage_quota_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hyac.db'}"
+    store = SqlStore(url)
+    store.create_schema()
+    tenancy = TenancyService(store, store.engine, tmp_path, url, "agent-token", lambda: None)
+    tenancy.store.create_tenant("small")
+    tenancy.quotas.set("small", {"storage": 1000}, owner=True)
+    unused: Any = object()  # mail, invoke and tasks are not reached by kv calls
+    calls = HostCalls(store, 2, tenancy, unused, unused, unused)
+
+    async def scenario() -> None:
+        await calls("small", "kv.set", {"key": "fits", "value": "x" * 500})
+        with pytest.raises(HyacError) as refused:
+            await calls("small", "kv.set", {"key": "too-much", "value": "x" * 600})
+        assert refused.value.code == "quota_exceeded"
+        assert refused.value.details["quota"] == "storage"
+        # Within the quota again: a smaller value replacing the first one is stored.
+        await calls("small", "kv.set", {"key": "fits", "value": "y" * 100})
+
+    try:
+        asyncio.run(scenario())
+        assert store.kv_get("small", "fits") == "y" * 100
+        assert store.kv_get("small", "too-much") is None
+    finally:
+        store.close()
