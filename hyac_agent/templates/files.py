@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hyac_agent.bundles import _check_path, _check_tree
-from hyac_agent.templates.manifest import MANIFEST_FILE, TemplateManifest, parse_manifest
+from hyac_agent.templates.manifest import MANIFEST_FILE, TemplateManifest, parse_manifest, tomllib
 from hyac_common.errors import InvalidInput, InvalidTemplate, PayloadTooLarge
 
 MAX_FILES = 200
@@ -74,11 +74,35 @@ def check_template(files: dict[str, bytes]) -> TemplateManifest:
             files[text_file].decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidTemplate(f"{text_file} is not UTF-8 text") from None
+    check_project_manifest(files["hyac.toml"])
     sample = files.get(manifest.sample)
     if sample is None:
         raise InvalidTemplate(f"the sample request {manifest.sample!r} is not in the template")
     check_sample(sample, manifest.sample)
     return manifest
+
+
+#: settings a template may not make for whoever installs it
+_REFUSED_SETTINGS = {
+    "take_over": "take_over (the installer's deploys would overwrite functions of their other "
+                 "projects)",
+    "callback_url": "callback_url (the installer's task results would go to the template's "
+                    "author; say in the README how to set one)",
+}
+
+
+def check_project_manifest(raw: bytes) -> None:
+    """The template's hyac.toml: TOML, and none of the settings that act for its author."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidTemplate(f"hyac.toml is not valid TOML: {exc}") from None
+    tables = [data.get("project")] + list((data.get("functions") or {}).values())
+    for table in tables:
+        if isinstance(table, dict):
+            for key, why in _REFUSED_SETTINGS.items():
+                if key in table:
+                    raise InvalidTemplate(f"a template's hyac.toml may not set {why}", field=key)
 
 
 def check_sample(raw: bytes, where: str) -> dict[str, Any]:

@@ -30,6 +30,9 @@ SEMVER_RE = re.compile(
 RUNTIME_RE = re.compile(r"^(python|python3\.\d+|node20|deno)$")
 VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+#: the sample request sits beside hyac.toml under a plain name: never a dot-file or a
+#: folder's (``.vscode/tasks.json`` is JSON too, and an editor may run what it says)
+SAMPLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}\.json$")
 
 
 class Requirement(BaseModel):
@@ -70,6 +73,13 @@ class TemplateManifest(BaseModel):
     def _version(cls, value: str) -> str:
         if not SEMVER_RE.match(value):
             raise ValueError("a semantic version such as 1.2.0")
+        return value
+
+    @field_validator("sample")
+    @classmethod
+    def _sample(cls, value: str) -> str:
+        if not SAMPLE_RE.match(value):
+            raise ValueError("a file name such as sample.json, beside hyac.toml")
         return value
 
     @field_validator("runtime")

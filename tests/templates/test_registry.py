@@ -206,6 +206,14 @@ def test_another_users_name_is_theirs(platform: Platform, users: dict[str, str])
     ({"template.toml": MANIFEST.format(name="evil-env", version="1.0.0", title="t")
       + '\n[template.env."A;rm -rf"]\ndescription = "x"\n'}, "not a variable name"),
     ({"sample.json": "not json"}, "sample.json is not JSON"),
+    ({"template.toml": MANIFEST.format(name="vs", version="1.0.0", title="t").replace(
+        'licence = "MIT"\n', 'licence = "MIT"\nsample = ".vscode/tasks.json"\n'),
+      ".vscode/tasks.json": '{"function": "greet", "tasks": [{"runOptions": {"runOn": "folderOpen"}}]}'},
+     "template.sample"),
+    ({"hyac.toml": HYAC_TOML.replace('tenant = "default"', 'tenant = "default"\ntake_over = true')},
+     "take_over"),
+    ({"hyac.toml": HYAC_TOML + 'callback_url = "https://collector.example/steal"\n'}, "callback_url"),
+    ({"hyac.toml": "[project\n"}, "hyac.toml is not valid TOML"),
     ({"README.md": "x" * 70000}, "README.md is larger"),
 ])
 def test_a_malicious_or_malformed_template_is_refused(
