@@ -7,8 +7,10 @@ a certificate for every such active domain that has none from ACME, and renews e
 ``acme_renew_before_days`` (30) before it ends; it runs every ``HYAC_ACME_INTERVAL``
 seconds (3600) and at once when a domain asks. A domain whose order fails is tried
 again later, waiting longer each time (up to the interval). The challenge answers live
-in this agent's memory: the ACME server must reach this agent's HTTP listener (port 80,
-or a proxy forwarding ``/.well-known/acme-challenge/`` to it).
+in the store while an order runs, so any agent of a cluster answers them; the ACME
+server must reach an agent's HTTP listener (port 80, or a proxy forwarding
+``/.well-known/acme-challenge/`` to it). A lease in the store lets one agent at a time
+order a domain's certificate.
 
 The protocol is certbot's ``acme`` library; it is blocking, so it runs in a thread.
 """
@@ -60,8 +62,16 @@ class Acme:
     def wake(self) -> None:
         self._wake.set()
 
-    def answer(self, path: str) -> str | None:
-        return self.tokens.get(path[len(CHALLENGE_PATH):])
+    async def answer(self, path: str) -> str | None:
+        """The key authorization for an HTTP-01 token of an order of this agent's, or of
+        another agent of the cluster (kept in the store while the order runs)."""
+        token = path[len(CHALLENGE_PATH):]
+        if token in self.tokens:
+            return self.tokens[token]
+        if not token or len(token) > 200:
+            return None
+        value = await asyncio.to_thread(self.edge.store.get_setting, f"acme_token:{token}")
+        return value if isinstance(value, str) else None
 
     async def _loop(self) -> None:
         while True:
@@ -99,6 +109,10 @@ class Acme:
         await self.edge.reload()
         for host in self.due():
             domain = self.edge.snapshot().domains[host]
+            lease = f"acme_lease:{host}"
+            # one agent of a cluster orders a domain's certificate at a time
+            if not await asyncio.to_thread(self.edge.store.take_lease, lease, 600):
+                continue
             try:
                 chain, key = await asyncio.to_thread(self._issue, host)
                 await self.edge.certificates.put(domain.tenant, host, chain, key, source="acme")
@@ -113,6 +127,8 @@ class Acme:
                 self._backoff.pop(host, None)
                 self.errors.pop(host, None)
                 log.info("ACME: certificate for %s", host)
+            finally:
+                await asyncio.to_thread(self.edge.store.delete_setting, lease)
 
     # the protocol (blocking) -----------------------------------------------------------
 
@@ -139,6 +155,7 @@ class Acme:
                 response, validation = challenge.response_and_validation(account_key)
                 token = challenge.chall.encode("token")
                 self.tokens[token] = validation
+                self.edge.store.put_setting(f"acme_token:{token}", validation)
                 answered.append(token)
                 client.answer_challenge(challenge, response)
             deadline = dt.datetime.now() + dt.timedelta(seconds=120)
@@ -146,6 +163,7 @@ class Acme:
         finally:
             for token in answered:
                 self.tokens.pop(token, None)
+                self.edge.store.delete_setting(f"acme_token:{token}")
         return done.fullchain_pem, key_pem.decode()
 
     def _client(self) -> tuple[Any, Any]:

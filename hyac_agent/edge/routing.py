@@ -44,7 +44,7 @@ async def serve_domain(scope: Scope, receive: Receive, send: Send, run: Run,
     if edge is None or path.startswith((*api_prefixes, "/metrics")):
         return False
     if path.startswith(ACME_CHALLENGE_PATH):  # an ACME server checking an order of ours
-        answer = edge.acme.answer(path)
+        answer = await edge.acme.answer(path)
         if answer is not None:
             await PlainTextResponse(answer)(scope, receive, send)
             return True

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.edge import tables as t
 
@@ -186,6 +187,33 @@ class EdgeStore:
             if not conn.execute(update(t.settings).where(t.settings.c.key == key)
                                 .values(value=text)).rowcount:
                 conn.execute(insert(t.settings).values(key=key, value=text))
+
+    def get_setting(self, key: str) -> Any:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
+        return json.loads(value) if value is not None else None
+
+    def delete_setting(self, key: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.settings).where(t.settings.c.key == key))
+
+    def take_lease(self, key: str, seconds: float) -> bool:
+        """True if no other holder's lease ``key`` is running (this one now is, for
+        ``seconds``): one agent of a cluster does the work it guards."""
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                value = conn.execute(select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
+                if value is None:
+                    conn.execute(insert(t.settings).values(key=key, value=json.dumps(now + seconds)))
+                    return True
+                if float(json.loads(value)) > now:
+                    return False
+                return bool(conn.execute(update(t.settings).where(
+                    t.settings.c.key == key, t.settings.c.value == value
+                ).values(value=json.dumps(now + seconds))).rowcount)
+        except IntegrityError:  # another agent took it meanwhile
+            return False
 
     # domains --------------------------------------------------------------------------
 
