@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.types import Receive, Scope, Send
 
 from hyac_agent.edge.acme import CHALLENGE_PATH as ACME_CHALLENGE_PATH
+from hyac_agent.edge.cors import METHODS
 from hyac_agent.edge.domains import CHALLENGE_PATH, challenge_answer
 from hyac_agent.edge.hosts import request_host
 from hyac_agent.edge.store import Domain
@@ -37,7 +38,7 @@ def target(domain: Domain, path: str) -> tuple[str, str] | None:
 async def serve_domain(scope: Scope, receive: Receive, send: Send, run: Run,
                        api_prefixes: tuple[str, ...]) -> bool:
     """Answer a request whose ``Host`` is a bound domain (True), or leave it (False)."""
-    if scope["type"] != "http":
+    if scope["type"] != "http" or scope["method"] not in METHODS:
         return False
     edge = getattr(scope["app"].state, "edge", None)
     path: str = scope.get("path", "")

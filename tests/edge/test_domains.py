@@ -43,6 +43,9 @@ def test_the_gateway_routes_by_host_and_the_api_stays_the_api(edge: Edge) -> Non
         assert client.get("/echo/deep/path", headers={"Host": "root.example.test"}
                           ).json()["path"] == "/deep/path"
         assert client.get("/v1/health", headers={"Host": "api.example.test"}).json()["status"] == "ok"
+        # a method the gateway does not take reaches no function on a domain either
+        assert client.request("TRACE", "/x", headers={"Host": "api.example.test"}).status_code in (
+            404, 405)
         # other names still reach the path gateway
         assert client.get("/shop/echo/x").json()["path"] == "/x"
     with edge.owner("shop") as owner:
