@@ -335,6 +335,17 @@ def _safe_parts(path: str) -> tuple[str, ...]:
     return pure.parts
 
 
+def _check_runtime(name: str, wanted: str, runtime: str) -> str:
+    """The project's runtime: ``runtime``, if the template (written for ``wanted``) runs on it."""
+    from hyac_common.errors import InvalidInput
+
+    fits = runtime.startswith("python") if wanted == "python" else runtime == wanted
+    if not fits:
+        raise InvalidInput(f"template {name} is written for "
+                           f"{'Python' if wanted == 'python' else wanted}, not {runtime}")
+    return runtime
+
+
 def fetch_template(reference: str, runtime: str | None) -> FetchedTemplate:
     """Fetch NAME[@VERSION] from the agent's registry (counting an install)."""
     import base64
@@ -347,21 +358,18 @@ def fetch_template(reference: str, runtime: str | None) -> FetchedTemplate:
     name, version = split_reference(reference)
     try:
         with Terminal().status(f"Fetching template {reference}…"), client.connect() as agent:
+            if runtime:  # a mismatch is said before the install is counted
+                shown = agent.get(f"/v1/templates/{name}",
+                                  params={"version": version} if version else None)
+                _check_runtime(name, shown["runtime"], runtime)
             item = agent.post(f"/v1/templates/{name}/install", json={"version": version})
     except AgentUnreachable as exc:
         raise InvalidInput(f"unknown template {reference!r}: 'hello' and 'empty' are built in; "
                            f"others come from the agent's registry, and {exc.message}") from None
     except NotFound as exc:
         raise InvalidInput(f"unknown template {reference!r}: {exc.message}") from None
-    wanted = item["runtime"]
-    if wanted == "python":
-        chosen = runtime or default_runtime()
-        if not chosen.startswith("python"):
-            raise InvalidInput(f"template {name} is written for Python, not {chosen}")
-    else:
-        if runtime and runtime != wanted:
-            raise InvalidInput(f"template {name} is written for {wanted}, not {runtime}")
-        chosen = wanted
+    chosen = _check_runtime(name, item["runtime"], runtime or (
+        default_runtime() if item["runtime"] == "python" else item["runtime"]))
     files = {path: base64.b64decode(data) for path, data in item["files_b64"].items()}
     for path in files:
         _safe_parts(path)

@@ -307,6 +307,13 @@ def test_cli_init_from_a_template_fills_in_its_names(
     again = hyac("init", "hook", "--template", "webhook-hmac", agent=platform.agent,
                  token=users["ada"], cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr
+    with platform.owner() as client:
+        before = client.get("/v1/templates/deno-greeter").json()["installs"]
+    mismatch = hyac("init", "other", "--template", "deno-greeter", "--runtime", "python3.11",
+                    agent=platform.agent, token=users["ada"], cwd=tmp_path)
+    assert mismatch.returncode == 2 and "written for deno, not python3.11" in mismatch.stderr
+    with platform.owner() as client:
+        assert client.get("/v1/templates/deno-greeter").json()["installs"] == before
     unknown = hyac("init", "other", "--template", "no-such-thing", agent=platform.agent,
                    token=users["ada"], cwd=tmp_path)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
