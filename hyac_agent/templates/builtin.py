@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hyac_agent.templates.files import check_template, collect_dir
 from hyac_agent.templates.service import APPROVED, BUILTIN, TemplateRegistry, Viewer
-from hyac_common.errors import TemplateVersionExists
+from hyac_common.errors import TemplateNameTaken, TemplateVersionExists
 
 log = logging.getLogger(__name__)
 BUILTIN_VIEWER = Viewer(id=BUILTIN, name="Hyac", owner=False)
@@ -38,6 +38,12 @@ def seed(registry: TemplateRegistry) -> int:
             registry.add_version(files, manifest, BUILTIN_VIEWER, APPROVED)
         except TemplateVersionExists:
             continue  # seeded by an earlier start
+        except TemplateNameTaken:
+            # a user published the name before this release shipped a template of it:
+            # theirs it stays, and the registry works on without this built-in
+            log.warning("built-in template %s is not offered: a user's template holds the name",
+                        manifest.name)
+            continue
         added += 1
     if added:
         log.info("template registry: %d built-in template versions added", added)
