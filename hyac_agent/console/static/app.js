@@ -4,6 +4,7 @@ import { api, setCsrf, setTenant, signIn, signOut, whoami } from "./api.js";
 import { clear, h, say } from "./dom.js";
 import { adminView } from "./views/admin.js";
 import { auditView } from "./views/audit.js";
+import { domainsView } from "./views/domains.js";
 import { functionsView } from "./views/functions.js";
 import { logsView } from "./views/logs.js";
 import { overviewView } from "./views/overview.js";
@@ -20,6 +21,7 @@ const VIEWS = [
   { id: "logs", title: "Logs", render: logsView, may: () => true },
   { id: "tasks", title: "Tasks", render: tasksView, may: () => true },
   { id: "templates", title: "Templates", render: templatesView, may: () => true },
+  { id: "domains", title: "Domains & IP rules", render: domainsView, may: () => true },
   { id: "admin", title: "Tenants & access", render: adminView, may: (me) => isAdmin(me) },
   { id: "audit", title: "Audit", render: auditView, may: (me) => isAdmin(me) },
   { id: "settings", title: "Settings", render: settingsView, may: (me) => me.owner },
