@@ -413,14 +413,34 @@ def domain_cert(
 @domain_app.command("acme")
 def domain_acme(host: Host, off: Annotated[bool, typer.Option(
         "--off", help="Stop (the last certificate stays until removed).")] = False,
+        wait: Annotated[float, typer.Option(
+            "--wait", help="Seconds to wait for the certificate (0: do not wait).")] = 0,
         tenant: options.Tenant = None, as_json: options.Json = False) -> None:
     """Get the domain's certificate from the platform's ACME server, renewed before it
-    ends (it comes within a minute or so: see `hyac domain cert HOST`)."""
+    ends (it comes within a minute or so: --wait, or see `hyac domain cert HOST`)."""
+    import time
+
     from hyac_cli import client
+    from hyac_cli.terminal import Terminal
+    from hyac_common.errors import HyacError
 
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        path = f"/v1/domains/{client.segment(host, 'domain')}/acme"
-        done = agent.delete(path) if off else agent.post(path)
+        segment = client.segment(host, "domain")
+        done = agent.delete(f"/v1/domains/{segment}/acme") if off else \
+            agent.post(f"/v1/domains/{segment}/acme")
+        if wait > 0 and not off:
+            deadline = time.monotonic() + wait
+            with Terminal().status(f"waiting for the certificate of {host} …"):
+                while True:
+                    try:
+                        agent.get(f"/v1/domains/{segment}/certificate")
+                        break
+                    except HyacError:
+                        if time.monotonic() >= deadline:
+                            raise HyacError(f"no certificate for {host} within {wait:g} s (see "
+                                            "`hyac domain ls --json` for the ACME error)") from None
+                        time.sleep(1)  # asking the agent again: it tells no one when
+            done = next((d for d in agent.get("/v1/domains") if d["host"] == done["host"]), done)
     _print_domain(done, as_json)
 
 

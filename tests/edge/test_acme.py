@@ -20,6 +20,7 @@ import pytest
 import trustme
 
 from tests.edge.conftest import DnsServer, Edge, curl_https, free_port, free_udp_port
+from tests.edge.test_cli import hyac
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("pebble") is None,
@@ -122,3 +123,10 @@ def test_acme_issues_serves_and_renews(edge: Edge, pebble: Pebble, tmp_path: Pat
         with edge.owner() as owner:
             owner.patch("/v1/edge/settings", json={"acme_renew_before_days": 30})
     assert renewed["source"] == "acme"
+    # from the CLI, waiting for it
+    assert hyac(edge, "domain", "add", "cli.acme.test", "--function", "echo", "-t", "acme"
+                ).returncode == 0
+    waited = hyac(edge, "domain", "acme", "cli.acme.test", "--wait", "120", "-t", "acme")
+    assert waited.returncode == 0, waited.stderr
+    assert "certificate by ACME" in waited.stdout
+    assert certificate(edge, "acme", "cli.acme.test")["source"] == "acme"
