@@ -85,3 +85,13 @@ def client_address(peer: str | None, headers: Mapping[str, str],
             return hop_address
         address = hop_address
     return address
+
+
+def rate_key(address: Address | None, fallback: str) -> str:
+    """Whose requests a rate limit counts together: an IPv4 address, or an IPv6 /64 (one
+    site gets a whole /64 and could otherwise rotate through it)."""
+    if address is None:
+        return fallback
+    if address.version == 6:
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)

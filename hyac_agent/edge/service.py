@@ -21,7 +21,14 @@ from prometheus_client import Counter
 from hyac_agent.edge import cors, signing
 from hyac_agent.edge.acme import ACME_DEFAULTS, settings_value
 from hyac_agent.edge.limits import RateLimiter, ReplayGuard, retry_after
-from hyac_agent.edge.net import Address, Network, client_address, matches, parse_network
+from hyac_agent.edge.net import (
+    Address,
+    Network,
+    client_address,
+    matches,
+    parse_network,
+    rate_key,
+)
 from hyac_agent.edge.store import Access, EdgeStore, IpRule, Snapshot
 from hyac_common.errors import (
     AccessRefused,
@@ -163,7 +170,7 @@ class EdgeService:
                 verdict.response = Response(status_code=204, headers=answer)
                 return verdict
             if access.rate_requests and access.rate_per:
-                wait = self.limiter.take((tenant, function, verdict.client_ip),
+                wait = self.limiter.take((tenant, function, rate_key(address, verdict.client_ip)),
                                          access.rate_requests, access.rate_per)
                 if wait:
                     raise RateLimited(
