@@ -94,7 +94,8 @@ def test_owner_suffixes_and_reserved_names(edge: Edge) -> None:
         own = owner.post("/v1/domains", json={"host": "agent.example.test", "function": "echo"},
                          headers={"Host": "agent.example.test"})
     assert own.status_code == 403
-    for bad in ("127.0.0.1", "localhost", "a..b", "-x.example.test", "x" * 64 + ".test"):
+    for bad in ("127.0.0.1", "localhost", "a..b", "-x.example.test", "x" * 64 + ".test",
+                "*.example.test", "a.example.test/path", "[::1]"):
         assert claim(edge, "suffixed", bad, function="echo").status_code == 400, bad
 
 
