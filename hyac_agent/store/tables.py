@@ -120,3 +120,14 @@ template_sources = Table(
     Column("url", String(512), primary_key=True),
     Column("added_at", Float, nullable=False),
 )
+
+# Each template name's first publisher, by the name's skeleton (how it reads: see
+# hyac_agent/templates/service.py): the key makes claiming a name atomic, so two
+# publishers cannot both take one name, or two names that read the same, at once.
+template_names = Table(
+    "template_names",
+    metadata,
+    Column("skeleton", String(48), primary_key=True),
+    Column("name", String(48), nullable=False),
+    Column("publisher", String(64), nullable=False),
+)

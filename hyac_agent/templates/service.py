@@ -81,19 +81,16 @@ class TemplateRegistry:
         return self.add_version(files, manifest, viewer, status)
 
     def add_version(self, files: dict[str, bytes], manifest: TemplateManifest, viewer: Viewer,
-               status: str) -> dict[str, Any]:
+                    status: str) -> dict[str, Any]:
         sha256 = content_sha256(files)
+        with self.engine.connect() as conn:  # refused early: nothing is written for it
+            self._check_new(conn, manifest, viewer)
+        # Before the transaction: the scanner uses connections of its own, which a write
+        # lock held here would keep waiting (SQLite).
+        self.files.write(sha256, files)
+        scan = self.scan(files, manifest.runtime)
         with self.engine.begin() as conn:
-            self._check_name(conn, manifest.name, viewer)
-            taken = conn.execute(select(t.template_versions.c.sha256).where(
-                t.template_versions.c.name == manifest.name,
-                t.template_versions.c.version == manifest.version)).first()
-            if taken is not None:
-                raise TemplateVersionExists(
-                    f"{manifest.name}@{manifest.version} is published already; versions never "
-                    "change: raise the version in template.toml", sha256=taken.sha256)
-            self.files.write(sha256, files)
-            scan = self.scan(files, manifest.runtime)
+            self._check_new(conn, manifest, viewer, claim=True)  # again, now atomically
             try:
                 conn.execute(insert(t.template_versions).values(
                     name=manifest.name, version=manifest.version, sha256=sha256,
@@ -105,16 +102,34 @@ class TemplateRegistry:
                     f"{manifest.name}@{manifest.version} is published already") from None
         return self.show(manifest.name, viewer, manifest.version)
 
-    def _check_name(self, conn: Any, name: str, viewer: Viewer) -> None:
-        rows = conn.execute(select(t.template_versions.c.name, t.template_versions.c.publisher)
-                            .distinct()).all()
-        mine = skeleton(name)
-        for row in rows:
-            if row.publisher != viewer.id and skeleton(row.name) == mine:
-                whose = "a built-in template" if row.publisher == BUILTIN else "another publisher"
-                same = "is" if row.name == name else f"reads the same as {row.name!r}, which is"
-                raise TemplateNameTaken(f"template name {name!r} {same} {whose}'s: pick another name",
-                                        name=name, taken_by=row.name)
+    def _check_new(self, conn: Any, manifest: TemplateManifest, viewer: Viewer,
+                   *, claim: bool = False) -> None:
+        """TemplateVersionExists for a published version, TemplateNameTaken for a name
+        (or one reading the same) another publisher holds; with ``claim`` a free name
+        becomes the viewer's."""
+        name = manifest.name
+        key = skeleton(name)
+        holder = conn.execute(select(t.template_names)
+                              .where(t.template_names.c.skeleton == key)).first()
+        if holder is not None and holder.publisher != viewer.id:
+            whose = "a built-in template" if holder.publisher == BUILTIN else "another publisher"
+            same = "is" if holder.name == name else f"reads the same as {holder.name!r}, which is"
+            raise TemplateNameTaken(f"template name {name!r} {same} {whose}'s: pick another name",
+                                    name=name, taken_by=holder.name)
+        taken = conn.execute(select(t.template_versions.c.sha256).where(
+            t.template_versions.c.name == name,
+            t.template_versions.c.version == manifest.version)).first()
+        if taken is not None:
+            raise TemplateVersionExists(
+                f"{name}@{manifest.version} is published already; versions never change: "
+                "raise the version in template.toml", sha256=taken.sha256)
+        if holder is None and claim:
+            try:
+                conn.execute(insert(t.template_names).values(skeleton=key, name=name,
+                                                             publisher=viewer.id))
+            except IntegrityError:  # claimed by a concurrent publish a moment ago
+                raise TemplateNameTaken(f"template name {name!r} was just taken: pick another "
+                                        "name", name=name, taken_by=name) from None
 
     def review(self, name: str, version: str, status: str, viewer: Viewer) -> dict[str, Any]:
         if not viewer.moderator:

@@ -172,11 +172,31 @@ def test_versions_are_immutable_content_addressed_and_counted(
 def test_a_name_squatting_another_template_is_refused(
     platform: Platform, users: dict[str, str], name: str, taken: str,
 ) -> None:
-    answer = publish(platform, users["bob"], template(name))
+    names(platform, None)  # the registry is open (and its folder made)
+    stored = platform.agent.data_dir / "templates"
+    before = sorted(stored.iterdir())
+    answer = publish(platform, users["bob"], template(name, title=f"Squat {name}"))
     assert answer.status_code == 409, answer.text
+    assert sorted(stored.iterdir()) == before  # refused before anything was written
     error = answer.json()["error"]
     assert error["code"] == "template_name_taken" and error["taken_by"] == taken
     assert name not in names(platform, None) or name == taken
+
+
+def test_two_users_racing_for_one_new_name_get_it_once(
+    platform: Platform, users: dict[str, str],
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tokens = [users["ada"], users["bob"]] * 4
+    with ThreadPoolExecutor(len(tokens)) as pool:
+        answers = list(pool.map(
+            lambda args: publish(platform, args[1], template("contested", version=f"1.0.{args[0]}")),
+            enumerate(tokens)))
+    winners = {tokens[i] for i, answer in enumerate(answers) if answer.status_code == 201}
+    assert len(winners) == 1, [answer.text for answer in answers]
+    losers = [answer for answer in answers if answer.status_code != 201]
+    assert losers and all(answer.json()["error"]["code"] == "template_name_taken" for answer in losers)
 
 
 def test_another_users_name_is_theirs(platform: Platform, users: dict[str, str]) -> None:
