@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hyac_agent.channel import encode_frame, read_frame  # noqa: E402
+from hyac_agent.execution.channel import encode_frame, read_frame  # noqa: E402
 from hyac_agent.sandbox import BACKENDS, SandboxSettings, SandboxSpec  # noqa: E402
 from hyac_agent.sandbox.docker import image_for  # noqa: E402
 

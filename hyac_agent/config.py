@@ -69,9 +69,9 @@ from hyac_common.errors import HyacError
 from hyac_common.paths import data_dir as default_data_dir
 
 if TYPE_CHECKING:
+    from hyac_agent.execution.pool import PoolSettings
     from hyac_agent.mail import MailSettings
     from hyac_agent.metrics import MetricsSettings
-    from hyac_agent.pool import PoolSettings
     from hyac_agent.sandbox.base import SandboxSettings
     from hyac_agent.store import LogRetention
     from hyac_agent.tasks.settings import TaskSettings
@@ -306,7 +306,7 @@ class AgentConfig(BaseSettings):
         )
 
     def pool_settings(self) -> PoolSettings:
-        from hyac_agent.pool import PoolSettings
+        from hyac_agent.execution.pool import PoolSettings
 
         return PoolSettings(
             size=self.pool_size, runtimes=list(self.pool_runtimes), min_warm=dict(self.pool_min_warm)

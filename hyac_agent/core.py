@@ -12,11 +12,11 @@ from pathlib import Path
 from hyac_agent.bundles import BundleStore
 from hyac_agent.config import AgentConfig
 from hyac_agent.deps import DependencyStore
-from hyac_agent.hostcalls import HostCalls
+from hyac_agent.execution.hostcalls import HostCalls
+from hyac_agent.execution.pool import WorkerPool
 from hyac_agent.logbus import LogBus
 from hyac_agent.mail import Mailer
 from hyac_agent.metrics import Metrics
-from hyac_agent.pool import WorkerPool
 from hyac_agent.sandbox import SandboxBackend, select_backend
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService

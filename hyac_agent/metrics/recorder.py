@@ -32,8 +32,8 @@ from hyac_common.errors import HyacError
 from hyac_common.wire import InvokeRequest, InvokeResult
 
 if TYPE_CHECKING:
+    from hyac_agent.execution.worker import Worker
     from hyac_agent.store import VersionRecord
-    from hyac_agent.worker import Worker
 
 log = logging.getLogger("hyac.metrics")
 

@@ -20,7 +20,7 @@ from hyac_agent.metrics.store import MetricsStore
 from hyac_agent.metrics.summary import first_bucket, summarize
 
 if TYPE_CHECKING:
-    from hyac_agent.pool import WorkerPool
+    from hyac_agent.execution.pool import WorkerPool
     from hyac_agent.tenancy import TenancyService
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -10,7 +10,7 @@ from hyac_agent.sandbox.base import Sandbox, SandboxBackend, SandboxSettings, Sa
 from hyac_agent.sandbox.bubblewrap import BubblewrapBackend
 from hyac_agent.sandbox.docker import DockerBackend
 from hyac_agent.sandbox.limits import ResourceLimits
-from hyac_agent.sandbox.process import InsecureProcessBackend
+from hyac_agent.sandbox.unsandboxed import InsecureProcessBackend
 from hyac_common.errors import SandboxUnavailable
 
 log = logging.getLogger("hyac.sandbox")

@@ -34,17 +34,14 @@ from hyac_agent import runtimes
 from hyac_agent.runtimes import Runtime, resolve
 from hyac_agent.sandbox import seccomp
 from hyac_agent.sandbox.base import (
-    CHANNEL_DIR,
-    CHANNEL_NAME,
     CODE_MOUNT,
     RUNTIME_MOUNT,
-    Launch,
-    ProcessLauncher,
     Sandbox,
     SandboxSettings,
     SandboxSpec,
     worker_environment,
 )
+from hyac_agent.sandbox.launcher import CHANNEL_DIR, CHANNEL_NAME, Launch, ProcessLauncher
 from hyac_agent.sandbox.limits import (
     CgroupSet,
     ResourceLimits,

@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from hyac_agent.execution.pool import WorkerPool
+from hyac_agent.execution.worker import Worker
 from hyac_agent.logbus import LogBus
 from hyac_agent.metrics import InvocationMetrics, metered, note_version, note_worker
-from hyac_agent.pool import WorkerPool
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.store import VersionRecord
-from hyac_agent.worker import Worker
 from hyac_common import protocol
 from hyac_common.errors import (
     CallDepthExceeded,

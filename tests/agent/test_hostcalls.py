@@ -1,4 +1,4 @@
-"""hyac_agent/hostcalls.py with a real store and tenancy: a kv.set goes through the
+"""hyac_agent/execution/hostcalls.py with a real store and tenancy: a kv.set goes through the
 tenant's storage quota (the agent builds its host calls with the tenancy, always)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hyac_agent.hostcalls import HostCalls
+from hyac_agent.execution.hostcalls import HostCalls
 from hyac_agent.store import SqlStore
 from hyac_agent.tenancy import TenancyService
 from hyac_common.errors import HyacError

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hyac_agent.channel import ProtocolError, encode_frame, read_frame
+from hyac_agent.execution.channel import ProtocolError, encode_frame, read_frame
 from hyac_agent.logbus import LogBus
 from hyac_agent.logframes import LogBudget
 from hyac_agent.sandbox import Sandbox, SandboxSpec

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hyac_agent.bundles import BundleStore
+from hyac_agent.execution.worker import HostCallHandler, Worker
 from hyac_agent.logbus import LogBus
 from hyac_agent.runtimes import Runtime
 from hyac_agent.sandbox import Sandbox, SandboxBackend, SandboxSpec
 from hyac_agent.store import VersionRecord
-from hyac_agent.worker import HostCallHandler, Worker
 from hyac_common.errors import WorkerCrashed
 from hyac_common.protocol import PROTOCOL_VERSION, InitFrame
 

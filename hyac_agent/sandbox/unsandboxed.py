@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hyac_agent.sandbox.base import Launch, ProcessLauncher, Sandbox, SandboxSpec, worker_environment
+from hyac_agent.sandbox.base import Sandbox, SandboxSpec, worker_environment
+from hyac_agent.sandbox.launcher import Launch, ProcessLauncher
 
 
 class InsecureProcessBackend(ProcessLauncher):
