@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,8 @@ from hyac_agent.config import AgentConfig
 from hyac_agent.deps import DependencyStore
 from hyac_agent.execution.hostcalls import HostCalls
 from hyac_agent.execution.pool import WorkerPool
+from hyac_agent.integrations import IntegrationService
+from hyac_agent.integrations.mail import MailIntegration, mail_settings
 from hyac_agent.logbus import LogBus
 from hyac_agent.mail import Mailer
 from hyac_agent.metrics import Metrics
@@ -66,6 +69,10 @@ class Agent:
         database_url = config.resolved_database_url()
         self.store = SqlStore(database_url)
         self.store.create_schema()
+        #: mail, object storage, …: the environment's settings, else the store's
+        self.integrations = IntegrationService(
+            self.store.engine, config.data_dir, config, [MailIntegration()]
+        )
         self.bundles = BundleStore(config.bundles_dir)
         self.bundles.sweep_temporary()
         #: set once the agent is stopping: live streams end so their followers reconnect
@@ -105,7 +112,10 @@ class Agent:
             self.store, self.functions, self.invoker, config.tasks, self.callback_keys.key
         ))
         self.tasks = TaskService(self.store, self.functions, self.queue)
-        mailer = Mailer(config.mail_settings(), self.tenancy.quotas.mail, self._request_log)
+        mailer = Mailer(
+            mail_settings(functools.partial(self.integrations.values, "mail")),
+            self.tenancy.quotas.mail, self._request_log,
+        )
         self.host_calls = HostCalls(
             self.store, config.tenant_host_calls, self.tenancy, mailer, self.invoker, self.tasks
         )

@@ -269,6 +269,24 @@ def build_message(settings: MailSettings, tenant: str, args: dict[str, Any]
 def deliver(settings: MailSettings, message: EmailMessage, recipients: list[str]) -> dict[str, str]:
     """Send ``message`` over SMTP (blocking); return the recipients the server refused,
     with its reasons. MailFailed if nothing was sent."""
+    refused = _session(settings, lambda client: client.send_message(
+        message, from_addr=settings.sender, to_addrs=recipients))
+    return {address: _reply(*reply) for address, reply in refused.items()}
+
+
+def check_server(settings: MailSettings) -> str:
+    """Connect, secure and sign in as a send would, and send nothing (blocking): one line
+    saying what answered, or MailFailed."""
+    _session(settings, lambda client: client.noop())
+    secured = "TLS" if settings.implicit_tls else (
+        "no TLS" if settings.starttls == "no" else "STARTTLS if offered")
+    who = f" as {settings.username}" if settings.username else ""
+    return f"the SMTP server {settings.host}:{settings.port} took the agent's session{who} ({secured})"
+
+
+def _session(settings: MailSettings, act: Callable[[smtplib.SMTP], Any]) -> Any:
+    """``act(client)`` on a connected, secured and signed-in SMTP session; every
+    failure one MailFailed saying what failed."""
     where = f"{settings.host}:{settings.port}"
     try:
         context = ssl.create_default_context(cafile=settings.cafile)
@@ -289,7 +307,7 @@ def deliver(settings: MailSettings, message: EmailMessage, recipients: list[str]
                                      "HYAC_SMTP_URL requires (?starttls=yes)")
             if settings.username:
                 client.login(settings.username, settings.password or "")
-            refused = client.send_message(message, from_addr=settings.sender, to_addrs=recipients)
+            return act(client)
     except smtplib.SMTPAuthenticationError as exc:
         raise MailFailed(f"the SMTP server {where} refused the agent's credentials: "
                          f"{_reply(exc.smtp_code, exc.smtp_error)}") from None
@@ -303,7 +321,6 @@ def deliver(settings: MailSettings, message: EmailMessage, recipients: list[str]
         raise MailFailed(f"cannot reach the SMTP server {where}: {_reason(exc, settings.timeout)}") from None
     except (OSError, smtplib.SMTPException) as exc:  # TLS failures, DNS, no AUTH offered
         raise MailFailed(f"sending through the SMTP server {where} failed: {exc}") from None
-    return {address: _reply(*reply) for address, reply in refused.items()}
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -325,10 +342,11 @@ class Mailer:
 
     def __init__(
         self,
-        settings: MailSettings | None,
+        settings: Callable[[], MailSettings | None],
         admit: Callable[[str], AbstractAsyncContextManager[None]],
         log: Callable[[str, str | None, str], None],
     ) -> None:
+        #: the settings in effect, read at each send (they change without a restart)
         self.settings = settings
         #: tenant -> context that admits one message (or raises quota_exceeded), counted if it ends well
         self.admit = admit
@@ -344,9 +362,10 @@ class Mailer:
 
     async def send(self, tenant: str, args: dict[str, Any], request_id: str | None) -> dict[str, Any]:
         """Send one message for ``tenant``; ``{"message_id", "refused"}``."""
-        settings = self.settings
+        settings = await asyncio.to_thread(self.settings)
         if settings is None:
-            raise MailNotConfigured("mail is not configured on this agent: set HYAC_SMTP_URL")
+            raise MailNotConfigured("mail is not configured on this agent: set HYAC_SMTP_URL "
+                                    "or `hyac system integrations set mail url=…`")
         loop = asyncio.get_running_loop()
         async with self._sending.setdefault(tenant, asyncio.Semaphore(MAX_SENDING_PER_TENANT)):
             message, recipients = await loop.run_in_executor(

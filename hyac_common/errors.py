@@ -307,6 +307,15 @@ class OutOfMemory(WorkerCrashed):
     status = 502
 
 
+class IntegrationFailed(HyacError):
+    """An integration did not work with its settings when tried (an SMTP server or an
+    S3-compatible service unreachable, credentials refused, no such bucket): the message
+    says what failed. ``set`` saves nothing when the new settings fail so."""
+
+    code = "integration_failed"
+    status = 422
+
+
 class MailFailed(HyacError):
     """The SMTP server could not be reached in time, or refused the agent or the message."""
 

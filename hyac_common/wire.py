@@ -437,3 +437,42 @@ class ScanPackagesRequest(BaseModel):
     ecosystem: str = Field(pattern="^(PyPI|npm)$")
     packages: list[dict[str, Optional[str]]] = Field(
         max_length=5000, description="[{name, version}]; a version of None is unknown")
+
+
+class IntegrationSettingView(BaseModel):
+    """One setting of an integration as ``show`` sees it: a secret's value is "set" or
+    null, never the value; ``source`` is "env" (the agent's configuration, which wins),
+    "store" or "default"."""
+
+    name: str
+    value: Any = None
+    source: Literal["env", "store", "default"]
+    secret: bool = False
+    env: Optional[str] = None
+    help: str = ""
+    choices: Optional[list[str]] = None
+
+
+class IntegrationView(BaseModel):
+    """``GET /v1/system/integrations/{kind}``."""
+
+    kind: str
+    title: str
+    configured: bool
+    settings: list[IntegrationSettingView]
+    updated_at: Optional[float] = None
+    updated_by: Optional[str] = None
+
+
+class IntegrationChange(BaseModel):
+    """``PUT /v1/system/integrations/{kind}``: settings to change; null or "" removes a
+    stored value (the configuration or the default applies again)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: dict[str, Any]
+
+
+class IntegrationTestResult(BaseModel):
+    ok: bool
+    message: str

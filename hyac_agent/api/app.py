@@ -12,6 +12,7 @@ from hyac_agent.api import (
     routes_audit,
     routes_env,
     routes_functions,
+    routes_integrations,
     routes_logs,
     routes_metrics,
     routes_quotas,
@@ -85,6 +86,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_metrics.router)
     app.include_router(routes_vulns.router)
     app.include_router(routes_templates.router)
+    app.include_router(routes_integrations.router)
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)

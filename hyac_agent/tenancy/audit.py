@@ -42,6 +42,9 @@ _ACTIONS: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", r"^/v1/tenants$", "tenant.create"),
         ("DELETE", r"^/v1/tenants/(?P<target>[^/]+)$", "tenant.rm"),
         ("PUT", r"^/v1/tenants/(?P<target>[^/]+)/egress$", "tenant.egress"),
+        ("PUT", r"^/v1/system/integrations/(?P<target>[^/]+)$", "integration.set"),
+        ("DELETE", r"^/v1/system/integrations/(?P<target>[^/]+)$", "integration.unset"),
+        ("POST", r"^/v1/system/integrations/(?P<target>[^/]+)/test$", "integration.test"),
     ]
 ]
 _MUTATING = {"PUT", "POST", "DELETE", "PATCH"}
@@ -115,7 +118,7 @@ class AuditMiddleware:
         tenant = state.get("tenant") or headers.get(b"x-hyac-tenant", b"default").decode("latin-1")
         if action.startswith("tenant."):
             tenant = target
-        elif action.startswith(("token.", "platform.")) and "tenant" not in state:
+        elif action.startswith(("token.", "platform.", "integration.")) and "tenant" not in state:
             tenant = None
         client = scope.get("client")
         entry = audit_entry(principal, tenant, action, target, status,
