@@ -14,6 +14,7 @@ from hyac_agent.api.errors import INVOKE_ERRORS
 from hyac_agent.api.limits import body_too_large
 from hyac_agent.bundles import check_unique_keys
 from hyac_agent.core import Agent
+from hyac_agent.edge.install import forget_edge
 from hyac_common.errors import PayloadTooLarge
 from hyac_common.wire import (
     DeployRequest,
@@ -64,11 +65,15 @@ async def deploy(
 
 @router.delete("/{name}")
 async def remove(
-    name: str, tenant: str = Depends(get_tenant), agent: Agent = Depends(get_agent)
-) -> dict[str, str]:
-    agent.functions.remove(tenant, name)
+    name: str, request: Request, tenant: str = Depends(get_tenant),
+    agent: Agent = Depends(get_agent),
+) -> dict[str, str | list[str]]:
+    """Remove the function, its versions and its edge settings; ``domains_removed``: the
+    custom domains that were bound to it, removed with it."""
+    domains = await asyncio.to_thread(agent.functions.remove, tenant, name)
+    await forget_edge(request, tenant, name)
     await agent.pool.retire(tenant, name)
-    return {"deleted": name}
+    return {"deleted": name, "domains_removed": domains}
 
 
 @router.get("/{name}/versions", response_model=list[VersionInfo])

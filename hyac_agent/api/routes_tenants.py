@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from hyac_agent.api.deps import get_agent, get_principal, require_token
 from hyac_agent.core import Agent
+from hyac_agent.edge.install import forget_edge
 from hyac_agent.tenancy import Principal
 from hyac_common.names import validate_name
 from hyac_common.wire import EgressUpdate, TenantCreate
@@ -66,12 +67,14 @@ async def set_egress(
 
 @router.delete("/v1/tenants/{name}", status_code=204)
 async def delete_tenant(
-    name: str, principal: Principal = Depends(get_principal), agent: Agent = Depends(get_agent)
+    name: str, request: Request, principal: Principal = Depends(get_principal),
+    agent: Agent = Depends(get_agent),
 ) -> Response:
     validate_name(name, "tenant")
     principal.require_owner()
     await agent.metrics.invocations.flush()  # its buffered records go with it too
     await asyncio.to_thread(agent.tenancy.delete_tenant, name)
+    await forget_edge(request, name)
     await agent.pool.retire_tenant(name)
     networks = getattr(agent.backend, "networks", None)
     if networks is not None:

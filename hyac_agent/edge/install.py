@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from hyac_agent.core import Agent
 
-__all__ = ["Verdict", "admit", "install_edge"]
+__all__ = ["Verdict", "admit", "forget_edge", "install_edge"]
 
 
 def install_edge(app: FastAPI, agent: Agent) -> None:
@@ -33,3 +33,11 @@ async def admit(request: Request, tenant: str, function: str, domain: str | None
     if edge is None:
         return Verdict(request.client.host if request.client else "", dict(request.headers))
     return await edge.admit(request, tenant, function, domain)  # type: ignore[no-any-return]
+
+
+async def forget_edge(request: Request, tenant: str, function: str | None = None) -> None:
+    """A function (``function`` None: a tenant) was removed, its edge settings with it
+    in the store: the gateway stops applying them now, not at its next refresh."""
+    edge = getattr(request.app.state, "edge", None)
+    if edge is not None:
+        await edge.forget(tenant, function)

@@ -37,6 +37,11 @@ class RateLimiter:
         self._remember(key, (tokens, now))
         return (1 - tokens) / rate
 
+    def forget(self, prefix: tuple[str, ...]) -> None:
+        """Drop the buckets whose keys start with ``prefix`` (a removed function's)."""
+        for key in [k for k in self._buckets if k[:len(prefix)] == prefix]:
+            del self._buckets[key]
+
     def _remember(self, key: tuple[str, ...], value: tuple[float, float]) -> None:
         self._buckets[key] = value
         while len(self._buckets) > self.max_entries:

@@ -140,6 +140,16 @@ class EdgeService:
         async with self._lock:
             self._view = View.of(await asyncio.to_thread(self.store.load))
 
+    async def forget(self, tenant: str, function: str | None) -> None:
+        """What this agent keeps in memory of a removed function (or tenant): dropped,
+        after the store dropped its rows (``edge.store.forget``)."""
+        gone = {d.host for d in self._view.snap.claims
+                if d.tenant == tenant and (function is None or d.function == function)}
+        self.limiter.forget((tenant,) if function is None else (tenant, function))
+        await self.reload()
+        for host in gone - {d.host for d in self._view.snap.claims}:
+            self.acme.errors.pop(host, None)
+
     # the gateway ----------------------------------------------------------------------
 
     async def admit(self, request: Any, tenant: str, function: str,

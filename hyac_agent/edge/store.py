@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.edge import tables as t
@@ -260,6 +261,29 @@ class EdgeStore:
         with self.engine.begin() as conn:
             return bool(conn.execute(delete(t.certificates).where(
                 t.certificates.c.host == host, t.certificates.c.tenant == tenant)).rowcount)
+
+
+def forget(conn: Connection, tenant: str, function: str | None = None) -> list[str]:
+    """Delete, in the caller's transaction, the edge settings of a function being removed
+    (``function`` None: of a whole tenant): its access mode, signing secret, rate limit
+    and CORS, its keys, its IP rules, and the domains bound to it with their
+    certificates, so a new function of the name starts public, with no key of the old
+    one and no domain. The hosts of the domains removed.
+
+    The tenant's own IP rules, domain rules and tenant-root domains are the tenant's,
+    not a function's: they go with the tenant only."""
+
+    def owned(table: Any) -> list[Any]:
+        return [table.c.tenant == tenant,
+                *([table.c.function == function] if function is not None else [])]
+
+    hosts = sorted(conn.execute(select(t.domains.c.host).where(*owned(t.domains))).scalars())
+    conn.execute(delete(t.certificates).where(
+        t.certificates.c.tenant == tenant,
+        *([t.certificates.c.host.in_(hosts)] if function is not None else [])))
+    for table in (t.domains, t.keys, t.access, t.ip_rules):
+        conn.execute(delete(table).where(*owned(table)))
+    return hosts
 
 
 def _access(row: Any) -> Access:

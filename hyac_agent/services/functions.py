@@ -241,9 +241,13 @@ class FunctionService:
         self._active[(tenant, name)] = version
         return version
 
-    def remove(self, tenant: str, name: str) -> None:
+    def remove(self, tenant: str, name: str) -> list[str]:
+        """Remove the function with its versions and edge settings; the hosts of the
+        custom domains that were bound to it (removed with it)."""
         validate_name(name)
         self._active.pop((tenant, name), None)
-        if not self.store.delete_function(tenant, name):
+        domains = self.store.delete_function(tenant, name)
+        if domains is None:
             raise NotFound(f"function {name!r} not found in tenant {tenant!r}")
         self._active.pop((tenant, name), None)
+        return domains

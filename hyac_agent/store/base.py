@@ -98,7 +98,10 @@ class Store(TaskStore, Protocol):
     def list_functions(self, tenant: str) -> list[FunctionRecord]: ...
 
     @abc.abstractmethod
-    def delete_function(self, tenant: str, name: str) -> bool: ...
+    def delete_function(self, tenant: str, name: str) -> list[str] | None:
+        """Remove the function, its versions and its edge settings (access, keys, IP
+        rules, the domains bound to it), in one transaction. None if there was no such
+        function, else the hosts of the domains removed with it."""
 
     @abc.abstractmethod
     def function_tenants(self) -> list[str]:

@@ -101,6 +101,7 @@ class TenancyStore:
     def delete_tenant(self, name: str) -> None:
         """Everything of the tenant kept in the store's database, in one transaction (its
         functions are removed before, through the main store; its database after)."""
+        from hyac_agent.edge.store import forget
         from hyac_agent.metrics.tables import invocations
         from hyac_agent.store import tables as store_tables
         from hyac_agent.store.task_tables import tasks
@@ -116,6 +117,8 @@ class TenancyStore:
             # and its audit log but for the record of the removal, written after this.
             conn.execute(delete(t.tokens).where(t.tokens.c.tenant == name))
             conn.execute(delete(t.audit).where(t.audit.c.tenant == name))
+            # and its edge: IP rules, access settings and keys, domains and certificates
+            forget(conn, name)
 
     # users and roles ------------------------------------------------------------------
 

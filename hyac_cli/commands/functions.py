@@ -37,7 +37,8 @@ def rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     tenant: options.Tenant = None,
 ) -> None:
-    """Delete a function and all its versions."""
+    """Delete a function, all its versions and its edge settings (access mode, keys, IP
+    rules, CORS, rate limit, and the custom domains bound to it)."""
     from hyac_cli import client
     from hyac_cli.terminal import Terminal
     from hyac_common.names import validate_name
@@ -49,8 +50,10 @@ def rm(
             term.note("Nothing deleted.", style=None)
             raise typer.Exit(1)
     with client.connect(tenant=options.tenant_of(tenant)) as agent:
-        agent.delete(f"/v1/functions/{name}")
+        answer = agent.delete(f"/v1/functions/{name}") or {}
     term.say(f"{name}  deleted")
+    for host in answer.get("domains_removed") or []:
+        term.note(f"domain {host} was bound to it: removed too")
 
 
 def versions(name: Name, tenant: options.Tenant = None, as_json: options.Json = False) -> None:
