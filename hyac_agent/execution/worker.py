@@ -168,6 +168,10 @@ class Worker:
         self._abandoned[request_id] = error
         if not future.done():
             future.set_exception(error)
+            # Its waiter, if it still waits, gets the error through its shield; after a
+            # timeout none does (the waiter raises its own), and an exception nobody
+            # reads would be logged as "never retrieved" when the future is collected.
+            future.exception()
         if not self.draining and not self.dead:
             self._system_log(f"worker draining: {reason}; requests already on it finish first")
         self.drain(reason)

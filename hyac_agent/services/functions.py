@@ -97,6 +97,9 @@ class FunctionService:
         self.max_bundle_bytes = max_bundle_bytes
         # Active versions cached for the invoke path; every change below goes through here.
         self._active: dict[tuple[str, str], VersionRecord] = {}
+        # Counts the changes of active versions: a store read that overlapped one may be
+        # stale (concurrent deploys end in any order), and is then not cached.
+        self._changes = 0
 
     async def deploy(self, tenant: str, name: str, request: DeployRequest) -> DeployResult:
         validate_name(name)
@@ -137,11 +140,12 @@ class FunctionService:
         # The bundle is complete on disk before the store points at it: a crash at any
         # moment leaves either the old version active or the new one whole.
         before = await asyncio.to_thread(self.store.get_function, tenant, name)
+        changes = self._changes
         version, created = await asyncio.to_thread(functools.partial(
             self.store.record_deploy, tenant, name, sha, request.entry, config,
             project=request.project, take_over=request.force,
         ))
-        self._active[(tenant, name)] = version
+        self._changed(tenant, name, version if self._changes == changes else None)
         return DeployResult(
             name=name, version=version.number, sha256=sha, created=created,
             active_version=version.number,
@@ -195,11 +199,23 @@ class FunctionService:
         if cached is not None:
             return cached
         validate_name(name)
+        changes = self._changes
         version = await asyncio.to_thread(self.store.get_version, tenant, name)
         if version is None:
             raise NotFound(f"function {name!r} not found in tenant {tenant!r}")
-        self._active[(tenant, name)] = version
+        if self._changes == changes:
+            self._active[(tenant, name)] = version
         return version
+
+    def _changed(self, tenant: str, name: str, active: VersionRecord | None) -> None:
+        """The active version of ``tenant/name`` changed to ``active``; None: to one the
+        store knows (another change overlapped this one's, so which came last is the
+        store's word)."""
+        self._changes += 1
+        if active is None:
+            self._active.pop((tenant, name), None)
+        else:
+            self._active[(tenant, name)] = active
 
     def summary(self, record: FunctionRecord, active: VersionRecord | None) -> FunctionSummary:
         return FunctionSummary(
@@ -238,16 +254,12 @@ class FunctionService:
     def rollback(self, tenant: str, name: str, number: int) -> VersionRecord:
         validate_name(name)
         version = self.store.set_active_version(tenant, name, number)
-        self._active[(tenant, name)] = version
+        self._changed(tenant, name, None)  # it may run on a thread, beside a deploy
         return version
 
-    def remove(self, tenant: str, name: str) -> list[str]:
-        """Remove the function with its versions and edge settings; the hosts of the
-        custom domains that were bound to it (removed with it)."""
+    def remove(self, tenant: str, name: str) -> None:
         validate_name(name)
-        self._active.pop((tenant, name), None)
-        domains = self.store.delete_function(tenant, name)
-        if domains is None:
+        self._changed(tenant, name, None)
+        if not self.store.delete_function(tenant, name):
             raise NotFound(f"function {name!r} not found in tenant {tenant!r}")
-        self._active.pop((tenant, name), None)
-        return domains
+        self._changed(tenant, name, None)

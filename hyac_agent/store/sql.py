@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from hyac_agent.store import tables as t
@@ -45,10 +46,7 @@ class SqlStore(SqlTaskStore, Store):
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def create_schema(self) -> None:
-        from hyac_agent.edge.store import EdgeStore
-
         t.metadata.create_all(self.engine)
-        EdgeStore(self.engine).create_schema()  # delete_function removes a function's rows
         for index in (t.logs_by_tenant, t.logs_by_time):  # stores made before they existed
             index.create(self.engine, checkfirst=True)
         _add_missing_columns(self.engine)
@@ -75,40 +73,55 @@ class SqlStore(SqlTaskStore, Store):
             select(t.functions).where(t.functions.c.tenant == tenant, t.functions.c.name == name)
         ).first()
 
+    def _locked_function_row(
+        self, conn: Connection, tenant: str, name: str, project: str | None, now: float
+    ) -> Any:
+        """The function's row, made if new, locked until ``conn``'s transaction ends, so
+        concurrent deploys of one function take their version numbers one at a time.
+
+        The insert comes first and writes even when the row exists (ON CONFLICT DO
+        NOTHING): on SQLite the transaction holds the database's write lock from here on,
+        so what it reads next is the latest; on PostgreSQL the row is locked (FOR UPDATE)
+        and each statement after it sees what the deploy before it committed."""
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        conn.execute(
+            dialect.insert(t.functions).values(
+                tenant=tenant, name=name, active_version=0, created_at=now, updated_at=now,
+                project=project,
+            ).on_conflict_do_nothing(index_elements=["tenant", "name"])
+        )
+        return conn.execute(
+            select(t.functions)
+            .where(t.functions.c.tenant == tenant, t.functions.c.name == name)
+            .with_for_update()
+        ).one()
+
     def record_deploy(
         self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig,
         *, project: str | None = None, take_over: bool = False,
     ) -> tuple[VersionRecord, bool]:
         now = time.time()
         with self.engine.begin() as conn:
-            row = self._function_row(conn, tenant, name)
-            if row is None:
-                function_id = conn.execute(
-                    insert(t.functions).values(
-                        tenant=tenant, name=name, active_version=0, created_at=now,
-                        updated_at=now, project=project,
+            row = self._locked_function_row(conn, tenant, name, project, now)
+            function_id = row.id
+            if project is not None and row.project != project:
+                if row.project is not None and not take_over:
+                    raise owned_elsewhere(name, row.project, project)
+                conn.execute(update(t.functions).where(t.functions.c.id == function_id)
+                             .values(project=project))
+            existing = conn.execute(
+                select(t.versions).where(
+                    t.versions.c.function_id == function_id, t.versions.c.sha256 == sha256
+                )
+            ).first()
+            if existing is not None:
+                if row.active_version != existing.number:
+                    conn.execute(
+                        update(t.functions)
+                        .where(t.functions.c.id == function_id)
+                        .values(active_version=existing.number, updated_at=now)
                     )
-                ).inserted_primary_key[0]  # type: ignore[index]
-            else:
-                function_id = row.id
-                if project is not None and row.project != project:
-                    if row.project is not None and not take_over:
-                        raise owned_elsewhere(name, row.project, project)
-                    conn.execute(update(t.functions).where(t.functions.c.id == function_id)
-                                 .values(project=project))
-                existing = conn.execute(
-                    select(t.versions).where(
-                        t.versions.c.function_id == function_id, t.versions.c.sha256 == sha256
-                    )
-                ).first()
-                if existing is not None:
-                    if row.active_version != existing.number:
-                        conn.execute(
-                            update(t.functions)
-                            .where(t.functions.c.id == function_id)
-                            .values(active_version=existing.number, updated_at=now)
-                        )
-                    return self._version(existing, tenant, name), False
+                return self._version(existing, tenant, name), False
             last = conn.execute(
                 select(func.max(t.versions.c.number)).where(t.versions.c.function_id == function_id)
             ).scalar()
@@ -157,18 +170,14 @@ class SqlStore(SqlTaskStore, Store):
             ).all()
             return [self._function_record(conn, row) for row in rows]
 
-    def delete_function(self, tenant: str, name: str) -> list[str] | None:
-        from hyac_agent.edge.store import forget
-
+    def delete_function(self, tenant: str, name: str) -> bool:
         with self.engine.begin() as conn:
             row = self._function_row(conn, tenant, name)
             if row is None:
-                return None
+                return False
             conn.execute(delete(t.versions).where(t.versions.c.function_id == row.id))
             conn.execute(delete(t.functions).where(t.functions.c.id == row.id))
-            # its edge settings go with it: a new function of the name must not inherit
-            # the old one's access mode, keys or domains
-            return forget(conn, tenant, name)
+            return True
 
     def function_tenants(self) -> list[str]:
         with self.engine.connect() as conn:

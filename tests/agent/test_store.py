@@ -71,9 +71,9 @@ def test_rollback_and_delete(store: SqlStore) -> None:
         store.set_active_version("t", "f", 7)
     with pytest.raises(NotFound):
         store.set_active_version("t", "nope", 1)
-    assert store.delete_function("t", "f") == []
+    assert store.delete_function("t", "f") is True
     assert store.list_versions("t", "f") == []
-    assert store.delete_function("t", "f") is None
+    assert store.delete_function("t", "f") is False
 
 
 def test_kv_is_per_tenant_and_prefix_is_literal(store: SqlStore) -> None:
@@ -116,3 +116,27 @@ def test_logs_query_and_trim(store: SqlStore) -> None:
     assert len(store.query_logs("t", None, None, 100)) == 3
     assert store.expire_logs(before=8.5) == 4  # lines 7 and 8, and other's two (at 3 and 4)
     assert [r.message for r in store.query_logs("t", None, None, 100)] == ["line 9"]
+
+
+def test_concurrent_deploys_each_get_a_version(store: SqlStore) -> None:
+    """Deploys of one function at once (two CI jobs, say) take distinct, dense version
+    numbers, from the very first one; the same content at once gets one version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = FunctionConfig(runtime="python3.11")
+    count = 12
+    with ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(
+            lambda i: store.record_deploy("t", "f", f"{i:064x}", "functions/f.py", config),
+            range(count),
+        ))
+        same = list(pool.map(
+            lambda _: store.record_deploy("t", "g", "c" * 64, "functions/g.py", config),
+            range(count),
+        ))
+    assert sorted(v.number for v, _ in results) == list(range(1, count + 1))
+    assert all(created for _, created in results)
+    assert {v.number for v, _ in same} == {1}
+    assert sum(created for _, created in same) == 1
+    assert len(store.list_versions("t", "f")) == count
+    assert store.get_function("t", "g").versions == 1  # type: ignore[union-attr]
