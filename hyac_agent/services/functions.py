@@ -257,9 +257,13 @@ class FunctionService:
         self._changed(tenant, name, None)  # it may run on a thread, beside a deploy
         return version
 
-    def remove(self, tenant: str, name: str) -> None:
+    def remove(self, tenant: str, name: str) -> list[str]:
+        """Remove the function with its versions and edge settings; the hosts of the
+        custom domains that were bound to it (removed with it)."""
         validate_name(name)
         self._changed(tenant, name, None)
-        if not self.store.delete_function(tenant, name):
+        domains = self.store.delete_function(tenant, name)
+        if domains is None:
             raise NotFound(f"function {name!r} not found in tenant {tenant!r}")
         self._changed(tenant, name, None)
+        return domains

@@ -46,7 +46,10 @@ class SqlStore(SqlTaskStore, Store):
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def create_schema(self) -> None:
+        from hyac_agent.edge.store import EdgeStore
+
         t.metadata.create_all(self.engine)
+        EdgeStore(self.engine).create_schema()  # delete_function removes a function's rows
         for index in (t.logs_by_tenant, t.logs_by_time):  # stores made before they existed
             index.create(self.engine, checkfirst=True)
         _add_missing_columns(self.engine)
@@ -170,14 +173,18 @@ class SqlStore(SqlTaskStore, Store):
             ).all()
             return [self._function_record(conn, row) for row in rows]
 
-    def delete_function(self, tenant: str, name: str) -> bool:
+    def delete_function(self, tenant: str, name: str) -> list[str] | None:
+        from hyac_agent.edge.store import forget
+
         with self.engine.begin() as conn:
             row = self._function_row(conn, tenant, name)
             if row is None:
-                return False
+                return None
             conn.execute(delete(t.versions).where(t.versions.c.function_id == row.id))
             conn.execute(delete(t.functions).where(t.functions.c.id == row.id))
-            return True
+            # its edge settings go with it: a new function of the name must not inherit
+            # the old one's access mode, keys or domains
+            return forget(conn, tenant, name)
 
     def function_tenants(self) -> list[str]:
         with self.engine.connect() as conn:

@@ -71,9 +71,9 @@ def test_rollback_and_delete(store: SqlStore) -> None:
         store.set_active_version("t", "f", 7)
     with pytest.raises(NotFound):
         store.set_active_version("t", "nope", 1)
-    assert store.delete_function("t", "f") is True
+    assert store.delete_function("t", "f") == []
     assert store.list_versions("t", "f") == []
-    assert store.delete_function("t", "f") is False
+    assert store.delete_function("t", "f") is None
 
 
 def test_kv_is_per_tenant_and_prefix_is_literal(store: SqlStore) -> None:
