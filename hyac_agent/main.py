@@ -123,11 +123,11 @@ def serve(
         await original_startup(sockets=sockets)
         await edge_tls.https.start(server.config.app, config.host)  # HYAC_TLS_PORT
         # Written only once the socket accepts requests: its presence means "ready".
-        write_private_json(
-            state_path,
-            {"url": url, "token": agent.token, "pid": os.getpid(), "version": __version__,
-             "sandbox": agent.backend.name, "shutdown_grace": config.shutdown_grace},
-        )
+        state = {"url": url, "token": agent.token, "pid": os.getpid(), "version": __version__,
+                 "sandbox": agent.backend.name, "shutdown_grace": config.shutdown_grace}
+        if edge_tls.https.port is not None:
+            state["https_port"] = edge_tls.https.port
+        write_private_json(state_path, state)
         logging.getLogger("hyac.agent").info(
             "listening on %s (sandbox: %s, data: %s)", url, agent.backend.name, config.data_dir
         )

@@ -68,6 +68,8 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
             return AgentInfo(running=True, version=__version__)
         import os
 
+        from hyac_agent.edge import tls as edge_tls
+
         return AgentInfo(
             running=True,
             url=app.state.url,
@@ -76,7 +78,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
             sandbox=current.backend.name,
             data_dir=str(current.config.data_dir),
             extra={"isolation": current.backend.describe(), "pool": current.pool.stats(),
-                   "tasks": current.queue.stats()},
+                   "tasks": current.queue.stats(), "https_port": edge_tls.https.port},
         )
 
     app.include_router(routes_functions.router)

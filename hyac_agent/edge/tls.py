@@ -102,6 +102,8 @@ class HttpsListener:
         self.server: uvicorn.Server | None = None
         self.edge: EdgeService | None = None
         self.task: asyncio.Task[None] | None = None
+        #: the port HTTPS is served on while it is (None: off)
+        self.port: int | None = None
 
     async def start(self, app: Any, host: str) -> None:
         """Start the ACME loop, and the listener if ``HYAC_TLS_PORT`` is set."""
@@ -139,7 +141,7 @@ class HttpsListener:
         self.task = asyncio.create_task(self.server._serve(sockets=[sock]))
         while not self.server.started and not self.task.done():
             await asyncio.sleep(0.01)
-        bound = sock.getsockname()[1]
+        bound = self.port = sock.getsockname()[1]
         edge.certificates.https_port = int(os.environ.get("HYAC_TLS_PUBLIC_PORT") or bound)
         log.info("HTTPS for custom domains on port %s", bound)
 
@@ -149,6 +151,7 @@ class HttpsListener:
         if self.server is not None and self.task is not None:
             self.server.should_exit = True
             await self.task
+        self.port = None
 
 
 #: the agent's HTTPS listener (``hyac-agent serve`` starts and stops it)

@@ -157,7 +157,7 @@ def status(as_json: options.Json = False) -> None:
     elif report["running"]:
         details = ", ".join(
             f"{key} {report[key]}" for key in ("pid", "version", "sandbox") if report.get(key)
-        )
+        ) + (f", HTTPS on port {report['https_port']}" if report.get("https_port") else "")
         suffix = f" ({details})." if details else "."
         term.say(f"The agent is running at {report['url']}{suffix}")
     else:
@@ -177,6 +177,8 @@ def agent_status() -> dict[str, Any]:
     report: dict[str, Any] = {
         "running": False, "url": None, "pid": None, "version": None, "sandbox": None,
         "data_dir": str(data_dir()),
+        # the port of the HTTPS listener for custom domains (HYAC_TLS_PORT); None: off
+        "https_port": None,
     }
     try:
         endpoint = client.resolve_endpoint()
@@ -185,7 +187,7 @@ def agent_status() -> dict[str, Any]:
     report["url"] = endpoint.url
     local = client.same_url(state.get("url"), endpoint.url)
     if local:
-        report.update({k: state.get(k) for k in ("pid", "version", "sandbox")})
+        report.update({k: state.get(k) for k in ("pid", "version", "sandbox", "https_port")})
         if not _alive(report["pid"]):
             return report
     answer = client.health(endpoint.url)
@@ -201,6 +203,8 @@ def agent_status() -> dict[str, Any]:
     for key in ("pid", "version", "sandbox", "data_dir"):
         if info.get(key) is not None:
             report[key] = info[key]
+    if isinstance(info.get("extra"), dict) and "https_port" in info["extra"]:
+        report["https_port"] = info["extra"]["https_port"]
     return report
 
 

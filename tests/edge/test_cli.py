@@ -70,3 +70,14 @@ def test_domains_from_the_cli(edge: Edge) -> None:
     assert hyac(edge, "domain", "rm", "cli.example.test", "-t", "clidomains").returncode == 0
     both = hyac(edge, "domain", "add", "x.example.test", "--function", "echo", "--tenant-root")
     assert both.returncode != 0 and "either" in both.stderr
+
+
+def test_the_https_port_is_in_agent_json_and_agent_status(edge: Edge) -> None:
+    state = json.loads((edge.agent.data_dir / "agent.json").read_text())
+    assert state["https_port"] == edge.tls_port
+    shown = hyac(edge, "agent", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["running"] is True and report["https_port"] == edge.tls_port
+    said = hyac(edge, "agent", "status")
+    assert f"HTTPS on port {edge.tls_port}" in said.stdout
