@@ -46,6 +46,9 @@ An empty variable counts as unset, except for the comma lists and plain strings.
 | callback_retries     | HYAC_CALLBACK_RETRIES       | 5 more tries after a failed delivery |
 | callback_backoff     | HYAC_CALLBACK_BACKOFF       | 2 s before the first retry, doubling |
 | callback_allow_cidrs | HYAC_CALLBACK_ALLOW_CIDRS   | "" (task callbacks reach public addresses only) |
+| scheduler_interval   | HYAC_SCHEDULER_INTERVAL     | 1 s between looks for due schedule ticks |
+| trigger_max_depth    | HYAC_TRIGGER_MAX_DEPTH      | 5 event-started tasks in a chain, then cut |
+| webhook_max_body_bytes | HYAC_WEBHOOK_MAX_BODY_BYTES | 1 MiB: a larger inbound webhook is 413 |
 """
 
 from __future__ import annotations
@@ -158,6 +161,11 @@ class AgentConfig(BaseSettings):
     callback_retries: int = Field(5, ge=0)
     callback_backoff: float = Field(2.0, ge=0)
     callback_allow_cidrs: CommaList = Field(default_factory=list)
+
+    # triggers (hyac_agent.triggers)
+    scheduler_interval: float = Field(1.0, gt=0, le=60)
+    trigger_max_depth: int = Field(5, ge=1, le=100)
+    webhook_max_body_bytes: int = Field(1024 * 1024, ge=1)
 
     @classmethod
     def settings_customise_sources(

@@ -27,8 +27,10 @@ from hyac_agent.services.runtimes import RuntimeService, default_runtime
 from hyac_agent.store import SqlStore
 from hyac_agent.tasks import ExecutorParts, TaskService, make_queue
 from hyac_agent.tasks.callbacks import CallbackKeys
+from hyac_agent.tasks.outcomes import TaskOutcomes
 from hyac_agent.tenancy import TenancyService
 from hyac_agent.tenancy.network import scope_of
+from hyac_agent.triggers import Triggers
 
 log = logging.getLogger("hyac.agent")
 
@@ -108,10 +110,18 @@ class Agent:
             self.metrics.invocations, self.tenancy.quotas.execution, self.tenancy.request_ended,
         )
         self.callback_keys = CallbackKeys(self.store.engine, config.data_dir)
+        outcomes = TaskOutcomes()
         self.queue = make_queue(ExecutorParts(
-            self.store, self.functions, self.invoker, config.tasks, self.callback_keys.key
+            self.store, self.functions, self.invoker, config.tasks, self.callback_keys.key,
+            outcomes,
         ))
         self.tasks = TaskService(self.store, self.functions, self.queue)
+        #: schedules, storage and task events, inbound webhooks: each run is a task
+        self.triggers = Triggers(
+            self.store.engine, self.store, self.tasks, self.functions, self.logbus,
+            config.data_dir, outcomes, self.tenancy.objects,
+            interval=config.scheduler_interval, max_depth=config.trigger_max_depth,
+        )
         mailer = Mailer(
             mail_settings(functools.partial(self.integrations.values, "mail")),
             self.tenancy.quotas.mail, self._request_log,
@@ -152,6 +162,8 @@ class Agent:
             stack.push_async_callback(self.pool.close)
             await self.queue.start()
             stack.push_async_callback(self.queue.stop)
+            await self.triggers.start()
+            stack.push_async_callback(self.triggers.stop)
             self._running = stack.pop_all()
         if not self.backend.isolating:
             log.warning(

@@ -6,9 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hyac_common.errors import InvalidInput
 from hyac_common.tasks import TaskStatus, TaskStatusName
+from hyac_common.triggers import EventSubscriptions, check_cron, check_timezone
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -34,6 +36,14 @@ class InManifest:
     refusal: str = ""
     #: False where the agent sets the value itself
     settable: bool = True
+
+
+def _checked(check: Callable[[Any], str], value: Any) -> str:
+    """``check(value)``, its InvalidInput turned into the ValueError pydantic reports."""
+    try:
+        return check(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
 
 
 def _http_url(value: str) -> bool:
@@ -73,11 +83,33 @@ class FunctionConfig(BaseModel):
     callback_url: Annotated[Optional[str], InManifest(
         expect="an http:// or https:// URL", accepts=_http_url,
     )] = Field(None, description="URL that receives a signed POST when a task of this function ends")
+    schedule: Annotated[Optional[str], InManifest(
+        expect='a cron line such as "*/5 * * * *" (5 fields, or 6 with seconds first)',
+    )] = Field(None, description="run the function as a task on this cron schedule")
+    timezone: Annotated[str, InManifest(expect='an IANA timezone such as "Europe/Paris"')] = Field(
+        "UTC", description="the schedule's timezone"
+    )
+    catch_up: Literal["once", "skip"] = Field(
+        "once", description="ticks missed while no agent ran: run the last one late, or skip"
+    )
+    on: Annotated[Optional[EventSubscriptions], InManifest(
+        expect='a table such as { storage = { events = ["put"], prefix = "in/" } }',
+    )] = Field(None, description="events that run the function as a task")
     lock: Annotated[Optional[str], InManifest(settable=False)] = Field(
         None,
         description="the resolved dependency lock (pinned requirements, or npm's package.json "
         "and package-lock.json); set by the agent at deploy and stored with the version",
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else _checked(check_cron, value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _checked(check_timezone, value)
 
 
 class DeployRequest(BaseModel):
@@ -233,6 +265,10 @@ class TaskInfo(BaseModel):
     callback_url: Optional[str] = None
     callback_status: Optional[Literal["pending", "delivered", "failed"]] = None
     callback_attempts: int = 0
+    trigger: Optional[dict[str, Any]] = Field(
+        None, description='what started the task, if not a call: {"kind": "schedule", '
+        '"id", "tick"}, {"kind": "storage"|"task", "id", "depth"} or {"kind": "webhook", "id"}'
+    )
 
 
 class TaskSubmitted(BaseModel):

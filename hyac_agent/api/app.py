@@ -34,6 +34,7 @@ from hyac_agent.core import Agent
 from hyac_agent.edge import install_edge
 from hyac_agent.tenancy import Principal
 from hyac_agent.tenancy.audit import AuditMiddleware
+from hyac_agent.triggers.routes import install_triggers
 from hyac_common import __version__
 from hyac_common.wire import AgentInfo
 
@@ -93,6 +94,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)
     install_edge(app, agent)
+    install_triggers(app)
     mount_console(app, agent)
     # last: its routes match any /{a}/{b}
     app.include_router(gateway.router, responses=INVOKE_ERRORS)

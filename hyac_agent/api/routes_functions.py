@@ -59,6 +59,7 @@ async def deploy(
     await asyncio.to_thread(agent.tenancy.check_deploy, tenant, name, body.config)
     result = await agent.functions.deploy(tenant, name, body)
     response.status_code = 201 if result.created else 200
+    await agent.triggers.service.follow_version(tenant, name, body.config)
     await agent.pool.retire(tenant, name, keep_sha=result.sha256)
     return result
 
@@ -72,6 +73,7 @@ async def remove(
     custom domains that were bound to it, removed with it."""
     domains = await asyncio.to_thread(agent.functions.remove, tenant, name)
     await forget_edge(request, tenant, name)
+    await agent.triggers.service.follow_version(tenant, name, None)
     await agent.pool.retire(tenant, name)
     return {"deleted": name, "domains_removed": domains}
 
@@ -92,6 +94,7 @@ async def rollback(
 ) -> DeployResult:
     sane_numbers(body)
     version = agent.functions.rollback(tenant, name, body.version)
+    await agent.triggers.service.follow_version(tenant, name, version.config)
     await agent.pool.retire(tenant, name, keep_sha=version.sha256)
     return DeployResult(
         name=name, version=version.number, sha256=version.sha256, created=False,

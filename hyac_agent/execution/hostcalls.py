@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from hyac_agent.store import Store
+from hyac_agent.triggers.cause import CAUSE
 from hyac_common.errors import InvalidInput, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class HostCalls:
     async def __call__(
         self, tenant: str, op: str, args: dict[str, Any], request_id: str | None = None
     ) -> Any:
+        CAUSE.set(request_id)  # what it writes to storage is an event of this request's
         if op == "task.enqueue":
             return await self.tasks.enqueue_from_function(tenant, args)
         if op == "task.progress":

@@ -44,6 +44,8 @@ class TaskRecord:
     queued_at: float | None = None
     #: runs made before the last retry (a retry starts a new round of attempts)
     earlier_attempts: int | None = None
+    #: the trigger that made the task, as JSON (``TaskInfo.trigger``); None: a call
+    started_by: str | None = None
 
 
 class TaskStore(Protocol):

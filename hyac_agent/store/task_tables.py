@@ -47,6 +47,7 @@ tasks = Table(
     Column("callback_next_at", Float),
     Column("queued_at", Float),  # set by a retry: the max age counts from it
     Column("earlier_attempts", Integer),  # runs before the last retry; NULL: none
+    Column("started_by", Text),  # the trigger that made it (JSON); NULL: a call
     Index("ix_tasks_status_run_at", "status", "run_at"),
     Index("ix_tasks_tenant_created", "tenant", "created_at"),
     Index("ix_tasks_run_request", "run_request_id"),

@@ -29,6 +29,7 @@ from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService, new_request_id
 from hyac_agent.store import Store, TaskRecord, VersionRecord
 from hyac_agent.tasks import callbacks, destinations
+from hyac_agent.tasks.outcomes import TaskOutcomes
 from hyac_agent.tasks.settings import TaskSettings
 from hyac_common.errors import HyacError, InvocationFailed, NotFound
 from hyac_common.tasks import TASK_EXPIRED, TASK_LOST, UNFINISHED, TaskStatus
@@ -81,6 +82,7 @@ def task_info(record: TaskRecord) -> TaskInfo:
         callback_url=record.callback_url,
         callback_status=record.callback_status,  # type: ignore[arg-type]
         callback_attempts=record.callback_attempts,
+        trigger=json.loads(record.started_by) if record.started_by else None,
     )
 
 
@@ -99,6 +101,8 @@ class ExecutorParts:
     settings: TaskSettings
     #: a tenant's callback signing key (blocking: it may read the store)
     signing_key: Callable[[str], str]
+    #: told once of each task that ended (succeeded or dead), by the process that ended it
+    outcomes: TaskOutcomes
 
 
 class TaskExecutor:
@@ -115,6 +119,7 @@ class TaskExecutor:
         self.settings = parts.settings
         self.owner = runner_name()
         self._signing_key = parts.signing_key
+        self._outcomes = parts.outcomes
         #: task id -> (request id of its run here, the asyncio task running it)
         self.running: dict[str, tuple[str, asyncio.Task[Any]]] = {}
         self._aborted: set[str] = set()
@@ -142,7 +147,7 @@ class TaskExecutor:
             if await asyncio.to_thread(
                 self.store.expire_task, task_id, now, error.model_dump_json()
             ):
-                self._after_end(record)
+                self._after_end(record, TaskStatus.DEAD)
                 return TaskStatus.DEAD
             return None
         request_id = new_request_id()
@@ -244,7 +249,7 @@ class TaskExecutor:
             "progress": 1.0,
             "finished_at": now, "updated_at": now, **self._callback_values(task, now),
         }):
-            self._after_end(task)
+            self._after_end(task, TaskStatus.SUCCEEDED)
             return TaskStatus.SUCCEEDED
         return None
 
@@ -282,7 +287,7 @@ class TaskExecutor:
         values.update(status=TaskStatus.DEAD, finished_at=now, **self._callback_values(task, now))
         if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
             return None
-        self._after_end(task)
+        self._after_end(task, TaskStatus.DEAD)
         return TaskStatus.DEAD
 
     async def _heartbeat(self, task_id: str, request_id: str) -> None:
@@ -339,9 +344,11 @@ class TaskExecutor:
             return {}
         return {"callback_status": "pending", "callback_next_at": now}
 
-    def _after_end(self, task: TaskRecord) -> None:
+    def _after_end(self, task: TaskRecord, status: str) -> None:
         if task.callback_url:
             self.spawn(self.deliver_callback(task.id))
+        for listener in self._outcomes.listeners:
+            self.spawn(listener(task, status))
 
     def spawn(self, coroutine: Any) -> None:
         job = asyncio.create_task(coroutine)

@@ -65,14 +65,20 @@ class TaskService:
         client_ip: str = "",
         delay: float = 0.0,
         callback_url: str | None = None,
+        trigger: dict[str, Any] | None = None,
+        task_id: str | None = None,
     ) -> TaskRecord:
-        """Record a task for the active version of ``tenant/name`` and queue it."""
+        """Record a task for the active version of ``tenant/name`` and queue it.
+
+        ``trigger`` says what started it (a schedule, an event, a webhook), shown with the
+        task; ``task_id`` names it where the trigger must not make the same task twice (a
+        second insert of that id fails in the store)."""
         version = await self.functions.active_version(tenant, name)
         if not (isinstance(delay, (int, float)) and 0 <= delay <= MAX_DELAY) or math.isnan(delay):
             raise InvalidInput(f"delay must be between 0 and {MAX_DELAY:g} seconds")
         now = time.time()
         record = TaskRecord(
-            id=new_task_id(), tenant=tenant, function=name, version=version.number,
+            id=task_id or new_task_id(), tenant=tenant, function=name, version=version.number,
             status=TaskStatus.QUEUED, request=request.model_dump_json(), client_ip=client_ip,
             attempt=0, failures=0, lost=0, max_attempts=version.config.retries + 1,
             created_at=now, run_at=now + delay, started_at=None, finished_at=None,
@@ -80,6 +86,7 @@ class TaskService:
             dispatched_at=now, progress=None, progress_message="", result=None, error=None,
             callback_url=self.check_callback_url(callback_url) or version.config.callback_url,
             callback_status=None, callback_attempts=0, callback_next_at=None,
+            started_by=json.dumps(trigger, separators=(",", ":")) if trigger else None,
         )
         await asyncio.to_thread(self.store.create_task, record)
         await self.queue.submit(record.id, record.run_at)

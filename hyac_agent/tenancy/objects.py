@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
@@ -123,12 +124,18 @@ class ObjectStore:
             return int(conn.execute(query).scalar() or 0)
 
 
+#: told of each put and delete, on the thread that made it: (tenant, "put" or "delete",
+#: key, the object written or None); event triggers subscribe
+ChangeListener = Callable[[str, str, str, "ObjectInfo | None"], None]
+
+
 class ObjectService:
     """Validation, the size cap and the storage quota, over an ObjectStore."""
 
     def __init__(self, engine: Engine, quotas: QuotaService) -> None:
         self.store = ObjectStore(engine)
         self.quotas = quotas
+        self._listeners: list[ChangeListener] = []
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -136,7 +143,19 @@ class ObjectService:
         with self._locks_lock:
             return self._locks.setdefault(tenant, threading.Lock())
 
+    def subscribe(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self, tenant: str, event: str, key: str, info: ObjectInfo | None) -> None:
+        for listener in self._listeners:
+            listener(tenant, event, key, info)
+
     def put(self, tenant: str, key: str, data: bytes, content_type: str | None) -> ObjectInfo:
+        info = self._put(tenant, key, data, content_type)
+        self._changed(tenant, "put", info.key, info)
+        return info
+
+    def _put(self, tenant: str, key: str, data: bytes, content_type: str | None) -> ObjectInfo:
         key = validate_object_key(key)
         content_type = check_content_type(content_type)
         check_size(len(data))
@@ -156,7 +175,11 @@ class ObjectService:
         return self.store.stat(tenant, validate_object_key(key))
 
     def delete(self, tenant: str, key: str) -> bool:
-        return self.store.delete(tenant, validate_object_key(key))
+        key = validate_object_key(key)
+        deleted = self.store.delete(tenant, key)
+        if deleted:
+            self._changed(tenant, "delete", key, None)
+        return deleted
 
     def list(self, tenant: str, prefix: str = "", limit: int = MAX_LIST,
              start_after: str = "") -> list[ObjectInfo]:
