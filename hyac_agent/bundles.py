@@ -1,9 +1,12 @@
-"""Content-addressed function bundles on disk.
+"""Content-addressed function bundles: kept in the shared store, cached on disk.
 
-A bundle is the function's files plus its entry and settings. Its sha256 names it; the
-files live in ``BUNDLES_DIR/<sha256>/code/`` and are written once, through a temporary
-directory renamed into place, so a crash never leaves a half-written bundle under its
-final name.
+A bundle is the function's files plus its entry and settings. Its sha256 names it. The
+store keeps every deployed bundle as a blob (``pack``: written in the deploy's own
+transaction), so any agent or worker sharing the store can run any version; each node
+caches the files in ``BUNDLES_DIR/<sha256>/code/``, fetched on first use and checked
+against the sha256 they were stored with. A cached bundle is written once, through a
+temporary directory renamed into place, so a crash never leaves a half-written bundle
+under its final name.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
-from hyac_common.errors import InvalidBundle, InvalidInput, PayloadTooLarge
+from hyac_common.errors import FunctionLoadError, InvalidBundle, InvalidInput, PayloadTooLarge
 from hyac_common.wire import DeployRequest
 
 MAX_FILES = 1000
@@ -128,10 +131,79 @@ def bundle_sha256(files: dict[str, bytes], request: DeployRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def pack(files: dict[str, bytes]) -> bytes:
+    """The files as one blob: a JSON line of (path, size) in path order, then the bytes."""
+    names = sorted(files)
+    header = json.dumps([[path, len(files[path])] for path in names], separators=(",", ":"))
+    return header.encode() + b"\n" + b"".join(files[path] for path in names)
+
+
+def unpack(blob: bytes) -> dict[str, bytes]:
+    """The files of a ``pack``ed blob, every path checked as at deploy."""
+    header, _, body = blob.partition(b"\n")
+    try:
+        entries = json.loads(header)
+        files: dict[str, bytes] = {}
+        offset = 0
+        for path, size in entries:
+            _check_path(path)
+            files[path] = body[offset:offset + size]
+            offset += size
+    except (ValueError, TypeError) as exc:
+        raise InvalidBundle(f"stored bundle is malformed: {exc}") from None
+    if offset != len(body):
+        raise InvalidBundle("stored bundle is malformed: its sizes do not add up")
+    _check_tree(list(files))
+    return files
+
+
+class BlobSource(Protocol):
+    """Where bundles are kept for every node (the shared store)."""
+
+    def get_blob(self, sha256: str) -> tuple[bytes, str] | None: ...
+
+
 class BundleStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: BlobSource | None = None) -> None:
         self.root = root
+        #: the store every node shares: bundles missing here are fetched from it
+        self.shared = shared
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def fetch(self, sha256: str) -> Path:
+        """The code dir of bundle ``sha256``, fetched from the shared store and checked
+        first if this node has not got it. Blocking. A bundle that is nowhere, or whose
+        bytes do not match their sha256, is a FunctionLoadError naming no path."""
+        if self.exists(sha256):
+            return self.code_dir(sha256)
+        found = self.shared.get_blob(sha256) if self.shared is not None else None
+        if found is None:
+            raise FunctionLoadError(f"the code of bundle {sha256[:12]} is not in the store")
+        blob, digest = found
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise FunctionLoadError(
+                f"the stored code of bundle {sha256[:12]} is damaged (its sha256 differs)"
+            )
+        try:
+            files = unpack(blob)
+        except InvalidBundle as exc:
+            raise FunctionLoadError(f"bundle {sha256[:12]}: {exc.message}") from None
+        return self.write(sha256, files)
+
+    def cached(self) -> list[str]:
+        """The sha256 of every bundle cached on this node."""
+        return [p.name for p in self.root.iterdir()
+                if not p.name.startswith(".") and (p / "complete").exists()]
+
+    def files_of(self, sha256: str) -> dict[str, bytes]:
+        """The files of a cached bundle (read back to share it)."""
+        code = self.code_dir(sha256)
+        return {str(p.relative_to(code)): p.read_bytes()
+                for p in sorted(code.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+    def evict(self, sha256: str) -> None:
+        """Drop a cached bundle (no version uses it any more)."""
+        shutil.rmtree(self.root / sha256, ignore_errors=True)
 
     def code_dir(self, sha256: str) -> Path:
         return self.root / sha256 / "code"

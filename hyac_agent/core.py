@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hyac_agent.bundles import BundleStore
+from hyac_agent.cluster import ChangeFeed, NodeCaches
 from hyac_agent.config import AgentConfig
 from hyac_agent.deps import DependencyStore
 from hyac_agent.execution.hostcalls import HostCalls
@@ -75,7 +76,7 @@ class Agent:
         self.integrations = IntegrationService(
             self.store.engine, config.data_dir, config, [MailIntegration()]
         )
-        self.bundles = BundleStore(config.bundles_dir)
+        self.bundles = BundleStore(config.bundles_dir, self.store)
         self.bundles.sweep_temporary()
         #: set once the agent is stopping: live streams end so their followers reconnect
         self.stopping = asyncio.Event()
@@ -130,6 +131,9 @@ class Agent:
             self.store, config.tenant_host_calls, self.tenancy, mailer, self.invoker, self.tasks
         )
         self.pool.serve_host_calls(self.host_calls)
+        #: what other agents change (versions, env, secrets, quotas) reaches this one
+        self.feed = ChangeFeed(self.store.engine, self.store, self.bundles,
+                               NodeCaches(self.functions, self.pool, self.tenancy))
         #: what start() started, stopped in reverse order by stop()
         self._running = contextlib.AsyncExitStack()
 
@@ -160,6 +164,8 @@ class Agent:
                 stack.push_async_callback(asyncio.to_thread, networks.close)
             self.pool.start()
             stack.push_async_callback(self.pool.close)
+            await self.feed.start()
+            stack.push_async_callback(self.feed.stop)
             await self.queue.start()
             stack.push_async_callback(self.queue.stop)
             await self.triggers.start()

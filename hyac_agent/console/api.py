@@ -196,7 +196,7 @@ def _files(agent: Agent, tenant: str, name: str, number: int) -> dict[str, str]:
     version = agent.store.get_version(tenant, name, number)
     if version is None:
         raise NotFound(f"function {name!r} has no version {number} in tenant {tenant!r}")
-    root = agent.bundles.code_dir(version.sha256)
+    root = agent.bundles.fetch(version.sha256)
     files: dict[str, str] = {}
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file():

@@ -174,7 +174,7 @@ class WorkerPool:
         )
         try:
             await asyncio.to_thread(
-                sandbox_.load_code, self.bundles.code_dir(version.sha256), version.sha256
+                lambda: sandbox_.load_code(self.bundles.fetch(version.sha256), version.sha256)
             )
         except BaseException:
             await sandbox_.kill()

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from hyac_agent.bundles import BundleStore, bundle_sha256, decode_bundle
+from hyac_agent.bundles import BundleStore, bundle_sha256, decode_bundle, pack
 from hyac_agent.runtimes import Runtime, resolve
 from hyac_agent.store import FunctionRecord, Store, VersionRecord, owned_elsewhere
 from hyac_common.errors import (
@@ -137,13 +137,14 @@ class FunctionService:
             await check_deploy(self.store, tenant, name, prepared.lock)  # policy may refuse
         if not self.bundles.exists(sha):
             await asyncio.to_thread(self.bundles.write, sha, files)
-        # The bundle is complete on disk before the store points at it: a crash at any
-        # moment leaves either the old version active or the new one whole.
+        # The bundle is complete on disk before the store points at it, and the shared
+        # copy is written in the same transaction as the version: a crash at any moment
+        # leaves either the old version active or the new one whole, on every node.
         before = await asyncio.to_thread(self.store.get_function, tenant, name)
         changes = self._changes
         version, created = await asyncio.to_thread(functools.partial(
             self.store.record_deploy, tenant, name, sha, request.entry, config,
-            project=request.project, take_over=request.force,
+            project=request.project, take_over=request.force, bundle=pack(files),
         ))
         self._changed(tenant, name, version if self._changes == changes else None)
         return DeployResult(
@@ -216,6 +217,10 @@ class FunctionService:
             self._active.pop((tenant, name), None)
         else:
             self._active[(tenant, name)] = active
+
+    def forget(self, tenant: str, name: str) -> None:
+        """Drop the cached active version (it changed, maybe on another agent)."""
+        self._changed(tenant, name, None)
 
     def summary(self, record: FunctionRecord, active: VersionRecord | None) -> FunctionSummary:
         return FunctionSummary(

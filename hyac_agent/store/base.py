@@ -81,9 +81,13 @@ class Store(TaskStore, Protocol):
     @abc.abstractmethod
     def record_deploy(
         self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig,
-        *, project: str | None = None, take_over: bool = False,
+        *, project: str | None = None, take_over: bool = False, bundle: bytes | None = None,
     ) -> tuple[VersionRecord, bool]:
         """Make ``sha256`` the active version of ``tenant/name``, in one transaction.
+
+        ``bundle`` (the packed files, hyac_agent/bundles.py) is kept as the blob
+        ``sha256`` in the same transaction when the store has not got it yet, so every
+        agent sharing the store can run the version.
 
         Returns the version and whether it is new. Identical content reuses the version
         that already holds it. A deploy naming a ``project`` records it as the owner;
@@ -116,6 +120,25 @@ class Store(TaskStore, Protocol):
 
     @abc.abstractmethod
     def set_active_version(self, tenant: str, name: str, number: int) -> VersionRecord: ...
+
+    # bundles shared by every agent (blobs)
+    @abc.abstractmethod
+    def get_blob(self, sha256: str) -> tuple[bytes, str] | None:
+        """The stored bytes of bundle ``sha256`` and the sha256 they were stored with."""
+
+    @abc.abstractmethod
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        """Keep ``data`` as bundle ``sha256`` unless the store has it (an upgrade's
+        backfill of bundles deployed before they were shared)."""
+
+    @abc.abstractmethod
+    def blob_names(self) -> set[str]:
+        """The sha256 of every stored bundle."""
+
+    @abc.abstractmethod
+    def collect_blobs(self, older_than: float) -> int:
+        """Delete the bundles no version references and no deploy used since
+        ``older_than`` (a time.time()); the number deleted."""
 
     # tenant key-value
     @abc.abstractmethod

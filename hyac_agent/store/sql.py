@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.store import tables as t
 from hyac_agent.store.base import (
@@ -101,10 +114,12 @@ class SqlStore(SqlTaskStore, Store):
 
     def record_deploy(
         self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig,
-        *, project: str | None = None, take_over: bool = False,
+        *, project: str | None = None, take_over: bool = False, bundle: bytes | None = None,
     ) -> tuple[VersionRecord, bool]:
         now = time.time()
         with self.engine.begin() as conn:
+            if bundle is not None:
+                _keep_blob(conn, sha256, bundle, now)
             row = self._locked_function_row(conn, tenant, name, project, now)
             function_id = row.id
             if project is not None and row.project != project:
@@ -235,6 +250,36 @@ class SqlStore(SqlTaskStore, Store):
             )
             return self._version(version, tenant, name)
 
+    # bundles ----------------------------------------------------------------------------
+
+    def get_blob(self, sha256: str) -> tuple[bytes, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.blobs).where(t.blobs.c.sha256 == sha256)).first()
+            if row is None:
+                return None
+            parts = conn.execute(
+                select(t.blob_chunks.c.data).where(t.blob_chunks.c.sha256 == sha256)
+                .order_by(t.blob_chunks.c.seq)
+            ).scalars().all()
+        return b"".join(parts), row.digest
+
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        with self.engine.begin() as conn:
+            _keep_blob(conn, sha256, data, time.time())
+
+    def blob_names(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(t.blobs.c.sha256)).scalars())
+
+    def collect_blobs(self, older_than: float) -> int:
+        unused = ~exists().where(t.versions.c.sha256 == t.blobs.c.sha256)
+        with self.engine.begin() as conn:
+            # A deploy that touched a blob since (used_at, under its row lock on
+            # PostgreSQL) keeps it; its chunks go with it (ON DELETE CASCADE).
+            return int(conn.execute(
+                delete(t.blobs).where(unused, t.blobs.c.used_at < older_than)
+            ).rowcount)
+
     # tenant key-value -------------------------------------------------------------------
 
     def kv_get(self, tenant: str, key: str) -> Any:
@@ -327,6 +372,31 @@ class SqlStore(SqlTaskStore, Store):
     def expire_logs(self, before: float) -> int:
         with self.engine.begin() as conn:
             return int(conn.execute(delete(t.logs).where(t.logs.c.ts < before)).rowcount)
+
+
+#: bundles are stored in pieces of at most this many bytes (one row each)
+BLOB_CHUNK = 1024 * 1024
+
+
+def _keep_blob(conn: Connection, sha256: str, data: bytes, now: float) -> None:
+    """Store bundle ``sha256`` if it is not there; mark it used ``now`` either way (the
+    update takes the row's lock, so a garbage collection in flight cannot delete it)."""
+    touched = conn.execute(
+        update(t.blobs).where(t.blobs.c.sha256 == sha256).values(used_at=now)
+    ).rowcount
+    if touched:
+        return
+    chunks = [data[i:i + BLOB_CHUNK] for i in range(0, len(data), BLOB_CHUNK)] or [b""]
+    try:
+        with conn.begin_nested():  # a deploy of the same bundle on another agent may win
+            conn.execute(insert(t.blobs).values(
+                sha256=sha256, digest=hashlib.sha256(data).hexdigest(), size=len(data),
+                chunks=len(chunks), created_at=now, used_at=now,
+            ))
+            for seq, chunk in enumerate(chunks):
+                conn.execute(insert(t.blob_chunks).values(sha256=sha256, seq=seq, data=chunk))
+    except IntegrityError:
+        conn.execute(update(t.blobs).where(t.blobs.c.sha256 == sha256).values(used_at=now))
 
 
 def _add_missing_columns(engine: Engine) -> None:

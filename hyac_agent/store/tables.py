@@ -8,6 +8,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -45,6 +46,44 @@ versions = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("function_id", "number", name="uq_version_number"),
     Index("ix_version_sha", "function_id", "sha256"),
+)
+
+# Function bundles, kept where every agent and worker reaches them: one row per bundle
+# (by the bundle's sha256, as versions name it) and its bytes in chunks. ``digest`` is
+# the sha256 of the stored bytes, checked by whoever fetches them; ``used_at`` is the
+# last deploy that pointed at it (garbage collection spares recently used blobs, so a
+# deploy racing a collection keeps its bundle).
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float, nullable=False),
+)
+
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("sha256", String(64), ForeignKey("blobs.sha256", ondelete="CASCADE"),
+           primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# What changed, written by the database itself (triggers: hyac_agent/cluster/), so every
+# agent sharing it can drop what it cached: one row per change of a function's active
+# version, a tenant's env, secrets, quotas or edge settings.
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("tenant", String(63), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("at", Float, nullable=False),
 )
 
 kv = Table(

@@ -1,0 +1,134 @@
+"""Two agents on one PostgreSQL, each with its own data dir (no shared files but the
+secrets key): any agent runs any version, and what one changes is in force on the other.
+
+Skipped, with the reason, when PostgreSQL is unreachable or bubblewrap is missing (CI has
+both)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import RunningAgent, start_agent
+from tests.waiting import eventually
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "HYAC_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres"
+)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install bubblewrap)"
+)
+
+
+@dataclass
+class Pair:
+    a: RunningAgent
+    b: RunningAgent
+    database: str
+
+
+def _database() -> Iterator[str]:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = "hyac_test_" + secrets.token_hex(4)
+    try:
+        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    for database in _database():
+        home = tmp_path_factory.mktemp("cluster")
+        env = {"HYAC_DATABASE_URL": database, "HYAC_CONFIG_DIR": str(home / "config")}
+        a = start_agent(home / "a" / "data", "--sandbox", "bwrap", env=env)
+        b_dir = home / "b" / "data"
+        b_dir.mkdir(parents=True)
+        # the one file nodes share: the key the tenants' secrets are encrypted with
+        shutil.copy2(a.data_dir / "secrets.key", b_dir / "secrets.key")
+        b = start_agent(b_dir, "--sandbox", "bwrap", env=env)
+        try:
+            yield Pair(a, b, database)
+        finally:
+            a.kill(signal.SIGTERM)
+            b.kill(signal.SIGTERM)
+
+
+def body(response: object) -> str:
+    data = response.json()  # type: ignore[attr-defined]
+    assert data.get("ok"), data
+    return base64.b64decode(data["body_b64"]).decode()
+
+
+def serves(agent: RunningAgent, name: str, expected: str) -> bool:
+    response = agent.invoke(name)
+    return response.status_code == 200 and body(response) == expected
+
+
+def test_a_version_deployed_on_one_agent_runs_on_the_other(pair: Pair) -> None:
+    pair.a.deploy("hop", "def main(context):\n    return 'v1'\n")
+    assert not (pair.b.data_dir / "bundles").exists() or not any(
+        (pair.b.data_dir / "bundles").iterdir()
+    ), "B must not have had the bundle before it ran it"
+    assert body(pair.b.invoke("hop")) == "v1"
+
+    pair.a.deploy("hop", "def main(context):\n    return 'v2'\n")
+    eventually(lambda: serves(pair.b, "hop", "v2"), timeout=30)
+
+    with pair.a.client() as client:
+        assert client.post("/v1/functions/hop/rollback", json={"version": 1}).status_code == 200
+    eventually(lambda: serves(pair.b, "hop", "v1"), timeout=30)
+    with pair.b.client() as client:
+        assert client.post("/v1/functions/hop/rollback", json={"version": 2}).status_code == 200
+    eventually(lambda: serves(pair.a, "hop", "v2"), timeout=30)
+
+    with pair.a.client() as client:
+        assert client.delete("/v1/functions/hop").status_code in (200, 204)
+    eventually(lambda: pair.b.invoke("hop").status_code == 404, timeout=30)
+
+
+def test_env_set_on_one_agent_reaches_the_warm_workers_of_the_other(pair: Pair) -> None:
+    pair.a.deploy("region", "import os\ndef main(context):\n    return context.env.get('REGION', '-')\n")
+    eventually(lambda: serves(pair.b, "region", "-"), timeout=30)  # B has a warm worker now
+    with pair.a.client() as client:
+        assert client.put("/v1/env", json={"values": {"REGION": "eu"}}).status_code < 300
+    eventually(lambda: serves(pair.b, "region", "eu"), timeout=30)
+
+
+def test_a_missing_bundle_names_no_internal_path(pair: Pair) -> None:
+    from sqlalchemy import create_engine, text
+
+    pair.a.deploy("lost", "def main(context):\n    return 'here'\n")
+    sha = pair.a.invoke("lost").json()
+    assert sha["ok"]
+    engine = create_engine(pair.database)
+    with engine.begin() as conn:
+        digest = conn.execute(text(
+            "SELECT v.sha256 FROM versions v JOIN functions f ON f.id = v.function_id "
+            "WHERE f.name = 'lost'"
+        )).scalar_one()
+        conn.execute(text("DELETE FROM blobs WHERE sha256 = :s"), {"s": digest})
+    engine.dispose()
+    response = pair.b.invoke("lost")  # B never had it, and the store has lost it
+    assert response.status_code == 500, response.text
+    error = response.json()["error"]
+    assert error["code"] == "function_load_error"
+    assert "/code" not in response.text and str(pair.b.data_dir) not in response.text
