@@ -24,7 +24,7 @@ from hyac_agent.tenancy.auth import (
     hash_token,
     new_token,
 )
-from hyac_agent.tenancy.objects import ObjectService, builtin_only
+from hyac_agent.tenancy.objects import ObjectService
 from hyac_agent.tenancy.quotas import QuotaService, exceeded
 from hyac_agent.tenancy.secrets import SecretService, check_secret_name
 from hyac_agent.tenancy.store import TenancyStore, TokenRecord
@@ -33,7 +33,6 @@ from hyac_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from hyac_common.names import validate_name
 
 if TYPE_CHECKING:
-    from hyac_agent.integrations.storage import StorageTarget
     from hyac_agent.sandbox.limits import ResourceLimits
     from hyac_agent.store import Store, VersionRecord
 
@@ -70,8 +69,7 @@ class TenancyService:
     tenancy keeps its own tables (tenants, users, tokens, quotas, objects)."""
 
     def __init__(self, store: Store, engine: Engine, data_dir: Path, store_url: str,
-                 agent_token: str, egress_unavailable: Callable[[], str | None],
-                 storage: Callable[[], StorageTarget] = builtin_only) -> None:
+                 agent_token: str, egress_unavailable: Callable[[], str | None]) -> None:
         self.store = TenancyStore(engine)
         self.store.create_schema()
         self.main_store = store
@@ -79,8 +77,7 @@ class TenancyService:
         self.secrets = SecretService(self.store, data_dir)
         self.databases = TenantDatabases(data_dir, store_url)
         self.quotas = QuotaService(self.store, self.storage_use)
-        #: objects' bytes go where ``storage`` says at each put (the storage integration)
-        self.objects = ObjectService(engine, self.quotas, storage)
+        self.objects = ObjectService(engine, self.quotas)
         #: why tenants cannot have egress on this agent's sandbox (None: they can)
         self.egress_unavailable = egress_unavailable
         self._env: dict[str, dict[str, str]] = {}
