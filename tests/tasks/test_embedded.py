@@ -215,9 +215,26 @@ def main(context):
     assert denied["ok"] is False and "not_found" in denied["error"]["message"]
 
 
+#: steps as STEPS, each held until the test has seen it (``seen`` in the tenant's kv):
+#: the stream is polled, so a step shorter than a poll could pass unseen under load
+ACKED_STEPS = """
+import time
+def main(context):
+    steps = context.request.json()["steps"]
+    for i in range(steps):
+        context.task.progress(i / steps, f"step {i + 1} of {steps}")
+        while context.kv.get("seen", -1) < i:
+            time.sleep(0.02)
+    return {"task": context.task.id}
+"""
+SEEN = "def main(context):\n    context.kv.set('seen', context.request.json()['step'])\n"
+
+
 def test_progress_streams_as_server_sent_events(task_agent: RunningAgent) -> None:
-    task_agent.deploy("steps", STEPS)
-    task_id = submit(task_agent, "steps", {"steps": 5})
+    task_agent.deploy("steps", ACKED_STEPS, timeout=120)
+    task_agent.deploy("seen", SEEN)
+    steps = 5
+    task_id = submit(task_agent, "steps", {"steps": steps})
     events = []
     with task_agent.client() as client:
         with client.stream("GET", f"/v1/tasks/{task_id}/events") as stream:
@@ -229,6 +246,11 @@ def test_progress_streams_as_server_sent_events(task_agent: RunningAgent) -> Non
                 elif line.startswith("data: "):
                     assert kind == "task"
                     events.append(json.loads(line[6:]))
+                    progress = events[-1]["progress"]
+                    if events[-1]["status"] == "running" and progress is not None:
+                        seen = task_agent.invoke("seen", body_b64=base64.b64encode(json.dumps(
+                            {"step": round(progress * steps)}).encode()).decode())
+                        assert seen.status_code == 200, seen.text
     statuses = [e["status"] for e in events]
     assert statuses[-1] == "succeeded" and "running" in statuses
     fractions = [e["progress"] for e in events if e["progress"] is not None]
