@@ -38,7 +38,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-_RUNTIME_RE = re.compile(r"^([a-z][a-z-]*?)(\d+(?:\.\d+)?)?$")
+#: family, version, then a suffix naming a variant of the family: python3.12-wasm
+_RUNTIME_RE = re.compile(r"^([a-z][a-z-]*?)(\d+(?:\.\d+)?)?(-[a-z]+)?$")
 REPO_CACHE = Path(__file__).resolve().parent.parent / ".cache"
 
 
@@ -135,14 +136,18 @@ def _family_manifest(family: str) -> tuple[Path, dict[str, Any]]:
 
 def runtime_names(manifest: dict[str, Any]) -> list[str]:
     versions = [str(v) for v in manifest.get("versions", [])]
-    return [f"{manifest['name']}{v}" for v in versions] if versions else [manifest["name"]]
+    suffix = str(manifest.get("suffix", ""))
+    if not versions:
+        return [manifest["name"] + suffix]
+    return [f"{manifest['name']}{v}{suffix}" for v in versions]
 
 
 def _split(name: str) -> tuple[str, str]:
     match = _RUNTIME_RE.match(name)
     if not match:
         raise InvalidInput(f"invalid runtime {name!r} (expected e.g. 'python3.12', 'node20', 'deno')")
-    return match.group(1), match.group(2) or ""
+    # A suffixed runtime's family is its own folder: python3.12-wasm -> python-wasm.
+    return match.group(1) + (match.group(3) or ""), match.group(2) or ""
 
 
 # -- Python interpreters --------------------------------------------------------------

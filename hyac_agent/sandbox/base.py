@@ -216,6 +216,8 @@ def worker_environment(
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "HYAC_CODE_DIR": code_mount,
+        # The worker's memory quota: an engine inside it (python3.12-wasm) caps its guest by it.
+        "HYAC_MEMORY_BYTES": str(spec.limits.memory_bytes),
     }
     if channel_path:
         env["HYAC_CHANNEL_PATH"] = channel_path

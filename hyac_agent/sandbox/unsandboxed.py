@@ -1,7 +1,11 @@
 """No isolation at all: the worker is a plain child process of the agent.
 
 For local development on hosts without bubblewrap, and only behind the explicit
-``--insecure-no-sandbox`` flag: the function can read everything the agent can.
+``--insecure-no-sandbox`` flag: the function can read everything the agent can. Python
+workers get an accident guard (runtimes/python/_hyac_guard.py, a PEP 578 audit hook,
+turned on by ``HYAC_GUARD=1``) that refuses files outside the function's code,
+dependencies, interpreter and private temp dir (``TMPDIR``), subprocesses, network and
+ctypes. It is no security boundary.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ class InsecureProcessBackend(ProcessLauncher):
         code = str(host_dir / "code")
         channel = str(host_dir / "channel" / "channel.sock") if channel_fd < 0 else ""
         env = worker_environment(spec, code, channel_fd, channel)
+        temp = host_dir / "tmp"
+        temp.mkdir(mode=0o700, exist_ok=True)
+        env.update(TMPDIR=str(temp), HYAC_GUARD="1")
         if spec.deps_dir is not None:
             # No mounts here: the environment is reached at its host path.
             for key, value in spec.runtime.environment(True).items():

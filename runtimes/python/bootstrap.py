@@ -139,6 +139,10 @@ class Worker:
         self._frames = FrameBuffer()  # what the event loop has read of the channel
         self._deferred: list[dict[str, Any]] = []  # frames read while it waited on a host call
 
+    @property
+    def code_dir(self) -> str:
+        return self._code_dir
+
     # -- loading -------------------------------------------------------------------
 
     def load(self) -> bool:
@@ -458,8 +462,8 @@ def _worker_threads() -> int:
     return threads
 
 
-def main() -> None:
-    """Read ``init``, load the function, then serve until shutdown or end of channel."""
+def open_channel() -> Channel:
+    """The channel to the agent: ``HYAC_CHANNEL_PATH``'s socket, else fd ``HYAC_CHANNEL_FD``."""
     channel_path = os.environ.get("HYAC_CHANNEL_PATH", "")
     raw_fd = os.environ.get("HYAC_CHANNEL_FD", "") or str(DEFAULT_CHANNEL_FD)
     try:
@@ -473,18 +477,33 @@ def main() -> None:
     except (OSError, ValueError) as exc:
         where = channel_path or f"fd {raw_fd!r}"
         die(EXIT_PROTOCOL_ERROR, f"no channel socket on {where}: {exc}")
-    channel = Channel(sock, on_lost=lambda: die(EXIT_OK, "the agent closed the channel"))
+    return Channel(sock, on_lost=lambda: die(EXIT_OK, "the agent closed the channel"))
+
+
+def read_init(channel: Channel) -> dict[str, Any]:
+    """The first frame, which must be ``init``; the worker leaves at the end of the channel."""
+    init = channel.read_frame()
+    if init is None:
+        die(EXIT_OK)
+    if init.get("type") != "init":
+        raise ProtocolError(f"expected an init frame first, got {init.get('type')!r}")
+    return init
+
+
+def main() -> None:
+    """Read ``init``, load the function, then serve until shutdown or end of channel."""
+    channel = open_channel()
     try:
-        init = channel.read_frame()
-        if init is None:
-            die(EXIT_OK)
-        if init.get("type") != "init":
-            raise ProtocolError(f"expected an init frame first, got {init.get('type')!r}")
-        worker = Worker(channel, init)
+        worker = Worker(channel, read_init(channel))
     except (ProtocolError, ValueError, TypeError, AttributeError) as exc:
         die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
     except OSError as exc:
         die(EXIT_OK, f"channel read failed: {exc}")
+    if os.environ.get("HYAC_GUARD") == "1":
+        # No sandbox (--insecure-no-sandbox): catch accidents before the user's code runs.
+        import _hyac_guard
+
+        _hyac_guard.install(worker.code_dir, RUNTIME_DIR)
     if not worker.load():
         die(EXIT_INIT_ERROR)
     code = asyncio.run(worker.serve())

@@ -1,0 +1,323 @@
+"""The host side of the ``python3.12-wasm`` runtime: embeds wasmtime, runs the guest.
+
+Started like any worker (inside the agent's sandbox backend, for defence in depth) by
+the ``hyac-wasm-host`` launcher that scripts/setup-wasm.sh writes: a host Python with
+the ``wasmtime`` package in ``HYAC_WASM_HOME/site`` and the CPython WASI build, pinned
+by sha256, in ``HYAC_WASM_HOME``. It speaks docs/protocol.md to the agent on its channel
+and relays every frame to and from ``wasm_guest.py``, which runs inside one WebAssembly
+instance over WASI stdin/stdout. The guest gets no syscalls, only what WASI grants:
+read-only preopens of its code (``/code``), its dependencies (``/deps``) and the guest
+runtime (``/runtime``); no network, no processes, no other files; an environment of its
+own. The engine caps its memory (a store limit) and stops it at the invocation's
+deadline (epoch interruption).
+
+One instance serves one function version for the worker's life (a warm instance); it is
+never shared: a worker belongs to one tenant's function version.
+
+``wasm_host.py --precompile`` compiles the module once and writes the compiled artefact
+(``python.cwasm``) beside it; workers deserialize it instead of compiling (about 7 s).
+``wasm_host.py --check`` prints the versions and exits non-zero when something is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+HOME = os.environ.get("HYAC_WASM_HOME", "")
+if HOME and os.path.join(HOME, "site") not in sys.path:
+    sys.path.insert(0, os.path.join(HOME, "site"))
+if RUNTIME_DIR not in sys.path:
+    sys.path.insert(0, RUNTIME_DIR)
+
+import bootstrap  # noqa: E402
+from _hyac_protocol import (  # noqa: E402
+    OUT_OF_MEMORY,
+    PROTOCOL_VERSION,
+    Channel,
+    FrameBuffer,
+    ProtocolError,
+    die,
+)
+
+#: the CPython WASI build this runtime is made for (scripts/setup-wasm.sh pins it too)
+WASM_FILE = "python-3.12.0.wasm"
+WASM_SHA256 = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
+COMPILED_FILE = "python.cwasm"
+GUEST_ARGV = ["python3.12", "-I", "-B", "/runtime/wasm_guest.py"]
+#: what the host process itself needs beside the guest's memory (Python, wasmtime, code)
+HOST_OVERHEAD = 96 * 1024 * 1024
+MIN_GUEST_MEMORY = 48 * 1024 * 1024
+DEFAULT_MEMORY = 256 * 1024 * 1024
+#: how often the deadline watcher looks at the clock
+TICK = 0.02
+EXIT_OK, EXIT_PROTOCOL_ERROR, EXIT_BROKEN = 0, 2, 3
+
+
+def _wasmtime() -> Any:
+    try:
+        import wasmtime
+    except ImportError as exc:
+        die(EXIT_BROKEN, f"python3.12-wasm: the wasmtime package is missing ({exc}); "
+                         "run scripts/setup-wasm.sh")
+    return wasmtime
+
+
+def make_engine(wasmtime: Any) -> Any:
+    """The engine every worker uses; the compiled artefact must come from the same."""
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    # No multi-GiB reservation per memory: the worker runs under the sandbox's
+    # address-space limit. Memory grows (and may move) as the guest needs it.
+    config.memory_reservation = 0
+    config.memory_guard_size = 64 * 1024
+    config.memory_reservation_for_growth = 16 * 1024 * 1024
+    config.memory_may_move = True
+    return wasmtime.Engine(config)
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_module(wasmtime: Any, engine: Any, home: str) -> Any:
+    """The compiled module: the precompiled artefact when it fits this engine, else
+    compiled now from the pinned build (slow: a few seconds)."""
+    compiled = os.path.join(home, COMPILED_FILE)
+    if os.path.exists(compiled):
+        try:
+            return wasmtime.Module.deserialize_file(engine, compiled)
+        except Exception as exc:  # another wasmtime version or engine setting
+            os.write(2, f"python3.12-wasm: compiling, {compiled} does not fit: {exc}\n".encode())
+    source = os.path.join(home, WASM_FILE)
+    if sha256_of(source) != WASM_SHA256:
+        die(EXIT_BROKEN, f"python3.12-wasm: {source} does not have the pinned sha256")
+    return wasmtime.Module.from_file(engine, source)
+
+
+def guest_memory_limit() -> int:
+    """The guest's linear-memory cap: the sandbox's memory less the host's own share."""
+    try:
+        total = int(os.environ.get("HYAC_MEMORY_BYTES") or DEFAULT_MEMORY)
+    except ValueError:
+        total = DEFAULT_MEMORY
+    return max(total - HOST_OVERHEAD, MIN_GUEST_MEMORY)
+
+
+class Host:
+    """One guest instance and the relay between it and the agent's channel."""
+
+    def __init__(self, wasmtime: Any, engine: Any, module: Any, channel: Channel,
+                 init: dict[str, Any]) -> None:
+        self.wasmtime = wasmtime
+        self.engine = engine
+        self.module = module
+        self.channel = channel
+        self.init = init
+        #: invocations sent to the guest and not yet answered: id -> deadline, in order
+        self.running: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.frames = FrameBuffer()
+        self.timed_out: str | None = None
+        self.stdin_r, self.stdin_w = os.pipe()
+        self.done = threading.Event()
+        self.exit_code = EXIT_OK
+
+    # -- the guest -----------------------------------------------------------------
+
+    def configure(self) -> Any:
+        wasmtime = self.wasmtime
+        code_dir = str(self.init.get("code_dir") or os.environ.get("HYAC_CODE_DIR") or "")
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = GUEST_ARGV
+        wasi.env = [("HOME", "/tmp"), ("LANG", "C.UTF-8"), ("PYTHONDONTWRITEBYTECODE", "1"),
+                    ("HYAC_CODE_DIR", "/code")]
+        wasi.stdin_file = f"/proc/self/fd/{self.stdin_r}"
+        wasi.stdout_custom = self.from_guest
+        wasi.stderr_custom = _to_stderr
+        wasi.preopen_dir(RUNTIME_DIR, "/runtime", False)
+        wasi.preopen_dir(code_dir, "/code", False)
+        deps = os.environ.get("HYAC_WASM_DEPS", "")
+        if deps and os.path.isdir(deps):
+            wasi.preopen_dir(deps, "/deps", False)
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=guest_memory_limit())
+        store.set_wasi(wasi)
+        store.set_epoch_deadline(1)  # the first tick of the epoch stops the guest
+        return store
+
+    def run_guest(self) -> None:
+        """Guest thread: run the instance until it exits, traps or is stopped."""
+        wasmtime = self.wasmtime
+        try:
+            store = self.configure()
+            instance = wasmtime.Linker(self.engine)
+            instance.define_wasi()
+            started = instance.instantiate(store, self.module)
+            started.exports(store)["_start"](store)
+        except wasmtime.ExitTrap as exc:
+            self.exit_code = exc.code
+        except wasmtime.Trap as exc:
+            self.fail_running(exc)
+            self.exit_code = EXIT_OK if self.timed_out else EXIT_BROKEN
+        except Exception as exc:  # the instance could not be made
+            os.write(2, f"python3.12-wasm: the guest did not start: {exc}\n".encode())
+            self.exit_code = EXIT_BROKEN
+        self.done.set()
+
+    def fail_running(self, trap: Exception) -> None:
+        """Answer the invocations the stopped instance held."""
+        with self.lock:
+            running = list(self.running)
+            self.running.clear()
+        for request_id in running:
+            if request_id == self.timed_out:
+                error = {"type": "TimeoutError", "traceback": "",
+                         "message": "hyac: the function ran past its deadline and the "
+                                    "WebAssembly engine stopped it"}
+            elif "memory" in str(trap) or "unreachable" in str(trap):
+                error = {"type": "MemoryError", "traceback": "", "code": OUT_OF_MEMORY,
+                         "message": "hyac: the function ran out of memory in the WebAssembly engine"}
+            else:
+                error = {"type": "RuntimeError", "traceback": "",
+                         "message": f"hyac: the WebAssembly instance stopped: {trap}"}
+            self.channel.send({"type": "result", "id": request_id, "ok": False, "error": error})
+
+    def from_guest(self, data: bytes) -> None:
+        """What the guest writes on stdout: frames for the agent."""
+        try:
+            messages = self.frames.feed(bytes(data))
+        except ProtocolError as exc:
+            die(EXIT_PROTOCOL_ERROR, f"python3.12-wasm guest broke the protocol: {exc}")
+        for message in messages:
+            if message.get("type") == "result":
+                with self.lock:
+                    self.running.pop(str(message.get("id")), None)
+            self.channel.send(message)
+
+    # -- the agent -----------------------------------------------------------------
+
+    def to_guest(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "invoke":
+            deadline = message.get("deadline")
+            with self.lock:
+                self.running[str(message.get("id"))] = (
+                    float(deadline) if isinstance(deadline, (int, float)) else time.time() + 30
+                )
+        data = memoryview(_encode(message))
+        while data:
+            data = data[os.write(self.stdin_w, data):]
+
+    def watch_deadlines(self) -> None:
+        """Deadline thread: stop the instance when the invocation it runs overruns."""
+        while not self.done.wait(TICK):
+            with self.lock:
+                head = next(iter(self.running.items()), None)
+            if head is not None and time.time() > head[1]:
+                self.timed_out = head[0]
+                self.engine.increment_epoch()
+                return
+
+    def serve(self) -> int:
+        guest_init = dict(self.init, code_dir="/code")
+        self.to_guest(guest_init)
+        threading.Thread(target=self.run_guest, name="guest", daemon=True).start()
+        threading.Thread(target=self.watch_deadlines, name="deadlines", daemon=True).start()
+        threading.Thread(target=self.read_agent, name="agent", daemon=True).start()
+        self.done.wait()
+        return self.exit_code
+
+    def read_agent(self) -> None:
+        try:
+            while True:
+                message = self.channel.read_frame()
+                if message is None:
+                    break
+                self.to_guest(message)
+        except (OSError, ProtocolError) as exc:
+            os.write(2, f"python3.12-wasm: channel: {exc}\n".encode())
+        with contextlib.suppress(OSError):
+            os.close(self.stdin_w)  # the guest reads the end, and leaves
+        if not self.done.wait(5):
+            die(EXIT_OK)
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    from _hyac_protocol import encode_frame
+
+    return encode_frame(message)
+
+
+def _to_stderr(data: bytes) -> None:
+    try:
+        os.write(2, bytes(data))
+    except OSError:
+        pass
+
+
+def precompile(home: str) -> None:
+    wasmtime = _wasmtime()
+    source = os.path.join(home, WASM_FILE)
+    if sha256_of(source) != WASM_SHA256:
+        die(EXIT_BROKEN, f"{source} does not have the pinned sha256 {WASM_SHA256}")
+    module = wasmtime.Module.from_file(make_engine(wasmtime), source)
+    target = os.path.join(home, COMPILED_FILE)
+    with open(target + ".tmp", "wb") as fh:
+        fh.write(module.serialize())
+    os.replace(target + ".tmp", target)
+
+
+def check(home: str) -> None:
+    wasmtime = _wasmtime()
+    source = os.path.join(home, WASM_FILE)
+    if not os.path.exists(source):
+        die(EXIT_BROKEN, f"python3.12-wasm: {source} is missing; run scripts/setup-wasm.sh")
+    compiled = "precompiled" if os.path.exists(os.path.join(home, COMPILED_FILE)) else "not precompiled"
+    version = getattr(wasmtime, "__version__", "") or _dist_version()
+    print(f"hyac-wasm-host python 3.12.0 (wasi) wasmtime {version} {compiled} "
+          f"protocol {PROTOCOL_VERSION}")
+
+
+def _dist_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("wasmtime")
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def main() -> None:
+    if not HOME:
+        die(EXIT_BROKEN, "python3.12-wasm: HYAC_WASM_HOME is not set (start through hyac-wasm-host)")
+    if sys.argv[1:2] == ["--precompile"]:
+        precompile(HOME)
+        return
+    if sys.argv[1:2] == ["--check"]:
+        check(HOME)
+        return
+    wasmtime = _wasmtime()
+    channel = bootstrap.open_channel()
+    try:
+        init = bootstrap.read_init(channel)
+    except ProtocolError as exc:
+        die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
+    engine = make_engine(wasmtime)
+    host = Host(wasmtime, engine, load_module(wasmtime, engine, HOME), channel, init)
+    code = host.serve()
+    # Straight out: the engine's threads must not be torn down by interpreter finalisation.
+    die(code)
+
+
+if __name__ == "__main__":
+    main()
