@@ -7,6 +7,8 @@ import contextlib
 import functools
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -61,7 +63,9 @@ class Agent:
     calls that invoke functions on the pool): the pool takes its host call handler at
     one registration point, ``WorkerPool.serve_host_calls``."""
 
-    def __init__(self, config: AgentConfig, backend: SandboxBackend | None = None) -> None:
+    def __init__(self, config: AgentConfig, backend: SandboxBackend | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock``: the wall clock of the quota windows (a test drives it)."""
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config.data_dir.chmod(0o700)
@@ -84,6 +88,7 @@ class Agent:
         self.tenancy = TenancyService(
             self.store, self.store.engine, config.data_dir, database_url, self.token,
             self.backend.egress_unavailable,
+            clock=clock,
         )
         self.backend.attach_networks(self.tenancy.egress, scope_of(self.backend.settings.run_dir))
         self.logbus = LogBus(self.store, config.log_retention_policy(), self.tenancy.secrets)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,16 +78,28 @@ class InProcessAgent(AgentClient):
         return self.transport
 
 
+class ManualClock:
+    """A wall clock that stands still until the test moves it (``clock.now += 60``)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @contextmanager
-def in_process_agent(data_dir: Path) -> Iterator[InProcessAgent]:
+def in_process_agent(data_dir: Path, clock: Callable[[], float] = time.time
+                     ) -> Iterator[InProcessAgent]:
     """Start the app (its lifespan included) on a loop of its own; stop it on exit.
 
-    The settings come from the environment (``HYAC_*``), as for ``hyac-agent serve``."""
+    The settings come from the environment (``HYAC_*``), as for ``hyac-agent serve``;
+    ``clock`` is the agent's wall clock for quota windows (a test may drive it)."""
     from hyac_agent.api import create_app
     from hyac_agent.config import AgentConfig
     from hyac_agent.core import Agent
 
-    agent = Agent(AgentConfig(insecure_no_sandbox=True, data_dir=data_dir))
+    agent = Agent(AgentConfig(insecure_no_sandbox=True, data_dir=data_dir), clock=clock)
     app = create_app(agent, URL)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="in-process-agent", daemon=True)

@@ -102,9 +102,12 @@ def _mail_window(now: float) -> str:
 
 
 class QuotaService:
-    def __init__(self, store: TenancyStore, storage_use: Callable[[str], int]) -> None:
+    def __init__(self, store: TenancyStore, storage_use: Callable[[str], int],
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.storage_use = storage_use
+        #: the wall clock the minute and day windows are cut by (a test drives it)
+        self.clock = clock
         self._limits: dict[str, dict[str, float]] = {}
         self._counts: dict[tuple[str, str], int] = {}
         self._pending: dict[tuple[str, str], int] = {}
@@ -158,8 +161,8 @@ class QuotaService:
     def report(self, tenant: str, functions: int) -> dict[str, Any]:
         limits = self.limits(tenant)
         own = self._raw(tenant)
-        minute, day = _windows(time.time())
-        mail = _mail_window(time.time())
+        minute, day = _windows(self.clock())
+        mail = _mail_window(self.clock())
         self._load_windows([minute, day, mail])
         use: dict[str, float | None] = {
             "cpu": None, "memory": None, "timeout": None,
@@ -211,7 +214,7 @@ class QuotaService:
         limits = self._limits_cached(tenant)
         if limits is None:
             limits = await asyncio.to_thread(self.limits, tenant)
-        minute, day = _windows(time.time())
+        minute, day = _windows(self.clock())
         if minute not in self._loaded_windows or day not in self._loaded_windows:
             await asyncio.to_thread(self._load_windows, [minute, day])
         running = self._running.get(tenant, 0)
@@ -238,7 +241,7 @@ class QuotaService:
         limits = self._limits_cached(tenant)
         if limits is None:
             limits = await asyncio.to_thread(self.limits, tenant)
-        window = _mail_window(time.time())
+        window = _mail_window(self.clock())
         if window not in self._loaded_windows:
             await asyncio.to_thread(self._load_windows, [window])
         key = (tenant, window)
@@ -285,14 +288,14 @@ class QuotaService:
             return
         try:
             self.store.add_usage(pending)
-            minute, day = _windows(time.time())
-            previous_minute = f"m:{int(time.time() // 60) - 1}"
-            self.store.trim_usage([minute, previous_minute, day, _mail_window(time.time())])
+            minute, day = _windows(self.clock())
+            previous_minute = f"m:{int(self.clock() // 60) - 1}"
+            self.store.trim_usage([minute, previous_minute, day, _mail_window(self.clock())])
         except Exception:
             log.exception("could not store execution counters")
             for key, count in pending.items():
                 self._pending[key] = self._pending.get(key, 0) + count
-        current = {*_windows(time.time()), _mail_window(time.time())}
+        current = {*_windows(self.clock()), _mail_window(self.clock())}
         for key in [k for k in self._counts if k[1] not in current]:
             del self._counts[key]
         self._loaded_windows &= current

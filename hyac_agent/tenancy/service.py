@@ -69,14 +69,16 @@ class TenancyService:
     tenancy keeps its own tables (tenants, users, tokens, quotas, objects)."""
 
     def __init__(self, store: Store, engine: Engine, data_dir: Path, store_url: str,
-                 agent_token: str, egress_unavailable: Callable[[], str | None]) -> None:
+                 agent_token: str, egress_unavailable: Callable[[], str | None],
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = TenancyStore(engine)
         self.store.create_schema()
         self.main_store = store
         self.auth = Authenticator(self.store, agent_token)
         self.secrets = SecretService(self.store, data_dir)
         self.databases = TenantDatabases(data_dir, store_url)
-        self.quotas = QuotaService(self.store, self.storage_use)
+        #: ``clock``: the wall clock of the quota windows (a test drives it)
+        self.quotas = QuotaService(self.store, self.storage_use, clock)
         self.objects = ObjectService(engine, self.quotas)
         #: why tenants cannot have egress on this agent's sandbox (None: they can)
         self.egress_unavailable = egress_unavailable

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+from pathlib import Path
 
 import httpx
 
-from tests.conftest import AgentClient, RunningAgent, current_runtime
+from tests.conftest import RunningAgent, current_runtime
+from tests.in_process import ManualClock, in_process_agent
 
 HELLO = """
 def main(context):
@@ -203,14 +205,17 @@ def test_runtime_is_recorded(agent: RunningAgent) -> None:
     assert body_of(agent.invoke("rt")).decode() == current_runtime()
 
 
-def test_a_used_up_rate_quota_answers_with_whole_numbers(api_agent: AgentClient) -> None:
-    """The 429 reads as the README shows it: "limit": 1, "use": 1 (not 1.0)."""
-    api_agent.deploy("counted", HELLO)
-    with api_agent.client() as client:
-        assert client.put("/v1/quotas", json={"values": {"executions_per_minute": 1}}).is_success
-    body_of(api_agent.invoke("counted"))
-    with api_agent.http() as anonymous:
-        public = anonymous.post("/default/counted")
-    for answer in (api_agent.invoke("counted"), public):
-        assert answer.status_code == 429, answer.text
-        assert '"limit":1,"use":1' in answer.text.replace(" ", ""), answer.text
+def test_a_used_up_rate_quota_answers_with_whole_numbers(tmp_path: Path) -> None:
+    """The 429 reads as the README shows it: "limit": 1, "use": 1 (not 1.0). The agent's
+    clock stands still, so no minute ends between the requests."""
+    with in_process_agent(tmp_path / "data", ManualClock(1_800_000_010.0)) as api_agent:
+        api_agent.deploy("counted", HELLO)
+        with api_agent.client() as client:
+            assert client.put("/v1/quotas", json={"values": {"executions_per_minute": 1}}
+                              ).is_success
+        body_of(api_agent.invoke("counted"))
+        with api_agent.http() as anonymous:
+            public = anonymous.post("/default/counted")
+        for answer in (api_agent.invoke("counted"), public):
+            assert answer.status_code == 429, answer.text
+            assert '"limit":1,"use":1' in answer.text.replace(" ", ""), answer.text

@@ -4,12 +4,11 @@ a restart; the audit log records every change and only admins and the owner read
 from __future__ import annotations
 
 import json
-import signal
 import threading
-import time
+from pathlib import Path
 
-from tests.conftest import start_agent
-from tests.tenancy.conftest import Platform, agent_env, body
+from tests.in_process import ManualClock, in_process_agent
+from tests.tenancy.conftest import Platform, body
 from tests.waiting import eventually
 
 QUICK = "def main(context):\n    return 1\n"
@@ -50,34 +49,38 @@ def test_sandbox_limits_follow_cpu_and_memory_quotas(platform: Platform) -> None
     assert answer.status_code == 502 or not answer.json().get("ok"), answer.text
 
 
-def test_rate_quotas_are_429_and_survive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    agent = start_agent(tmp_path / "data", "--sandbox", "bwrap", env=agent_env())
-    platform = Platform(agent)
-    try:
+def test_rate_quotas_are_429_and_survive_a_restart(tmp_path: Path) -> None:
+    """The agent's clock is driven: the minute window rolls when the test says, never
+    between two of its requests."""
+    clock = ManualClock(1_800_000_010.0)  # 10 s into a minute
+    with in_process_agent(tmp_path / "data", clock) as agent:
+        platform = Platform(agent)
         platform.tenant("q-rate")
         quota(platform, "q-rate", executions_per_minute=2, executions_per_day=100)
         assert platform.deploy("quick", QUICK, "q-rate").status_code == 201
         body(platform.invoke("quick", "q-rate"))
         body(platform.invoke("quick", "q-rate"))
+        clock.now += 45  # the same minute
         third = platform.invoke("quick", "q-rate")
         assert third.status_code == 429
         assert error_of(third)["quota"] == "executions_per_minute"
         assert error_of(third)["limit"] == 2 and error_of(third)["use"] == 2
-        with platform.http() as client:
-            assert client.post(f"{agent.url}/q-rate/quick").status_code == 429
+        with agent.http(None, "q-rate") as anyone:  # the gateway counts the same
+            assert anyone.post("/q-rate/quick").status_code == 429
         with platform.owner("q-rate") as owner:
             shown = owner.get("/v1/quotas").json()["quotas"]
         assert shown["executions_per_day"]["use"] == 2 and shown["functions"]["use"] == 1
-    finally:
-        agent.kill(signal.SIGTERM)
-    if int(time.time()) % 60 > 55:
-        return  # the minute window may roll over during the restart
-    again = start_agent(tmp_path / "data", "--sandbox", "bwrap", env=agent_env())
-    try:
-        answer = Platform(again).invoke("quick", "q-rate")
+    # a restart in the same minute: the counters were stored
+    with in_process_agent(tmp_path / "data", clock) as again:
+        platform = Platform(again)
+        answer = platform.invoke("quick", "q-rate")
         assert answer.status_code == 429 and error_of(answer)["use"] == 2
-    finally:
-        again.kill(signal.SIGTERM)
+        clock.now += 60  # the next minute; the same day
+        body(platform.invoke("quick", "q-rate"))
+        with platform.owner("q-rate") as owner:
+            shown = owner.get("/v1/quotas").json()["quotas"]
+        assert shown["executions_per_minute"]["use"] == 1
+        assert shown["executions_per_day"]["use"] == 3
 
 
 # With ?hold=KEY: says it started (object KEY.started) and runs until object KEY exists.
