@@ -35,6 +35,10 @@ An empty variable counts as unset, except for the comma lists and plain strings.
 | smtp_url             | HYAC_SMTP_URL               | "" (no mail); smtp://user:pass@host:587, smtps://… |
 | mail_from            | HYAC_MAIL_FROM              | "" (the SMTP user name, if it is an address) |
 | smtp_timeout         | HYAC_SMTP_TIMEOUT           | 20 seconds per SMTP connect, command or reply |
+| notify_retries       | HYAC_NOTIFY_RETRIES         | 5 more tries after a failed notification |
+| notify_backoff       | HYAC_NOTIFY_BACKOFF         | 2 s before the first retry, doubling (to 10 min) |
+| notify_timeout       | HYAC_NOTIFY_TIMEOUT         | 10 s to resolve, connect and be answered |
+| alert_interval       | HYAC_ALERT_INTERVAL         | 30 s between looks at the alert conditions |
 | metrics_retention_days | HYAC_METRICS_RETENTION_DAYS | 7 days of per-invocation records |
 | metrics_token        | HYAC_METRICS_TOKEN          | "" (a bearer token that may read /metrics only) |
 | metrics_allow        | HYAC_METRICS_ALLOW          | "" (CIDRs that may read /metrics with no token) |
@@ -75,6 +79,7 @@ if TYPE_CHECKING:
     from hyac_agent.execution.pool import PoolSettings
     from hyac_agent.mail import MailSettings
     from hyac_agent.metrics import MetricsSettings
+    from hyac_agent.notify import NotifySettings
     from hyac_agent.sandbox.base import SandboxSettings
     from hyac_agent.store import LogRetention
     from hyac_agent.tasks.settings import TaskSettings
@@ -146,6 +151,11 @@ class AgentConfig(BaseSettings):
     smtp_url: str = ""
     mail_from: str = ""
     smtp_timeout: float = Field(20.0, gt=0)
+    # notifications (hyac_agent.notify); their URLs follow HYAC_CALLBACK_ALLOW_CIDRS
+    notify_retries: int = Field(5, ge=0)
+    notify_backoff: float = Field(2.0, ge=0)
+    notify_timeout: float = Field(10.0, gt=0, le=300)
+    alert_interval: float = Field(30.0, gt=0)
     shutdown_grace: float = Field(10.0, ge=0)
 
     metrics_retention_days: float = Field(7.0, gt=0)
@@ -333,6 +343,15 @@ class AgentConfig(BaseSettings):
         from hyac_agent.mail import MailSettings
 
         return MailSettings.parse(self.smtp_url, self.mail_from, self.smtp_timeout)
+
+    def notify_settings(self) -> NotifySettings:
+        from hyac_agent.notify import NotifySettings
+
+        return NotifySettings(
+            retries=self.notify_retries, backoff=self.notify_backoff,
+            timeout=self.notify_timeout, alert_interval=self.alert_interval,
+            allowed=self.tasks.callback_allowed,
+        )
 
 
 #: settings for which an empty variable means the default rather than an empty value

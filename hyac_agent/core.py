@@ -23,6 +23,7 @@ from hyac_agent.integrations.mail import MailIntegration, mail_settings
 from hyac_agent.logbus import LogBus
 from hyac_agent.mail import Mailer
 from hyac_agent.metrics import Metrics
+from hyac_agent.notify import AlertSources, NotifyService
 from hyac_agent.sandbox import SandboxBackend, select_backend
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService
@@ -132,8 +133,19 @@ class Agent:
             mail_settings(functools.partial(self.integrations.values, "mail")),
             self.tenancy.quotas.mail, self._request_log,
         )
+        self.notify = NotifyService(
+            self.store.engine, config.data_dir, config.notify_settings(),
+            self.tenancy.quotas.notification, mailer.settings, AlertSources(
+                tenants=lambda: [row["name"] for row in self.tenancy.store.list_tenants()],
+                quota_report=lambda tenant: self.tenancy.quotas.report(
+                    tenant, len(self.store.list_functions(tenant))),
+                sandbox_problem=type(self.backend).unavailable_reason,
+                sandbox_name=self.backend.name,
+            ),
+        )
         self.host_calls = HostCalls(
-            self.store, config.tenant_host_calls, self.tenancy, mailer, self.invoker, self.tasks
+            self.store, config.tenant_host_calls, self.tenancy, mailer, self.invoker, self.tasks,
+            self.notify,
         )
         self.pool.serve_host_calls(self.host_calls)
         #: what other agents change (versions, env, secrets, quotas) reaches this one
@@ -173,6 +185,8 @@ class Agent:
             stack.push_async_callback(self.feed.stop)
             await self.queue.start()
             stack.push_async_callback(self.queue.stop)
+            await self.notify.start()
+            stack.push_async_callback(self.notify.stop)
             await self.triggers.start()
             stack.push_async_callback(self.triggers.stop)
             self._running = stack.pop_all()

@@ -15,6 +15,7 @@ from hyac_agent.api import (
     routes_integrations,
     routes_logs,
     routes_metrics,
+    routes_notify,
     routes_quotas,
     routes_runtimes,
     routes_secrets,
@@ -88,6 +89,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_runtimes.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_vulns.router)
+    app.include_router(routes_notify.router)
     app.include_router(routes_templates.router)
     app.include_router(routes_integrations.router)
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,

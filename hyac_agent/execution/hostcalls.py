@@ -16,6 +16,7 @@ from hyac_common.errors import InvalidInput, PayloadTooLarge
 
 if TYPE_CHECKING:
     from hyac_agent.mail import Mailer
+    from hyac_agent.notify import NotifyService
     from hyac_agent.services.invoke import InvokeService
     from hyac_agent.tasks.service import TaskService
     from hyac_agent.tenancy import TenancyService
@@ -46,6 +47,7 @@ class HostCalls:
         mailer: Mailer,
         invoker: InvokeService,
         tasks: TaskService,
+        notify: NotifyService,
     ) -> None:
         self.store = store
         #: host calls of one tenant that may wait on the agent's threads at once (db, kv,
@@ -61,6 +63,8 @@ class HostCalls:
         self.invoker = invoker
         #: task.enqueue and task.progress
         self.tasks = tasks
+        #: notify.send (admitted by the tenant's notifications_per_day quota)
+        self.notify = notify
 
     async def __call__(
         self, tenant: str, op: str, args: dict[str, Any], request_id: str | None = None
@@ -74,6 +78,8 @@ class HostCalls:
             return await self.invoker.invoke_from_function(tenant, request_id, args)
         if op.startswith("mail."):
             return await self.mailer.host_call(tenant, op, args, request_id)
+        if op.startswith("notify."):
+            return await self.notify.host_call(tenant, op, args, request_id)
         slots = self._slots.get(tenant)
         if slots is None:
             slots = self._slots[tenant] = asyncio.Semaphore(self.tenant_slots)

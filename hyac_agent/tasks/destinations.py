@@ -58,20 +58,21 @@ def parse_allowed(values: Iterable[str]) -> list[IPNetwork]:
     return networks
 
 
-def parse_url(url: str) -> Destination:
-    """Scheme, host and port of a callback URL, or InvalidInput saying what is wrong."""
+def parse_url(url: str, what: str = "callback_url") -> Destination:
+    """Scheme, host and port of a callback URL, or InvalidInput saying what is wrong
+    (``what``: how the message names the URL, e.g. a notification channel's)."""
     shown = url[:100]
     if len(url) > MAX_URL or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
-        raise InvalidInput(f"callback_url must be an http:// or https:// URL, not {shown!r}")
+        raise InvalidInput(f"{what} must be an http:// or https:// URL, not {shown!r}")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise InvalidInput(f"callback_url has a bad host or port: {shown!r}") from None
+        raise InvalidInput(f"{what} has a bad host or port: {shown!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"callback_url must be an http:// or https:// URL, not {shown!r}")
+        raise InvalidInput(f"{what} must be an http:// or https:// URL, not {shown!r}")
     if parts.username is not None or parts.password is not None:
-        raise InvalidInput("callback_url must not carry a user name or password")
+        raise InvalidInput(f"{what} must not carry a user name or password")
     default = 443 if parts.scheme == "https" else 80
     return Destination(url, parts.scheme, parts.hostname, port or default)
 
@@ -129,16 +130,17 @@ def _class_refusal(address: IPAddress) -> str | None:
     return None
 
 
-def check_submitted(url: str, allowed: Sequence[IPNetwork]) -> Destination:
+def check_submitted(url: str, allowed: Sequence[IPNetwork],
+                    what: str = "callback_url") -> Destination:
     """The fast check when a callback URL is set: a literal address that will never be
     allowed is refused at once (names are resolved and checked when the callback is sent)."""
-    destination = parse_url(url)
+    destination = parse_url(url, what)
     address = literal_address(destination.host)
     if address is not None:
         reason = refusal(address, allowed, local_addresses())
         if reason is not None:
             raise RefusedDestination(
-                f"callback_url {destination.host} is {reason}; callbacks go to public "
+                f"{what} {destination.host} is {reason}; webhooks go to public "
                 "addresses only (the platform owner can allow more: HYAC_CALLBACK_ALLOW_CIDRS)"
             )
     return destination

@@ -45,6 +45,12 @@ _ACTIONS: list[tuple[str, re.Pattern[str], str]] = [
         ("PUT", r"^/v1/system/integrations/(?P<target>[^/]+)$", "integration.set"),
         ("DELETE", r"^/v1/system/integrations/(?P<target>[^/]+)$", "integration.unset"),
         ("POST", r"^/v1/system/integrations/(?P<target>[^/]+)/test$", "integration.test"),
+        ("POST", r"^/v1/notify/channels$", "notify.channel.add"),
+        ("DELETE", r"^/v1/notify/channels/(?P<target>[^/]+)$", "notify.channel.rm"),
+        ("POST", r"^/v1/notify/platform/channels$", "notify.platform.add"),
+        ("DELETE", r"^/v1/notify/platform/channels/(?P<target>[^/]+)$", "notify.platform.rm"),
+        ("POST", r"^/v1/notify/alerts$", "notify.alert.add"),
+        ("DELETE", r"^/v1/notify/alerts/(?P<target>[^/]+)$", "notify.alert.rm"),
     ]
 ]
 _MUTATING = {"PUT", "POST", "DELETE", "PATCH"}

@@ -11,6 +11,7 @@
 | timeout                | seconds         | deploy (403)                                  |
 | functions              | count           | deploy of a new function (403)                |
 | mails_per_day          | count           | every context.mail.send (quota_exceeded, 429) |
+| notifications_per_day  | count           | every context.notify (quota_exceeded, 429)    |
 
 Tenant ``*`` in the store holds the platform's values: the default of every tenant
 without its own, and the ceiling an admin may set. Execution and mail counters are kept in
@@ -26,6 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -47,6 +49,7 @@ QUOTAS: dict[str, str] = {
     "timeout": "seconds a function may run",
     "functions": "functions deployed",
     "mails_per_day": "messages sent per day (context.mail)",
+    "notifications_per_day": "notifications sent per day (context.notify)",
 }
 
 
@@ -99,6 +102,15 @@ def _windows(now: float) -> tuple[str, str]:
 
 def _mail_window(now: float) -> str:
     return f"mail:d:{int(now // 86400)}"
+
+
+def _notify_window(now: float) -> str:
+    return f"notify:d:{int(now // 86400)}"
+
+
+def _daily_windows(now: float) -> list[str]:
+    """The day windows of the counted quotas other than executions."""
+    return [_mail_window(now), _notify_window(now)]
 
 
 class QuotaService:
@@ -162,8 +174,8 @@ class QuotaService:
         limits = self.limits(tenant)
         own = self._raw(tenant)
         minute, day = _windows(self.clock())
-        mail = _mail_window(self.clock())
-        self._load_windows([minute, day, mail])
+        mail, notify = _daily_windows(self.clock())
+        self._load_windows([minute, day, mail, notify])
         use: dict[str, float | None] = {
             "cpu": None, "memory": None, "timeout": None,
             "storage": float(self.storage_use(tenant)),
@@ -172,6 +184,7 @@ class QuotaService:
             "concurrency": float(self._running.get(tenant, 0)),
             "functions": float(functions),
             "mails_per_day": float(self._counts.get((tenant, mail), 0)),
+            "notifications_per_day": float(self._counts.get((tenant, notify), 0)),
         }
         return {
             name: {"limit": limits[name], "use": use[name],
@@ -235,19 +248,25 @@ class QuotaService:
         finally:
             self._running[tenant] = max(0, self._running.get(tenant, 1) - 1)
 
-    @contextlib.asynccontextmanager
-    async def mail(self, tenant: str) -> AsyncIterator[None]:
+    def mail(self, tenant: str) -> AbstractAsyncContextManager[None]:
         """Admit one message of ``tenant`` (or 429); it counts once it has been sent."""
+        return self._daily(tenant, "mails_per_day", _mail_window(self.clock()))
+
+    def notification(self, tenant: str) -> AbstractAsyncContextManager[None]:
+        """Admit one notification of ``tenant`` (or 429); it counts once it is stored."""
+        return self._daily(tenant, "notifications_per_day", _notify_window(self.clock()))
+
+    @contextlib.asynccontextmanager
+    async def _daily(self, tenant: str, quota: str, window: str) -> AsyncIterator[None]:
         limits = self._limits_cached(tenant)
         if limits is None:
             limits = await asyncio.to_thread(self.limits, tenant)
-        window = _mail_window(self.clock())
         if window not in self._loaded_windows:
             await asyncio.to_thread(self._load_windows, [window])
         key = (tenant, window)
-        used, limit = self._counts.get(key, 0), limits["mails_per_day"]
+        used, limit = self._counts.get(key, 0), limits[quota]
         if limit is not None and used >= limit:
-            raise exceeded("mails_per_day", limit, used, 429)
+            raise exceeded(quota, limit, used, 429)
         # Held while it is sent, so sends at the same moment cannot pass the limit together.
         self._counts[key] = used + 1
         try:
@@ -290,12 +309,12 @@ class QuotaService:
             self.store.add_usage(pending)
             minute, day = _windows(self.clock())
             previous_minute = f"m:{int(self.clock() // 60) - 1}"
-            self.store.trim_usage([minute, previous_minute, day, _mail_window(self.clock())])
+            self.store.trim_usage([minute, previous_minute, day, *_daily_windows(self.clock())])
         except Exception:
             log.exception("could not store execution counters")
             for key, count in pending.items():
                 self._pending[key] = self._pending.get(key, 0) + count
-        current = {*_windows(self.clock()), _mail_window(self.clock())}
+        current = {*_windows(self.clock()), *_daily_windows(self.clock())}
         for key in [k for k in self._counts if k[1] not in current]:
             del self._counts[key]
         self._loaded_windows &= current

@@ -965,6 +965,35 @@ class FunctionContext:
         args = _invoke_args(name, payload, method, path, query, headers)
         return self._host.call(self.function.request_id, "function.invoke", args)
 
+    def notify(self, channel: str, text: str, **fields: str | int | float | bool) -> str:
+        """Send ``text`` to the notification channel ``channel``; return its delivery id.
+
+        ``channel`` is one of the tenant's channels (``hyac notify channel add``) or a
+        platform channel the owner shares, as ``"platform/NAME"``. ``fields`` are shown
+        beside the text (Slack fields, Discord embed fields, Teams facts, the webhook's
+        ``fields``). The agent stores the notification and answers at once; it sends it
+        with retries (``hyac notify deliveries`` shows how it went). Each call counts
+        towards the tenant's ``notifications_per_day`` quota. Raises HostCallError:
+        ``not_found`` (no such channel), ``invalid_input`` (empty text, over 4000
+        characters, more than 20 fields) or ``quota_exceeded``. From ``async def main``
+        use ``await context.anotify(...)``.
+        """
+        return str(self._notify_call(channel, text, fields).result()["id"])
+
+    async def anotify(self, channel: str, text: str, **fields: str | int | float | bool) -> str:
+        """Async ``notify``: send ``text`` to ``channel``; return its delivery id."""
+        return str((await asyncio.wrap_future(self._notify_call(channel, text, fields)))["id"])
+
+    def _notify_call(self, channel: str, text: str, fields: dict[str, Any]) -> Future[Any]:
+        if self._host is None:
+            raise RuntimeError("notify needs the Hyac runtime (this context has no host)")
+        if not isinstance(channel, str) or not channel:
+            raise TypeError("notify needs a channel name (str)")
+        if not isinstance(text, str):
+            raise TypeError(f"notification text must be str, not {type(text).__name__}")
+        args = {"channel": channel, "text": text, "fields": dict(fields)}
+        return self._host.call(self.function.request_id, "notify.send", args)
+
     def remaining_time(self) -> float:
         """Seconds left before the deadline (never negative)."""
         return max(0.0, self.deadline - time.time())

@@ -22,8 +22,8 @@ def test_a_kv_set_over_the_storage_quota_is_refused(tmp_path: Path) -> None:
     tenancy = TenancyService(store, store.engine, tmp_path, url, "agent-token", lambda: None)
     tenancy.store.create_tenant("small")
     tenancy.quotas.set("small", {"storage": 1000}, owner=True)
-    unused: Any = object()  # mail, invoke and tasks are not reached by kv calls
-    calls = HostCalls(store, 2, tenancy, unused, unused, unused)
+    unused: Any = object()  # mail, invoke, tasks and notify are not reached by kv calls
+    calls = HostCalls(store, 2, tenancy, unused, unused, unused, unused)
 
     async def scenario() -> None:
         await calls("small", "kv.set", {"key": "fits", "value": "x" * 500})

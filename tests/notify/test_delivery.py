@@ -1,0 +1,287 @@
+"""Channels and context.notify against real loopback receivers (the owner allows
+127.0.0.0/8, as the task callbacks' tests do) and the real SMTP server process: each
+channel type's payload, the generic webhook's signature, retries, a receiver that never
+answers, the quota, and what a tenant cannot reach."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyac_agent.tasks.callbacks import verify
+from tests.in_process import InProcessAgent
+from tests.notify.conftest import Receiver, Silent, agent_with
+from tests.waiting import eventually
+
+NOTIFY = '''
+from hyac_context import HostCallError
+
+def main(context):
+    args = context.request.json()
+    try:
+        return {"id": context.notify(args["channel"], args["text"], **args.get("fields", {}))}
+    except HostCallError as exc:
+        return {"error": exc.code, "message": exc.message}
+'''
+
+
+def body(payload: Any) -> dict[str, str]:
+    return {"body_b64": base64.b64encode(json.dumps(payload).encode()).decode()}
+
+
+def notify(agent: InProcessAgent, channel: str, text: str, tenant: str | None = None,
+           **fields: Any) -> dict[str, Any]:
+    answer = agent.invoke("notify", tenant, **body({"channel": channel, "text": text,
+                                                     "fields": fields}))
+    assert answer.status_code == 200, answer.text
+    return json.loads(base64.b64decode(answer.json()["body_b64"]))  # type: ignore[no-any-return]
+
+
+def delivery(agent: InProcessAgent, delivery_id: str, tenant: str | None = None,
+             status: str = "delivered") -> dict[str, Any] | None:
+    with agent.client(tenant) as client:
+        for row in client.get("/v1/notify/deliveries").json():
+            if row["id"] == delivery_id and row["status"] == status:
+                return row  # type: ignore[no-any-return]
+    return None
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessAgent]:
+    with agent_with(tmp_path_factory.mktemp("notify-agent"),
+                    HYAC_CALLBACK_ALLOW_CIDRS="127.0.0.0/8", HYAC_NOTIFY_BACKOFF="0",
+                    HYAC_NOTIFY_RETRIES="1", HYAC_NOTIFY_TIMEOUT="1",
+                    HYAC_ALERT_INTERVAL="0.2") as running:
+        running.deploy("notify", NOTIFY)
+        yield running
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    served = Receiver()
+    yield served
+    served.close()
+
+
+def add(agent: InProcessAgent, name: str, kind: str, tenant: str | None = None,
+        **settings: Any) -> dict[str, Any]:
+    with agent.client(tenant) as client:
+        made = client.post("/v1/notify/channels", json={"name": name, "type": kind, **settings})
+    assert made.status_code == 201, made.text
+    return made.json()  # type: ignore[no-any-return]
+
+
+def test_each_channel_type_gets_its_own_payload(agent: InProcessAgent, receiver: Receiver) -> None:
+    made = {kind: add(agent, f"pay-{kind}", kind, url=receiver.url)
+            for kind in ("slack", "discord", "teams", "webhook")}
+    fields = {"region": "eu", "count": 3}
+    for kind in made:
+        sent = notify(agent, f"pay-{kind}", f"<!channel> deploy done via {kind} @everyone", **fields)
+        assert sent["id"].startswith("ntf_"), sent
+        eventually(lambda sent=sent: delivery(agent, sent["id"]))
+    payloads = [(headers, json.loads(raw)) for headers, raw, _ in receiver.calls]
+    assert len(payloads) == 4
+
+    slack = next(p for _, p in payloads if "attachments" in p)
+    assert slack["text"] == "&lt;!channel&gt; deploy done via slack @everyone"  # no channel ping
+    assert {f["title"]: f["value"] for f in slack["attachments"][0]["fields"]} == {
+        "region": "eu", "count": "3"}
+
+    discord = next(p for _, p in payloads if "content" in p)
+    assert discord["allowed_mentions"] == {"parse": []}  # @everyone pings no one
+    assert [f["name"] for f in discord["embeds"][0]["fields"]] == ["region", "count"]
+
+    teams = next(p for _, p in payloads if p.get("@type") == "MessageCard")
+    assert teams["text"].endswith("via teams @everyone")
+    assert teams["sections"][0]["facts"] == [{"name": "region", "value": "eu"},
+                                             {"name": "count", "value": "3"}]
+
+    headers, hook = next((h, p) for h, p in payloads if p.get("kind") == "message")
+    raw = next(raw for h, raw, _ in receiver.calls if h is headers)
+    key = made["webhook"]["signing_key"]
+    assert verify(key, headers, raw, tenant="default")
+    assert not verify(key, headers, raw + b" ", tenant="default")
+    assert not verify(key.replace("a", "b", 1) + "0", headers, raw, tenant="default")
+    assert hook["tenant"] == "default" and hook["fields"] == {"region": "eu", "count": "3"}
+    assert headers["x-hyac-delivery"] == hook["id"]
+
+    # the URL and the key are never shown again
+    with agent.client() as client:
+        listed = client.get("/v1/notify/channels").json()
+    text = json.dumps(listed)
+    assert receiver.url not in text and key not in text
+    assert {c["name"]: c["target"] for c in listed}["pay-slack"] == "http://127.0.0.1"
+
+
+def test_a_failed_attempt_is_retried_and_a_final_answer_is_not(
+        agent: InProcessAgent, receiver: Receiver) -> None:
+    add(agent, "flaky", "slack", url=receiver.url)
+    receiver.answers = [503]
+    sent = notify(agent, "flaky", "after one 503")
+    row = eventually(lambda: delivery(agent, sent["id"]))
+    assert row["attempts"] == 2 and len(receiver.calls) == 2
+
+    receiver.answers = [404]
+    sent = notify(agent, "flaky", "to a removed hook")
+    row = eventually(lambda: delivery(agent, sent["id"], status="failed"))
+    assert row["attempts"] == 1 and "HTTP 404" in row["last_error"]
+
+
+def test_a_receiver_that_never_answers_holds_nothing_else_up(
+        agent: InProcessAgent, receiver: Receiver) -> None:
+    silent = Silent()
+    try:
+        add(agent, "silent", "webhook", url=silent.url)
+        add(agent, "awake", "discord", url=receiver.url)
+        stuck = [notify(agent, "silent", f"into the void {n}")["id"] for n in range(10)]
+        fine = notify(agent, "awake", "still delivered")["id"]
+        eventually(lambda: delivery(agent, fine))
+        # and the agent itself answers at once meanwhile
+        with agent.client() as client:
+            assert client.get("/v1/health").status_code == 200
+        row = eventually(lambda: delivery(agent, stuck[0], status="failed"))
+        assert row["attempts"] == 2 and "no answer" in (row["last_error"] or "")
+    finally:
+        silent.close()
+
+
+def test_a_tenant_reaches_only_its_own_channels_and_shared_platform_ones(
+        agent: InProcessAgent, receiver: Receiver) -> None:
+    with agent.client() as owner:
+        assert owner.post("/v1/tenants", json={"name": "rival"}).status_code in (201, 409)
+    agent.deploy("notify", NOTIFY, tenant="rival")
+    add(agent, "rivals-hook", "slack", tenant="rival", url=receiver.url)
+    refused = notify(agent, "rivals-hook", "peek")
+    assert refused["error"] == "not_found"
+    assert notify(agent, "../rival/rivals-hook", "peek")["error"] in ("not_found", "invalid_input")
+
+    with agent.client() as owner:
+        made = owner.post("/v1/notify/platform/channels",
+                          json={"name": "ops", "type": "slack", "url": receiver.url})
+        assert made.status_code == 201, made.text
+    assert notify(agent, "platform/ops", "not shared")["error"] == "not_found"
+    with agent.client() as owner:
+        owner.post("/v1/notify/platform/channels",
+                   json={"name": "status", "type": "slack", "url": receiver.url, "shared": True})
+        assert "platform/status" in [c["name"] for c in owner.get("/v1/notify/channels").json()]
+    sent = notify(agent, "platform/status", "shared with every tenant", tenant="rival")
+    eventually(lambda: delivery(agent, sent["id"], tenant="rival"))
+    # the rival's log shows its own sends only
+    with agent.client("rival") as client:
+        senders = {row["sender"] for row in client.get("/v1/notify/deliveries").json()}
+    assert senders == {"rival"}
+
+
+def test_the_notifications_per_day_quota(agent: InProcessAgent, receiver: Receiver) -> None:
+    with agent.client() as owner:
+        assert owner.post("/v1/tenants", json={"name": "frugal"}).status_code in (201, 409)
+    with agent.client("frugal") as owner:
+        assert owner.put("/v1/quotas", json={"values": {"notifications_per_day": 1}}).status_code == 200
+    agent.deploy("notify", NOTIFY, tenant="frugal")
+    add(agent, "hook", "slack", tenant="frugal", url=receiver.url)
+    assert "id" in notify(agent, "hook", "one", tenant="frugal")
+    refused = notify(agent, "hook", "two", tenant="frugal")
+    assert refused["error"] == "quota_exceeded" and "notifications_per_day" in refused["message"]
+
+
+def test_bad_input_is_refused_whole(agent: InProcessAgent, receiver: Receiver) -> None:
+    with agent.client() as client:
+        for wrong in ({"name": "x", "type": "pager", "url": receiver.url},
+                      {"name": "Bad Name", "type": "slack", "url": receiver.url},
+                      {"name": "nourl", "type": "slack"},
+                      {"name": "ftp", "type": "slack", "url": "ftp://example.com/x"},
+                      {"name": "mail", "type": "email", "to": ["not an address"]}):
+            answer = client.post("/v1/notify/channels", json=wrong)
+            assert answer.status_code == 400, (wrong, answer.text)
+            assert set(answer.json()["error"]) >= {"code", "message"}
+        names = [c["name"] for c in client.get("/v1/notify/channels").json()]
+        assert not {"x", "nourl", "ftp", "mail"} & set(names)
+        add(agent, "twice", "slack", url=receiver.url)
+        assert client.post("/v1/notify/channels", json={
+            "name": "twice", "type": "slack", "url": receiver.url}).status_code == 409
+    assert notify(agent, "no-such-channel", "hello")["error"] == "not_found"
+    assert notify(agent, "twice", "")["error"] == "invalid_input"
+
+
+def test_alerts_fire_once_and_resolve(agent: InProcessAgent, receiver: Receiver) -> None:
+    with agent.client() as owner:
+        made = owner.post("/v1/notify/platform/channels",
+                          json={"name": "pager", "type": "webhook", "url": receiver.url})
+        assert made.status_code == 201, made.text
+        rule = owner.post("/v1/notify/alerts", json={"kind": "quota", "channel": "pager"})
+        assert rule.status_code == 201, rule.text
+        assert owner.post("/v1/notify/alerts", json={"kind": "nonsense", "channel": "pager"}
+                          ).status_code == 400
+        assert owner.post("/v1/tenants", json={"name": "busy"}).status_code in (201, 409)
+    with agent.client("busy") as owner:
+        assert owner.put("/v1/quotas", json={"values": {"notifications_per_day": 2}}).status_code == 200
+    agent.deploy("notify", NOTIFY, tenant="busy")
+    add(agent, "self", "slack", tenant="busy", url=receiver.url)
+    notify(agent, "self", "one", tenant="busy")
+    notify(agent, "self", "two", tenant="busy")
+
+    def alerts(state: str) -> set[str]:  # busy's alert keys in that state, each once
+        found = [json.loads(raw)["alert"] for _, raw, _ in receiver.calls
+                 if json.loads(raw).get("kind") == "alert"]
+        keys = [a["key"] for a in found if ":busy:" in a["key"] and a["state"] == state]
+        assert len(keys) == len(set(keys)), keys
+        return set(keys)
+
+    expected = {"quota:busy:notifications_per_day:80", "quota:busy:notifications_per_day:100"}
+    eventually(lambda: alerts("firing") == expected)
+    with agent.client() as owner:
+        active = owner.get("/v1/notify/alerts").json()["active"]
+        assert len([a for a in active if ":busy:" in a["key"]]) == 2
+    with agent.client("busy") as owner:
+        assert owner.put("/v1/quotas", json={"values": {"notifications_per_day": 100}}).status_code == 200
+    eventually(lambda: alerts("resolved") == expected)
+    assert alerts("firing") == expected  # still once each
+    with agent.client() as owner:
+        active = owner.get("/v1/notify/alerts").json()["active"]
+        assert not [a for a in active if ":busy:" in a["key"]]
+        logged = owner.get("/v1/notify/platform/deliveries", params={"channel": "pager"}).json()
+    assert {row["source"] for row in logged} == {"alert"}
+
+
+def test_an_email_channel_sends_through_the_smtp_server(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    pytest.importorskip("aiosmtpd", reason="aiosmtpd is not installed (pip install -e '.[test]')")
+    from tests.integration.test_mail import start_smtp
+
+    server = start_smtp(tmp_path_factory.mktemp("smtp"))
+    try:
+        with agent_with(tmp_path_factory.mktemp("mail-agent"),
+                        HYAC_SMTP_URL=f"smtp://127.0.0.1:{server.port}?starttls=no",
+                        HYAC_MAIL_FROM="Hyac <noreply@example.com>") as running:
+            add(running, "oncall", "email", to=["ops@example.com", "lead@example.com"])
+            with running.client() as client:
+                sent = client.post("/v1/notify/channels/oncall/test")
+                assert sent.status_code == 202, sent.text
+            eventually(lambda: delivery(running, sent.json()["id"]))
+        envelope, message = server.received()[0]
+        assert sorted(envelope["rcpt_tos"]) == ["lead@example.com", "ops@example.com"]
+        assert message["Subject"] == "Hyac test notification"
+        assert "this channel works" in message.get_content()
+    finally:
+        server.stop()
+
+
+def test_platform_channels_are_the_owners(agent: InProcessAgent, receiver: Receiver,
+                                          tmp_path: Path) -> None:
+    with agent.client() as owner:
+        assert owner.post("/v1/tenants", json={"name": "team"}).status_code in (201, 409)
+    with agent.client("team") as owner:
+        assert owner.put("/v1/users/dev", json={"role": "developer"}).status_code == 200
+        token = owner.post("/v1/tokens", json={"user": "dev", "tenant": "team"}).json()["token"]
+    with agent.http(token, "team") as dev:
+        assert dev.post("/v1/notify/platform/channels", json={
+            "name": "mine", "type": "slack", "url": receiver.url}).status_code == 403
+        assert dev.post("/v1/notify/channels", json={  # channels are the tenant admin's
+            "name": "mine", "type": "slack", "url": receiver.url}).status_code == 403
+        assert dev.get("/v1/notify/platform/deliveries").status_code == 403
+        assert dev.get("/v1/notify/channels").status_code == 200
