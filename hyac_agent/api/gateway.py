@@ -86,7 +86,6 @@ def _function_error(code: str, kind: str, message: str, request_id: str) -> Resp
     )
 
 
-@router.api_route("/{tenant}/{function}", methods=METHODS)
 async def gateway_root(
     request: Request, tenant: str, function: str, agent: Agent = Depends(get_agent)
 ) -> Response:
@@ -94,12 +93,19 @@ async def gateway_root(
     return await _run(request, tenant, function, "", agent)
 
 
-@router.api_route("/{tenant}/{function}/{path:path}", methods=METHODS)
 async def gateway_path(
     request: Request, tenant: str, function: str, path: str, agent: Agent = Depends(get_agent)
 ) -> Response:
     _not_an_api_route(request)
     return await _run(request, tenant, function, path, agent)
+
+
+# A route per method: FastAPI gives a route one operation id, which a route with several
+# methods would repeat in the OpenAPI document (once per method).
+for _path, _endpoint in (("/{tenant}/{function}", gateway_root),
+                         ("/{tenant}/{function}/{path:path}", gateway_path)):
+    for _method in METHODS:
+        router.add_api_route(_path, _endpoint, methods=[_method])
 
 
 def _not_an_api_route(request: Request) -> None:
