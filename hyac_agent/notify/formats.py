@@ -72,8 +72,9 @@ def check_message(text: object, fields: object, title: object = "") -> Message:
         name = _plain(name, "field name", MAX_FIELD_NAME)
         if value is not None and not isinstance(value, (str, int, float, bool)):
             raise InvalidInput(f"notification field {name!r} must be a string, number or boolean")
-        checked[name] = _plain("" if value is None else str(value), f"field {name!r}",
-                               MAX_FIELD_VALUE)
+        # Booleans read the same whichever language sent them.
+        shown = "" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
+        checked[name] = _plain(shown, f"field {name!r}", MAX_FIELD_VALUE)
     return Message(text=body, title=_plain(title or "", "title", MAX_TITLE), fields=checked)
 
 

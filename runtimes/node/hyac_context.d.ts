@@ -215,6 +215,13 @@ interface FunctionContext {
   /** Seconds left before the deadline (never negative). */
   remaining_time(): number;
   remainingTime(): number;
+  /** Send `text` to a notification channel: the tenant's own, or a shared platform
+   * channel as "platform/NAME"; `fields` are shown beside it. Resolves to the delivery id
+   * once stored (sent with retries; `hyac notify deliveries`). Counts towards the
+   * notifications_per_day quota. Rejects with HostCallError "not_found", "invalid_input"
+   * or "quota_exceeded". */
+  notify(channel: string, text: string,
+         fields?: Record<string, string | number | boolean>): Promise<string>;
   /** Queue a background task of `name` (of this tenant); resolves to its task id. */
   enqueue(name: FunctionName, payload?: unknown, options?: { delay?: number }): Promise<string>;
   /** Run function `name` (of this tenant) now; resolves to its response. A Uint8Array

@@ -303,6 +303,20 @@ export class FunctionContext {
     return this.remaining_time();
   }
 
+  /** Send `text` to the notification channel `channel` (the tenant's own, or a shared
+   * platform channel as "platform/NAME"), with `fields` shown beside it; resolves to the
+   * delivery id once the agent has stored it (it sends it with retries). Rejects with
+   * HostCallError "not_found", "invalid_input" or "quota_exceeded". */
+  async notify(channel, text, fields = {}) {
+    if (typeof channel !== "string" || !channel) throw new TypeError("notify needs a channel name");
+    if (typeof text !== "string") throw new TypeError("notification text must be a string");
+    if (fields === null || typeof fields !== "object" || Array.isArray(fields)) {
+      throw new TypeError("notification fields must be an object of names and values");
+    }
+    const args = { channel, text, fields: { ...fields } };
+    return String((await this._host.call(this.function.request_id, "notify.send", args)).id);
+  }
+
   /** Queue a background task of `name` (of this tenant); resolves to its task id. */
   async enqueue(name, payload = null, { delay = 0 } = {}) {
     if (typeof name !== "string" || !name) throw new TypeError("enqueue needs a function name");

@@ -16,6 +16,7 @@ import pytest
 from hyac_agent.tasks.callbacks import verify
 from tests.in_process import InProcessAgent
 from tests.notify.conftest import Receiver, Silent, agent_with
+from tests.runtime_families.conftest import requires_runtime
 from tests.waiting import eventually
 
 NOTIFY = '''
@@ -285,3 +286,42 @@ def test_platform_channels_are_the_owners(agent: InProcessAgent, receiver: Recei
             "name": "mine", "type": "slack", "url": receiver.url}).status_code == 403
         assert dev.get("/v1/notify/platform/deliveries").status_code == 403
         assert dev.get("/v1/notify/channels").status_code == 200
+
+
+NODE_NOTIFY = """
+export async function main(context) {
+  // each runtime's function sends to the channel named as it is
+  const id = await context.notify(context.function.name, "hello from JavaScript",
+                                  { build: 42, ok: true });
+  let refused = null;
+  try {
+    await context.notify("nowhere", "lost");
+  } catch (error) {
+    refused = error.code;
+  }
+  return { id, refused };
+}
+"""
+
+
+@pytest.mark.parametrize("runtime", [pytest.param(name, marks=requires_runtime(name))
+                                     for name in ("node20", "deno")])
+def test_a_javascript_function_notifies(agent: InProcessAgent, receiver: Receiver,
+                                        runtime: str) -> None:
+    add(agent, f"js{runtime}", "slack", url=receiver.url)
+    receiver_calls = len(receiver.calls)
+    entry = f"functions/js{runtime}.mjs"
+    with agent.client() as client:
+        deployed = client.put(f"/v1/functions/js{runtime}", json={
+            "entry": entry, "files_b64": {entry: base64.b64encode(NODE_NOTIFY.encode()).decode()},
+            "config": {"runtime": runtime}})
+        assert deployed.status_code in (200, 201), deployed.text
+    answer = agent.invoke(f"js{runtime}")
+    assert answer.status_code == 200, answer.text
+    result = json.loads(base64.b64decode(answer.json()["body_b64"]))
+    assert result["refused"] == "not_found" and result["id"].startswith("ntf_")
+    eventually(lambda: delivery(agent, result["id"]))
+    sent = json.loads(receiver.calls[receiver_calls][1])
+    assert sent["text"] == "hello from JavaScript"
+    assert {f["title"]: f["value"] for f in sent["attachments"][0]["fields"]} == {
+        "build": "42", "ok": "true"}
