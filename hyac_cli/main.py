@@ -31,13 +31,16 @@ from hyac_cli.commands import (
     quota,
     runtime,
     scan,
+    schedule,
     secret,
     storage,
     tasks,
     template,
     tenant,
     token,
+    trigger,
     user,
+    webhook,
 )
 from hyac_cli.terminal import wants_json
 from hyac_common import errors
@@ -100,6 +103,9 @@ app.add_typer(secret.app, name="secret")
 app.add_typer(env.app, name="env")
 app.add_typer(storage.app, name="storage")
 app.add_typer(template.app, name="template")
+app.add_typer(schedule.app, name="schedule")
+app.add_typer(trigger.app, name="trigger")
+app.add_typer(webhook.app, name="webhook")
 app.add_typer(edge.ip_app, name="ip")
 app.add_typer(edge.access_app, name="access")
 app.add_typer(edge.domain_app, name="domain")

@@ -63,6 +63,22 @@ def check_timezone(name: object) -> str:
     return name
 
 
+def describe_trigger(trigger: dict[str, Any]) -> str:
+    """How a task's trigger is named to people: "schedule sch_… (tick 2026-…Z)"."""
+    import time
+
+    text = f"{trigger.get('kind')} {trigger.get('id')}"
+    if trigger.get("event"):
+        text += f" {trigger['event']}"
+    if isinstance(trigger.get("tick"), (int, float)):
+        text += time.strftime(" (tick %Y-%m-%dT%H:%M:%SZ)", time.gmtime(trigger["tick"]))
+    if trigger.get("manual"):
+        text += " (run by hand)"
+    if trigger.get("depth", 0) > 1:
+        text += f" (event depth {trigger['depth']})"
+    return text
+
+
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, dict) else value
 

@@ -89,11 +89,12 @@ class FunctionConfig(BaseModel):
     timezone: Annotated[str, InManifest(expect='an IANA timezone such as "Europe/Paris"')] = Field(
         "UTC", description="the schedule's timezone"
     )
-    catch_up: Literal["once", "skip"] = Field(
+    catch_up: Annotated[Literal["once", "skip"], InManifest(expect='"once" or "skip"')] = Field(
         "once", description="ticks missed while no agent ran: run the last one late, or skip"
     )
     on: Annotated[Optional[EventSubscriptions], InManifest(
-        expect='a table such as { storage = { events = ["put"], prefix = "in/" } }',
+        expect='a table of storage = { events = ["put", "delete"], prefix = "…" } and task = '
+        '{ function = "NAME", events = ["succeeded", "dead"] }, each one table or a list',
     )] = Field(None, description="events that run the function as a task")
     lock: Annotated[Optional[str], InManifest(settable=False)] = Field(
         None,

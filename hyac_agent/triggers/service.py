@@ -43,6 +43,7 @@ from hyac_common.triggers import (
     WebhookInfo,
     check_cron,
     check_timezone,
+    describe_trigger,
 )
 from hyac_common.wire import FunctionConfig, InvokeRequest
 
@@ -55,16 +56,6 @@ MAX_PER_TENANT = 500
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
-
-
-def describe(trigger: dict[str, Any]) -> str:
-    """How a log line names a trigger: "schedule sch_… (tick 2026-…Z)"."""
-    text = f"{trigger['kind']} {trigger['id']}"
-    if "tick" in trigger:
-        text += time.strftime(" (tick %Y-%m-%dT%H:%M:%SZ)", time.gmtime(trigger["tick"]))
-    if trigger.get("depth", 0) > 1:
-        text += f" (event depth {trigger['depth']})"
-    return text
 
 
 def schedule_info(row: Row) -> ScheduleInfo:
@@ -130,8 +121,9 @@ class TriggerService:
         record = await self.tasks.submit(tenant, function, request, trigger=trigger,
                                          task_id=task_id)
         await asyncio.to_thread(self.store.record_task, table, trigger["id"], record.id)
+        message = f"{describe_trigger(trigger)} started task {record.id}"
         self.logbus.emit(tenant=tenant, function=function, version=record.version,
-                         stream="system", message=f"{describe(trigger)} started task {record.id}")
+                         stream="system", message=message)
         return record
 
     # hyac.toml ----------------------------------------------------------------------

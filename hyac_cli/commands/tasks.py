@@ -215,6 +215,10 @@ def _describe(term: Any, task: dict[str, Any]) -> None:
         line("worker", task["worker"])
     if task.get("request_id"):
         line("request", task["request_id"])
+    if task.get("trigger"):
+        from hyac_common.triggers import describe_trigger
+
+        line("trigger", describe_trigger(task["trigger"]))
     if task.get("callback_url"):
         line("callback", f"{task['callback_url']} ({task.get('callback_status') or '-'}, "
                          f"{task.get('callback_attempts', 0)} attempt(s))")
