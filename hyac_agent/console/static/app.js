@@ -11,6 +11,7 @@ import { overviewView } from "./views/overview.js";
 import { settingsView } from "./views/settings.js";
 import { tasksView } from "./views/tasks.js";
 import { templatesView } from "./views/templates.js";
+import { triggersView } from "./views/triggers.js";
 
 const RANK = { viewer: 1, developer: 2, admin: 3 };
 
@@ -20,6 +21,7 @@ const VIEWS = [
   { id: "functions", title: "Functions", render: functionsView, may: () => true },
   { id: "logs", title: "Logs", render: logsView, may: () => true },
   { id: "tasks", title: "Tasks", render: tasksView, may: () => true },
+  { id: "triggers", title: "Triggers", render: triggersView, may: () => true },
   { id: "templates", title: "Templates", render: templatesView, may: () => true },
   { id: "domains", title: "Domains & IP rules", render: domainsView, may: () => true },
   { id: "admin", title: "Tenants & access", render: adminView, may: (me) => isAdmin(me) },

@@ -13,10 +13,11 @@ export async function tasksView(root, { rest }) {
 
   async function refresh() {
     const tasks = await api("GET", "/v1/tasks", { params: { limit: 100 } });
-    clear(holder).append(table(["Task", "Function", "Status", "Progress", "Attempts", "Error", ""],
+    clear(holder).append(table(["Task", "Function", "Started by", "Status", "Progress", "Attempts", "Error", ""],
       tasks.map((t) => [
         h("a", { href: `#/tasks/${t.id}` }, t.id),
         `${t.function} v${t.version}`,
+        h("span", { "data-task-trigger": t.id }, t.trigger ? `${t.trigger.kind} ${t.trigger.id}` : "a call"),
         h("span", { class: `badge ${t.status}`, "data-task-status": t.id }, t.status),
         progress(t),
         `${t.attempt} / ${t.max_attempts}`,
