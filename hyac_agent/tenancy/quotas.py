@@ -16,8 +16,9 @@
 Tenant ``*`` in the store holds the platform's values: the default of every tenant
 without its own, and the ceiling an admin may set. Execution and mail counters are kept in
 memory and written to the store every second (and at shutdown), so they survive a
-restart; with several agents each one enforces its own share plus what the store held
-when it started counting a window.
+restart. On PostgreSQL (several agents) executions are counted in the store itself as
+they are admitted, and running ones hold leases there (hyac_agent/cluster/quotas.py), so
+the limits hold across every agent and worker; mails are still counted by each node.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
+from hyac_agent.cluster.quotas import SharedCounters
 from hyac_agent.sandbox.limits import ResourceLimits
 from hyac_agent.tenancy.store import TenancyStore
 from hyac_common.durations import parse_duration, parse_size
@@ -118,6 +120,9 @@ class QuotaService:
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.storage_use = storage_use
+        #: several nodes on one PostgreSQL count executions in the store, not each its own
+        self.shared = (SharedCounters(store.engine)
+                       if store.engine.dialect.name == "postgresql" else None)
         #: the wall clock the minute and day windows are cut by (a test drives it)
         self.clock = clock
         self._limits: dict[str, dict[str, float]] = {}
@@ -176,6 +181,10 @@ class QuotaService:
         minute, day = _windows(self.clock())
         mail, notify = _daily_windows(self.clock())
         self._load_windows([minute, day, mail, notify])
+        if self.shared is not None:  # what every node counted, not this one's view
+            fresh = self.store.usage_in([minute, day])
+            self._counts.update({key: count for key, count in fresh.items() if key[0] == tenant})
+            self._running[tenant] = self.shared.running(tenant)
         use: dict[str, float | None] = {
             "cpu": None, "memory": None, "timeout": None,
             "storage": float(self.storage_use(tenant)),
@@ -230,6 +239,10 @@ class QuotaService:
         minute, day = _windows(self.clock())
         if minute not in self._loaded_windows or day not in self._loaded_windows:
             await asyncio.to_thread(self._load_windows, [minute, day])
+        if self.shared is not None:
+            async with self._shared_execution(tenant, limits, minute, day):
+                yield
+            return
         running = self._running.get(tenant, 0)
         if limits["concurrency"] is not None and running >= limits["concurrency"]:
             raise exceeded("concurrency", limits["concurrency"], running, 429)
@@ -275,6 +288,25 @@ class QuotaService:
             self._counts[key] = max(0, self._counts.get(key, 1) - 1)
             raise
         self._pending[key] = self._pending.get(key, 0) + 1
+
+    @contextlib.asynccontextmanager
+    async def _shared_execution(self, tenant: str, limits: dict[str, float | None], minute: str,
+                                day: str) -> AsyncIterator[None]:
+        """``execution`` against the counters every node shares (cluster/quotas.py)."""
+        assert self.shared is not None
+        lease, refused = await asyncio.to_thread(
+            self.shared.admit, tenant,
+            [("executions_per_minute", minute, limits["executions_per_minute"]),
+             ("executions_per_day", day, limits["executions_per_day"])],
+            limits["concurrency"],
+        )
+        if refused is not None:
+            raise exceeded(*refused, 429)
+        try:
+            yield
+        finally:
+            if lease is not None:
+                await asyncio.to_thread(self.shared.release, lease)
 
     def _limits_cached(self, tenant: str) -> dict[str, float | None] | None:
         if tenant in self._limits and PLATFORM in self._limits:
@@ -323,3 +355,5 @@ class QuotaService:
         while True:
             await asyncio.sleep(1.0)
             await asyncio.to_thread(self.flush)
+            if self.shared is not None:
+                await asyncio.to_thread(self.shared.renew)

@@ -132,3 +132,61 @@ def test_a_missing_bundle_names_no_internal_path(pair: Pair) -> None:
     error = response.json()["error"]
     assert error["code"] == "function_load_error"
     assert "/code" not in response.text and str(pair.b.data_dir) not in response.text
+
+
+def set_quotas(agent: RunningAgent, tenant: str, **values: object) -> None:
+    with agent.client(tenant) as client:
+        response = client.put("/v1/quotas", json={"values": values})
+    assert response.status_code == 200, response.text
+
+
+def test_rate_quota_holds_across_agents(pair: Pair) -> None:
+    """Three executions a day for the tenant: three in all, not three on each agent."""
+    with pair.a.client() as client:
+        assert client.post("/v1/tenants", json={"name": "rated"}).status_code == 201
+    set_quotas(pair.a, "rated", executions_per_day=3)
+    pair.a.deploy("tick", "def main(context):\n    return 'ok'\n", tenant="rated")
+    statuses = [agent.invoke("tick", tenant="rated").status_code
+                for agent in (pair.a, pair.b) * 4]
+    assert sorted(statuses) == [200] * 3 + [429] * 5, statuses
+    refused = pair.b.invoke("tick", tenant="rated").json()["error"]
+    assert refused["code"] == "quota_exceeded" and refused["quota"] == "executions_per_day"
+    with pair.b.client("rated") as client:
+        report = client.get("/v1/quotas").json()["quotas"]
+    assert report["executions_per_day"]["use"] == 3
+
+
+def test_concurrency_quota_holds_across_agents(pair: Pair) -> None:
+    """One invocation at a time: one running on A makes B refuse a second, until the
+    limit is raised (on B) and seen by both."""
+    import threading
+
+    with pair.a.client() as client:
+        assert client.post("/v1/tenants", json={"name": "narrow"}).status_code == 201
+    set_quotas(pair.a, "narrow", concurrency=1)
+    pair.a.deploy("hold", """
+import time
+def main(context):
+    while not context.kv.get("go"):
+        time.sleep(0.05)
+    return "released"
+""", tenant="narrow")
+    pair.a.deploy("ping", "def main(context):\n    return 'pong'\n", tenant="narrow")
+    pair.a.deploy("free", "def main(context):\n    context.kv.set('go', True)\n    return 'set'\n",
+                  tenant="narrow")
+    held: list[object] = []
+    runner = threading.Thread(target=lambda: held.append(pair.a.invoke("hold", tenant="narrow")))
+    runner.start()
+    try:
+        def refused_on_b() -> object:
+            assert not held, f"hold ended early: {held[0].text}"  # type: ignore[attr-defined]
+            response = pair.b.invoke("ping", tenant="narrow")
+            return response.status_code == 429 and response
+
+        refused = eventually(refused_on_b, timeout=60)
+        assert refused.json()["error"]["quota"] == "concurrency"
+        set_quotas(pair.b, "narrow", concurrency=2)
+        eventually(lambda: pair.a.invoke("free", tenant="narrow").status_code == 200, timeout=30)
+    finally:
+        runner.join(timeout=60)
+    assert body(held[0]) == "released"
