@@ -35,6 +35,14 @@ An empty variable counts as unset, except for the comma lists and plain strings.
 | smtp_url             | HYAC_SMTP_URL               | "" (no mail); smtp://user:pass@host:587, smtps://… |
 | mail_from            | HYAC_MAIL_FROM              | "" (the SMTP user name, if it is an address) |
 | smtp_timeout         | HYAC_SMTP_TIMEOUT           | 20 seconds per SMTP connect, command or reply |
+| storage_backend      | HYAC_STORAGE_BACKEND        | builtin (objects in the store's database) or s3 |
+| s3_endpoint          | HYAC_S3_ENDPOINT            | "" (AWS); the URL of an S3-compatible service |
+| s3_region            | HYAC_S3_REGION              | "" (us-east-1)                   |
+| s3_bucket            | HYAC_S3_BUCKET              | "" (the bucket tenants' objects go to) |
+| s3_access_key        | HYAC_S3_ACCESS_KEY          | ""                               |
+| s3_secret_key        | HYAC_S3_SECRET_KEY          | ""                               |
+| s3_path_style        | HYAC_S3_PATH_STYLE          | off (1: host/bucket/key addresses, for MinIO) |
+| s3_prefix            | HYAC_S3_PREFIX              | "" (prepended to every key in the bucket) |
 | notify_retries       | HYAC_NOTIFY_RETRIES         | 5 more tries after a failed notification |
 | notify_backoff       | HYAC_NOTIFY_BACKOFF         | 2 s before the first retry, doubling (to 10 min) |
 | notify_timeout       | HYAC_NOTIFY_TIMEOUT         | 10 s to resolve, connect and be answered |
@@ -61,7 +69,7 @@ import ipaddress
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -151,6 +159,16 @@ class AgentConfig(BaseSettings):
     smtp_url: str = ""
     mail_from: str = ""
     smtp_timeout: float = Field(20.0, gt=0)
+    # object storage (hyac_agent.integrations.storage); the store's settings apply where
+    # these are not set
+    storage_backend: Literal["builtin", "s3"] = "builtin"
+    s3_endpoint: str = ""
+    s3_region: str = ""
+    s3_bucket: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_path_style: bool = False
+    s3_prefix: str = ""
     # notifications (hyac_agent.notify); their URLs follow HYAC_CALLBACK_ALLOW_CIDRS
     notify_retries: int = Field(5, ge=0)
     notify_backoff: float = Field(2.0, ge=0)

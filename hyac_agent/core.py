@@ -20,6 +20,7 @@ from hyac_agent.execution.hostcalls import HostCalls
 from hyac_agent.execution.pool import WorkerPool
 from hyac_agent.integrations import IntegrationService
 from hyac_agent.integrations.mail import MailIntegration, mail_settings
+from hyac_agent.integrations.storage import StorageIntegration, storage_target
 from hyac_agent.logbus import LogBus
 from hyac_agent.mail import Mailer
 from hyac_agent.metrics import Metrics
@@ -79,7 +80,8 @@ class Agent:
         self.store.create_schema()
         #: mail, object storage, …: the environment's settings, else the store's
         self.integrations = IntegrationService(
-            self.store.engine, config.data_dir, config, [MailIntegration()]
+            self.store.engine, config.data_dir, config,
+            [MailIntegration(), StorageIntegration(self.store.engine)],
         )
         self.bundles = BundleStore(config.bundles_dir, self.store)
         self.bundles.sweep_temporary()
@@ -89,6 +91,7 @@ class Agent:
         self.tenancy = TenancyService(
             self.store, self.store.engine, config.data_dir, database_url, self.token,
             self.backend.egress_unavailable,
+            storage=storage_target(functools.partial(self.integrations.values, "storage")),
             clock=clock,
         )
         self.backend.attach_networks(self.tenancy.egress, scope_of(self.backend.settings.run_dir))

@@ -244,6 +244,10 @@ from hyac_agent.vulns.cli import app as vulndb_app  # noqa: E402 - beside its re
 
 app.add_typer(vulndb_app, name="vulndb")
 
+from hyac_agent.integrations.cli import app as storage_app  # noqa: E402 - beside its registration
+
+app.add_typer(storage_app, name="storage")
+
 
 def run() -> None:
     app()

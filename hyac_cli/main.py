@@ -31,16 +31,14 @@ from hyac_cli.commands import (
     quota,
     runtime,
     scan,
-    schedule,
     secret,
     storage,
+    system,
     tasks,
     template,
     tenant,
     token,
-    trigger,
     user,
-    webhook,
 )
 from hyac_cli.terminal import wants_json
 from hyac_common import errors
@@ -102,10 +100,8 @@ app.add_typer(token.app, name="token")
 app.add_typer(secret.app, name="secret")
 app.add_typer(env.app, name="env")
 app.add_typer(storage.app, name="storage")
+app.add_typer(system.app, name="system")
 app.add_typer(template.app, name="template")
-app.add_typer(schedule.app, name="schedule")
-app.add_typer(trigger.app, name="trigger")
-app.add_typer(webhook.app, name="webhook")
 app.add_typer(edge.ip_app, name="ip")
 app.add_typer(edge.access_app, name="access")
 app.add_typer(edge.domain_app, name="domain")

@@ -330,6 +330,14 @@ class SandboxUnavailable(HyacError):
     status = 503
 
 
+class StorageUnavailable(HyacError):
+    """The object storage service (an S3-compatible one) could not be reached, refused the
+    agent's credentials, or has no such bucket: the message says which."""
+
+    code = "storage_unavailable"
+    status = 503
+
+
 class MailNotConfigured(HyacError):
     """This agent has no SMTP server to send through."""
 

@@ -111,7 +111,9 @@ class IntegrationService:
             settings=settings, updated_at=stored.updated_at, updated_by=stored.updated_by or None)
 
     def _in_config(self, env: str, field: str) -> bool:
-        return bool(env) and field in self._config.model_fields_set
+        # An empty variable is no setting: the store's value applies.
+        return bool(env) and field in self._config.model_fields_set \
+            and getattr(self._config, field) not in ("", None)
 
     def _from_config(self, field: str) -> Any:
         return getattr(self._config, field)

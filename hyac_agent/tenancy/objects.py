@@ -1,7 +1,12 @@
 """A tenant's object storage (``context.storage``, ``/v1/storage``): bytes under keys.
 
-Objects live in the main store's database (a BLOB on SQLite, a BYTEA on PostgreSQL),
-so every agent sharing that database sees the same objects. Each access names its
+Every object has a row in the main store's database (key, size, type, sha256), so every
+agent sharing that database sees the same objects, and listing, paging, ``head`` and the
+storage quota read those rows whichever backend holds the bytes: the row itself
+(built-in: a BLOB on SQLite, a BYTEA on PostgreSQL) or a bucket of an S3-compatible
+service (the ``storage`` integration; hyac_agent/integrations/s3.py). New objects go to
+the backend in effect; each row says where its bytes are, so objects written before a
+switch stay readable until :meth:`ObjectStore.migrate` moves them. Each access names its
 tenant: host calls take it from the calling worker, the API from the caller's role. An
 object's key and bytes count towards the tenant's ``storage`` quota.
 """
@@ -12,21 +17,30 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.tenancy import tables as t
-from hyac_common.errors import InvalidInput, PayloadTooLarge
+from hyac_common.errors import InvalidInput, PayloadTooLarge, StorageUnavailable
 from hyac_common.names import validate_object_key
 from hyac_common.wire import ObjectInfo
 
 if TYPE_CHECKING:
+    from hyac_agent.integrations.s3 import S3Bucket
+    from hyac_agent.integrations.storage import StorageTarget
     from hyac_agent.tenancy.quotas import QuotaService
+
+log = logging.getLogger("hyac.storage")
+S3 = "s3"
+BUILTIN = "builtin"
+MIGRATE_BATCH = 100
 
 #: the largest object: one fits in a single API request under the default body limit
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
@@ -66,15 +80,61 @@ def check_limit(limit: object) -> int:
     return min(limit, MAX_LIST)
 
 
-class ObjectStore:
-    """The SQL half: rows of ``tenant_objects``, no validation."""
+def builtin_only() -> StorageTarget:
+    """Every object in the store's database (no S3 configured)."""
+    from hyac_agent.integrations.storage import StorageTarget
 
-    def __init__(self, engine: Engine) -> None:
+    return StorageTarget(BUILTIN, None)
+
+
+@dataclass
+class MigrationProgress:
+    """How far a move of objects between backends is: ``done`` of ``total`` objects
+    (``bytes`` of them), ``failed`` left where they were (``last_error`` says why)."""
+
+    total: int
+    done: int = 0
+    bytes: int = 0
+    failed: int = 0
+    last_error: str = ""
+
+
+class ObjectStore:
+    """Rows of ``tenant_objects`` and the bytes wherever they are; no validation."""
+
+    def __init__(self, engine: Engine, target: Callable[[], StorageTarget] = builtin_only) -> None:
         self.engine = engine
+        #: where new objects go, and the bucket (read at each access: it changes live)
+        self.target = target
+
+    def _bucket(self) -> S3Bucket:
+        bucket = self.target().bucket
+        if bucket is None:
+            raise StorageUnavailable("this object is kept in S3, and no S3 storage is configured "
+                                     "(hyac system integrations show storage)")
+        return bucket
+
+    def _place(self, tenant: str, key: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.objects.c.location, t.objects.c.sha256).where(
+                t.objects.c.tenant == tenant, t.objects.c.key == key)).first()
+
+    def _discard(self, tenant: str, key: str, sha256: str) -> None:
+        """Remove bytes no row points at any more; a failure leaves them (logged)."""
+        try:
+            self._bucket().delete(tenant, key, sha256)
+        except StorageUnavailable as exc:
+            log.warning("could not remove replaced object bytes of tenant %s: %s", tenant, exc.message)
 
     def put(self, tenant: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
-        values = {"data": data, "size": len(data), "content_type": content_type,
-                  "sha256": hashlib.sha256(data).hexdigest(), "updated_at": time.time()}
+        sha256 = hashlib.sha256(data).hexdigest()
+        target = self.target()
+        values: dict[str, Any] = {"data": data, "size": len(data), "content_type": content_type,
+                                  "sha256": sha256, "updated_at": time.time(), "location": None}
+        if target.backend == S3 and target.bucket is not None:
+            target.bucket.put(tenant, key, data, content_type, sha256)  # before the row
+            values.update(data=b"", location=S3)
+        old = self._place(tenant, key)
         where = (t.objects.c.tenant == tenant, t.objects.c.key == key)
         try:
             with self.engine.begin() as conn:
@@ -83,13 +143,25 @@ class ObjectStore:
         except IntegrityError:  # another agent inserted the same key first: ours replaces it
             with self.engine.begin() as conn:
                 conn.execute(update(t.objects).where(*where).values(**values))
-        return ObjectInfo(key=key, **{k: v for k, v in values.items() if k != "data"})
+        if old is not None and old.location == S3 and (old.sha256 != sha256 or values["location"] != S3):
+            self._discard(tenant, key, old.sha256)
+        return ObjectInfo(key=key, **{k: v for k, v in values.items() if k not in ("data", "location")})
 
     def read(self, tenant: str, key: str) -> tuple[ObjectInfo, bytes] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(*_INFO, t.objects.c.data).where(
-                t.objects.c.tenant == tenant, t.objects.c.key == key)).first()
-        return None if row is None else (_info(row), bytes(row.data))
+        for _ in range(3):
+            with self.engine.connect() as conn:
+                row = conn.execute(select(*_INFO, t.objects.c.data, t.objects.c.location).where(
+                    t.objects.c.tenant == tenant, t.objects.c.key == key)).first()
+            if row is None:
+                return None
+            if row.location != S3:
+                return _info(row), bytes(row.data)
+            data = self._bucket().get(tenant, key, row.sha256)
+            if data is not None:
+                _check(data, row.sha256, key, "in S3")
+                return _info(row), data
+            # replaced (by a put or a move) between reading the row and the bytes: again
+        raise StorageUnavailable(f"object {key!r} is listed but its bytes are missing from S3")
 
     def stat(self, tenant: str, key: str) -> ObjectInfo | None:
         with self.engine.connect() as conn:
@@ -98,9 +170,18 @@ class ObjectStore:
         return None if row is None else _info(row)
 
     def delete(self, tenant: str, key: str) -> bool:
+        old = self._place(tenant, key)
+        if old is None:
+            return False
         with self.engine.begin() as conn:
-            return bool(conn.execute(delete(t.objects).where(
-                t.objects.c.tenant == tenant, t.objects.c.key == key)).rowcount)
+            removed = bool(conn.execute(delete(t.objects).where(
+                t.objects.c.tenant == tenant, t.objects.c.key == key,
+                t.objects.c.sha256 == old.sha256)).rowcount)
+        if not removed:  # replaced meanwhile: delete what is there now
+            return self.delete(tenant, key)
+        if old.location == S3:
+            self._discard(tenant, key, old.sha256)
+        return True
 
     def list(self, tenant: str, prefix: str, limit: int, start_after: str = "") -> list[ObjectInfo]:
         query = select(*_INFO).where(t.objects.c.tenant == tenant)
@@ -113,6 +194,85 @@ class ObjectStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(t.objects.c.key).limit(limit)).all()
         return [_info(r) for r in rows]
+
+    # moving objects between backends ---------------------------------------------------
+
+    @staticmethod
+    def _pending(to: str, tenant: str | None) -> Any:
+        at_s3 = t.objects.c.location == S3
+        condition = at_s3 if to == BUILTIN else or_(t.objects.c.location.is_(None), ~at_s3)
+        return condition if tenant is None else condition & (t.objects.c.tenant == tenant)
+
+    def migrate(self, to: str, tenant: str | None,
+                progress: Callable[[MigrationProgress], None]) -> MigrationProgress:
+        """Move the bytes of every object (of ``tenant``, or of all) not yet in backend
+        ``to`` there, one object at a time: read, check the sha256 its row records, write,
+        read back and check again, then point the row at the new copy and drop the old
+        one. Objects written or removed meanwhile are left as they are; run it again to
+        resume after a failure or an interruption (what was moved is not moved again)."""
+        if to not in (S3, BUILTIN):
+            raise InvalidInput("objects move --to s3 or --to builtin")
+        bucket = self._bucket()  # either way: S3 is the source or the destination
+        pending = self._pending(to, tenant)
+        with self.engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(t.objects).where(pending))
+                        .scalar() or 0)
+        state = MigrationProgress(total=total)
+        progress(state)
+        after: tuple[str, str] = ("", "")
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(t.objects.c.tenant, t.objects.c.key, t.objects.c.sha256,
+                           t.objects.c.content_type)
+                    .where(pending, tuple_(t.objects.c.tenant, t.objects.c.key) > tuple_(*after))
+                    .order_by(t.objects.c.tenant, t.objects.c.key).limit(MIGRATE_BATCH)).all()
+            if not rows:
+                return state
+            for row in rows:
+                try:
+                    state.bytes += self._move(bucket, to, row.tenant, row.key, row.sha256,
+                                              row.content_type)
+                    state.done += 1
+                except StorageUnavailable as exc:
+                    state.failed += 1
+                    state.last_error = f"{row.tenant}/{row.key}: {exc.message}"
+                progress(state)
+            after = (rows[-1].tenant, rows[-1].key)
+
+    def _move(self, bucket: S3Bucket, to: str, tenant: str, key: str, sha256: str,
+              content_type: str) -> int:
+        """Move one object's bytes to ``to``; the bytes moved (0: it changed meanwhile)."""
+        where = (t.objects.c.tenant == tenant, t.objects.c.key == key,
+                 t.objects.c.sha256 == sha256)
+        if to == S3:
+            with self.engine.connect() as conn:
+                stored = conn.execute(select(t.objects.c.data).where(*where)).scalar()
+            if stored is None:
+                return 0  # replaced or removed meanwhile
+            data = bytes(stored)
+            _check(data, sha256, key, "in the store")
+            bucket.put(tenant, key, data, content_type, sha256)
+            _check(bucket.get(tenant, key, sha256) or b"", sha256, key, "read back from S3")
+            with self.engine.begin() as conn:
+                moved = conn.execute(update(t.objects).where(
+                    *where, self._pending(S3, None)).values(data=b"", location=S3)).rowcount
+        else:
+            found = bucket.get(tenant, key, sha256)
+            if found is None:
+                raise StorageUnavailable("its bytes are missing from S3")
+            data = found
+            _check(data, sha256, key, "in S3")
+            with self.engine.begin() as conn:
+                moved = conn.execute(update(t.objects).where(*where, t.objects.c.location == S3)
+                                     .values(data=data, location=None)).rowcount
+                if moved:
+                    written = conn.execute(select(t.objects.c.data).where(*where)).scalar()
+                    _check(bytes(written or b""), sha256, key, "written to the store")
+        now = self._place(tenant, key)
+        if not (now is not None and now.location == S3 and now.sha256 == sha256):
+            self._discard(tenant, key, sha256)  # the S3 copy serves no row (any more)
+        return len(data) if moved else 0
 
     def footprint(self, tenant: str, key: str | None = None) -> int:
         """Bytes counted against the quota: key plus size, of one object or of all."""
@@ -132,8 +292,9 @@ ChangeListener = Callable[[str, str, str, "ObjectInfo | None"], None]
 class ObjectService:
     """Validation, the size cap and the storage quota, over an ObjectStore."""
 
-    def __init__(self, engine: Engine, quotas: QuotaService) -> None:
-        self.store = ObjectStore(engine)
+    def __init__(self, engine: Engine, quotas: QuotaService,
+                 target: Callable[[], StorageTarget] = builtin_only) -> None:
+        self.store = ObjectStore(engine, target)
         self.quotas = quotas
         self._listeners: list[ChangeListener] = []
         self._locks: dict[str, threading.Lock] = {}
@@ -218,6 +379,11 @@ class ObjectService:
             info = await asyncio.to_thread(self.stat, tenant, key)
             return None if info is None else info.model_dump()
         return await asyncio.to_thread(self.delete, tenant, key)
+
+
+def _check(data: bytes, sha256: str, key: str, where: str) -> None:
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise StorageUnavailable(f"the bytes of {key!r} {where} do not match their sha256")
 
 
 def _decode(data_b64: object) -> bytes:

@@ -24,7 +24,7 @@ from hyac_agent.tenancy.auth import (
     hash_token,
     new_token,
 )
-from hyac_agent.tenancy.objects import ObjectService
+from hyac_agent.tenancy.objects import ObjectService, builtin_only
 from hyac_agent.tenancy.quotas import QuotaService, exceeded
 from hyac_agent.tenancy.secrets import SecretService, check_secret_name
 from hyac_agent.tenancy.store import TenancyStore, TokenRecord
@@ -33,6 +33,7 @@ from hyac_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from hyac_common.names import validate_name
 
 if TYPE_CHECKING:
+    from hyac_agent.integrations.storage import StorageTarget
     from hyac_agent.sandbox.limits import ResourceLimits
     from hyac_agent.store import Store, VersionRecord
 
@@ -70,6 +71,7 @@ class TenancyService:
 
     def __init__(self, store: Store, engine: Engine, data_dir: Path, store_url: str,
                  agent_token: str, egress_unavailable: Callable[[], str | None],
+                 storage: Callable[[], StorageTarget] = builtin_only,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = TenancyStore(engine)
         self.store.create_schema()
@@ -79,7 +81,8 @@ class TenancyService:
         self.databases = TenantDatabases(data_dir, store_url)
         #: ``clock``: the wall clock of the quota windows (a test drives it)
         self.quotas = QuotaService(self.store, self.storage_use, clock)
-        self.objects = ObjectService(engine, self.quotas)
+        #: objects' bytes go where ``storage`` says at each put (the storage integration)
+        self.objects = ObjectService(engine, self.quotas, storage)
         #: why tenants cannot have egress on this agent's sandbox (None: they can)
         self.egress_unavailable = egress_unavailable
         self._env: dict[str, dict[str, str]] = {}

@@ -106,6 +106,9 @@ objects = Table(
     Column("content_type", String(255), nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("updated_at", Float, nullable=False),
+    #: where the bytes are: NULL in the row's ``data`` (built-in), "s3" in the configured
+    #: bucket (``data`` empty); see hyac_agent/integrations/s3.py
+    Column("location", String(16)),
 )
 
 audit = Table(
@@ -129,4 +132,4 @@ audit = Table(
 
 #: columns added to tables that older stores already have: (table, column)
 ADDED_COLUMNS = [(users, "id"), (tokens, "parent"), (audit, "actor_kind"), (audit, "actor_id"),
-                 (audit, "actor_token")]
+                 (audit, "actor_token"), (objects, "location")]

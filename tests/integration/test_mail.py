@@ -360,7 +360,8 @@ def test_unconfigured_agent_says_so(tmp_path: Path) -> None:
         assert platform.deploy("send", SEND, "default").status_code == 201
         answer = send(platform, "default", to="a@example.com", subject="s", text="t")
         assert answer["error"] == "mail_not_configured"
-        assert answer["message"] == "mail is not configured on this agent: set HYAC_SMTP_URL"
+        assert answer["message"] == ("mail is not configured on this agent: set HYAC_SMTP_URL "
+                                     "or `hyac system integrations set mail url=…`")
     finally:
         agent.kill(signal.SIGTERM)
 
