@@ -31,6 +31,7 @@ from hyac_cli.commands import (
     quota,
     runtime,
     scan,
+    schedule,
     secret,
     storage,
     system,
@@ -38,7 +39,9 @@ from hyac_cli.commands import (
     template,
     tenant,
     token,
+    trigger,
     user,
+    webhook,
 )
 from hyac_cli.terminal import wants_json
 from hyac_common import errors
@@ -102,6 +105,9 @@ app.add_typer(env.app, name="env")
 app.add_typer(storage.app, name="storage")
 app.add_typer(system.app, name="system")
 app.add_typer(template.app, name="template")
+app.add_typer(schedule.app, name="schedule")
+app.add_typer(trigger.app, name="trigger")
+app.add_typer(webhook.app, name="webhook")
 app.add_typer(edge.ip_app, name="ip")
 app.add_typer(edge.access_app, name="access")
 app.add_typer(edge.domain_app, name="domain")
