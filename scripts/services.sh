@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local services the scale-out tests talk to: PostgreSQL (shared store, tenant
-# databases) and Redis (Celery broker). As root on Debian/Ubuntu, installs what is missing;
+# databases), Redis and RabbitMQ (Celery brokers). As root on Debian/Ubuntu, installs what is missing;
 # everywhere, starts what is installed but not running. Idempotent.
 #
 # A PostgreSQL installed here gets login roles `root` and `postgres` with a random password
@@ -13,6 +13,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     command -v pg_ctlcluster >/dev/null 2>&1 || { missing+=(postgresql); installed_pg=1; }
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    # the other Celery broker (tests/cluster/test_rabbitmq.py)
+    command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
     # scraped by tests/integration/test_prometheus.py
     command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
     # the browser of the console's end-to-end tests (tests/console/test_browser.py)
@@ -53,5 +55,10 @@ if command -v redis-server >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 ping >/de
     mkdir -p /var/lib/redis /var/log/redis
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
         --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+fi
+if command -v rabbitmq-server >/dev/null 2>&1 && ! (: </dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    echo "starting RabbitMQ"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    for _ in $(seq 1 120); do (: </dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.5; done
 fi
 exit 0

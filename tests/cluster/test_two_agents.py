@@ -7,8 +7,6 @@ both)."""
 from __future__ import annotations
 
 import base64
-import os
-import secrets
 import shutil
 import signal
 from collections.abc import Iterator
@@ -16,12 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.cluster.helpers import postgres_database
 from tests.conftest import RunningAgent, start_agent
 from tests.waiting import eventually
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "HYAC_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres"
-)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install bubblewrap)"
@@ -35,28 +30,9 @@ class Pair:
     database: str
 
 
-def _database() -> Iterator[str]:
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    name = "hyac_test_" + secrets.token_hex(4)
-    try:
-        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    for database in _database():
+    for database in postgres_database():
         home = tmp_path_factory.mktemp("cluster")
         env = {"HYAC_DATABASE_URL": database, "HYAC_CONFIG_DIR": str(home / "config")}
         a = start_agent(home / "a" / "data", "--sandbox", "bwrap", env=env)
