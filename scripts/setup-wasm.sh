@@ -74,7 +74,9 @@ SH
 chmod 755 "$home/bin/hyac-wasm-host.tmp"
 mv "$home/bin/hyac-wasm-host.tmp" "$home/bin/hyac-wasm-host"
 
-if [ ! -s "$home/python.cwasm" ]; then
+# Compiled once for the engine the workers build (wasm_host.make_engine); again whenever
+# wasmtime or that engine's settings change.
+if ! HYAC_WASM_HOME="$home" "$host_python" -I -B runtimes/python/wasm_host.py --check >/dev/null 2>&1; then
     HYAC_WASM_HOME="$home" "$host_python" -I -B runtimes/python/wasm_host.py --precompile
 fi
 chmod -R a+rX "$home"

@@ -269,6 +269,36 @@ def python_install(runtime: Runtime, lock: str, target: Path, sandboxed: bool,
             # Built wheels are unpacked like any other: from a folder, no network needed.
             _fetch_wheels(runtime, "".join(f"{w}\n" for w in wheels), site, target, sandboxed,
                           exact=True)
+    if runtime.pure_python:
+        native = native_distributions(site)
+        if native:
+            raise DependencyRefused(
+                f"{', '.join(native)} {'has' if len(native) == 1 else 'have'} native code, and "
+                f"{runtime.name} runs pure-Python packages only (wheels tagged none-any)"
+            )
+
+
+def native_distributions(site: Path) -> list[str]:
+    """The installed distributions whose wheel is not pure Python (``Tag`` other than
+    ``*-none-any``), or that hold a native library."""
+    found = []
+    for info in sorted(site.glob("*.dist-info")):
+        try:
+            wheel = (info / "WHEEL").read_text(errors="replace")
+        except OSError:
+            wheel = ""
+        tags = [line.split(":", 1)[1].strip() for line in wheel.splitlines()
+                if line.lower().startswith("tag:")]
+        pure = bool(tags) and all(tag.endswith("-none-any") for tag in tags)
+        try:
+            record = (info / "RECORD").read_text(errors="replace")
+        except OSError:
+            record = ""
+        if pure and any(re.search(r"\.(so|pyd|dylib)(\.[0-9.]+)?,", line) for line in record.splitlines()):
+            pure = False
+        if not pure:
+            found.append(info.name[: -len(".dist-info")].rsplit("-", 1)[0])
+    return found
 
 
 # -- Node ---------------------------------------------------------------------------------

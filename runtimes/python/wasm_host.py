@@ -282,7 +282,11 @@ def check(home: str) -> None:
     source = os.path.join(home, WASM_FILE)
     if not os.path.exists(source):
         die(EXIT_BROKEN, f"python3.12-wasm: {source} is missing; run scripts/setup-wasm.sh")
-    compiled = "precompiled" if os.path.exists(os.path.join(home, COMPILED_FILE)) else "not precompiled"
+    try:
+        wasmtime.Module.deserialize_file(make_engine(wasmtime), os.path.join(home, COMPILED_FILE))
+    except Exception as exc:
+        die(EXIT_BROKEN, f"python3.12-wasm: no usable {COMPILED_FILE} ({exc}); run scripts/setup-wasm.sh")
+    compiled = "precompiled"
     version = getattr(wasmtime, "__version__", "") or _dist_version()
     print(f"hyac-wasm-host python 3.12.0 (wasi) wasmtime {version} {compiled} "
           f"protocol {PROTOCOL_VERSION}")
