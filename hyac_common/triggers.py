@@ -27,7 +27,7 @@ def check_cron(line: object) -> str:
     Five fields (minute hour day month weekday), or six with seconds first
     (``*/10 * * * * *``), or an alias such as ``@hourly``."""
     # Imported here: the CLI loads this module on every manifest read.
-    from croniter import croniter
+    from croniter import CroniterBadDateError, croniter
 
     if not isinstance(line, str) or not line.strip():
         raise InvalidInput("a schedule must be a cron line such as \"*/5 * * * *\"")
@@ -44,6 +44,10 @@ def check_cron(line: object) -> str:
         )
     if not croniter.is_valid(text, second_at_beginning=len(fields) == 6):
         raise InvalidInput(f"invalid cron line {text!r}")
+    try:  # valid fields that no date has (February 30th) would never run
+        croniter(text, 0, second_at_beginning=len(fields) == 6).get_next(float)
+    except CroniterBadDateError:
+        raise InvalidInput(f"cron line {text!r} matches no date: it would never run") from None
     return text
 
 

@@ -75,6 +75,7 @@ async def delete_tenant(
     await agent.metrics.invocations.flush()  # its buffered records go with it too
     await asyncio.to_thread(agent.tenancy.delete_tenant, name)
     await forget_edge(request, name)
+    await agent.triggers.service.forget_tenant(name)
     await agent.pool.retire_tenant(name)
     networks = getattr(agent.backend, "networks", None)
     if networks is not None:

@@ -156,6 +156,11 @@ class TriggerService:
                        created_at=now)
         await asyncio.to_thread(self.store.replace_manifest_subscriptions, tenant, function, rows)
 
+    async def forget_tenant(self, tenant: str) -> None:
+        """The tenant was removed: its triggers go too (a tenant made later under the
+        same name starts with none)."""
+        await asyncio.to_thread(self.store.remove_tenant, tenant)
+
     # schedules ----------------------------------------------------------------------
 
     async def add_schedule(self, tenant: str, body: ScheduleCreate) -> ScheduleInfo:

@@ -50,6 +50,11 @@ class TriggerStore:
             conn.execute(update(table).where(table.c.id == trigger_id)
                          .values(last_task_id=task_id))
 
+    def remove_tenant(self, tenant: str) -> None:
+        with self.engine.begin() as conn:
+            for table in (t.schedules, t.subscriptions, t.webhooks):
+                conn.execute(delete(table).where(table.c.tenant == tenant))
+
     def remove_function(self, tenant: str, function: str) -> None:
         """Every trigger of a function that is gone."""
         with self.engine.begin() as conn:

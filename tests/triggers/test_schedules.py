@@ -79,6 +79,7 @@ def test_paused_schedule_does_not_run_and_resumes_from_the_next_tick(platform: P
     ({"function": "f", "cron": "61 * * * *"}, 400, "invalid cron line"),
     ({"function": "f", "cron": "* * *"}, 400, "expected 5 fields"),
     ({"function": "f", "cron": "@sometimes"}, 400, "unknown cron alias"),
+    ({"function": "f", "cron": "0 0 30 2 *"}, 400, "matches no date"),
     ({"function": "f", "cron": "*/5 * * * *", "timezone": "Mars/Olympus"}, 400,
      "unknown timezone"),
     ({"function": "missing", "cron": "*/5 * * * *"}, 404, "not found"),
@@ -154,3 +155,24 @@ def test_run_now_makes_a_task_a_viewer_cannot(platform: Platform) -> None:
         assert answer.status_code == 202, answer.text
         task = client.get(f"/v1/tasks/{answer.json()['task_id']}").json()
     assert task["trigger"]["kind"] == "schedule" and task["trigger"]["manual"] is True
+
+
+def test_a_removed_tenant_takes_its_triggers_and_the_changes_are_audited(
+    platform: Platform,
+) -> None:
+    platform.tenant("gone")
+    assert platform.deploy("f", HELLO, "gone").status_code == 201
+    schedule = _add(platform, "gone", function="f", cron=YEARLY)
+    with platform.owner("gone") as client:
+        hook = client.post("/v1/webhooks", json={"function": "f"}).json()
+        client.post(f"/v1/schedules/{schedule['id']}/pause")
+        actions = [(r["action"], r["target"]) for r in client.get("/v1/audit").json()]
+    assert ("schedule.add", None) in actions and ("webhook.add", None) in actions
+    assert ("schedule.pause", schedule["id"]) in actions
+    with platform.owner() as client:
+        assert client.delete("/v1/tenants/gone").status_code == 204
+    platform.tenant("gone")  # the same name again, the same function again
+    assert platform.deploy("f", HELLO, "gone").status_code == 201
+    with platform.owner("gone") as client:
+        assert client.get("/v1/triggers").json() == []
+        assert client.post(hook["path"], content=b"{}").status_code == 404
