@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from hyac_agent.api.deps import get_agent, get_principal
 from hyac_agent.core import Agent
@@ -41,7 +41,7 @@ async def set_integration(kind: str, body: IntegrationChange, principal: Princip
 
 
 @router.delete("/{kind}")
-async def unset_integration(kind: str, setting: list[str] | None = None,
+async def unset_integration(kind: str, setting: list[str] | None = Query(None),
                             principal: Principal = Depends(owner),
                             agent: Agent = Depends(get_agent)) -> IntegrationView:
     """Remove the stored settings (only those named by ``?setting=``, if any)."""
