@@ -127,6 +127,8 @@ def bundle_sha256(files: dict[str, bytes], request: DeployRequest) -> str:
         "config": request.config.model_dump(mode="json", exclude_defaults=True),
         "files": {p: hashlib.sha256(c).hexdigest() for p, c in sorted(files.items())},
     }
+    if request.sample is not None:  # kept with the version: another sample, another version
+        manifest["sample"] = request.sample.model_dump(mode="json")
     canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -56,7 +56,8 @@ class FunctionSpec:
     entry: str  # project-relative POSIX path of the file holding main()
     files: list[str]  # project-relative POSIX paths of the whole bundle
     config: dict[str, Any]  # keyword arguments of hyac_common.wire.FunctionConfig
-    sample: Any = None  # [functions.NAME] sample: a request body `hyac dev` replays
+    #: [functions.NAME] sample: a request body `hyac dev` replays and the console offers
+    sample: Any = None
 
 
 @dataclass
@@ -204,7 +205,12 @@ def load_project(root: Path) -> Project:
                 raise fail((*where, key), _unknown(key, f"[functions.{fn_name}]", known))
         for key, value in table.items():
             if key == "sample":
-                functions[fn_name].sample = value  # any TOML value is a valid JSON body
+                try:
+                    check_sample(value)
+                except HyacError as exc:
+                    raise fail((*where, key), f"sample of function {fn_name!r}: {exc.message}"
+                               ) from None
+                functions[fn_name].sample = value
                 continue
             try:
                 functions[fn_name].config[key] = function_setting(key, value)
@@ -401,6 +407,23 @@ def _settings() -> dict[str, tuple[FieldInfo, InManifest]]:
         if form.settable:
             settings[key] = (info, form)
     return settings
+
+
+def check_sample(body: Any) -> None:
+    """InvalidInput for a ``sample`` the agent would refuse: not JSON (TOML's dates and
+    times are not) or larger than it keeps."""
+    from pydantic import ValidationError
+
+    from hyac_common.wire import SampleRequest
+
+    try:
+        SampleRequest(body=body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "value_error":
+            raise InvalidInput(str(error["msg"]).removeprefix("Value error, ")) from None
+        raise InvalidInput("must be JSON: a table, array, string, number or boolean (not a "
+                           "date or time)") from None
 
 
 def function_setting(key: str, value: Any) -> Any:

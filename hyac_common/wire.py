@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from hyac_common.errors import InvalidInput
 from hyac_common.tasks import TaskStatus, TaskStatusName
@@ -113,6 +114,65 @@ class FunctionConfig(BaseModel):
         return _checked(check_timezone, value)
 
 
+#: the most a version's sample request may take, as JSON
+MAX_SAMPLE_BYTES = 64 * 1024
+_HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$"
+
+
+class SampleRequest(BaseModel):
+    """A request to try a function with, kept with the version: the ``sample`` of its
+    table in hyac.toml (a JSON body, sent as a POST). The console's invoke panel fills
+    itself from it."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: str = Field("/", max_length=1024, pattern=r"^/[^\x00-\x1f\x7f]*$")
+    query: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: JsonValue = Field(None, description="a JSON value, sent as application/json")
+
+    @field_validator("query")
+    @classmethod
+    def _query_lines(cls, query: dict[str, str]) -> dict[str, str]:
+        for name, value in query.items():
+            if not name or "=" in name or not (name + value).isprintable():
+                raise ValueError(f"query parameter {name!r}: a name without '=' and printable "
+                                 "text only")
+        return query
+
+    @field_validator("headers")
+    @classmethod
+    def _header_lines(cls, headers: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for name, value in headers.items():
+            if not re.match(_HEADER_NAME, name) or not value.isprintable():
+                raise ValueError(f"header {name!r}: a header name, and printable text only")
+        return headers
+
+    @field_validator("body")
+    @classmethod
+    def _finite(cls, body: JsonValue) -> JsonValue:
+        pending = [body]
+        while pending:  # not recursive: a deeply nested body cannot exhaust the stack
+            value = pending.pop()
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError("the body is not JSON: it holds NaN or infinity")
+            if isinstance(value, dict):
+                pending.extend(value.values())
+            elif isinstance(value, list):
+                pending.extend(value)
+        return body
+
+    @model_validator(mode="after")
+    def _small(self) -> SampleRequest:
+        size = len(self.model_dump_json().encode())
+        if size > MAX_SAMPLE_BYTES:
+            raise ValueError(f"the sample takes {size} bytes as JSON: at most {MAX_SAMPLE_BYTES}")
+        return self
+
+
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -125,6 +185,9 @@ class DeployRequest(BaseModel):
         "another runtime language, is refused (409) unless force",
     )
     force: bool = Field(False, description="take the function over from its owner project")
+    sample: Optional[SampleRequest] = Field(
+        None, description="a request to try the function with (hyac.toml's sample), kept "
+        "with the version; part of its content, as the config is")
 
 
 class DeployResult(BaseModel):
@@ -165,6 +228,8 @@ class VersionInfo(BaseModel):
     active: bool
     entry: str
     config: FunctionConfig
+    sample: Optional[SampleRequest] = Field(
+        None, description="the request to try this version with (hyac.toml's sample)")
 
 
 class RollbackRequest(BaseModel):

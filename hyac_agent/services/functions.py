@@ -145,6 +145,7 @@ class FunctionService:
         version, created = await asyncio.to_thread(functools.partial(
             self.store.record_deploy, tenant, name, sha, request.entry, config,
             project=request.project, take_over=request.force, bundle=pack(files),
+            sample=request.sample,
         ))
         self._changed(tenant, name, version if self._changes == changes else None)
         return DeployResult(
@@ -252,6 +253,7 @@ class FunctionService:
             VersionInfo(
                 version=v.number, sha256=v.sha256, runtime=v.runtime, created_at=v.created_at,
                 active=v.number == summary.active_version, entry=v.entry, config=v.config,
+                sample=v.sample,
             )
             for v in self.store.list_versions(tenant, name)
         ]

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from hyac_agent.store.task_base import TaskRecord, TaskStore
 from hyac_common.errors import OwnedByAnotherProject
-from hyac_common.wire import FunctionConfig, LogRecord
+from hyac_common.wire import FunctionConfig, LogRecord, SampleRequest
 
 __all__ = ["LOG_LINE_OVERHEAD", "FunctionRecord", "LogRetention", "Store", "TaskRecord",
            "VersionRecord", "owned_elsewhere"]
@@ -42,6 +42,7 @@ class VersionRecord:
     entry: str
     config: FunctionConfig
     created_at: float
+    sample: SampleRequest | None = None
 
     @property
     def runtime(self) -> str:
@@ -82,8 +83,10 @@ class Store(TaskStore, Protocol):
     def record_deploy(
         self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig,
         *, project: str | None = None, take_over: bool = False, bundle: bytes | None = None,
+        sample: SampleRequest | None = None,
     ) -> tuple[VersionRecord, bool]:
         """Make ``sha256`` the active version of ``tenant/name``, in one transaction.
+        A new version keeps ``sample`` (part of the content ``sha256`` names).
 
         ``bundle`` (the packed files, hyac_agent/bundles.py) is kept as the blob
         ``sha256`` in the same transaction when the store has not got it yet, so every

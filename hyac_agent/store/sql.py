@@ -35,7 +35,7 @@ from hyac_agent.store.base import (
 )
 from hyac_agent.store.tasks_sql import SqlTaskStore
 from hyac_common.errors import NotFound
-from hyac_common.wire import FunctionConfig, LogRecord
+from hyac_common.wire import FunctionConfig, LogRecord, SampleRequest
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -82,6 +82,7 @@ class SqlStore(SqlTaskStore, Store):
             entry=row.entry,
             config=FunctionConfig.model_validate_json(row.config),
             created_at=row.created_at,
+            sample=SampleRequest.model_validate_json(row.sample) if row.sample else None,
         )
 
     def _function_row(self, conn: Connection, tenant: str, name: str) -> Any:
@@ -115,6 +116,7 @@ class SqlStore(SqlTaskStore, Store):
     def record_deploy(
         self, tenant: str, name: str, sha256: str, entry: str, config: FunctionConfig,
         *, project: str | None = None, take_over: bool = False, bundle: bytes | None = None,
+        sample: SampleRequest | None = None,
     ) -> tuple[VersionRecord, bool]:
         now = time.time()
         with self.engine.begin() as conn:
@@ -152,6 +154,7 @@ class SqlStore(SqlTaskStore, Store):
                     entry=entry,
                     config=config.model_dump_json(),
                     created_at=now,
+                    sample=sample.model_dump_json() if sample is not None else None,
                 )
             )
             conn.execute(
@@ -159,7 +162,7 @@ class SqlStore(SqlTaskStore, Store):
                 .where(t.functions.c.id == function_id)
                 .values(active_version=number, updated_at=now)
             )
-        record = VersionRecord(tenant, name, number, sha256, entry, config, now)
+        record = VersionRecord(tenant, name, number, sha256, entry, config, now, sample)
         return record, True
 
     def _function_record(self, conn: Connection, row: Any) -> FunctionRecord:

@@ -44,6 +44,9 @@ versions = Table(
     Column("entry", Text, nullable=False),
     Column("config", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    # the request to try it with (hyac.toml's sample), JSON; NULL: none (and versions
+    # stored before samples were kept)
+    Column("sample", Text),
     UniqueConstraint("function_id", "number", name="uq_version_number"),
     Index("ix_version_sha", "function_id", "sha256"),
 )

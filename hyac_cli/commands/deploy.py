@@ -115,13 +115,15 @@ def build_request(root: Any, spec: Any, *, project: str | None = None, force: bo
     agent records ``project`` as the function's owner."""
     import base64
 
-    from hyac_common.wire import DeployRequest, FunctionConfig
+    from hyac_common.wire import DeployRequest, FunctionConfig, SampleRequest
 
     files = {
         rel: base64.b64encode((root / rel).read_bytes()).decode("ascii") for rel in spec.files
     }
+    # hyac.toml's sample is a body, sent as a POST (as `hyac dev` replays it)
+    sample = SampleRequest(body=spec.sample) if spec.sample is not None else None
     request = DeployRequest(entry=spec.entry, files_b64=files, config=FunctionConfig(**spec.config),
-                            project=project, force=force)
+                            project=project, force=force, sample=sample)
     return request.model_dump(mode="json")
 
 

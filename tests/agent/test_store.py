@@ -140,3 +140,21 @@ def test_concurrent_deploys_each_get_a_version(store: SqlStore) -> None:
     assert sum(created for _, created in same) == 1
     assert len(store.list_versions("t", "f")) == count
     assert store.get_function("t", "g").versions == 1  # type: ignore[union-attr]
+
+
+def test_a_version_keeps_its_sample_and_an_older_store_gains_the_column(store: SqlStore) -> None:
+    from hyac_common.wire import SampleRequest
+
+    config = FunctionConfig(runtime="python3.11")
+    sample = SampleRequest(query={"name": "Sam"}, body={"month": "2026-01"})
+    made, _ = store.record_deploy("t", "f", "a" * 64, "functions/f.py", config, sample=sample)
+    assert made.sample == sample
+    assert store.get_version("t", "f") == made
+    # a store made before versions kept samples: the column is added at start, and the
+    # versions stored without one read as having none
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE versions DROP COLUMN sample")
+    store.create_schema()
+    assert store.get_version("t", "f", 1).sample is None  # type: ignore[union-attr]
+    store.record_deploy("t", "f", "b" * 64, "functions/f.py", config, sample=sample)
+    assert [v.sample for v in store.list_versions("t", "f")] == [None, sample]

@@ -128,3 +128,24 @@ def test_deploy_agent_error_stops_with_one_line(
     assert result.exit_code == 1
     assert result.stdout == "hello  v1  deployed\n"
     assert result.stderr == "Error: deploying 'zzz' failed: bundle is larger than 50 MiB\n"
+
+
+def test_the_sample_goes_with_the_deploy(run: Run, project: Path, fake_agent: FakeAgent) -> None:
+    write(project, {"hyac.toml": '[project]\nname = "demo"\n\n[functions.hello]\n'
+                                 'sample = { month = "2026-01", n = [1, 2] }\n'})
+    assert run("deploy").exit_code == 0
+    (put,) = fake_agent.calls("PUT")
+    assert json.loads(put.content)["sample"] == {
+        "method": "POST", "path": "/", "query": {}, "headers": {},
+        "body": {"month": "2026-01", "n": [1, 2]}}
+
+
+def test_a_sample_that_is_not_json_is_one_line(run: Run, project: Path,
+                                                fake_agent: FakeAgent) -> None:
+    write(project, {"hyac.toml": '[project]\nname = "demo"\n\n[functions.hello]\n'
+                                 'sample = { when = 2026-01-01 }\n'})
+    result = run("deploy")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: hyac.toml:5: sample of function 'hello': must be JSON")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fake_agent.requests == []

@@ -7,6 +7,7 @@ docs/console/."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import RunningAgent
+from tests.conftest import RunningAgent, current_runtime
 from tests.console.conftest import hyac, make_user
 
 CHROMIUM = "/usr/bin/chromium"
@@ -71,11 +72,26 @@ def main(context):
 """
 
 
+#: hello's sample request (hyac.toml's sample, or any request through the API)
+SAMPLE = {"method": "POST", "path": "/", "query": {"name": "sample"},
+          "headers": {"X-Demo": "yes"}, "body": {"greeting": "hi"}}
+
+
+def deploy_with_sample(agent: RunningAgent, name: str, source: str, sample: dict) -> None:
+    entry = f"functions/{name}.py"
+    with agent.client() as client:
+        answer = client.put(f"/v1/functions/{name}", json={
+            "entry": entry, "files_b64": {entry: base64.b64encode(source.encode()).decode()},
+            "config": {"runtime": current_runtime()}, "sample": sample})
+    assert answer.status_code == 201, answer.text
+
+
 @pytest.fixture(scope="module")
 def deployed(backend_agent: RunningAgent) -> RunningAgent:
     console_agent = backend_agent
     console_agent.deploy("hello", HELLO)
-    console_agent.deploy("hello", HELLO.replace("world", "there"))  # a second version to diff
+    # a second version to diff, with a sample for the invoke panel
+    deploy_with_sample(console_agent, "hello", HELLO.replace("world", "there"), SAMPLE)
     console_agent.deploy("xss", XSS)
     console_agent.deploy("slow", SLOW, background=True, timeout=120)
     console_agent.deploy("noisy", NOISY)
@@ -154,11 +170,23 @@ def test_sign_in_through_the_printed_url(owner: Watched, deployed: RunningAgent)
 def test_invoke_from_the_panel(owner: Watched) -> None:
     page = owner.page
     view(page, "functions/hello", "hello")
-    page.get_by_label("Method").select_option("GET")
-    page.get_by_label("Query").fill("name=panel")
+    # the panel starts with the active version's sample
+    expect(page.get_by_label("Query")).to_have_value("name=sample")
+    expect(page.get_by_label("Headers")).to_have_value("X-Demo: yes")
+    assert json.loads(page.get_by_label("JSON body").input_value()) == SAMPLE["body"]
     page.get_by_role("button", name="Invoke").click()
     expect(page.locator("#inv-status")).to_have_text("200")
+    assert json.loads(page.locator("#inv-body-out").inner_text()) == {"hello": "sample"}
+    page.get_by_label("Method").select_option("GET")
+    page.get_by_label("Query").fill("name=panel")
+    page.get_by_label("JSON body").fill("")
+    page.get_by_role("button", name="Invoke").click()
+    expect(page.locator("#inv-body-out")).to_contain_text("panel")  # this answer, not the last
+    expect(page.locator("#inv-status")).to_have_text("200")
     assert json.loads(page.locator("#inv-body-out").inner_text()) == {"hello": "panel"}
+    page.get_by_role("button", name="Load sample").click()
+    expect(page.get_by_label("Method")).to_have_value("POST")
+    expect(page.get_by_label("Query")).to_have_value("name=sample")
     # Versions with who deployed them, and the diff between the two.
     expect(page.get_by_role("button", name="Roll back to v1")).to_be_visible()
     page.get_by_role("button", name="Show diff").click()

@@ -22,7 +22,8 @@ export async function functionsView(root, { rest }) {
 async function functionDetail(root, name) {
   root.append(h("p", {}, h("a", { href: "#/functions" }, "← Functions")), h("h1", {}, name));
   const versions = await api("GET", `/v1/console/functions/${encodeURIComponent(name)}/versions`);
-  root.append(invokePanel(name));
+  const active = versions.find((v) => v.active);
+  root.append(invokePanel(name, active ? active.sample : null));
   const listing = section("Versions");
   root.append(listing);
   listing.append(table(["Version", "Runtime", "Deployed", "By", "State", ""],
@@ -110,17 +111,27 @@ function pairs(text, separator) {
 }
 
 
-function invokePanel(name) {
+function invokePanel(name, sample) {
   const method = h("select", { id: "inv-method" }, ["POST", "GET", "PUT", "PATCH", "DELETE"].map((m) => h("option", { value: m }, m)));
   const path = h("input", { id: "inv-path", value: "/" });
   const query = h("textarea", { id: "inv-query", rows: 2, placeholder: "name=value, one a line" });
   const hdrs = h("textarea", { id: "inv-headers", rows: 2, placeholder: "Header: value, one a line" });
   const body = h("textarea", { id: "inv-body", rows: 4, placeholder: '{"name": "world"}' });
   const result = h("div", { id: "inv-result", class: "result", "aria-live": "polite" });
+  // the active version's sample request (hyac.toml): the form starts with it
+  const load = () => {
+    method.value = sample.method;
+    path.value = sample.path;
+    query.value = Object.entries(sample.query).map(([k, v]) => `${k}=${v}`).join("\n");
+    hdrs.value = Object.entries(sample.headers).map(([k, v]) => `${k}: ${v}`).join("\n");
+    body.value = sample.body === null ? "" : JSON.stringify(sample.body, null, 2);
+  };
+  if (sample) load();
   const form = h("form", { class: "invoke" },
     h("div", { class: "row" }, field("Method", method), field("Path", path)),
     field("Query", query), field("Headers", hdrs), field("JSON body", body),
-    h("button", { type: "submit" }, "Invoke"));
+    h("div", { class: "row" }, h("button", { type: "submit" }, "Invoke"),
+      sample ? h("button", { type: "button", id: "inv-sample", onclick: load }, "Load sample") : null));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clear(result).append(h("p", { class: "muted" }, "Running…"));
