@@ -90,7 +90,7 @@ def pyright_config(runtime: str, stubs_dir: str) -> str:
         "include": ["functions"],
         "typeCheckingMode": "standard",
     }
-    version = runtime.removeprefix("python")
+    version = runtime.removeprefix("python").removesuffix("-wasm")  # python3.12-wasm: 3.12
     if version.replace(".", "").isdigit():
         config["pythonVersion"] = version
     return json.dumps(config, indent=2) + "\n"

@@ -11,7 +11,7 @@ from hyac_common.errors import InvalidInput
 if TYPE_CHECKING:
     from hyac_cli.stubs import ProjectFacts
 
-_RUNTIME_RE = re.compile(r"^(python3\.\d+|node\d+|deno)$")
+_RUNTIME_RE = re.compile(r"^(python3\.\d+|python3\.12-wasm|node\d+|deno)$")
 
 
 def init(
@@ -23,7 +23,7 @@ def init(
         typer.Option(
             "--runtime", "-r", show_default=False,
             help="Runtime of the functions: python3.X (default: this interpreter's), "
-            "node20 or deno.",
+            "python3.12-wasm (WebAssembly), node20 or deno.",
         ),
     ] = None,
     template: Annotated[
@@ -56,7 +56,8 @@ def init(
     runtime = runtime or default_runtime()
     if not _RUNTIME_RE.match(runtime):
         raise InvalidInput(
-            f"unknown runtime {runtime!r}: use python3.X (e.g. python3.11), node20 or deno"
+            f"unknown runtime {runtime!r}: use python3.X (e.g. python3.11), python3.12-wasm, "
+            "node20 or deno"
         )
     if fetched is None and template not in templates.TEMPLATES:
         raise InvalidInput(

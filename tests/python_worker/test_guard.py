@@ -8,6 +8,7 @@ catches honest mistakes, not that it stops an attacker.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import sys
@@ -204,3 +205,32 @@ def test_no_guard_without_the_flag(tmp_path: Path) -> None:
         assert body_of(run(worker, "open", "/etc/hostname"))
     finally:
         worker.close()
+
+
+AGENT_FUNCTION = """
+import datetime, json
+
+def main(context):
+    if context.request.query.get("peek"):
+        return open("/etc/passwd").read()
+    import pydantic
+    context.kv.set("seen", 1)
+    context.storage.put("guarded.txt", b"kept")
+    return {"kv": context.kv.get("seen"), "storage": context.storage.get("guarded.txt").decode(),
+            "pydantic": pydantic.VERSION > "2", "json": json.dumps([1]),
+            "day": datetime.date(2026, 12, 3).isoformat()}
+"""
+
+
+def test_unsandboxed_agent_runs_guarded_workers(api_agent: Any) -> None:
+    """Through the agent's unsandboxed backend: kv and storage host calls work, and a
+    refusal reaches the caller as the function's error, naming what was refused."""
+    api_agent.deploy("guarded", AGENT_FUNCTION)
+    answer = api_agent.invoke("guarded").json()
+    assert answer["ok"], answer["error"]
+    assert json.loads(base64.b64decode(answer["body_b64"])) == {
+        "kv": 1, "storage": "kept", "pydantic": True, "json": "[1]", "day": "2026-12-03"}
+    refused = api_agent.invoke("guarded", query={"peek": "1"}).json()
+    assert not refused["ok"]
+    assert refused["error"]["type"] == "PermissionError"
+    assert refused["error"]["message"] == f"hyac: opening /etc/passwd is not allowed {NOTE}"
