@@ -28,6 +28,7 @@ from hyac_cli.commands import (
     invoke,
     login,
     logs,
+    notify,
     quota,
     runtime,
     scan,
@@ -103,6 +104,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(secret.app, name="secret")
 app.add_typer(env.app, name="env")
 app.add_typer(storage.app, name="storage")
+app.add_typer(notify.app, name="notify")
 app.add_typer(system.app, name="system")
 app.add_typer(template.app, name="template")
 app.add_typer(schedule.app, name="schedule")

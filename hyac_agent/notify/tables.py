@@ -6,7 +6,20 @@ reports on, the same log."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    inspect,
+)
 
 metadata = MetaData()
 
@@ -75,3 +88,13 @@ alert_state = Table(
     Column("since", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+
+def forget(conn: Connection, tenant: str) -> None:
+    """Delete, in the caller's transaction, a removed tenant's channels and what it sent,
+    so a tenant made again under the name starts with none of them."""
+    if not inspect(conn).has_table(channels.name):
+        return  # notifications never ran on this store
+    conn.execute(delete(channels).where(channels.c.tenant == tenant))
+    conn.execute(delete(deliveries).where(
+        (deliveries.c.tenant == tenant) | (deliveries.c.sender == tenant)))

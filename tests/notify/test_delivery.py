@@ -325,3 +325,18 @@ def test_a_javascript_function_notifies(agent: InProcessAgent, receiver: Receive
     assert sent["text"] == "hello from JavaScript"
     assert {f["title"]: f["value"] for f in sent["attachments"][0]["fields"]} == {
         "build": "42", "ok": "true"}
+
+
+def test_a_tenant_made_again_under_a_removed_name_has_no_channels(
+        agent: InProcessAgent, receiver: Receiver) -> None:
+    with agent.client() as owner:
+        assert owner.post("/v1/tenants", json={"name": "fleeting"}).status_code == 201
+    add(agent, "old-hook", "slack", tenant="fleeting", url=receiver.url)
+    with agent.client("fleeting") as client:
+        assert client.post("/v1/notify/channels/old-hook/test").status_code == 202
+    with agent.client() as owner:
+        assert owner.delete("/v1/tenants/fleeting").status_code in (200, 204)
+        assert owner.post("/v1/tenants", json={"name": "fleeting"}).status_code == 201
+    with agent.client("fleeting") as client:
+        assert client.get("/v1/notify/channels").json() == []
+        assert client.get("/v1/notify/deliveries").json() == []

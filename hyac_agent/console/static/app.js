@@ -7,6 +7,7 @@ import { auditView } from "./views/audit.js";
 import { domainsView } from "./views/domains.js";
 import { functionsView } from "./views/functions.js";
 import { logsView } from "./views/logs.js";
+import { notificationsView } from "./views/notifications.js";
 import { overviewView } from "./views/overview.js";
 import { settingsView } from "./views/settings.js";
 import { tasksView } from "./views/tasks.js";
@@ -24,6 +25,7 @@ const VIEWS = [
   { id: "triggers", title: "Triggers", render: triggersView, may: () => true },
   { id: "templates", title: "Templates", render: templatesView, may: () => true },
   { id: "domains", title: "Domains & IP rules", render: domainsView, may: () => true },
+  { id: "notifications", title: "Notifications", render: notificationsView, may: () => true },
   { id: "admin", title: "Tenants & access", render: adminView, may: (me) => isAdmin(me) },
   { id: "audit", title: "Audit", render: auditView, may: (me) => isAdmin(me) },
   { id: "settings", title: "Settings", render: settingsView, may: (me) => me.owner },
