@@ -36,6 +36,7 @@ BENCHMARKS = {
     "memory": "benchmarks.bench_memory",
     "scaling": "benchmarks.bench_scaling",
     "queue": "benchmarks.bench_queue",
+    "wasm": "benchmarks.bench_wasm",
 }
 #: scripts other people own, run as ``python SCRIPT [--short] --json PATH`` when present;
 #: their JSON is kept as it is under ``extra`` (cold_start.py's figures also feed "cold")

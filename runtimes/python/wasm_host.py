@@ -117,13 +117,11 @@ def guest_memory_limit() -> int:
 class Host:
     """One guest instance and the relay between it and the agent's channel."""
 
-    def __init__(self, wasmtime: Any, engine: Any, module: Any, channel: Channel,
-                 init: dict[str, Any]) -> None:
+    def __init__(self, wasmtime: Any, engine: Any, module: Any, channel: Channel) -> None:
         self.wasmtime = wasmtime
         self.engine = engine
         self.module = module
         self.channel = channel
-        self.init = init
         #: invocations sent to the guest and not yet answered: id -> deadline, in order
         self.running: dict[str, float] = {}
         self.lock = threading.Lock()
@@ -137,7 +135,7 @@ class Host:
 
     def configure(self) -> Any:
         wasmtime = self.wasmtime
-        code_dir = str(self.init.get("code_dir") or os.environ.get("HYAC_CODE_DIR") or "")
+        code_dir = os.environ.get("HYAC_CODE_DIR", "")
         wasi = wasmtime.WasiConfig()
         wasi.argv = GUEST_ARGV
         wasi.env = [("HOME", "/tmp"), ("LANG", "C.UTF-8"), ("PYTHONDONTWRITEBYTECODE", "1"),
@@ -229,9 +227,14 @@ class Host:
                 return
 
     def serve(self) -> int:
-        guest_init = dict(self.init, code_dir="/code")
-        self.to_guest(guest_init)
+        """Start the guest at once (a generic worker of the pool is warm up to the user's
+        code: CPython and the runtime load while the agent picks a function), then relay."""
         threading.Thread(target=self.run_guest, name="guest", daemon=True).start()
+        try:
+            init = bootstrap.read_init(self.channel)
+        except ProtocolError as exc:
+            die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
+        self.to_guest(dict(init, code_dir="/code"))  # the guest's own path of its code
         threading.Thread(target=self.watch_deadlines, name="deadlines", daemon=True).start()
         threading.Thread(target=self.read_agent, name="agent", daemon=True).start()
         self.done.wait()
@@ -311,13 +314,11 @@ def main() -> None:
         check(HOME)
         return
     wasmtime = _wasmtime()
+    if not os.path.isdir(os.environ.get("HYAC_CODE_DIR", "")):
+        die(EXIT_PROTOCOL_ERROR, "python3.12-wasm: HYAC_CODE_DIR does not name the code directory")
     channel = bootstrap.open_channel()
-    try:
-        init = bootstrap.read_init(channel)
-    except ProtocolError as exc:
-        die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
     engine = make_engine(wasmtime)
-    host = Host(wasmtime, engine, load_module(wasmtime, engine, HOME), channel, init)
+    host = Host(wasmtime, engine, load_module(wasmtime, engine, HOME), channel)
     code = host.serve()
     # Straight out: the engine's threads must not be torn down by interpreter finalisation.
     die(code)

@@ -29,6 +29,8 @@ EXPECTED = [
     *(f"scaling.d{n}.{m}" for n in (20, 100) for m in ("throughput", "agent_rss")),
     "scaling.deployed_cost.throughput",
     "scaling.deployed_cost.agent_rss",
+    "wasm.cold_start",
+    "wasm.warm_invoke",
 ]
 QUEUE = [f"queue.{engine}.{m}" for engine in ("embedded", "celery") for m in ("end_to_end", "enqueue")]
 QUEUE.append("queue.overhead.p50")
