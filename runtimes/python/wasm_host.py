@@ -55,7 +55,7 @@ GUEST_ARGV = ["python3.12", "-I", "-B", "/runtime/wasm_guest.py"]
 HOST_OVERHEAD = 96 * 1024 * 1024
 MIN_GUEST_MEMORY = 48 * 1024 * 1024
 DEFAULT_MEMORY = 256 * 1024 * 1024
-#: how often the deadline watcher looks at the clock
+#: slack past a deadline before the watcher looks again
 TICK = 0.02
 EXIT_OK, EXIT_PROTOCOL_ERROR, EXIT_BROKEN = 0, 2, 3
 
@@ -124,7 +124,8 @@ class Host:
         self.channel = channel
         #: invocations sent to the guest and not yet answered: id -> deadline, in order
         self.running: dict[str, float] = {}
-        self.lock = threading.Lock()
+        #: guards ``running``; told when an invocation starts and when the guest ends
+        self.lock = threading.Condition()
         self.frames = FrameBuffer()
         self.timed_out: str | None = None
         self.stdin_r, self.stdin_w = os.pipe()
@@ -171,7 +172,9 @@ class Host:
         except Exception as exc:  # the instance could not be made
             os.write(2, f"python3.12-wasm: the guest did not start: {exc}\n".encode())
             self.exit_code = EXIT_BROKEN
-        self.done.set()
+        with self.lock:
+            self.done.set()
+            self.lock.notify_all()
 
     def fail_running(self, trap: Exception) -> None:
         """Answer the invocations the stopped instance held."""
@@ -212,16 +215,24 @@ class Host:
                 self.running[str(message.get("id"))] = (
                     float(deadline) if isinstance(deadline, (int, float)) else time.time() + 30
                 )
+                self.lock.notify_all()
         data = memoryview(_encode(message))
         while data:
             data = data[os.write(self.stdin_w, data):]
 
     def watch_deadlines(self) -> None:
         """Deadline thread: stop the instance when the invocation it runs overruns."""
-        while not self.done.wait(TICK):
-            with self.lock:
+        with self.lock:
+            while not self.done.is_set():
+                # The guest runs invocations in the order they came: the first is running.
                 head = next(iter(self.running.items()), None)
-            if head is not None and time.time() > head[1]:
+                if head is None:
+                    self.lock.wait()
+                    continue
+                left = head[1] - time.time()
+                if left > 0:
+                    self.lock.wait(left + TICK)
+                    continue
                 self.timed_out = head[0]
                 self.engine.increment_epoch()
                 return
