@@ -81,3 +81,16 @@ def test_the_https_port_is_in_agent_json_and_agent_status(edge: Edge) -> None:
     assert report["running"] is True and report["https_port"] == edge.tls_port
     said = hyac(edge, "agent", "status")
     assert f"HTTPS on port {edge.tls_port}" in said.stdout
+
+
+def test_rm_names_the_domains_removed_with_the_function(edge: Edge) -> None:
+    edge.echo("rmtenant", "bound")
+    with edge.owner("rmtenant") as owner:
+        assert owner.post("/v1/domains", json={"host": "bound.rm.example.test",
+                                               "function": "bound"}).status_code == 201
+    removed = hyac(edge, "rm", "bound", "--yes", "-t", "rmtenant")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == "bound  deleted\n"
+    assert "domain bound.rm.example.test was bound to it: removed too" in removed.stderr
+    with edge.owner("rmtenant") as owner:
+        assert owner.get("/v1/domains").json() == []
