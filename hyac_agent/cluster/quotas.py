@@ -44,6 +44,10 @@ quota_leases = Table(
     Index("ix_quota_leases_tenant", "tenant"),
 )
 
+#: the quotas counted in the store; a tenant with none of them set is counted by each
+#: node (and added to the store every second), with no round trip per invocation
+SHARED = ("executions_per_minute", "executions_per_day", "concurrency")
+
 #: a lease lives this long unless renewed; its node renews it every RENEW_EVERY seconds
 LEASE_SECONDS = 30.0
 RENEW_EVERY = 10.0

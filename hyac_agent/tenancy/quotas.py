@@ -16,9 +16,11 @@
 Tenant ``*`` in the store holds the platform's values: the default of every tenant
 without its own, and the ceiling an admin may set. Execution and mail counters are kept in
 memory and written to the store every second (and at shutdown), so they survive a
-restart. On PostgreSQL (several agents) executions are counted in the store itself as
-they are admitted, and running ones hold leases there (hyac_agent/cluster/quotas.py), so
-the limits hold across every agent and worker; mails are still counted by each node.
+restart. On PostgreSQL (several agents), a tenant with an execution or concurrency limit
+has its executions counted in the store itself as they are admitted, and running ones
+hold leases there (hyac_agent/cluster/quotas.py), so the limits hold across every agent
+and worker; a tenant without one is counted locally (no round trip on its invocations);
+mails are still counted by each node.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
-from hyac_agent.cluster.quotas import SharedCounters
+from hyac_agent.cluster.quotas import SHARED, SharedCounters
 from hyac_agent.sandbox.limits import ResourceLimits
 from hyac_agent.tenancy.store import TenancyStore
 from hyac_common.durations import parse_duration, parse_size
@@ -239,7 +241,7 @@ class QuotaService:
         minute, day = _windows(self.clock())
         if minute not in self._loaded_windows or day not in self._loaded_windows:
             await asyncio.to_thread(self._load_windows, [minute, day])
-        if self.shared is not None:
+        if self.shared is not None and any(limits[name] is not None for name in SHARED):
             async with self._shared_execution(tenant, limits, minute, day):
                 yield
             return
