@@ -13,6 +13,7 @@ An empty variable counts as unset, except for the comma lists and plain strings.
 | sandbox              | HYAC_SANDBOX                | auto (docker if usable, else bwrap) |
 | worker_idle_timeout  | HYAC_WORKER_IDLE_TIMEOUT    | 300 seconds                      |
 | shutdown_grace       | HYAC_SHUTDOWN_GRACE         | 10 seconds for requests in flight on SIGTERM |
+| keep_alive_timeout   | HYAC_KEEP_ALIVE_TIMEOUT     | 75 seconds an idle HTTP connection is kept |
 | max_body_bytes       | HYAC_MAX_BODY_BYTES         | 6 MiB (request and response)     |
 | max_bundle_bytes     | HYAC_MAX_BUNDLE_BYTES       | 50 MiB                           |
 | log_retention_bytes  | HYAC_LOG_RETENTION_BYTES    | 64 MiB of log per tenant (messages + 128 a line) |
@@ -175,6 +176,10 @@ class AgentConfig(BaseSettings):
     notify_timeout: float = Field(10.0, gt=0, le=300)
     alert_interval: float = Field(30.0, gt=0)
     shutdown_grace: float = Field(10.0, ge=0)
+    # Longer than clients keep an idle connection (httpx 5 s, aiohttp 15 s, proxies
+    # 60 s), so the client always closes first: a server closing at the moment a
+    # client reuses the connection drops that request unanswered.
+    keep_alive_timeout: int = Field(75, ge=1, le=3600)
 
     metrics_retention_days: float = Field(7.0, gt=0)
     metrics_token: str = ""

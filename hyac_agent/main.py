@@ -114,6 +114,7 @@ def serve(
             proxy_headers=False,  # forwarded headers: the edge believes trusted proxies only
             # SIGTERM: requests in flight get this long to finish (HYAC_SHUTDOWN_GRACE).
             timeout_graceful_shutdown=max(math.ceil(config.shutdown_grace), 0),
+            timeout_keep_alive=config.keep_alive_timeout,  # HYAC_KEEP_ALIVE_TIMEOUT
         )
     )
     original_startup = server.startup

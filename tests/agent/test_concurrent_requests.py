@@ -1,19 +1,23 @@
 """What many requests at once must not do: race two deploys of one function for its
-version number, or leave an unread exception behind a timed-out request (the soak's
-findings, benchmarks/README.md)."""
+version number, leave an unread exception behind a timed-out request, or drop a request
+sent on a connection the agent is closing for idleness (the soak's findings,
+benchmarks/README.md)."""
 
 from __future__ import annotations
 
 import base64
 import gc
+import http.client
 import logging
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
-from tests.conftest import AgentClient, current_runtime
+from tests.conftest import AgentClient, current_runtime, start_agent
 from tests.in_process import in_process_agent, run_on
 from tests.waiting import eventually
 
@@ -103,3 +107,26 @@ def test_a_timeout_leaves_no_unread_exception(
     gc.collect()
     unread = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
     assert unread == []
+
+
+def test_the_agent_keeps_an_idle_connection_longer_than_clients_do(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Whoever closes an idle keep-alive connection first must be the client: when the
+    server does, a request the client sends at that moment gets no answer at all. The
+    agent's keep-alive outlasts httpx's (5 s), so a client of the default kind never
+    sees that; before, both were 5 s and a loaded agent dropped such requests."""
+    idle = httpx.Limits().keepalive_expiry or 5.0
+    running = start_agent(tmp_path_factory.mktemp("keepalive") / "data", "--insecure-no-sandbox")
+    try:
+        host, port = running.url.removeprefix("http://").rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.request("GET", "/v1/agent")
+        assert connection.getresponse().read()
+        time.sleep(idle + 1)  # the time itself is what is tested: idle past the client's
+        connection.request("GET", "/v1/agent")  # on the same socket (it never reconnects)
+        answer = connection.getresponse()
+        assert answer.status == 401 and answer.read()
+        connection.close()
+    finally:
+        running.kill()
