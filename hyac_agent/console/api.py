@@ -19,7 +19,7 @@ from hyac_agent.core import Agent
 from hyac_agent.tenancy import Principal
 from hyac_agent.tenancy.auth import RANK
 from hyac_common import __version__
-from hyac_common.errors import Forbidden, InvalidInput, NotFound
+from hyac_common.errors import Forbidden, NotFound
 from hyac_common.names import validate_name
 
 router = APIRouter(prefix="/v1/console", dependencies=[Depends(require_token)], tags=["console"])
@@ -219,23 +219,11 @@ async def settings(
     request: Request, principal: Principal = Depends(get_principal),
     agent: Agent = Depends(get_agent),
 ) -> dict[str, Any]:
-    """The owner's view of how the platform is set up: sandboxes (``doctor``), runtimes and
-    the integrations as the environment configures them (no secret is shown)."""
+    """The owner's view of how the platform is set up: sandboxes (``doctor``) and runtimes
+    (the integrations are ``/v1/system/integrations``'s)."""
     if not _is_owner(principal):
         raise Forbidden(f"{principal.name} is not the platform owner; settings need the owner")
     from hyac_agent.sandbox.doctor import report
 
     doctor = await asyncio.to_thread(report, agent.config)
-    return {"doctor": doctor, "runtimes": await _runtimes(request, agent),
-            "integrations": {"mail": _mail(agent)}}
-
-
-def _mail(agent: Agent) -> dict[str, Any]:
-    try:
-        mail = agent.config.mail_settings()
-    except InvalidInput as exc:
-        return {"configured": False, "error": exc.message, "source": "environment"}
-    if mail is None:
-        return {"configured": False, "source": "environment (HYAC_SMTP_URL)"}
-    return {"configured": True, "source": "environment (HYAC_SMTP_URL)",
-            "host": mail.host, "port": mail.port, "sender": mail.sender}
+    return {"doctor": doctor, "runtimes": await _runtimes(request, agent)}

@@ -337,7 +337,12 @@ def test_screenshots_of_every_page(owner: Watched, browser: Browser, deployed: R
             expect(page.locator("main meter").first).to_be_visible()
         if route == "settings":
             expect(page.get_by_role("heading", name="Sandboxes (doctor)")).to_be_visible()
-            expect(page.locator("main")).to_contain_text("Configured by environment.")
+            expect(page.locator("main")).to_contain_text("Where each value comes from")
+            storage = page.locator('main [data-kind="storage"]')
+            expect(storage).to_contain_text("Object storage — not configured")
+            expect(storage.get_by_role("row", name="backend builtin default")).to_be_visible()
+            expect(storage.get_by_role("button", name="Test object storage")).to_be_disabled()
+            expect(page.locator('main [data-kind="mail"]')).to_contain_text("Send a test message to")
         shot(page, route)
     audit_rows = page.locator("main tbody tr")
     expect(audit_rows.first).to_be_visible()
