@@ -106,6 +106,8 @@ class Deliverer:
         self._slots = asyncio.Semaphore(MAX_SENDING)
         self._loop_task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        #: the deliveries this agent holds a claim on right now
+        self._claimed: set[str] = set()
 
     # the log ----------------------------------------------------------------------------
 
@@ -156,13 +158,24 @@ class Deliverer:
         self._loop_task = asyncio.create_task(self._run(), name="hyac-notify")
 
     async def stop(self) -> None:
-        """Stop sending; what was being sent is sent again once its claim runs out."""
+        """Stop sending; what was being sent is handed back at once (the next agent to
+        look sends it again; were this one killed instead, after its claim runs out)."""
         tasks = [t for t in (self._loop_task, *self._sending) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        held, self._claimed = set(self._claimed), set()
+        if held:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._release, held)
+
+    def _release(self, held: set[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(deliveries).where(
+                deliveries.c.id.in_(held), deliveries.c.status == "pending",
+            ).values(claimed_until=None))
 
     async def _run(self) -> None:
         while True:
@@ -211,6 +224,7 @@ class Deliverer:
             row = await asyncio.to_thread(self._claim, delivery_id, time.time())
             if row is None:
                 return
+            self._claimed.add(row.id)
             attempts = row.attempts + 1
             error: str | None = None
             retry = False
@@ -235,6 +249,7 @@ class Deliverer:
                 log.info("notification %s to %s: attempt %d failed: %s", row.id, row.channel,
                          attempts, error)
             await asyncio.to_thread(self._finish, row.id, status, attempts, error, next_at)
+            self._claimed.discard(row.id)
         finally:
             self._slots.release()
 

@@ -6,8 +6,11 @@ answers, the quota, and what a tenant cannot reach."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -338,5 +341,88 @@ def test_a_tenant_made_again_under_a_removed_name_has_no_channels(
         assert owner.delete("/v1/tenants/fleeting").status_code in (200, 204)
         assert owner.post("/v1/tenants", json={"name": "fleeting"}).status_code == 201
     with agent.client("fleeting") as client:
-        assert client.get("/v1/notify/channels").json() == []
+        assert [c for c in client.get("/v1/notify/channels").json() if not c["platform"]] == []
         assert client.get("/v1/notify/deliveries").json() == []
+
+
+class Gate:
+    """A receiver that holds every request until ``open()``, then answers 200."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers["content-length"]))
+                gate.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                gate.opened.wait()
+                with contextlib.suppress(OSError):  # the first sender may be gone
+                    self.send_response(200)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.opened.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_notification_in_flight_survives_a_restart(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    data = tmp_path_factory.mktemp("restart-agent")
+    settings = {"HYAC_CALLBACK_ALLOW_CIDRS": "127.0.0.0/8", "HYAC_NOTIFY_TIMEOUT": "60"}
+    gate = Gate()
+    try:
+        with agent_with(data, **settings) as first:
+            add(first, "durable", "webhook", url=gate.url)
+            with first.client() as client:
+                sent = client.post("/v1/notify/channels/durable/test").json()["id"]
+            eventually(lambda: gate.calls)  # being sent when the agent stops
+        with agent_with(data, **settings) as second:
+            gate.opened.set()
+            row = eventually(lambda: delivery(second, sent))
+        assert len(gate.calls) == 2 and row["attempts"] == 1
+        assert {headers["x-hyac-delivery"] for headers, _ in gate.calls} == {sent}
+    finally:
+        gate.close()
+
+
+def test_error_rate_and_dead_task_alerts(agent: InProcessAgent, receiver: Receiver) -> None:
+    with agent.client() as owner:
+        assert owner.post("/v1/notify/platform/channels", json={
+            "name": "watch", "type": "webhook", "url": receiver.url}).status_code == 201
+        for kind, options in (("error_rate", {"threshold": 0.5, "min_calls": 2, "window": "1m"}),
+                              ("task_dead", {})):
+            made = owner.post("/v1/notify/alerts", json={"kind": kind, "channel": "watch",
+                                                         "options": options})
+            assert made.status_code == 201, made.text
+    agent.deploy("boom", "def main(context):\n    raise RuntimeError('kaboom')\n", retries=0)
+    for _ in range(2):
+        failed = agent.invoke("boom")
+        assert failed.status_code == 200 and failed.json()["error"]["type"] == "RuntimeError"
+    with agent.client() as client:
+        queued = client.post("/v1/functions/boom/invoke", params={"mode": "async"}, json={})
+        assert queued.status_code == 202, queued.text
+    task_id = queued.json()["task_id"]
+
+    def alert(kind: str) -> dict[str, Any] | None:
+        for _, raw, _ in receiver.calls:
+            sent = json.loads(raw)
+            if sent.get("kind") == "alert" and sent["alert"]["kind"] == kind:
+                return sent  # type: ignore[no-any-return]
+        return None
+
+    rate = eventually(lambda: alert("error_rate"))
+    assert rate["alert"]["key"] == "error_rate:default/boom" and rate["fields"]["failed"] in ("2", "3")
+    dead = eventually(lambda: alert("task_dead"))
+    assert dead["fields"] == {"tenant": "default", "function": "boom", "task": task_id}
+    assert "kaboom" in dead["text"]
