@@ -102,8 +102,8 @@ class TenancyStore:
         """Everything of the tenant kept in the store's database, in one transaction (its
         functions are removed before, through the main store; its database after)."""
         from hyac_agent.edge.store import forget
-        from hyac_agent.notify.tables import forget as forget_notifications
         from hyac_agent.metrics.tables import invocations
+        from hyac_agent.notify.tables import forget as forget_notifications
         from hyac_agent.store import tables as store_tables
         from hyac_agent.store.task_tables import tasks
 
