@@ -30,7 +30,7 @@ DataDirOption = Annotated[
     Optional[Path], typer.Option(help="State directory [env: HYAC_DATA_DIR].")
 ]
 SandboxOption = Annotated[
-    Optional[str], typer.Option(help="Sandbox backend: auto, docker, bwrap [env: HYAC_SANDBOX].")
+    Optional[str], typer.Option(help="Sandbox backend: auto, docker, bwrap, gvisor [env: HYAC_SANDBOX].")
 ]
 InsecureOption = Annotated[
     bool,

@@ -57,6 +57,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -z "${HYAC_SETU
     bash scripts/services.sh
     say "setting up the docker sandbox backend (Docker, the runtime image built offline)"
     bash scripts/setup-docker.sh || echo "setup: the docker backend is not available; its tests skip, naming why" >&2
+    say "setting up the gvisor sandbox backend (runsc, registered with Docker)"
+    bash scripts/setup-gvisor.sh || echo "setup: the gvisor backend is not available; its tests skip, naming why" >&2
 fi
 say "starting the local agent"
 hyac agent up

@@ -9,6 +9,7 @@ from hyac_agent.sandbox.auto import AutoBackend
 from hyac_agent.sandbox.base import Sandbox, SandboxBackend, SandboxSettings, SandboxSpec
 from hyac_agent.sandbox.bubblewrap import BubblewrapBackend
 from hyac_agent.sandbox.docker import DockerBackend
+from hyac_agent.sandbox.gvisor import GvisorBackend
 from hyac_agent.sandbox.limits import ResourceLimits
 from hyac_agent.sandbox.unsandboxed import InsecureProcessBackend
 from hyac_common.errors import SandboxUnavailable
@@ -18,6 +19,7 @@ log = logging.getLogger("hyac.sandbox")
 BACKENDS: dict[str, type[SandboxBackend]] = {
     DockerBackend.name: DockerBackend,
     BubblewrapBackend.name: BubblewrapBackend,
+    GvisorBackend.name: GvisorBackend,
     InsecureProcessBackend.name: InsecureProcessBackend,
 }
 
@@ -58,7 +60,7 @@ def select_backend(
     backend_cls = BACKENDS.get(name)
     if backend_cls is None or backend_cls is InsecureProcessBackend:
         raise SandboxUnavailable(
-            f"unknown sandbox backend {choice!r}; choose from: auto, docker, bwrap, none"
+            f"unknown sandbox backend {choice!r}; choose from: auto, docker, bwrap, gvisor, none"
         )
     reason = backend_cls.unavailable_reason()
     if reason:

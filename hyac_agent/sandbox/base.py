@@ -8,7 +8,8 @@ sends ``init``. That is what lets warm pools pre-start generic sandboxes: a cold
 then costs a code load, not a sandbox boot. A sandbox's code directory is filled once
 and the sandbox is never reused for another version or tenant.
 
-Backends: ``docker`` (one container per worker), ``bwrap`` (bubblewrap namespaces),
+Backends: ``docker`` (one container per worker), ``gvisor`` (the same, run by gVisor's
+``runsc``), ``bwrap`` (bubblewrap namespaces),
 ``none`` (no isolation, development only).
 """
 
@@ -253,6 +254,11 @@ class SandboxBackend(abc.ABC):
 
     @abc.abstractmethod
     async def start(self, spec: SandboxSpec) -> Sandbox: ...
+
+    @property
+    def label(self) -> str:
+        """How ``hyac runtime ls`` names the backend (gvisor adds its platform)."""
+        return self.name
 
     def resolve_runtime(self, name: str) -> Runtime:
         """The runtime called ``name`` as this backend runs it; InvalidInput if it cannot."""

@@ -294,6 +294,14 @@ class DockerBackend(SandboxBackend):
             return "none"
         return str(self.networks.network_for(tenant))
 
+    def security_opts(self) -> list[str]:
+        """Docker's ``security_opt``: no-new-privileges and Hyac's seccomp profile."""
+        return _security_opts()
+
+    def oci_runtime_for(self, network: str) -> str:
+        """The OCI runtime a sandbox on ``network`` runs under ("" = the daemon's default)."""
+        return self.settings.oci_runtime
+
     def cleanup_leftovers(self) -> None:
         try:
             stale = self.client.containers.list(
@@ -372,9 +380,11 @@ class DockerBackend(SandboxBackend):
         limits = spec.limits
         env = worker_environment(spec, CODE_MOUNT, None)
         env["HYAC_CHANNEL_PATH"] = f"{CHANNEL_MOUNT}/{CHANNEL_NAME}"
+        network = self.network_for(spec.tenant)
         options: dict[str, Any] = {}
-        if self.settings.oci_runtime:
-            options["runtime"] = self.settings.oci_runtime
+        oci_runtime = self.oci_runtime_for(network)
+        if oci_runtime:
+            options["runtime"] = oci_runtime
         container = self.client.containers.run(
             image_for(self.settings, spec.runtime.name),
             command=spec.runtime.command(RUNTIME_MOUNT, deps=spec.deps_dir is not None),
@@ -383,12 +393,12 @@ class DockerBackend(SandboxBackend):
             environment=env,
             working_dir="/tmp",
             hostname="hyac",
-            network_mode=self.network_for(spec.tenant),
+            network_mode=network,
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777"},
             shm_size=16 * 1024 * 1024,
             cap_drop=["ALL"],
-            security_opt=_security_opts(),
+            security_opt=self.security_opts(),
             pids_limit=limits.pids,
             ulimits=[
                 Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),

@@ -17,7 +17,19 @@ def _hints(name: str, reason: str | None) -> list[str]:
         if reason and "no runtime image" in reason:
             hints.append("hyac-agent images build")
         if not shutil.which("runsc"):
-            hints.append("optional: gVisor (runsc) for a user-space kernel; then HYAC_OCI_RUNTIME=runsc")
+            hints.append("optional: gVisor for a user-space kernel: apt-get install runsc, "
+                         "scripts/setup-gvisor.sh, then --sandbox gvisor")
+        return hints
+    if name == "gvisor":
+        hints = []
+        if reason and "not installed" in reason:
+            hints.append("apt-get install runsc")
+        if reason and ("runtime" in reason or "not installed" in reason):
+            hints.append("scripts/setup-gvisor.sh (picks the platform, registers runsc with Docker)")
+        if reason and "not reachable" in reason:
+            hints.append("scripts/setup-docker.sh (gvisor runs its sandboxes through Docker)")
+        if reason and "no runtime image" in reason:
+            hints.append("hyac-agent images build")
         return hints
     if name == "bwrap":
         hints = []
@@ -44,12 +56,14 @@ def report(config: AgentConfig | None = None) -> dict[str, Any]:
         if name == "none":
             continue
         reason = cls.unavailable_reason()
-        if name == "docker" and reason is None:
+        if name in ("docker", "gvisor") and reason is None:
             reason = cls.default_image_missing(settings)  # type: ignore[attr-defined]
         info: dict[str, Any] = {"available": reason is None, "reason": reason}
         if reason is None or name == "bwrap" and cls.unavailable_reason() is None:
             try:
-                info["isolation"] = cls(settings).describe()
+                backend = cls(settings)
+                info["isolation"] = backend.describe()
+                info["label"] = backend.label
             except Exception as exc:  # the report must not die on one backend
                 info["isolation"] = {"error": str(exc)}
         info["install"] = _hints(name, reason)
@@ -72,6 +86,8 @@ def render(data: dict[str, Any]) -> list[str]:
     lines.append(f"sandbox in use: {selected['selected']} ({selected['why']})")
     for name, info in data["backends"].items():
         state = "ok" if info["available"] else f"unavailable: {info['reason']}"
+        if info["available"] and info.get("label", name) != name:
+            state += f" ({info['label'].removeprefix(name).strip(' ()')} platform)"
         lines.append(f"  sandbox {name:6} {state}")
         for key, value in (info.get("isolation") or {}).items():
             if key != "backend":

@@ -57,7 +57,7 @@ class RuntimeService:
             if available and self.backend.name != "none":
                 # The automatic choice names the sandbox that actually serves the runtime.
                 chooser = getattr(self.backend, "backend_for", None)
-                serving = chooser(row["name"]).name if chooser else self.backend.name
+                serving = (chooser(row["name"]) if chooser else self.backend).label
                 try:
                     self.backend.resolve_runtime(row["name"])
                     backends[serving] = "ok"
