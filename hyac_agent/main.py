@@ -213,8 +213,8 @@ def worker(
 ) -> None:
     """Run background tasks from the broker (HYAC_QUEUE=celery), on this or any host.
 
-    Workers share the store (HYAC_DATABASE_URL, PostgreSQL), the broker
-    (HYAC_BROKER_URL) and the bundles folder (DATA_DIR/bundles) with the agents."""
+    Workers share the store (HYAC_DATABASE_URL, PostgreSQL: it keeps the bundles too),
+    the broker (HYAC_BROKER_URL) and DATA_DIR/secrets.key with the agents."""
     from hyac_agent.core import Agent
     from hyac_agent.tasks.celery_queue import run_worker
 

@@ -15,6 +15,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     # the other Celery broker (tests/cluster/test_rabbitmq.py)
     command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+    # validates docs/cluster/compose.yaml (tests/cluster/test_compose.py)
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
     # scraped by tests/integration/test_prometheus.py
     command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
     # the browser of the console's end-to-end tests (tests/console/test_browser.py)
