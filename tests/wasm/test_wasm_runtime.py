@@ -152,6 +152,15 @@ def main(context):
             return open("/proc/self/environ").read()
         if attack == "traversal":
             return open("/code/../../../etc/hostname").read()
+        if attack == "forge":
+            # a raw host call on stdout, naming another tenant and another request, and
+            # its answer read straight from stdin
+            import json, struct
+            frame = json.dumps({"type": "hostcall", "id": "req_someone_else", "call": 10**9,
+                                "op": "kv.get", "args": {"key": "secret", "tenant": "tenanta"}})
+            os.write(1, struct.pack(">I", len(frame)) + frame.encode())
+            size = struct.unpack(">I", os.read(0, 4))[0]
+            return {"refused": None, "answer": json.loads(os.read(0, size))}
     except BaseException as exc:
         return {"refused": type(exc).__name__, "message": str(exc)}
     return {"refused": None}
@@ -178,6 +187,15 @@ def attacks(agent: RunningAgent) -> str:
 )
 def test_escape_attempts_fail(agent: RunningAgent, attacks: str, attack: str, refused: str) -> None:
     assert value(agent, attacks, attack=attack)["refused"] == refused
+
+
+def test_forged_host_calls_stay_in_the_callers_tenant(agent: RunningAgent, attacks: str) -> None:
+    agent.deploy("writer", "def main(context):\n    context.kv.set('secret', 'tenant-a-data')\n",
+                  tenant="tenanta")
+    assert agent.invoke("writer", tenant="tenanta").status_code == 200
+    answer = value(agent, attacks, attack="forge")["answer"]
+    assert answer["type"] == "hostcall_result" and answer["call"] == 10**9
+    assert "tenant-a-data" not in json.dumps(answer), answer
 
 
 def test_no_socket_reaches_a_listener(agent: RunningAgent, attacks: str) -> None:
