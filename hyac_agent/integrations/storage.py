@@ -66,6 +66,10 @@ class StorageIntegration(IntegrationKind):
     def configured(self, values: Mapping[str, Any]) -> bool:
         return values.get("backend") == S3 or bool(values.get("bucket"))
 
+    #: tried in :meth:`check`, and only when new objects are to go to S3: switching back
+    #: to the built-in store must work while S3 is down
+    probe_on_set = False
+
     def check(self, values: Mapping[str, Any], old: Mapping[str, Any]) -> None:
         if values.get("backend") == S3 and not values.get("bucket"):
             raise InvalidInput("the s3 backend needs a bucket")
@@ -75,6 +79,8 @@ class StorageIntegration(IntegrationKind):
                 raise Conflict(
                     f"{stored} object(s) live in the {S3Settings.of(old).where}; move them first "
                     "(hyac-agent storage migrate --to builtin), then change where S3 is")
+        if values.get("backend") == S3:
+            S3Bucket(S3Settings.of(values)).check()
 
     def probe(self, values: Mapping[str, Any], args: Mapping[str, Any]) -> str:
         if args:

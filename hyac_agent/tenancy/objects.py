@@ -126,6 +126,18 @@ class ObjectStore:
         except StorageUnavailable as exc:
             log.warning("could not remove replaced object bytes of tenant %s: %s", tenant, exc.message)
 
+    def held_in_s3(self, tenant: str) -> list[tuple[str, str]]:
+        """(key, sha256) of each of ``tenant``'s objects whose bytes are in S3."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.objects.c.key, t.objects.c.sha256).where(
+                t.objects.c.tenant == tenant, t.objects.c.location == S3)).all()
+        return [(row.key, row.sha256) for row in rows]
+
+    def discard_all(self, tenant: str, held: list[tuple[str, str]]) -> None:
+        """Remove these bytes from S3 (their rows are gone); failures are logged."""
+        for key, sha256 in held:
+            self._discard(tenant, key, sha256)
+
     def put(self, tenant: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
         sha256 = hashlib.sha256(data).hexdigest()
         target = self.target()

@@ -190,7 +190,9 @@ class TenancyService:
         # kv, objects, secrets, env, quotas and counters, members, its tokens, tasks (with
         # their results), logs and audit records: a tenant made again under the name
         # starts empty
+        in_s3 = self.objects.store.held_in_s3(name)
         self.store.delete_tenant(name)
+        self.objects.store.discard_all(name, in_s3)  # and the bytes its objects had in S3
         self.databases.drop(name)
         self.secrets.forget(name)
         self.quotas.forget(name, usage=True)

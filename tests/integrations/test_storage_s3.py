@@ -153,6 +153,9 @@ def test_the_quota_is_counted_by_the_agent_on_s3(api_platform: Platform, s3: S3S
             assert over.status_code == 413 and over.json()["error"]["code"] == "quota_exceeded"
             assert client.get("/v1/quotas").json()["quotas"]["storage"]["use"] == 601
         assert len(s3.names(bucket)) == 1  # the refused object never reached the bucket
+        with api_platform.owner() as client:  # a removed tenant's bytes leave the bucket too
+            assert client.delete("/v1/tenants/quota-s3").status_code == 204
+        assert s3.names(bucket) == []
 
 
 def test_unreachable_or_refused_s3_is_one_line_and_saves_nothing(
@@ -176,6 +179,10 @@ def test_unreachable_or_refused_s3_is_one_line_and_saves_nothing(
             assert needle in message and "\n" not in message, (change, message)
             assert "hyac-test-secret" not in answer.text
         assert client.get("/v1/system/integrations/storage").json() == before
+    # New objects can always go back to the built-in store, even while S3 is unreachable.
+    down = configure(api_platform, "storage", {**s3.settings(bucket), "backend": "builtin",
+                                                "endpoint": f"http://127.0.0.1:{free_port()}"})
+    assert down.status_code == 200, down.text
     with api_platform.owner() as client:
         assert configure(api_platform, "storage", s3.settings(bucket)).status_code == 200
         # moto takes any credentials; the refusal of a wrong key is answered for the
