@@ -143,7 +143,8 @@ def _fetch_wheels(runtime: Runtime, requirements: str, target: Path, writable: P
     trust = host_trust("uv" if uv else "pip")
     if uv:
         argv = [uv, "pip", "install", "--no-build", "--target", str(target), "--python",
-                str(runtime.interpreter), "--quiet", "--cache-dir", "/tmp/uv", "--no-compile"]
+                str(runtime.interpreter), "--quiet", "--cache-dir", "/tmp/uv", "--no-compile",
+                *_guest_python(runtime)]
         readable = [Path(uv), runtime.prefix]
     else:
         argv = [str(runtime.interpreter), "-m", "pip", "install", "--only-binary", ":all:",
@@ -226,7 +227,7 @@ def _compile(runtime: Runtime, text: str, work: Path, sandboxed: bool, links: Pa
         result = run_sandboxed(
             [uv, "pip", "compile", "-", "--python", str(runtime.interpreter), "--no-header",
              "--no-annotate", "--generate-hashes", "--no-build", "--quiet", "--cache-dir",
-             "/tmp/uv", *(["--find-links", str(links)] if links else [])],
+             "/tmp/uv", *(["--find-links", str(links)] if links else []), *_guest_python(runtime)],
             writable=work, readable=[Path(uv), runtime.prefix, *trust.files], input_text=text,
             network=True, sandboxed=sandboxed, env=trust.env,
         )
@@ -276,6 +277,12 @@ def python_install(runtime: Runtime, lock: str, target: Path, sandboxed: bool,
                 f"{', '.join(native)} {'has' if len(native) == 1 else 'have'} native code, and "
                 f"{runtime.name} runs pure-Python packages only (wheels tagged none-any)"
             )
+
+
+def _guest_python(runtime: Runtime) -> list[str]:
+    """uv resolves for the runtime's own Python version where the interpreter that runs
+    the installer is another one (python3.12-wasm: the guest is 3.12, its host any)."""
+    return ["--python-version", runtime.version] if runtime.pure_python and runtime.version else []
 
 
 def native_distributions(site: Path) -> list[str]:
