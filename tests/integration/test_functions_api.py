@@ -53,7 +53,7 @@ def test_deploy_is_content_addressed_and_versioned(agent: RunningAgent) -> None:
         # deploying the content of an existing version reuses it
         assert agent.deploy("hello", HELLO + "\n# changed\n")["version"] == 2
 
-        assert client.delete("/v1/functions/hello").json() == {"deleted": "hello"}
+        assert client.delete("/v1/functions/hello").json() == {"deleted": "hello", "domains_removed": []}
         gone = agent.invoke("hello")
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
         assert client.delete("/v1/functions/hello").status_code == 404
