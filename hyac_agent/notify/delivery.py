@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpcore
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 
 from hyac_agent.notify import formats
 from hyac_agent.notify.channels import Channel, ChannelStore
@@ -52,6 +52,9 @@ MAX_ERROR = 300
 #: statuses a retry may turn into success
 RETRIED_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 POLL = 1.0
+#: delivered and failed notifications are kept this long in the log, then deleted
+RETENTION = 7 * 86400.0
+PRUNE_EVERY = 600.0
 
 
 @dataclass
@@ -178,8 +181,12 @@ class Deliverer:
             ).values(claimed_until=None))
 
     async def _run(self) -> None:
+        pruned = 0.0
         while True:
             try:
+                if time.monotonic() - pruned > PRUNE_EVERY:
+                    await asyncio.to_thread(self.prune, time.time() - RETENTION)
+                    pruned = time.monotonic()
                 for delivery_id in await asyncio.to_thread(self._due, time.time()):
                     await self._slots.acquire()
                     job = asyncio.create_task(self._attempt(delivery_id))
@@ -192,6 +199,12 @@ class Deliverer:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL)
+
+    def prune(self, before: float) -> int:
+        """Delete what was delivered or given up before ``before``; how many (blocking)."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(deliveries).where(
+                deliveries.c.status != "pending", deliveries.c.updated_at < before)).rowcount)
 
     def _due(self, now: float) -> list[str]:
         with self.engine.connect() as conn:

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -191,6 +192,9 @@ def test_the_notifications_per_day_quota(agent: InProcessAgent, receiver: Receiv
     assert "id" in notify(agent, "hook", "one", tenant="frugal")
     refused = notify(agent, "hook", "two", tenant="frugal")
     assert refused["error"] == "quota_exceeded" and "notifications_per_day" in refused["message"]
+    with agent.client("frugal") as client:  # nor can a test get round it
+        tested = client.post("/v1/notify/channels/hook/test")
+        assert tested.status_code == 429 and tested.json()["error"]["code"] == "quota_exceeded"
 
 
 def test_bad_input_is_refused_whole(agent: InProcessAgent, receiver: Receiver) -> None:
@@ -377,13 +381,19 @@ class Gate:
 
 
 def test_a_notification_in_flight_survives_a_restart(
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+        tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> None:
     data = tmp_path_factory.mktemp("restart-agent")
     settings = {"HYAC_CALLBACK_ALLOW_CIDRS": "127.0.0.0/8", "HYAC_NOTIFY_TIMEOUT": "60"}
     gate = Gate()
     try:
         with agent_with(data, **settings) as first:
             add(first, "durable", "webhook", url=gate.url)
+            with first.client() as owner:  # and the next start is told to the owner
+                assert owner.post("/v1/notify/platform/channels", json={
+                    "name": "boot", "type": "slack", "url": receiver.url}).status_code == 201
+                assert owner.post("/v1/notify/alerts", json={
+                    "kind": "agent_restarted", "channel": "boot"}).status_code == 201
+            started = len(receiver.calls)
             with first.client() as client:
                 sent = client.post("/v1/notify/channels/durable/test").json()["id"]
             eventually(lambda: gate.calls)  # being sent when the agent stops
@@ -392,6 +402,8 @@ def test_a_notification_in_flight_survives_a_restart(
             row = eventually(lambda: delivery(second, sent))
         assert len(gate.calls) == 2 and row["attempts"] == 1
         assert {headers["x-hyac-delivery"] for headers, _ in gate.calls} == {sent}
+        told = [json.loads(raw)["text"] for _, raw, _ in receiver.calls[started:]]
+        assert any("Hyac agent started" in text for text in told), told
     finally:
         gate.close()
 
@@ -426,3 +438,54 @@ def test_error_rate_and_dead_task_alerts(agent: InProcessAgent, receiver: Receiv
     dead = eventually(lambda: alert("task_dead"))
     assert dead["fields"] == {"tenant": "default", "function": "boom", "task": task_id}
     assert "kaboom" in dead["text"]
+
+
+def test_the_log_forgets_what_is_over_after_its_retention(
+        tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> None:
+    with agent_with(tmp_path_factory.mktemp("prune-agent"),
+                    HYAC_CALLBACK_ALLOW_CIDRS="127.0.0.0/8") as running:
+        add(running, "kept", "slack", url=receiver.url)
+        with running.client() as client:
+            sent = client.post("/v1/notify/channels/kept/test").json()["id"]
+        eventually(lambda: delivery(running, sent))
+        deliveries = running.agent.notify.deliveries
+        assert deliveries.prune(before=time.time() - 3600) == 0  # too young to go
+        assert deliveries.prune(before=time.time() + 1) == 1
+        assert delivery(running, sent) is None
+
+
+def test_new_vulnerability_findings_reach_the_owner(agent: InProcessAgent,
+                                                    receiver: Receiver) -> None:
+    from sqlalchemy import insert
+
+    from hyac_agent.tenancy.tables import audit
+
+    with agent.client() as owner:
+        assert owner.post("/v1/notify/platform/channels", json={
+            "name": "security", "type": "teams", "url": receiver.url}).status_code == 201
+        assert owner.post("/v1/notify/alerts", json={
+            "kind": "vulnerabilities", "channel": "security"}).status_code == 201
+    from hyac_agent.notify.tables import alert_state
+
+    def looked() -> bool:  # what happened before the alerts' first look is not sent
+        with agent.agent.store.engine.connect() as conn:
+            return conn.execute(alert_state.select().where(
+                alert_state.c.key == "cursor:vulnerabilities")).first() is not None
+
+    eventually(looked)
+    # what a rescan that finds new advisories writes (hyac_agent/vulns/service.py)
+    with agent.agent.store.engine.begin() as conn:
+        conn.execute(insert(audit).values(
+            ts=time.time(), actor="hyac-agent", actor_kind="agent", actor_id="agent",
+            tenant="default", action="vulnerabilities_found",
+            target="report v3: GHSA-aaaa-bbbb-cccc", result=200))
+
+    def card() -> dict[str, Any] | None:
+        for _, raw, _ in receiver.calls:
+            sent = json.loads(raw)
+            if sent.get("@type") == "MessageCard" and "GHSA-aaaa-bbbb-cccc" in sent["text"]:
+                return sent  # type: ignore[no-any-return]
+        return None
+
+    found = eventually(card)
+    assert found["title"] == "New vulnerabilities: default"
