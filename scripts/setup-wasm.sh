@@ -67,6 +67,7 @@ if [ "\$1" = "--version" ]; then
     exec '$host_python' -I -c "import os, sys; sys.path.insert(0, '$home/site'); import wasmtime
 from importlib import metadata
 assert os.path.exists('$home/$WASM_FILE'), 'no $WASM_FILE'
+assert os.path.exists('$home/python.cwasm'), 'no python.cwasm (the compiled module)'
 print('hyac-wasm-host python 3.12.0 (wasi) wasmtime', metadata.version('wasmtime'))"
 fi
 exec '$host_python' -I -B "\$@"
