@@ -18,7 +18,6 @@ import pytest
 from hyac_agent.integrations.storage import storage_target
 from hyac_agent.tenancy.objects import MigrationProgress, ObjectStore
 from tests.integrations.conftest import (
-    ACCESS_KEY,
     S3Server,
     configure,
     free_port,
@@ -169,6 +168,9 @@ def test_unreachable_or_refused_s3_is_one_line_and_saves_nothing(
         ({"path_style": "maybe"}, "true or false"),
         ({"prefix": "../up"}, "without '..'"),
         ({"colour": "blue"}, "no setting 'colour'"),
+        ({"secret_key": "wrong"}, "refused the credentials for the bucket 'refusals' at "
+                                  f"{s3.endpoint} (SignatureDoesNotMatch)"),
+        ({"access_key": "AKIAUNKNOWN"}, "(InvalidAccessKeyId)"),
     ]
     with api_platform.owner() as client:
         before = client.get("/v1/system/integrations/storage").json()
@@ -177,7 +179,7 @@ def test_unreachable_or_refused_s3_is_one_line_and_saves_nothing(
             assert answer.status_code in (400, 422), (change, answer.text)
             message = answer.json()["error"]["message"]
             assert needle in message and "\n" not in message, (change, message)
-            assert "hyac-test-secret" not in answer.text
+            assert s3.secret_key not in answer.text
         assert client.get("/v1/system/integrations/storage").json() == before
     # New objects can always go back to the built-in store, even while S3 is unreachable.
     down = configure(api_platform, "storage", {**s3.settings(bucket), "backend": "builtin",
@@ -185,12 +187,11 @@ def test_unreachable_or_refused_s3_is_one_line_and_saves_nothing(
     assert down.status_code == 200, down.text
     with api_platform.owner() as client:
         assert configure(api_platform, "storage", s3.settings(bucket)).status_code == 200
-        # moto takes any credentials; the refusal of a wrong key is answered for the
-        # service that makes it, as one line
         configure(api_platform, "storage", {"backend": "builtin"})
         view = client.get("/v1/system/integrations/storage").json()
-        assert setting(view, "secret_key")["value"] == "set" and ACCESS_KEY in json.dumps(view)
-        assert "hyac-test-secret" not in json.dumps(view)
+        assert setting(view, "secret_key")["value"] == "set"
+        assert setting(view, "access_key")["value"] == s3.access_key
+        assert s3.secret_key not in json.dumps(view)
         tested = client.post("/v1/system/integrations/storage/test")
         assert tested.status_code == 200 and "read back" in tested.json()["message"]
 
