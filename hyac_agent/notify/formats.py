@@ -115,19 +115,23 @@ def discord(message: Message) -> dict[str, Any]:
 
 
 def teams(message: Message) -> dict[str, Any]:
-    """A legacy MessageCard: what Teams' incoming webhooks and Workflows both take."""
-    card: dict[str, Any] = {
-        "@type": "MessageCard",
-        "@context": "https://schema.org/extensions",
-        "summary": (message.title or message.text)[:80],
-        "themeColor": _COLOURS.get(message.state, _COLOURS["info"])[1:],
-        "text": message.text,
-    }
+    """An Adaptive Card in a message: what Teams' incoming webhooks and its Workflows
+    ("when a Teams webhook request is received") both take."""
+    body: list[dict[str, Any]] = []
     if message.title:
-        card["title"] = message.title
+        body.append({"type": "TextBlock", "text": message.title, "weight": "Bolder",
+                     "size": "Medium", "wrap": True,
+                     "color": {"firing": "Attention", "resolved": "Good"}.get(message.state,
+                                                                              "Default")})
+    body.append({"type": "TextBlock", "text": message.text, "wrap": True})
     if message.fields:
-        card["sections"] = [{"facts": [{"name": k, "value": v} for k, v in message.fields.items()]}]
-    return card
+        body.append({"type": "FactSet", "facts": [{"title": k, "value": v}
+                                                  for k, v in message.fields.items()]})
+    card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard", "version": "1.4", "body": body}
+    return {"type": "message", "summary": (message.title or message.text)[:80],
+            "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+                             "contentUrl": None, "content": card}]}
 
 
 def webhook(message: Message, delivery_id: str, channel: str, sender: str,

@@ -101,10 +101,13 @@ def test_each_channel_type_gets_its_own_payload(agent: InProcessAgent, receiver:
     assert discord["allowed_mentions"] == {"parse": []}  # @everyone pings no one
     assert [f["name"] for f in discord["embeds"][0]["fields"]] == ["region", "count"]
 
-    teams = next(p for _, p in payloads if p.get("@type") == "MessageCard")
-    assert teams["text"].endswith("via teams @everyone")
-    assert teams["sections"][0]["facts"] == [{"name": "region", "value": "eu"},
-                                             {"name": "count", "value": "3"}]
+    teams = next(p for _, p in payloads if p.get("type") == "message")
+    [attachment] = teams["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard" and card["body"][0]["text"].endswith("via teams @everyone")
+    assert card["body"][1] == {"type": "FactSet", "facts": [{"title": "region", "value": "eu"},
+                                                            {"title": "count", "value": "3"}]}
 
     headers, hook = next((h, p) for h, p in payloads if p.get("kind") == "message")
     raw = next(raw for h, raw, _ in receiver.calls if h is headers)
@@ -483,9 +486,11 @@ def test_new_vulnerability_findings_reach_the_owner(agent: InProcessAgent,
     def card() -> dict[str, Any] | None:
         for _, raw, _ in receiver.calls:
             sent = json.loads(raw)
-            if sent.get("@type") == "MessageCard" and "GHSA-aaaa-bbbb-cccc" in sent["text"]:
-                return sent  # type: ignore[no-any-return]
+            if sent.get("type") == "message" and "GHSA-aaaa-bbbb-cccc" in raw.decode():
+                return sent["attachments"][0]["content"]  # type: ignore[no-any-return]
         return None
 
     found = eventually(card)
-    assert found["title"] == "New vulnerabilities: default"
+    title, text = found["body"][0], found["body"][1]
+    assert title["text"] == "New vulnerabilities: default" and title["color"] == "Attention"
+    assert "report v3: GHSA-aaaa-bbbb-cccc" in text["text"]
