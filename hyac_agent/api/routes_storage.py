@@ -9,12 +9,16 @@ from email.utils import formatdate
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from hyac_agent.api.deps import get_agent, require_token, tenant_role
+from hyac_agent.api.errors import ErrorBody
 from hyac_agent.core import Agent
 from hyac_agent.tenancy.objects import MAX_LIST
 from hyac_common.errors import NotFound
 from hyac_common.wire import ObjectInfo
 
-router = APIRouter(prefix="/v1/storage", dependencies=[Depends(require_token)], tags=["storage"])
+# With the bytes in S3 (the storage integration), the service may be unreachable.
+router = APIRouter(prefix="/v1/storage", dependencies=[Depends(require_token)], tags=["storage"],
+                   responses={503: {"model": ErrorBody, "description": "the S3-compatible "
+                                    "object storage cannot be reached (storage_unavailable)"}})
 viewer = tenant_role("viewer")
 developer = tenant_role("developer")
 
