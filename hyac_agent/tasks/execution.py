@@ -204,6 +204,14 @@ class TaskExecutor:
         self, task: TaskRecord, version: VersionRecord, request_id: str
     ) -> str | None:
         request = InvokeRequest.model_validate_json(task.request)
+        if task.started_by:  # the run's own log lines say what started it
+            from hyac_common.triggers import describe_trigger
+
+            self.invoker.logbus.emit(
+                tenant=task.tenant, function=task.function, version=task.version,
+                stream="system", request_id=request_id,
+                message=f"task {task.id} started by {describe_trigger(json.loads(task.started_by))}",
+            )
         run = asyncio.create_task(self.invoker.invoke(
             task.tenant, task.function, request, client_ip=task.client_ip,
             request_id=request_id, version=version,

@@ -31,7 +31,8 @@ class Triggers:
                  outcomes: TaskOutcomes, objects: ObjectService, *,
                  interval: float, max_depth: int) -> None:
         self.service = TriggerService(engine, tasks, functions, logbus, data_dir)
-        self.scheduler = Scheduler(self.service.store, self.service.fire, interval)
+        self.scheduler = Scheduler(self.service.store, store, logbus, self.service.fire,
+                                   interval)
         self.events = EventDispatcher(self.service.store, store, self.service.fire, logbus,
                                       max_depth)
         outcomes.subscribe(self.events.task_ended)

@@ -10,6 +10,9 @@ Guarantees, before the code:
 - **Missed ticks.** A tick more than ``late_after`` seconds past was missed (no agent
   ran then). ``catch_up = "once"`` runs the latest missed tick once, late; ``"skip"``
   runs none. Either way the schedule goes on from the next tick after now.
+- **No pile-up.** A tick whose schedule's previous task is still held back by the
+  tenant's execution quota runs nothing, and the function's log says so: a schedule
+  faster than its tenant's quota keeps one task waiting, not a growing queue of them.
 - **Time.** Ticks are computed in the schedule's timezone by croniter; the clock is
   injectable (``run_due(now)``) so tests need not wait for the wall clock.
 """
@@ -27,10 +30,13 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from hyac_agent.logbus import LogBus
+from hyac_agent.store import Store
 from hyac_agent.triggers import tables as t
 from hyac_agent.triggers.cron import latest_tick, next_tick
 from hyac_agent.triggers.store import Row, TriggerStore
 from hyac_common.errors import HyacError, NotFound
+from hyac_common.tasks import TaskStatus
 
 log = logging.getLogger("hyac.triggers")
 
@@ -48,9 +54,11 @@ def tick_task_id(schedule_id: str, tick: float) -> str:
 
 
 class Scheduler:
-    def __init__(self, store: TriggerStore, fire: Fire, interval: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: TriggerStore, tasks: Store, logbus: LogBus, fire: Fire,
+                 interval: float, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.tasks = tasks
+        self.logbus = logbus
         self.fire = fire
         self.interval = interval
         self.clock = clock
@@ -105,6 +113,17 @@ class Scheduler:
         return latest_tick(row.cron, row.timezone, now), seen, upcoming
 
     async def _run_tick(self, row: Row, tick: float) -> str | None:
+        if row.last_task_id:
+            previous = await asyncio.to_thread(self.tasks.get_task, row.last_task_id)
+            # queued with an error: put back to wait for the quota (TaskExecutor._defer)
+            if previous is not None and previous.status == TaskStatus.QUEUED \
+                    and previous.error is not None:
+                self.logbus.emit(
+                    tenant=row.tenant, function=row.function, version=previous.version,
+                    stream="system", level="WARNING",
+                    message=f"schedule {row.id} skipped a tick: its previous task "
+                            f"{previous.id} still waits for the tenant's execution quota")
+                return None
         trigger = {"kind": "schedule", "id": row.id, "tick": tick}
         body = json.dumps({"source": "schedule", "schedule": row.id, "tick": tick,
                            "cron": row.cron, "timezone": row.timezone}).encode()

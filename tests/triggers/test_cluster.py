@@ -65,7 +65,7 @@ def test_of_two_agents_that_saw_the_same_tick_only_one_claims_it(isolation: Path
                 "next_run_at": 1000.0, "created_at": 0.0})
             seen = [store.due_schedules(1000.5, 10) for store in stores]
             assert [[row.next_run_at for row in rows] for rows in seen] == [[1000.0], [1000.0]]
-            steps = [Scheduler(store, fire=None, interval=1)._next_step(rows[0], 1000.5)  # type: ignore[arg-type]
+            steps = [Scheduler(store, None, None, None, 1)._next_step(rows[0], 1000.5)  # type: ignore[arg-type]
                      for store, rows in zip(stores, seen, strict=True)]
             assert steps[0] == steps[1] == (1000.0, 1000.0, 1001.0)
             claims = [store.claim_tick("sch_race", *step[1:], step[0]) for store, step in

@@ -15,8 +15,13 @@ HELLO = "def main(context):\n    return {'body': context.request.json()}\n"
 YEARLY = "0 0 1 1 *"
 
 
-def _run_due(platform: Platform, now: float) -> list[str]:
-    return on_loop(platform, agent_of(platform).triggers.scheduler.run_due(now))  # type: ignore[no-any-return]
+def _run_due(platform: Platform, now: float, tenant: str) -> list[str]:
+    """The tasks of ``tenant`` that the scheduler makes at ``now`` (the module's other
+    tests leave schedules of their own tenants, due at the same ticks)."""
+    made = on_loop(platform, agent_of(platform).triggers.scheduler.run_due(now))
+    with platform.owner(tenant) as client:
+        mine = {t["id"] for t in client.get("/v1/tasks", params={"limit": 1000}).json()}
+    return [task_id for task_id in made if task_id in mine]
 
 
 def _add(platform: Platform, tenant: str, **body: object) -> dict:
@@ -31,9 +36,9 @@ def test_each_tick_runs_once_with_its_trigger_recorded(platform: Platform) -> No
     assert platform.deploy("tick", HELLO, "sched").status_code == 201
     schedule = _add(platform, "sched", function="tick", cron=YEARLY, timezone="Europe/Paris")
     tick = schedule["next_run_at"]
-    made = _run_due(platform, tick + 1)
+    made = _run_due(platform, tick + 1, "sched")
     assert len(made) == 1
-    assert _run_due(platform, tick + 2) == []  # the same tick is not run twice
+    assert _run_due(platform, tick + 2, "sched") == []  # the same tick is not run twice
     with platform.owner("sched") as client:
         task = eventually(lambda: (t := client.get(f"/v1/tasks/{made[0]}").json())
                           ["status"] == "succeeded" and t)
@@ -54,7 +59,7 @@ def test_missed_ticks_run_once_late_or_are_skipped(
     assert platform.deploy("minutely", HELLO, "late").status_code in (200, 201)
     schedule = _add(platform, "late", function="minutely", cron="* * * * *", catch_up=catch_up)
     # The agent was away for an hour: sixty ticks were missed.
-    made = _run_due(platform, schedule["next_run_at"] + 3600 + 5)
+    made = _run_due(platform, schedule["next_run_at"] + 3600 + 5, "late")
     assert len(made) == runs
     with platform.owner("late") as client:
         after = client.get(f"/v1/schedules/{schedule['id']}").json()
@@ -69,10 +74,10 @@ def test_paused_schedule_does_not_run_and_resumes_from_the_next_tick(platform: P
     with platform.owner("pause") as client:
         paused = client.post(f"/v1/schedules/{schedule['id']}/pause").json()
         assert paused["paused"] is True and paused["next_run_at"] is None
-        assert _run_due(platform, schedule["next_run_at"] + 1) == []
+        assert _run_due(platform, schedule["next_run_at"] + 1, "pause") == []
         resumed = client.post(f"/v1/schedules/{schedule['id']}/resume").json()
     assert resumed["paused"] is False and resumed["next_run_at"] == schedule["next_run_at"]
-    assert len(_run_due(platform, schedule["next_run_at"] + 1)) == 1
+    assert len(_run_due(platform, schedule["next_run_at"] + 1, "pause")) == 1
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [
@@ -176,3 +181,23 @@ def test_a_removed_tenant_takes_its_triggers_and_the_changes_are_audited(
     with platform.owner("gone") as client:
         assert client.get("/v1/triggers").json() == []
         assert client.post(hook["path"], content=b"{}").status_code == 404
+
+
+def test_a_schedule_held_back_by_the_quota_keeps_one_task_waiting(platform: Platform) -> None:
+    platform.tenant("pile")
+    assert platform.deploy("f", HELLO, "pile").status_code == 201
+    with platform.owner("pile") as client:
+        assert client.put("/v1/quotas", json={"values": {"executions_per_day": 1}}
+                          ).status_code == 200
+        assert client.post("/v1/functions/f/invoke", json={}).status_code == 200  # used up
+    schedule = _add(platform, "pile", function="f", cron=YEARLY)
+    [waiting] = _run_due(platform, schedule["next_run_at"] + 1, "pile")
+    with platform.owner("pile") as client:
+        eventually(lambda: (t := client.get(f"/v1/tasks/{waiting}").json())["status"] == "queued"
+                   and t["error"] and t["error"]["code"] == "quota_exceeded")
+        upcoming = client.get(f"/v1/schedules/{schedule['id']}").json()["next_run_at"]
+        assert _run_due(platform, upcoming + 1, "pile") == []  # the next tick: still waiting
+        assert [t["id"] for t in client.get("/v1/tasks", params={"function": "f"}).json()] \
+            == [waiting]
+        logs = client.get("/v1/logs", params={"function": "f"}).json()
+    assert any(f"previous task {waiting} still waits" in line["message"] for line in logs)

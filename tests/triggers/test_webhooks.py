@@ -66,6 +66,10 @@ def test_signed_request_runs_the_function_with_the_request_as_body(
     result = json.loads(base64.b64decode(task["result"]["body_b64"]))
     assert result == {"body": payload.decode(), "event": "pull_request"}
     assert task["trigger"] == {"kind": "webhook", "id": hook["id"]}
+    with platform.owner(tenant) as client:  # the run's own lines name the trigger
+        run_lines = client.get("/v1/logs", params={"function": "gh"}).json()
+    assert any(line["request_id"] == task["request_id"]
+               and f"started by webhook {hook['id']}" in line["message"] for line in run_lines)
     assert listed[0]["last_task_id"] == task_id and "secret" not in listed[0]
 
 
