@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from hyac_agent.api.deps import get_agent, get_principal, require_token, tenant_role
@@ -151,7 +151,7 @@ async def add_alert_rule(body: AlertRuleCreate, _: Principal = Depends(owner),
 
 
 @router.delete("/alerts/{rule_id}", status_code=204)
-async def remove_alert_rule(rule_id: int, _: Principal = Depends(owner),
+async def remove_alert_rule(rule_id: int = Path(ge=1, le=2**53), _: Principal = Depends(owner),
                             agent: Agent = Depends(get_agent)) -> Response:
     await asyncio.to_thread(agent.notify.alerts.remove_rule, rule_id)
     return Response(status_code=204)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -49,6 +50,8 @@ WATCHED_QUOTAS = ("storage", "executions_per_day", "functions", "mails_per_day",
 LEVELS = (80, 100)
 MAX_EVENTS = 50
 DEFAULTS: dict[str, Any] = {"threshold": 0.5, "window": 300.0, "min_calls": 10}
+#: a window of a year, a million calls: anything larger is a mistake
+MAX_OPTION = 366 * 86400
 
 
 @dataclass
@@ -91,6 +94,8 @@ def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
                            else value)
         except (TypeError, ValueError):
             raise InvalidInput(f"alert option {name} must be a number, not {value!r}") from None
+        if not math.isfinite(number) or number > MAX_OPTION:
+            raise InvalidInput(f"alert option {name} is out of range")
         if name == "threshold" and not 0 < number <= 1:
             raise InvalidInput("alert threshold is a fraction of invocations, above 0 and at most 1")
         if name in ("window", "min_calls") and number < 1:

@@ -226,8 +226,15 @@ def test_alerts_fire_once_and_resolve(agent: InProcessAgent, receiver: Receiver)
         assert made.status_code == 201, made.text
         rule = owner.post("/v1/notify/alerts", json={"kind": "quota", "channel": "pager"})
         assert rule.status_code == 201, rule.text
-        assert owner.post("/v1/notify/alerts", json={"kind": "nonsense", "channel": "pager"}
-                          ).status_code == 400
+        for wrong in ({"kind": "nonsense", "channel": "pager"},
+                      {"kind": "quota", "channel": "nowhere"},
+                      {"kind": "quota", "channel": "pager", "options": {"window": 60}},
+                      {"kind": "error_rate", "channel": "pager", "options": {"min_calls": 1e308}},
+                      {"kind": "error_rate", "channel": "pager", "options": {"threshold": 2}},
+                      {"kind": "error_rate", "channel": "pager", "options": {"window": "soon"}}):
+            refused = owner.post("/v1/notify/alerts", json=wrong)
+            assert refused.status_code in (400, 404), (wrong, refused.text)
+        assert len(owner.get("/v1/notify/alerts").json()["rules"]) == 1  # nothing half-saved
         assert owner.post("/v1/tenants", json={"name": "busy"}).status_code in (201, 409)
     with agent.client("busy") as owner:
         assert owner.put("/v1/quotas", json={"values": {"notifications_per_day": 2}}).status_code == 200
