@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.notify.formats import CHANNEL_TYPES, WEBHOOK_TYPES
@@ -34,6 +34,8 @@ from hyac_common.names import validate_name
 #: how a tenant's function names a shared platform channel
 PLATFORM_PREFIX = "platform/"
 MAX_RECIPIENTS = 20
+#: channels of one tenant (or of the platform)
+MAX_CHANNELS = 100
 _RECIPIENT = re.compile(r"^[^@\s<>,;\"]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,63}$")
 
 
@@ -104,6 +106,11 @@ class ChannelStore:
         sealed = self._box.encrypt(json.dumps(settings).encode()).decode()
         try:
             with self.engine.begin() as conn:
+                held = conn.execute(select(func.count()).select_from(channels).where(
+                    channels.c.tenant == tenant)).scalar_one()
+                if held >= MAX_CHANNELS:
+                    raise InvalidInput(f"at most {MAX_CHANNELS} notification channels "
+                                       "(remove one first)")
                 conn.execute(insert(channels).values(
                     tenant=tenant, name=name, type=kind, secret=sealed, summary=summary[:255],
                     shared=shared, created_at=now))

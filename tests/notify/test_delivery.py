@@ -501,3 +501,20 @@ def test_new_vulnerability_findings_reach_the_owner(agent: InProcessAgent,
     title, text = found["body"][0], found["body"][1]
     assert title["text"] == "New vulnerabilities: default" and title["color"] == "Attention"
     assert "report v3: GHSA-aaaa-bbbb-cccc" in text["text"]
+
+
+def test_a_tenant_has_a_bounded_number_of_channels(
+        agent: InProcessAgent, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyac_agent.notify import channels
+
+    monkeypatch.setattr(channels, "MAX_CHANNELS", 2)
+    with agent.client() as owner:
+        assert owner.post("/v1/tenants", json={"name": "capped"}).status_code == 201
+    add(agent, "one", "slack", tenant="capped", url=receiver.url)
+    add(agent, "two", "slack", tenant="capped", url=receiver.url)
+    with agent.client("capped") as client:
+        third = client.post("/v1/notify/channels", json={"name": "three", "type": "slack",
+                                                          "url": receiver.url})
+        assert third.status_code == 400 and "at most 2" in third.json()["error"]["message"]
+        assert len(client.get("/v1/notify/channels").json()) == 2 + len(
+            [c for c in client.get("/v1/notify/channels").json() if c["platform"]])
