@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -90,9 +91,12 @@ class DependencyStore:
     async def prepare(
         self, runtime: Runtime, requirements: list[str], package_json: bytes | None,
         lock: str | None = None,
+        before_install: Callable[[str], Awaitable[None]] | None = None,
     ) -> Prepared | None:
         """Resolve (unless ``lock`` is given) and install; None without dependencies.
 
+        ``before_install`` is awaited with the lock once it is known (given or resolved)
+        and before any environment is built: what it raises ends the deploy there.
         Raises DependencyRefused before any installer runs, DependencyConflict or
         InstallFailed before anything is recorded."""
         if not requirements and package_json is None and not lock:
@@ -102,6 +106,8 @@ class DependencyStore:
         manifest = self._check(runtime, requirements, package_json)
         if lock is None:
             lock = await asyncio.to_thread(self._resolve, runtime, requirements, manifest)
+        if before_install is not None:
+            await before_install(lock)
         return await self.ensure(runtime, lock)
 
     async def ensure(self, runtime: Runtime, lock: str) -> Prepared:

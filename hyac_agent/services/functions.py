@@ -122,7 +122,7 @@ class FunctionService:
         # reuses its stored lock, so it gets exactly the same environment.
         config = request.config
         from hyac_agent.deps import check_client_lock, collect_requirements
-        from hyac_agent.vulns import check_deploy
+        from hyac_agent.vulns import check_deploy, check_pins
 
         # A stored lock is the agent's own; a client's is held to pins of the index.
         lock = existing.config.lock if existing is not None else (
@@ -131,10 +131,19 @@ class FunctionService:
         requirements, package_json = collect_requirements(
             runtime, request.entry, files, config.requirements
         )
-        prepared = await self.deps.prepare(runtime, requirements, package_json, lock)
+        if lock is None and runtime.installer:
+            # Exact pins a vulnerability policy refuses: refused before resolving.
+            await check_pins(self.store, tenant, name, runtime.name, requirements,
+                             package_json)
+
+        async def scanned(resolved: str) -> None:
+            # The whole lock, before any environment is built: the policy may refuse it.
+            await check_deploy(self.store, tenant, name, resolved)
+
+        prepared = await self.deps.prepare(runtime, requirements, package_json, lock,
+                                           before_install=scanned)
         if prepared is not None:
             config = config.model_copy(update={"lock": prepared.lock})
-            await check_deploy(self.store, tenant, name, prepared.lock)  # policy may refuse
         if not self.bundles.exists(sha):
             await asyncio.to_thread(self.bundles.write, sha, files)
         # The bundle is complete on disk before the store points at it, and the shared

@@ -47,5 +47,19 @@ async def check_deploy(store: Any, tenant: str, name: str, lock: str) -> ScanRes
     return await asyncio.to_thread(service_for(store).check_deploy, tenant, name, lock)
 
 
-__all__ = ["NEW_FINDINGS_HOOKS", "VulnService", "check_deploy", "scan_files", "scan_lock",
+async def check_pins(store: Any, tenant: str, name: str, runtime: str,
+                     requirements: list[str], package_json: bytes | None) -> None:
+    """The deploy hook before resolution: raise VulnerableDependencies when a
+    requirement pinned exactly (``==`` or an npm exact version) has an advisory the
+    tenant's policy blocks, so nothing is resolved or installed for it."""
+    from hyac_agent.vulns.files import pinned_packages
+
+    files = {"package.json": package_json} if package_json is not None else {}
+    ecosystem, packages = pinned_packages(files, runtime, requirements)
+    if packages:
+        await asyncio.to_thread(service_for(store).check_pins, tenant, name, ecosystem,
+                                packages)
+
+
+__all__ = ["NEW_FINDINGS_HOOKS", "VulnService", "check_deploy", "check_pins", "scan_files", "scan_lock",
            "scan_lock_text", "service_for"]

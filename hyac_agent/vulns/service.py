@@ -82,6 +82,22 @@ class VulnService:
                         ", ".join(a.id for p in result.packages for a in p.advisories) or "unknown")
         return result
 
+    def check_pins(self, tenant: str, name: str, ecosystem: str, packages: list[Package]
+                   ) -> None:
+        """Before anything is resolved: refuse a deploy whose pinned requirements
+        (``name==version``) already have an advisory the tenant's policy blocks. Packages
+        without a pin are left to the scan of the resolved lock (``check_deploy``), which
+        also applies ``unknown = "block"``; nothing is stored."""
+        rules = self.policy(tenant)
+        pinned: list[Package] = [(n, v) for n, v in packages if v is not None]
+        if rules.mode != "block" or not pinned:
+            return
+        result = self.scan_packages(ecosystem, pinned)
+        vulnerable = [p for p in result.packages if p.status == "vulnerable"]
+        if vulnerable:
+            policy.enforce(rules.model_copy(update={"unknown": "allow"}),
+                           result.model_copy(update={"packages": vulnerable}))
+
     def report(self, tenant: str, name: str, version: int | None = None, fresh: bool = False
                ) -> ScanReport:
         """The scan of ``name``'s version (default: the active one): the stored one, or a

@@ -109,6 +109,22 @@ def test_deploys_are_scanned_blocked_rescanned_and_described(
     assert blocked.returncode == 1
     assert json.loads(blocked.stdout)[0]["blocked"] is True
 
+    # Refused before anything is installed: exact pins before resolving (the unknown
+    # package beside the pin is never looked up), a range after resolving; no
+    # environment is built for either.
+    envs = agent.data_dir / "deps" / "envs"
+    built = sorted(p.name for p in envs.iterdir())
+    pinned = put(agent, "pinned", SOURCE, ["urllib3==1.24.1", "hyac-no-such-package-zz==1.0"])
+    assert pinned.status_code == 422, pinned.text
+    assert pinned.json()["error"]["code"] == "vulnerable_dependencies"
+    assert "urllib3 1.24.1 has GHSA-mh33-7rrq-662w" in pinned.json()["error"]["message"]
+    ranged = put(agent, "ranged", SOURCE, ["requests>=2.19.1,<2.20"])
+    assert ranged.status_code == 422, ranged.text
+    assert "requests 2.19.1 has GHSA-x84v-xcm2-53pg" in ranged.json()["error"]["message"]
+    assert sorted(p.name for p in envs.iterdir()) == built
+    with agent.client() as client:
+        assert client.get("/v1/functions/pinned").status_code == 404
+
     # `hyac deploy` says why, in one line, and exits non-zero.
     project = tmp_path / "proj"
     (project / "functions").mkdir(parents=True)
