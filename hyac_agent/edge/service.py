@@ -197,6 +197,14 @@ class EdgeService:
             verdict.response = self._refusal(exc, tenant, function)
         return verdict
 
+    async def check_ip(self, request: Any, tenant: str, function: str) -> None:
+        """The tenant's and the function's IP rules alone, IpDenied if they refuse the
+        client: for inbound webhooks, whose signature stands in for the access mode."""
+        view = await self.view()
+        peer = request.client.host if request.client else ""
+        self._check_ip(view, client_address(peer, dict(request.headers), view.trusted),
+                       tenant, function, None)
+
     def _check_ip(self, view: View, address: Address | None, tenant: str, function: str,
                   domain: str | None) -> None:
         levels: dict[str, list[tuple[IpRule, Network]]] = {}

@@ -158,6 +158,9 @@ async def inbound(webhook_id: str, request: Request,
     row = await asyncio.to_thread(service.store.webhook, webhook_id)
     if row is None:
         raise NotFound(f"no webhook {webhook_id!r}")
+    edge = getattr(request.app.state, "edge", None)
+    if edge is not None:  # the tenant's IP rules hold for its webhooks too
+        await edge.check_ip(request, row.tenant, row.function)
     secret = await asyncio.to_thread(service.webhook_secret, row)
     signatures.verify(row.scheme, secret, request.headers, body, time.time())
     headers = {k: v for k, v in request.headers.items() if k.lower() not in DROPPED_HEADERS}

@@ -136,3 +136,21 @@ def test_secret_is_shown_once_stored_encrypted_and_hidden_from_other_tenants(
         missing = client.post("/v1/webhooks", json={"function": "nope"})
         assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
         assert client.get("/v1/webhooks").json() == again  # nothing half-saved
+
+
+def test_the_tenants_ip_rules_hold_for_its_webhooks(platform: Platform) -> None:
+    platform.tenant("hooks-ip")
+    assert platform.deploy("gh", ECHO, "hooks-ip").status_code == 201
+    hook = _hook(platform, "hooks-ip", "gh", scheme="github", secret="ip-secret")
+    body = b"{}"
+    signed = {"X-Hub-Signature-256": sign("github", "ip-secret", body, 0)}
+    with platform.owner("hooks-ip") as client:  # the test client's address: 127.0.0.1
+        rule = client.post("/v1/edge/ip-rules", json={"action": "deny", "cidr": "127.0.0.0/8",
+                                                      "function": "gh"})
+        assert rule.status_code == 201, rule.text
+    refused = _post(platform, hook["path"], body, signed)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "ip_denied"
+    assert _tasks(platform, "hooks-ip", "gh") == []
+    with platform.owner("hooks-ip") as client:
+        assert client.delete(f"/v1/edge/ip-rules/{rule.json()['id']}").status_code in (200, 204)
+    assert _post(platform, hook["path"], body, signed).status_code == 202
