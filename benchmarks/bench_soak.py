@@ -88,6 +88,7 @@ class Sample:
     rss: int
     fds: int
     processes: int  # the agent's descendants: sandboxes and their workers
+    cpu: float = 0.0  # seconds of CPU the agent process has used so far (not its sandboxes)
 
 
 @dataclass
@@ -111,7 +112,8 @@ class Soak:
             # No answer at all: the connection was dropped.
             outcome = type(exc).__name__
             self.dropped.append({"op": op, "at": round(self.now(), 3), "error": repr(exc),
-                                 "after_s": round(time.perf_counter() - began, 3)})
+                                 "after_s": round(time.perf_counter() - began, 3),
+                                 "wall": round(time.time(), 3)})
         self.done.append(Done(self.now(), op, outcome, time.perf_counter() - began))
 
     # the operations: each answers "ok" or the code of what it got instead -------------
@@ -175,8 +177,19 @@ def open_fds(pid: int) -> int:
         return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def sample(agent: Agent, at: float) -> Sample:
-    return Sample(at, rss_bytes(agent.pid), open_fds(agent.pid), len(descendants(agent.pid)))
+    return Sample(at, rss_bytes(agent.pid), open_fds(agent.pid), len(descendants(agent.pid)),
+                  cpu_seconds(agent.pid))
 
 
 async def load(agent: Agent, seconds: float, connections: int, window: float,
@@ -242,6 +255,9 @@ def windows(soak: Soak, samples: list[Sample], seconds: float, window: float) ->
         inside = [d for d in soak.done if start <= d.at < end and d.op != "task_result"]
         invokes = [d.latency for d in inside if d.op == "invoke" and d.outcome == "ok"]
         last = max((s for s in samples if s.at <= end + window / 2), key=lambda s: s.at)
+        before = at_time(samples, start)
+        after = min((s for s in samples if s.at > before.at), key=lambda s: abs(s.at - end),
+                    default=None)
         rows.append({
             "start": round(start, 2), "end": round(end, 2),
             "ops_per_s": len(inside) / (end - start),
@@ -249,12 +265,22 @@ def windows(soak: Soak, samples: list[Sample], seconds: float, window: float) ->
             "invoke_p50_ms": median(invokes) * 1000 if invokes else None,
             "errors": dict(Counter(d.outcome for d in inside if d.outcome != "ok")),
             "rss": last.rss, "fds": last.fds, "processes": last.processes,
+            # what an operation costs the agent itself: flat while ops/s falls means the
+            # machine (other load on the agent's CPU) slowed it, not the agent
+            "agent_cpu_ms_per_op": None if after is None else
+            1000 * cpu_per_op(soak, samples, before.at, after.at) or None,
         })
     return rows
 
 
 def rate(soak: Soak, start: float, end: float) -> float:
     return sum(1 for d in soak.done if start <= d.at < end and d.op != "task_result") / (end - start)
+
+
+def cpu_per_op(soak: Soak, samples: list[Sample], start: float, end: float) -> float:
+    """Seconds of the agent's CPU per operation between ``start`` and ``end``."""
+    ops = rate(soak, start, end) * (end - start)
+    return (at_time(samples, end).cpu - at_time(samples, start).cpu) / ops if ops else 0.0
 
 
 def at_time(samples: list[Sample], when: float) -> Sample:
@@ -276,9 +302,16 @@ def verdict(soak: Soak, samples: list[Sample], seconds: float) -> tuple[list[Fig
     ]
     errors = dict(Counter(d.outcome for d in soak.done if d.outcome != "ok"))
     steady = not errors and all(f.met for f in figures)
+    # No target: it tells a slower agent from a busier machine when throughput falls.
+    figures.append(figure(
+        "soak.agent_cpu_per_op", f"agent CPU per operation, last {first:g} s",
+        cpu_per_op(soak, samples, seconds - first, seconds) * 1000, "ms",
+        cpu_per_op(soak, samples, 0, first) * 1000, baseline,
+    ))
     words = [
         f"{sum(errors.values())} unexpected answers" + (f" {errors}" if errors else ""),
-        f"throughput {figures[0].ratio:.2f}× of the first {first:g} s",
+        f"throughput {figures[0].ratio:.2f}× of the first {first:g} s "
+        f"(agent CPU per operation {figures[3].ratio:.2f}×)",
         f"RSS {100 * (figures[1].ratio - 1):+.1f} %",
         f"open fds {end.fds - start.fds:+d}",
     ]
@@ -286,12 +319,16 @@ def verdict(soak: Soak, samples: list[Sample], seconds: float) -> tuple[list[Fig
 
 
 def print_windows(rows: list[dict[str, Any]]) -> None:
-    print(f"{'window':>13} {'ops/s':>7} {'invoke p50':>11} {'RSS':>10} {'fds':>5} {'procs':>5}  errors")
+    print(f"{'window':>13} {'ops/s':>7} {'invoke p50':>11} {'CPU/op':>9} {'RSS':>10} {'fds':>5} "
+          f"{'procs':>5}  errors")
     for row in rows:
         p50 = f"{row['invoke_p50_ms']:.1f} ms" if row["invoke_p50_ms"] is not None else "—"
+        cpu = row["agent_cpu_ms_per_op"]
+        per_op = f"{cpu:.1f} ms" if cpu is not None else "—"
         errors = ", ".join(f"{k} {v}" for k, v in sorted(row["errors"].items())) or "—"
         print(f"{row['start']:>5.0f}–{row['end']:<5.0f}s {row['ops_per_s']:>7.1f} {p50:>11} "
-              f"{row['rss'] / 2**20:>6.1f} MiB {row['fds']:>5} {row['processes']:>5}  {errors}")
+              f"{per_op:>9} {row['rss'] / 2**20:>6.1f} MiB {row['fds']:>5} {row['processes']:>5}  "
+              f"{errors}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,9 @@ def test_quick_mode_reports_windows_figures_and_a_verdict(tmp_path: Path) -> Non
     assert performed == set(MIX), performed
     assert all(w["rss"] > 0 and w["fds"] > 0 for w in report["windows"])
     assert report["tasks_checked"] > 0
-    assert set(report["figures"]) == {"soak.throughput", "soak.agent_rss", "soak.agent_fds"}
+    assert all(w["agent_cpu_ms_per_op"] > 0 for w in report["windows"] if w["by_op"])
+    assert set(report["figures"]) == {"soak.throughput", "soak.agent_rss", "soak.agent_fds",
+                                      "soak.agent_cpu_per_op"}
     for key, fig in report["figures"].items():
         assert fig["baseline"] > 0 and math.isfinite(fig["ratio"]), (key, fig)
     assert report["verdict"].startswith(("verdict: steady — ", "verdict: DRIFT — "))
