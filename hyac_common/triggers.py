@@ -18,6 +18,7 @@ STORAGE_EVENTS = ("put", "delete")
 TASK_EVENTS = ("succeeded", "dead")
 WEBHOOK_SCHEMES = ("hmac-sha256", "github", "stripe")
 #: cron aliases croniter understands, beside 5 fields (minute first) or 6 (second first)
+MAX_CRON = 200
 CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
@@ -31,6 +32,8 @@ def check_cron(line: object) -> str:
 
     if not isinstance(line, str) or not line.strip():
         raise InvalidInput("a schedule must be a cron line such as \"*/5 * * * *\"")
+    if len(line) > MAX_CRON:
+        raise InvalidInput(f"a cron line is at most {MAX_CRON} characters")
     text = " ".join(line.split())
     fields = text.split(" ")
     if text.startswith("@"):

@@ -85,6 +85,7 @@ def test_paused_schedule_does_not_run_and_resumes_from_the_next_tick(platform: P
     ({"function": "f", "cron": "* * *"}, 400, "expected 5 fields"),
     ({"function": "f", "cron": "@sometimes"}, 400, "unknown cron alias"),
     ({"function": "f", "cron": "0 0 30 2 *"}, 400, "matches no date"),
+    ({"function": "f", "cron": "1," * 5000 + "2 * * * *"}, 400, "at most 200 characters"),
     ({"function": "f", "cron": "*/5 * * * *", "timezone": "Mars/Olympus"}, 400,
      "unknown timezone"),
     ({"function": "missing", "cron": "*/5 * * * *"}, 404, "not found"),
