@@ -4,12 +4,14 @@ the setting with nothing saved; `hyac system integrations` on the command line."
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -110,38 +112,70 @@ def real_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgen
     running.kill(signal.SIGTERM)
 
 
-def hyac(agent: RunningAgent, *args: str, input: str | None = None,
-         token: str | None = None) -> subprocess.CompletedProcess[str]:
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def hyac(agent: RunningAgent, *args: str, input: str | None = None) -> Ran:
+    """`hyac system integrations ARGS` as a process of its own, against ``agent``."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("HYAC_")}, "NO_COLOR": "1",
-           "COLUMNS": "200", "HYAC_URL": agent.url, "HYAC_TOKEN": token or agent.token,
+           "COLUMNS": "200", "HYAC_URL": agent.url, "HYAC_TOKEN": agent.token,
            "HYAC_CONFIG_DIR": str(agent.data_dir.parent / "config")}
-    return subprocess.run([sys.executable, "-m", "hyac_cli", "system", "integrations", *args],
+    done = subprocess.run([sys.executable, "-m", "hyac_cli", "system", "integrations", *args],
                           capture_output=True, text=True, input=input, env=env, timeout=120)
+    return Ran(done.returncode, done.stdout, done.stderr)
 
 
-def test_the_command_line(real_agent: RunningAgent) -> None:
+@pytest.fixture
+def cli(real_agent: RunningAgent, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
+    """`hyac system integrations ARGS` through the console script's entry point, in this
+    process (the same parsing, errors and exit codes, without an interpreter's start)."""
+    from hyac_cli.main import run
+
+    for name, value in {"NO_COLOR": "1", "COLUMNS": "200", "HYAC_URL": real_agent.url,
+                        "HYAC_TOKEN": real_agent.token}.items():
+        monkeypatch.setenv(name, value)
+
+    def call(*args: str, input: str = "") -> Ran:
+        monkeypatch.setattr(sys, "argv", ["hyac", "system", "integrations", *args])
+        monkeypatch.setattr(sys, "stdin", io.StringIO(input))
+        try:
+            run()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return call
+
+
+def test_the_command_line(real_agent: RunningAgent, cli: Callable[..., Ran]) -> None:
     shown = hyac(real_agent, "show")
     assert shown.returncode == 0, shown.stderr
     assert "mail: Mail (SMTP) (not configured)" in shown.stdout and "storage:" in shown.stdout
     # NAME alone reads the value from stdin (a secret stays out of shell history).
-    saved = hyac(real_agent, "set", "storage", "prefix=hyac", "secret_key", "--json",
-                 input="s3cr3t-value\n")
+    saved = cli("set", "storage", "prefix=hyac", "secret_key", "--json", input="s3cr3t-value\n")
     assert saved.returncode == 0, saved.stderr
     view = json.loads(saved.stdout)
     assert setting(view, "prefix")["value"] == "hyac/" and setting(view, "secret_key")["value"] == "set"
     assert "s3cr3t-value" not in saved.stdout
-    text = hyac(real_agent, "show", "storage").stdout
+    text = cli("show", "storage").stdout
     assert "hyac/" in text and "store" in text and "s3cr3t" not in text
-    tested = hyac(real_agent, "test", "storage")
+    tested = cli("test", "storage")
     assert tested.returncode != 0 and "storage is not configured" in tested.stderr
     for args, needle in [(("set", "mail", "timeout=soon"), "must be a number"),
                          (("test", "mail", "--to", "a@example.com"), "mail is not configured"),
                          (("set", "storage", "=x"), "is not NAME=VALUE")]:
-        failed = hyac(real_agent, *args)
+        failed = cli(*args)
         assert failed.returncode != 0 and needle in failed.stderr, (args, failed.stderr)
         assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
     as_json = hyac(real_agent, "set", "nope", "a=1", "--json")
     assert as_json.returncode != 0
     assert "no integration 'nope'" in json.loads(as_json.stdout)["error"]["message"]
-    unset = hyac(real_agent, "unset", "storage", "--json")
+    unset = cli("unset", "storage", "--json")
     assert unset.returncode == 0 and setting(json.loads(unset.stdout), "prefix")["source"] == "default"
