@@ -160,10 +160,10 @@ class Host:
         wasmtime = self.wasmtime
         try:
             store = self.configure()
-            instance = wasmtime.Linker(self.engine)
-            instance.define_wasi()
-            started = instance.instantiate(store, self.module)
-            started.exports(store)["_start"](store)
+            linker = wasmtime.Linker(self.engine)
+            linker.define_wasi()  # WASI only: the guest imports nothing else
+            instance = linker.instantiate(store, self.module)
+            instance.exports(store)["_start"](store)
         except wasmtime.ExitTrap as exc:
             self.exit_code = exc.code
         except wasmtime.Trap as exc:
