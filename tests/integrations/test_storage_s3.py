@@ -185,6 +185,10 @@ def test_unreachable_or_refused_s3_is_one_line_and_saves_nothing(
     down = configure(api_platform, "storage", {**s3.settings(bucket), "backend": "builtin",
                                                 "endpoint": f"http://127.0.0.1:{free_port()}"})
     assert down.status_code == 200, down.text
+    with api_platform.owner() as client:  # and `test` says what is wrong, in one line
+        tested = client.post("/v1/system/integrations/storage/test")
+    assert tested.status_code == 422, tested.text
+    assert tested.json()["error"]["message"].startswith("cannot reach the S3 endpoint")
     with api_platform.owner() as client:
         assert configure(api_platform, "storage", s3.settings(bucket)).status_code == 200
         configure(api_platform, "storage", {"backend": "builtin"})
