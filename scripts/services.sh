@@ -17,6 +17,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
     # validates docs/cluster/compose.yaml (tests/cluster/test_compose.py)
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+    # the cluster test's balancer and its bridges into network namespaces (tests/cluster/test_failover.py)
+    command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+    command -v socat >/dev/null 2>&1 || missing+=(socat)
     # scraped by tests/integration/test_prometheus.py
     command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
     # the browser of the console's end-to-end tests (tests/console/test_browser.py)
