@@ -11,8 +11,9 @@ Guarantees, before the code:
   answer that a retry cannot change (a 404 from a removed Slack hook, a refused address)
   fails it at once.
 - **Never stalls the agent.** Each attempt runs on its own with a timeout for the name
-  lookup, the connection and the answer; at most ``MAX_SENDING`` attempts at once, so
-  a receiver that never answers holds one slot for at most the timeout.
+  lookup, the connection and the answer; at most ``MAX_SENDING`` attempts at once, and
+  at most ``PER_CHANNEL`` of them to one channel, so a receiver that never answers
+  holds two slots for at most the timeout each, and the other channels keep the rest.
 - **The task callbacks' SSRF rules.** The URL's name is resolved when it is sent, every
   address must pass ``destinations`` (no loopback, private, link-local, metadata
   addresses unless ``HYAC_CALLBACK_ALLOW_CIDRS`` allows them), and the request goes to
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("hyac.notify")
 
 MAX_SENDING = 8
+#: attempts to one channel at once: a channel whose receiver never answers holds these
+#: and leaves the other slots to the other channels
+PER_CHANNEL = 2
 MAX_ERROR = 300
 #: statuses a retry may turn into success
 RETRIED_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -111,6 +115,8 @@ class Deliverer:
         self._sending: set[asyncio.Task[None]] = set()
         #: the deliveries this agent holds a claim on right now
         self._claimed: set[str] = set()
+        #: attempts in flight per channel, (tenant, name)
+        self._busy: dict[tuple[str, str], int] = {}
 
     # the log ----------------------------------------------------------------------------
 
@@ -187,9 +193,13 @@ class Deliverer:
                 if time.monotonic() - pruned > PRUNE_EVERY:
                     await asyncio.to_thread(self.prune, time.time() - RETENTION)
                     pruned = time.monotonic()
-                for delivery_id in await asyncio.to_thread(self._due, time.time()):
+                full = [k for k, n in self._busy.items() if n >= PER_CHANNEL]
+                for delivery_id, key in await asyncio.to_thread(self._due, time.time(), full):
+                    if self._busy.get(key, 0) >= PER_CHANNEL:
+                        continue
                     await self._slots.acquire()
-                    job = asyncio.create_task(self._attempt(delivery_id))
+                    self._busy[key] = self._busy.get(key, 0) + 1
+                    job = asyncio.create_task(self._attempt(delivery_id, key))
                     self._sending.add(job)
                     job.add_done_callback(self._sending.discard)
             except asyncio.CancelledError:
@@ -206,13 +216,19 @@ class Deliverer:
             return int(conn.execute(delete(deliveries).where(
                 deliveries.c.status != "pending", deliveries.c.updated_at < before)).rowcount)
 
-    def _due(self, now: float) -> list[str]:
+    def _due(self, now: float, full: list[tuple[str, str]]
+             ) -> list[tuple[str, tuple[str, str]]]:
+        """What is due, oldest first, but for the channels that have all their slots."""
+        skipped = [~and_(deliveries.c.tenant == tenant, deliveries.c.channel == channel)
+                   for tenant, channel in full]
         with self.engine.connect() as conn:
-            rows = conn.execute(select(deliveries.c.id).where(
+            rows = conn.execute(select(deliveries.c.id, deliveries.c.tenant,
+                                       deliveries.c.channel).where(
                 deliveries.c.status == "pending", deliveries.c.next_at <= now,
                 or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+                *skipped,
             ).order_by(deliveries.c.next_at).limit(MAX_SENDING * 2)).all()
-        return [row.id for row in rows]
+        return [(row.id, (row.tenant, row.channel)) for row in rows]
 
     def _claim(self, delivery_id: str, now: float) -> Any:
         """The row, if this agent now holds it (no other agent sends it meanwhile)."""
@@ -232,7 +248,7 @@ class Deliverer:
                 status=status, attempts=attempts, last_error=error, next_at=next_at,
                 claimed_until=None, updated_at=time.time()))
 
-    async def _attempt(self, delivery_id: str) -> None:
+    async def _attempt(self, delivery_id: str, key: tuple[str, str]) -> None:
         try:
             row = await asyncio.to_thread(self._claim, delivery_id, time.time())
             if row is None:
@@ -265,6 +281,10 @@ class Deliverer:
             self._claimed.discard(row.id)
         finally:
             self._slots.release()
+            self._busy[key] -= 1
+            if not self._busy[key]:
+                del self._busy[key]
+            self._wake.set()  # a slot is free: look for more at once
 
     async def _send(self, row: Any) -> None:
         try:
