@@ -13,7 +13,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     command -v pg_ctlcluster >/dev/null 2>&1 || { missing+=(postgresql); installed_pg=1; }
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-    # the other Celery broker (tests/cluster/test_rabbitmq.py)
+    # the other Celery broker (tests/cluster/test_failover.py)
     command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
     # validates docs/cluster/compose.yaml (tests/cluster/test_compose.py)
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)

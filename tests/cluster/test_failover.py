@@ -1,6 +1,7 @@
 """A cluster on one machine: two agents and two workers, each a "host" in a network
 namespace of its own (a veth pair to this namespace, its own 127.0.0.1), one PostgreSQL
-and one Redis reached from every host (through socat over a Unix socket: the servers
+and one RabbitMQ (the Celery broker; Redis is tested in tests/tasks/test_celery.py)
+reached from every host (through socat over a Unix socket: the servers
 stay on this namespace's loopback), and HAProxy in front of the agents.
 
 Under a bounded load of sync invokes and background tasks, one agent and one worker are
@@ -8,7 +9,7 @@ killed (SIGKILL to the whole host's processes). Then: sync requests fail over (o
 in flight on the dead agent may fail, with 502/503, none hangs), every accepted task
 ends ``succeeded``, no task's function completes twice, and the version is still there.
 
-Needs root (network namespaces), ``ip``, socat, HAProxy, bubblewrap, PostgreSQL and Redis
+Needs root (network namespaces), ``ip``, socat, HAProxy, bubblewrap, PostgreSQL and RabbitMQ
 (scripts/services.sh installs them); skipped, naming what is missing, without them.
 """
 
@@ -42,8 +43,8 @@ def _why_not() -> str | None:
     for tool in ("ip", "socat", "haproxy", "bwrap"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/services.sh installs it)"
-    if not reachable("127.0.0.1", 6379):
-        return "Redis is not reachable at 127.0.0.1:6379"
+    if not reachable("127.0.0.1", 5672):
+        return "RabbitMQ is not reachable at 127.0.0.1:5672 (guest/guest)"
     return None
 
 
@@ -52,6 +53,10 @@ pytestmark = [
     pytest.mark.requires_celery,
     pytest.mark.skipif(_REASON is not None, reason=f"the cluster test needs: {_REASON}"),
 ]
+
+
+#: what every host reaches on its own 127.0.0.1: PostgreSQL, RabbitMQ
+SERVICES = (("pg", 5432), ("amqp", 5672))
 
 
 def _run(*argv: str) -> None:
@@ -94,12 +99,12 @@ class Cluster:
         self.sockets = root / "sockets"
         self.sockets.mkdir()
         self.bridges: list[subprocess.Popen[bytes]] = []
-        for name, port in (("pg", 5432), ("redis", 6379)):
+        for name, port in SERVICES:
             self.bridges.append(subprocess.Popen(
                 ["socat", f"UNIX-LISTEN:{self.sockets / name}.sock,fork,mode=600",
                  f"TCP:127.0.0.1:{port}"], stderr=subprocess.DEVNULL))
         stack.callback(self._stop_bridges)
-        eventually(lambda: all((self.sockets / f"{n}.sock").exists() for n in ("pg", "redis")),
+        eventually(lambda: all((self.sockets / f"{n}.sock").exists() for n, _ in SERVICES),
                    timeout=10)
 
     def _stop_bridges(self) -> None:
@@ -123,7 +128,7 @@ class Cluster:
         data_dir = self.root / role / "data"
         data_dir.mkdir(parents=True)
         host = Host(name, f"{prefix}.2", data_dir, self.root / role / "host.log")
-        for service, port in (("pg", 5432), ("redis", 6379)):  # its own 127.0.0.1 has them
+        for service, port in SERVICES:  # its own 127.0.0.1 has them
             host.helpers.append(subprocess.Popen(
                 ["ip", "netns", "exec", name, "socat",
                  f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
@@ -193,7 +198,7 @@ def _start(root: Path, stack: ExitStack, database: str) -> Running:
     agents = [nodes.host(1, "a1"), nodes.host(2, "a2")]
     workers = [nodes.host(3, "w1"), nodes.host(4, "w2")]
     env = {**FAST_TASKS, "HYAC_QUEUE": "celery", "HYAC_CELERY_QUEUE": f"hyac-{nodes.tag}",
-           "HYAC_BROKER_URL": "redis://127.0.0.1:6379/0", "HYAC_DATABASE_URL": database,
+           "HYAC_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//", "HYAC_DATABASE_URL": database,
            "HYAC_CONFIG_DIR": str(root / "config")}
     serve = ["serve", "--host", "0.0.0.0", "--port", "8040", "--sandbox", "bwrap"]
     first = agents[0]
