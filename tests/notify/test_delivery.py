@@ -518,3 +518,25 @@ def test_a_tenant_has_a_bounded_number_of_channels(
         assert third.status_code == 400 and "at most 2" in third.json()["error"]["message"]
         assert len(client.get("/v1/notify/channels").json()) == 2 + len(
             [c for c in client.get("/v1/notify/channels").json() if c["platform"]])
+
+
+def test_a_hung_receiver_holds_two_slots_and_no_more(
+        tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> None:
+    gate = Gate()
+    try:
+        with agent_with(tmp_path_factory.mktemp("fair-agent"), HYAC_NOTIFY_TIMEOUT="60",
+                        HYAC_CALLBACK_ALLOW_CIDRS="127.0.0.0/8") as running:
+            add(running, "hung", "webhook", url=gate.url)
+            add(running, "fine", "slack", url=receiver.url)
+            with running.client() as client:
+                held = [client.post("/v1/notify/channels/hung/test").json()["id"]
+                        for _ in range(10)]
+                eventually(lambda: len(gate.calls) == 2)
+                sent = client.post("/v1/notify/channels/fine/test").json()["id"]
+            eventually(lambda: delivery(running, sent))  # while all ten still wait
+            assert len(gate.calls) == 2  # two at a time to the hung receiver, never eight
+            gate.opened.set()
+            for delivery_id in held:
+                eventually(lambda delivery_id=delivery_id: delivery(running, delivery_id))
+    finally:
+        gate.close()
