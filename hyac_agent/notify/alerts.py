@@ -337,8 +337,9 @@ class Alerts:
             rows = conn.execute(select(audit).where(
                 audit.c.id > cursor, audit.c.action == "vulnerabilities_found",
             ).order_by(audit.c.id).limit(MAX_EVENTS)).all()
-        found = [Found(f"vulns:{r.id}", f"New vulnerabilities: {r.tenant}",
-                       f"A rescan found new advisories for {r.tenant}: {r.target}",
+        found = [Found(f"vulns:{r.id}", f"New vulnerabilities: {r.tenant or 'templates'}",
+                       f"A rescan found new advisories for "
+                       f"{r.tenant or 'a published template'}: {r.target}",
                        {"tenant": r.tenant or "", "version": (r.target or "").split(":")[0]})
                  for r in rows]
         return found, (float(rows[-1].id) if rows else cursor)
