@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +19,8 @@ from hyac_agent.integrations import IntegrationService
 from hyac_agent.integrations.mail import MailIntegration
 from hyac_agent.integrations.storage import StorageIntegration
 from hyac_common.errors import InvalidInput, NotFound
-from tests.conftest import RunningAgent, start_agent
 from tests.integrations.conftest import setting
-from tests.tenancy.conftest import Platform, agent_env
+from tests.tenancy.conftest import Platform
 
 ROUTES = [("GET", "/v1/system/integrations", None), ("GET", "/v1/system/integrations/mail", None),
           ("PUT", "/v1/system/integrations/mail", {"settings": {"mail_from": "x@example.com"}}),
@@ -104,14 +100,6 @@ def test_the_environment_wins_and_show_says_so(tmp_path: Path) -> None:
     assert service.values("storage")["backend"] == "builtin"
 
 
-@pytest.fixture(scope="module")
-def real_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
-    home = tmp_path_factory.mktemp("integrations-cli")
-    running = start_agent(home / "data", "--insecure-no-sandbox", env=agent_env())
-    yield running
-    running.kill(signal.SIGTERM)
-
-
 @dataclass
 class Ran:
     returncode: int
@@ -119,26 +107,19 @@ class Ran:
     stderr: str
 
 
-def hyac(agent: RunningAgent, *args: str, input: str | None = None) -> Ran:
-    """`hyac system integrations ARGS` as a process of its own, against ``agent``."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HYAC_")}, "NO_COLOR": "1",
-           "COLUMNS": "200", "HYAC_URL": agent.url, "HYAC_TOKEN": agent.token,
-           "HYAC_CONFIG_DIR": str(agent.data_dir.parent / "config")}
-    done = subprocess.run([sys.executable, "-m", "hyac_cli", "system", "integrations", *args],
-                          capture_output=True, text=True, input=input, env=env, timeout=120)
-    return Ran(done.returncode, done.stdout, done.stderr)
-
-
 @pytest.fixture
-def cli(real_agent: RunningAgent, monkeypatch: pytest.MonkeyPatch,
+def cli(api_platform: Platform, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
-    """`hyac system integrations ARGS` through the console script's entry point, in this
-    process (the same parsing, errors and exit codes, without an interpreter's start)."""
+    """`hyac system integrations ARGS` through the console script's entry point (the same
+    parsing, errors and exit codes), talking to the in-process agent."""
+    from hyac_cli import client
     from hyac_cli.main import run
 
-    for name, value in {"NO_COLOR": "1", "COLUMNS": "200", "HYAC_URL": real_agent.url,
-                        "HYAC_TOKEN": real_agent.token}.items():
+    agent = api_platform.agent
+    for name, value in {"NO_COLOR": "1", "COLUMNS": "200", "HYAC_URL": agent.url,
+                        "HYAC_TOKEN": agent.token}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr(client, "transport_factory", lambda: agent.transport)
 
     def call(*args: str, input: str = "") -> Ran:
         monkeypatch.setattr(sys, "argv", ["hyac", "system", "integrations", *args])
@@ -154,8 +135,8 @@ def cli(real_agent: RunningAgent, monkeypatch: pytest.MonkeyPatch,
     return call
 
 
-def test_the_command_line(real_agent: RunningAgent, cli: Callable[..., Ran]) -> None:
-    shown = hyac(real_agent, "show")
+def test_the_command_line(cli: Callable[..., Ran]) -> None:
+    shown = cli("show")
     assert shown.returncode == 0, shown.stderr
     assert "mail: Mail (SMTP) (not configured)" in shown.stdout and "storage:" in shown.stdout
     # NAME alone reads the value from stdin (a secret stays out of shell history).
@@ -174,7 +155,7 @@ def test_the_command_line(real_agent: RunningAgent, cli: Callable[..., Ran]) -> 
         failed = cli(*args)
         assert failed.returncode != 0 and needle in failed.stderr, (args, failed.stderr)
         assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
-    as_json = hyac(real_agent, "set", "nope", "a=1", "--json")
+    as_json = cli("set", "nope", "a=1", "--json")
     assert as_json.returncode != 0
     assert "no integration 'nope'" in json.loads(as_json.stdout)["error"]["message"]
     unset = cli("unset", "storage", "--json")

@@ -267,32 +267,34 @@ def test_migrate_to_s3_and_back_verified_and_resumable(api_platform: Platform,
     configure(api_platform, "storage", {"backend": "builtin"})
 
 
-def test_migrate_command_line(api_platform: Platform, s3: S3Server) -> None:
-    import os
-    import subprocess
-    import sys
+def test_migrate_command_line(api_platform: Platform, s3: S3Server,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hyac-agent storage migrate`, on the store the agent serves from."""
+    from typer.testing import CliRunner
+
+    from hyac_agent.main import app
 
     bucket = s3.bucket("cli-migrate")
     api_platform.tenant("mig-cli")
     with api_platform.owner("mig-cli") as client:
         assert client.put("/v1/storage/x", content=b"one").status_code == 200
     assert configure(api_platform, "storage", s3.settings(bucket, backend="builtin")).status_code == 200
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYAC_")}
-    env["HYAC_DATA_DIR"] = str(api_platform.agent.data_dir)
+    monkeypatch.setenv("HYAC_DATA_DIR", str(api_platform.agent.data_dir))
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "hyac_agent", "storage", "migrate", *args],
-                              capture_output=True, text=True, env=env, timeout=120)
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(app, ["storage", "migrate", *args])
 
     moved = run("--to", "s3", "--tenant", "mig-cli", "--json")
-    assert moved.returncode == 0, moved.stderr
+    assert moved.exit_code == 0, moved.output
     assert json.loads(moved.stdout) == {"to": "s3", "tenant": "mig-cli", "total": 1, "moved": 1,
                                         "bytes": 3, "failed": 0, "last_error": None}
+    assert "1/1 objects, 3 bytes" not in moved.stderr  # --json: no progress lines
     with api_platform.owner("mig-cli") as client:
         assert client.get("/v1/storage/x").content == b"one"
     failed = run("--to", "ftp")
-    assert failed.returncode != 0 and "--to s3 or --to builtin" in failed.stderr
-    assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
-    assert run("--to", "builtin").returncode == 0
+    assert failed.exit_code == 1 and failed.stderr == "Error: objects move --to s3 or --to builtin\n"
+    back = run("--to", "builtin")
+    assert back.exit_code == 0 and "moved 1 object(s), 3 bytes, to builtin" in back.stdout
+    assert "1/1 objects, 3 bytes" in back.stderr  # progress
     assert s3.names(bucket) == []
     configure(api_platform, "storage", {"backend": "builtin"})
