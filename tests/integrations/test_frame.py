@@ -21,6 +21,7 @@ from hyac_agent.integrations.storage import StorageIntegration
 from hyac_common.errors import InvalidInput, NotFound
 from tests.integrations.conftest import setting
 from tests.tenancy.conftest import Platform
+from tests.waiting import eventually
 
 ROUTES = [("GET", "/v1/system/integrations", None), ("GET", "/v1/system/integrations/mail", None),
           ("PUT", "/v1/system/integrations/mail", {"settings": {"mail_from": "x@example.com"}}),
@@ -93,6 +94,10 @@ def test_the_environment_wins_and_show_says_so(tmp_path: Path) -> None:
     other = IntegrationService(engine, tmp_path, AgentConfig(data_dir=tmp_path),
                                [MailIntegration(), StorageIntegration(engine)])
     assert other.view("mail").model_dump()["settings"][2]["value"] == "store@example.com"
+    # What another agent changes reaches this one's consumers without a restart.
+    assert other.values("mail")["timeout"] == 5
+    service.set("mail", {"timeout": 7}, "owner")
+    eventually(lambda: other.values("mail")["timeout"] == 7, timeout=30)
     with pytest.raises(NotFound):
         service.values("nope")
     with pytest.raises(InvalidInput):
