@@ -62,6 +62,9 @@ An empty variable counts as unset, except for the comma lists and plain strings.
 | scheduler_interval   | HYAC_SCHEDULER_INTERVAL     | 1 s between looks for due schedule ticks |
 | trigger_max_depth    | HYAC_TRIGGER_MAX_DEPTH      | 5 event-started tasks in a chain, then cut |
 | webhook_max_body_bytes | HYAC_WEBHOOK_MAX_BODY_BYTES | 1 MiB: a larger inbound webhook is 413 |
+| vulndb_refresh       | HYAC_VULNDB_REFRESH         | 21600 s (6 h) between advisory refreshes; 0: off |
+| vulndb_feeds         | HYAC_VULNDB_FEEDS           | "" (OSV zip URLs imported at each refresh) |
+| vulndb_max_upload_bytes | HYAC_VULNDB_MAX_UPLOAD_BYTES | 512 MiB: the largest OSV upload |
 """
 
 from __future__ import annotations
@@ -199,6 +202,11 @@ class AgentConfig(BaseSettings):
     scheduler_interval: float = Field(1.0, gt=0, le=60)
     trigger_max_depth: int = Field(5, ge=1, le=100)
     webhook_max_body_bytes: int = Field(1024 * 1024, ge=1)
+
+    # vulnerability advisories (hyac_agent.vulns)
+    vulndb_refresh: float = Field(6 * 3600.0, ge=0)
+    vulndb_feeds: CommaList = Field(default_factory=list)
+    vulndb_max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1)
 
     @classmethod
     def settings_customise_sources(

@@ -36,6 +36,7 @@ from hyac_agent.tasks.outcomes import TaskOutcomes
 from hyac_agent.tenancy import TenancyService
 from hyac_agent.tenancy.network import scope_of
 from hyac_agent.triggers import Triggers
+from hyac_agent.vulns.refresh import VulnRefresher
 
 log = logging.getLogger("hyac.agent")
 
@@ -151,6 +152,11 @@ class Agent:
             self.notify,
         )
         self.pool.serve_host_calls(self.host_calls)
+        #: the advisory database refreshed on a schedule, and everything rescanned
+        self.vulndb = VulnRefresher(
+            self.store, config.data_dir, config.vulndb_refresh, config.vulndb_feeds,
+            config.vulndb_max_upload_bytes,
+        )
         #: what other agents change (versions, env, secrets, quotas) reaches this one
         self.feed = ChangeFeed(self.store.engine, self.store, self.bundles,
                                NodeCaches(self.functions, self.pool, self.tenancy))
@@ -192,6 +198,8 @@ class Agent:
             stack.push_async_callback(self.notify.stop)
             await self.triggers.start()
             stack.push_async_callback(self.triggers.stop)
+            await self.vulndb.start()
+            stack.push_async_callback(self.vulndb.stop)
             self._running = stack.pop_all()
         if not self.backend.isolating:
             log.warning(

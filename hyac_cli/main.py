@@ -42,6 +42,7 @@ from hyac_cli.commands import (
     token,
     trigger,
     user,
+    vulndb,
     webhook,
 )
 from hyac_cli.terminal import wants_json
@@ -107,6 +108,7 @@ app.add_typer(storage.app, name="storage")
 app.add_typer(notify.app, name="notify")
 app.add_typer(system.app, name="system")
 app.add_typer(template.app, name="template")
+app.add_typer(vulndb.app, name="vulndb")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(trigger.app, name="trigger")
 app.add_typer(webhook.app, name="webhook")

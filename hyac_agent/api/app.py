@@ -106,5 +106,8 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
         BodyLimitMiddleware,
         body_limit=agent.config.max_body_bytes,
         bundle_limit=agent.config.max_bundle_bytes,
+        uploads={"/v1/system/vulndb/import": (
+            agent.config.vulndb_max_upload_bytes,
+            "the advisory file is larger than the agent takes (HYAC_VULNDB_MAX_UPLOAD_BYTES)")},
     )
     return app

@@ -20,10 +20,13 @@ class BodyTooLarge(HTTPException):
 class BodyLimitMiddleware:
     """413 with a JSON error for bodies over the limit; deploys get a larger limit."""
 
-    def __init__(self, app: ASGIApp, body_limit: int, bundle_limit: int) -> None:
+    def __init__(self, app: ASGIApp, body_limit: int, bundle_limit: int,
+                 uploads: dict[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.body_limit = body_limit
         self.bundle_limit = bundle_limit
+        #: routes taking a file as their body: path -> (limit, what to say past it)
+        self.uploads = uploads or {}
 
     def _limit(self, scope: Scope) -> tuple[int, str]:
         """The most bytes a request may send, and the limit to name when it sends more."""
@@ -33,6 +36,8 @@ class BodyLimitMiddleware:
             return (self.bundle_limit * 4 // 3 + 64 * 1024,
                     f"the deploy bundle is larger than {_size(self.bundle_limit)} "
                     "(HYAC_MAX_BUNDLE_BYTES)")
+        if path in self.uploads:
+            return self.uploads[path]
         what = body_too_large(self.body_limit)
         if path.startswith("/v1/"):
             return self.body_limit * 4 // 3 + 64 * 1024, what

@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hyac_agent.api.deps import get_agent, get_principal
 from hyac_agent.core import Agent
-from hyac_agent.templates import remote
+from hyac_agent.templates import registry_of, remote
 from hyac_agent.templates.builtin import seed
-from hyac_agent.templates.scan import scan_template
 from hyac_agent.templates.service import APPROVED, REJECTED, TemplateRegistry, Viewer
 from hyac_agent.tenancy import Principal
 from hyac_common.errors import HyacError, NotFound
@@ -54,9 +53,7 @@ def _open(request: Request, agent: Agent) -> TemplateRegistry:
     with _opening:
         registry = getattr(request.app.state, "templates", None)
         if registry is None:
-            registry = TemplateRegistry(
-                agent.store.engine, agent.config.data_dir / "templates",
-                scan=lambda files, runtime: scan_template(files, runtime, agent.store))
+            registry = registry_of(agent.store, agent.config.data_dir)
             seed(registry)
             request.app.state.templates = registry
     return registry  # type: ignore[no-any-return]

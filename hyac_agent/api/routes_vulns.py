@@ -2,22 +2,27 @@
 
 /v1/functions/{name}/scan and /sbom read a version's scan (viewers); /v1/scan scans the
 tenant's active versions or a list of packages now; /v1/scan/policy is the tenant's
-policy (admins change it); /v1/vulndb is the advisory database's state.
+policy (admins change it); /v1/vulndb is the advisory database's state, and
+/v1/system/vulndb/import (the owner) imports OSV advisories into it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
+from pathlib import Path
 from typing import Any, Optional
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyac_agent.api.deps import get_agent, require_token, tenant_role
+from hyac_agent.api.deps import get_agent, get_principal, require_token, tenant_role
 from hyac_agent.core import Agent
+from hyac_agent.tenancy import Principal
 from hyac_agent.vulns import service_for
 from hyac_agent.vulns.sbom import cyclonedx
-from hyac_common.errors import NotFound
+from hyac_common.errors import AdvisoryRefused, NotFound, PayloadTooLarge
 from hyac_common.names import validate_name
 from hyac_common.wire import ScanPackagesRequest, ScanPolicy, ScanReport
 
@@ -140,3 +145,42 @@ async def reset_policy(tenant: str = Depends(admin), agent: Agent = Depends(get_
 async def vulndb_status(agent: Agent = Depends(get_agent)) -> dict[str, Any]:
     """Sources, advisory counts per ecosystem and the age of each import."""
     return await asyncio.to_thread(service_for(agent.store).status)
+
+
+_importing = asyncio.Lock()
+
+
+@router.post("/v1/system/vulndb/import")
+async def vulndb_import(
+    request: Request,
+    name: str = Query("upload", max_length=120, pattern=r"^[A-Za-z0-9._-]+$",
+                      description="the uploaded file's name, shown in errors and as the source"),
+    principal: Principal = Depends(get_principal), agent: Agent = Depends(get_agent),
+) -> dict[str, Any]:
+    """Import an OSV JSON file or an OSV ecosystem zip sent as the body (the platform
+    owner only), all or nothing, then rescan every tenant's active versions and the
+    published templates; new findings raise the ``vulnerabilities`` alert."""
+    principal.require_owner()
+    limit = agent.config.vulndb_max_upload_bytes
+    async with _importing:
+        handle, temporary = tempfile.mkstemp(prefix=".vulndb-upload-", dir=agent.config.data_dir)
+        path = Path(temporary)
+        try:
+            received = 0
+            with os.fdopen(handle, "wb") as out:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > limit:
+                        raise PayloadTooLarge(f"the advisory file is larger than {limit} bytes "
+                                              "(HYAC_VULNDB_MAX_UPLOAD_BYTES)")
+                    await asyncio.to_thread(out.write, chunk)
+            if received == 0:
+                raise AdvisoryRefused("the request body is empty: send an OSV JSON file or zip")
+            try:
+                return await asyncio.to_thread(
+                    service_for(agent.store).import_path, path, f"upload {name}"[:64],
+                    agent.config.data_dir)
+            except AdvisoryRefused as exc:  # named as the caller knows it, not by our path
+                raise AdvisoryRefused(exc.message.replace(str(path), name)) from None
+        finally:
+            path.unlink(missing_ok=True)

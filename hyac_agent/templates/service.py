@@ -215,6 +215,30 @@ class TemplateRegistry:
                 t.template_versions.c.version == shown["version"]).values(scan=json.dumps(scan)))
         return self.show(name, viewer, shown["version"])
 
+    def rescan_all(self) -> list[tuple[str, str, list[str]]]:
+        """Scan every published version again (the advisory database changed) and store
+        the results; (name, version, new advisory ids) of those with new findings."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.template_versions).where(
+                t.template_versions.c.status != REJECTED)
+                .order_by(t.template_versions.c.id)).all()
+        changed = []
+        for row in rows:
+            code = self.files.code_dir(row.sha256)
+            files = {path.relative_to(code).as_posix(): path.read_bytes()
+                     for path in code.rglob("*") if path.is_file()}
+            if not files:
+                continue  # its files are gone from this node: scanned where they are
+            runtime = json.loads(row.manifest)["runtime"]
+            scan = self.scan(files, runtime)
+            new = sorted(_advisory_ids(scan) - _advisory_ids(json.loads(row.scan)))
+            with self.engine.begin() as conn:
+                conn.execute(update(t.template_versions).where(
+                    t.template_versions.c.id == row.id).values(scan=json.dumps(scan)))
+            if new:
+                changed.append((row.name, row.version, new))
+        return changed
+
     def install(self, name: str, version: str | None, viewer: Viewer) -> dict[str, Any]:
         """The template's files for ``hyac init``; counts an install (one per user)."""
         summary = self.files_of(self.show(name, viewer, version, readme=False))
@@ -277,3 +301,9 @@ class TemplateRegistry:
 def _haystack(summary: dict[str, Any]) -> str:
     return " ".join([summary["name"], summary["title"], summary["description"],
                      *summary["tags"], summary["runtime"]]).lower()
+
+
+def _advisory_ids(scan: dict[str, Any]) -> set[str]:
+    """The advisories a stored scan result names."""
+    return {str(advisory.get("id")) for package in scan.get("packages") or []
+            for advisory in package.get("advisories") or []}

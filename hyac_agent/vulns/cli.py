@@ -18,7 +18,8 @@ DataDir = Annotated[Optional[Path], typer.Option(help="State directory [env: HYA
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _service(data_dir: Path | None) -> Any:
+def _service(data_dir: Path | None) -> tuple[Any, Path]:
+    """The scanning service on the agent's store, and the agent's data dir."""
     from hyac_agent.config import AgentConfig
     from hyac_agent.store import SqlStore
     from hyac_agent.vulns.service import VulnService
@@ -29,7 +30,7 @@ def _service(data_dir: Path | None) -> Any:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = SqlStore(config.resolved_database_url())
     store.create_schema()
-    return VulnService(store)
+    return VulnService(store), config.data_dir
 
 
 def _run(action: Any, as_json: bool) -> Any:
@@ -55,10 +56,16 @@ def import_(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Import advisories (all or nothing), then rescan every active version."""
+    """Import advisories (all or nothing), then rescan every active version and the
+    published templates."""
     if not as_json:
         typer.echo(f"importing {path} …", err=True)
-    summary = _run(lambda: _service(data_dir).import_path(path, source[:64]), as_json)
+
+    def run() -> Any:
+        service, data = _service(data_dir)
+        return service.import_path(path, source[:64], data)
+
+    summary = _run(run, as_json)
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -66,12 +73,14 @@ def import_(
                f"({', '.join(summary['ecosystems']) or 'no PyPI or npm packages'})")
     for line in summary["rescanned_with_new_findings"]:
         typer.echo(f"new findings: {line}")
+    for line in summary["templates_with_new_findings"]:
+        typer.echo(f"new findings in template {line}")
 
 
 @app.command("status")
 def status(data_dir: DataDir = None, as_json: Json = False) -> None:
     """Sources, advisory counts per ecosystem, and the age of each import."""
-    info = _run(lambda: _service(data_dir).status(), as_json)
+    info = _run(lambda: _service(data_dir)[0].status(), as_json)
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -88,7 +97,7 @@ def status(data_dir: DataDir = None, as_json: Json = False) -> None:
 @app.command("rescan")
 def rescan(data_dir: DataDir = None, as_json: Json = False) -> None:
     """Rescan every active version now; list those with new findings."""
-    changed = _run(lambda: _service(data_dir).rescan_active(), as_json)
+    changed = _run(lambda: _service(data_dir)[0].rescan_active(), as_json)
     rows = [{"tenant": t, "function": n, "version": v, "new": ids} for t, n, v, ids in changed]
     if as_json:
         typer.echo(json.dumps(rows))

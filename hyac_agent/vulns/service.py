@@ -8,6 +8,7 @@ it), so results are stored by the lock's sha256; a version's scan is its lock's.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from hyac_agent.vulns import importer, policy
 from hyac_agent.vulns.db import AdvisoryDB
 from hyac_agent.vulns.scan import lock_key, packages_of, scan
 from hyac_agent.vulns.sources import Package, configured
-from hyac_common.errors import NotFound
+from hyac_common.errors import HyacError, NotFound
 from hyac_common.names import validate_name
 from hyac_common.wire import ScanPolicy, ScanReport, ScanResult
 
@@ -47,6 +48,8 @@ class VulnService:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.db = AdvisoryDB(store.engine)
+        #: one import, refresh or rescan at a time in this process
+        self._changing = threading.RLock()
 
     # scanning ------------------------------------------------------------------------
 
@@ -143,12 +146,35 @@ class VulnService:
                     changed.append((tenant, record.name, version.number, done[key]))
         for tenant, name, number, new in changed:
             log.warning("new advisories for %s/%s v%d: %s", tenant, name, number, ", ".join(new))
-            self._audit(tenant, name, number, new)
+            self._audit(tenant, f"{name} v{number}: {', '.join(new)}")
             for hook in NEW_FINDINGS_HOOKS:
                 hook(tenant, name, number, new)
         return changed
 
-    def _audit(self, tenant: str, name: str, number: int, new: list[str]) -> None:
+    def rescan_templates(self, data_dir: Path) -> list[tuple[str, str, list[str]]]:
+        """Rescan every published template version of the registry under ``data_dir``;
+        (name, version, new advisory ids) for those with new findings, each recorded in
+        the audit log (no tenant: the platform's) for the vulnerabilities alert."""
+        from hyac_agent.templates import registry_of
+
+        changed = registry_of(self.store, data_dir).rescan_all()
+        for name, version, new in changed:
+            log.warning("new advisories for template %s@%s: %s", name, version, ", ".join(new))
+            self._audit(None, f"template {name}@{version}: {', '.join(new)}")
+        return changed
+
+    def rescan_all(self, data_dir: Path | None) -> dict[str, list[str]]:
+        """After the advisory database changed: every tenant's active versions, then the
+        published templates (when the registry's ``data_dir`` is known)."""
+        with self._changing:
+            functions = self.rescan_active()
+            templates = self.rescan_templates(data_dir) if data_dir is not None else []
+        return {"rescanned_with_new_findings": [f"{t}/{n} v{v}: {', '.join(ids)}"
+                                                for t, n, v, ids in functions],
+                "templates_with_new_findings": [f"{n}@{v}: {', '.join(ids)}"
+                                                for n, v, ids in templates]}
+
+    def _audit(self, tenant: str | None, target: str) -> None:
         """A record in the tenant's audit log (``hyac audit``), where the agent keeps one."""
         from sqlalchemy import MetaData as Meta
         from sqlalchemy import Table, insert, inspect
@@ -160,8 +186,8 @@ class VulnService:
             with self.store.engine.begin() as conn:
                 conn.execute(insert(audit).values(
                     ts=time.time(), actor="hyac-agent", actor_kind="agent", actor_id="agent",
-                    tenant=tenant, action="vulnerabilities_found",
-                    target=f"{name} v{number}: {', '.join(new)}"[:256], result=200))
+                    tenant=tenant, action="vulnerabilities_found", target=target[:256],
+                    result=200))
         except Exception:  # the finding is logged above; the audit log is a courtesy
             log.exception("could not write the audit record of new advisories")
 
@@ -177,15 +203,37 @@ class VulnService:
 
     # the database --------------------------------------------------------------------
 
-    def import_path(self, path: Path, source: str = "import") -> dict[str, Any]:
-        """Import an OSV file, folder or zip, then rescan the active versions."""
+    def import_path(self, path: Path, source: str = "import", data_dir: Path | None = None
+                    ) -> dict[str, Any]:
+        """Import an OSV file, folder or zip, then rescan the active versions (and the
+        published templates of the registry under ``data_dir``)."""
         found = importer.read(path)
         ecosystems = importer.ecosystems(found)
-        stored = self.db.store(found, source, ecosystems)
-        changed = self.rescan_active()
-        return {"advisories": stored, "ecosystems": sorted(ecosystems),
-                "rescanned_with_new_findings": [f"{t}/{n} v{v}: {', '.join(ids)}"
-                                                for t, n, v, ids in changed]}
+        with self._changing:  # the rescan sees this import's findings as new
+            stored = self.db.store(found, source, ecosystems)
+            return {"advisories": stored, "ecosystems": sorted(ecosystems),
+                    **self.rescan_all(data_dir)}
+
+    def refresh(self, feeds: list[str], data_dir: Path | None, max_bytes: int
+                ) -> dict[str, Any]:
+        """A scheduled refresh: import each OSV zip of ``feeds`` (URLs the operator
+        configured), then rescan everything: new advisories of the imports, and what
+        the online sources (osv, pypi) answer today. A feed that fails is logged and
+        named; the others and the rescan still run."""
+        from hyac_agent.vulns.refresh import download
+
+        imported, failed = 0, []
+        for url in feeds:
+            try:
+                with download(url, max_bytes) as path:
+                    found = importer.read(path)
+                with self._changing:
+                    imported += self.db.store(found, f"feed {url}"[:64],
+                                              importer.ecosystems(found))
+            except (HyacError, OSError, ValueError) as exc:
+                log.warning("advisory feed %s: %s", url, exc)
+                failed.append(f"{url}: {getattr(exc, 'message', None) or exc}"[:300])
+        return {"advisories": imported, "failed_feeds": failed, **self.rescan_all(data_dir)}
 
     def status(self) -> dict[str, Any]:
         from hyac_agent.vulns.sources import LocalSource

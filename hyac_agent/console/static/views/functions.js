@@ -46,11 +46,17 @@ async function scanPanel(name) {
     }
     const blocked = r.blocked ? "; the tenant's policy would block it" : "";
     panel.append(h("p", {}, `v${r.version}: ${r.result.status}${blocked} (scanned ${time(r.result.scanned_at)})`));
+    const fresh = new Set(r.result.new || []);
+    if (fresh.size) {
+      panel.append(h("p", { class: "error", id: "scan-new" },
+        `New since the advisory database last changed: ${[...fresh].join(", ")}`));
+    }
     const rows = [];
     for (const p of r.result.packages) {
       const pkg = `${p.name} ${p.version || ""}`;
       for (const a of p.advisories) {
-        rows.push([pkg, a.id, a.aliases.filter((x) => x.startsWith("CVE-")).join(" "),
+        rows.push([pkg, fresh.has(a.id) ? `${a.id} (new)` : a.id,
+          a.aliases.filter((x) => x.startsWith("CVE-")).join(" "),
           a.severity, a.fixed || "no fix yet", a.summary]);
       }
       if (p.status === "unknown") rows.push([pkg, "unknown", "", "", "", p.reason]);
