@@ -88,18 +88,26 @@ class Scheduler:
         now = self.clock() if now is None else now
         made: list[str] = []
         for row in await asyncio.to_thread(self.store.due_schedules, now, BATCH):
-            for _ in range(TICKS_PER_ROUND):
-                tick, seen, upcoming = self._next_step(row, now)
-                if not await asyncio.to_thread(self.store.claim_tick, row.id, seen, upcoming,
-                                               tick):
-                    break  # another agent took it, or it was paused or changed
-                if tick is not None:
-                    task_id = await self._run_tick(row, tick)
-                    if task_id:
-                        made.append(task_id)
-                if upcoming > now:
-                    break
-                row = row._replace(next_run_at=upcoming)
+            try:
+                made.extend(await self._run_schedule(row, now))
+            except Exception:  # one schedule's trouble (the store) does not stop the others
+                log.exception("schedule %s of %s/%s failed this round",
+                              row.id, row.tenant, row.function)
+        return made
+
+    async def _run_schedule(self, row: Row, now: float) -> list[str]:
+        made: list[str] = []
+        for _ in range(TICKS_PER_ROUND):
+            tick, seen, upcoming = self._next_step(row, now)
+            if not await asyncio.to_thread(self.store.claim_tick, row.id, seen, upcoming, tick):
+                break  # another agent took it, or it was paused or changed
+            if tick is not None:
+                task_id = await self._run_tick(row, tick)
+                if task_id:
+                    made.append(task_id)
+            if upcoming > now:
+                break
+            row = row._replace(next_run_at=upcoming)
         return made
 
     def _next_step(self, row: Row, now: float) -> tuple[float | None, float, float]:

@@ -202,3 +202,21 @@ def test_a_schedule_held_back_by_the_quota_keeps_one_task_waiting(platform: Plat
             == [waiting]
         logs = client.get("/v1/logs", params={"function": "f"}).json()
     assert any(f"previous task {waiting} still waits" in line["message"] for line in logs)
+
+
+def test_a_broken_schedule_does_not_stop_the_others(platform: Platform) -> None:
+    from hyac_agent.triggers import tables as t
+
+    platform.tenant("broken")
+    assert platform.deploy("f", HELLO, "broken").status_code == 201
+    good = _add(platform, "broken", function="f", cron=YEARLY)
+    store = agent_of(platform).triggers.service.store
+    # A row no agent would write (an older release's cron syntax, a hand edit), due first.
+    store.add(t.schedules, {**{k: good[k] for k in ("function", "timezone", "catch_up")},
+                            "id": "sch_broken", "tenant": "broken", "cron": "not a cron line",
+                            "paused": False, "origin": "api", "created_at": 0.0,
+                            "next_run_at": good["next_run_at"] - 1})
+    try:
+        assert len(_run_due(platform, good["next_run_at"] + 1, "broken")) == 1
+    finally:
+        store.remove(t.schedules, "broken", "sch_broken")
