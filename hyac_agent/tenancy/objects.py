@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +41,7 @@ log = logging.getLogger("hyac.storage")
 S3 = "s3"
 BUILTIN = "builtin"
 MIGRATE_BATCH = 100
+T = TypeVar("T")
 
 #: the largest object: one fits in a single API request under the default body limit
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
@@ -324,7 +325,7 @@ class ObjectService:
             listener(tenant, event, key, info)
 
     def put(self, tenant: str, key: str, data: bytes, content_type: str | None) -> ObjectInfo:
-        info = self._put(tenant, key, data, content_type)
+        info = _from_tenant(tenant, lambda: self._put(tenant, key, data, content_type))
         self._changed(tenant, "put", info.key, info)
         return info
 
@@ -342,14 +343,15 @@ class ObjectService:
             return self.store.put(tenant, key, data, content_type)
 
     def read(self, tenant: str, key: str) -> tuple[ObjectInfo, bytes] | None:
-        return self.store.read(tenant, validate_object_key(key))
+        key = validate_object_key(key)
+        return _from_tenant(tenant, lambda: self.store.read(tenant, key))
 
     def stat(self, tenant: str, key: str) -> ObjectInfo | None:
         return self.store.stat(tenant, validate_object_key(key))
 
     def delete(self, tenant: str, key: str) -> bool:
         key = validate_object_key(key)
-        deleted = self.store.delete(tenant, key)
+        deleted = _from_tenant(tenant, lambda: self.store.delete(tenant, key))
         if deleted:
             self._changed(tenant, "delete", key, None)
         return deleted
@@ -391,6 +393,17 @@ class ObjectService:
             info = await asyncio.to_thread(self.stat, tenant, key)
             return None if info is None else info.model_dump()
         return await asyncio.to_thread(self.delete, tenant, key)
+
+
+def _from_tenant(tenant: str, work: Callable[[], T]) -> T:
+    """``work()`` for a tenant: what went wrong with S3 goes to the agent's log, and the
+    tenant is told only that the storage is unavailable (not where it is, nor why)."""
+    try:
+        return work()
+    except StorageUnavailable as exc:
+        log.warning("object storage of tenant %s: %s", tenant, exc.message)
+        raise StorageUnavailable("the platform's object storage is unavailable; try again later "
+                                 "(the agent's log says why)") from None
 
 
 def _check(data: bytes, sha256: str, key: str, where: str) -> None:

@@ -200,6 +200,20 @@ def test_unreachable_or_refused_s3_is_one_line_and_saves_nothing(
         assert tested.status_code == 200 and "read back" in tested.json()["message"]
 
 
+def test_a_tenant_is_not_told_where_or_why_s3_failed(api_platform: Platform, s3: S3Server) -> None:
+    with on_s3(api_platform, s3, "hidden") as bucket:
+        api_platform.tenant("hidden")
+        with api_platform.owner("hidden") as client:
+            assert client.put("/v1/storage/k", content=b"bytes").status_code == 200
+            s3.client().delete_object(Bucket=bucket, Key=s3.names(bucket)[0])  # lost
+            answer = client.get("/v1/storage/k")
+            assert client.delete("/v1/storage/k").status_code == 204
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "storage_unavailable"
+    assert "unavailable" in answer.text
+    for detail in (s3.endpoint, "hidden'", "missing"):
+        assert detail not in answer.text
+
+
 def test_s3_settings_cannot_move_while_objects_live_there(api_platform: Platform,
                                                          s3: S3Server) -> None:
     first, second = s3.bucket("first"), s3.bucket("second")
