@@ -199,6 +199,7 @@ def _memory_cpu(limits: ResourceLimits) -> dict[str, int]:
 
 class DockerBackend(SandboxBackend):
     name = "docker"
+    sandbox_class: type[DockerSandbox] = DockerSandbox
 
     def __init__(self, settings: SandboxSettings | None = None) -> None:
         super().__init__(settings)
@@ -368,7 +369,7 @@ class DockerBackend(SandboxBackend):
             with contextlib.suppress(OSError):
                 (channel_dir / CHANNEL_NAME).unlink()
         process = DockerProcess(container, asyncio.get_running_loop())
-        sandbox = DockerSandbox(
+        sandbox = self.sandbox_class(
             process, channel, CODE_MOUNT, sandbox_id=sandbox_id, host_dir=host_dir
         )
         sandbox.limits = spec.limits

@@ -16,9 +16,12 @@ OOM reporting and clean-up come for free.
 Two Docker runtimes are registered (``scripts/setup-gvisor.sh``, i.e. ``python -m
 hyac_agent.sandbox.gvisor setup``): ``runsc`` with gVisor's own ``--network=none`` for
 sandboxes without egress (Docker's ``network_mode=none`` alone still gives runsc a
-network stack), and ``runsc-egress`` with gVisor's netstack for the sandboxes of a
-tenant with egress, which join that tenant's bridge. Both connect to the host's unix
-sockets only where a mount shows one (``--host-uds=open``): the channel socket.
+network stack), and ``runsc-egress`` for the sandboxes of a tenant with egress, which
+join that tenant's bridge: there gVisor hands socket calls to the host kernel
+(``--network=host``, inside the container's own network namespace: the tenant's bridge,
+under its firewall rules), since Debian's runsc cannot attach its own network stack to
+Docker's bridge. Both connect to the host's unix sockets only where a mount shows one
+(``--host-uds=open``): the channel socket.
 
 The platform (how the Sentry traps system calls) is picked by trying each on this host:
 ``kvm`` where /dev/kvm works, else ``systrap`` where this runsc has it, else ``ptrace``.
@@ -41,7 +44,7 @@ from typing import Any
 
 from hyac_agent.sandbox import seccomp
 from hyac_agent.sandbox.base import SandboxSettings
-from hyac_agent.sandbox.docker import DockerBackend, _client, _probe_error
+from hyac_agent.sandbox.docker import DockerBackend, DockerSandbox, _client, _probe_error
 
 #: the Docker runtime of sandboxes without a network, and of those of tenants with egress
 RUNTIME = "runsc"
@@ -104,7 +107,11 @@ def runtime_entries(runsc: str, platform: str) -> dict[str, dict[str, Any]]:
     common = [f"--platform={platform}", "--host-uds=open", "--oci-seccomp"]
     return {
         RUNTIME: {"path": runsc, "runtimeArgs": [*common, "--network=none"]},
-        EGRESS_RUNTIME: {"path": runsc, "runtimeArgs": common},
+        # gVisor's own netstack cannot join Docker's bridge from Debian's runsc ("cannot
+        # run with network enabled in root network namespace"): sandboxes of a tenant with
+        # egress pass their sockets to the host kernel, inside the container's network
+        # namespace, which is the tenant's bridge with its firewall rules.
+        EGRESS_RUNTIME: {"path": runsc, "runtimeArgs": [*common, "--network=host"]},
     }
 
 
@@ -198,8 +205,25 @@ def _security_opts() -> list[str]:
     return options
 
 
+#: how a process killed by SIGKILL exits
+_SIGKILLED = 128 + signal.SIGKILL
+
+
+class GvisorSandbox(DockerSandbox):
+    def exit_cause(self) -> str | None:
+        """Under gVisor the memory limit's OOM kill ends the whole sandbox (the Sentry holds
+        the function's memory) and Docker does not flag it: a worker that ends by SIGKILL,
+        which the agent did not send, is reported as out of memory. A function that
+        SIGKILLs itself is reported so too: it ran out of nothing but gains nothing."""
+        cause = super().exit_cause()
+        if cause is None and self.process.returncode == _SIGKILLED:
+            return "out_of_memory"
+        return cause
+
+
 class GvisorBackend(DockerBackend):
     name = "gvisor"
+    sandbox_class = GvisorSandbox
 
     def __init__(self, settings: SandboxSettings | None = None) -> None:
         super().__init__(settings)
@@ -227,8 +251,8 @@ class GvisorBackend(DockerBackend):
             platform=self.platform,
             kernel="gVisor's user-space kernel (the Sentry); the host kernel is not "
             "reachable from the function",
-            network="gVisor --network=none by default; gVisor's netstack on a bridge per "
-            "tenant with egress, host unreachable",
+            network="gVisor --network=none by default; a bridge per tenant with egress "
+            "(sockets served by the host kernel in that namespace), host unreachable",
         )
         return info
 
@@ -246,11 +270,14 @@ def _setup(daemon_json: Path, platform: str | None) -> int:
             return 1
         passed: dict[str, str] = {}
     else:
-        registered = registered_runtimes().get(RUNTIME, {}).get("runtimeArgs") or []
-        current = next((a.split("=", 1)[1] for a in registered
-                        if a.startswith("--platform=")), "")
-        if current and registered == runtime_entries(runsc, current)[RUNTIME]["runtimeArgs"] \
-                and probe_platform(runsc, current) is None:
+        registered = registered_runtimes()
+        args = registered.get(RUNTIME, {}).get("runtimeArgs") or []
+        current = next((a.split("=", 1)[1] for a in args if a.startswith("--platform=")), "")
+        wanted = runtime_entries(runsc, current)
+        if current and all(
+            registered.get(name, {}).get("runtimeArgs") == entry["runtimeArgs"]
+            for name, entry in wanted.items()
+        ) and probe_platform(runsc, current) is None:
             print(f"setup-gvisor: Docker runs runsc with platform {current} (already set up; "
                   "--platform to change it)")
             return 0
@@ -262,9 +289,8 @@ def _setup(daemon_json: Path, platform: str | None) -> int:
         _reload_dockerd()
     for _ in range(40):  # the reload is asynchronous
         runtimes = registered_runtimes()
-        if runtimes.get(RUNTIME, {}).get("runtimeArgs") == runtime_entries(runsc, platform)[
-            RUNTIME
-        ]["runtimeArgs"]:
+        if all(runtimes.get(name, {}).get("runtimeArgs") == entry["runtimeArgs"]
+               for name, entry in runtime_entries(runsc, platform).items()):
             print(f"setup-gvisor: Docker runs runsc with platform {platform}")
             return 0
         time.sleep(0.25)

@@ -51,6 +51,7 @@ def test_register_keeps_the_rest_of_daemon_json(tmp_path: Path) -> None:
     egress = written["runtimes"][gvisor.EGRESS_RUNTIME]["runtimeArgs"]
     # Docker's --network=none alone still gives runsc a network stack: gVisor's own flag.
     assert "--network=none" in closed and "--network=none" not in egress
+    assert "--network=host" in egress, "the tenant's bridge namespace, via the host kernel"
     for args in (closed, egress):
         assert "--platform=ptrace" in args and "--host-uds=open" in args
     assert gvisor.register(daemon, "/usr/bin/runsc", "ptrace") is False, "idempotent"

@@ -13,6 +13,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -214,8 +215,12 @@ def chmod_suid_tmp():
     os.unlink("/tmp/suid-python")
     return int(out.stdout or -1)
 P["chmod_suid_in_tmp"] = chmod_suid_tmp
-P["mknod_block_device"] = lambda: os.mknod("/tmp/sda", 0o600 | stat.S_IFBLK, os.makedev(8, 0))
-P["mknod_dev_mem"] = lambda: os.mknod("/tmp/mem", 0o600 | stat.S_IFCHR, os.makedev(1, 1))
+def mknod_open(path, kind, major, minor):
+    os.mknod(path, 0o600 | kind, os.makedev(major, minor))
+    with open(path, "rb") as fh:  # a node that could be made must still reach no device
+        return fh.read(16).hex()
+P["mknod_block_device"] = lambda: mknod_open("/tmp/sda", stat.S_IFBLK, 8, 0)
+P["mknod_dev_mem"] = lambda: mknod_open("/tmp/mem", stat.S_IFCHR, 1, 1)
 
 def host_devices():
     opened = []
@@ -230,6 +235,7 @@ def host_devices():
     raise FileNotFoundError("no host device opened")
 P["host_devices"] = host_devices
 P["status"] = lambda: read("/proc/self/status")
+P["prctl_status"] = lambda: [libc.prctl(39, 0, 0, 0, 0), libc.prctl(21, 0, 0, 0, 0)]  # NNP, seccomp
 P["personality"] = lambda: syscall(135, 0x0400000)  # READ_IMPLIES_EXEC
 
 def tiocsti():
@@ -352,7 +358,9 @@ def _status(result: dict[str, Any], target: Target) -> dict[str, str]:
 
 def _no_capabilities(result: dict[str, Any], target: Target) -> None:
     status = _status(result, target)
-    for key in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+    # gVisor's /proc/self/status has no CapAmb line (it has no ambient capabilities)
+    keys = ("CapInh", "CapPrm", "CapEff") + (() if target.backend == "gvisor" else ("CapAmb",))
+    for key in keys:
         assert int(status[key], 16) == 0, (key, status[key])
 
 
@@ -360,6 +368,53 @@ def _no_new_privileges(result: dict[str, Any], target: Target) -> None:
     status = _status(result, target)
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2", "a seccomp filter is in force"
+
+
+def _prctl_no_new_privileges_and_seccomp(result: dict[str, Any], target: Target) -> None:
+    assert result["ok"], result
+    assert result["value"] == [1, 2], "no_new_privs is set and a seccomp filter is in force"
+
+
+def _sandbox_host_processes(target: Target) -> list[int]:
+    """The host pids of every container of this agent (gvisor: the Sentry, the gofer and
+    the ptrace stubs), read from their cgroups."""
+    import subprocess
+
+    out = subprocess.run(
+        ["docker", "ps", "-q", "--no-trunc", "--filter", "label=org.hyac.sandbox"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.split()
+    pids: list[int] = []
+    for container in out:
+        inspect = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Pid}} {{index .Config.Labels \"org.hyac.sandbox.run_dir\"}}",
+             container], capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.split()
+        if not inspect[1].startswith(str(target.agent.data_dir)):
+            continue
+        lines = Path(f"/proc/{inspect[0]}/cgroup").read_text().splitlines()
+        v1 = any(line.split(":")[1] == "pids" for line in lines)
+        cgroup = next(line.split(":", 2)[2] for line in lines
+                      if line.split(":")[1] == ("pids" if v1 else ""))
+        root = "/sys/fs/cgroup/pids" if v1 else "/sys/fs/cgroup"
+        pids += [int(p) for p in Path(f"{root}{cgroup}/cgroup.procs").read_text().split()]
+    assert pids, "the agent's sandboxes were found on the host"
+    return pids
+
+
+def _host_unaffected(field: str) -> Verdict:
+    """gvisor: the call may succeed, on the Sentry's own bookkeeping; every host process
+    of the sandboxes keeps ``field`` (nice, oom_score_adj) at 0 or above."""
+
+    def check(result: dict[str, Any], target: Target) -> None:
+        for pid in _sandbox_host_processes(target):
+            if field == "nice":
+                value = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            else:
+                value = int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+            assert value >= 0, (pid, field, value)
+
+    return Verdict(check)
 
 
 def _environ_holds_no_secret(result: dict[str, Any], target: Target) -> None:
@@ -480,9 +535,22 @@ VERDICTS: dict[str, Verdict] = {
     "pidfd_getfd": refused(errno.EPERM),
     "vhangup": refused(errno.EPERM),
     "sethostname_raw": refused(errno.EPERM),
+    "prctl_status": Verdict(_prctl_no_new_privileges_and_seccomp),
 }
 # NoNewPrivs and the seccomp mode come from the same /proc/self/status read.
 STATUS_CHECKS = {"no_new_privileges": _no_new_privileges}
+# gVisor's answers where they differ: the Sentry is the kernel the function sees. Nodes it
+# lets be made reach no device (ENXIO); nice and oom_score_adj are its own bookkeeping,
+# checked on the host; calls it does not implement are ENOSYS or EINVAL; its status file
+# has no NoNewPrivs or Seccomp line, so prctl says.
+GVISOR_VERDICTS: dict[str, Verdict] = {
+    "mknod_block_device": refused(errno.EPERM, errno.ENXIO),
+    "mknod_dev_mem": refused(errno.EPERM, errno.ENXIO),
+    "pidfd_getfd": refused(errno.EPERM, errno.ENOSYS),
+    "realtime_scheduling": refused(errno.EPERM, errno.EINVAL),
+    "raise_priority": _host_unaffected("nice"),
+    "unkillable_oom_score": _host_unaffected("oom_score_adj"),
+}
 
 
 @dataclass
@@ -536,11 +604,18 @@ def judged(batch: Batch) -> Iterator[Batch]:
 def test_kernel_attack(judged: Batch, attack: str) -> None:
     result = judged.results[attack]
     assert result["marker"] == f"{judged.nonce}:{attack}", "the attack ran"
-    VERDICTS[attack].check(result, judged.target)
+    verdicts = {**VERDICTS, **GVISOR_VERDICTS} if judged.target.backend == "gvisor" else VERDICTS
+    verdicts[attack].check(result, judged.target)
 
 
 @pytest.mark.parametrize("check", sorted(STATUS_CHECKS))
 def test_process_status(judged: Batch, check: str) -> None:
+    if judged.target.backend == "gvisor":
+        # gVisor's status file has neither line: prctl_status checks the same two things.
+        result = judged.results["prctl_status"]
+        assert result["marker"] == f"{judged.nonce}:prctl_status", "prctl was asked"
+        _prctl_no_new_privileges_and_seccomp(result, judged.target)
+        return
     result = judged.results["status"]
     assert result["marker"] == f"{judged.nonce}:status", "the status was read"
     STATUS_CHECKS[check](result, judged.target)

@@ -188,7 +188,7 @@ class Platform:
         return json.loads(base64.b64decode(payload["body_b64"]))
 
 
-@pytest.fixture(scope="module", params=("bwrap", "docker"))
+@pytest.fixture(scope="module", params=("bwrap", "docker", "gvisor"))
 def platform(request: pytest.FixtureRequest, outside: ExternalHost,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     reason = backend_missing(request.param)
