@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Table
+from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.logbus import LogBus
 from hyac_agent.services.functions import FunctionService
@@ -58,6 +61,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
 
+def manifest_id(prefix: str, tenant: str, function: str, index: int = 0) -> str:
+    """The one id a hyac.toml trigger of a function can have: two deploys of it at once
+    (from two agents) cannot both add it, the store's primary key refuses the second."""
+    digest = hashlib.sha256(f"{tenant}/{function}/{index}".encode()).hexdigest()
+    return f"{prefix}_{digest[:20]}"
+
+
 def schedule_info(row: Row) -> ScheduleInfo:
     return ScheduleInfo(
         id=row.id, function=row.function, cron=row.cron, timezone=row.timezone,
@@ -87,6 +97,15 @@ def _events(source: str, given: list[str]) -> str:
         if event not in known:
             raise InvalidInput(f"unknown {source} event {event!r} (one of {', '.join(known)})")
     return ",".join(dict.fromkeys(given or known))
+
+
+async def _again_on_conflict(work: Callable[..., None], *args: Any) -> None:
+    """``work(*args)`` on a thread, and once more if a deploy of the same function on
+    another agent wrote the same rows first (the store's primary key refused ours)."""
+    try:
+        await asyncio.to_thread(work, *args)
+    except IntegrityError:
+        await asyncio.to_thread(work, *args)
 
 
 class TriggerService:
@@ -137,12 +156,12 @@ class TriggerService:
             return
         now = time.time()
         schedule = None if config.schedule is None else {
-            "id": new_id("sch"), "tenant": tenant, "function": function,
+            "id": manifest_id("sch", tenant, function), "tenant": tenant, "function": function,
             "cron": config.schedule, "timezone": config.timezone, "catch_up": config.catch_up,
             "paused": False, "origin": "manifest", "created_at": now,
             "next_run_at": next_tick(config.schedule, config.timezone, now),
         }
-        await asyncio.to_thread(self.store.sync_manifest_schedule, tenant, function, schedule)
+        await _again_on_conflict(self.store.sync_manifest_schedule, tenant, function, schedule)
         rows: list[dict[str, Any]] = []
         on = config.on
         for storage in on.storage if on else []:
@@ -151,10 +170,11 @@ class TriggerService:
         for task in on.task if on else []:
             rows.append({"source": "task", "events": _events("task", list(task.events)),
                          "prefix": "", "watched": task.function})
-        for row in rows:
-            row.update(id=new_id("sub"), tenant=tenant, function=function, origin="manifest",
-                       created_at=now)
-        await asyncio.to_thread(self.store.replace_manifest_subscriptions, tenant, function, rows)
+        for index, row in enumerate(rows):
+            row.update(id=manifest_id("sub", tenant, function, index), tenant=tenant,
+                       function=function, origin="manifest", created_at=now)
+        await _again_on_conflict(self.store.replace_manifest_subscriptions, tenant, function,
+                                 rows)
 
     async def forget_tenant(self, tenant: str) -> None:
         """The tenant was removed: its triggers go too (a tenant made later under the

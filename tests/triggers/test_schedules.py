@@ -220,3 +220,27 @@ def test_a_broken_schedule_does_not_stop_the_others(platform: Platform) -> None:
         assert len(_run_due(platform, good["next_run_at"] + 1, "broken")) == 1
     finally:
         store.remove(t.schedules, "broken", "sch_broken")
+
+
+def test_deploys_of_one_function_at_once_make_one_schedule(platform: Platform) -> None:
+    """As two agents would, each following the same new version at the same moment.
+    (Whether the writes really interleave is up to the threads; the ids that the store's
+    primary key keeps unique are what makes the outcome certain.)"""
+    import asyncio
+
+    from hyac_common.wire import FunctionConfig
+
+    platform.tenant("race")
+    assert platform.deploy("f", HELLO, "race").status_code == 201
+    config = FunctionConfig(schedule="*/5 * * * *", on={"storage": [{"prefix": "a/"},
+                                                                    {"prefix": "b/"}]})
+    service = agent_of(platform).triggers.service
+
+    async def together() -> None:
+        await asyncio.gather(*(service.follow_version("race", "f", config) for _ in range(4)))
+
+    on_loop(platform, together())
+    with platform.owner("race") as client:
+        [entry] = client.get("/v1/triggers").json()
+    assert len(entry["schedules"]) == 1
+    assert sorted(s["prefix"] for s in entry["subscriptions"]) == ["a/", "b/"]
