@@ -26,7 +26,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.notify.formats import CHANNEL_TYPES, WEBHOOK_TYPES
-from hyac_agent.notify.tables import PLATFORM, channels, metadata
+from hyac_agent.notify.tables import PLATFORM, alert_rules, alert_state, channels, metadata
 from hyac_agent.tasks.destinations import IPNetwork, check_submitted
 from hyac_common.errors import Conflict, InvalidInput, NotFound
 from hyac_common.names import validate_name
@@ -157,9 +157,16 @@ class ChannelStore:
         return [self._channel(row) for row in rows]
 
     def remove(self, tenant: str, name: str) -> None:
+        """Remove a channel; a platform channel's alert rules go with it."""
         with self.engine.begin() as conn:
             gone = conn.execute(delete(channels).where(
                 channels.c.tenant == tenant, channels.c.name == name)).rowcount
+            if gone and tenant == PLATFORM:
+                rules = list(conn.execute(select(alert_rules.c.id).where(
+                    alert_rules.c.channel == name)).scalars())
+                for rule in rules:
+                    conn.execute(delete(alert_state).where(alert_state.c.key.like(f"r{rule}:%")))
+                conn.execute(delete(alert_rules).where(alert_rules.c.channel == name))
         if not gone:
             raise NotFound(f"no notification channel {name!r}")
 

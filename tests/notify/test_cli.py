@@ -95,3 +95,7 @@ def test_alert_rules(hyac: Run, receiver: Receiver) -> None:
     assert "error_rate" in shown.stdout and "pager" in shown.stdout
     assert hyac("notify", "alert", "rm", str(rule["id"])).exit_code == 0
     assert json.loads(hyac("notify", "alert", "ls", "--json").stdout)["rules"] == []
+    # a platform channel's rules go with it
+    assert hyac("notify", "alert", "add", "task_dead", "--channel", "pager").exit_code == 0
+    assert hyac("notify", "channel", "rm", "pager", "--platform").exit_code == 0
+    assert json.loads(hyac("notify", "alert", "ls", "--json").stdout)["rules"] == []
