@@ -41,6 +41,8 @@ except ModuleNotFoundError:  # Python 3.10
 #: family, version, then a suffix naming a variant of the family: python3.12-wasm
 _RUNTIME_RE = re.compile(r"^([a-z][a-z-]*?)(\d+(?:\.\d+)?)?(-[a-z]+)?$")
 REPO_CACHE = Path(__file__).resolve().parent.parent / ".cache"
+#: the memory ``{heap_mb}`` assumes when a backend names none (AgentConfig's default)
+DEFAULT_WORKER_MEMORY = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,20 @@ class Runtime:
     pure_python: bool = False
     env: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     image: str = ""
+    #: host folders the interpreter reads besides its prefix (a JDK's /etc/java-17-openjdk),
+    #: bound read-only at the same path by the process backends and build steps
+    host_paths: tuple[str, ...] = ()
 
     def command(
-        self, runtime_mount: str, *, channel: str = "", deps: bool = False, code: str = "/code"
+        self, runtime_mount: str, *, channel: str = "", deps: bool = False, code: str = "/code",
+        memory_bytes: int | None = None,
     ) -> list[str]:
-        """The command that starts the worker, with the runtime folder at ``runtime_mount``."""
+        """The command that starts the worker, with the runtime folder at ``runtime_mount``;
+        ``{heap_mb}`` is half the worker's memory in MiB (a JVM's -Xmx), at least 16."""
         args = self.deps_args if deps and self.deps_args is not None else self.args
+        heap = max(16, (memory_bytes or DEFAULT_WORKER_MEMORY) // (2 * 1024 * 1024))
         values = {"runtime": runtime_mount, "channel": channel, "code": code,
-                  "deps": self.deps_mount}
+                  "deps": self.deps_mount, "heap_mb": str(heap)}
         argv = [a.format(**values) for a in args]
         return [str(self.interpreter), *argv, f"{runtime_mount}/{self.bootstrap.name}"]
 
@@ -302,6 +310,10 @@ def _runtime_from_manifest(
         pure_python=bool(deps.get("pure_python", False)),
         env={str(k): str(v) for k, v in manifest.get("env", {}).items()},
         image=str(manifest.get("image", "")).format(version=version),
+        host_paths=tuple(
+            str(p).format(version=version, major=version.split(".")[0] if version else "")
+            for p in manifest.get("host_paths", [])
+        ),
     )
 
 

@@ -271,12 +271,15 @@ def discover_functions(root: Path) -> tuple[dict[str, tuple[str, list[str]]], li
         if path.name.startswith((".", "_")):
             continue
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and path.suffix in (".py", *SCRIPT_SUFFIXES):
+        if path.is_file() and path.suffix in (".py", ".java", *SCRIPT_SUFFIXES):
             if path.name.endswith(".d.ts"):
                 continue
-            name, entry, files = path.stem, rel, [rel]
+            # functions/Hello.java is function "hello" (a Java class is named after its file).
+            stem = path.stem.lower() if path.suffix == ".java" else path.stem
+            name, entry, files = stem, rel, [rel]
         elif path.is_dir() and path.name not in _SKIPPED_DIRS:
-            index = next((f for f in ("main.py", *INDEX_FILES) if (path / f).is_file()), None)
+            index = next((f for f in ("main.py", *INDEX_FILES, "Main.java")
+                          if (path / f).is_file()), None)
             if index is None:
                 if any(path.glob("*.py")):
                     warnings.append(f"{rel}/ has no main.py, so it is not a function")
@@ -301,6 +304,16 @@ def check_sources(project: Project, functions: list[FunctionSpec]) -> None:
     for spec in functions:
         runtime = str(spec.config.get("runtime", project.runtime))
         script = spec.entry.endswith(SCRIPT_SUFFIXES)
+        java = spec.entry.endswith(".java")
+        if java != runtime.startswith("java"):
+            raise InvalidInput(
+                f"{spec.entry} is Java but function {spec.name!r} runs on {runtime}: set "
+                f'runtime = "java17" in [functions.{spec.name}] (or [project]) of {MANIFEST}'
+                if java else f"function {spec.name!r} runs on {runtime}, but {spec.entry} is "
+                "not a .java file"
+            )
+        if java:
+            continue  # compiled by the agent at deploy (javac's own errors, file and line)
         if script == runtime.startswith("python"):
             kind = "JavaScript/TypeScript" if script else "Python"
             hint = 'runtime = "node20" or "deno"' if script else 'runtime = "python3.12"'

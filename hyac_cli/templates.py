@@ -75,7 +75,41 @@ FUNCTION_FILES = {
     "python": "functions/NAME.py (or functions/NAME/main.py)",
     "node": "functions/NAME.js (or functions/NAME/index.js)",
     "deno": "functions/NAME.ts or .js (or functions/NAME/index.ts)",
+    "java": "functions/Name.java, class Name with handle(Context) (or functions/name/Main.java)",
 }
+
+
+HELLO_JAVA = """\
+// Greets whoever calls it.
+//
+//     hyac invoke hello --data '{"name": "Ada"}'
+//     hyac invoke hello --query name=Ada
+//
+// `Context` is declared by typings/java/Context.java (generated from the runtime): javac
+// and IDEs check `context.` with no import. The agent compiles this file at deploy.
+
+import java.util.Map;
+
+public class Hello {
+    public static Object handle(Context context) {
+        String name = context.request.query.getOrDefault("name", "world");
+        Object body = context.request.json();
+        if (body instanceof Map && ((Map<?, ?>) body).get("name") instanceof String) {
+            name = (String) ((Map<?, ?>) body).get("name");
+        }
+        context.logger.info("greeting %s", name);
+        return Map.of("hello", name);
+    }
+}
+"""
+
+# VS Code's Java extension: the functions and the generated Context declaration as
+# source folders of one unmanaged project.
+VSCODE_JAVA_SETTINGS = """\
+{
+  "java.project.sourcePaths": ["functions", "typings/java"]
+}
+"""
 
 
 def manifest(name: str, runtime: str, tenant: str = "default") -> str:

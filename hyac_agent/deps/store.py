@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from hyac_agent.deps import installers, policy
+from hyac_agent.deps import installers, maven, policy
 from hyac_agent.runtimes import Runtime
 from hyac_common.errors import InvalidInput
 
@@ -60,6 +60,8 @@ def check_client_lock(runtime: Runtime, lock: str) -> str:
     ``name==version`` with hashes, npm packages resolved from the registry (no URLs)."""
     if runtime.installer == "pip":
         policy.parse_lock(lock, allow_urls=False)
+    elif runtime.installer == "maven":
+        maven.parse_lock(lock)
     elif runtime.installer == "npm":
         policy.check_npm_lock(lock, allow_urls=False)
     return lock
@@ -71,6 +73,8 @@ class DependencyStore:
         self.sandboxed = sandboxed
         #: the owner allows direct-URL requirements (HYAC_DEPS_ALLOW_DIRECT_URLS)
         self.allow_direct_urls = allow_direct_urls
+        #: directory Maven repositories java17 dependencies resolve from (HYAC_MAVEN_REPOS)
+        self.maven_repos = maven.repositories()
         (root / "envs").mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o755)
         os.chmod(root / "envs", 0o755)
@@ -116,6 +120,8 @@ class DependencyStore:
         # Checked again here: a stored lock may name a URL the owner no longer allows.
         if runtime.installer == "pip":
             policy.parse_lock(lock, self.allow_direct_urls)
+        elif runtime.installer == "maven":
+            maven.parse_lock(lock)
         else:
             policy.check_npm_lock(lock, self.allow_direct_urls)
         env_id = self.env_id(runtime, lock)
@@ -134,6 +140,9 @@ class DependencyStore:
         if runtime.installer == "pip":
             policy.check_requirements(requirements, self.allow_direct_urls)
             return None
+        if runtime.installer == "maven":
+            maven.check_requirements(requirements)
+            return None
         manifest = installers.package_json(requirements, package_json)
         policy.check_npm_manifest(manifest, self.allow_direct_urls)
         return manifest
@@ -141,6 +150,8 @@ class DependencyStore:
     def _resolve(
         self, runtime: Runtime, requirements: list[str], manifest: dict[str, object] | None
     ) -> str:
+        if runtime.installer == "maven":
+            return maven.resolve(requirements, self.maven_repos)
         if manifest is None:
             return installers.python_lock(runtime, requirements, self.sandboxed)
         lock = installers.npm_lock(manifest, self.sandboxed)
@@ -154,6 +165,8 @@ class DependencyStore:
             if runtime.installer == "pip":
                 installers.python_install(runtime, lock, tmp, self.sandboxed,
                                           self.allow_direct_urls)
+            elif runtime.installer == "maven":
+                maven.install(lock, tmp, self.maven_repos)
             else:
                 manifest, npm_lock = policy.check_npm_lock(lock, self.allow_direct_urls)
                 installers.npm_install(manifest, npm_lock, tmp, self.sandboxed)
@@ -175,6 +188,8 @@ class DependencyStore:
 def _count(runtime: Runtime, lock: str) -> int:
     if runtime.installer == "pip":
         return len(policy.parse_lock(lock, allow_urls=True))
+    if runtime.installer == "maven":
+        return len(maven.parse_lock(lock))
     packages = json.loads(lock)["package-lock.json"].get("packages", {})
     return sum(1 for key in packages if key)
 

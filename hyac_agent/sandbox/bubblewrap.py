@@ -340,6 +340,9 @@ class BubblewrapBackend(ProcessLauncher):
             # at its own path, read-only; so is a function's dependency environment.
             if deps is not None:
                 args += ["--ro-bind", str(deps), spec.runtime.deps_mount]
+            for host_path in spec.runtime.host_paths:  # e.g. a JDK's /etc/java-17-openjdk
+                if os.path.isdir(host_path):
+                    args += ["--ro-bind", host_path, host_path]
             channel_path = ""
             if channel_fd < 0:  # the worker connects to a socket (runtime.channel == "path")
                 channel_path = f"{_CHANNEL_MOUNT}/{CHANNEL_NAME}"
@@ -367,7 +370,8 @@ class BubblewrapBackend(ProcessLauncher):
                 args += ["--setenv", key, value]
             command = rlimit_prefix(limits, cgroups=cgroup is not None)
             command += spec.runtime.command(
-                RUNTIME_MOUNT, channel=channel_path, deps=deps is not None, code=CODE_MOUNT
+                RUNTIME_MOUNT, channel=channel_path, deps=deps is not None, code=CODE_MOUNT,
+                memory_bytes=limits.memory_bytes,
             )
         except BaseException:
             launch.close()

@@ -40,7 +40,8 @@ class InsecureProcessBackend(ProcessLauncher):
                 if spec.runtime.deps_mount in value:
                     env[key] = value.replace(spec.runtime.deps_mount, str(spec.deps_source))
         argv = spec.runtime.command(
-            str(spec.runtime.folder), channel=channel, deps=spec.deps_dir is not None, code=code
+            str(spec.runtime.folder), channel=channel, deps=spec.deps_dir is not None, code=code,
+            memory_bytes=spec.limits.memory_bytes,
         )
         return Launch(argv, env)
 

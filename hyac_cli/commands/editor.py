@@ -55,6 +55,9 @@ def stubs(
             term.warn(f"{exc.message}; using the project alone (--offline)")
     if facts is None:
         facts = project_facts(project)
+    if _java_project(project):
+        _java_stubs(project, check, term)
+        return
     if _script_project(project):
         _script_stubs(project, facts, check, term)
         return
@@ -81,6 +84,30 @@ def _script_project(project) -> bool:  # type: ignore[no-untyped-def]
 
     runtimes = {spec.config.get("runtime", project.runtime) for spec in project.functions.values()}
     return is_script_runtime(project.runtime) or any(is_script_runtime(r) for r in runtimes)
+
+
+def _java_project(project) -> bool:  # type: ignore[no-untyped-def]
+    """A project whose functions run on java17 (it gets typings/java/Context.java)."""
+    from hyac_cli.javastubs import is_java_runtime
+
+    runtimes = {spec.config.get("runtime", project.runtime) for spec in project.functions.values()}
+    return is_java_runtime(project.runtime) or any(is_java_runtime(r) for r in runtimes)
+
+
+def _java_stubs(project, check: bool, term) -> None:  # type: ignore[no-untyped-def]
+    from hyac_cli import javastubs
+
+    target = project.root / javastubs.STUBS_DIR / javastubs.STUB_NAME
+    if check:
+        current = target.read_text(encoding="utf-8") if target.exists() else None
+        if current != javastubs.build_context_java():
+            term.say(f"  stale  {javastubs.STUBS_DIR}/{javastubs.STUB_NAME}")
+            term.note("The stubs are stale: run `hyac stubs` to refresh them.", style=None)
+            raise typer.Exit(1)
+        term.say("The stubs are up to date.")
+        return
+    for path in javastubs.write_java_stub(project.root):
+        term.say(f"  wrote  {_shown(path, project.root)}")
 
 
 def _script_stubs(project, facts, check: bool, term) -> None:  # type: ignore[no-untyped-def]

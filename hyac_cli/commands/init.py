@@ -11,7 +11,7 @@ from hyac_common.errors import InvalidInput
 if TYPE_CHECKING:
     from hyac_cli.stubs import ProjectFacts
 
-_RUNTIME_RE = re.compile(r"^(python3\.\d+|python3\.12-wasm|node\d+|deno)$")
+_RUNTIME_RE = re.compile(r"^(python3\.\d+|python3\.12-wasm|node\d+|deno|java\d+)$")
 
 
 def init(
@@ -23,7 +23,7 @@ def init(
         typer.Option(
             "--runtime", "-r", show_default=False,
             help="Runtime of the functions: python3.X (default: this interpreter's), "
-            "python3.12-wasm (WebAssembly), node20 or deno.",
+            "python3.12-wasm (WebAssembly), node20, deno or java17.",
         ),
     ] = None,
     template: Annotated[
@@ -57,7 +57,7 @@ def init(
     if not _RUNTIME_RE.match(runtime):
         raise InvalidInput(
             f"unknown runtime {runtime!r}: use python3.X (e.g. python3.11), python3.12-wasm, "
-            "node20 or deno"
+            "node20, deno or java17"
         )
     if fetched is None and template not in templates.TEMPLATES:
         raise InvalidInput(
@@ -92,7 +92,12 @@ def init(
     else:
         put(root / MANIFEST, templates.manifest(name, runtime, project_tenant))
     from hyac_cli.dts import is_script_runtime
+    from hyac_cli.javastubs import is_java_runtime
 
+    if is_java_runtime(runtime):
+        _init_java_project(root, template, put, created, term)
+        _report(term, created, kept, root, directory, name, template, fetched)
+        return
     if is_script_runtime(runtime):
         _init_script_project(root, runtime, template, put, created, term, fetched)
         _report(term, created, kept, root, directory, name, template, fetched)
@@ -117,6 +122,24 @@ def init(
     put(root / ".vscode" / "extensions.json", templates.VSCODE_EXTENSIONS)
 
     _report(term, created, kept, root, directory, name, template, fetched)
+
+
+def _init_java_project(root: Path, template: str, put, created, term) -> None:  # type: ignore[no-untyped-def]
+    """A java17 project: functions/Hello.java, and typings/java/Context.java for javac and
+    IDEs (generated from the runtime's own Context class)."""
+    from hyac_cli import templates
+    from hyac_cli.javastubs import write_java_stub
+    from hyac_common.errors import HyacError
+
+    (root / "functions").mkdir(exist_ok=True)
+    if template == "hello":
+        put(root / "functions" / "Hello.java", templates.HELLO_JAVA)
+    put(root / ".gitignore", templates.GITIGNORE)
+    put(root / ".vscode" / "settings.json", templates.VSCODE_JAVA_SETTINGS)
+    try:
+        created += write_java_stub(root)
+    except HyacError as exc:
+        term.warn(f"editor stubs not written: {exc.message}")
 
 
 def _init_script_project(root: Path, runtime: str, template: str, put, created, term,  # type: ignore[no-untyped-def]
