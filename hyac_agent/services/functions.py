@@ -114,7 +114,7 @@ class FunctionService:
         runtime = await asyncio.to_thread(resolve, request.config.runtime)
         await asyncio.to_thread(self._check_owner, tenant, name, request, runtime)
         sha = bundle_sha256(files, request)
-        existing = await asyncio.to_thread(self._version_with, tenant, name, sha)
+        existing = await asyncio.to_thread(self.store.version_with, tenant, name, sha)
         if not self.bundles.exists(sha) and runtime.language == "python":
             await asyncio.to_thread(_check_syntax, runtime, files)
         # Dependencies are resolved and installed before anything is recorded: a conflict
@@ -196,11 +196,6 @@ class FunctionService:
                 f"replaces its code with another language's: deploy with --force to do so",
                 runtime=active.runtime, new_runtime=runtime.name,
             )
-
-    def _version_with(self, tenant: str, name: str, sha: str) -> VersionRecord | None:
-        if self.store.get_function(tenant, name) is None:
-            return None
-        return next((v for v in self.store.list_versions(tenant, name) if v.sha256 == sha), None)
 
     def runtime_users(self, runtime: str) -> list[str]:
         """``tenant/function`` of every function with a version on ``runtime``."""

@@ -124,6 +124,11 @@ class Store(TaskStore, Protocol):
     @abc.abstractmethod
     def set_active_version(self, tenant: str, name: str, number: int) -> VersionRecord: ...
 
+    @abc.abstractmethod
+    def version_with(self, tenant: str, name: str, sha256: str) -> VersionRecord | None:
+        """The function's version whose bundle is ``sha256``, if it has one (looked up by
+        index: a function may have thousands of versions)."""
+
     # bundles shared by every agent (blobs)
     @abc.abstractmethod
     def get_blob(self, sha256: str) -> tuple[bytes, str] | None:

@@ -221,6 +221,17 @@ class SqlStore(SqlTaskStore, Store):
             ).all()
             return [self._version(v, tenant, name) for v in rows]
 
+    def version_with(self, tenant: str, name: str, sha256: str) -> VersionRecord | None:
+        with self.engine.connect() as conn:
+            version = conn.execute(
+                select(t.versions)
+                .join(t.functions, t.functions.c.id == t.versions.c.function_id)
+                .where(t.functions.c.tenant == tenant, t.functions.c.name == name,
+                       t.versions.c.sha256 == sha256)
+                .order_by(t.versions.c.number)
+            ).first()
+            return None if version is None else self._version(version, tenant, name)
+
     def get_version(self, tenant: str, name: str, number: int | None = None) -> VersionRecord | None:
         with self.engine.connect() as conn:
             row = self._function_row(conn, tenant, name)

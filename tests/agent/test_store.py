@@ -158,3 +158,14 @@ def test_a_version_keeps_its_sample_and_an_older_store_gains_the_column(store: S
     assert store.get_version("t", "f", 1).sample is None  # type: ignore[union-attr]
     store.record_deploy("t", "f", "b" * 64, "functions/f.py", config, sample=sample)
     assert [v.sample for v in store.list_versions("t", "f")] == [None, sample]
+
+
+def test_version_with_finds_a_version_by_its_bundle(store: SqlStore) -> None:
+    config = FunctionConfig(runtime="python3.11")
+    for i in range(5):
+        store.record_deploy("t", "f", f"{i:064x}", "functions/f.py", config)
+    store.record_deploy("other", "f", "e" * 64, "functions/f.py", config)
+    found = store.version_with("t", "f", f"{3:064x}")
+    assert found is not None and (found.number, found.tenant, found.function) == (4, "t", "f")
+    assert store.version_with("t", "f", "e" * 64) is None  # another tenant's bundle
+    assert store.version_with("t", "nope", f"{3:064x}") is None
