@@ -69,6 +69,18 @@ def from_cold_start_script(ctx: Context) -> list[Figure]:
             figures.append(figure(f"cold.{backend}.{kind}", f"{backend} {kind.replace('_', ' ')}",
                                   row[kind], "s", spawn, "spawn python -c pass",
                                   source="benchmarks/cold_start.py", runs=data.get("runs")))
+        if backend == "gvisor" and "runsc_do_true" in data["baselines"]:
+            figures.append(figure(f"cold.{backend}.pool_miss_vs_runsc_do",
+                                  f"gvisor pool miss vs runsc do true ({row.get('platform')})",
+                                  row["pool_miss"], "s", data["baselines"]["runsc_do_true"],
+                                  "runsc do true", source="benchmarks/cold_start.py"))
+        if backend == "gvisor" and "pool_hit" in data["backends"].get("docker", {}):
+            docker = data["backends"]["docker"]
+            for kind in ("pool_hit", "pool_miss"):
+                figures.append(figure(f"cold.{backend}.{kind}_vs_docker",
+                                      f"gvisor {kind.replace('_', ' ')} vs docker's",
+                                      row[kind], "s", docker[kind], f"docker backend {kind}",
+                                      source="benchmarks/cold_start.py"))
         if backend == "docker" and "docker_run_true" in data["baselines"]:
             figures.append(figure(f"cold.{backend}.pool_miss_vs_docker", f"{backend} pool miss vs docker run",
                                   row["pool_miss"], "s", data["baselines"]["docker_run_true"],

@@ -2,7 +2,9 @@
 answer) and a pool hit (a pre-started generic sandbox: load the code, first answer).
 
 Printed as ratios to baselines measured in the same run: spawning `python -c pass` for
-every backend, and `docker run --rm IMAGE true` for docker's pool miss.
+every backend, `docker run --rm IMAGE true` for docker's pool miss, and for gvisor
+`runsc --platform=P --network=none do true` (gVisor's own floor) and the docker
+backend's pool hit and miss of the same run.
 
     python benchmarks/cold_start.py [--short] [--json out.json] [--backend bwrap ...]
 """
@@ -77,20 +79,38 @@ async def measure_backend(name: str, runs: int, workdir: Path) -> dict[str, floa
     return {"pool_miss": statistics.median(misses), "pool_hit": statistics.median(hits)}
 
 
+def gvisor_baselines(results: dict[str, Any], row: dict[str, Any], runs: int) -> None:
+    """gvisor against `runsc do true` on its platform and against the docker backend."""
+    from hyac_agent.sandbox.gvisor import GvisorBackend, runsc_path
+
+    platform = GvisorBackend().platform
+    runsc = runsc_path() or "runsc"
+    runsc_do = timed(lambda: subprocess.run(
+        [runsc, f"--platform={platform}", "--network=none", "do", "true"],
+        check=True, capture_output=True, cwd="/"), max(1, runs // 2))
+    results["baselines"]["runsc_do_true"] = runsc_do
+    row["platform"] = platform
+    row["miss_vs_runsc_do"] = row["pool_miss"] / runsc_do
+    docker = results["backends"].get("docker", {})
+    if "pool_hit" in docker:
+        row["hit_vs_docker"] = row["pool_hit"] / docker["pool_hit"]
+        row["miss_vs_docker"] = row["pool_miss"] / docker["pool_miss"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="a few seconds: fewer runs")
     parser.add_argument("--json", default="cold_start.json", help="where to write the results")
-    parser.add_argument("--backend", action="append", choices=["bwrap", "docker"])
+    parser.add_argument("--backend", action="append", choices=["bwrap", "docker", "gvisor"])
     args = parser.parse_args()
     runs = 2 if args.short else 10
-    names = args.backend or ["bwrap", "docker"]
+    names = args.backend or ["bwrap", "docker", "gvisor"]
     python_spawn = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), runs * 2)
     results: dict[str, Any] = {"runs": runs, "baselines": {"python_spawn": python_spawn}, "backends": {}}
     with tempfile.TemporaryDirectory(prefix="hyac-bench-") as tmp:
         for name in names:
             reason = BACKENDS[name].unavailable_reason()
-            if name == "docker" and reason is None:
+            if name in ("docker", "gvisor") and reason is None:
                 reason = BACKENDS[name].default_image_missing()  # type: ignore[attr-defined]
             if reason:
                 results["backends"][name] = {"skipped": reason}
@@ -105,10 +125,14 @@ def main() -> None:
                     check=True, capture_output=True), max(1, runs // 2))
                 results["baselines"]["docker_run_true"] = docker_run
                 row["miss_vs_docker_run"] = row["pool_miss"] / docker_run
+            if name == "gvisor":
+                gvisor_baselines(results, row, runs)
             results["backends"][name] = row
     print(f"baseline python -c pass: {python_spawn * 1000:7.1f} ms")
     if "docker_run_true" in results["baselines"]:
         print(f"baseline docker run true: {results['baselines']['docker_run_true'] * 1000:6.1f} ms")
+    if "runsc_do_true" in results["baselines"]:
+        print(f"baseline runsc do true:   {results['baselines']['runsc_do_true'] * 1000:6.1f} ms")
     print(f"{'backend':8} {'pool hit':>10} {'x spawn':>8} {'pool miss':>10} {'x spawn':>8} "
           f"{'x docker run':>13}")
     for name, row in results["backends"].items():
@@ -118,6 +142,10 @@ def main() -> None:
         print(f"{name:8} {row['pool_hit'] * 1000:8.1f}ms {row['hit_vs_python_spawn']:8.2f} "
               f"{row['pool_miss'] * 1000:8.1f}ms {row['miss_vs_python_spawn']:8.2f} "
               f"{row.get('miss_vs_docker_run', float('nan')):13.2f}")
+        if "miss_vs_runsc_do" in row:
+            print(f"{'':8} platform {row['platform']}: pool miss {row['miss_vs_runsc_do']:.2f}x "
+                  f"runsc do true; vs docker: hit {row.get('hit_vs_docker', float('nan')):.2f}x, "
+                  f"miss {row.get('miss_vs_docker', float('nan')):.2f}x")
     Path(args.json).write_text(json.dumps(results, indent=2))
 
 

@@ -34,6 +34,8 @@ EXPECTED = [
 ]
 QUEUE = [f"queue.{engine}.{m}" for engine in ("embedded", "celery") for m in ("end_to_end", "enqueue")]
 QUEUE.append("queue.overhead.p50")
+GVISOR = [f"cold.gvisor.{k}" for k in ("pool_hit", "pool_miss", "pool_miss_vs_runsc_do",
+                                        "pool_hit_vs_docker", "pool_miss_vs_docker")]
 
 
 @pytest.mark.slow
@@ -54,6 +56,10 @@ def test_short_mode_writes_every_figure(tmp_path: Path) -> None:
 
     # The queue's Celery baseline needs Redis; without it the run says so and goes on.
     expected = EXPECTED + (QUEUE if redis_missing() is None else [])
+    from hyac_agent.sandbox.gvisor import GvisorBackend
+
+    # gvisor against runsc do true and the docker backend, where setup-gvisor.sh ran.
+    expected += GVISOR if GvisorBackend.unavailable_reason() is None else []
     missing = [key for key in expected if key not in figures]
     assert not missing, missing
     for key, fig in figures.items():
