@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from hyac_agent.templates.manifest import parse_manifest
 from tests.deps.test_dependencies import _pypi_unreachable
 from tests.integration.test_mail import SmtpServer
 from tests.runtime_families.conftest import runtime_missing
+from tests.tasks.test_callbacks import Receiver
 from tests.templates.conftest import as_cli, invoke_sample
 from tests.tenancy.conftest import Platform
 from tests.waiting import eventually
@@ -36,6 +38,13 @@ def test_at_least_twelve_builtins_with_distinct_functions() -> None:
     assert {"python", "node20", "deno"} <= runtimes
 
 
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    served = Receiver()
+    yield served
+    served.close()
+
+
 def _check_mail(smtp: SmtpServer, wanted: dict[str, str]) -> None:
     """The SMTP server took a message to ``wanted["to"]`` with what the sample expects."""
     received = [message for envelope, message in smtp.received() if wanted["to"] in envelope["rcpt_tos"]]
@@ -50,6 +59,18 @@ def _check_mail(smtp: SmtpServer, wanted: dict[str, str]) -> None:
         assert message["Reply-To"] == wanted["reply_to"]
 
 
+def _check_schedules(client: Any, project: Any) -> None:
+    """A schedule hyac.toml declares is the function's schedule once deployed."""
+    declared = {spec.name: spec.config["schedule"] for spec in project.select(None)
+                if spec.config.get("schedule")}
+    if not declared:
+        return
+    listed = client.get("/v1/schedules")
+    assert listed.status_code == 200, listed.text
+    found = {s["function"]: s["cron"] for s in listed.json()}
+    assert found == declared, (found, declared)
+
+
 def _subset(expected: Any, actual: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
@@ -60,7 +81,7 @@ def _subset(expected: Any, actual: Any) -> bool:
 @pytest.mark.parametrize("name", [_case(name) for name in sorted(BUILTINS)])
 def test_builtin_template_deploys_and_answers_its_sample(
     name: str, platform: Platform, smtp: SmtpServer, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver,
 ) -> None:
     from hyac_cli.commands.deploy import deploy_functions
     from hyac_cli.commands.template import fetch_template
@@ -88,8 +109,13 @@ def test_builtin_template_deploys_and_answers_its_sample(
 
     sample = json.loads((tmp_path / fetched.sample).read_text())
     with platform.owner(tenant) as client:
+        _check_schedules(client, project)
         for secret, value in (sample.get("secrets") or {}).items():
             assert client.put(f"/v1/secrets/{secret}", json={"value": value}).status_code in (200, 204)
+        for channel, kind in (sample.get("channels") or {}).items():
+            made = client.post("/v1/notify/channels", json={
+                "name": channel, "type": kind, "url": receiver.url})
+            assert made.status_code == 201, made.text
         answer = invoke_sample(client, sample)
         assert answer.status_code == 200, answer.text
         result = answer.json()
@@ -105,6 +131,18 @@ def test_builtin_template_deploys_and_answers_its_sample(
             assert text not in body, body
         if "mail" in expect:
             _check_mail(smtp, expect["mail"])
+        if "notified" in expect:
+            wanted = expect["notified"]
+            sent = eventually(lambda: next((raw.decode() for _, raw, _ in receiver.calls
+                                            if wanted["contains"] in raw.decode()), None))
+            assert json.loads(sent)  # the channel's own payload (Slack's, here)
+
+            def delivered() -> bool | None:
+                deliveries = client.get("/v1/notify/deliveries",
+                                        params={"channel": wanted["channel"]}).json()
+                return any(d["status"] == "delivered" for d in deliveries) or None
+
+            eventually(delivered)
         if "task_result" in expect:
             task_id = json.loads(body)["task_id"]
 

@@ -1,10 +1,11 @@
 """Mails a CSV summary of the ``events`` table (kind, count, total amount).
 
-    hyac invoke report --data '{"to": "ops@example.com"}'
-    hyac invoke report --data '{"every": 86400}'     # and again every day
+Runs every day on the ``schedule`` of hyac.toml (the agent starts it as a background
+task, with ``{"source": "schedule", ...}`` as its body), or when invoked:
 
-With ``every`` (seconds, at least 60) the report queues its own next run as a background
-task: a schedule without cron. Record events from your other functions with
+    hyac invoke report --data '{"to": "ops@example.com", "since_hours": 168}'
+
+Record events from your other functions with
 ``context.db.execute("INSERT INTO events (at, kind, amount) VALUES (?, ?, ?)", [...])``.
 """
 
@@ -33,7 +34,10 @@ def main(context: FunctionContext):
     to = options.get("to") or context.env.get("REPORT_TO")
     if not to:
         return Response(status=400, body={"error": "no recipient: set REPORT_TO or send 'to'"})
-    hours = float(options.get("since_hours", 24))
+    try:
+        hours = float(options.get("since_hours", 24))
+    except (TypeError, ValueError):
+        return Response(status=400, body={"error": "since_hours is a number of hours"})
     since = time.time() - hours * 3600
     context.db.execute(SCHEMA)
     if options.get("demo"):
@@ -50,9 +54,6 @@ def main(context: FunctionContext):
         text=f"{len(rows)} kinds of events; the summary is attached.",
         attachments=[Attachment(f"report-{day}.csv", report, "text/csv")],
     )
-    result = {"sent_to": to, "rows": len(rows), "message_id": message_id}
-    every = options.get("every")
-    if every is not None:
-        every = max(60.0, float(every))
-        result["next_task"] = context.enqueue(context.function.name, options, delay=every)
-    return result
+    if options.get("source") == "schedule":
+        context.logger.info("scheduled report mailed to %s (%d kinds)", to, len(rows))
+    return {"sent_to": to, "rows": len(rows), "message_id": message_id}

@@ -2,7 +2,7 @@
 
 Send the image as the raw body (``content-type: image/png``...) or as JSON
 ``{"image_b64": "...", "name": "cat.png"}``. Each width in THUMB_SIZES gives one PNG at
-``thumbnails/<name>/<width>.png``; the answer lists them. Images above 40 megapixels are
+``thumbnails/<name>-<hash>/<width>.png``; the answer lists them. Images above 40 megapixels are
 refused before they are decoded (a decompression bomb would exhaust memory).
 """
 
@@ -42,7 +42,12 @@ def main(context: FunctionContext):
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", name.rsplit(".", 1)[0])[:64] or "image"
     stem = f"{stem}-{hashlib.sha256(data).hexdigest()[:8]}"
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+            # Pillow itself only refuses twice its limit: refuse before decoding
+            return Response(status=413, body={
+                "error": f"{image.width}x{image.height} is more than "
+                         f"{Image.MAX_IMAGE_PIXELS // 1_000_000} megapixels"})
         image.load()
     except (OSError, Image.DecompressionBombError) as exc:
         return Response(status=422, body={"error": f"not an image Pillow can read: {exc}"})

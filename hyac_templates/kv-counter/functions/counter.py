@@ -1,6 +1,6 @@
 """A named counter in the tenant's key-value store.
 
-    hyac invoke counter --query name=visits               # POST: add one, answer the count
+    hyac invoke counter -X POST --query name=visits       # add one, answer the count
     hyac invoke counter --method GET --query name=visits  # read without counting
 
 Two requests at the same instant may read the same value; for counts that must never

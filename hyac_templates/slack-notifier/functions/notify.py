@@ -1,53 +1,51 @@
-"""Posts a message to Slack through an incoming webhook.
+"""Posts a message to Slack through the tenant's notification channel.
 
+    hyac notify channel add slack --type slack --url -    # paste the webhook URL
     hyac invoke notify --data '{"text": "Deploy finished", "level": "info"}'
     hyac invoke notify --data '{"text": "Disk full", "level": "error", "dry_run": true}'
 
-``dry_run`` answers the Slack payload without sending it. Only ``https://hooks.slack.com/``
-URLs are used, so a misconfigured secret cannot make the function post elsewhere.
+The webhook URL lives in the channel (stored encrypted, never shown again), not in the
+function: the agent delivers with retries and backoff, and `hyac notify deliveries`
+shows how each message went. ``dry_run`` answers what would be sent without sending.
 """
 
-import json
-import urllib.error
-import urllib.request
+from hyac_context import HostCallError
 
 ICONS = {"info": ":information_source:", "warning": ":warning:", "error": ":rotating_light:"}
+MAX_FIELDS = 10
 
 
-def slack_payload(text: str, level: str, fields: dict) -> dict:
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"{ICONS[level]} {text}"}}]
-    if fields:
-        blocks.append({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*{key}*\n{value}"} for key, value in list(fields.items())[:10]
-        ]})
-    return {"text": text, "blocks": blocks}
+def message_of(body) -> tuple[dict, str | None]:
+    """(the notification, or None) and the reason it is refused."""
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not body["text"]:
+        return {}, 'send {"text": "..."}'
+    level = body.get("level", "info")
+    if level not in ICONS:
+        return {}, f"level is one of {', '.join(ICONS)}"
+    fields = body.get("fields") or {}
+    if not isinstance(fields, dict) or len(fields) > MAX_FIELDS:
+        return {}, f"fields is an object of at most {MAX_FIELDS} entries"
+    shown = {str(key)[:50]: str(value)[:200] for key, value in fields.items()}
+    return {"text": f"{ICONS[level]} {body['text'][:3000]}", "fields": shown}, None
 
 
 def main(context: FunctionContext):
     try:
-        message = context.request.json()
+        body = context.request.json()
     except ValueError:
-        message = None
-    if not isinstance(message, dict) or not isinstance(message.get("text"), str) or not message["text"]:
-        return Response(status=400, body={"error": "send {\"text\": \"...\"}"})
-    level = message.get("level", "info")
-    if level not in ICONS:
-        return Response(status=400, body={"error": f"level is one of {', '.join(ICONS)}"})
-    fields = message.get("fields") or {}
-    if not isinstance(fields, dict):
-        return Response(status=400, body={"error": "fields is an object"})
-    payload = slack_payload(message["text"][:3000], level, {str(k): str(v) for k, v in fields.items()})
-    if message.get("dry_run"):
-        return {"sent": False, "payload": payload}
-    url = context.secrets.get("SLACK_WEBHOOK_URL", "")
-    if not url.startswith("https://hooks.slack.com/"):
-        return Response(status=500, body={"error": "set SLACK_WEBHOOK_URL to your Slack webhook URL"})
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"content-type": "application/json"})
+        body = None
+    message, problem = message_of(body)
+    if problem:
+        return Response(status=400, body={"error": problem})
+    channel = context.env.get("NOTIFY_CHANNEL") or "slack"
+    if body.get("dry_run"):
+        return {"sent": False, "channel": channel, **message}
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            answer.read(1024)
-    except urllib.error.URLError as exc:
-        context.logger.error("Slack refused or was unreachable: %s", exc)
-        return Response(status=502, body={"error": "Slack did not take the message"})
-    return {"sent": True}
+        delivery = context.notify(channel, message["text"], **message["fields"])
+    except HostCallError as exc:
+        if exc.code == "not_found":
+            return Response(status=500, body={
+                "error": f"no notification channel {channel!r}: hyac notify channel add "
+                         f"{channel} --type slack --url -"})
+        raise
+    return {"sent": True, "channel": channel, "delivery": delivery}
