@@ -312,3 +312,41 @@ def test_migrate_command_line(api_platform: Platform, s3: S3Server,
     assert "1/1 objects, 3 bytes" in back.stderr  # progress
     assert s3.names(bucket) == []
     configure(api_platform, "storage", {"backend": "builtin"})
+
+
+def test_objects_move_both_ways_on_postgresql(s3: S3Server) -> None:
+    """The same rows, moves and reads on a PostgreSQL store (the location column added
+    to its existing objects table; the move's paging by tenant and key)."""
+    from sqlalchemy import create_engine, text
+
+    from hyac_agent.tenancy.store import TenancyStore
+    from tests.tenancy.test_postgres_tenants import create_store, drop_store, url_of
+
+    dbname = create_store()
+    engine = create_engine("postgresql+psycopg://" + url_of(dbname).split("://", 1)[1])
+    try:
+        TenancyStore(engine).create_schema()
+        with engine.begin() as conn:  # as a store made before objects could be in S3
+            conn.execute(text("ALTER TABLE tenant_objects DROP COLUMN location"))
+        TenancyStore(engine).create_schema()
+        settings = {**s3.settings(s3.bucket("on-postgres")), "region": "", "prefix": "pg/"}
+        objects = ObjectStore(engine, storage_target(lambda: settings))
+        contents = {(tenant, f"k{i}"): f"{tenant}{i}".encode() * 100
+                    for tenant in ("pg-a", "pg-b") for i in range(3)}
+        for (tenant, key), data in list(contents.items())[:3]:  # pg-a's: into S3
+            objects.put(tenant, key, data, "application/octet-stream")
+        settings["backend"] = "builtin"
+        for (tenant, key), data in list(contents.items())[3:]:  # pg-b's: the store
+            objects.put(tenant, key, data, "application/octet-stream")
+        assert len(s3.names("on-postgres")) == 3
+        assert objects.migrate("s3", None, lambda state: None).done == 3
+        assert len(s3.names("on-postgres")) == 6
+        assert all(objects.read(t, k)[1] == data for (t, k), data in contents.items())  # type: ignore[index]
+        assert objects.migrate("builtin", "pg-a", lambda state: None).done == 3
+        assert [n.split("/")[1] for n in s3.names("on-postgres")] == ["pg-b"] * 3
+        assert [o.key for o in objects.list("pg-a", "", 10)] == ["k0", "k1", "k2"]
+        assert objects.footprint("pg-b") == sum(len(d) + 2 for (t, _), d in contents.items()
+                                                if t == "pg-b")
+    finally:
+        engine.dispose()
+        drop_store(dbname, "hyac_none_")
