@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from hyac_agent.sandbox import gvisor
+from tests.conftest import current_runtime
+from tests.sandbox.conftest import Target
 
 
 def _runsc() -> str:
@@ -109,3 +111,15 @@ def test_doctor_reports_gvisor_with_its_platform() -> None:
     assert info["label"] == f"gvisor ({platform})"
     assert any(line.strip().startswith("sandbox gvisor ok") and platform in line
                for line in render(data))
+
+
+@pytest.mark.parametrize("session_target", ["gvisor"], indirect=True)
+def test_runtime_list_names_gvisor_with_its_platform(session_target: Target) -> None:
+    """What `hyac runtime ls` shows, from the escape suite's gvisor agent."""
+    platform = gvisor.GvisorBackend().platform
+    with session_target.agent.client() as client:
+        rows = client.get("/v1/runtimes").json()
+        agent = client.get("/v1/agent").json()
+    row = next(r for r in rows if r["name"] == current_runtime())
+    assert row["available"] and row["backends"][f"gvisor ({platform})"] == "ok"
+    assert "gvisor" in json.dumps(agent)
