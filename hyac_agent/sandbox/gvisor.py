@@ -45,6 +45,7 @@ from typing import Any
 from hyac_agent.sandbox import seccomp
 from hyac_agent.sandbox.base import SandboxSettings
 from hyac_agent.sandbox.docker import DockerBackend, DockerSandbox, _client, _probe_error
+from hyac_agent.sandbox.limits import ResourceLimits
 
 #: the Docker runtime of sandboxes without a network, and of those of tenants with egress
 RUNTIME = "runsc"
@@ -210,6 +211,11 @@ _SIGKILLED = 128 + signal.SIGKILL
 
 
 class GvisorSandbox(DockerSandbox):
+    def set_limits(self, limits: ResourceLimits) -> bool:
+        """runsc cannot change a running sandbox's cgroups (``docker update`` fails): a
+        pre-started sandbox serves only functions with the limits it was started with."""
+        return limits == self.limits
+
     def exit_cause(self) -> str | None:
         """Under gVisor the memory limit's OOM kill ends the whole sandbox (the Sentry holds
         the function's memory) and Docker does not flag it: a worker that ends by SIGKILL,

@@ -123,3 +123,32 @@ def test_runtime_list_names_gvisor_with_its_platform(session_target: Target) -> 
     row = next(r for r in rows if r["name"] == current_runtime())
     assert row["available"] and row["backends"][f"gvisor ({platform})"] == "ok"
     assert "gvisor" in json.dumps(agent)
+
+
+def test_a_prestarted_sandbox_keeps_its_limits(tmp_path: Path) -> None:
+    """runsc cannot change a running sandbox's cgroups: a generic sandbox takes only
+    functions with its own limits (the pool starts another for the rest)."""
+    import asyncio
+    from dataclasses import replace
+
+    from hyac_agent.sandbox import SandboxSettings, SandboxSpec
+
+    reason = gvisor.GvisorBackend.unavailable_reason()
+    if reason:
+        pytest.skip(f"SANDBOX BACKEND 'gvisor' NOT TESTED: {reason}")
+
+    async def run() -> tuple[bool, bool, int | None]:
+        backend = gvisor.GvisorBackend(SandboxSettings(run_dir=tmp_path / "run"))
+        limits = backend.settings.limits
+        sandbox = await backend.start(SandboxSpec(runtime=backend.resolve_runtime(current_runtime()),
+                                                  limits=limits))
+        try:
+            same = sandbox.set_limits(limits)
+            other = sandbox.set_limits(replace(limits, memory_bytes=limits.memory_bytes * 2))
+            return same, other, sandbox.process.returncode
+        finally:
+            await sandbox.kill()
+
+    same, other, returncode = asyncio.run(run())
+    assert same is True and other is False
+    assert returncode is None, "the sandbox was running"
