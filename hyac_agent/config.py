@@ -10,7 +10,7 @@ An empty variable counts as unset, except for the comma lists and plain strings.
 | port                 | HYAC_PORT                   | 8040 (0 picks a free port)       |
 | data_dir             | HYAC_DATA_DIR               | platformdirs user data dir       |
 | database_url         | HYAC_DATABASE_URL           | sqlite:///DATA_DIR/hyac.db       |
-| sandbox              | HYAC_SANDBOX                | auto (docker if usable, else bwrap) |
+| sandbox              | HYAC_SANDBOX                | auto (docker if usable, else bwrap); gvisor |
 | worker_idle_timeout  | HYAC_WORKER_IDLE_TIMEOUT    | 300 seconds                      |
 | shutdown_grace       | HYAC_SHUTDOWN_GRACE         | 10 seconds for requests in flight on SIGTERM |
 | keep_alive_timeout   | HYAC_KEEP_ALIVE_TIMEOUT     | 75 seconds an idle HTTP connection is kept |
