@@ -16,7 +16,13 @@ from hyac_agent.api.deps import get_agent, get_principal
 from hyac_agent.core import Agent
 from hyac_agent.templates import registry_of, remote
 from hyac_agent.templates.builtin import seed
-from hyac_agent.templates.service import APPROVED, REJECTED, TemplateRegistry, Viewer
+from hyac_agent.templates.service import (
+    APPROVED,
+    REJECTED,
+    TemplateRegistry,
+    Viewer,
+    viewer_id,
+)
 from hyac_agent.tenancy import Principal
 from hyac_common.errors import HyacError, NotFound
 
@@ -69,8 +75,7 @@ async def get_registry(request: Request, agent: Agent = Depends(get_agent)) -> T
 async def get_viewer(principal: Principal = Depends(get_principal)) -> Viewer:
     owner = principal.owner and principal.scope is None
     moderator = owner or (principal.kind == "user" and principal.name in moderators())
-    # A user from before ids existed is known by name, kept apart from "builtin" and "public".
-    return Viewer(id=principal.id or f"user:{principal.name}", name=principal.name, owner=owner,
+    return Viewer(id=viewer_id(principal.id, principal.name), name=principal.name, owner=owner,
                   moderator=moderator)
 
 

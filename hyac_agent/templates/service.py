@@ -16,6 +16,7 @@ Blocking (SQL and files): the routes call it from a thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -57,6 +58,22 @@ class Viewer:
     owner: bool = False
     #: the owner, or a user named in HYAC_TEMPLATE_MODERATORS: reviews what others publish
     moderator: bool = False
+
+
+#: the longest publisher, installer or rater id the store's columns hold
+MAX_VIEWER_ID = 64
+
+
+def viewer_id(user_id: str | None, name: str) -> str:
+    """Who a caller is to the registry: their user id, or for a user from before ids
+    existed ``user:NAME`` (kept apart from "builtin" and "owner"); a name too long for
+    the store's columns (PostgreSQL enforces them) is known by its digest instead."""
+    if user_id:
+        return user_id
+    by_name = f"user:{name}"
+    if len(by_name) <= MAX_VIEWER_ID:
+        return by_name
+    return "user#" + hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
 def skeleton(name: str) -> str:
