@@ -14,7 +14,7 @@ from tests.conftest import RunningAgent, start_agent
 from tests.waiting import eventually
 
 BEAT = "def main(context):\n    return context.request.json()\n"
-TICKS = 5
+TICKS = 4
 
 
 def test_two_agents_on_one_postgresql_run_each_tick_once(isolation: Path) -> None:
