@@ -131,7 +131,9 @@ class FunctionService:
         requirements, package_json = collect_requirements(
             runtime, request.entry, files, config.requirements
         )
-        if lock is None and runtime.installer:
+        # The advisory database knows PyPI and npm; Maven locks are not scanned (yet).
+        scanned_ecosystem = runtime.installer in ("pip", "npm")
+        if lock is None and scanned_ecosystem:
             # Exact pins a vulnerability policy refuses: refused before resolving.
             await check_pins(self.store, tenant, name, runtime.name, requirements,
                              package_json)
@@ -141,7 +143,7 @@ class FunctionService:
             await check_deploy(self.store, tenant, name, resolved)
 
         prepared = await self.deps.prepare(runtime, requirements, package_json, lock,
-                                           before_install=scanned)
+                                           before_install=scanned if scanned_ecosystem else None)
         if prepared is not None:
             config = config.model_copy(update={"lock": prepared.lock})
         if not self.bundles.exists(sha) and runtime.language == "java":

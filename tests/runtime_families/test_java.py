@@ -1,0 +1,300 @@
+"""The java17 runtime, as a user meets it: init, javac against the generated Context,
+deploy (compiled in the sandbox), invoke, logs, every kind of host call, a background task
+with progress, a timeout, memory, a stack trace with the user's own .java lines, and
+Maven dependencies resolved offline. One bubblewrap agent serves the whole module."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hyac_cli.javastubs import build_context_java, runtime_stub_path
+from tests.conftest import RunningAgent, start_agent
+from tests.e2e.test_cli_tour import HYAC
+from tests.runtime_families.conftest import requires_runtime
+from tests.waiting import eventually
+
+pytestmark = requires_runtime("java17")
+
+MAVEN_REPO = Path("/usr/share/maven-repo")
+LANG3 = "org.apache.commons:commons-lang3:3.12.0"
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    home = tmp_path_factory.mktemp("java-agent")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYAC_")}
+    env.update(HYAC_POOL_SIZE="0", HYAC_CONFIG_DIR=str(home / "config"))
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        running = start_agent(home / "data", "--sandbox", "bwrap")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    yield running
+    running.kill(signal.SIGTERM)
+
+
+def deploy(agent: RunningAgent, name: str, files: dict[str, str], entry: str = "",
+           **config: object) -> httpx.Response:
+    entry = entry or next(iter(files))
+    body = {"entry": entry, "config": {"runtime": "java17", **config},
+            "files_b64": {p: base64.b64encode(t.encode()).decode() for p, t in files.items()}}
+    with agent.client() as client:
+        return client.put(f"/v1/functions/{name}", json=body)
+
+
+def invoke(agent: RunningAgent, name: str, body: bytes = b"", status: int = 200,
+           **request: object) -> dict:
+    with agent.client() as client:
+        response = client.post(f"/v1/functions/{name}/invoke",
+                               json={"body_b64": base64.b64encode(body).decode(), **request})
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def body_json(result: dict) -> object:
+    assert result["ok"], result
+    return json.loads(base64.b64decode(result["body_b64"]))
+
+
+def cli(agent: RunningAgent, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "HYAC_URL": agent.url,
+           "HYAC_TOKEN": agent.token}
+    return subprocess.run([*HYAC, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=180, env=env)
+
+
+def test_the_stub_is_generated_from_the_runtime() -> None:
+    """api/Context.java (what javac and IDEs see, and what the runtime compiles against)
+    is exactly what the generator makes of the runtime's own Context class."""
+    assert runtime_stub_path().read_text() == build_context_java()
+    assert "public KV kv;" not in build_context_java()  # final fields stay final
+    assert "public final KV kv;" in build_context_java()
+
+
+def test_init_javac_deploy_invoke_logs(agent: RunningAgent, tmp_path: Path) -> None:
+    init = cli(agent, "init", "demo", "--runtime", "java17", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    project = tmp_path / "demo"
+    hello = project / "functions" / "Hello.java"
+    stub = project / "typings" / "java" / "Context.java"
+    assert hello.is_file() and stub.is_file()
+    # javac itself type-checks `context.` against the generated declaration...
+    javac = ["javac", "-d", str(tmp_path / "out"), "-sourcepath", str(stub.parent),
+             "-implicit:none"]
+    checked = subprocess.run([*javac, str(hello)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr
+    # ...and refuses a member the context does not have.
+    typo = tmp_path / "Typo.java"
+    typo.write_text("public class Typo { public static Object handle(Context c) "
+                    "{ return c.kv.gett(\"a\"); } }\n")
+    refused = subprocess.run([*javac, str(typo)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "gett" in refused.stderr
+
+    deployed = cli(agent, "deploy", "--json", cwd=project)
+    assert deployed.returncode == 0, deployed.stderr
+    assert [r["name"] for r in json.loads(deployed.stdout)] == ["hello"]
+    called = cli(agent, "invoke", "hello", "--data", '{"name": "Ada"}', cwd=project)
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout) == {"hello": "Ada"}
+
+    def logged() -> bool:
+        logs = cli(agent, "logs", "hello", "--json", cwd=project)
+        return any(json.loads(line).get("message") == "greeting Ada"
+                   for line in logs.stdout.splitlines() if line.strip())
+
+    eventually(logged, timeout=60)
+
+
+def test_a_compile_error_is_one_line_and_deploys_nothing(agent: RunningAgent) -> None:
+    source = ("public class Broken {\n"
+              "    public static Object handle(Context context) {\n"
+              "        return context.kv.get(\"a\")\n"
+              "    }\n"
+              "}\n")
+    response = deploy(agent, "broken", {"functions/Broken.java": source})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "syntax_error"
+    assert error["message"] == "functions/Broken.java:3: ';' expected"
+    with agent.client() as client:
+        assert client.get("/v1/functions/broken").status_code == 404
+    # A call to a member Context does not have is javac's error too, at its line.
+    typo = source.replace('get("a")', 'gett("a");')
+    response = deploy(agent, "broken", {"functions/Broken.java": typo})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("functions/Broken.java:3: cannot find symbol")
+
+
+HOST_CALLS = """\
+import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+public class Calls {
+    public static Object handle(Context context) {
+        if (context.task != null) {  // the background task enqueued below
+            context.task.progress(0.5, "halfway");
+            return Map.of("attempt", context.task.attempt);
+        }
+        if (context.request.path.equals("/echo")) return context.request.json();
+        Map<String, Object> seen = new LinkedHashMap<>();
+        context.kv.set("java/count", Map.of("n", 41));
+        seen.put("kv", context.kv.get("java/count"));
+        seen.put("kv_list", context.kv.list("java/"));
+        seen.put("kv_deleted", context.kv.delete("java/count"));
+        seen.put("kv_gone", context.kv.get("java/count", "none"));
+        context.storage.put("java/a.txt", "bytes".getBytes(StandardCharsets.UTF_8), "text/plain");
+        seen.put("storage", new String(context.storage.get("java/a.txt"), StandardCharsets.UTF_8));
+        seen.put("storage_size", context.storage.stat("java/a.txt").get("size"));
+        seen.put("storage_deleted", context.storage.delete("java/a.txt"));
+        context.db.execute("CREATE TABLE IF NOT EXISTS jt (k TEXT, v INTEGER)");
+        context.db.execute("INSERT INTO jt VALUES (?, ?)", "x", 7);
+        seen.put("db", context.db.fetchall("SELECT k, v FROM jt WHERE k = ?", "x"));
+        seen.put("env", context.env.get("REGION"));
+        seen.put("secret_length", context.secrets.get("API_KEY").length());
+        seen.put("secrets", context.secrets.list());
+        Context.InvokeResponse answer = context.invoke("calls", "POST", "/echo",
+                "{'ping': 1}".replace((char) 39, (char) 34).getBytes(StandardCharsets.UTF_8));
+        seen.put("invoke", List.of(answer.status, answer.json()));
+        try {
+            context.invoke("no-such-function", null);
+        } catch (Context.HostCallError err) {
+            seen.put("invoke_error", err.code);
+        }
+        seen.put("task", context.enqueue("calls", Map.of("steps", 2)));
+        context.logger.warning("calls done for %s", context.function.name);
+        System.out.println("printed by " + context.function.runtime);
+        return seen;
+    }
+}
+"""
+
+
+def test_host_calls_of_every_kind_and_a_background_task(agent: RunningAgent) -> None:
+    with agent.client() as client:
+        assert client.put("/v1/secrets/API_KEY", json={"value": "s3cr3t-value"}).status_code == 204
+    response = deploy(agent, "calls", {"functions/Calls.java": HOST_CALLS}, env={"REGION": "eu"})
+    assert response.status_code == 201, response.text
+    result = invoke(agent, "calls")
+    seen = body_json(result)
+    assert isinstance(seen, dict)
+    task_id = seen.pop("task")
+    assert seen == {
+        "kv": {"n": 41}, "kv_list": ["java/count"], "kv_deleted": True, "kv_gone": "none",
+        "storage": "bytes", "storage_size": 5, "storage_deleted": True,
+        "db": [{"k": "x", "v": 7}], "env": "eu", "secret_length": 12, "secrets": ["API_KEY"],
+        "invoke": [200, {"ping": 1}], "invoke_error": "not_found",
+    }
+
+    def task_done() -> dict | None:
+        with agent.client() as client:
+            task = client.get(f"/v1/tasks/{task_id}").json()
+        return task if task["status"] in ("succeeded", "failed") else None
+
+    task = eventually(task_done, timeout=90)
+    assert task["status"] == "succeeded", task
+    assert task["progress_message"] == "halfway"
+    assert json.loads(base64.b64decode(task["result"]["body_b64"])) == {"attempt": 1}
+
+    def lines() -> list[dict]:
+        with agent.client() as client:
+            response = client.get("/v1/logs", params={"function": "calls"})
+        return [r for r in response.json() if r.get("request_id") == result["request_id"]]
+
+    logged = eventually(lambda: (found := lines()) and len(found) >= 2 and found, timeout=30)
+    messages = {(r.get("level"), r["message"]) for r in logged}
+    assert ("WARNING", "calls done for calls") in messages
+    assert any(m == "printed by java17" for _level, m in messages)
+
+
+def test_an_exception_shows_the_users_java_lines(agent: RunningAgent) -> None:
+    source = ("public class Boom {\n"
+              "    static int divide(int a, int b) {\n"
+              "        return a / b;\n"
+              "    }\n"
+              "    public static Object handle(Context context) {\n"
+              "        return divide(1, 0);\n"
+              "    }\n"
+              "}\n")
+    assert deploy(agent, "boom", {"functions/Boom.java": source}).status_code == 201
+    result = invoke(agent, "boom")
+    assert result["ok"] is False
+    error = result["error"]
+    assert error["type"] == "ArithmeticException" and error["message"] == "/ by zero"
+    assert error["traceback"].splitlines() == [
+        "java.lang.ArithmeticException: / by zero",
+        "  at Boom.divide(functions/Boom.java:3)",
+        "  at Boom.handle(functions/Boom.java:6)",
+    ]
+
+
+def test_timeout_and_memory_limit(agent: RunningAgent) -> None:
+    sleeper = ("public class Sleeper {\n"
+               "    public static Object handle(Context context) throws Exception {\n"
+               "        Thread.sleep(60_000);\n"
+               "        return \"woke\";\n"
+               "    }\n"
+               "}\n")
+    assert deploy(agent, "sleeper", {"functions/Sleeper.java": sleeper}, timeout=2).status_code == 201
+    assert invoke(agent, "sleeper", status=504)["error"]["code"] == "timeout"
+
+    # The heap is half the function's memory: 128 MiB gives a 64 MiB heap, which 200 MiB
+    # of arrays cannot fit in.
+    hog = ("import java.util.ArrayList;\n"
+           "public class Hog {\n"
+           "    public static Object handle(Context context) {\n"
+           "        ArrayList<byte[]> kept = new ArrayList<>();\n"
+           "        for (int i = 0; i < 200; i++) kept.add(new byte[1024 * 1024]);\n"
+           "        return kept.size();\n"
+           "    }\n"
+           "}\n")
+    assert deploy(agent, "hog", {"functions/Hog.java": hog}, memory=128 * 1024 * 1024).status_code == 201
+    error = invoke(agent, "hog", status=502)["error"]
+    assert error["code"] == "out_of_memory" and "OutOfMemoryError" in error["message"]
+
+
+@pytest.mark.skipif(not (MAVEN_REPO / "org/apache/commons/commons-lang3/3.12.0").is_dir(),
+                    reason="Debian's commons-lang3 is not installed (apt-get install "
+                    "libcommons-lang3-java; scripts/setup-runtimes.sh does)")
+def test_maven_dependencies_resolve_offline_and_conflicts_are_refused(agent: RunningAgent) -> None:
+    source = ("import org.apache.commons.lang3.StringUtils;\n"
+              "public class Lang {\n"
+              "    public static Object handle(Context context) {\n"
+              "        return StringUtils.reverse(\"hyac\");\n"
+              "    }\n"
+              "}\n")
+    response = deploy(agent, "lang", {"functions/Lang.java": source}, requirements=[LANG3])
+    assert response.status_code == 201, response.text
+    assert response.json()["dependencies"]["packages"] == 1
+    result = invoke(agent, "lang")
+    assert result["ok"], result
+    assert base64.b64decode(result["body_b64"]) == b"cayh"
+
+    conflict = deploy(agent, "lang", {"functions/Lang.java": source},
+                      requirements=[LANG3, "org.apache.commons:commons-lang3:3.11"])
+    assert conflict.status_code == 400
+    assert conflict.json()["error"]["code"] == "dependency_conflict"
+    missing = deploy(agent, "lang", {"functions/Lang.java": source},
+                     requirements=["org.example:not-there:1.0"])
+    assert missing.status_code == 422
+    assert "not in the agent's Maven repositories" in missing.json()["error"]["message"]
+    refused = deploy(agent, "lang", {"functions/Lang.java": source},
+                     requirements=["https://repo.example/evil.jar"])
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "dependency_refused"
