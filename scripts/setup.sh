@@ -60,7 +60,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -z "${HYAC_SETU
     say "setting up the gvisor sandbox backend (runsc, registered with Docker)"
     bash scripts/setup-gvisor.sh || echo "setup: the gvisor backend is not available; its tests skip, naming why" >&2
 fi
-say "starting the local agent"
+say "starting the local agent (one left running by an earlier install is restarted, so it runs this code)"
+hyac agent down >/dev/null 2>&1 || true
 hyac agent up
 hyac agent status
 
