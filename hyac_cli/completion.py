@@ -17,22 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hyac_cli.diagnostics import Problem, handler_problems, unknown_members
 from hyac_cli.stubs import MODULE_NAME, STUBS_DIR, Stubs, build_stubs
+from hyac_common.diagnostics import Problem, handler_problems, unknown_members
+from hyac_common.editing import ALIAS_OF as _ALIAS_OF
+from hyac_common.editing import NAMED_ARGUMENT as _NAMED_ARGUMENT
+from hyac_common.editing import clamp as _clamp
+from hyac_common.editing import line_of as _line
+from hyac_common.editing import literal_aliases
 
 if TYPE_CHECKING:
     import jedi
 
 SHIFT = 1  # lines the prelude adds before the user's first line
 DEFAULT_HANDLER = "main"
-
-# A string argument whose values the tailored stubs know: `context.env["RE`, …
-_NAMED_ARGUMENT = re.compile(
-    r"""\bcontext\.(?:(?P<mapping>env|secrets)(?:\[|\.get\()|a?(?P<call>invoke|enqueue)\()"""
-    r"""\s*(?P<quote>["']?)(?P<prefix>[\w.-]*)$"""
-)
-_ALIAS_OF = {"env": "EnvName", "secrets": "SecretName", "invoke": "FunctionName",
-             "enqueue": "FunctionName"}
 
 
 @dataclass(frozen=True)
@@ -256,38 +253,6 @@ class Workspace:
     def _in_prelude(self, name: Any, path: Path) -> bool:
         return (name.module_path is not None and _same(Path(name.module_path), path)
                 and (name.line or 0) <= SHIFT)
-
-
-def literal_aliases(tree: ast.Module) -> dict[str, list[str]]:
-    """``X = Literal["a", "b"]`` assignments of a module, as ``{"X": ["a", "b"]}``."""
-    found: dict[str, list[str]] = {}
-    for node in tree.body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.Subscript)):
-            continue
-        head = node.value.value
-        if (head.id if isinstance(head, ast.Name) else getattr(head, "attr", "")).lstrip(
-            "_") != "Literal":
-            continue
-        items = node.value.slice
-        elements = items.elts if isinstance(items, ast.Tuple) else [items]
-        found[node.targets[0].id] = [
-            e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)
-        ]
-    return found
-
-
-def _line(source: str, line: int) -> str:
-    lines = source.split("\n")
-    return lines[line - 1] if 0 < line <= len(lines) else ""
-
-
-def _clamp(source: str, line: int, column: int) -> tuple[int, int]:
-    """A position jedi accepts: inside the file, at most at the end of its line."""
-    count = source.count("\n") + 1
-    line = min(max(line, 1), count)
-    return line, min(max(column, 0), len(_line(source, line).rstrip("\r")))
 
 
 def _same(a: Path, b: Path) -> bool:
