@@ -88,8 +88,39 @@ def from_cold_start_script(ctx: Context) -> list[Figure]:
     return figures
 
 
+def java_from_cold_start_script(ctx: Context) -> list[Figure]:
+    """java17 on bwrap: pool hit and miss against a bare JVM start (`java -version`)."""
+    from hyac_agent.runtimes import resolve
+    from hyac_common.errors import InvalidInput
+
+    try:
+        resolve("java17")
+    except InvalidInput as exc:
+        ctx.notes.append(f"java17 not measured: {exc.message}")
+        return []
+    out = ctx.scratch("cold-start-java") / "cold_start_java.json"
+    argv = [sys.executable, str(COLD_START), "--json", str(out), "--backend", "bwrap",
+            "--runtime", "java17", *(["--short"] if ctx.short else [])]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=ctx.pick(300, 1800),
+                          cwd=COLD_START.parent.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"cold_start.py --runtime java17 exited {done.returncode}: "
+                           f"{done.stderr[-2000:]}")
+    data = json.loads(out.read_text())
+    row = data["backends"].get("bwrap", {})
+    if "skipped" in row:
+        ctx.notes.append(f"cold_start.py skipped java17 on bwrap: {row['skipped']}")
+        return []
+    jvm = data["baselines"]["jvm_start"]
+    return [figure(f"cold.java17.bwrap.{kind}", f"java17 on bwrap {kind.replace('_', ' ')}",
+                   row[kind], "s", jvm, "java -Xshare:auto -version",
+                   source="benchmarks/cold_start.py --runtime java17", runs=data.get("runs"))
+            for kind in ("pool_hit", "pool_miss")]
+
+
 def run(ctx: Context) -> list[Figure]:
     figures = first_invoke(ctx)
     if COLD_START.exists():
         figures += from_cold_start_script(ctx)
+        figures += java_from_cold_start_script(ctx)
     return figures

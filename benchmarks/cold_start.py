@@ -6,7 +6,11 @@ every backend, `docker run --rm IMAGE true` for docker's pool miss, and for gvis
 `runsc --platform=P --network=none do true` (gVisor's own floor) and the docker
 backend's pool hit and miss of the same run.
 
+`--runtime java17` measures a Java function instead (the bootstrap compiles it in memory
+at init), against a bare JVM start, `java -Xshare:auto -version`.
+
     python benchmarks/cold_start.py [--short] [--json out.json] [--backend bwrap ...]
+                                    [--runtime java17]
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ from hyac_agent.sandbox.docker import image_for  # noqa: E402
 
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 SOURCE = "def main(context):\n    return {'ok': True}\n"
+ENTRY = "functions/f.py"
+JAVA_SOURCE = ("import java.util.Map;\npublic class F {\n    public static Object handle(Context c) "
+               "{\n        return Map.of(\"ok\", true);\n    }\n}\n")
+#: how long a pre-started generic sandbox is left before the request: a JVM warms its
+#: compiler while it waits for its function
+SETTLE = {"python": 0.3, "java": 3.0}
 
 
 def timed(fn: Any, runs: int) -> float:
@@ -45,7 +55,7 @@ async def first_answer(sandbox: Any, bundle: Path, sha: str) -> None:
     await asyncio.to_thread(sandbox.load_code, bundle, sha)
     reader, writer = await asyncio.open_unix_connection(sock=sandbox.channel)
     writer.write(encode_frame({
-        "type": "init", "code_dir": sandbox.code_dir, "entry": "functions/f.py", "handler": "main",
+        "type": "init", "code_dir": sandbox.code_dir, "entry": ENTRY, "handler": "main",
         "function": {"tenant": "bench", "name": "f", "version": 1, "sha256": sha, "runtime": RUNTIME},
         "env": {}, "timeout": 30,
     }))
@@ -62,7 +72,7 @@ async def measure_backend(name: str, runs: int, workdir: Path) -> dict[str, floa
     runtime = backend.resolve_runtime(RUNTIME)
     bundle = workdir / "bundle"
     (bundle / "functions").mkdir(parents=True, exist_ok=True)
-    (bundle / "functions" / "f.py").write_text(SOURCE)
+    (bundle / ENTRY).write_text(JAVA_SOURCE if ENTRY.endswith(".java") else SOURCE)
     misses, hits = [], []
     for i in range(runs):
         started = time.perf_counter()
@@ -71,7 +81,8 @@ async def measure_backend(name: str, runs: int, workdir: Path) -> dict[str, floa
         misses.append(time.perf_counter() - started)
         await sandbox.kill()
         generic = await backend.start(SandboxSpec(runtime=runtime))
-        await asyncio.sleep(0.3)  # pre-started: its boot is not part of the request
+        # Pre-started: its boot is not part of the request.
+        await asyncio.sleep(SETTLE.get(runtime.family, 0.3))
         started = time.perf_counter()
         await first_answer(generic, bundle, f"hit{i}")
         hits.append(time.perf_counter() - started)
@@ -97,16 +108,33 @@ def gvisor_baselines(results: dict[str, Any], row: dict[str, Any], runs: int) ->
         row["miss_vs_docker"] = row["pool_miss"] / docker["pool_miss"]
 
 
+def use_runtime(name: str) -> None:
+    global RUNTIME, ENTRY
+    RUNTIME = name
+    ENTRY = "functions/F.java" if name.startswith("java") else "functions/f.py"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="a few seconds: fewer runs")
     parser.add_argument("--json", default="cold_start.json", help="where to write the results")
     parser.add_argument("--backend", action="append", choices=["bwrap", "docker", "gvisor"])
+    parser.add_argument("--runtime", default=RUNTIME, help="the function's runtime (java17: "
+                        "a Java function, against a bare JVM start)")
     args = parser.parse_args()
+    use_runtime(args.runtime)
     runs = 2 if args.short else 10
     names = args.backend or ["bwrap", "docker", "gvisor"]
     python_spawn = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), runs * 2)
-    results: dict[str, Any] = {"runs": runs, "baselines": {"python_spawn": python_spawn}, "backends": {}}
+    results: dict[str, Any] = {"runs": runs, "baselines": {"python_spawn": python_spawn}, "backends": {},
+                               "runtime": RUNTIME}
+    if ENTRY.endswith(".java"):
+        from hyac_agent.runtimes import resolve
+
+        java = str(resolve(RUNTIME).interpreter)
+        results["baselines"]["jvm_start"] = timed(lambda: subprocess.run(
+            [java, "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-version"], check=True,
+            capture_output=True), runs)
     with tempfile.TemporaryDirectory(prefix="hyac-bench-") as tmp:
         for name in names:
             reason = BACKENDS[name].unavailable_reason()
@@ -118,6 +146,8 @@ def main() -> None:
             row: dict[str, Any] = asyncio.run(measure_backend(name, runs, Path(tmp)))
             row["hit_vs_python_spawn"] = row["pool_hit"] / python_spawn
             row["miss_vs_python_spawn"] = row["pool_miss"] / python_spawn
+            if "jvm_start" in results["baselines"]:
+                row["miss_vs_jvm_start"] = row["pool_miss"] / results["baselines"]["jvm_start"]
             if name == "docker":
                 image = image_for(SandboxSettings(run_dir=Path(tmp)), RUNTIME)
                 docker_run = timed(lambda image=image: subprocess.run(
@@ -128,7 +158,9 @@ def main() -> None:
             if name == "gvisor":
                 gvisor_baselines(results, row, runs)
             results["backends"][name] = row
-    print(f"baseline python -c pass: {python_spawn * 1000:7.1f} ms")
+    print(f"runtime {RUNTIME}; baseline python -c pass: {python_spawn * 1000:7.1f} ms")
+    if "jvm_start" in results["baselines"]:
+        print(f"baseline java -version:  {results['baselines']['jvm_start'] * 1000:7.1f} ms")
     if "docker_run_true" in results["baselines"]:
         print(f"baseline docker run true: {results['baselines']['docker_run_true'] * 1000:6.1f} ms")
     if "runsc_do_true" in results["baselines"]:
