@@ -56,15 +56,17 @@ class VulnService:
     def scan_packages(self, ecosystem: str, packages: list[Package]) -> ScanResult:
         return scan(configured(self.db), ecosystem, packages)
 
-    def scan_lock(self, lock: str) -> ScanResult:
+    def scan_lock(self, lock: str, rescan: bool = False) -> ScanResult:
         """Scan ``lock`` now and store the result; ``new`` lists advisories its previous
-        scan did not have."""
+        scan did not have. With ``rescan`` (the database changed) a lock never scanned
+        before (a version deployed before scans were kept) has every finding new."""
         ecosystem, packages = packages_of(lock)
         result = self.scan_packages(ecosystem, packages)
         key = lock_key(lock)
         previous = self.db.previous_scan(key)
-        if previous is not None:
-            before = {a["id"] for p in previous["packages"] for a in p["advisories"]}
+        if previous is not None or rescan:
+            before = {a["id"] for p in (previous or {"packages": []})["packages"]
+                      for a in p["advisories"]}
             result.new = sorted({a.id for p in result.packages for a in p.advisories} - before)
         self.db.record_scan(key, result.model_dump(mode="json"))
         return result
@@ -141,7 +143,7 @@ class VulnService:
                     continue
                 key = lock_key(lock)
                 if key not in done:
-                    done[key] = self.scan_lock(lock).new
+                    done[key] = self.scan_lock(lock, rescan=True).new
                 if done[key]:
                     changed.append((tenant, record.name, version.number, done[key]))
         for tenant, name, number, new in changed:

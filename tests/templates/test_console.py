@@ -81,3 +81,41 @@ def test_the_owner_approves_and_a_readme_stays_text(page: Page, platform: Platfo
     expect(page.locator("#template-status")).to_have_text("approved")
     with platform.http(eve) as client:
         assert client.get("/v1/templates/eves-greeter").json()["status"] == "approved"
+
+
+def test_a_functions_new_findings_are_marked_after_an_import(
+        page: Page, platform: Platform) -> None:
+    """The owner uploads npm advisories; the rescan's new findings of a version show on
+    its function page, marked new."""
+    import io
+    import json
+    import zipfile
+
+    from hyac_agent.store import SqlStore
+    from hyac_common.wire import FunctionConfig
+    from tests.vulns.conftest import FIXTURES
+
+    lock = json.dumps({"package.json": {"dependencies": {"lodash": "4.17.15"}},
+                       "package-lock.json": {"lockfileVersion": 3, "packages": {
+                           "": {"dependencies": {"lodash": "4.17.15"}},
+                           "node_modules/lodash": {"version": "4.17.15"}}}}, sort_keys=True)
+    store = SqlStore(f"sqlite:///{platform.agent.data_dir / 'hyac.db'}")
+    try:  # a deployed version with that lock (what a node20 deploy of lodash records)
+        store.record_deploy("default", "legacy", "c" * 64, "functions/legacy.js",
+                            FunctionConfig(runtime="node20", lock=lock))
+    finally:
+        store.close()
+    dump = io.BytesIO()
+    with zipfile.ZipFile(dump, "w") as archive:
+        for path in sorted((FIXTURES / "npm").glob("*.json")):
+            archive.writestr(path.name, path.read_bytes())
+    with platform.owner() as client:
+        imported = client.post("/v1/system/vulndb/import", params={"name": "npm-all.zip"},
+                               content=dump.getvalue())
+    assert imported.status_code == 200, imported.text
+    assert any(line.startswith("default/legacy v1: ")
+               for line in imported.json()["rescanned_with_new_findings"]), imported.json()
+    page.goto(f"{platform.agent.url}/console/#/functions/legacy")
+    expect(page.locator("main h1")).to_have_text("legacy")
+    expect(page.locator("#scan-new")).to_contain_text("GHSA-p6mc-m468-83gw")
+    expect(page.locator("main table").last).to_contain_text("GHSA-p6mc-m468-83gw (new)")
