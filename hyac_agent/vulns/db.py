@@ -27,7 +27,9 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.vulns.osv import Advisory
 
@@ -80,6 +82,16 @@ policies = Table(
     metadata,
     Column("tenant", String(63), primary_key=True),
     Column("policy", Text, nullable=False),  # ScanPolicy JSON
+)
+
+
+# When the next scheduled refresh is due, for every agent sharing the store: the agent
+# whose guarded update moves it forward is the one that refreshes.
+refreshes = Table(
+    "vuln_refresh",
+    metadata,
+    Column("key", String(16), primary_key=True),
+    Column("next_at", Float, nullable=False),
 )
 
 
@@ -180,3 +192,20 @@ class AdvisoryDB:
             conn.execute(delete(policies).where(policies.c.tenant == tenant))
             if policy is not None:
                 conn.execute(insert(policies).values(tenant=tenant, policy=json.dumps(policy)))
+
+    def claim_refresh(self, interval: float, now: float | None = None) -> bool:
+        """True for the one caller (across agents) that is due to refresh now; the next
+        refresh is then ``interval`` from now. The first call only sets the schedule."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            moved = conn.execute(update(refreshes).where(
+                refreshes.c.key == "refresh", refreshes.c.next_at <= now,
+            ).values(next_at=now + interval)).rowcount
+        if moved:
+            return True
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(refreshes).values(key="refresh", next_at=now + interval))
+        except IntegrityError:
+            pass  # scheduled already (by an earlier start, or another agent)
+        return False

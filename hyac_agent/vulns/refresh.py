@@ -1,8 +1,9 @@
 """The advisory database kept current on its own: every ``HYAC_VULNDB_REFRESH`` seconds
-(6 h by default, 0: never) the agent imports the OSV zips ``HYAC_VULNDB_FEEDS`` names
-(for example ``https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip``) and
-rescans every tenant's active versions and the published templates; new findings are
-recorded with the version and raise the ``vulnerabilities`` platform alert.
+(6 h by default, 0: never; once across the agents sharing a store) the agent imports
+the OSV zips ``HYAC_VULNDB_FEEDS`` names (for example
+``https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip``) and rescans every
+tenant's active versions and the published templates; new findings are recorded with
+the version and raise the ``vulnerabilities`` platform alert.
 
 With no feed and only the local database there is nothing to refresh: the rescan then
 happens when an import changes the database (``hyac vulndb import``). With an online
@@ -98,10 +99,19 @@ class VulnRefresher:
                  len(summary["templates_with_new_findings"]))
         return summary
 
+    def _due(self) -> bool:
+        from hyac_agent.vulns.service import service_for
+
+        return service_for(self.store).db.claim_refresh(self.interval)
+
     async def _run(self) -> None:
+        # The schedule is kept in the store: a restarted agent refreshes when one is due
+        # (not a whole interval after its start), and of several agents sharing the
+        # store only one refreshes each time.
         while True:
-            await asyncio.sleep(self.interval)
             try:
-                await asyncio.to_thread(self.refresh_now)
+                if await asyncio.to_thread(self._due):
+                    await asyncio.to_thread(self.refresh_now)
             except Exception:
                 log.exception("the advisory refresh failed")
+            await asyncio.sleep(min(self.interval, 60.0))
