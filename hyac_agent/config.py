@@ -31,6 +31,7 @@ An empty variable counts as unset, except for the comma lists and plain strings.
 | pool_min_warm        | HYAC_POOL_MIN_WARM          | "" ("tenant/function=1,…" never idle-reaped) |
 | deps_dir             | HYAC_DEPS_DIR               | DATA_DIR/deps (dependency environments) |
 | deps_allow_direct_urls | HYAC_DEPS_ALLOW_DIRECT_URLS | off (1: `pkg @ https://…` allowed) |
+| maven_repos          | HYAC_MAVEN_REPOS            | /usr/share/maven-repo:~/.m2/repository (java17) |
 | agent_threads        | HYAC_AGENT_THREADS          | 32 threads for blocking work (store, SQL, files) |
 | tenant_host_calls    | HYAC_TENANT_HOST_CALLS      | 8 of them per tenant's host calls at once |
 | smtp_url             | HYAC_SMTP_URL               | "" (no mail); smtp://user:pass@host:587, smtps://… |
@@ -158,6 +159,8 @@ class AgentConfig(BaseSettings):
     pool_min_warm: dict[str, int] = Field(default_factory=dict)
     deps_dir_setting: Path | None = Field(None, validation_alias="HYAC_DEPS_DIR")
     deps_allow_direct_urls: bool = False
+    #: ":"-separated directory Maven repositories java17 dependencies resolve from
+    maven_repos: str = ""
     agent_threads: int = 32
     tenant_host_calls: int = 8
     smtp_url: str = ""

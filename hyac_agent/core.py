@@ -100,7 +100,7 @@ class Agent:
         # Installers run under bubblewrap unless the agent itself runs unsandboxed.
         self.deps = DependencyStore(
             config.deps_dir, sandboxed=self.backend.isolating,
-            allow_direct_urls=config.deps_allow_direct_urls,
+            allow_direct_urls=config.deps_allow_direct_urls, maven_repos=config.maven_repos,
         )
         self.deps.sweep_temporary()
         self.functions = FunctionService(

@@ -56,10 +56,9 @@ class Artifact:
         return f"{self.name}-{self.version}"
 
 
-def repositories(setting: str | None = None) -> list[Path]:
-    """The directory repositories, in order (``HYAC_MAVEN_REPOS``)."""
-    text = setting if setting is not None else os.environ.get("HYAC_MAVEN_REPOS", "")
-    names = [p for p in text.split(":") if p] if text else list(DEFAULT_REPOS)
+def repositories(setting: str = "") -> list[Path]:
+    """The directory repositories, in order (``HYAC_MAVEN_REPOS``, AgentConfig.maven_repos)."""
+    names = [p for p in setting.split(":") if p] or list(DEFAULT_REPOS)
     return [Path(os.path.expanduser(n)) for n in names]
 
 

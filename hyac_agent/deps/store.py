@@ -68,13 +68,14 @@ def check_client_lock(runtime: Runtime, lock: str) -> str:
 
 
 class DependencyStore:
-    def __init__(self, root: Path, sandboxed: bool = True, allow_direct_urls: bool = False) -> None:
+    def __init__(self, root: Path, sandboxed: bool = True, allow_direct_urls: bool = False,
+                 maven_repos: str = "") -> None:
         self.root = root
         self.sandboxed = sandboxed
         #: the owner allows direct-URL requirements (HYAC_DEPS_ALLOW_DIRECT_URLS)
         self.allow_direct_urls = allow_direct_urls
         #: directory Maven repositories java17 dependencies resolve from (HYAC_MAVEN_REPOS)
-        self.maven_repos = maven.repositories()
+        self.maven_repos = maven.repositories(maven_repos)
         (root / "envs").mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o755)
         os.chmod(root / "envs", 0o755)
