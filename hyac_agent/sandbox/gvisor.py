@@ -255,8 +255,11 @@ class GvisorBackend(DockerBackend):
             backend=self.name,
             oci_runtime=f"runsc ({RUNTIME}, {EGRESS_RUNTIME} for tenants with egress)",
             platform=self.platform,
-            kernel="gVisor's user-space kernel (the Sentry); the host kernel is not "
-            "reachable from the function",
+            seccomp=f"{info.get('seccomp')}, enforced by the Sentry (--oci-seccomp; clone3 "
+            "is ENOSYS in gVisor itself); the Sentry runs under gVisor's own filter",
+            limits=f"{info.get('limits')}; set at start (runsc cannot change them later)",
+            kernel="gVisor's user-space kernel (the Sentry); the function reaches the host "
+            "kernel only through it (and, for tenants with egress, the host's network stack)",
             network="gVisor --network=none by default; a bridge per tenant with egress "
             "(sockets served by the host kernel in that namespace), host unreachable",
         )
