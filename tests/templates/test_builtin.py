@@ -71,6 +71,27 @@ def _check_schedules(client: Any, project: Any) -> None:
     assert found == declared, (found, declared)
 
 
+def _check_bomb_refused(client: Any) -> None:
+    """A 64-byte PNG whose header claims 8000x6000 pixels (48 MP: over the template's 40,
+    under the 80 at which Pillow itself refuses) is refused before it is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 6000, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    answer = client.post("/v1/functions/thumbnail/invoke", json={
+        "method": "POST", "headers": {"content-type": "image/png"},
+        "body_b64": base64.b64encode(png).decode()})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["status"] == 413, base64.b64decode(result["body_b64"])
+    assert b"more than 40 megapixels" in base64.b64decode(result["body_b64"])
+
+
 def _subset(expected: Any, actual: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
@@ -143,6 +164,8 @@ def test_builtin_template_deploys_and_answers_its_sample(
                 return any(d["status"] == "delivered" for d in deliveries) or None
 
             eventually(delivered)
+        if name == "image-thumbnails":
+            _check_bomb_refused(client)
         if "task_result" in expect:
             task_id = json.loads(body)["task_id"]
 
