@@ -16,8 +16,11 @@ def process(item: int) -> int:
 
 
 def main(context: FunctionContext):
-    options = context.request.json() or {}
-    items = int(options.get("items", 10)) if isinstance(options, dict) else 10
+    try:
+        options = context.request.json() or {}
+        items = int(options.get("items", 10)) if isinstance(options, dict) else 10
+    except (TypeError, ValueError):
+        return Response(status=400, body={"error": "send {\"items\": N}"})
     if not 1 <= items <= 10_000:
         return Response(status=400, body={"error": "items: 1 to 10000"})
     if context.task is None:
