@@ -16,6 +16,7 @@ from hyac_agent.bundles import BundleStore
 from hyac_agent.cluster import ChangeFeed, NodeCaches
 from hyac_agent.config import AgentConfig
 from hyac_agent.deps import DependencyStore
+from hyac_agent.editor import EditorService
 from hyac_agent.execution.hostcalls import HostCalls
 from hyac_agent.execution.pool import WorkerPool
 from hyac_agent.integrations import IntegrationService
@@ -107,6 +108,8 @@ class Agent:
             self.store, self.bundles, self.deps, default_runtime, config.max_bundle_bytes
         )
         self.runtimes = RuntimeService(self.backend, self.functions)
+        #: the console editor's completion, hover and diagnostics (jedi, off the loop)
+        self.editor = EditorService(config.data_dir / "editor-stubs")
         self.pool = WorkerPool(
             self.backend, self.bundles, self.logbus, self.tenancy, self.deps,
             config.worker_idle_timeout, config.pool_settings(),

@@ -22,8 +22,8 @@ from hyac_common.diagnostics import Problem, handler_problems, unknown_members
 from hyac_common.editing import ALIAS_OF as _ALIAS_OF
 from hyac_common.editing import NAMED_ARGUMENT as _NAMED_ARGUMENT
 from hyac_common.editing import clamp as _clamp
+from hyac_common.editing import describe, literal_aliases
 from hyac_common.editing import line_of as _line
-from hyac_common.editing import literal_aliases
 
 if TYPE_CHECKING:
     import jedi
@@ -170,22 +170,11 @@ class Workspace:
     def hover(self, source: str, path: Path, line: int, column: int) -> str | None:
         """Markdown: the signature or type in a code block, then the docstring."""
         line, column = _clamp(source, line, column)
-        names = self.script(source, path).help(line + SHIFT, column)
-        for name in names:
-            if name.type == "keyword":
+        for name in self.script(source, path).help(line + SHIFT, column):
+            described = describe(name)
+            if described is None:
                 continue
-            doc = name.docstring(raw=True).strip()
-            signatures = [s.to_string() for s in name.get_signatures()]
-            if signatures:
-                head = "\n".join(signatures)
-            elif name.type == "instance" or name.type == "statement":
-                inferred = name.infer()
-                kind = inferred[0].name if inferred else "Any"
-                head = f"{name.name}: {kind}"
-                if not doc and inferred:
-                    doc = inferred[0].docstring(raw=True).strip()
-            else:
-                head = f"{name.type} {name.name}"
+            head, doc = described
             text = f"```python\n{head}\n```"
             return f"{text}\n\n{doc}" if doc else text
         return None

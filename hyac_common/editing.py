@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import Any
 
 # A string argument whose values the tailored stubs know: `context.env["RE`, …
 NAMED_ARGUMENT = re.compile(
@@ -47,3 +48,22 @@ def clamp(source: str, line: int, column: int) -> tuple[int, int]:
     count = source.count("\n") + 1
     line = min(max(line, 1), count)
     return line, min(max(column, 0), len(line_of(source, line).rstrip("\r")))
+
+
+def describe(name: Any) -> tuple[str, str] | None:
+    """A jedi name for hover: its signature (or ``name: type``) and its docstring; None
+    for a keyword."""
+    if name.type == "keyword":
+        return None
+    doc = str(name.docstring(raw=True)).strip()
+    signatures = [s.to_string() for s in name.get_signatures()]
+    if signatures:
+        head = "\n".join(signatures)
+    elif name.type in ("instance", "statement"):
+        inferred = name.infer()
+        head = f"{name.name}: {inferred[0].name if inferred else 'Any'}"
+        if not doc and inferred:
+            doc = str(inferred[0].docstring(raw=True)).strip()
+    else:
+        head = f"{name.type} {name.name}"
+    return head, doc

@@ -330,6 +330,14 @@ class SandboxUnavailable(HyacError):
     status = 503
 
 
+class AnalysisTimeout(HyacError):
+    """The editor's analysis of a source (completion, hover, diagnostics) took longer than
+    its time cap, or every analysis slot is busy."""
+
+    code = "analysis_timeout"
+    status = 503
+
+
 class StorageUnavailable(HyacError):
     """The object storage service (an S3-compatible one) could not be reached, refused the
     agent's credentials, or has no such bucket: the message says which."""

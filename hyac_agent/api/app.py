@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from hyac_agent.api import (
     gateway,
     routes_audit,
+    routes_editor,
     routes_env,
     routes_functions,
     routes_integrations,
@@ -92,6 +93,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app.include_router(routes_notify.router)
     app.include_router(routes_templates.router)
     app.include_router(routes_integrations.router)
+    app.include_router(routes_editor.router)
     for tenancy_router in (routes_tenants, routes_users, routes_tokens, routes_quotas,
                            routes_secrets, routes_env, routes_audit, routes_storage):
         app.include_router(tenancy_router.router)

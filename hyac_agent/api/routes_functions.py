@@ -54,11 +54,18 @@ async def deploy(
     agent: Agent = Depends(get_agent),
 ) -> DeployResult:
     await asyncio.to_thread(check_unique_keys, await request.body())
+    result = await deploy_checked(agent, tenant, name, body)
+    response.status_code = 201 if result.created else 200
+    return result
+
+
+async def deploy_checked(agent: Agent, tenant: str, name: str, body: DeployRequest) -> DeployResult:
+    """A deploy with the tenant's checks, then triggers and warm workers follow it (the
+    API's deploy and the console editor's save)."""
     sane_numbers(body.config, "config")
     agent.tasks.check_callback_url(body.config.callback_url)
     await asyncio.to_thread(agent.tenancy.check_deploy, tenant, name, body.config)
     result = await agent.functions.deploy(tenant, name, body)
-    response.status_code = 201 if result.created else 200
     await agent.triggers.service.follow_version(tenant, name, body.config)
     await agent.pool.retire(tenant, name, keep_sha=result.sha256)
     return result

@@ -14,7 +14,7 @@ from http.cookies import SimpleCookie
 import httpx
 import pytest
 
-from tests.conftest import RunningAgent, start_agent
+from tests.conftest import AgentClient, RunningAgent, start_agent
 from tests.sandbox.conftest import BACKENDS, backend_missing
 
 COOKIE = "hyac_console"
@@ -89,7 +89,7 @@ def sign_in(agent: RunningAgent, token: str | None = None) -> Browser:
                    answer.headers["set-cookie"])
 
 
-def make_user(agent: RunningAgent, name: str, tenant: str, role: str) -> str:
+def make_user(agent: AgentClient, name: str, tenant: str, role: str) -> str:
     """A user with ``role`` in ``tenant`` (made if need be), and a new token of theirs."""
     with agent.client(tenant) as owner:
         if owner.get(f"/v1/tenants/{tenant}").status_code == 404:

@@ -1,0 +1,154 @@
+"""The console editor's API: completion, hover and diagnostics with the shim of ``hyac
+stubs`` prepended in memory and the tenant's real names; hostile input refused with 4xx;
+save deploys through the ordinary path, refused when the active version moved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from hyac_agent.editor import EditorService, Query
+from hyac_common.stubs import ProjectFacts, build_stubs
+from tests.conftest import AgentClient
+from tests.console.conftest import make_user
+
+SOURCE = (
+    "import json\n"
+    "\n"
+    "def main(context):\n"
+    "    context.logger.info('hi')\n"
+    "    return {'ok': json.dumps(1)}\n"
+)
+ENTRY = "functions/edited.py"
+
+
+def _at(source: str, marker: str) -> dict[str, object]:
+    """The position just after the first ``marker`` in ``source``."""
+    before = source[: source.index(marker) + len(marker)]
+    lines = before.split("\n")
+    return {"source": source, "line": len(lines), "column": len(lines[-1])}
+
+
+def _with_line(text: str) -> str:
+    return SOURCE.replace("    context.logger.info('hi')\n", f"    {text}\n")
+
+
+def test_completion_hover_and_diagnostics_know_the_context(api_agent: AgentClient) -> None:
+    api_agent.deploy("edited", SOURCE, env={"REGION": "eu"})
+    api_agent.deploy("other-fn", SOURCE)
+    with api_agent.client() as client:
+        assert client.put("/v1/env", json={"values": {"API_BASE": "x"}}).status_code == 200
+        assert client.put("/v1/secrets/STRIPE_KEY", json={"value": "sk"}).status_code == 204
+        viewer = make_user(api_agent, "vera", "default", "viewer")
+
+        def post(path: str, **body: object) -> httpx.Response:
+            return client.post(f"/v1/editor/{path}", json={"function": "edited", "file": ENTRY,
+                                                           **body})
+
+        source = _with_line("context.")
+        items = post("complete", **_at(source, "context.")).json()["items"]
+        labels = {i["label"] for i in items}
+        assert {"kv", "storage", "mail", "env", "secrets", "invoke"} <= labels, labels
+        kv = next(i for i in items if i["label"] == "kv")
+        assert kv["insert_text"] == "kv" and kv["kind"]
+
+        source = _with_line("context.kv.")
+        labels = {i["label"] for i in post("complete", **_at(source, "kv.")).json()["items"]}
+        assert {"get", "set"} <= labels, labels
+
+        source = _with_line('context.env["')
+        env = post("complete", **_at(source, 'env["')).json()["items"]
+        assert {i["label"] for i in env} == {"API_BASE", "REGION"}
+        source = _with_line('context.secrets["ST')
+        secrets = post("complete", **_at(source, '["ST')).json()["items"]
+        assert [(i["label"], i["insert_text"]) for i in secrets] == [("STRIPE_KEY", "RIPE_KEY")]
+        source = _with_line('context.invoke("')
+        functions = post("complete", **_at(source, 'invoke("')).json()["items"]
+        assert {i["label"] for i in functions} == {"edited", "other-fn"}
+
+        hover = post("hover", **_at(SOURCE, "context.log")).json()["hover"]
+        assert hover is not None and hover["name"] == "logger", hover
+
+        source = _with_line("context.nonexistent.get('a'); y = undefined_thing")
+        found = post("diagnostics", source=source).json()["diagnostics"]
+        messages = [(d["line"], d["message"]) for d in found]
+        assert any(line == 4 and "nonexistent" in m for line, m in messages), messages
+        assert any(line == 4 and "undefined_thing" in m for line, m in messages), messages
+        broken = post("diagnostics", source=_with_line("return (")).json()["diagnostics"]
+        assert broken[0]["line"] == 4 and broken[0]["message"].startswith("SyntaxError")
+
+    # A viewer completes (without the env and secret names only developers may list).
+    with api_agent.http(viewer, "default") as reader:
+        body = {"function": "edited", "file": ENTRY, **_at(_with_line('context.env["'), 'env["')}
+        answer = reader.post("/v1/editor/complete", json=body)
+        assert answer.status_code == 200 and answer.json()["items"] == []
+        body = {"function": "edited", "file": ENTRY, **_at(_with_line("context."), "context.")}
+        assert "kv" in {i["label"] for i in reader.post("/v1/editor/complete", json=body)
+                        .json()["items"]}
+
+
+def test_hostile_input_is_refused_with_json_errors(api_agent: AgentClient) -> None:
+    api_agent.deploy("edited", SOURCE)
+    with api_agent.client() as owner:
+        assert owner.post("/v1/tenants", json={"name": "rival"}).status_code in (201, 409)
+    with api_agent.client("rival") as rival:
+        rival.put("/v1/functions/theirs", json={
+            "entry": "main.py", "files_b64": {"main.py": "ZGVmIG1haW4oYyk6IHJldHVybiAx"},
+        })
+    cases: list[tuple[dict[str, object], int]] = [
+        ({"source": "x = 1\n" * 100_000}, 422),  # over the 512 KiB cap
+        ({"source": "x = 1\x00\n"}, 400),  # binary
+        ({"source": SOURCE, "line": 99, "column": 0}, 400),
+        ({"source": SOURCE, "line": 1, "column": 500}, 400),
+        ({"source": SOURCE, "line": -1}, 422),
+        ({"source": SOURCE, "function": "theirs"}, 404),  # another tenant's function
+        ({"source": SOURCE, "function": "../etc"}, 400),
+    ]
+    with api_agent.client() as client:
+        for extra, status in cases:
+            body: dict[str, object] = {"function": "edited", "file": ENTRY, **extra}
+            for path in ("complete", "hover", "diagnostics"):
+                answer = client.post(f"/v1/editor/{path}", json=body)
+                assert answer.status_code == status, (list(extra), path, answer.text[:200])
+                assert set(answer.json()["error"]) >= {"code", "message"}
+
+
+def test_save_deploys_and_refuses_a_stale_editor(api_agent: AgentClient) -> None:
+    first = api_agent.deploy("edited", SOURCE)["version"]
+    viewer = make_user(api_agent, "val", "default", "viewer")
+    with api_agent.client() as client:
+        opened = client.get("/v1/editor/files/edited").json()
+        assert opened["version"] == first and opened["files"][ENTRY] == SOURCE
+
+        def save(text: str, expected: int) -> httpx.Response:
+            return client.post("/v1/editor/save", json={
+                "function": "edited", "files": {ENTRY: text}, "expected_active_version": expected})
+
+        same = save(SOURCE, first)  # unchanged code makes no version
+        assert same.status_code == 200 and same.json()["version"] == first
+        changed = SOURCE.replace("'hi'", "'saved'")
+        saved = save(changed, first)
+        assert saved.status_code == 200 and saved.json()["version"] == first + 1, saved.text
+        stale = save(SOURCE.replace("'hi'", "'mine'"), first)  # a second editor, opened at v1
+        assert stale.status_code == 409 and stale.json()["error"]["active_version"] == first + 1
+        broken = save(_with_line("return ("), first + 1)
+        assert broken.status_code == 400 and broken.json()["error"]["line"] == 4
+        assert client.get("/v1/editor/files/edited").json()["files"][ENTRY] == changed
+    with api_agent.http(viewer, "default") as reader:
+        refused = reader.post("/v1/editor/save", json={
+            "function": "edited", "files": {ENTRY: "x"}, "expected_active_version": first + 1})
+        assert refused.status_code == 403
+
+
+def test_the_editor_prepends_the_shim_of_hyac_stubs(tmp_path: Path) -> None:
+    """One shim: the editor's prelude and stubs are exactly what ``hyac stubs`` writes."""
+    facts = ProjectFacts("default", ("a", "b"), ("REGION",), ("KEY",))
+    service = EditorService(tmp_path)
+    stubs, directory = service.stubs(facts)
+    expected = build_stubs(facts=facts)
+    assert stubs.prelude() == expected.prelude()
+    assert stubs.stale(directory) == [] and stubs.files() == expected.files()
+    # and the user's position maps back: completing on line 1 sees the user's line 1
+    items = service.complete(Query("import json\njson.du", 2, 7), facts)
+    assert [i["label"] for i in items] == ["dump", "dumps"]
