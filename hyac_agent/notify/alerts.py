@@ -13,7 +13,10 @@ Events (each sent once; nothing to resolve):
 
 Once, across agents: a condition's state and each event kind's cursor are rows of
 ``notify_alert_state``, changed by guarded updates, so when several agents check at
-the same moment only the one whose update took sends the alert.
+the same moment only the one whose update took sends the alert. Conditions are judged
+by one agent at a time, the holder of a lease (the row ``lease:conditions``): agents
+whose views differ for a moment (a quota just changed elsewhere, each one's own
+counters) would otherwise fire and resolve in turn.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import json
 import logging
 import math
 import os
+import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +54,7 @@ WATCHED_QUOTAS = ("storage", "executions_per_day", "functions", "mails_per_day",
                   "notifications_per_day")
 LEVELS = (80, 100)
 MAX_EVENTS = 50
+LEASE = "lease:conditions"
 DEFAULTS: dict[str, Any] = {"threshold": 0.5, "window": 300.0, "min_calls": 10}
 #: a window of a year, a million calls: anything larger is a mistake
 MAX_OPTION = 366 * 86400
@@ -113,6 +119,8 @@ class Alerts:
         self.sources = sources
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        #: who this agent is, as the condition lease names it
+        self._me = f"{socket.gethostname()[:100]}:{os.getpid()}:{secrets.token_hex(4)}"
 
     # rules (blocking) -------------------------------------------------------------------
 
@@ -141,8 +149,9 @@ class Alerts:
     def active(self) -> list[dict[str, Any]]:
         """The conditions firing now."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(alert_state).where(alert_state.c.active.is_(True))
-                                .order_by(alert_state.c.since)).all()
+            rows = conn.execute(select(alert_state).where(
+                alert_state.c.active.is_(True), alert_state.c.key.like("r%"),
+            ).order_by(alert_state.c.since)).all()
         return [{"key": r.key, "title": r.title, "since": r.since} for r in rows]
 
     # the loop ---------------------------------------------------------------------------
@@ -186,9 +195,30 @@ class Alerts:
                 if rule["kind"] == kind:
                     for found in events:
                         self._send(rule, found, "firing")
-        for rule in rules:
-            if rule["kind"] in CONDITIONS:
-                self._conditions(rule)
+        if any(rule["kind"] in CONDITIONS for rule in rules) and self._lead(time.time()):
+            for rule in rules:
+                if rule["kind"] in CONDITIONS:
+                    self._conditions(rule)
+
+    def _lead(self, now: float) -> bool:
+        """Whether this agent holds (or now takes) the lease to judge conditions: the row
+        ``lease:conditions``, whose title names the holder and ``since`` its expiry."""
+        key, until = LEASE, now + max(3 * self.interval, 10.0)
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(select(alert_state).where(alert_state.c.key == key)).first()
+                if row is None:
+                    conn.execute(insert(alert_state).values(
+                        key=key, active=True, title=self._me, since=until, updated_at=now))
+                    return True
+                if row.title != self._me and row.since >= now:
+                    return False  # another agent leads, and is alive
+                return bool(conn.execute(update(alert_state).where(
+                    alert_state.c.key == key, alert_state.c.title == row.title,
+                    alert_state.c.since == row.since,
+                ).values(title=self._me, since=until, updated_at=now)).rowcount)
+        except IntegrityError:
+            return False
 
     # conditions -------------------------------------------------------------------------
 

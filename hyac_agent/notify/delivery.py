@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpcore
 from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy.exc import OperationalError
 
 from hyac_agent.notify import formats
 from hyac_agent.notify.channels import Channel, ChannelStore
@@ -277,7 +278,7 @@ class Deliverer:
             if error is not None:
                 log.info("notification %s to %s: attempt %d failed: %s", row.id, row.channel,
                          attempts, error)
-            await asyncio.to_thread(self._finish, row.id, status, attempts, error, next_at)
+            await self._record_outcome(row.id, status, attempts, error, next_at)
             self._claimed.discard(row.id)
         finally:
             self._slots.release()
@@ -285,6 +286,19 @@ class Deliverer:
             if not self._busy[key]:
                 del self._busy[key]
             self._wake.set()  # a slot is free: look for more at once
+
+    async def _record_outcome(self, delivery_id: str, status: str, attempts: int,
+                              error: str | None, next_at: float | None) -> None:
+        """Write how the attempt went, trying again while the store is busy: an outcome
+        lost here would have the notification sent again once its claim runs out."""
+        for pause in (0.1, 0.3, 1.0, 3.0, 0.0):
+            try:
+                await asyncio.to_thread(self._finish, delivery_id, status, attempts, error, next_at)
+                return
+            except OperationalError:
+                if not pause:
+                    raise
+                await asyncio.sleep(pause)
 
     async def _send(self, row: Any) -> None:
         try:

@@ -540,3 +540,31 @@ def test_a_hung_receiver_holds_two_slots_and_no_more(
                 eventually(lambda delivery_id=delivery_id: delivery(running, delivery_id))
     finally:
         gate.close()
+
+
+def test_two_agents_on_one_store_send_each_alert_once(
+        tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> None:
+    data = tmp_path_factory.mktemp("pair")
+    settings = {"HYAC_CALLBACK_ALLOW_CIDRS": "127.0.0.0/8", "HYAC_ALERT_INTERVAL": "0.1"}
+    with agent_with(data, **settings) as first, agent_with(data, **settings) as second:
+        with first.client() as owner:
+            assert owner.post("/v1/notify/platform/channels", json={
+                "name": "pager", "type": "webhook", "url": receiver.url}).status_code == 201
+            assert owner.post("/v1/notify/alerts", json={
+                "kind": "quota", "channel": "pager"}).status_code == 201
+            assert owner.put("/v1/quotas", json={"values": {"functions": 1}}).status_code == 200
+        first.deploy("only", "def main(context):\n    return 1\n")  # 1 of 1 function
+
+        def keys() -> list[str]:
+            return [json.loads(raw)["alert"]["key"] for _, raw, _ in receiver.calls
+                    if json.loads(raw).get("kind") == "alert"]
+
+        eventually(lambda: len(keys()) >= 2)
+        # both agents looked many times meanwhile; each condition was told once
+        for agent_running in (first, second):
+            store = agent_running.agent.notify.alerts
+            eventually(lambda store=store: len(store.active()) == 2)
+        delivered = lambda: [r for r in first.client().get(  # noqa: E731
+            "/v1/notify/platform/deliveries").json() if r["status"] == "delivered"]
+        eventually(lambda: len(delivered()) == 2)
+    assert sorted(keys()) == ["quota:default:functions:100", "quota:default:functions:80"]
