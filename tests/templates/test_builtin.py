@@ -92,6 +92,23 @@ def _check_bomb_refused(client: Any) -> None:
     assert b"more than 40 megapixels" in base64.b64decode(result["body_b64"])
 
 
+def _check_no_script(client: Any) -> None:
+    """Markdown that would run script in the rendered page, in the ways Markdown allows."""
+    hostile = ("# Hi {onclick=\"alert(1)\" style=\"position:fixed\"}\n\n"
+               "[a](javascript:alert(2)) [b](JaVaScRiPt:alert(3)) ![c](data:text/html,x)\n\n"
+               "<script>alert(4)</script> <img src=x onerror=alert(5)>\n\n"
+               "[fine](https://example.com/) | x |\n")
+    answer = client.post("/v1/functions/render/invoke", json={
+        "method": "POST", "headers": {"content-type": "application/json"},
+        "body_b64": base64.b64encode(json.dumps({"markdown": hostile}).encode()).decode()})
+    assert answer.status_code == 200, answer.text
+    html = json.loads(base64.b64decode(answer.json()["body_b64"]))["html"]
+    for bad in ("onclick", "javascript:", "JaVaScRiPt:", "data:", "<script", "<img src=x",
+                "position:fixed"):
+        assert bad not in html, (bad, html)
+    assert '<a href="https://example.com/">fine</a>' in html and "<h1>Hi</h1>" in html
+
+
 def _subset(expected: Any, actual: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
@@ -166,6 +183,8 @@ def test_builtin_template_deploys_and_answers_its_sample(
             eventually(delivered)
         if name == "image-thumbnails":
             _check_bomb_refused(client)
+        if name == "markdown-to-html":
+            _check_no_script(client)
         if "task_result" in expect:
             task_id = json.loads(body)["task_id"]
 
