@@ -96,14 +96,15 @@ def test_init_javac_deploy_invoke_logs(agent: RunningAgent, tmp_path: Path) -> N
     # javac itself type-checks `context.` against the generated declaration...
     javac = ["javac", "-d", str(tmp_path / "out"), "-sourcepath", str(stub.parent),
              "-implicit:none"]
-    checked = subprocess.run([*javac, str(hello)], capture_output=True, text=True, timeout=120)
-    assert checked.returncode == 0, checked.stderr
-    # ...and refuses a member the context does not have.
     typo = tmp_path / "Typo.java"
     typo.write_text("public class Typo { public static Object handle(Context c) "
                     "{ return c.kv.gett(\"a\"); } }\n")
-    refused = subprocess.run([*javac, str(typo)], capture_output=True, text=True, timeout=120)
-    assert refused.returncode != 0 and "gett" in refused.stderr
+    checked = subprocess.run([*javac, str(hello), str(typo)], capture_output=True, text=True,
+                             timeout=120)
+    # ...and refuses a member the context does not have: the one error is Typo's.
+    assert checked.returncode != 0
+    assert checked.stderr.startswith(f"{typo}:1: error: cannot find symbol"), checked.stderr
+    assert "1 error" in checked.stderr and "Hello.java" not in checked.stderr
 
     deployed = cli(agent, "deploy", "--json", cwd=project)
     assert deployed.returncode == 0, deployed.stderr
@@ -133,11 +134,6 @@ def test_a_compile_error_is_one_line_and_deploys_nothing(agent: RunningAgent) ->
     assert error["message"] == "functions/Broken.java:3: ';' expected"
     with agent.client() as client:
         assert client.get("/v1/functions/broken").status_code == 404
-    # A call to a member Context does not have is javac's error too, at its line.
-    typo = source.replace('get("a")', 'gett("a");')
-    response = deploy(agent, "broken", {"functions/Broken.java": typo})
-    assert response.status_code == 400
-    assert response.json()["error"]["message"].startswith("functions/Broken.java:3: cannot find symbol")
 
 
 HOST_CALLS = """\
@@ -147,7 +143,12 @@ import java.util.List;
 import java.util.Map;
 
 public class Calls {
+    static int divide(int a, int b) {
+        return a / b;
+    }
+
     public static Object handle(Context context) {
+        if (context.request.path.equals("/boom")) return divide(1, 0);
         if (context.task != null) {  // the background task enqueued below
             context.task.progress(0.5, "halfway");
             return Map.of("attempt", context.task.attempt);
@@ -224,23 +225,21 @@ def test_host_calls_of_every_kind_and_a_background_task(agent: RunningAgent) -> 
 
 
 def test_an_exception_shows_the_users_java_lines(agent: RunningAgent) -> None:
-    source = ("public class Boom {\n"
-              "    static int divide(int a, int b) {\n"
-              "        return a / b;\n"
-              "    }\n"
-              "    public static Object handle(Context context) {\n"
-              "        return divide(1, 0);\n"
-              "    }\n"
-              "}\n")
-    assert deploy(agent, "boom", {"functions/Boom.java": source}).status_code == 201
-    result = invoke(agent, "boom")
+    """Calls divides by zero on /boom, in a helper method (deployed by the test above:
+    the same bundle again is no new version, and its worker may still be warm)."""
+    response = deploy(agent, "calls", {"functions/Calls.java": HOST_CALLS}, env={"REGION": "eu"})
+    assert response.status_code in (200, 201), response.text
+    lines = HOST_CALLS.splitlines()
+    divide = next(i for i, line in enumerate(lines, 1) if "return a / b;" in line)
+    call = next(i for i, line in enumerate(lines, 1) if "return divide(1, 0);" in line)
+    result = invoke(agent, "calls", path="/boom")
     assert result["ok"] is False
     error = result["error"]
     assert error["type"] == "ArithmeticException" and error["message"] == "/ by zero"
     assert error["traceback"].splitlines() == [
         "java.lang.ArithmeticException: / by zero",
-        "  at Boom.divide(functions/Boom.java:3)",
-        "  at Boom.handle(functions/Boom.java:6)",
+        f"  at Calls.divide(functions/Calls.java:{divide})",
+        f"  at Calls.handle(functions/Calls.java:{call})",
     ]
 
 
@@ -298,3 +297,55 @@ def test_maven_dependencies_resolve_offline_and_conflicts_are_refused(agent: Run
                      requirements=["https://repo.example/evil.jar"])
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "dependency_refused"
+
+
+ESCAPES = """\
+import java.io.File;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+public class Escape {
+    static String attempt(java.util.concurrent.Callable<Object> what) {
+        try {
+            return "reached: " + what.call();
+        } catch (Throwable err) {
+            return "refused";
+        }
+    }
+
+    public static Object handle(Context context) {
+        Map<String, Object> seen = new LinkedHashMap<>();
+        seen.put("agent_data", attempt(() -> Files.list(Path.of(context.env.get("DATA"))).count()));
+        seen.put("write_code", attempt(() -> Files.writeString(Path.of("/code/x.txt"), "x")));
+        seen.put("write_runtime", attempt(() -> Files.writeString(Path.of("/runtime/x.txt"), "x")));
+        seen.put("loopback", attempt(() -> {
+            try (Socket s = new Socket()) {
+                s.connect(new InetSocketAddress("127.0.0.1", Integer.parseInt(context.env.get("PORT"))), 2000);
+                return "connected";
+            }
+        }));
+        seen.put("env_token", System.getenv().keySet().stream().anyMatch(k -> k.contains("TOKEN")));
+        seen.put("home_files", new File("/root").exists());
+        return seen;
+    }
+}
+"""
+
+
+def test_a_java_function_reaches_nothing_outside_its_sandbox(agent: RunningAgent) -> None:
+    """The escape suite's attacks that apply to a JVM: the agent's data, writing its own
+    code or runtime, the host's loopback (the agent's own port), the agent's environment
+    and home."""
+    port = agent.url.rsplit(":", 1)[1]
+    response = deploy(agent, "escape", {"functions/Escape.java": ESCAPES},
+                      env={"DATA": str(agent.data_dir), "PORT": port})
+    assert response.status_code == 201, response.text
+    seen = body_json(invoke(agent, "escape"))
+    assert seen == {
+        "agent_data": "refused", "write_code": "refused", "write_runtime": "refused",
+        "loopback": "refused", "env_token": False, "home_files": False,
+    }, seen
