@@ -12,6 +12,12 @@ The channel is a unix socket the agent listens on in that per-sandbox directory;
 worker connects to it (``HYAC_CHANNEL_PATH``) and the agent accepts exactly one
 connection, then unlinks the socket. No TCP anywhere. ``oci_runtime`` selects gVisor
 (``runsc``) or Kata (``kata-runtime``) where the daemon has them configured.
+
+``python3.12-wasm`` runs on the image of the agent's own Python: the worker host embedding
+wasmtime is any Python 3.9+ (the guest's CPython is inside the WebAssembly module), and
+the engine's folder that scripts/setup-wasm.sh fills (wasmtime, the pinned module and its
+compiled form) is mounted read-only at its host path, the one more mount those containers
+see.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -52,7 +60,7 @@ CHANNEL_NAME = "channel.sock"
 CONTAINER_USER = "1000:1000"
 CONNECT_TIMEOUT = 30.0
 _LABEL = "org.hyac.sandbox"
-_RUNTIME_RE = re.compile(r"^python(3\.\d+)$")
+_RUNTIME_RE = re.compile(r"^python(3\.\d+)(-wasm)?$")
 
 
 def _client(timeout: int = 60) -> Any:
@@ -82,6 +90,8 @@ def image_for(settings: SandboxSettings, runtime_name: str) -> str:
     match = _RUNTIME_RE.match(runtime_name)
     if not match:
         raise InvalidInput(f"the docker sandbox has no image for runtime {runtime_name!r}")
+    if match.group(2):  # python3.12-wasm: the worker host runs on the agent's own Python
+        return settings.docker_image.format(version=f"{sys.version_info[0]}.{sys.version_info[1]}")
     return settings.docker_image.format(version=match.group(1))
 
 
@@ -92,6 +102,17 @@ def _image_exists(image: str) -> bool:
     except Exception:
         return False
     return True
+
+
+def _wasm_runtime(host: Runtime) -> Runtime:
+    """python3.12-wasm as a container runs it: the image's ``python3`` starts the worker
+    host directly (the launcher setup-wasm.sh wrote names the host's Python), with the
+    engine's folder, ``HYAC_WASM_HOME``, bound read-only at its host path."""
+    home = str(host.interpreter.parent.parent)  # HOME/bin/hyac-wasm-host
+    return replace(
+        host, interpreter=Path("python3"), prefix=Path("/usr"), args=("-I", "-B"),
+        env={**host.env, "HYAC_WASM_HOME": home}, host_paths=(home,),
+    )
 
 
 class DockerProcess:
@@ -144,12 +165,16 @@ class DockerProcess:
 class DockerSandbox(Sandbox):
     process: DockerProcess
     limits: ResourceLimits | None = None
+    #: the worker sized something by its memory at start (python3.12-wasm's store limit)
+    fixed_memory = False
 
     def set_limits(self, limits: ResourceLimits) -> bool:
         if limits == self.limits:
             return True
         if limits.pids != (self.limits.pids if self.limits else None):
             return False  # the pids limit cannot change on a running container
+        if self.fixed_memory and limits.memory_bytes != (self.limits.memory_bytes if self.limits else None):
+            return False
         try:
             self.process.container.update(**_memory_cpu(limits))
         except Exception as exc:
@@ -218,8 +243,6 @@ class DockerBackend(SandboxBackend):
     @classmethod
     def default_image_missing(cls, settings: SandboxSettings | None = None) -> str | None:
         """None when the image for the agent's own Python exists, else why not."""
-        import sys
-
         settings = settings or SandboxSettings(run_dir=Path("/nonexistent"))
         name = f"python{sys.version_info.major}.{sys.version_info.minor}"
         image = image_for(settings, name)
@@ -256,9 +279,8 @@ class DockerBackend(SandboxBackend):
                 f"for Python runtimes only; run the agent with --sandbox bwrap "
                 f"(HYAC_SANDBOX=bwrap) to serve {name} functions"
             )
-        version = match.group(1)
-        folder = runtimes_dir() / "python"
         image = image_for(self.settings, name)
+        version = image.rsplit(":", 1)[-1] if match.group(2) else match.group(1)
         if not _image_exists(image):
             _image_exists.cache_clear()
             if not _image_exists(image):
@@ -267,10 +289,11 @@ class DockerBackend(SandboxBackend):
                     f"`hyac-agent images build --python {version}` (versions other than "
                     "Debian's need --base python:X.Y-slim, which needs registry access)"
                 )
-        from dataclasses import replace
-
         from hyac_agent import runtimes
 
+        if match.group(2):
+            return _wasm_runtime(runtimes.resolve(name))
+        folder = runtimes_dir() / "python"
         base = runtimes._runtime_from_manifest(
             name, "python", version, folder, runtimes.load_manifest(folder)
         )
@@ -373,6 +396,7 @@ class DockerBackend(SandboxBackend):
             process, channel, CODE_MOUNT, sandbox_id=sandbox_id, host_dir=host_dir
         )
         sandbox.limits = spec.limits
+        sandbox.fixed_memory = spec.runtime.name.endswith("-wasm")
         return sandbox
 
     def _run(self, spec: SandboxSpec, sandbox_id: str, host_dir: Path) -> Any:
@@ -412,6 +436,7 @@ class DockerBackend(SandboxBackend):
                 str(host_dir / "channel"): {"bind": CHANNEL_MOUNT, "mode": "ro"},
                 **({str(spec.deps_source): {"bind": spec.runtime.deps_mount, "mode": "ro"}}
                    if spec.deps_source is not None else {}),
+                **{path: {"bind": path, "mode": "ro"} for path in spec.runtime.host_paths},
             },
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
             labels={
