@@ -56,20 +56,32 @@ class VulnService:
     def scan_packages(self, ecosystem: str, packages: list[Package]) -> ScanResult:
         return scan(configured(self.db), ecosystem, packages)
 
-    def scan_lock(self, lock: str, rescan: bool = False) -> ScanResult:
-        """Scan ``lock`` now and store the result; ``new`` lists advisories its previous
-        scan did not have. With ``rescan`` (the database changed) a lock never scanned
-        before (a version deployed before scans were kept) has every finding new."""
+    def scan_lock(self, lock: str) -> ScanResult:
+        """Scan ``lock`` now and store the result; ``new`` lists the advisories the last
+        change of its findings brought (kept while nothing changes)."""
+        return self._scan_and_record(lock, rescan=False)[0]
+
+    def _scan_and_record(self, lock: str, rescan: bool) -> tuple[ScanResult, list[str]]:
+        """The stored scan of ``lock``, and the advisories its previous scan did not
+        have. With ``rescan`` (the database changed) a lock never scanned before (a
+        version deployed before scans were kept) has every finding new."""
         ecosystem, packages = packages_of(lock)
         result = self.scan_packages(ecosystem, packages)
         key = lock_key(lock)
         previous = self.db.previous_scan(key)
+        fresh: list[str] = []
         if previous is not None or rescan:
             before = {a["id"] for p in (previous or {"packages": []})["packages"]
                       for a in p["advisories"]}
-            result.new = sorted({a.id for p in result.packages for a in p.advisories} - before)
+            now = {a.id for p in result.packages for a in p.advisories}
+            fresh = sorted(now - before)
+            if previous is not None and now == before:
+                # nothing changed: what the last change brought stays marked new
+                result.new = [i for i in previous.get("new") or [] if i in now]
+            else:
+                result.new = fresh
         self.db.record_scan(key, result.model_dump(mode="json"))
-        return result
+        return result, fresh
 
     def stored(self, lock: str) -> ScanResult | None:
         found = self.db.previous_scan(lock_key(lock))
@@ -143,7 +155,7 @@ class VulnService:
                     continue
                 key = lock_key(lock)
                 if key not in done:
-                    done[key] = self.scan_lock(lock, rescan=True).new
+                    done[key] = self._scan_and_record(lock, rescan=True)[1]
                 if done[key]:
                     changed.append((tenant, record.name, version.number, done[key]))
         for tenant, name, number, new in changed:

@@ -200,6 +200,12 @@ def test_a_scheduled_refresh_imports_the_feed_and_alerts(
     eventually(lambda: scan_of(agent, "fetcher")["result"]["new"] == [LATER] or None)
     fired = eventually(lambda: alert_naming(receiver, f"fetcher v1: {LATER}"))
     assert fired["title"] == "New vulnerabilities: default"
+    # later refreshes find nothing newer: the finding stays marked new, alerted once
+    seen = scan_of(agent, "fetcher")["result"]["scanned_at"]
+    again = eventually(lambda: (r := scan_of(agent, "fetcher")["result"])["scanned_at"] > seen
+                       and r or None)
+    assert again["new"] == [LATER]
+    assert len([a for a in alerts(receiver) if LATER in a["text"]]) == 1
     with agent.client() as owner:
         status = owner.get("/v1/vulndb").json()
     assert status["ecosystems"]["PyPI"]["source"].startswith("feed http://127.0.0.1:")
