@@ -90,9 +90,21 @@ def image_for(settings: SandboxSettings, runtime_name: str) -> str:
     match = _RUNTIME_RE.match(runtime_name)
     if not match:
         raise InvalidInput(f"the docker sandbox has no image for runtime {runtime_name!r}")
-    if match.group(2):  # python3.12-wasm: the worker host runs on the agent's own Python
-        return settings.docker_image.format(version=f"{sys.version_info[0]}.{sys.version_info[1]}")
+    if match.group(2):
+        return _wasm_host_image(settings)
     return settings.docker_image.format(version=match.group(1))
+
+
+#: Python versions whose runtime image may hold a python3.12-wasm worker host
+_HOST_VERSIONS = ("3.13", "3.12", "3.11", "3.10", "3.9")
+
+
+def _wasm_host_image(settings: SandboxSettings) -> str:
+    """The image python3.12-wasm's worker host runs on: the agent's own Python's, else
+    any Python runtime image there is (wasmtime's ctypes bindings run on 3.9+)."""
+    own = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    names = [settings.docker_image.format(version=v) for v in (own, *_HOST_VERSIONS)]
+    return next((name for name in names if _image_exists(name)), names[0])
 
 
 @lru_cache(maxsize=32)
