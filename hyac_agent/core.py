@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hyac_agent.bundles import BundleStore
-from hyac_agent.cluster import ChangeFeed, NodeCaches
+from hyac_agent.cluster import ChangeFeed, NodeCaches, hold_boot_lock
 from hyac_agent.config import AgentConfig
 from hyac_agent.deps import DependencyStore
 from hyac_agent.editor import EditorService
@@ -79,6 +79,8 @@ class Agent:
         self.token = load_or_create_token(config.data_dir)
         database_url = config.resolved_database_url()
         self.store = SqlStore(database_url)
+        # nodes starting at once on an empty store make their tables one after another
+        release_boot = hold_boot_lock(self.store.engine)
         self.store.create_schema()
         #: mail, object storage, …: the environment's settings, else the store's
         self.integrations = IntegrationService(
@@ -163,6 +165,7 @@ class Agent:
         #: what other agents change (versions, env, secrets, quotas) reaches this one
         self.feed = ChangeFeed(self.store.engine, self.store, self.bundles,
                                NodeCaches(self.functions, self.pool, self.tenancy))
+        release_boot()
         #: what start() started, stopped in reverse order by stop()
         self._running = contextlib.AsyncExitStack()
 

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -90,6 +90,26 @@ def install_triggers(engine: Engine) -> None:
                     f"AFTER {op} ON {table} BEGIN INSERT INTO changes (kind, tenant, name, at) "
                     f"VALUES ('{kind}', {row}.{tenant}, {row}.{name}, {_SQLITE_NOW}); END"
                 ))
+
+
+def hold_boot_lock(engine: Engine) -> Callable[[], None]:
+    """Make the nodes that start at once on an empty PostgreSQL create the tables one at
+    a time (concurrent CREATE TABLEs of one name fail); returns the release. A session
+    lock on a connection of its own, so a node that dies mid-start releases it too."""
+    if engine.dialect.name != "postgresql":
+        return lambda: None
+    conn = engine.connect()
+    conn.execute(text("SELECT pg_advisory_lock(hashtext('hyac_boot'))"))
+    conn.commit()
+
+    def release() -> None:
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(hashtext('hyac_boot'))"))
+            conn.commit()
+        finally:
+            conn.close()
+
+    return release
 
 
 @dataclass(frozen=True)

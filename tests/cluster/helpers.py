@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,16 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def shared_keys(*data_dirs: Path) -> None:
+    """The files every node of a cluster shares, made once and put in each data dir: the
+    key tenants' secrets are encrypted with, and the owner's token (docs/cluster.md)."""
+    from cryptography.fernet import Fernet
+
+    key, token = Fernet.generate_key(), ("hyac_" + secrets.token_urlsafe(32)).encode()
+    for data_dir in data_dirs:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, content in (("secrets.key", key), ("agent.token", token)):
+            (data_dir / name).write_bytes(content)
+            (data_dir / name).chmod(0o600)

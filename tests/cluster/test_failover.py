@@ -6,7 +6,8 @@ stay on this namespace's loopback), and HAProxy in front of the agents.
 
 Under a bounded load of sync invokes and background tasks, one agent and one worker are
 killed (SIGKILL to the whole host's processes). Then: sync requests fail over (only those
-sent to the agent as it died may fail, with 502/503, none hangs), every accepted task
+sent to the agent as it died may fail, with 502/503 or a closed connection, none
+hangs), every accepted task
 ends ``succeeded``, no task's function completes twice, and the version is still there.
 
 Needs root (network namespaces), ``ip``, socat, HAProxy, bubblewrap, PostgreSQL and RabbitMQ
@@ -33,7 +34,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster.helpers import postgres_database, reachable
+from tests.cluster.helpers import postgres_database, reachable, shared_keys
 from tests.tasks.helpers import FAST_TASKS
 from tests.waiting import eventually
 
@@ -201,17 +202,12 @@ def _start(root: Path, stack: ExitStack, database: str) -> Running:
     env = {**FAST_TASKS, "HYAC_QUEUE": "celery", "HYAC_CELERY_QUEUE": f"hyac-{nodes.tag}",
            "HYAC_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//", "HYAC_DATABASE_URL": database,
            "HYAC_CONFIG_DIR": str(root / "config")}
-    serve = ["serve", "--host", "0.0.0.0", "--port", "8040", "--sandbox", "bwrap"]
-    first = agents[0]
-    first.start(serve, env)
-    eventually(lambda: (first.data_dir / "agent.json").exists(), timeout=60)
-    for other in agents[1:] + workers:  # the keys every node shares
-        for key in ("secrets.key", "agent.token"):
-            shutil.copy2(first.data_dir / key, other.data_dir / key)
-    agents[1].start(serve, env)
+    shared_keys(*(host.data_dir for host in agents + workers))
+    for agent in agents:  # every host boots at once
+        agent.start(["serve", "--host", "0.0.0.0", "--port", "8040", "--sandbox", "bwrap"], env)
     for worker in workers:
         worker.start(["worker", "--concurrency", "2", "--sandbox", "bwrap"], env)
-    eventually(lambda: (agents[1].data_dir / "agent.json").exists(), timeout=60)
+    eventually(lambda: all((a.data_dir / "agent.json").exists() for a in agents), timeout=60)
     eventually(lambda: all(" ready." in w.text() for w in workers), timeout=60)
     port = free_port()
     balancer = haproxy(root, agents, port)
@@ -219,7 +215,7 @@ def _start(root: Path, stack: ExitStack, database: str) -> Running:
     stack.callback(balancer.kill)
     url = f"http://127.0.0.1:{port}"
     eventually(lambda: _answers(url), timeout=30)
-    return url, (first.data_dir / "agent.token").read_text().strip(), agents, workers
+    return url, (agents[0].data_dir / "agent.token").read_text().strip(), agents, workers
 
 
 def _answers(url: str) -> bool:
@@ -233,9 +229,12 @@ def _b64(value: object) -> str:
     return base64.b64encode(json.dumps(value).encode()).decode()
 
 
-def test_killing_an_agent_and_a_worker_under_load(cluster: Running) -> None:
+def test_killing_an_agent_and_a_worker_under_load(
+    cluster: Running, request: pytest.FixtureRequest,
+) -> None:
     url, token, agents, workers = cluster
     api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    request.addfinalizer(api.close)
     for name, source in (
         ("echo", "def main(context):\n    return context.request.json()\n"),
         ("job", """
@@ -302,9 +301,10 @@ def main(context):
         for thread in threads:
             thread.join(timeout=60)
     failed = [(sent, s) for sent, s in statuses if s != 200]
-    # Only requests sent to the agent while it died fail, at once, with 502/503 (none waits
-    # for a timeout); every one sent after it was gone is served by the other agent.
-    assert all(s in (502, 503) for _, s in failed), sorted(str(s) for _, s in failed)
+    # Only requests sent to the agent while it died fail, at once (none waits for a
+    # timeout): with 502/503, or now and then with the connection closed unanswered, which
+    # is how HAProxy ends some of them; every one sent after it was gone is served.
+    assert all(s in (502, 503, "RemoteProtocolError") for _, s in failed), failed
     assert all(sent < gone for sent, _ in failed), [round(sent - gone, 3) for sent, _ in failed]
     assert [s for sent, s in statuses if sent > gone] == [200] * sum(sent > gone for sent, _ in statuses)
 

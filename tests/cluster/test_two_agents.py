@@ -10,11 +10,12 @@ import base64
 import shutil
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
-from tests.cluster.helpers import postgres_database
+from tests.cluster.helpers import postgres_database, shared_keys
 from tests.conftest import RunningAgent, start_agent
 from tests.waiting import eventually
 
@@ -35,12 +36,11 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     for database in postgres_database():
         home = tmp_path_factory.mktemp("cluster")
         env = {"HYAC_DATABASE_URL": database, "HYAC_CONFIG_DIR": str(home / "config")}
-        a = start_agent(home / "a" / "data", "--sandbox", "bwrap", env=env)
-        b_dir = home / "b" / "data"
-        b_dir.mkdir(parents=True)
-        # the one file nodes share: the key the tenants' secrets are encrypted with
-        shutil.copy2(a.data_dir / "secrets.key", b_dir / "secrets.key")
-        b = start_agent(b_dir, "--sandbox", "bwrap", env=env)
+        dirs = [home / "a" / "data", home / "b" / "data"]
+        shared_keys(*dirs)
+        with ThreadPoolExecutor(2) as starting:  # two hosts boot at once
+            started = [starting.submit(start_agent, d, "--sandbox", "bwrap", env=env) for d in dirs]
+        a, b = (future.result() for future in started)
         try:
             yield Pair(a, b, database)
         finally:
@@ -154,12 +154,15 @@ def main(context):
     runner = threading.Thread(target=lambda: held.append(pair.a.invoke("hold", tenant="narrow")))
     runner.start()
     try:
-        def refused_on_b() -> object:
+        def holding() -> bool:  # B sees the lease of the invocation running on A
             assert not held, f"hold ended early: {held[0].text}"  # type: ignore[attr-defined]
-            response = pair.b.invoke("ping", tenant="narrow")
-            return response.status_code == 429 and response
+            with pair.b.client("narrow") as client:
+                report = client.get("/v1/quotas").json()["quotas"]
+            return report["concurrency"]["use"] == 1
 
-        refused = eventually(refused_on_b, timeout=60)
+        eventually(holding, timeout=60)
+        refused = pair.b.invoke("ping", tenant="narrow")
+        assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["quota"] == "concurrency"
         set_quotas(pair.b, "narrow", concurrency=2)
         eventually(lambda: pair.a.invoke("free", tenant="narrow").status_code == 200, timeout=30)
