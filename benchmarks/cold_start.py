@@ -73,6 +73,13 @@ async def measure_backend(name: str, runs: int, workdir: Path) -> dict[str, floa
     bundle = workdir / "bundle"
     (bundle / "functions").mkdir(parents=True, exist_ok=True)
     (bundle / ENTRY).write_text(JAVA_SOURCE if ENTRY.endswith(".java") else SOURCE)
+    if ENTRY.endswith(".java"):  # as a deploy does: the classes travel in the bundle
+        from hyac_agent.deps.compile import check_java
+
+        for rel, data in check_java(runtime, {ENTRY: JAVA_SOURCE.encode()}, ENTRY, None,
+                                    True).items():
+            (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
+            (bundle / rel).write_bytes(data)
     misses, hits = [], []
     for i in range(runs):
         started = time.perf_counter()

@@ -20,14 +20,20 @@ from hyac_agent.deps.sandbox import run_sandboxed
 from hyac_agent.runtimes import Runtime
 from hyac_common.errors import FunctionSyntaxError, InstallFailed
 
+#: where compiled classes travel in a bundle (runtimes/java/Bootstrap.java: Compiler.CLASSES)
+CLASSES = ".hyac/classes"
 #: the checking JVM's own heap: javac on a function's sources
 CHECK_HEAP = "-Xmx384m"
 
 
 def check_java(runtime: Runtime, files: dict[str, bytes], entry: str, deps: Path | None,
-               sandboxed: bool) -> None:
-    """Compile ``entry`` (and the files beside it) as the worker will, or raise
-    FunctionSyntaxError with javac's first error."""
+               sandboxed: bool) -> dict[str, bytes]:
+    """Compile ``entry`` (and the files beside it) as the worker would, or raise
+    FunctionSyntaxError with javac's first error. Returns the compiled classes as bundle
+    files under ``.hyac/classes/``: workers load them instead of compiling again."""
+    if any(PurePosixPath(rel).parts[0] == ".hyac" for rel in files):
+        raise FunctionSyntaxError(".hyac/ in a java17 bundle is the agent's (compiled classes); "
+                                  "rename it", path=".hyac", line=0)
     if not entry.endswith(".java"):
         raise FunctionSyntaxError(f"{entry}: a java17 function's entry is a .java file",
                                   path=entry, line=0)
@@ -40,13 +46,15 @@ def check_java(runtime: Runtime, files: dict[str, bytes], entry: str, deps: Path
         env = {"HYAC_JAVA_DEPS": str(deps)} if deps is not None else {}
         argv = [str(runtime.interpreter), CHECK_HEAP, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                 "-XX:-UsePerfData", f"-Dhyac.api={runtime.folder / 'api'}",
-                str(runtime.bootstrap), "--check", str(code), entry]
+                str(runtime.bootstrap), "--check", str(code), entry, str(code / CLASSES)]
         readable = [runtime.folder, runtime.prefix, *([deps] if deps is not None else []),
                     *(Path(p) for p in runtime.host_paths if Path(p).is_dir())]
         result = run_sandboxed(argv, writable=code, readable=readable, network=False,
                                timeout=120.0, sandboxed=sandboxed, env=env)
-    if result.returncode == 0:
-        return
+        if result.returncode == 0:
+            out = code / CLASSES
+            return {f"{CLASSES}/{p.name}": p.read_bytes() for p in sorted(out.iterdir())
+                    if p.is_file() and not p.is_symlink()} if out.is_dir() else {}
     try:
         info = json.loads(result.stdout.strip().splitlines()[-1])
         where_path, line, message = str(info["path"]), int(info["line"]), str(info["message"])

@@ -150,9 +150,10 @@ class FunctionService:
             # Compiled against the resolved jars, in the sandbox: an error deploys nothing.
             from hyac_agent.deps.compile import check_java
 
-            await asyncio.to_thread(check_java, runtime, files, request.entry,
-                                    prepared.path if prepared is not None else None,
-                                    self.deps.sandboxed)
+            # Its classes travel in the bundle: workers load them without compiling.
+            files = {**files, **await asyncio.to_thread(
+                check_java, runtime, files, request.entry,
+                prepared.path if prepared is not None else None, self.deps.sandboxed)}
         if not self.bundles.exists(sha):
             await asyncio.to_thread(self.bundles.write, sha, files)
         # The bundle is complete on disk before the store points at it, and the shared

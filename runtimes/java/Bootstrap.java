@@ -75,8 +75,8 @@ public class Bootstrap {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length >= 2 && args[0].equals("--check")) {
-            check(Paths.get(args[1]), args[2 < args.length ? 2 : 1]);
+        if (args.length >= 3 && args[0].equals("--check")) {
+            check(Paths.get(args[1]), args[2], args.length > 3 ? Paths.get(args[3]) : null);
             return;
         }
         String path = System.getenv("HYAC_CHANNEL_PATH");
@@ -100,10 +100,13 @@ public class Bootstrap {
         channel.serve(worker);
     }
 
-    /** The deploy-time check: compile, print the first error as JSON, exit 1 on one. */
-    static void check(Path codeDir, String entry) throws IOException {
+    /** The deploy-time check: compile, print the first error as JSON, exit 1 on one; with
+     * ``out``, write the classes there (they travel in the bundle, so workers load them
+     * without compiling). */
+    static void check(Path codeDir, String entry, Path out) throws IOException {
         try {
-            Compiler.compile(codeDir, entry);
+            Compiler.Memory memory = Compiler.compile(codeDir, entry);
+            if (out != null) memory.save(out);
         } catch (CompileError err) {
             Map<String, Object> info = new LinkedHashMap<>();
             info.put("path", err.path);
@@ -129,6 +132,8 @@ class CompileError extends Exception {
 
 /** javac in memory: the function's sources against the Context API and its jars. */
 final class Compiler {
+    /** Where a deploy puts the compiled classes, relative to the code directory. */
+    static final String CLASSES = ".hyac/classes";
     static final Path API = Paths.get(System.getProperty("hyac.api",
             Paths.get(System.getProperty("jdk.internal.java.source.file", "/runtime/Bootstrap.java"))
                     .toAbsolutePath().getParent().resolve("api").toString()));
@@ -252,6 +257,37 @@ final class Compiler {
                     return out;
                 }
             };
+        }
+
+        /** Write the classes as OUT/NAME.class, and the sources map as OUT/sources.json. */
+        void save(Path out) throws IOException {
+            Files.createDirectories(out);
+            for (Map.Entry<String, ByteArrayOutputStream> e : classes.entrySet()) {
+                Files.write(out.resolve(e.getKey() + ".class"), e.getValue().toByteArray());
+            }
+            Files.writeString(out.resolve("sources.json"), Json.write(sources));
+        }
+
+        /** Classes a deploy saved, or null when there are none. */
+        @SuppressWarnings("unchecked")
+        static Memory load(Path folder) throws IOException {
+            Path index = folder.resolve("sources.json");
+            if (!Files.isRegularFile(index)) return null;
+            Memory memory = new Memory(ToolProvider.getSystemJavaCompiler().getStandardFileManager(null, Locale.ROOT, StandardCharsets.UTF_8));
+            Object sources = Json.parse(Files.readString(index));
+            if (sources instanceof Map) {
+                ((Map<String, Object>) sources).forEach((k, v) -> memory.sources.put(k, String.valueOf(v)));
+            }
+            try (Stream<Path> list = Files.list(folder)) {
+                for (Path file : (Iterable<Path>) list::iterator) {
+                    String name = file.getFileName().toString();
+                    if (!name.endsWith(".class")) continue;
+                    ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+                    bytes.write(Files.readAllBytes(file));
+                    memory.classes.put(name.substring(0, name.length() - ".class".length()), bytes);
+                }
+            }
+            return memory;
         }
 
         ClassLoader loader(List<Path> jars) throws IOException {
@@ -481,7 +517,10 @@ final class Worker {
 
     boolean load() {
         try {
-            Compiler.Memory memory = Compiler.compile(codeDir, entry);
+            // Classes compiled at deploy travel in the bundle; else (an older version, a
+            // bundle sent without them) compile now.
+            Compiler.Memory memory = Compiler.Memory.load(codeDir.resolve(Compiler.CLASSES));
+            if (memory == null) memory = Compiler.compile(codeDir, entry);
             sources = memory.sources;
             String className = Paths.get(entry).getFileName().toString().replaceFirst("\\.java$", "");
             ClassLoader loader = memory.loader(Compiler.jars());

@@ -134,6 +134,11 @@ def test_a_compile_error_is_one_line_and_deploys_nothing(agent: RunningAgent) ->
     assert error["message"] == "functions/Broken.java:3: ';' expected"
     with agent.client() as client:
         assert client.get("/v1/functions/broken").status_code == 404
+    # .hyac/classes/ is where the agent puts the classes it compiled: not the user's.
+    forged = deploy(agent, "broken", {"functions/Broken.java": source.replace(")\n", ");\n"),
+                                      ".hyac/classes/Broken.class": "\xca\xfe"},
+                    entry="functions/Broken.java")
+    assert forged.status_code == 400 and ".hyac/" in forged.json()["error"]["message"]
 
 
 HOST_CALLS = """\
