@@ -157,7 +157,7 @@ final class Compiler {
                 + "    return Map.of(\"out\", out, \"n\", keys.stream().mapToInt(String::length).sum());\n"
                 + "  }\n"
                 + "}\n";
-        for (int round = 0; round < 3 && !initialised; round++) {
+        for (int round = 0; round < 1 && !initialised; round++) {
             try {
                 JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
                 StandardJavaFileManager files = javac.getStandardFileManager(null, Locale.ROOT, StandardCharsets.UTF_8);
