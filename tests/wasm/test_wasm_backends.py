@@ -16,6 +16,7 @@ import pytest
 from hyac_agent import runtimes
 from hyac_common.errors import InvalidInput
 from tests.conftest import RunningAgent, start_agent
+from tests.waiting import eventually
 from tests.wasm.test_wasm_runtime import ATTACKS, WASM, deploy, value
 
 
@@ -42,8 +43,16 @@ def agent(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         pytest.skip(f"PYTHON3.12-WASM ON {backend.upper()} NOT TESTED: {reason}")
     data_dir = tmp_path_factory.mktemp(f"wasm-{backend}") / "data"
     env = {key: value for key, value in os.environ.items() if not key.startswith("HYAC_")}
-    env.update(HYAC_DATA_DIR=str(data_dir), HYAC_SANDBOX=backend)
+    # A pooled python3.12-wasm sandbox, ready before any test: its engine's store limit
+    # was sized for the default memory, so it must not be resized for "fn"'s 192 MiB.
+    env.update(HYAC_DATA_DIR=str(data_dir), HYAC_SANDBOX=backend, HYAC_POOL_RUNTIMES=WASM)
     running = start_agent(data_dir, "--sandbox", backend, env=env)
+
+    def pooled() -> bool:
+        with running.client() as client:
+            return bool(client.get("/v1/agent").json()["extra"]["pool"]["generic"])
+
+    eventually(pooled)
     yield running
     running.kill(signal.SIGTERM)
 
@@ -90,7 +99,8 @@ def test_host_calls_escapes_and_the_engine_memory_limit(agent: RunningAgent) -> 
     assert response.status_code == 502, response.text
     assert response.json()["error"]["code"] == "out_of_memory"
     # the guest's MemoryError under the engine's store limit, not the container's OOM
-    # kill: the same warm instance answers next, its call count intact
+    # kill: the same warm instance answers next, its call count intact (a pooled sandbox
+    # resized from the default memory would have been OOM-killed: counted from 1 again)
     assert value(agent, "fn")["calls"] == 7
 
 
