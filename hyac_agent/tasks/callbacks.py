@@ -16,6 +16,7 @@ and a redirect is an answer (not 2xx), never followed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -159,7 +160,10 @@ class _PinnedBackend:
         await self._inner.sleep(seconds)
 
 
+@functools.lru_cache(maxsize=1)
 def _ssl_context() -> ssl.SSLContext:
+    # Made once: loading the CA bundle costs more than the request it secures, and a
+    # context is safe to share between connections.
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
