@@ -113,12 +113,16 @@ def test_init_javac_deploy_invoke_logs(agent: RunningAgent, tmp_path: Path) -> N
     assert called.returncode == 0, called.stderr
     assert json.loads(called.stdout) == {"hello": "Ada"}
 
-    def logged() -> bool:
-        logs = cli(agent, "logs", "hello", "--json", cwd=project)
-        return any(json.loads(line).get("message") == "greeting Ada"
-                   for line in logs.stdout.splitlines() if line.strip())
+    def logged() -> bool:  # polled through the API: one CLI process per poll is slow
+        with agent.client() as client:
+            records = client.get("/v1/logs", params={"function": "hello"}).json()
+        return any(r["message"] == "greeting Ada" for r in records)
 
     eventually(logged, timeout=60)
+    logs = cli(agent, "logs", "hello", "--json", cwd=project)
+    assert logs.returncode == 0, logs.stderr
+    assert any(json.loads(line).get("message") == "greeting Ada"
+               for line in logs.stdout.splitlines() if line.strip())
 
 
 def test_a_compile_error_is_one_line_and_deploys_nothing(agent: RunningAgent) -> None:
