@@ -3,8 +3,9 @@
 
 Agents and workers share only the store (PostgreSQL, which keeps the bundles too: see
 hyac_agent/bundles.py), the broker and the secrets key; the broker is Redis
-(``redis://``) or RabbitMQ (``amqp://user:password@host:5672/vhost``). A broker message carries nothing but a task id; the worker claims the task in
-the store exactly as the embedded engine does. Messages are acknowledged late and
+(``redis://``) or RabbitMQ (``amqp://user:password@host:5672/vhost``). A broker message
+carries nothing but a task id; the worker claims the task in the store exactly as the
+embedded engine does. Messages are acknowledged late and
 rejected when their worker is lost, and every worker also sweeps the store for runs
 whose lease expired (a worker killed mid-task) and sends them again, so a lost worker
 means a retry, never a lost task. Duplicate messages are harmless: only one claim of a
