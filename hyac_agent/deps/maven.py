@@ -107,7 +107,26 @@ def _text(element: ET.Element | None, tag: str, ns: str) -> str:
     return (found.text or "").strip() if found is not None else ""
 
 
-def _dependencies(pom: Path, own: Artifact) -> list[Artifact]:
+def _unversioned(group: str, name: str, repos: list[Path], pinned: dict[str, str]) -> str:
+    """The version of a dependency whose POM leaves it to a parent's dependencyManagement:
+    the user's own pin, else the repository's only version (Debian's ``debian`` alias
+    when there are several), else ""."""
+    if f"{group}:{name}" in pinned:
+        return pinned[f"{group}:{name}"]
+    for repo in repos:
+        folder = repo.joinpath(*group.split("."), name)
+        if not folder.is_dir():
+            continue
+        versions = sorted(v.name for v in folder.iterdir() if v.is_dir())
+        if "debian" in versions:
+            return "debian"
+        if len(versions) == 1:
+            return versions[0]
+    return ""
+
+
+def _dependencies(pom: Path, own: Artifact, repos: list[Path] | None = None,
+                  pinned: dict[str, str] | None = None) -> list[Artifact]:
     """The compile and runtime dependencies a POM declares, with properties replaced."""
     try:
         root = ET.parse(pom).getroot()  # noqa: S314
@@ -137,16 +156,22 @@ def _dependencies(pom: Path, own: Artifact) -> list[Artifact]:
             continue
         group, name = expand(_text(dep, "groupId", ns)), expand(_text(dep, "artifactId", ns))
         version = expand(_text(dep, "version", ns))
+        if not version and repos is not None:
+            version = _unversioned(group, name, repos, pinned or {})
         if not version or "$" in version or not _COORD.match(f"{group}:{name}:{version}"):
             raise InstallFailed(f"{own} needs {group}:{name} at a version its POM does not "
-                                f"state ({version or 'none'}); require it explicitly")
+                                f"state ({version or 'none'}), and the agent's Maven "
+                                "repositories do not hold it in a single version: require "
+                                "it explicitly (group:artifact:version)")
         found.append(Artifact(group, name, version))
     return found
 
 
 def resolve(requirements: list[str], repos: list[Path]) -> str:
     """The lock of ``requirements``: every jar of the graph with its sha256."""
-    queue = [(a, str(a)) for a in check_requirements(requirements)]
+    direct = check_requirements(requirements)
+    pinned = {a.key: a.version for a in direct}
+    queue = [(a, str(a)) for a in direct]
     chosen: dict[str, tuple[Artifact, str, Path]] = {}  # key -> (artifact, via, real jar)
     while queue:
         artifact, via = queue.pop(0)
@@ -164,7 +189,8 @@ def resolve(requirements: list[str], repos: list[Path]) -> str:
         if len(chosen) > _MAX_ARTIFACTS:
             raise InstallFailed(f"the dependencies need more than {_MAX_ARTIFACTS} jars")
         if pom is not None:
-            queue += [(dep, f"{via} -> {dep}") for dep in _dependencies(pom, artifact)]
+            queue += [(dep, f"{via} -> {dep}")
+                      for dep in _dependencies(pom, artifact, repos, pinned)]
     lines = []
     for artifact, _via, real in chosen.values():
         digest = hashlib.sha256(real.read_bytes()).hexdigest()

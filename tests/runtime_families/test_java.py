@@ -358,3 +358,37 @@ def test_a_java_function_reaches_nothing_outside_its_sandbox(agent: RunningAgent
         "agent_data": "refused", "write_code": "refused", "write_runtime": "refused",
         "loopback": "refused", "env_token": False, "home_files": False,
     }, seen
+
+
+def _artifact(repo: Path, group: str, name: str, version: str, deps: str = "") -> None:
+    folder = repo.joinpath(*group.split("."), name, version)
+    folder.mkdir(parents=True)
+    (folder / f"{name}-{version}.jar").write_bytes(f"{group}:{name}:{version}".encode())
+    (folder / f"{name}-{version}.pom").write_text(
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><properties><v>2.0</v></properties>'
+        f"<dependencies>{deps}</dependencies></project>")
+
+
+def test_the_offline_resolver_follows_poms_and_refuses_conflicts(tmp_path: Path) -> None:
+    """Transitive compile/runtime dependencies (a version from a property, one left to a
+    parent's dependencyManagement), test and optional ones left out; two versions of one
+    artifact anywhere in the graph refused, naming the paths."""
+    from hyac_agent.deps import maven
+    from hyac_common.errors import DependencyConflict
+
+    dep = "<dependency><groupId>g</groupId><artifactId>{}</artifactId>{}</dependency>"
+    _artifact(tmp_path, "g", "app", "1.0", dep.format("lib", "<version>${v}</version>")
+              + dep.format("managed", "") + dep.format("tested", "<scope>test</scope>")
+              + dep.format("opt", "<version>1</version><optional>true</optional>"))
+    _artifact(tmp_path, "g", "lib", "2.0")
+    _artifact(tmp_path, "g", "lib", "1.0")
+    _artifact(tmp_path, "g", "managed", "3.1")
+    lock = maven.resolve(["g:app:1.0"], [tmp_path])
+    assert [line.split(" ")[0] for line in lock.splitlines()] == [
+        "g:app:1.0", "g:lib:2.0", "g:managed:3.1"]
+    env = tmp_path / "env"
+    maven.install(lock, env, [tmp_path])
+    assert sorted(p.name for p in (env / "lib").iterdir()) == [
+        "g.app-1.0.jar", "g.lib-2.0.jar", "g.managed-3.1.jar"]
+    with pytest.raises(DependencyConflict, match="g:lib: 1.0 .*and 2.0 \\(from g:app:1.0 -> g:lib:2.0\\)"):
+        maven.resolve(["g:lib:1.0", "g:app:1.0"], [tmp_path])
