@@ -7,6 +7,7 @@ both)."""
 from __future__ import annotations
 
 import base64
+import functools
 import shutil
 import signal
 from collections.abc import Iterator
@@ -87,6 +88,15 @@ def test_env_set_on_one_agent_reaches_the_warm_workers_of_the_other(pair: Pair) 
     with pair.a.client() as client:
         assert client.put("/v1/env", json={"values": {"REGION": "eu"}}).status_code < 300
     eventually(lambda: serves(pair.b, "region", "eu"), timeout=30)
+
+
+def test_a_secret_changed_on_one_agent_is_what_the_other_runs_with(pair: Pair) -> None:
+    pair.a.deploy("key", "def main(context):\n    return context.secrets.get('API_KEY', '-')\n")
+    for value in ("first", "second"):
+        with pair.a.client() as client:
+            response = client.put("/v1/secrets/API_KEY", json={"value": value})
+        assert response.status_code == 204, response.text
+        eventually(functools.partial(serves, pair.b, "key", value), timeout=30)
 
 
 def test_a_missing_bundle_names_no_internal_path(pair: Pair) -> None:
