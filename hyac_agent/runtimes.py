@@ -73,6 +73,12 @@ class Runtime:
     #: bound read-only at the same path by the process backends and build steps
     host_paths: tuple[str, ...] = ()
 
+    @property
+    def sized_at_start(self) -> bool:
+        """Whether the worker sizes itself from its memory at start (``{heap_mb}``): a
+        pooled one then cannot take a function with other memory."""
+        return any("{heap_mb}" in a for a in (*self.args, *(self.deps_args or ())))
+
     def command(
         self, runtime_mount: str, *, channel: str = "", deps: bool = False, code: str = "/code",
         memory_bytes: int | None = None,

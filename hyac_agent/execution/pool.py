@@ -225,6 +225,12 @@ class WorkerPool:
             if sandbox.process.returncode is not None:
                 self._spawn(sandbox.kill())
                 continue
+            if entry.runtime.sized_at_start and \
+                    limits.memory_bytes != self.backend.settings.limits.memory_bytes:
+                # Its heap was sized for the pool's memory (a JVM's -Xmx): a function
+                # with other memory gets a worker of its own.
+                ready.insert(0, entry)
+                return None
             if not sandbox.set_limits(limits):
                 # This sandbox cannot take the function's limits: keep it for another.
                 ready.insert(0, entry)

@@ -35,7 +35,9 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
     home = tmp_path_factory.mktemp("java-agent")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYAC_")}
-    env.update(HYAC_POOL_SIZE="0", HYAC_CONFIG_DIR=str(home / "config"))
+    # A warm pool of Java workers: it hides the JVM's start, which is what it is for.
+    env.update(HYAC_POOL_SIZE="1", HYAC_POOL_RUNTIMES="java17",
+               HYAC_CONFIG_DIR=str(home / "config"))
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
@@ -392,3 +394,22 @@ def test_the_offline_resolver_follows_poms_and_refuses_conflicts(tmp_path: Path)
         "g.app-1.0.jar", "g.lib-2.0.jar", "g.managed-3.1.jar"]
     with pytest.raises(DependencyConflict, match="g:lib: 1.0 .*and 2.0 \\(from g:app:1.0 -> g:lib:2.0\\)"):
         maven.resolve(["g:lib:1.0", "g:app:1.0"], [tmp_path])
+
+
+def test_the_warm_pool_serves_a_new_java_function(agent: RunningAgent) -> None:
+    """A generic JVM waits in the pool; a new function's first call takes it (a hit)."""
+    def pool() -> dict:
+        with agent.client() as client:
+            return client.get("/v1/agent").json()["extra"]["pool"]
+
+    source = ("public class Warm {\n"
+              "    public static Object handle(Context context) {\n"
+              "        return context.function.name;\n"
+              "    }\n"
+              "}\n")
+    assert deploy(agent, "warm", {"functions/Warm.java": source}).status_code == 201
+    eventually(lambda: pool()["generic"] >= 1, timeout=120)
+    hits = pool()["hits"]
+    result = invoke(agent, "warm")
+    assert result["ok"] and base64.b64decode(result["body_b64"]) == b"warm"
+    assert pool()["hits"] == hits + 1
