@@ -32,6 +32,7 @@ SHIFT = 1  # lines the prelude adds before the user's first line
 MAX_SOURCE_BYTES = 512 * 1024
 MAX_ITEMS = 200
 HANDLER = "main"
+_WORD = "_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 T = TypeVar("T")
 
 
@@ -131,17 +132,15 @@ class EditorService:
         if named is not None:
             return named
         typed = line_of(query.source, line)[:column]
-        word = typed[len(typed.rstrip("_" + "abcdefghijklmnopqrstuvwxyz"
-                                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")):]
-        private = word.startswith("_")
+        private = typed[len(typed.rstrip(_WORD)):].startswith("_")
         items = []
         for c in self._script(query, facts).complete(line + SHIFT, column):
             if c.name.startswith("__") and not private:
                 continue
             items.append({
                 "label": c.name, "kind": c.type, "detail": c.description,
-                "documentation": _doc(c), "insert_text": c.complete or "",
-                "replace": len(word),
+                "documentation": _doc(c), "insert_text": c.name,
+                "replace": len(c.name) - len(c.complete or ""),
             })
             if len(items) >= MAX_ITEMS:
                 break
@@ -183,10 +182,9 @@ class EditorService:
         items = []
         for value in names:
             if value.startswith(prefix):
-                text = value if quote else f'"{value}"'
                 items.append({"label": value, "kind": "string", "detail": alias,
-                              "documentation": "", "insert_text": text[len(prefix):] if quote
-                              else text, "replace": 0 if quote else len(prefix)})
+                              "documentation": "", "insert_text": value if quote
+                              else f'"{value}"', "replace": len(prefix)})
         return items
 
 

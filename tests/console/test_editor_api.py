@@ -51,7 +51,11 @@ def test_completion_hover_and_diagnostics_know_the_context(api_agent: AgentClien
         labels = {i["label"] for i in items}
         assert {"kv", "storage", "mail", "env", "secrets", "invoke"} <= labels, labels
         kv = next(i for i in items if i["label"] == "kv")
-        assert kv["insert_text"] == "kv" and kv["kind"]
+        assert kv["insert_text"] == "kv" and kv["replace"] == 0 and kv["kind"]
+        source = _with_line("context.st")
+        storage = post("complete", **_at(source, "context.st")).json()["items"]
+        assert ("storage", "storage", 2) in {(i["label"], i["insert_text"], i["replace"])
+                                             for i in storage}
 
         source = _with_line("context.kv.")
         labels = {i["label"] for i in post("complete", **_at(source, "kv.")).json()["items"]}
@@ -62,7 +66,8 @@ def test_completion_hover_and_diagnostics_know_the_context(api_agent: AgentClien
         assert {i["label"] for i in env} == {"API_BASE", "REGION"}
         source = _with_line('context.secrets["ST')
         secrets = post("complete", **_at(source, '["ST')).json()["items"]
-        assert [(i["label"], i["insert_text"]) for i in secrets] == [("STRIPE_KEY", "RIPE_KEY")]
+        assert [(i["label"], i["insert_text"], i["replace"]) for i in secrets] == [
+            ("STRIPE_KEY", "STRIPE_KEY", 2)]
         source = _with_line('context.invoke("')
         functions = post("complete", **_at(source, 'invoke("')).json()["items"]
         assert {i["label"] for i in functions} == {"edited", "other-fn"}

@@ -5,6 +5,7 @@ import { clear, h, say } from "./dom.js";
 import { adminView } from "./views/admin.js";
 import { auditView } from "./views/audit.js";
 import { domainsView } from "./views/domains.js";
+import { editorView } from "./views/editor.js";
 import { functionsView } from "./views/functions.js";
 import { logsView } from "./views/logs.js";
 import { notificationsView } from "./views/notifications.js";
@@ -29,6 +30,8 @@ const VIEWS = [
   { id: "admin", title: "Tenants & access", render: adminView, may: (me) => isAdmin(me) },
   { id: "audit", title: "Audit", render: auditView, may: (me) => isAdmin(me) },
   { id: "settings", title: "Settings", render: settingsView, may: (me) => me.owner },
+  // opened from a function's page, not from the navigation
+  { id: "edit", title: "Editor", render: editorView, may: () => true, hidden: true },
 ];
 
 export function isAdmin(me, tenant) {
@@ -55,7 +58,10 @@ async function show() {
     if (link.dataset.view === view.id) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  const root = clear(main());
+  // A fresh container per view: a slower view still rendering after the user moved on
+  // fills a detached node, not the page (nor does it take the new view's focus).
+  const root = h("div", { class: "view" });
+  clear(main()).append(root);
   if (!view.may(state.me)) {
     root.append(h("h1", {}, view.title), h("p", { class: "notice" },
       "This view needs an administrator of the tenant or the platform owner."));
@@ -63,7 +69,9 @@ async function show() {
   }
   document.title = `${view.title} · Hyac console`;
   try {
-    state.stop = (await view.render(root, { me: state.me, rest })) || null;
+    const stop = (await view.render(root, { me: state.me, rest })) || null;
+    if (root.isConnected) state.stop = stop;
+    else if (stop) stop();  // the user left while it rendered
   } catch (error) {
     root.append(h("p", { class: "error", role: "alert" }, error.message));
   }
@@ -71,7 +79,7 @@ async function show() {
 
 function renderNav() {
   const nav = clear(document.getElementById("nav"));
-  nav.append(h("ul", {}, VIEWS.filter((v) => v.may(state.me)).map((v) =>
+  nav.append(h("ul", {}, VIEWS.filter((v) => !v.hidden && v.may(state.me)).map((v) =>
     h("li", {}, h("a", { href: `#/${v.id}`, "data-view": v.id }, v.title)))));
   nav.hidden = false;
 }

@@ -20,7 +20,8 @@ export async function functionsView(root, { rest }) {
 }
 
 async function functionDetail(root, name) {
-  root.append(h("p", {}, h("a", { href: "#/functions" }, "← Functions")), h("h1", {}, name));
+  root.append(h("p", {}, h("a", { href: "#/functions" }, "← Functions")), h("h1", {}, name),
+    h("p", {}, h("a", { href: `#/edit/${encodeURIComponent(name)}`, id: "open-editor" }, "Open in the editor")));
   const versions = await api("GET", `/v1/console/functions/${encodeURIComponent(name)}/versions`);
   const active = versions.find((v) => v.active);
   root.append(invokePanel(name, active ? active.sample : null));

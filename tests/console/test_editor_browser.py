@@ -1,0 +1,120 @@
+"""The console's editor in Debian's chromium: `context.` completes the context's members,
+`context.env["` the tenant's env names, a misspelt member is underlined, Save shows the
+diff and makes version N+1 whose response the Run panel shows, and a save from an editor
+opened before another save is refused."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import RunningAgent, current_runtime
+from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS, Watched
+
+try:  # test_browser has already skipped loudly without playwright or chromium
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:
+    pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40'",
+                allow_module_level=True)
+
+SOURCE = 'def main(context):\n    pass\n    return {"answer": "one"}\n'
+SAMPLE = {"method": "POST", "path": "/", "query": {}, "headers": {}, "body": {"n": 1}}
+
+
+@pytest.fixture(scope="module")
+def agent(console_agent: RunningAgent) -> RunningAgent:
+    with console_agent.client() as client:
+        answer = client.put("/v1/functions/edited", json={
+            "entry": "main.py", "files_b64": {"main.py": base64.b64encode(SOURCE.encode()).decode()},
+            "config": {"runtime": current_runtime(), "env": {"REGION": "eu"}}, "sample": SAMPLE})
+        assert answer.status_code == 201, answer.text
+    return console_agent
+
+
+@pytest.fixture(scope="module")
+def page(agent: RunningAgent) -> Iterator[Watched]:
+    with sync_playwright() as playwright:
+        browser: Browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        watched = Watched(context.new_page())
+        watched.page.goto(f"{agent.url}/console/")
+        watched.page.get_by_label("API token").fill(agent.token)
+        watched.page.get_by_role("button", name="Sign in").click()
+        expect(watched.page.locator("main h1")).to_have_text("Overview")
+        yield watched
+        context.close()
+        browser.close()
+
+
+def open_editor(page: Page) -> None:
+    page.goto(page.url.split("#")[0] + "#/functions/edited")
+    page.get_by_role("link", name="Open in the editor").click()
+    expect(page.locator("main h1")).to_have_text("Edit edited")
+    expect(page.locator("#editor .cm-content")).to_contain_text("def main(context):")
+    expect(page.locator("main")).to_be_focused()  # the console focuses a view once shown
+
+
+def replace_line(page: Page, line: int, text: str) -> None:
+    """Select line ``line``'s text after its indentation and type ``text`` over it."""
+    page.locator("#editor .cm-line").nth(line - 1).click()
+    page.keyboard.press("End")
+    page.keyboard.press("Shift+Home")
+    page.keyboard.type(text, delay=30)
+
+
+def replace_all(page: Page, text: str) -> None:
+    """The whole file becomes ``text``, as a paste would make it (no auto-indentation)."""
+    page.locator("#editor .cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(text)
+
+
+def test_completion_and_diagnostics(page: Watched) -> None:
+    p = page.page
+    open_editor(p)
+    replace_line(p, 2, "context.")
+    popup = p.locator(".cm-tooltip-autocomplete")
+    expect(popup).to_be_visible()
+    for member in ("kv", "storage", "mail", "env", "secrets", "invoke"):
+        expect(popup.get_by_text(member, exact=True).first).to_be_visible()
+    p.keyboard.press("Escape")
+    p.keyboard.type('env["', delay=30)
+    expect(popup.get_by_text("REGION", exact=True)).to_be_visible()
+    p.keyboard.press("Escape")
+    # a misspelt member: underlined by the debounced diagnostics
+    # one line: leading spaces typed into the page arrive as no-break spaces
+    replace_all(p, "def main(context): return context.kvv.get('a')\n")
+    expect(p.locator("#editor .cm-lintRange-error")).to_have_text("kvv")
+    assert page.errors == [], page.errors
+
+
+def test_save_makes_the_next_version_and_a_stale_editor_is_refused(page: Watched,
+                                                                  agent: RunningAgent) -> None:
+    p = page.page
+    open_editor(p)
+    expect(p.locator("#editor-version")).to_contain_text("v1")
+    replace_all(p, 'def main(context): return {"answer": "two"}\n')
+    p.get_by_role("button", name="Save…").click()
+    expect(p.locator("#editor-diff .add")).to_contain_text(['"two"'])
+    expect(p.locator("#editor-diff .del").last).to_contain_text('"one"')
+    p.get_by_role("button", name="Deploy").click()
+    expect(p.locator("#editor-saved")).to_have_text("Saved: v2 is live.")
+    p.get_by_role("button", name="Run with the sample").click()
+    expect(p.locator("#editor-status")).to_have_text("200")
+    expect(p.locator("#editor-response")).to_contain_text('"two"')
+    # Someone else saves v3 while this editor still holds v2: this save is refused.
+    with agent.client() as client:
+        moved = client.post("/v1/editor/save", json={
+            "function": "edited", "files": {"main.py": SOURCE.replace("one", "three")},
+            "expected_active_version": 2})
+        assert moved.status_code == 200 and moved.json()["version"] == 3, moved.text
+    replace_all(p, 'def main(context): return {"answer": "mine"}\n')
+    p.get_by_role("button", name="Save…").click()
+    p.get_by_role("button", name="Deploy").click()
+    expect(p.locator("#editor-error")).to_contain_text("is at version 3 now")
+    with agent.client() as client:
+        versions = client.get("/v1/functions/edited/versions").json()
+    assert [v["version"] for v in versions if v["active"]] == [3]
+    assert page.errors == [] and page.dialogs == [], (page.errors, page.dialogs)
