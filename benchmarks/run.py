@@ -38,6 +38,7 @@ BENCHMARKS = {
     "queue": "benchmarks.bench_queue",
     "wasm": "benchmarks.bench_wasm",
     "cluster": "benchmarks.bench_cluster",
+    "editor": "benchmarks.bench_editor",
 }
 #: scripts other people own, run as ``python SCRIPT [--short] --json PATH`` when present;
 #: their JSON is kept as it is under ``extra`` (cold_start.py's figures also feed "cold")
