@@ -100,6 +100,8 @@ class EditorService:
         def guarded() -> T:
             try:
                 return work()
+            except (RecursionError, MemoryError):  # jedi's and the compiler's limits
+                raise InvalidInput("the source is nested too deeply to analyse") from None
             finally:
                 self._slots.release()
 

@@ -4,11 +4,15 @@ save deploys through the ordinary path, refused when the active version moved.""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hyac_agent.editor import EditorService, Query
+from hyac_common.errors import AnalysisTimeout
 from hyac_common.stubs import ProjectFacts, build_stubs
 from tests.conftest import AgentClient
 from tests.console.conftest import make_user
@@ -117,6 +121,18 @@ def test_hostile_input_is_refused_with_json_errors(api_agent: AgentClient) -> No
                 answer = client.post(f"/v1/editor/{path}", json=body)
                 assert answer.status_code == status, (list(extra), path, answer.text[:200])
                 assert set(answer.json()["error"]) >= {"code", "message"}
+        # the compiler runs out of memory on this one: a 400, the agent unharmed
+        deep = {"function": "edited", "file": ENTRY, "source": "x = " + "-" * 200_000 + "1"}
+        assert client.post("/v1/editor/diagnostics", json=deep).status_code == 400
+        assert client.post("/v1/editor/diagnostics", json={
+            "function": "edited", "file": ENTRY, "source": SOURCE}).json() == {"diagnostics": []}
+        # pathological sources: an answer or a 400 (nested too deeply), never a 500
+        for source in ("(" * 5_000, "[" * 300 + "]" * 300):
+            for path in ("complete", "hover", "diagnostics"):
+                answer = client.post(f"/v1/editor/{path}", json={
+                    "function": "edited", "file": ENTRY, "source": source, "line": 1,
+                    "column": len(source)})
+                assert answer.status_code in (200, 400), (source[:10], path, answer.text)
 
 
 def test_save_deploys_and_refuses_a_stale_editor(api_agent: AgentClient) -> None:
@@ -157,3 +173,26 @@ def test_the_editor_prepends_the_shim_of_hyac_stubs(tmp_path: Path) -> None:
     # and the user's position maps back: completing on line 1 sees the user's line 1
     items = service.complete(Query("import json\njson.du", 2, 7), facts)
     assert [i["label"] for i in items] == ["dump", "dumps"]
+
+
+def test_a_slow_analysis_is_cut_off_and_keeps_its_slot(tmp_path: Path) -> None:
+    """The time cap answers 503 (analysis_timeout); the thread still running holds its slot, so
+    pathological sources cannot pile up threads: with every slot busy, the next waits
+    for one, then is refused too."""
+    service = EditorService(tmp_path, timeout=0.2, slots=1)
+    release = threading.Event()
+
+    async def scenario() -> str:
+        with pytest.raises(AnalysisTimeout, match="longer than"):
+            await service.run(lambda: release.wait(60))
+        with pytest.raises(AnalysisTimeout, match="busy"):
+            await service.run(lambda: True)
+        release.set()
+        for _ in range(1200):  # a ceiling for a stuck run, not a measurement
+            try:
+                return await service.run(lambda: "done")
+            except AnalysisTimeout:  # the released thread has not given its slot back yet
+                await asyncio.sleep(0.05)
+        raise AssertionError("the slot never came back")
+
+    assert asyncio.run(scenario()) == "done"
