@@ -156,6 +156,12 @@ def test_save_deploys_and_refuses_a_stale_editor(api_agent: AgentClient) -> None
         broken = save(_with_line("return ("), first + 1)
         assert broken.status_code == 400 and broken.json()["error"]["line"] == 4
         assert client.get("/v1/editor/files/edited").json()["files"][ENTRY] == changed
+        for path in ("../outside.py", "/etc/passwd.txt", "functions/../../up.py", "run.so"):
+            escaped = client.post("/v1/editor/save", json={
+                "function": "edited", "files": {path: "x = 1\n"},
+                "expected_active_version": first + 1})
+            assert escaped.status_code == 400, (path, escaped.text)
+        assert client.get("/v1/functions/edited").json()["active_version"] == first + 1
     with api_agent.http(viewer, "default") as reader:
         refused = reader.post("/v1/editor/save", json={
             "function": "edited", "files": {ENTRY: "x"}, "expected_active_version": first + 1})
