@@ -95,7 +95,7 @@ def test_save_makes_the_next_version_and_a_stale_editor_is_refused(page: Watched
     p = page.page
     open_editor(p)
     expect(p.locator("#editor-version")).to_contain_text("v1")
-    replace_all(p, 'def main(context): return {"answer": "two"}\n')
+    replace_all(p, 'def main(context): print("ran v2"); return {"answer": "two"}\n')
     p.get_by_role("button", name="Save…").click()
     expect(p.locator("#editor-diff .add")).to_contain_text(['"two"'])
     expect(p.locator("#editor-diff .del").last).to_contain_text('"one"')
@@ -104,6 +104,7 @@ def test_save_makes_the_next_version_and_a_stale_editor_is_refused(page: Watched
     p.get_by_role("button", name="Run with the sample").click()
     expect(p.locator("#editor-status")).to_have_text("200")
     expect(p.locator("#editor-response")).to_contain_text('"two"')
+    expect(p.locator("#editor-logs")).to_contain_text("ran v2")
     # Someone else saves v3 while this editor still holds v2: this save is refused.
     with agent.client() as client:
         moved = client.post("/v1/editor/save", json={

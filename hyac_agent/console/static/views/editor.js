@@ -115,6 +115,18 @@ export async function editorView(root, { rest }) {
         ` in ${num(r.duration_ms)} ms · `, h("a", { href: `#/logs/${encodeURIComponent(r.request_id)}` }, "its log lines")),
       h("pre", { class: "code", id: "editor-response" }, unb64(r.body_b64)));
       if (r.error) output.append(h("pre", { class: "code error" }, `${r.error.type}: ${r.error.message}\n${r.error.traceback}`));
+      const logs = h("pre", { class: "code", id: "editor-logs" }, "…");
+      output.append(h("h3", {}, "Log lines"), logs);
+      // The log bus stores lines just after the answer: look a few times, briefly.
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const lines = (await api("GET", "/v1/logs", { params: { function: name, limit: 500 } }))
+          .filter((line) => line.request_id === r.request_id);
+        if (lines.length || attempt === 9) {
+          clear(logs).append(lines.length ? lines.map((line) => `${line.level || line.stream}  ${line.message}\n`) : "(none)");
+          break;
+        }
+        await new Promise((resolve) => { setTimeout(resolve, 300); });
+      }
     } catch (error) {
       clear(output).append(h("p", { class: "error", role: "alert" }, error.message));
     }
