@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import os
 import shutil
 import stat
@@ -79,6 +80,48 @@ def _accessible_to_others(path: Path | str) -> bool:
         if not mode & stat.S_IXOTH:
             return False
     return True
+
+
+@lru_cache(maxsize=32)
+def _readable_copy(folder: Path) -> Path | None:
+    """A copy of a runtime folder that the unprivileged sandbox uid can read, or None.
+
+    A checkout in a private directory (root's own home, a 0700 release folder) holds the
+    runtime folders out of that uid's reach; rather than run bubblewrap as root, the agent
+    copies the folder once per content to ``/run/hyac-runtimes`` (root's own, never
+    writable by anyone else) and binds the copy.
+    """
+    base = Path("/run/hyac-runtimes")
+    try:
+        base.mkdir(mode=0o755, exist_ok=True)
+        info = base.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            return None
+        digest = hashlib.sha256()
+        for path in sorted(folder.rglob("*")):
+            if "__pycache__" in path.parts or not path.is_file():
+                continue
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+        target = base / f"{folder.name}-{digest.hexdigest()[:20]}"
+        if not target.is_dir():
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
+            try:
+                copy = staging / "copy"
+                shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__"))
+                for path in [copy, *copy.rglob("*")]:
+                    executable = path.is_dir() or os.stat(path).st_mode & stat.S_IXUSR
+                    os.chmod(path, 0o755 if executable else 0o644)
+                try:
+                    os.rename(copy, target)
+                except OSError:
+                    if not target.is_dir():  # not a concurrent agent's identical copy
+                        raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return target if _accessible_to_others(target) else None
+    except OSError:
+        return None
 
 
 def _drop_to(uid: int) -> list[str]:
@@ -263,7 +306,11 @@ class BubblewrapBackend(ProcessLauncher):
 
     def resolve_runtime(self, name: str) -> Runtime:
         runtime = resolve(name)
-        if not _drop_to(0) or self.drops_privileges(runtime) or runtime.family != "python":
+        if not _drop_to(0):
+            return runtime
+        if not _accessible_to_others(runtime.folder):
+            runtime = replace(runtime, folder=_readable_copy(runtime.folder) or runtime.folder)
+        if self.drops_privileges(runtime) or runtime.family != "python":
             return runtime
         # Prefer an interpreter of the same version that the unprivileged uid can reach.
         for candidate in runtimes._candidates(runtime.version):
