@@ -144,7 +144,8 @@ def test_a_store_from_before_projects_gains_the_column(tmp_path: Path) -> None:
         db.execute("CREATE TABLE functions (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                    "tenant VARCHAR(63) NOT NULL, name VARCHAR(63) NOT NULL, "
                    "active_version INTEGER NOT NULL, created_at FLOAT NOT NULL, "
-                   "updated_at FLOAT NOT NULL)")
+                   "updated_at FLOAT NOT NULL, "
+                   "CONSTRAINT uq_function_tenant_name UNIQUE (tenant, name))")
         db.execute("INSERT INTO functions (tenant, name, active_version, created_at, updated_at)"
                    " VALUES ('t', 'old', 0, 1.0, 1.0)")
     store = SqlStore(f"sqlite:///{path}")
