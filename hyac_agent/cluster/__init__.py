@@ -150,7 +150,7 @@ class NodeCaches:
 
     async def tenant_changed(self, tenant: str) -> None:
         """Env, secrets, quotas or network: read again; its workers restart to see them."""
-        self.tenancy.reload(tenant)
+        await asyncio.to_thread(self.tenancy.reload, tenant)
         await self.pool.retire_tenant(tenant)
 
 

@@ -139,6 +139,25 @@ class SecretService:
             self._generation[tenant] = generation
             self._rebuild(tenant)
 
+    def refresh(self, tenant: str) -> None:
+        """Read ``tenant``'s values again (another agent changed them). A value that
+        changed or went stays redacted while a worker that may hold it lives, as with a
+        change made here; there is no moment without redaction."""
+        if tenant not in self._cache:
+            return  # never loaded here: the first values() reads the store
+        loaded = {name: self._box.decrypt(token.encode()).decode()
+                  for name, token in self.store.secrets_of(tenant).items()}
+        with self._lock:
+            current = self._cache.get(tenant, {})
+            generation = self._generation.get(tenant, 0) + 1
+            retired = self._retired.setdefault(tenant, {})
+            for name, old in current.items():
+                if loaded.get(name) != old:
+                    retired[old] = generation
+            self._cache[tenant] = loaded
+            self._generation[tenant] = generation
+            self._rebuild(tenant)
+
     def forget(self, tenant: str) -> None:
         """Drop ``tenant``'s values (it is gone); its workers' values stay redacted."""
         with self._lock:

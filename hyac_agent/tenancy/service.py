@@ -322,7 +322,7 @@ class TenancyService:
         """Read ``tenant``'s env, secrets and quotas from the store again (another agent
         changed them)."""
         self._env.pop(tenant, None)
-        self.secrets.forget(tenant)
+        self.secrets.refresh(tenant)
         self.quotas.forget(tenant)
 
     def _changed(self, tenant: str) -> None:

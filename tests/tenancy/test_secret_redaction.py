@@ -33,3 +33,19 @@ def test_a_replaced_value_stays_redacted_until_its_workers_are_gone(tmp_path: Pa
     release_new()                                # a second release changes nothing
     assert secrets.redact("t", line) == line
     assert secrets.redact("other", line) == line
+
+
+def test_a_change_made_by_another_agent_leaves_no_moment_without_redaction(tmp_path: Path) -> None:
+    here = service(tmp_path)
+    elsewhere = SecretService(here.store, tmp_path)   # another agent on the same store
+    here.set("t", "KEY", "first-value")
+    release = here.hold("t")                          # a worker here that may hold it
+    elsewhere.set("t", "KEY", "second-value")
+    line = "first-value second-value"
+    here.refresh("t")                                 # the change feed tells this agent
+    assert here.redact("t", line) == "*** ***"
+    assert here.get("t", "KEY") == "second-value"
+    release()
+    assert here.redact("t", line) == "first-value ***"
+    here.refresh("never-loaded")                      # nothing to do, nothing read
+    assert here.redact("never-loaded", line) == line
