@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Tests stop CLI followers (hyac dev, logs -f) with Ctrl-C. A run started in the
+    # background by a non-interactive shell has SIGINT ignored, and every child would
+    # inherit that: give children the default instead.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # Read here, once: the isolation fixture clears HYAC_* for every test.
     if os.environ.get("HYAC_STRICT_SKIPS") == "1":
         from tests.strict_skips import StrictSkips, allowed_patterns
