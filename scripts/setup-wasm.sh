@@ -7,8 +7,9 @@
 #     (and in runtimes/python/wasm_host.py) and refused if it differs;
 #   - the wasmtime package from PyPI into CACHE/python-wasm/site (ctypes bindings: any
 #     host Python 3.9+ runs it);
-#   - bin/hyac-wasm-host, the launcher the agent starts workers with, and python.cwasm,
-#     the module compiled once for the engine the workers use.
+#   - bin/hyac-wasm-host, the launcher the agent starts workers with, and
+#     python-portable.cwasm, the module compiled once for the engine the workers use
+#     (for a CPU level every backend offers, gVisor included).
 # To rebuild the module from source instead: build CPython 3.12 for wasm32-wasi with
 # the wasi-sdk and pack its Lib/ with wasi-vfs, as webassembly-language-runtimes'
 # python/ build does; put it here as python-3.12.0.wasm and update both sha256 pins.
@@ -50,11 +51,11 @@ if ! echo "$WASM_SHA256  $home/$WASM_FILE" | sha256sum -c --status 2>/dev/null; 
         echo "setup-wasm: $WASM_FILE from $WASM_PACKAGE does not match the pinned sha256" >&2
         rm -rf "$tmp"; exit 1; }
     cp "$found" "$home/$WASM_FILE.tmp" && mv "$home/$WASM_FILE.tmp" "$home/$WASM_FILE"
-    rm -rf "$tmp" "$home/python.cwasm"
+    rm -rf "$tmp" "$home"/python*.cwasm
 fi
 
 if ! PYTHONPATH="$home/site" "$host_python" -I -c "import sys; sys.path.insert(0, '$home/site'); import wasmtime" 2>/dev/null; then
-    rm -rf "$home/site" "$home/python.cwasm"
+    rm -rf "$home/site" "$home"/python*.cwasm
     "${pip[@]}" install -q --no-deps --only-binary=:all: --target "$home/site" "$WASMTIME"
 fi
 
@@ -67,7 +68,7 @@ if [ "\$1" = "--version" ]; then
     exec '$host_python' -I -c "import os, sys; sys.path.insert(0, '$home/site'); import wasmtime
 from importlib import metadata
 assert os.path.exists('$home/$WASM_FILE'), 'no $WASM_FILE'
-assert os.path.exists('$home/python.cwasm'), 'no python.cwasm (the compiled module)'
+assert os.path.exists('$home/python-portable.cwasm'), 'no python-portable.cwasm (the compiled module)'
 print('hyac-wasm-host python 3.12.0 (wasi) wasmtime', metadata.version('wasmtime'))"
 fi
 exec '$host_python' -I -B "\$@"
@@ -80,5 +81,6 @@ mv "$home/bin/hyac-wasm-host.tmp" "$home/bin/hyac-wasm-host"
 if ! HYAC_WASM_HOME="$home" "$host_python" -I -B runtimes/python/wasm_host.py --check >/dev/null 2>&1; then
     HYAC_WASM_HOME="$home" "$host_python" -I -B runtimes/python/wasm_host.py --precompile
 fi
+rm -f "$home/python.cwasm"  # the host-specific artefact of earlier versions
 chmod -R a+rX "$home"
 echo "python3.12-wasm: $("$home/bin/hyac-wasm-host" --version) in $home"

@@ -15,7 +15,10 @@ One instance serves one function version for the worker's life (a warm instance)
 never shared: a worker belongs to one tenant's function version.
 
 ``wasm_host.py --precompile`` compiles the module once and writes the compiled artefact
-(``python.cwasm``) beside it; workers deserialize it instead of compiling (about 7 s).
+(``python-portable.cwasm``) beside it; workers deserialize it instead of compiling (about
+7 s). It is compiled for a CPU level every backend offers (x86-64-v2 on x86_64), not for
+the host's own CPU: gVisor hides CPU features newer than it knows, and code compiled for
+them would not load there.
 ``wasm_host.py --check`` prints the versions and exits non-zero when something is missing.
 """
 
@@ -49,7 +52,15 @@ from _hyac_protocol import (  # noqa: E402
 #: the CPython WASI build this runtime is made for (scripts/setup-wasm.sh pins it too)
 WASM_FILE = "python-3.12.0.wasm"
 WASM_SHA256 = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
-COMPILED_FILE = "python.cwasm"
+COMPILED_FILE = "python-portable.cwasm"
+#: the code generator's target and the CPU features it may use, per machine: a level every
+#: backend offers (gVisor's CPUID leaves out features newer than it knows). Other
+#: machines compile for the host itself.
+PORTABLE_TARGETS = {
+    "x86_64": ("x86_64-unknown-linux-gnu", ("has_sse3", "has_ssse3", "has_sse41", "has_sse42",
+                                           "has_popcnt")),
+    "aarch64": ("aarch64-unknown-linux-gnu", ()),
+}
 GUEST_ARGV = ["python3.12", "-I", "-B", "/runtime/wasm_guest.py"]
 #: what the host process itself needs beside the guest's memory (Python, wasmtime, code)
 HOST_OVERHEAD = 96 * 1024 * 1024
@@ -79,6 +90,11 @@ def make_engine(wasmtime: Any) -> Any:
     config.memory_guard_size = 64 * 1024
     config.memory_reservation_for_growth = 16 * 1024 * 1024
     config.memory_may_move = True
+    portable = PORTABLE_TARGETS.get(os.uname().machine)
+    if portable is not None:
+        config.target = portable[0]
+        for flag in portable[1]:
+            config.cranelift_flag_enable(flag)
     return wasmtime.Engine(config)
 
 

@@ -94,7 +94,7 @@ def test_host_calls_escapes_and_the_engine_memory_limit(agent: RunningAgent) -> 
         assert value(agent, "fn", mode="attack", attack=attack)["refused"] == refused, attack
     # the engine's folder is mounted into the container for the worker host, not the guest
     home = str(runtimes.resolve(WASM).interpreter.parent.parent)
-    assert value(agent, "fn", mode="peek", path=f"{home}/python.cwasm") == {"refused": "FileNotFoundError"}
+    assert value(agent, "fn", mode="peek", path=f"{home}/python-portable.cwasm") == {"refused": "FileNotFoundError"}
     response = agent.invoke("fn", query={"mode": "bomb"})
     assert response.status_code == 502, response.text
     assert response.json()["error"]["code"] == "out_of_memory"
