@@ -77,6 +77,11 @@ class InProcessAgent(AgentClient):
     def _transport(self) -> httpx.BaseTransport | None:
         return self.transport
 
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` (e.g. a call of ``agent``'s parts) on the app's own loop."""
+        assert self.transport is not None
+        return run_on(self.transport._loop, work)
+
 
 class ManualClock:
     """A wall clock that stands still until the test moves it (``clock.now += 60``)."""

@@ -149,9 +149,15 @@ class NodeCaches:
         await self.pool.retire(tenant, name, keep_sha=version.sha256 if version else None)
 
     async def tenant_changed(self, tenant: str) -> None:
-        """Env, secrets, quotas or network: read again; its workers restart to see them."""
-        await asyncio.to_thread(self.tenancy.reload, tenant)
-        await self.pool.retire_tenant(tenant)
+        """Env, secrets, quotas or network: read again; its workers that started with
+        something else restart to see them. Workers started since (the change was made
+        here, or seen through an earlier batch) are left alone."""
+
+        def reload() -> str:
+            self.tenancy.reload(tenant)
+            return self.tenancy.worker_state(tenant)
+
+        await self.pool.retire_tenant(tenant, await asyncio.to_thread(reload))
 
 
 class ChangeFeed:

@@ -144,7 +144,7 @@ class WorkerPool:
     async def _start_worker(self, version: VersionRecord) -> Worker:
         runtime_name = version.config.runtime
         limits = self.backend.settings.limits.with_memory(version.config.memory)
-        limits, env, own_network = await self.tenancy.worker_setup(version, limits)
+        limits, env, own_network, state = await self.tenancy.worker_setup(version, limits)
         # A version with dependencies needs its environment mounted from the start.
         deps_dir = await self._deps_dir(version)
         # A tenant with egress needs a sandbox started on its own network, not a generic one.
@@ -182,6 +182,7 @@ class WorkerPool:
         worker = Worker(
             spec, version.sha256, sandbox_, self.logbus, self._host_calls, on_drain=self._drain
         )
+        worker.tenant_state = state
         await worker.start(self._init_message(version, runtime.name, sandbox_.code_dir, env))
         return worker
 
@@ -287,10 +288,14 @@ class WorkerPool:
         for key in doomed:
             self._workers[key].drain("a newer version of the function serves now")
 
-    async def retire_tenant(self, tenant: str) -> None:
-        """Stop every worker of ``tenant`` (its env or network changed)."""
+    async def retire_tenant(self, tenant: str, current_state: str | None = None) -> None:
+        """Stop every worker of ``tenant`` (its env or network changed); with
+        ``current_state`` (``TenancyService.worker_state``), only those that started with
+        another: a worker started after the change has what it needs."""
         for key in [key for key in self._workers if key[0] == tenant]:
-            self._workers[key].drain("the tenant's settings changed")
+            worker = self._workers[key]
+            if current_state is None or worker.tenant_state != current_state:
+                worker.drain("the tenant's settings changed")
 
     def _drain(self, worker: Worker) -> None:
         """``worker`` takes no new requests: a fresh one serves its version from now on."""

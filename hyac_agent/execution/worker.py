@@ -64,6 +64,8 @@ class Worker:
         self.spec = spec
         self.sha256 = sha256
         self.sandbox = sandbox
+        #: the tenant's ``worker_state`` when this worker started (None: unknown)
+        self.tenant_state: str | None = None
         self.logbus = logbus
         self.host_calls = host_calls
         self._on_drain = on_drain

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import json
 import time
@@ -336,18 +337,33 @@ class TenancyService:
     # workers --------------------------------------------------------------------------
 
     async def worker_setup(self, version: VersionRecord, limits: ResourceLimits
-                           ) -> tuple[ResourceLimits, dict[str, str], bool]:
-        """(limits, env, needs a sandbox of its own) for a worker of ``version``: the
-        tenant's quotas cap the limits, its env is merged under the function's own, and a
-        tenant with egress needs a sandbox started on its own network."""
+                           ) -> tuple[ResourceLimits, dict[str, str], bool, str]:
+        """(limits, env, needs a sandbox of its own, state) for a worker of ``version``:
+        the tenant's quotas cap the limits, its env is merged under the function's own, a
+        tenant with egress needs a sandbox started on its own network, and ``state`` is
+        the ``worker_state`` the worker starts with."""
         tenant = version.tenant
 
-        def gather() -> tuple[ResourceLimits, dict[str, str], bool]:
-            self.secrets.preload(tenant)  # so its log lines can be redacted at once
+        def gather() -> tuple[ResourceLimits, dict[str, str], bool, str]:
+            state = self.worker_state(tenant)  # first: a change after it is judged stale
             env = {**self.env(tenant), **version.config.env}
-            return self.quotas.sandbox_limits(tenant, limits), env, self.egress(tenant) != "none"
+            return (self.quotas.sandbox_limits(tenant, limits), env,
+                    self.egress(tenant) != "none", state)
 
         return await asyncio.to_thread(gather)
+
+    def worker_state(self, tenant: str) -> str:
+        """A digest of what a worker of ``tenant`` takes at start and keeps: env, egress,
+        quotas and secret values (also loads the secrets, so that its log lines can be
+        redacted at once). A worker that started with another digest is stale. Blocking."""
+        secrets = hashlib.sha256()
+        for name, value in sorted(self.secrets.values(tenant).items()):
+            secrets.update(f"{len(name)}:{name}{len(value)}:{value}".encode())
+        state = json.dumps({
+            "env": self.env(tenant), "egress": self.egress(tenant),
+            "quotas": self.quotas.limits(tenant), "secrets": secrets.hexdigest(),
+        }, sort_keys=True, default=str)
+        return hashlib.sha256(state.encode()).hexdigest()
 
     def check_deploy(self, tenant: str, name: str, config: Any) -> None:
         """The function-count, timeout and memory quotas, before a deploy (403)."""
