@@ -6,6 +6,7 @@ the scheduler's look for due ticks, and an inbound webhook found by its id.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, Table, delete, insert, select, update
@@ -15,9 +16,24 @@ from hyac_agent.triggers import tables as t
 Row = Any  # a SQLAlchemy Row of one of the tables
 
 
+#: how long a tenant's subscriptions are used from memory before they are read again: a
+#: subscription made or removed through another agent takes effect within this
+SUBSCRIBERS_FRESH = 1.0
+
+
 class TriggerStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: (tenant, source) -> (time.monotonic() when read, rows): every storage write and
+        #: task end looks its tenant's subscriptions up
+        self._subscribers: dict[tuple[str, str], tuple[float, list[Row]]] = {}
+        #: moved on by every subscription write here: a read that began before a write
+        #: does not keep what it read
+        self._generation = 0
+
+    def _subscriptions_changed(self) -> None:
+        self._generation += 1
+        self._subscribers.clear()
 
     def create_schema(self) -> None:
         t.metadata.create_all(self.engine)
@@ -27,6 +43,8 @@ class TriggerStore:
     def add(self, table: Table, values: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(table).values(**values))
+        if table is t.subscriptions:
+            self._subscriptions_changed()
 
     def of_tenant(self, table: Table, tenant: str, function: str | None = None) -> list[Row]:
         query = select(table).where(table.c.tenant == tenant)
@@ -42,8 +60,11 @@ class TriggerStore:
 
     def remove(self, table: Table, tenant: str, trigger_id: str) -> bool:
         with self.engine.begin() as conn:
-            return bool(conn.execute(delete(table).where(
+            removed = bool(conn.execute(delete(table).where(
                 table.c.id == trigger_id, table.c.tenant == tenant)).rowcount)
+        if table is t.subscriptions:
+            self._subscriptions_changed()
+        return removed
 
     def record_task(self, table: Table, trigger_id: str, task_id: str) -> None:
         with self.engine.begin() as conn:
@@ -54,6 +75,7 @@ class TriggerStore:
         with self.engine.begin() as conn:
             for table in (t.schedules, t.subscriptions, t.webhooks):
                 conn.execute(delete(table).where(table.c.tenant == tenant))
+        self._subscriptions_changed()
 
     def remove_function(self, tenant: str, function: str) -> None:
         """Every trigger of a function that is gone."""
@@ -61,6 +83,7 @@ class TriggerStore:
             for table in (t.schedules, t.subscriptions, t.webhooks):
                 conn.execute(delete(table).where(
                     table.c.tenant == tenant, table.c.function == function))
+        self._subscriptions_changed()
 
     # schedules ----------------------------------------------------------------------
 
@@ -116,9 +139,18 @@ class TriggerStore:
     # subscriptions ------------------------------------------------------------------
 
     def subscribers(self, tenant: str, source: str) -> list[Row]:
+        """``tenant``'s subscriptions to ``source`` events, as read at most
+        ``SUBSCRIBERS_FRESH`` ago (at once after a change made here)."""
+        cached = self._subscribers.get((tenant, source))
+        if cached is not None and time.monotonic() - cached[0] < SUBSCRIBERS_FRESH:
+            return cached[1]
+        generation, read_at = self._generation, time.monotonic()
         with self.engine.connect() as conn:
-            return list(conn.execute(select(t.subscriptions).where(
+            rows = list(conn.execute(select(t.subscriptions).where(
                 t.subscriptions.c.tenant == tenant, t.subscriptions.c.source == source)).all())
+        if generation == self._generation:
+            self._subscribers[(tenant, source)] = (read_at, rows)
+        return rows
 
     def replace_manifest_subscriptions(self, tenant: str, function: str,
                                        rows: list[dict[str, Any]]) -> None:
@@ -128,6 +160,7 @@ class TriggerStore:
                 t.subscriptions.c.origin == "manifest"))
             for values in rows:
                 conn.execute(insert(t.subscriptions).values(**values))
+        self._subscriptions_changed()
 
     # webhooks -----------------------------------------------------------------------
 
