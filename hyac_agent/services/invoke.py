@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any, TypedDict
 
 from hyac_agent.execution.pool import WorkerPool
 from hyac_agent.execution.worker import Worker
+from hyac_agent.ids import random_hex
 from hyac_agent.logbus import LogBus
 from hyac_agent.metrics import InvocationMetrics, metered, note_version, note_worker
 from hyac_agent.services.functions import FunctionService
@@ -54,7 +54,7 @@ class _ResultBase(TypedDict):
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(8)
+    return "req_" + random_hex(8)
 
 
 class InvokeService:
