@@ -139,8 +139,9 @@ class HyacTasks:
         enqueued = time.perf_counter() - started
         with contextlib.closing(self.connect()) as connection:
             while True:
-                # Seldom, and newest first (this burst's tasks are the last ``count``): the
-                # looking must not slow down what it looks at. The end is the last
+                # Seldom (every 0.5 s: each look lists the whole burst), and newest first
+                # (this burst's tasks are the last ``count``): the looking must not slow
+                # down what it looks at. The end is the last
                 # success as the store dates it, not when it was seen.
                 seen = {t["id"]: t for t in self.statuses(connection, count)}
                 if all(seen.get(i, {}).get("status") == "succeeded" for i in ids):
@@ -148,7 +149,7 @@ class HyacTasks:
                 failed = [i for i in ids if seen.get(i, {}).get("status") in ("dead", "cancelled")]
                 if failed:
                     raise RuntimeError(f"{len(failed)} tasks did not succeed: {seen[failed[0]]}")
-                time.sleep(0.1)
+                time.sleep(0.5)
         last = max(seen[i]["finished_at"] for i in ids)
         return Burst(count, enqueued, last - wall)
 

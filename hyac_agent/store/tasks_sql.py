@@ -7,7 +7,7 @@ processes: whoever's UPDATE matched a row owns the transition.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -42,6 +42,12 @@ _CLAIM = update(tasks).where(tasks.c.id == bindparam("b_id"), _claimable(bindpar
     run_request_id=bindparam("b_request"), started_at=bindparam("b_now"),
     updated_at=bindparam("b_now"), progress=None, progress_message="",
 ).returning(*tasks.c)
+_DUE_ROWS = (
+    select(tasks)
+    .where(_claimable(bindparam("b_now")), tasks.c.id.not_in(bindparam("b_skip", expanding=True)))
+    .order_by(tasks.c.run_at)
+    .limit(bindparam("b_limit"))
+)
 _DUE = (
     select(tasks.c.id)
     .where(_claimable(bindparam("b_now")), tasks.c.id.not_in(bindparam("b_skip", expanding=True)))
@@ -96,6 +102,31 @@ class SqlTaskStore(TaskStore):
                 "b_lease_expires": now + lease, "b_request": request_id,
             }).first()
         return None if row is None else _record(row)
+
+    def claim_due(
+        self, now: float, limit: int, exclude: Iterable[str], owner: str, lease: float,
+        new_request_id: Callable[[], str],
+    ) -> list[tuple[TaskRecord, TaskRecord]]:
+        with self.engine.connect() as conn:
+            found = [_record(row) for row in conn.execute(
+                _DUE_ROWS, {"b_now": now, "b_limit": limit, "b_skip": list(exclude)}
+            )]
+        if not found:
+            return []
+        claimed = []
+        # Each claim is the guarded UPDATE of claim_task: a task another runner claimed
+        # since it was found is not matched. One transaction: one commit for them all;
+        # rows locked in the order of their ids, as every agent does, so two agents
+        # claiming at once wait for each other rather than deadlock (PostgreSQL).
+        with self.engine.begin() as conn:
+            for before in sorted(found, key=lambda record: record.id):
+                row = conn.execute(_CLAIM, {
+                    "b_id": before.id, "b_now": now, "b_owner": owner,
+                    "b_lease_expires": now + lease, "b_request": new_request_id(),
+                }).first()
+                if row is not None:
+                    claimed.append((before, _record(row)))
+        return claimed
 
     def renew_lease(self, task_id: str, request_id: str, until: float) -> bool:
         with self.engine.begin() as conn:

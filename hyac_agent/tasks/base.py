@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 
+from hyac_agent.store import TaskRecord, VersionRecord
 from hyac_agent.tasks.execution import ExecutorParts, TaskExecutor
 
 
@@ -32,6 +33,21 @@ class TaskQueue(abc.ABC):
     @abc.abstractmethod
     async def submit(self, task_id: str, run_at: float) -> None:
         """Carry ``task_id`` to a runner, to start no earlier than ``run_at`` (Unix time)."""
+
+    def reserve(self) -> str | None:
+        """A runner of this process is free for a task due now: the request id its run
+        will have, and the slot is held for it (``start_reserved`` or ``release``). The
+        task is then recorded already claimed by this process, which saves the claim's
+        round trip to the store. None: the task goes through the queue as usual."""
+        return None
+
+    def start_reserved(self, record: TaskRecord, version: VersionRecord) -> None:
+        """Run ``record``, stored already claimed with the request id of ``reserve``."""
+        raise NotImplementedError
+
+    def release(self, request_id: str) -> None:
+        """Give back a slot of ``reserve`` that was not used."""
+        raise NotImplementedError
 
     async def hand_back(self) -> list[str]:
         """This process is stopping: take no more work, and put the tasks running here

@@ -15,9 +15,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from hyac_agent.services.invoke import new_request_id
 from hyac_agent.tasks.base import TaskQueue
 
 if TYPE_CHECKING:
+    from hyac_agent.store import TaskRecord, VersionRecord
     from hyac_agent.tasks.execution import ExecutorParts
 
 log = logging.getLogger("hyac.tasks")
@@ -31,6 +33,8 @@ class EmbeddedQueue(TaskQueue):
         self.concurrency = parts.settings.concurrency
         self._wake = asyncio.Event()
         self._runs: dict[str, asyncio.Task[Any]] = {}
+        #: request ids of slots held by ``reserve`` for tasks being stored
+        self._reserved: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._callbacks_due_check = 0.0  # monotonic time of the next look for callbacks
 
@@ -60,13 +64,35 @@ class EmbeddedQueue(TaskQueue):
         if run_at > time.time():
             return  # found by the dispatcher's next look once it is due
         dispatching = self._loop_task is not None and not self._loop_task.done()
-        if dispatching and task_id not in self._runs and len(self._runs) < self.concurrency:
+        busy = len(self._runs) + len(self._reserved)
+        if dispatching and task_id not in self._runs and busy < self.concurrency:
             # A slot is free, so no older task is waiting for it: run this one now
             # rather than after the dispatcher has looked for it in the store. The claim
             # still decides, so the dispatcher finding it too runs it once.
             self._start(task_id)
         else:
             self._wake.set()
+
+    def reserve(self) -> str | None:
+        dispatching = self._loop_task is not None and not self._loop_task.done()
+        if not dispatching or len(self._runs) + len(self._reserved) >= self.concurrency:
+            return None
+        request_id = new_request_id()
+        self._reserved.add(request_id)
+        return request_id
+
+    def start_reserved(self, record: TaskRecord, version: VersionRecord) -> None:
+        assert record.run_request_id is not None
+        self._reserved.discard(record.run_request_id)
+        run = asyncio.create_task(
+            self.executor.run_reserved(record, version, record.run_request_id)
+        )
+        self._runs[record.id] = run
+        run.add_done_callback(functools.partial(self._finished, record.id))
+
+    def release(self, request_id: str) -> None:
+        self._reserved.discard(request_id)
+        self._wake.set()
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -79,14 +105,13 @@ class EmbeddedQueue(TaskQueue):
             self._wake.clear()
 
     async def _dispatch_once(self) -> None:
-        free = self.concurrency - len(self._runs)
+        free = self.concurrency - len(self._runs) - len(self._reserved)
         if free > 0:
-            due = await asyncio.to_thread(
-                self.executor.store.due_tasks, time.time(), free, list(self._runs)
-            )
-            for task_id in due:
-                if task_id not in self._runs:  # started by submit meanwhile
-                    self._start(task_id)
+            # Found and claimed in one go; a task submit started meanwhile is not claimable.
+            for before, claimed in await self.executor.claim_due(free, list(self._runs)):
+                run = asyncio.create_task(self.executor.run_claimed(before, claimed))
+                self._runs[claimed.id] = run
+                run.add_done_callback(functools.partial(self._finished, claimed.id))
         # A task's callback is sent as the task ends; the store is asked only for the
         # retries that came due, once per poll interval rather than on every wake (a
         # busy queue wakes the dispatcher once per task).

@@ -136,28 +136,73 @@ class TaskExecutor:
         if record is None or record.status not in UNFINISHED:
             return None
         version = await self._version(record)
-        now = time.time()
-        max_age = version.config.task_max_age if version else None
-        waiting_since = record.queued_at or record.created_at
-        if record.status != TaskStatus.RUNNING and max_age and now - waiting_since > max_age:
-            error = TaskError(
-                code=TASK_EXPIRED,
-                message=f"the task waited more than its max age ({max_age:g}s) and was not run",
-            )
+        if self._expired(record, version, time.time()):
+            error = self._expiry_error(version)
             if await asyncio.to_thread(
-                self.store.expire_task, task_id, now, error.model_dump_json()
+                self.store.expire_task, task_id, time.time(), error.model_dump_json()
             ):
                 self._after_end(record, TaskStatus.DEAD)
                 return TaskStatus.DEAD
             return None
         request_id = new_request_id()
         claimed = await asyncio.to_thread(
-            self.store.claim_task, task_id, self.owner, request_id, now, self.settings.lease
+            self.store.claim_task, task_id, self.owner, request_id, time.time(),
+            self.settings.lease,
         )
         if claimed is None:
             return None
-        if record.status == TaskStatus.RUNNING:  # a running task is claimable once its lease ran out
-            self._log_take_over(record, claimed)
+        return await self._run_after_claim(record, claimed, version)
+
+    async def claim_due(self, limit: int, exclude: list[str]) -> list[tuple[TaskRecord, TaskRecord]]:
+        """Claim up to ``limit`` due tasks at once (the embedded dispatcher's look): each
+        (as found, as claimed) is then run by ``run_claimed``."""
+        return await asyncio.to_thread(
+            self.store.claim_due, time.time(), limit, exclude, self.owner, self.settings.lease,
+            new_request_id,
+        )
+
+    async def run_claimed(self, before: TaskRecord, claimed: TaskRecord) -> str | None:
+        """Run a task ``claim_due`` claimed here; one that waited past its max age ends
+        dead instead, its attempt not counted."""
+        version = await self._version(claimed)
+        if self._expired(before, version, time.time()):
+            assert claimed.run_request_id is not None and version is not None
+            now = time.time()
+            if await asyncio.to_thread(self.store.finish_run, claimed.id, claimed.run_request_id, {
+                # as if it had never been claimed: it did not run
+                "status": TaskStatus.DEAD, "attempt": before.attempt,
+                "started_at": before.started_at, "lease_owner": before.lease_owner,
+                "run_request_id": before.run_request_id,
+                "error": self._expiry_error(version).model_dump_json(),
+                "finished_at": now, "updated_at": now, **self._callback_values(claimed, now),
+            }):
+                self._after_end(claimed, TaskStatus.DEAD)
+                return TaskStatus.DEAD
+            return None
+        return await self._run_after_claim(before, claimed, version)
+
+    @staticmethod
+    def _expired(record: TaskRecord, version: VersionRecord | None, now: float) -> bool:
+        """Whether ``record``, waiting to run, waited longer than its version allows."""
+        max_age = version.config.task_max_age if version else None
+        waiting_since = record.queued_at or record.created_at
+        return bool(record.status != TaskStatus.RUNNING and max_age
+                    and now - waiting_since > max_age)
+
+    @staticmethod
+    def _expiry_error(version: VersionRecord | None) -> TaskError:
+        max_age = version.config.task_max_age if version else 0
+        return TaskError(
+            code=TASK_EXPIRED,
+            message=f"the task waited more than its max age ({max_age:g}s) and was not run",
+        )
+
+    async def _run_after_claim(self, before: TaskRecord, claimed: TaskRecord,
+                               version: VersionRecord | None) -> str | None:
+        request_id = claimed.run_request_id
+        assert request_id is not None
+        if before.status == TaskStatus.RUNNING:  # claimable once its lease ran out
+            self._log_take_over(before, claimed)
         if claimed.lost >= MAX_LOST_RUNS:
             error = TaskError(
                 code=TASK_LOST,
@@ -172,6 +217,14 @@ class TaskExecutor:
             return await self._record_failure(claimed, request_id, error, retry=False)
         status = await self._run_claimed(claimed, version, request_id)
         self.invoker.metrics.task_run_ended(claimed.tenant, claimed.function, status)
+        return status
+
+    async def run_reserved(self, record: TaskRecord, version: VersionRecord,
+                           request_id: str) -> str | None:
+        """Run ``record``, stored already claimed by this process under ``request_id``
+        (a new task submitted while a runner was free: ``TaskQueue.reserve``)."""
+        status = await self._run_claimed(record, version, request_id)
+        self.invoker.metrics.task_run_ended(record.tenant, record.function, status)
         return status
 
     def _log_take_over(self, before: TaskRecord, claimed: TaskRecord) -> None:

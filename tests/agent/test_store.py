@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,3 +170,36 @@ def test_version_with_finds_a_version_by_its_bundle(store: SqlStore) -> None:
     assert found is not None and (found.number, found.tenant, found.function) == (4, "t", "f")
     assert store.version_with("t", "f", "e" * 64) is None  # another tenant's bundle
     assert store.version_with("t", "nope", f"{3:064x}") is None
+
+
+def test_claim_due_claims_each_due_task_once_under_its_own_request(store: SqlStore) -> None:
+    import concurrent.futures
+    import itertools
+
+    from tests.agent.test_tasks_store import queued
+
+    now = time.time()
+    for n in range(6):
+        store.create_task(queued(f"task_{n}", now - 10 + n))
+    store.create_task(queued("task_later", now, run_at=now + 60))
+    lapsed = queued("task_lapsed", now - 20, status="running", attempt=1, lease_owner="gone",
+                    lease_expires=now - 1, run_request_id="req_old", started_at=now - 20)
+    store.create_task(lapsed)
+    ids = (f"req_{n}" for n in itertools.count())
+    first = store.claim_due(now, 3, ["task_0"], "me", 30, lambda: next(ids))
+    # the oldest due, the excluded one left, each under a request id of its own
+    assert sorted(after.id for _, after in first) == ["task_1", "task_2", "task_lapsed"]
+    assert len({after.run_request_id for _, after in first}) == 3
+    before, after = next(pair for pair in first if pair[1].id == "task_lapsed")
+    assert (before.status, before.run_request_id, after.lost, after.attempt) == (
+        "running", "req_old", 1, 2)
+    assert all(a.status == "running" and a.lease_owner == "me" and a.lease_expires == now + 30
+               for _, a in first)
+    # runners claiming at once never get the same task; the one not due is left
+    counter = itertools.count(100)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda i: store.claim_due(
+            now, 10, [], f"runner{i}", 30, lambda: f"req_{next(counter)}"), range(4)))
+    claimed = [after.id for batch in batches for _, after in batch]
+    assert sorted(claimed) == ["task_0", "task_3", "task_4", "task_5"]
+    assert store.claim_due(now, 10, [], "me", 30, lambda: next(ids)) == []
