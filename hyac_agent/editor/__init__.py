@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import builtins
+import contextlib
 import hashlib
 import symtable
 import threading
@@ -32,6 +33,8 @@ SHIFT = 1  # lines the prelude adds before the user's first line
 MAX_SOURCE_BYTES = 512 * 1024
 MAX_ITEMS = 200
 HANDLER = "main"
+#: how long a request waits for the first analysis of the agent's life (``_warmed``)
+WARM_UP_WAIT = 60.0
 _WORD = "_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 T = TypeVar("T")
 
@@ -68,6 +71,7 @@ class EditorService:
         self._lock = threading.Lock()
         self._base: Stubs | None = None
         self._tailored: dict[ProjectFacts, tuple[Stubs, Path]] = {}
+        self._warm_up: asyncio.Future[Any] | None = None
 
     # -- stubs ----------------------------------------------------------------------------
 
@@ -92,6 +96,7 @@ class EditorService:
     async def run(self, work: Callable[[], T]) -> T:
         """``work`` in a thread, under the time cap. A timed-out analysis keeps its slot
         until jedi returns, so pathological sources cannot pile up threads."""
+        await self._warmed()
         if not self._slots.acquire(blocking=False):
             acquired = await asyncio.to_thread(self._slots.acquire, True, self.timeout)
             if not acquired:
@@ -112,6 +117,21 @@ class EditorService:
             raise AnalysisTimeout(
                 f"analysing the source took longer than {self.timeout:g}s"
             ) from None
+
+    async def _warmed(self) -> None:
+        """The first analysis of the agent's life loads jedi's view of the standard
+        library and the stubs: a second on a quiet host, past the time cap on a busy one,
+        and independent of the source. It is made once, on a source of the agent's own,
+        without the cap; requests that come meanwhile wait for it (at most
+        ``WARM_UP_WAIT``) before their own capped analysis begins."""
+        if self._warm_up is None:
+            query = Query(source=f"def {HANDLER}(context):\n    context.kv.\n", line=2, column=15)
+            self._warm_up = asyncio.ensure_future(
+                asyncio.to_thread(self.complete, query, None)
+            )
+        if not self._warm_up.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._warm_up), WARM_UP_WAIT)
 
     # -- queries ---------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -179,6 +180,29 @@ def test_the_editor_prepends_the_shim_of_hyac_stubs(tmp_path: Path) -> None:
     # and the user's position maps back: completing on line 1 sees the user's line 1
     items = service.complete(Query("import json\njson.du", 2, 7), facts)
     assert [i["label"] for i in items] == ["dump", "dumps"]
+
+
+def test_the_first_analysis_of_the_agents_life_is_not_held_to_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jedi's first analysis loads its view of the standard library (seconds on a busy
+    host, whatever the source): the agent makes it once on a source of its own, and the
+    first user's request is capped only for its own analysis."""
+    service = EditorService(tmp_path, timeout=0.5)
+    real = service._script
+    sources: list[str] = []
+
+    def cold_at_first(query: Query, facts: ProjectFacts | None) -> object:
+        sources.append(query.source)
+        if len(sources) == 1:
+            time.sleep(1.5)  # as jedi with an empty cache on a loaded host
+        return real(query, facts)
+
+    monkeypatch.setattr(service, "_script", cold_at_first)
+    query = Query("import json\njson.du", 2, 7)
+    items = asyncio.run(service.run(lambda: service.complete(query, None)))
+    assert [i["label"] for i in items] == ["dump", "dumps"]
+    assert len(sources) == 2 and sources[1] == query.source
 
 
 def test_a_slow_analysis_is_cut_off_and_keeps_its_slot(tmp_path: Path) -> None:
