@@ -76,6 +76,7 @@ class TaskStore(Protocol):
         """Start a run of a due task (attempt + 1) and lease it to ``owner``; None if it
         is not claimable (already running elsewhere, finished, not yet due)."""
 
+    @abc.abstractmethod
     def claim_due(
         self, now: float, limit: int, exclude: Iterable[str], owner: str, lease: float,
         new_request_id: Callable[[], str],
@@ -83,13 +84,6 @@ class TaskStore(Protocol):
         """Claim up to ``limit`` due tasks (``due_tasks``) for ``owner``, each under a
         request id of its own: (the task as found, the task as claimed) of each claim
         that held; one call instead of a look and a read and a claim per task."""
-        claimed = []
-        for task_id in self.due_tasks(now, limit, exclude):
-            before = self.get_task(task_id)
-            after = self.claim_task(task_id, owner, new_request_id(), now, lease)
-            if before is not None and after is not None:
-                claimed.append((before, after))
-        return claimed
 
     @abc.abstractmethod
     def renew_lease(self, task_id: str, request_id: str, until: float) -> bool:

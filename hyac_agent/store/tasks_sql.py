@@ -48,12 +48,7 @@ _DUE_ROWS = (
     .order_by(tasks.c.run_at)
     .limit(bindparam("b_limit"))
 )
-_DUE = (
-    select(tasks.c.id)
-    .where(_claimable(bindparam("b_now")), tasks.c.id.not_in(bindparam("b_skip", expanding=True)))
-    .order_by(tasks.c.run_at)
-    .limit(bindparam("b_limit"))
-)
+_DUE = _DUE_ROWS.with_only_columns(tasks.c.id)
 #: a run's own UPDATE: the SET clause comes from the keys of the parameters given
 _OF_RUN = update(tasks).where(
     tasks.c.id == bindparam("b_id"), tasks.c.status == TaskStatus.RUNNING,

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from hyac_agent.services.invoke import new_request_id
@@ -63,9 +64,7 @@ class EmbeddedQueue(TaskQueue):
     async def submit(self, task_id: str, run_at: float) -> None:
         if run_at > time.time():
             return  # found by the dispatcher's next look once it is due
-        dispatching = self._loop_task is not None and not self._loop_task.done()
-        busy = len(self._runs) + len(self._reserved)
-        if dispatching and task_id not in self._runs and busy < self.concurrency:
+        if self._slot_free() and task_id not in self._runs:
             # A slot is free, so no older task is waiting for it: run this one now
             # rather than after the dispatcher has looked for it in the store. The claim
             # still decides, so the dispatcher finding it too runs it once.
@@ -73,9 +72,13 @@ class EmbeddedQueue(TaskQueue):
         else:
             self._wake.set()
 
-    def reserve(self) -> str | None:
+    def _slot_free(self) -> bool:
+        """The dispatcher runs and fewer than ``concurrency`` runs are here or reserved."""
         dispatching = self._loop_task is not None and not self._loop_task.done()
-        if not dispatching or len(self._runs) + len(self._reserved) >= self.concurrency:
+        return dispatching and len(self._runs) + len(self._reserved) < self.concurrency
+
+    def reserve(self) -> str | None:
+        if not self._slot_free():
             return None
         request_id = new_request_id()
         self._reserved.add(request_id)
@@ -84,11 +87,7 @@ class EmbeddedQueue(TaskQueue):
     def start_reserved(self, record: TaskRecord, version: VersionRecord) -> None:
         assert record.run_request_id is not None
         self._reserved.discard(record.run_request_id)
-        run = asyncio.create_task(
-            self.executor.run_reserved(record, version, record.run_request_id)
-        )
-        self._runs[record.id] = run
-        run.add_done_callback(functools.partial(self._finished, record.id))
+        self._track(record.id, self.executor.run_reserved(record, version, record.run_request_id))
 
     def release(self, request_id: str) -> None:
         self._reserved.discard(request_id)
@@ -109,9 +108,7 @@ class EmbeddedQueue(TaskQueue):
         if free > 0:
             # Found and claimed in one go; a task submit started meanwhile is not claimable.
             for before, claimed in await self.executor.claim_due(free, list(self._runs)):
-                run = asyncio.create_task(self.executor.run_claimed(before, claimed))
-                self._runs[claimed.id] = run
-                run.add_done_callback(functools.partial(self._finished, claimed.id))
+                self._track(claimed.id, self.executor.run_claimed(before, claimed))
         # A task's callback is sent as the task ends; the store is asked only for the
         # retries that came due, once per poll interval rather than on every wake (a
         # busy queue wakes the dispatcher once per task).
@@ -121,9 +118,13 @@ class EmbeddedQueue(TaskQueue):
             await self.executor.deliver_due_callbacks()
 
     def _start(self, task_id: str) -> None:
-        run = asyncio.create_task(self.executor.run(task_id))
-        self._runs[task_id] = run
-        run.add_done_callback(functools.partial(self._finished, task_id))
+        self._track(task_id, self.executor.run(task_id))
+
+    def _track(self, task_id: str, run: Coroutine[Any, Any, str | None]) -> None:
+        """Run ``run`` (a run of ``task_id``) in a slot of this queue."""
+        task = asyncio.create_task(run)
+        self._runs[task_id] = task
+        task.add_done_callback(functools.partial(self._finished, task_id))
 
     def _finished(self, task_id: str, _run: asyncio.Task[Any]) -> None:
         run = self._runs.pop(task_id, None)

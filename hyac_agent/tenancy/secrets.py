@@ -85,14 +85,18 @@ class SecretService:
         cached = self._cache.get(tenant)
         if cached is not None:
             return cached
-        loaded = {name: self._box.decrypt(token.encode()).decode()
-                  for name, token in self.store.secrets_of(tenant).items()}
+        loaded = self._load(tenant)
         with self._lock:
             cached = self._cache.get(tenant)
             if cached is None:  # else a change came first, and holds the newer values
                 self._cache[tenant] = cached = loaded
                 self._rebuild(tenant)
         return cached
+
+    def _load(self, tenant: str) -> dict[str, str]:
+        """``tenant``'s values as the store holds them, decrypted. Blocking."""
+        return {name: self._box.decrypt(token.encode()).decode()
+                for name, token in self.store.secrets_of(tenant).items()}
 
     def names(self, tenant: str) -> list[str]:
         return sorted(self.values(tenant))
@@ -145,8 +149,7 @@ class SecretService:
         change made here; there is no moment without redaction."""
         if tenant not in self._cache:
             return  # never loaded here: the first values() reads the store
-        loaded = {name: self._box.decrypt(token.encode()).decode()
-                  for name, token in self.store.secrets_of(tenant).items()}
+        loaded = self._load(tenant)
         with self._lock:
             current = self._cache.get(tenant, {})
             generation = self._generation.get(tenant, 0) + 1

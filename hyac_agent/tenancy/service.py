@@ -345,10 +345,11 @@ class TenancyService:
         tenant = version.tenant
 
         def gather() -> tuple[ResourceLimits, dict[str, str], bool, str]:
-            state = self.worker_state(tenant)  # first: a change after it is judged stale
-            env = {**self.env(tenant), **version.config.env}
-            return (self.quotas.sandbox_limits(tenant, limits), env,
-                    self.egress(tenant) != "none", state)
+            # Read once, digested first: a change after this read is judged stale.
+            tenant_env, egress = self.env(tenant), self.egress(tenant)
+            state = self._state_digest(tenant, tenant_env, egress)
+            return (self.quotas.sandbox_limits(tenant, limits),
+                    {**tenant_env, **version.config.env}, egress != "none", state)
 
         return await asyncio.to_thread(gather)
 
@@ -356,11 +357,14 @@ class TenancyService:
         """A digest of what a worker of ``tenant`` takes at start and keeps: env, egress,
         quotas and secret values (also loads the secrets, so that its log lines can be
         redacted at once). A worker that started with another digest is stale. Blocking."""
+        return self._state_digest(tenant, self.env(tenant), self.egress(tenant))
+
+    def _state_digest(self, tenant: str, env: dict[str, str], egress: str | list[str]) -> str:
         secrets = hashlib.sha256()
         for name, value in sorted(self.secrets.values(tenant).items()):
             secrets.update(f"{len(name)}:{name}{len(value)}:{value}".encode())
         state = json.dumps({
-            "env": self.env(tenant), "egress": self.egress(tenant),
+            "env": env, "egress": egress,
             "quotas": self.quotas.limits(tenant), "secrets": secrets.hexdigest(),
         }, sort_keys=True, default=str)
         return hashlib.sha256(state.encode()).hexdigest()
