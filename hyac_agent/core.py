@@ -185,6 +185,7 @@ class Agent:
         # part fails to start: the queue first, the store last.
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.store.close)
+            stack.callback(self.functions.close)
             await self.tenancy.start()
             stack.push_async_callback(self.tenancy.stop)
             self.logbus.start()

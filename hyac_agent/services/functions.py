@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import subprocess
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hyac_agent.bundles import BundleStore, bundle_sha256, decode_bundle, pack
 from hyac_agent.runtimes import Runtime, resolve
+from hyac_agent.services.syntax import SyntaxChecks
 from hyac_agent.store import FunctionRecord, Store, VersionRecord, owned_elsewhere
 from hyac_common.errors import (
-    FunctionSyntaxError,
     HyacError,
     InvalidInput,
     NotFound,
@@ -33,43 +31,6 @@ if TYPE_CHECKING:
 
 #: below this no interpreter starts (and Docker refuses limits under 6 MB)
 MIN_MEMORY_BYTES = 16 * 1024 * 1024
-
-# Compiles every Python file of a bundle with the function's own interpreter (so syntax
-# is judged by the version that will run it) without executing any of it.
-_SYNTAX_CHECK = r"""
-import json, sys
-files = json.load(sys.stdin)
-for path, source in sorted(files.items()):
-    try:
-        compile(source, path, "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        line = exc.lineno or 0
-        print(json.dumps({"path": exc.filename or path, "line": line,
-                          "message": "%s: %s" % (type(exc).__name__, exc.msg)}))
-        sys.exit(1)
-"""
-
-
-def _check_syntax(runtime: Runtime, files: dict[str, bytes]) -> None:
-    sources = {
-        path: content.decode("utf-8", "replace")
-        for path, content in files.items()
-        if path.endswith(".py")
-    }
-    result = subprocess.run(
-        [str(runtime.interpreter), "-I", "-S", "-c", _SYNTAX_CHECK],
-        input=json.dumps(sources), capture_output=True, text=True, timeout=60,
-    )
-    if result.returncode != 0:
-        try:
-            info = json.loads(result.stdout)
-        except ValueError:
-            raise InvalidInput(f"could not check the function's syntax: {result.stderr.strip()}") from None
-        raise FunctionSyntaxError(
-            f"{info['path']}:{info['line']}: {info['message']}",
-            path=info["path"], line=info["line"],
-        )
-
 
 def _language_of(runtime_name: str) -> str | None:
     """The language of a runtime a version was deployed on (None: no longer known here)."""
@@ -95,6 +56,8 @@ class FunctionService:
         #: the agent's default runtime (``hyac runtime default``), for deploys naming none
         self.default_runtime = default_runtime
         self.max_bundle_bytes = max_bundle_bytes
+        #: compiles new Python bundles with their runtime's interpreter before they deploy
+        self.syntax = SyntaxChecks()
         # Active versions cached for the invoke path; every change below goes through here.
         self._active: dict[tuple[str, str], VersionRecord] = {}
         # Counts the changes of active versions: a store read that overlapped one may be
@@ -116,7 +79,7 @@ class FunctionService:
         sha = bundle_sha256(files, request)
         existing = await asyncio.to_thread(self.store.version_with, tenant, name, sha)
         if not self.bundles.exists(sha) and runtime.language == "python":
-            await asyncio.to_thread(_check_syntax, runtime, files)
+            await asyncio.to_thread(self.syntax.check, runtime.interpreter, files)
         # Dependencies are resolved and installed before anything is recorded: a conflict
         # or a failing install leaves the active version as it was. Redeploying a version
         # reuses its stored lock, so it gets exactly the same environment.
@@ -175,6 +138,9 @@ class FunctionService:
                 env=prepared.env_id, installed=prepared.installed, packages=prepared.packages
             ) if prepared is not None else None,
         )
+
+    def close(self) -> None:
+        self.syntax.close()
 
     def _check_owner(self, tenant: str, name: str, request: DeployRequest, runtime: Runtime
                      ) -> None:
