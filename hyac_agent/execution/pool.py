@@ -4,7 +4,9 @@ function version, specialised from a generic sandbox on first use.
 A cold start therefore costs a code load (hard-linking the bundle into the sandbox's own
 code directory and sending ``init``), not a sandbox boot; the generic pool is refilled
 in the background. A burst of first requests for a version waits on the single
-specialisation in flight. A generic sandbox has never run code when it is specialised,
+specialisation in flight. A redeploy (a new version of a function that had a live
+worker) refills at once: saving under ``hyac dev`` takes one sandbox per save, and the
+next save should find its replacement ready. A generic sandbox has never run code when it is specialised,
 and a specialised one serves exactly one (tenant, function, content hash) until it is
 stopped: sandboxes are never shared across tenants or versions, nor handed back.
 """
@@ -90,6 +92,11 @@ class WorkerPool:
         self._generic: dict[str, list[_Generic]] = {}
         self._warm_runtimes: set[str] = set(self.settings.runtimes)
         self._refilling: dict[str, asyncio.Task[None]] = {}
+        # Set to end a refill's wait early (a redeploy took the sandbox, not a burst).
+        self._refill_now: dict[str, asyncio.Event] = {}
+        # (tenant, function) whose live worker a newer version retired: its next start is
+        # a redeploy's, whose sandbox is replaced without the refill delay.
+        self._redeployed: set[tuple[str, str]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -162,7 +169,9 @@ class WorkerPool:
             )
         if self.settings.size > 0 and runtime_name not in self._warm_runtimes:
             self._warm_runtimes.add(runtime_name)
-        self._schedule_refill(runtime_name)
+        redeploy = (version.tenant, version.function) in self._redeployed
+        self._redeployed.discard((version.tenant, version.function))
+        self._schedule_refill(runtime_name, at_once=redeploy)
         spec = SandboxSpec(
             runtime=runtime,
             limits=limits,
@@ -239,16 +248,25 @@ class WorkerPool:
             return sandbox, entry.runtime
         return None
 
-    def _schedule_refill(self, runtime: str) -> None:
+    def _schedule_refill(self, runtime: str, *, at_once: bool = False) -> None:
+        """Top the generic sandboxes of ``runtime`` up, after the refill delay unless
+        ``at_once`` (which also cuts short the delay of a refill already waiting)."""
         if self._closed or self.settings.size <= 0 or runtime not in self._warm_runtimes:
             return
+        now = self._refill_now.setdefault(runtime, asyncio.Event())
+        if at_once:
+            now.set()
         task = self._refilling.get(runtime)
         if task is not None and not task.done():
             return
         self._refilling[runtime] = asyncio.create_task(self._refill(runtime))
 
     async def _refill(self, runtime_name: str) -> None:
-        await asyncio.sleep(self.settings.refill_delay)
+        now = self._refill_now[runtime_name]
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(now.wait(), self.settings.refill_delay)
+        # A redeploy's take from here on is covered: the loop below refills up to size.
+        now.clear()
         try:
             resolved = await asyncio.to_thread(self.backend.resolve_runtime, runtime_name)
         except Exception as exc:
@@ -287,6 +305,8 @@ class WorkerPool:
         ]
         for key in doomed:
             self._workers[key].drain("a newer version of the function serves now")
+        if doomed and keep_sha is not None:
+            self._redeployed.add((tenant, function))
 
     async def retire_tenant(self, tenant: str, current_state: str | None = None) -> None:
         """Stop every worker of ``tenant`` (its env or network changed); with
