@@ -74,10 +74,12 @@ async def measure_backend(name: str, runs: int, workdir: Path) -> dict[str, floa
     (bundle / "functions").mkdir(parents=True, exist_ok=True)
     (bundle / ENTRY).write_text(JAVA_SOURCE if ENTRY.endswith(".java") else SOURCE)
     if ENTRY.endswith(".java"):  # as a deploy does: the classes travel in the bundle
+        from hyac_agent import runtimes
         from hyac_agent.deps.compile import check_java
 
-        for rel, data in check_java(runtime, {ENTRY: JAVA_SOURCE.encode()}, ENTRY, None,
-                                    True).items():
+        # compiled by the host's JDK, as at deploy, whichever backend runs the workers
+        for rel, data in check_java(runtimes.resolve(RUNTIME), {ENTRY: JAVA_SOURCE.encode()},
+                                    ENTRY, None, True).items():
             (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
             (bundle / rel).write_bytes(data)
     misses, hits = [], []

@@ -4,11 +4,17 @@
 no base, it makes one without a registry: ``debootstrap --variant=minbase`` of Debian
 (with its python3) into a cached tarball, imported as ``hyac/debian-base:SUITE``. Both
 steps are skipped when their result already exists, so a second run is quick.
+
+``build_family_image`` builds another runtime's image (runtime.toml's ``image``, e.g.
+``hyac/java:17``) from its folder's Dockerfile FROM that same Debian base; such a
+Dockerfile installs its interpreter with apt from Debian's mirror (the one network the
+build needs, on the host's network), never from an image registry.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -107,6 +113,53 @@ def python_version_of(client: Any, image: str) -> str:
     return output.decode().strip()
 
 
+def _docker_build(client: Any, folder: Path, name: str, base: str, network: str = "") -> None:
+    try:
+        client.images.build(
+            path=str(folder), dockerfile="Dockerfile", tag=name, buildargs={"BASE_IMAGE": base},
+            rm=True, forcerm=True, pull=False, **({"network_mode": network} if network else {}),
+        )
+    except Exception as exc:
+        raise ImageBuildError(f"docker build of {name} failed: {exc}") from None
+
+
+def build_family_image(
+    runtime_name: str, base: str | None = None, force: bool = False,
+    say: Callable[[str], None] = print,
+) -> str:
+    """Build the image runtime.toml names for ``runtime_name`` (not Python's); returns its
+    name. Checks that the image's interpreter answers as the manifest's version pattern
+    expects, run as the workers run it (uid 1000, no network)."""
+    from hyac_agent import runtimes
+
+    runtime, manifest = runtimes.declared(runtime_name)
+    if not runtime.image or not (runtime.folder / "Dockerfile").is_file():
+        raise ImageBuildError(f"runtime {runtime_name} has no image to build (its runtime.toml "
+                              "names none, or its folder has no Dockerfile)")
+    client = _client()
+    if base is None:
+        base = ensure_debian_base(client, say=say)  # --force rebuilds this image, not the base
+    name = runtime.image
+    if not force and image_exists(client, name):
+        say(f"runtime image {name}: present")
+        return name
+    say(f"building {name} FROM {base} (packages from Debian's mirror) …")
+    _docker_build(client, runtime.folder, name, base, network="host")
+    major = runtime.version.split(".")[0]
+    interpreter = str(manifest["interpreter"]).format(version=runtime.version, major=major)
+    output = client.containers.run(
+        name, [interpreter, *manifest.get("version_args", ["--version"])], remove=True,
+        network_mode="none", user="1000:1000",
+    ).decode(errors="replace").strip()
+    pattern = str(manifest.get("version_pattern", "")).format(
+        version=re.escape(runtime.version), major=re.escape(major))
+    if not re.search(pattern, output):
+        raise ImageBuildError(f"{name} holds {output.splitlines()[0] if output else 'nothing'}, "
+                              f"not {runtime_name}")
+    say(f"runtime image {name}: built ({output.splitlines()[0]})")
+    return name
+
+
 def build_runtime_image(
     image_template: str = "hyac/python:{version}",
     base: str | None = None,
@@ -126,13 +179,7 @@ def build_runtime_image(
         say(f"runtime image {name}: present")
         return name
     say(f"building {name} FROM {base} …")
-    try:
-        client.images.build(
-            path=str(runtimes_dir() / "python"), dockerfile="Dockerfile", tag=name,
-            buildargs={"BASE_IMAGE": base}, rm=True, forcerm=True, pull=False,
-        )
-    except Exception as exc:
-        raise ImageBuildError(f"docker build of {name} failed: {exc}") from None
+    _docker_build(client, runtimes_dir() / "python", name, base)
     actual = python_version_of(client, name)
     if actual != version:
         raise ImageBuildError(f"{name} holds Python {actual}, not {version}: pass --python {actual}")

@@ -186,15 +186,22 @@ def images_build(
         None, help="Base image (e.g. python:3.12-slim). Default: a Debian base made offline."
     ),
     python: Optional[str] = typer.Option(None, help="Python version the image holds, e.g. 3.11."),
+    runtime: Optional[str] = typer.Option(
+        None, help="Build another runtime's image instead, e.g. java17 (its packages come "
+        "from Debian's mirror)."
+    ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the images exist."),
 ) -> None:
     """Build the python runtime image (offline by default: debootstrap + docker import)."""
-    from hyac_agent.images import build_runtime_image
+    from hyac_agent.images import build_family_image, build_runtime_image
 
     image = _config().docker_image
     try:
-        build_runtime_image(image, base=base, python=python, force=force,
-                            say=typer.echo)
+        if runtime:
+            build_family_image(runtime, base=base, force=force, say=typer.echo)
+        else:
+            build_runtime_image(image, base=base, python=python, force=force,
+                                say=typer.echo)
     except HyacError as exc:
         _fail(exc.message)
     except Exception as exc:  # the daemon is missing or refused

@@ -249,8 +249,9 @@ def _prefix_of(binary: str) -> Path:
     return folder
 
 
-def resolve(name: str) -> Runtime:
-    """The runtime called ``name``, or InvalidInput saying why it cannot run here."""
+def declared(name: str) -> tuple[Runtime, dict[str, Any]]:
+    """The runtime called ``name`` as its runtime.toml declares it, with the manifest; its
+    interpreter is the manifest's name, not found on this host (an image may hold it)."""
     family, version = _split(name)
     if name in _disabled():
         raise InvalidInput(f"runtime {name!r} was removed from this agent (hyac runtime add {name})")
@@ -258,7 +259,13 @@ def resolve(name: str) -> Runtime:
     names = runtime_names(manifest)
     if name not in names:
         raise InvalidInput(f"runtime {name!r} is not supported; {family} runtimes: {', '.join(names)}")
-    base = _runtime_from_manifest(name, family, version, folder, manifest)
+    return _runtime_from_manifest(name, family, version, folder, manifest), manifest
+
+
+def resolve(name: str) -> Runtime:
+    """The runtime called ``name``, or InvalidInput saying why it cannot run here."""
+    base, manifest = declared(name)
+    version = base.version
     if manifest.get("language", "python") == "python" and manifest["interpreter"].startswith("python"):
         for candidate in _candidates(version):
             probed = _probe(candidate)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make the docker sandbox usable on this host: install Docker (Debian/Ubuntu, as root) if
-# it is missing, start dockerd if it is not running, and build the runtime image offline
-# (`hyac-agent images build`: debootstrap + docker import, no registry needed).
+# it is missing, start dockerd if it is not running, and build the runtime images without
+# a registry: Python's (`hyac-agent images build`: debootstrap + docker import) and
+# java17's (`--runtime java17`: Debian's JDK from its mirror on that base, ~1 min once).
 # Idempotent: when everything is in place it only checks and exits within seconds.
 set -euo pipefail
 
@@ -39,4 +40,5 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 as_root "$HYAC_AGENT" images build
+as_root "$HYAC_AGENT" images build --runtime java17
 echo "setup-docker: ready ($("$HYAC_AGENT" doctor --json | python3 -c 'import json,sys; d=json.load(sys.stdin)["sandbox"]; print(d["selected"], "-", d["why"])'))"

@@ -18,6 +18,12 @@ wasmtime is any Python 3.9+ (the guest's CPython is inside the WebAssembly modul
 the engine's folder that scripts/setup-wasm.sh fills (wasmtime, the pinned module and its
 compiled form) is mounted read-only at its host path, the one more mount those containers
 see.
+
+Another runtime runs here when its runtime.toml names an ``image`` and its worker connects
+to the channel by path (``channel = "path"``): ``java17`` on ``hyac/java:17`` (Debian's
+JDK, ``hyac-agent images build --runtime java17``). Its interpreter is the image's, and
+its ``host_paths`` are the image's own files, not bound from the host; the worker is
+sized by the container's memory (``{heap_mb}``), so it keeps that memory for its life.
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ def _probe_error() -> str | None:
 def image_for(settings: SandboxSettings, runtime_name: str) -> str:
     match = _RUNTIME_RE.match(runtime_name)
     if not match:
-        raise InvalidInput(f"the docker sandbox has no image for runtime {runtime_name!r}")
+        return _image_runtime(runtime_name).image
     if match.group(2):
         return _wasm_host_image(settings)
     return settings.docker_image.format(version=match.group(1))
@@ -114,6 +120,36 @@ def _image_exists(image: str) -> bool:
     except Exception:
         return False
     return True
+
+
+def _image_runtime(name: str) -> Runtime:
+    """A runtime other than Python's as its own image runs it (runtime.toml's ``image``,
+    built from the runtime folder's Dockerfile by ``hyac-agent images build --runtime
+    NAME``): the manifest's interpreter on the image's PATH, and the image's own files
+    where the host's would be bound (``host_paths``). Only a worker that connects to its
+    channel by path can run here; InvalidInput says what to do otherwise."""
+    from hyac_agent import runtimes
+
+    declared, manifest = runtimes.declared(name)
+    buildable = (declared.folder / "Dockerfile").is_file()
+    if declared.channel != "path" or not declared.image or not (
+        buildable or _image_present(declared.image)
+    ):
+        raise InvalidInput(
+            f"runtime {name!r} cannot run on this agent's docker sandbox, which has no image "
+            f"for it; run the agent with --sandbox bwrap (HYAC_SANDBOX=bwrap) to serve "
+            f"{name} functions"
+        )
+    major = declared.version.split(".")[0]
+    interpreter = str(manifest["interpreter"]).format(version=declared.version, major=major)
+    return replace(declared, interpreter=Path(interpreter), prefix=Path("/usr"), host_paths=())
+
+
+def _image_present(image: str) -> bool:
+    """Whether the engine has ``image``; an absence is asked again (it may be built since)."""
+    if not _image_exists(image):
+        _image_exists.cache_clear()
+    return _image_exists(image)
 
 
 def _wasm_runtime(host: Runtime) -> Runtime:
@@ -285,22 +321,21 @@ class DockerBackend(SandboxBackend):
     def resolve_runtime(self, name: str) -> Runtime:
         match = _RUNTIME_RE.match(name)
         if not match:
-            # `hyac-agent images build` makes Python images only, so far.
-            raise InvalidInput(
-                f"runtime {name!r} cannot run on this agent's docker sandbox, which has images "
-                f"for Python runtimes only; run the agent with --sandbox bwrap "
-                f"(HYAC_SANDBOX=bwrap) to serve {name} functions"
-            )
+            runtime = _image_runtime(name)
+            if not _image_present(runtime.image):
+                raise InvalidInput(
+                    f"runtime {name!r} has no image on this agent ({runtime.image}): build it "
+                    f"with `hyac-agent images build --runtime {name}`"
+                )
+            return runtime
         image = image_for(self.settings, name)
         version = image.rsplit(":", 1)[-1] if match.group(2) else match.group(1)
-        if not _image_exists(image):
-            _image_exists.cache_clear()
-            if not _image_exists(image):
-                raise InvalidInput(
-                    f"runtime {name!r} has no image on this agent ({image}): build it with "
-                    f"`hyac-agent images build --python {version}` (versions other than "
-                    "Debian's need --base python:X.Y-slim, which needs registry access)"
-                )
+        if not _image_present(image):
+            raise InvalidInput(
+                f"runtime {name!r} has no image on this agent ({image}): build it with "
+                f"`hyac-agent images build --python {version}` (versions other than "
+                "Debian's need --base python:X.Y-slim, which needs registry access)"
+            )
         from hyac_agent import runtimes
 
         if match.group(2):
@@ -350,12 +385,10 @@ class DockerBackend(SandboxBackend):
                 container.remove(force=True)
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
-        if spec.runtime.interpreter != Path("python3"):
-            spec = SandboxSpec(
-                runtime=self.resolve_runtime(spec.runtime.name), limits=spec.limits,
-                tenant=spec.tenant, function=spec.function, version=spec.version, env=spec.env,
-                deps_dir=spec.deps_dir,
-            )
+        # The runtime as the image runs it (a caller may hold the host's resolution).
+        runtime = self.resolve_runtime(spec.runtime.name)
+        if runtime != spec.runtime:
+            spec = replace(spec, runtime=runtime)
         sandbox_id = new_sandbox_id()
         host_dir = make_host_dir(self.settings.run_dir, sandbox_id)
         channel_dir = host_dir / "channel"
@@ -408,7 +441,8 @@ class DockerBackend(SandboxBackend):
             process, channel, CODE_MOUNT, sandbox_id=sandbox_id, host_dir=host_dir
         )
         sandbox.limits = spec.limits
-        sandbox.fixed_memory = spec.runtime.name.endswith("-wasm")
+        # python3.12-wasm caps its store, a JVM its heap, by the memory they started with.
+        sandbox.fixed_memory = spec.runtime.name.endswith("-wasm") or spec.runtime.sized_at_start
         return sandbox
 
     def _run(self, spec: SandboxSpec, sandbox_id: str, host_dir: Path) -> Any:
@@ -424,7 +458,10 @@ class DockerBackend(SandboxBackend):
             options["runtime"] = oci_runtime
         container = self.client.containers.run(
             image_for(self.settings, spec.runtime.name),
-            command=spec.runtime.command(RUNTIME_MOUNT, deps=spec.deps_dir is not None),
+            command=spec.runtime.command(
+                RUNTIME_MOUNT, channel=env["HYAC_CHANNEL_PATH"], deps=spec.deps_dir is not None,
+                code=CODE_MOUNT, memory_bytes=limits.memory_bytes,
+            ),
             detach=True,
             user=CONTAINER_USER,
             environment=env,

@@ -1,4 +1,5 @@
-"""The docker backend has images for Python runtimes only: node and deno fail clearly."""
+"""The docker backend serves Python and java17 from their images: node and deno, which
+have none, fail clearly, as does java17 while its image is not built."""
 
 from __future__ import annotations
 
@@ -16,6 +17,28 @@ def test_docker_refuses_script_runtimes_with_the_way_out(name: str, tmp_path: Pa
     backend = DockerBackend(SandboxSettings(run_dir=tmp_path))
     with pytest.raises(InvalidInput, match="--sandbox bwrap"):
         backend.resolve_runtime(name)
+
+
+def test_java_runs_from_its_image_or_says_how_to_build_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image's own JDK: `java` on its PATH, nothing of the host's bound (the host's
+    /etc/java-17-openjdk belongs to the host's JDK), the channel by path."""
+    from hyac_agent.sandbox import docker
+
+    backend = DockerBackend(SandboxSettings(run_dir=tmp_path))
+    monkeypatch.setattr(docker, "_image_present", lambda image: image == "hyac/java:17")
+    runtime = backend.resolve_runtime("java17")
+    assert (runtime.image, str(runtime.interpreter), runtime.host_paths) == ("hyac/java:17", "java", ())
+    assert runtime.channel == "path" and runtime.sized_at_start
+    assert "-Xmx256m" in runtime.command("/runtime", memory_bytes=512 * 1024 * 1024)
+    monkeypatch.setattr(docker, "_image_present", lambda image: False)
+    with pytest.raises(InvalidInput) as refused:
+        backend.resolve_runtime("java17")
+    assert refused.value.message == (
+        "runtime 'java17' has no image on this agent (hyac/java:17): build it with "
+        "`hyac-agent images build --runtime java17`"
+    )
 
 
 def test_an_engine_that_refuses_the_container_is_sandbox_unavailable(tmp_path: Path) -> None:
