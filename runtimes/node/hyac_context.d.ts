@@ -103,6 +103,14 @@ interface HyacKV {
   list(prefix?: string, limit?: number): Promise<string[]>;
 }
 
+/** The tenant's secrets (`hyac secret set NAME`); values are redacted (***) from logs. */
+interface HyacSecrets {
+  /** The secret's value, or `fallback` when the tenant has no such secret. */
+  get(name: string, fallback?: string): Promise<string | null>;
+  /** The names of the tenant's secrets. */
+  list(): Promise<string[]>;
+}
+
 /** One object of the tenant's storage. */
 interface HyacObjectInfo {
   /** The object's key, e.g. "reports/2026-01.pdf". */
@@ -200,6 +208,8 @@ interface FunctionContext {
   readonly env: Readonly<Record<EnvName, string | undefined>>;
   /** The tenant's key-value store. */
   readonly kv: HyacKV;
+  /** The tenant's secrets, by name. */
+  readonly secrets: HyacSecrets;
   /** The tenant's object storage: put, get, stat, delete, list. */
   readonly storage: HyacStorage;
   /** Email through the agent's SMTP server: send({to, subject, text, html, ...}). */

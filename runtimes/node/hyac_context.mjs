@@ -173,6 +173,22 @@ export class KV {
   }
 }
 
+/** The tenant's secrets (`hyac secret set NAME`), read by name. Every method returns a
+ * promise; the values are redacted (***) from the function's log lines and errors. */
+export class Secrets {
+  constructor(host, requestId) {
+    this._host = host;
+    this._requestId = requestId;
+  }
+  async get(name, fallback = null) {
+    const value = await this._host.call(this._requestId, "secrets.get", { name: String(name) });
+    return value === null || value === undefined ? fallback : String(value);
+  }
+  async list() {
+    return await this._host.call(this._requestId, "secrets.list", {});
+  }
+}
+
 /** The tenant's object storage: bytes under string keys, "/" between folders. Every
  * method returns a promise; data comes back as a Buffer (a Uint8Array). */
 export class Storage {
@@ -279,14 +295,15 @@ export class Task {
 
 /** Everything a function can reach; passed as `context` to `main(context)`. */
 export class FunctionContext {
-  constructor({ request, logger, env, kv, storage = null, mail = null, function: info, deadline,
-                task = null, host = null }) {
+  constructor({ request, logger, env, kv, storage = null, mail = null, secrets = null,
+                function: info, deadline, task = null, host = null }) {
     this.request = request;
     this.logger = logger;
     this.env = Object.freeze({ ...env });
     this.kv = kv;
     this.storage = storage ?? new Storage(host, info?.request_id);
     this.mail = mail ?? new Mail(host, info?.request_id);
+    this.secrets = secrets ?? new Secrets(host, info?.request_id);
     this.function = info;
     this.deadline = deadline;
     this.task = task;

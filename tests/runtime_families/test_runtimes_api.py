@@ -66,30 +66,6 @@ def test_runtime_is_part_of_the_version_and_rollback_restores_it(bwrap_agent: Ru
 
 
 @requires_runtime("node20")
-def test_node_function_context_and_errors(bwrap_agent: RunningAgent) -> None:
-    deploy(bwrap_agent, "nodefn", "functions/nodefn.js", """
-exports.main = async (context) => {
-  console.log("hello from node");
-  await context.kv.set("n", (await context.kv.get("n", 0)) + 1);
-  return {
-    node: process.versions.node, name: context.request.json().name, runtime: context.function.runtime,
-    n: await context.kv.get("n"), env: context.env.REGION, left: context.remaining_time() > 0,
-  };
-};
-""", runtime="node20", env={"REGION": "eu"})
-    answer = result_of(bwrap_agent, "nodefn", {"name": "Ada"})
-    assert answer["node"].startswith("20.") and answer["name"] == "Ada"  # type: ignore[index]
-    assert answer["runtime"] == "node20" and answer["n"] == 1 and answer["env"] == "eu"  # type: ignore[index]
-
-    deploy(bwrap_agent, "boom", "functions/boom.mjs",
-           "export function main(context) {\n  throw new TypeError('boom');\n}\n", runtime="node20")
-    failed = bwrap_agent.invoke("boom").json()
-    assert failed["ok"] is False and failed["error"]["type"] == "TypeError"
-    assert "functions/boom.mjs:2" in failed["error"]["traceback"]
-    assert "bootstrap" not in failed["error"]["traceback"]
-
-
-@requires_runtime("node20")
 def test_node_output_too_large_to_frame_is_output_too_large(bwrap_agent: RunningAgent) -> None:
     # 50 MiB of text is over 64 MiB once base64-encoded in the result frame: the bootstrap
     # cannot send it (a RangeError in JavaScript) and says so with the result's error code.
