@@ -1,12 +1,16 @@
 """Save-to-serving under `hyac dev`: the time from writing a one-line change to a
 function file until the gateway answers with the new behaviour (target: a median under
-one second).
+200 ms).
+
+Each save is written as soon as the previous one serves (a burst of edits: every save
+takes a fresh sandbox, so this also measures how fast the pool refills); ``--pause S``
+waits S seconds before each save instead, a developer's pace.
 
 Printed with ratios to baselines measured in the same run: spawning `python -c pass`,
 and a no-op `hyac deploy` (nothing changed, so it only loads the CLI, reads the project
 and asks the agent).
 
-    python benchmarks/dev_loop.py [--short] [--runs N] [--json out.json]
+    python benchmarks/dev_loop.py [--short] [--runs N] [--pause S] [--json out.json]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import httpx
 HYAC = [sys.executable, "-m", "hyac_cli"]
 SOURCE = "def main(context):\n    return {{'token': {token!r}}}\n"
 POLL = 0.005  # seconds between gateway requests while waiting for the new version
+TARGET = 0.2  # seconds, median save-to-serving
 
 
 def spawn(args: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
@@ -100,6 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="a few runs, for CI")
     parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds to wait before each save (default: none)")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
     runs = args.runs or (3 if args.short else 15)
@@ -122,7 +129,10 @@ def main() -> None:
             dev.wait_until_deployed()
             gateway = f"{url}/default/bench"
             save_to_serving(function, gateway, "warm-up")
-            samples = [save_to_serving(function, gateway, f"t{i}") for i in range(runs)]
+            samples = []
+            for i in range(runs):
+                time.sleep(args.pause)
+                samples.append(save_to_serving(function, gateway, f"t{i}"))
             code = dev.stop()
             python_spawn = statistics.median(
                 spawn([sys.executable, "-c", "pass"], env) for _ in range(runs)
@@ -137,6 +147,7 @@ def main() -> None:
     median = statistics.median(samples)
     results: dict[str, Any] = {
         "runs": runs,
+        "pause_s": args.pause,
         "save_to_serving_median_s": round(median, 4),
         "save_to_serving_max_s": round(max(samples), 4),
         "baseline_python_spawn_s": round(python_spawn, 4),
@@ -144,11 +155,12 @@ def main() -> None:
         "ratio_to_python_spawn": round(median / python_spawn, 2),
         "ratio_to_noop_deploy": round(median / noop_deploy, 2),
         "dev_exit_code": code,
-        "under_one_second": median < 1.0,
+        "under_target": median < TARGET,
     }
-    print(f"save-to-serving (median of {runs}): {median * 1000:.0f} ms "
-          f"(max {max(samples) * 1000:.0f} ms) — target < 1000 ms: "
-          f"{'met' if median < 1.0 else 'MISSED'}")
+    paced = f", {args.pause:g} s before each save" if args.pause else ""
+    print(f"save-to-serving (median of {runs}{paced}): {median * 1000:.0f} ms "
+          f"(max {max(samples) * 1000:.0f} ms) — target < {TARGET * 1000:.0f} ms: "
+          f"{'met' if median < TARGET else 'MISSED'}")
     print(f"  baseline `python -c pass`: {python_spawn * 1000:.0f} ms "
           f"-> ratio {results['ratio_to_python_spawn']}x")
     print(f"  baseline no-op `hyac deploy`: {noop_deploy * 1000:.0f} ms "
