@@ -188,7 +188,9 @@ def test_public_and_allowed_addresses_pass() -> None:
 def test_the_agents_own_addresses_are_known() -> None:
     own = local_addresses()
     assert ipaddress.ip_address("127.0.0.1") in own
-    if Path("/proc/net/if_inet6").exists():
+    inet6 = Path("/proc/net/if_inet6")
+    if inet6.exists() and "0" * 31 + "1 " in inet6.read_text():
+        # ::1 where the host has IPv6 (a container may have it turned off)
         assert ipaddress.ip_address("::1") in own
     try:
         host = {ipaddress.ip_address(str(info[4][0]).split("%")[0])
