@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -97,6 +98,22 @@ def _compile_runtime(folder: Path, interpreter: Path) -> None:
                        capture_output=True, timeout=120, check=False)
 
 
+def _publish(target: Path, fill: Callable[[Path], None]) -> None:
+    """Put a folder at ``target`` whole or not at all: ``fill`` makes it in a staging
+    folder beside it, renamed into place (an identical one made meanwhile is kept)."""
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        made = staging / "made"
+        fill(made)
+        try:
+            os.rename(made, target)
+        except OSError:
+            if not target.is_dir():  # not a concurrent agent's identical one
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 @lru_cache(maxsize=32)
 def _readable_copy(folder: Path) -> Path | None:
     """A copy of a runtime folder that the unprivileged sandbox uid can read, or None.
@@ -120,23 +137,52 @@ def _readable_copy(folder: Path) -> Path | None:
             digest.update(path.read_bytes() + b"\0")
         target = base / f"{folder.name}-{digest.hexdigest()[:20]}"
         if not target.is_dir():
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
-            try:
-                copy = staging / "copy"
+            def fill(copy: Path) -> None:
                 shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__"))
                 for path in [copy, *copy.rglob("*")]:
                     executable = path.is_dir() or os.stat(path).st_mode & stat.S_IXUSR
                     os.chmod(path, 0o755 if executable else 0o644)
-                try:
-                    os.rename(copy, target)
-                except OSError:
-                    if not target.is_dir():  # not a concurrent agent's identical copy
-                        raise
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+
+            _publish(target, fill)
         return target if _accessible_to_others(target) else None
     except OSError:
         return None
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(source, target)
+
+
+def _reachable_view(environment: Path, base: Path) -> Path | None:
+    """A view of a dependency environment that the unprivileged sandbox uids can reach,
+    in ``base`` (the agent's 0711 sandbox root), or None.
+
+    Environments live in the agent's private data directory (``DATA_DIR/deps``), which
+    bubblewrap, once it runs as a sandbox's own uid, cannot bind from. Environments are
+    complete and never change once in place, and everything in them is readable by
+    anyone: the view hard-links their files (copies them across file systems), once
+    per environment and agent.
+    """
+    name = hashlib.sha256(str(environment).encode()).hexdigest()[:24]
+    target = base / "deps" / name
+    if target.is_dir():
+        return target
+    try:
+        target.parent.mkdir(mode=0o711, exist_ok=True)
+
+        def fill(view: Path) -> None:
+            shutil.copytree(environment, view, symlinks=True, copy_function=_link_or_copy)
+            os.chmod(view, 0o755)
+
+        _publish(target, fill)
+    except OSError:
+        return None
+    return target if _accessible_to_others(target) else None
 
 
 def _drop_to(uid: int) -> list[str]:
@@ -370,6 +416,9 @@ class BubblewrapBackend(ProcessLauncher):
             if netns is not None:
                 prefix_argv += [shutil.which("nsenter") or "nsenter", f"--net={netns}", "--"]
             host_uid = os.geteuid()
+            if (deps is not None and self.drops_privileges(spec.runtime)
+                    and not _accessible_to_others(deps)):
+                deps = _reachable_view(deps, self.sandbox_root(spec)) or deps
             if self.drops_privileges(spec.runtime) and (deps is None or _accessible_to_others(deps)):
                 host_uid = launch.host_uid = self._uids.take()
                 prefix_argv += _drop_to(host_uid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,44 @@ def test_the_backend_binds_the_copy_and_drops_privileges(tmp_path: Path, monkeyp
     assert runtime.folder != folder
     assert str(runtime.folder).startswith("/run/hyac-runtimes/")
     assert backend.drops_privileges(runtime)
+
+
+def test_a_dependency_environment_in_the_private_data_dir_is_bound_from_a_view(tmp_path: Path) -> None:
+    """Dependency environments live in the agent's 0700 data directory: a sandbox with one
+    still runs as its own unprivileged uid (without cgroups, as host root it would have
+    no process limit and be refused), binding a view of the environment it can reach."""
+    from hyac_agent.sandbox.base import SandboxSpec, make_host_dir, new_sandbox_id
+
+    private = tmp_path / "data"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    backend = BubblewrapBackend(SandboxSettings(run_dir=tmp_path / "run"))
+    runtime = backend.resolve_runtime(f"python{sys.version_info.major}.{sys.version_info.minor}")
+    spec = SandboxSpec(runtime=runtime, deps_dir=private / "deps" / "envs" / "0123abcd")
+    env = spec.deps_source  # the folder of the environment that is mounted
+    assert env is not None
+    (env / "pkg").mkdir(parents=True)
+    (env / "pkg" / "__init__.py").write_text("VALUE = 42\n")
+    (env / "alias.py").symlink_to("pkg/__init__.py")
+    for path in [private / "deps", private / "deps" / "envs", spec.deps_dir, env, env / "pkg"]:
+        os.chmod(path, 0o755)
+    os.chmod(env / "pkg" / "__init__.py", 0o644)
+    assert not bubblewrap._accessible_to_others(env)
+    host_dir = make_host_dir(backend.sandbox_root(spec), new_sandbox_id())
+    channel = os.open(os.devnull, os.O_RDONLY)
+    launch = backend.prepare(spec, channel, host_dir)
+    try:
+        assert launch.host_uid is not None  # bubblewrap runs as the sandbox's own uid
+        assert f"--reuid={launch.host_uid}" in launch.argv
+        bound = launch.argv[launch.argv.index("/deps") - 1]
+        view = Path(bound)
+        assert view != env and bubblewrap._accessible_to_others(view)
+        assert (view / "pkg" / "__init__.py").read_text() == "VALUE = 42\n"
+        assert os.readlink(view / "alias.py") == "pkg/__init__.py"
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "cat"]
+        assert subprocess.run([*as_nobody, str(view / "alias.py")], capture_output=True).returncode == 0
+        assert subprocess.run([*as_nobody, str(env / "alias.py")], capture_output=True).returncode != 0
+    finally:
+        launch.close()
+        backend.abandon(launch)
+        os.close(channel)
