@@ -8,15 +8,22 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
-    for candidate in python3.13 python3.12 python3.11 python3.10 python3; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-           "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-            PYTHON="$(command -v "$candidate")"
-            break
-        fi
+    # The newest Python 3.10+, one with tarfile's extraction filters (3.10.12+, 3.11.4+)
+    # first: without them the agent refuses .tar.gz sdists.
+    for wanted in 'hasattr(tarfile, "data_filter")' True; do
+        for candidate in python3.13 python3.12 python3.11 python3.10 python3; do
+            if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c \
+                "import sys, tarfile; sys.exit(sys.version_info < (3, 10) or not $wanted)" 2>/dev/null; then
+                PYTHON="$(command -v "$candidate")"
+                break 2
+            fi
+        done
     done
 fi
 [ -n "$PYTHON" ] || { echo "Hyac needs Python 3.10 or newer" >&2; exit 1; }
+"$PYTHON" -c 'import tarfile; tarfile.data_filter' 2>/dev/null ||
+    echo "setup: $("$PYTHON" -V) has no tarfile extraction filters (3.10.12+, 3.11.4+): the agent" \
+         "will refuse .tar.gz sdists of direct-URL requirements (wheels and .zip sdists work)" >&2
 
 # pip trusts the host's CAs, as the agent's installers do: SSL_CERT_FILE or
 # REQUESTS_CA_BUNDLE where set, else the system's bundle (where a TLS-inspecting proxy's

@@ -10,6 +10,7 @@ changed.
 from __future__ import annotations
 
 import hashlib
+import platform
 import re
 import sys
 import tarfile
@@ -33,6 +34,22 @@ _TIMEOUT = 60.0
 # PEP 517's fallback for a source tree without [build-system].
 _DEFAULT_BUILD = (["setuptools>=40.8.0"], "setuptools.build_meta:__legacy__")
 _ARCHIVE_NAME = re.compile(r"[A-Za-z0-9._+-]+\.(tar\.gz|tgz|zip|whl)")
+#: tarfile's extraction filters (Python 3.10.12+, 3.11.4+): without the ``data`` filter a
+#: tarball's members may write outside their folder, so a .tar.gz sdist is refused
+SAFE_TAR = hasattr(tarfile, "data_filter")
+
+
+def tar_refusal() -> str:
+    """Why this agent refuses .tar.gz sdists (its Python lacks the extraction filters)."""
+    return (f"unpacking a .tar.gz sdist safely needs the agent on Python 3.10.12+ or 3.11.4+ "
+            f"(it runs {platform.python_version()}); a wheel or a .zip sdist works")
+
+
+def check_unpackable(url: str) -> None:
+    """Refuse, before anything is fetched, an archive this agent could not unpack safely."""
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    if not SAFE_TAR and name.endswith((".tar.gz", ".tgz")):
+        raise InstallFailed(tar_refusal())
 
 
 @dataclass(frozen=True)
@@ -87,11 +104,11 @@ def unpack(archive: Archive, folder: Path) -> Path:
             with zipfile.ZipFile(archive.path) as zipped:
                 _check_unpacked_size(archive, sum(i.file_size for i in zipped.infolist()))
                 zipped.extractall(folder)  # zipfile drops absolute and ".." parts
-        elif not hasattr(tarfile, "data_filter"):  # before Python 3.10.12 / 3.11.4
-            raise InstallFailed("unpacking an sdist safely needs the agent on Python 3.11.4+")
         else:
             with tarfile.open(archive.path) as tarred:
                 _check_unpacked_size(archive, sum(m.size for m in tarred.getmembers()))
+                if not SAFE_TAR:  # read, never extracted
+                    raise InstallFailed(tar_refusal())
                 tarred.extractall(folder, filter="data")
     except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
         raise InstallFailed(f"{archive.url} is not a readable archive ({exc})") from None

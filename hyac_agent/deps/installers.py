@@ -206,6 +206,7 @@ def python_lock(runtime: Runtime, requirements: list[str], sandboxed: bool) -> s
             if url is None:
                 pins.append(requirement)
                 continue
+            archives.check_unpackable(url)
             archive = archives.download(url, work / "downloads")
             name, version = _wheel_pin(build_wheel(runtime, archive, work, sandboxed))
             wanted, extras = direct_name(requirement)
@@ -264,6 +265,7 @@ def python_install(runtime: Runtime, lock: str, target: Path, sandboxed: bool,
         for entry in (e for e in entries if e.url is not None):
             assert entry.url is not None
             expected = entry.hashes[0].split(":", 1)[1] if entry.hashes else None
+            archives.check_unpackable(entry.url)
             archive = archives.download(entry.url, Path(tmp) / "downloads", expected)
             wheels.append(build_wheel(runtime, archive, Path(tmp), sandboxed))
         if wheels:

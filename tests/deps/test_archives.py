@@ -12,7 +12,7 @@ import pytest
 
 from hyac_agent.deps import InstallFailed, archives
 from hyac_common.errors import DependencyRefused
-from tests.deps.loopback import serving
+from tests.deps.loopback import serving, skip_without_tar_filters
 
 
 def tarball(members: dict[str, bytes]) -> bytes:
@@ -36,6 +36,11 @@ def test_an_archive_is_fetched_hashed_and_unpacked(tmp_path: Path) -> None:
         assert archive.sha256 == hashlib.sha256(SDIST).hexdigest()
         with pytest.raises(InstallFailed, match="changed"):
             archives.download(f"{url}/pkg-1.0.tar.gz", tmp_path / "again", "0" * 64)
+    if not archives.SAFE_TAR:
+        with pytest.raises(InstallFailed) as refused:
+            archives.unpack(archive, tmp_path / "src")
+        assert not (tmp_path / "src" / "pkg-1.0").exists()
+        skip_without_tar_filters(str(refused.value))
     source = archives.unpack(archive, tmp_path / "src")
     assert source == tmp_path / "src" / "pkg-1.0"
     assert archives.build_system(source) == (["flit_core>=3.2"], "flit_core.buildapi", [])
@@ -72,9 +77,30 @@ def test_members_leaving_the_folder_are_refused(tmp_path: Path) -> None:
     (tmp_path / "dl" / "pkg-1.0.tar.gz").write_bytes(hostile)
     archive = archives.Archive("https://example.org/pkg-1.0.tar.gz",
                                tmp_path / "dl" / "pkg-1.0.tar.gz", "")
-    with pytest.raises(InstallFailed, match="not a readable archive"):
+    with pytest.raises(InstallFailed) as refused:
         archives.unpack(archive, tmp_path / "deep" / "src")
     assert not escape.exists() and not (tmp_path / "deep" / escape.name).exists()
+    if not archives.SAFE_TAR:
+        skip_without_tar_filters(str(refused.value))
+    assert "not a readable archive" in str(refused.value)
+
+
+def test_a_tarball_is_refused_before_it_is_fetched_where_it_cannot_be_unpacked_safely(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archives, "SAFE_TAR", False)
+    for name in ("pkg-1.0.tar.gz", "pkg-1.0.tgz"):
+        with pytest.raises(InstallFailed) as refused:
+            archives.check_unpackable(f"https://example.org/{name}")
+        assert "3.11.4+" in str(refused.value) and "\n" not in str(refused.value)
+    for name in ("pkg-1.0.zip", "pkg-1.0-py3-none-any.whl"):
+        archives.check_unpackable(f"https://example.org/{name}")
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "pkg-1.0.tar.gz").write_bytes(SDIST)
+    archive = archives.Archive("https://example.org/pkg-1.0.tar.gz",
+                               tmp_path / "dl" / "pkg-1.0.tar.gz", "")
+    with pytest.raises(InstallFailed, match="3.11.4"):
+        archives.unpack(archive, tmp_path / "src")
+    assert not (tmp_path / "src" / "pkg-1.0").exists()
 
 
 def test_build_requirements_are_held_to_the_same_policy(tmp_path: Path) -> None:

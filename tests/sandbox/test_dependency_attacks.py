@@ -16,6 +16,7 @@ import platform
 import signal
 import socket
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hyac_agent import runtimes
+from hyac_agent.deps import archives
+from hyac_common.errors import InvalidInput
 from tests.conftest import current_runtime
 from tests.deps.loopback import listening, pending_connections, serving
 from tests.sandbox.conftest import BACKENDS, Target, _start_target
@@ -82,16 +86,27 @@ backend-path = ["."]
 READER = "import evilmod, json\ndef main(context):\n    return json.loads(evilmod.SEEN)\n"
 
 
-def make_sdist(listener_port: int, outside: Path, fail: bool = False) -> bytes:
+#: the sdist's format: a .tar.gz where the agent's Python has tarfile's extraction filters;
+#: elsewhere the agent refuses those (as it must, tested here too) and a .zip is built
+SDIST = "evilpkg-0.1.tar.gz" if archives.SAFE_TAR else "evilpkg-0.1.zip"
+
+
+def make_sdist(listener_port: int, outside: Path, fail: bool = False,
+               name: str = SDIST) -> bytes:
     backend = (BACKEND.replace("LISTENER_PORT", str(listener_port))
                .replace("OUTSIDE", repr(str(outside))).replace("FAIL", repr(fail)))
     files = {"pyproject.toml": PYPROJECT, "evilbackend.py": backend,
              "PKG-INFO": "Metadata-Version: 2.1\nName: evilpkg\nVersion: 0.1\n"}
     buffer = io.BytesIO()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(buffer, "w") as zipped:
+            for member, text in files.items():
+                zipped.writestr(f"evilpkg-0.1/{member}", text)
+        return buffer.getvalue()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
+        for member, text in files.items():
             data = text.encode()
-            info = tarfile.TarInfo(f"evilpkg-0.1/{name}")
+            info = tarfile.TarInfo(f"evilpkg-0.1/{member}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
@@ -191,11 +206,20 @@ def test_direct_url_vcs_path_and_option_requirements_are_refused_before_any_fetc
 def test_an_allowed_sdist_builds_without_network_root_or_forbidden_syscalls(
     allowing_target: Target, loopback: Loopback, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    url = f"{loopback.url}/evilpkg-0.1.tar.gz"
+    if not archives.SAFE_TAR:
+        # a .tar.gz this agent cannot unpack safely: one line, before anything is fetched
+        tarball = put(allowing_target, READER,
+                      requirements=[f"evilpkg @ {loopback.url}/evilpkg-0.1.tar.gz"])
+        assert tarball.status_code == 422, tarball.text
+        error = tarball.json()["error"]
+        assert error["code"] == "dependency_install_failed"
+        assert error["message"] == archives.tar_refusal()
+        assert loopback.requests == []
+    url = f"{loopback.url}/{SDIST}"
     response = put(allowing_target, READER, requirements=[f"evilpkg @ {url}"])
     assert response.status_code == 201, response.text
     # the agent itself fetched the archive (resolving, then installing the lock)
-    assert loopback.requests and set(loopback.requests) == {"/evilpkg-0.1.tar.gz"}
+    assert loopback.requests and set(loopback.requests) == {f"/{SDIST}"}
     with allowing_target.agent.client() as client:
         version = client.get(f"/v1/functions/{allowing_target.last}/versions").json()[0]
     digest = hashlib.sha256(loopback.sdist).hexdigest()
@@ -237,6 +261,11 @@ def test_a_client_lock_naming_a_url_or_an_option_is_refused(
 ) -> None:
     for lock in hostile_locks(loopback):
         assert "lock" in refused(put(target, READER, requirements=["evilpkg"], lock=lock))
+    assert loopback.requests == []
+    try:
+        runtimes.resolve("node20")
+    except InvalidInput as exc:
+        pytest.skip(f"npm locks NOT TESTED: node20 is not installed here ({exc.message})")
     npm_lock = json.dumps({
         "package.json": {"name": "hyac-deps", "private": True, "dependencies": {"evil": "1.0.0"}},
         "package-lock.json": {"lockfileVersion": 3, "packages": {
@@ -266,7 +295,7 @@ def test_a_failing_build_is_one_line_without_its_log(
     allowing_target: Target, loopback: Loopback
 ) -> None:
     failing = put(allowing_target, READER,
-                  requirements=[f"evilpkg @ {loopback.url}/failing/evilpkg-0.1.tar.gz"])
+                  requirements=[f"evilpkg @ {loopback.url}/failing/{SDIST}"])
     assert failing.status_code == 422, failing.text
     error = failing.json()["error"]
     assert error["code"] == "dependency_install_failed"
