@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -131,6 +132,9 @@ class QuotaService:
         self._counts: dict[tuple[str, str], int] = {}
         self._pending: dict[tuple[str, str], int] = {}
         self._loaded_windows: set[str] = set()
+        #: held while counts are taken from ``_pending`` and stored, so that the counts of
+        #: a removed tenant are never stored after its rows are deleted
+        self._flushing = threading.Lock()
         self._running: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -138,15 +142,18 @@ class QuotaService:
 
     def forget(self, tenant: str | None = None, usage: bool = False) -> None:
         """Drop cached limits (of ``tenant``, or all); ``usage``: also the tenant's counted
-        executions and mails (it was removed: a tenant made under its name starts at 0)."""
+        executions and mails (it is being removed: a tenant made under its name starts at
+        0). Blocking with ``usage``: a store of its counts in flight ends first, so the
+        caller deletes the stored ones after it."""
         if tenant is None or tenant == PLATFORM:
             self._limits.clear()
         else:
             self._limits.pop(tenant, None)
         if usage and tenant is not None:
-            for counts in (self._counts, self._pending):
-                for key in [k for k in counts if k[0] == tenant]:
-                    counts.pop(key, None)
+            with self._flushing:
+                for counts in (self._counts, self._pending):
+                    for key in [k for k in counts if k[0] == tenant]:
+                        counts.pop(key, None)
 
     def _raw(self, tenant: str) -> dict[str, float]:
         cached = self._limits.get(tenant)
@@ -336,6 +343,10 @@ class QuotaService:
         await asyncio.to_thread(self.flush)
 
     def flush(self) -> None:
+        with self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
         pending, self._pending = self._pending, {}
         if not pending:
             return

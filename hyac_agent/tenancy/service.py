@@ -192,11 +192,13 @@ class TenancyService:
         # their results), logs and audit records: a tenant made again under the name
         # starts empty
         in_s3 = self.objects.store.held_in_s3(name)
+        # Its counts not stored yet are dropped before the stored ones are deleted: a
+        # store of them in flight would otherwise write them back.
+        self.quotas.forget(name, usage=True)
         self.store.delete_tenant(name)
         self.objects.store.discard_all(name, in_s3)  # and the bytes its objects had in S3
         self.databases.drop(name)
         self.secrets.forget(name)
-        self.quotas.forget(name, usage=True)
         self._env.pop(name, None)
         self._known.discard(name)
 

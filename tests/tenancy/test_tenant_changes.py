@@ -31,6 +31,9 @@ def _feed_catches_up(agent: Any) -> int:
 
 
 def test_only_workers_older_than_a_change_restart(api_agent: Any) -> None:
+    # The test reads the feed itself: the agent's own loop (every 0.5 s) would otherwise
+    # take a change first whenever a worker start takes longer than that.
+    api_agent.run(api_agent.agent.feed.stop())
     api_agent.deploy("count", COUNTER)
     assert _count(api_agent) == {"calls": 1, "region": None}
     _feed_catches_up(api_agent)

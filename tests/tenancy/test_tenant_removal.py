@@ -5,8 +5,11 @@ removal stays in the audit log."""
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from typing import Any
 
+from tests.in_process import in_process_agent
 from tests.tenancy.conftest import Platform, body
 from tests.tenancy.test_postgres_tenants import PgPlatform, pg  # noqa: F401 - the fixture
 from tests.waiting import eventually
@@ -107,3 +110,49 @@ def check_recreated_tenant_inherits_nothing(platform: Platform) -> None:
     # the old admin's token does not reach the new tenant
     with platform.http(admin, "heir") as client:
         assert client.get("/v1/functions").status_code in (401, 403)
+
+
+def test_counts_stored_while_a_tenant_is_removed_do_not_come_back(tmp_path: Path) -> None:
+    """The agent stores its execution counts every second from a thread: a store in flight
+    when a tenant is removed must not write that tenant's counts back after its rows are
+    deleted (a tenant made again under the name would start with them)."""
+    with in_process_agent(tmp_path / "data") as agent:
+        platform = Platform(agent)
+        platform.tenant("brief")
+        quotas = agent.agent.tenancy.quotas
+        stored, in_flight, release = quotas.store.add_usage, threading.Event(), threading.Event()
+
+        def held(counts: dict[tuple[str, str], int]) -> None:
+            if any(tenant == "brief" for tenant, _ in counts):
+                in_flight.set()
+                release.wait(30)
+            stored(counts)
+
+        quotas.store.add_usage = held  # type: ignore[method-assign]
+
+        async def counted() -> None:
+            async with quotas.execution("brief"):
+                pass
+
+        agent.run(counted())
+        agent.run(counted())
+        assert in_flight.wait(30), "the counts were never stored"
+        removed: list[int] = []
+
+        def remove() -> None:
+            with platform.owner() as owner:
+                removed.append(owner.delete("/v1/tenants/brief").status_code)
+
+        removing = threading.Thread(target=remove)
+        removing.start()
+        removing.join(2)  # it waits for the store in flight (or, wrongly, not)
+        release.set()
+        removing.join(60)
+        assert removed == [204]
+    with in_process_agent(tmp_path / "data") as again:  # what is stored, read afresh
+        platform = Platform(again)
+        platform.tenant("brief")
+        with platform.owner("brief") as owner:
+            quotas_shown = api(owner, "/v1/quotas")["quotas"]
+        assert quotas_shown["executions_per_day"]["use"] == 0
+        assert quotas_shown["executions_per_minute"]["use"] == 0

@@ -49,14 +49,17 @@ class Store:
 @pytest.fixture(scope="module")
 def store() -> Iterator[Store]:
     admin = "hyac_test_admin_" + secrets.token_hex(4)
+    # a password, as an operator gives the agent's role: a server that asks for one over
+    # TCP (Debian's default, scripts/services.sh) must get it, one that trusts ignores it
+    password = secrets.token_urlsafe(18)
     try:
         with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE").format(
-                sql.Identifier(admin)))
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                sql.Identifier(admin), sql.Literal(password)))
     except Exception as exc:  # noqa: BLE001 - any failure means "no server to test on"
         pytest.skip(f"PostgreSQL tenancy NOT TESTED: no server at {ADMIN_URL}: {exc}")
     dbname = create_store(owner=admin)
-    url = "postgresql+psycopg://" + url_of(dbname, admin).split("://", 1)[1]
+    url = "postgresql+psycopg://" + url_of(dbname, admin, password).split("://", 1)[1]
     try:
         yield Store(url, dbname, admin)
     finally:
