@@ -72,6 +72,11 @@ class Runtime:
     #: host folders the interpreter reads besides its prefix (a JDK's /etc/java-17-openjdk),
     #: bound read-only at the same path by the process backends and build steps
     host_paths: tuple[str, ...] = ()
+    #: under rlimits (no cgroups): address space the runtime reserves without touching it
+    #: (a JVM's class space, a glibc arena per thread), added to the RLIMIT_AS backstop
+    reserved_bytes: int = 0
+    #: why rlimits cannot hold this runtime's memory quota: without cgroups it refuses to start
+    needs_cgroups: str = ""
 
     @property
     def sized_at_start(self) -> bool:
@@ -327,6 +332,8 @@ def _runtime_from_manifest(
             str(p).format(version=version, major=version.split(".")[0] if version else "")
             for p in manifest.get("host_paths", [])
         ),
+        reserved_bytes=int(manifest.get("rlimits", {}).get("reserved_mb", 0)) * 1024 * 1024,
+        needs_cgroups=str(manifest.get("rlimits", {}).get("needs_cgroups", "")),
     )
 
 

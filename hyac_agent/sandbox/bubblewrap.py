@@ -428,6 +428,12 @@ class BubblewrapBackend(ProcessLauncher):
             )
             if limits_error:
                 raise SandboxUnavailable(f"the {spec.runtime.name} sandbox cannot start: {limits_error}")
+            if cgroup is None and spec.runtime.needs_cgroups:
+                raise SandboxUnavailable(
+                    f"the {spec.runtime.name} sandbox cannot start: its memory limit needs cgroups "
+                    f"({spec.runtime.needs_cgroups}), and cgroups are unavailable here "
+                    f"({cgroup_manager()[1]})"
+                )
             args = [
                 bwrap,
                 "--unshare-all",
@@ -485,7 +491,8 @@ class BubblewrapBackend(ProcessLauncher):
             )
             for key, value in env.items():
                 args += ["--setenv", key, value]
-            command = rlimit_prefix(limits, cgroups=cgroup is not None)
+            command = rlimit_prefix(limits, cgroups=cgroup is not None,
+                                    reserved_bytes=spec.runtime.reserved_bytes)
             command += spec.runtime.command(
                 RUNTIME_MOUNT, channel=channel_path, deps=deps is not None, code=CODE_MOUNT,
                 memory_bytes=limits.memory_bytes,

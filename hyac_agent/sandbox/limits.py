@@ -44,8 +44,9 @@ class ResourceLimits:
         return replace(self, memory_bytes=memory_bytes) if memory_bytes else self
 
 
-def rlimit_prefix(limits: ResourceLimits, cgroups: bool) -> list[str]:
-    """``prlimit … --`` run inside the sandbox just before the worker."""
+def rlimit_prefix(limits: ResourceLimits, cgroups: bool, reserved_bytes: int = 0) -> list[str]:
+    """``prlimit … --`` run inside the sandbox just before the worker; ``reserved_bytes``:
+    address space the runtime reserves without touching it (``Runtime.reserved_bytes``)."""
     # 1024 descriptors, as Docker gives: enough for any function, and the kernel memory
     # each open file pins stays small.
     args = ["prlimit", f"--fsize={limits.file_bytes}", "--core=0", "--nofile=1024"]
@@ -56,7 +57,7 @@ def rlimit_prefix(limits: ResourceLimits, cgroups: bool) -> list[str]:
         # room for the address space threads and glibc arenas reserve but never touch.
         args += [
             f"--data={limits.memory_bytes}",
-            f"--as={limits.memory_bytes + 512 * MiB}",
+            f"--as={limits.memory_bytes + 512 * MiB + reserved_bytes}",
             f"--nproc={limits.pids}",
             f"--cpu={limits.cpu_seconds}",
         ]

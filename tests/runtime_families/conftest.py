@@ -15,24 +15,31 @@ import httpx
 import pytest
 
 from hyac_agent import runtimes
+from hyac_agent.sandbox.limits import cgroup_manager
 from hyac_common.errors import InvalidInput
 from tests.conftest import RunningAgent, start_agent
 from tests.sandbox.conftest import backend_missing
 
 
-def runtime_missing(name: str) -> str | None:
+def runtime_missing(name: str, backend: str = "bwrap") -> str | None:
+    """Why ``name`` cannot run here: not installed, or (on bubblewrap) a runtime whose
+    memory limit needs cgroups on a host where the agent cannot make them."""
     try:
-        runtimes.resolve(name)
+        runtime = runtimes.resolve(name)
     except InvalidInput as exc:
-        return exc.message
+        return f"{exc.message} (CI: scripts/setup-runtimes.sh installs it)"
+    if backend == "bwrap" and runtime.needs_cgroups:
+        manager, cgroups = cgroup_manager()
+        if manager is None:
+            return (f"RUNTIME {name} NOT TESTED on bwrap: the agent refuses it here, its memory "
+                    f"limit needs cgroups ({runtime.needs_cgroups}), and cgroups are "
+                    f"unavailable ({cgroups})")
     return None
 
 
 def requires_runtime(name: str) -> pytest.MarkDecorator:
     reason = runtime_missing(name)
-    return pytest.mark.skipif(
-        reason is not None, reason=f"{reason} (CI: scripts/setup-runtimes.sh installs it)"
-    )
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 def skip_unless_served(backend: str, runtime: str) -> None:
@@ -42,9 +49,9 @@ def skip_unless_served(backend: str, runtime: str) -> None:
     reason = backend_missing(backend)
     if reason:
         pytest.skip(f"SANDBOX BACKEND {backend!r} NOT TESTED: {reason}")
-    reason = runtime_missing(runtime)
+    reason = runtime_missing(runtime, backend)
     if reason:
-        pytest.skip(f"{reason} (CI: scripts/setup-runtimes.sh installs it)")
+        pytest.skip(reason)
     image = runtimes.declared(runtime)[0].image
     if backend != "bwrap" and not runtime.startswith("python") and subprocess.run(
         ["docker", "image", "inspect", image], capture_output=True, timeout=20

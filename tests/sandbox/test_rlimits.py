@@ -102,3 +102,54 @@ def test_bwrap_refuses_to_start_without_binding_limits(monkeypatch: pytest.Monke
     assert reason is not None and "no limits would bind" in reason and "HYAC_CGROUPS=off" in reason
     monkeypatch.setattr(limits, "_kernel_version", lambda: (6, 1))
     assert bubblewrap._limits_error(host_uid=2_000_000_000, uid_per_sandbox=True) is None
+
+
+JAVA_HEAP_BOMB = """import java.util.ArrayList;
+public class Hog {
+    public static Object handle(Context context) {
+        ArrayList<byte[]> kept = new ArrayList<>();
+        for (int i = 0; i < 10000; i++) kept.add(new byte[1 << 20]);
+        return kept.size();
+    }
+}
+"""
+
+
+def test_java_runs_under_rlimits_and_its_heap_stays_in_the_quota(rlimit_target: Target) -> None:
+    """The JVM reserves address space it never touches (runtime.toml's [rlimits]
+    reserved_mb): above the backstop, it starts; its heap still ends inside the quota."""
+    from tests.runtime_families.conftest import deploy_files, runtime_missing
+
+    missing = runtime_missing("java17")
+    if missing:
+        pytest.skip(missing)
+    hello = "public class Hi { public static Object handle(Context c) { return \"hi\"; } }\n"
+    for name, source, memory in (("hi", hello, 128), ("hog", JAVA_HEAP_BOMB, 128)):
+        made = deploy_files(rlimit_target.agent, name, {f"functions/{name.title()}.java": source},
+                            runtime="java17", memory=memory << 20)
+        assert made.status_code in (200, 201), made.text
+    answer = rlimit_target.agent.invoke("hi")
+    assert answer.status_code == 200 and answer.json()["ok"], answer.text
+    hog = rlimit_target.agent.invoke("hog")
+    assert hog.status_code == 502 and hog.json()["error"]["code"] == "out_of_memory", hog.text
+
+
+def test_deno_is_refused_with_the_reason_where_no_rlimit_holds_its_memory(rlimit_target: Target) -> None:
+    """V8 reserves tens of GiB at start: without cgroups deno says why it cannot start,
+    in one line, instead of crashing in V8 or running without a memory limit."""
+    from hyac_agent import runtimes
+    from hyac_common.errors import InvalidInput
+    from tests.runtime_families.conftest import deploy_files
+
+    try:
+        runtimes.resolve("deno")
+    except InvalidInput as exc:
+        pytest.skip(f"{exc.message} (CI: scripts/setup-runtimes.sh installs it)")
+    source = "export default function main() { return 'hi'; }\n"
+    made = deploy_files(rlimit_target.agent, "denofn", {"functions/denofn.ts": source}, runtime="deno")
+    assert made.status_code in (200, 201), made.text
+    answer = rlimit_target.agent.invoke("denofn")
+    assert answer.status_code == 503, answer.text
+    message = answer.json()["error"]["message"]
+    assert message.startswith("the deno sandbox cannot start: its memory limit needs cgroups"), message
+    assert "HYAC_CGROUPS=off" in message and "\n" not in message

@@ -133,7 +133,7 @@ def test_builtin_template_deploys_and_answers_its_sample(
     if runtime != "python":
         missing = runtime_missing(runtime)
         if missing:
-            pytest.skip(f"{missing} (CI: scripts/setup-runtimes.sh installs it)")
+            pytest.skip(missing)
     tenant = name.replace("-", "")[:20]
     platform.tenant(tenant)
     as_cli(monkeypatch, platform.agent)
