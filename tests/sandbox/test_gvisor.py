@@ -11,14 +11,19 @@ import pytest
 
 from hyac_agent.sandbox import gvisor
 from tests.conftest import current_runtime
-from tests.sandbox.conftest import Target
+from tests.sandbox.conftest import Target, backend_missing
 
 
 def _runsc() -> str:
+    """runsc, where the gvisor backend is usable; else skip, saying why (e.g. inside a
+    container whose cgroups runsc cannot write, where no platform runs a sandbox)."""
     runsc = gvisor.runsc_path()
     if runsc is None:
         pytest.skip("SANDBOX BACKEND 'gvisor' NOT TESTED: runsc is not installed "
                     "(apt-get install runsc; scripts/setup-gvisor.sh)")
+    reason = backend_missing("gvisor")
+    if reason:
+        pytest.skip(f"SANDBOX BACKEND 'gvisor' NOT TESTED: {reason}")
     return runsc
 
 
