@@ -213,12 +213,15 @@ import datetime, json
 def main(context):
     if context.request.query.get("peek"):
         return open("/etc/passwd").read()
-    import pydantic
+    # modules of the worker's interpreter, C extensions among them, imported after the
+    # guard is on (the agent's own packages are not the interpreter's: a venv's are not)
+    import decimal, sqlite3
     context.kv.set("seen", 1)
     context.storage.put("guarded.txt", b"kept")
     return {"kv": context.kv.get("seen"), "storage": context.storage.get("guarded.txt").decode(),
-            "pydantic": pydantic.VERSION > "2", "json": json.dumps([1]),
-            "day": datetime.date(2026, 12, 3).isoformat()}
+            "modules": [str(decimal.Decimal("1.10") * 2),
+                        sqlite3.connect(":memory:").execute("select 6 * 7").fetchone()[0]],
+            "json": json.dumps([1]), "day": datetime.date(2026, 12, 3).isoformat()}
 """
 
 
@@ -229,7 +232,7 @@ def test_unsandboxed_agent_runs_guarded_workers(api_agent: Any) -> None:
     answer = api_agent.invoke("guarded").json()
     assert answer["ok"], answer["error"]
     assert json.loads(base64.b64decode(answer["body_b64"])) == {
-        "kv": 1, "storage": "kept", "pydantic": True, "json": "[1]", "day": "2026-12-03"}
+        "kv": 1, "storage": "kept", "modules": ["2.20", 42], "json": "[1]", "day": "2026-12-03"}
     refused = api_agent.invoke("guarded", query={"peek": "1"}).json()
     assert not refused["ok"]
     assert refused["error"]["type"] == "PermissionError"
