@@ -77,6 +77,11 @@ class Runtime:
     reserved_bytes: int = 0
     #: why rlimits cannot hold this runtime's memory quota: without cgroups it refuses to start
     needs_cgroups: str = ""
+    #: runtime.toml's ``[prebuilt]``: ``build`` (the interpreter's arguments that build the
+    #: bootstrap into ``{out}``) and ``main`` (what starts a worker from ``{prebuilt}``)
+    prebuilt: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+    #: what the worker runs in place of the bootstrap file once it is built (sandbox/prebuilt.py)
+    main: tuple[str, ...] = ()
 
     @property
     def sized_at_start(self) -> bool:
@@ -95,7 +100,8 @@ class Runtime:
         values = {"runtime": runtime_mount, "channel": channel, "code": code,
                   "deps": self.deps_mount, "heap_mb": str(heap)}
         argv = [a.format(**values) for a in args]
-        return [str(self.interpreter), *argv, f"{runtime_mount}/{self.bootstrap.name}"]
+        main = [a.format(**values) for a in self.main] or [f"{runtime_mount}/{self.bootstrap.name}"]
+        return [str(self.interpreter), *argv, *main]
 
     def environment(self, deps: bool) -> dict[str, str]:
         """Extra worker environment: the runtime's own, plus the import path of deps."""
@@ -334,6 +340,8 @@ def _runtime_from_manifest(
         ),
         reserved_bytes=int(manifest.get("rlimits", {}).get("reserved_mb", 0)) * 1024 * 1024,
         needs_cgroups=str(manifest.get("rlimits", {}).get("needs_cgroups", "")),
+        prebuilt={key: tuple(str(a) for a in manifest.get("prebuilt", {}).get(key, []))
+                  for key in ("build", "main") if manifest.get("prebuilt")},
     )
 
 

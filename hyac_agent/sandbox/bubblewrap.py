@@ -52,6 +52,7 @@ from hyac_agent.sandbox.limits import (
     rlimit_prefix,
     rlimits_unenforceable,
 )
+from hyac_agent.sandbox.prebuilt import PREBUILT, prebuilt
 from hyac_agent.sandbox.uids import UidPool
 from hyac_common.errors import SandboxUnavailable
 
@@ -131,14 +132,14 @@ def _readable_copy(folder: Path) -> Path | None:
             return None
         digest = hashlib.sha256()
         for path in sorted(folder.rglob("*")):
-            if "__pycache__" in path.parts or not path.is_file():
+            if {"__pycache__", PREBUILT} & set(path.parts) or not path.is_file():
                 continue
             digest.update(str(path.relative_to(folder)).encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
         target = base / f"{folder.name}-{digest.hexdigest()[:20]}"
         if not target.is_dir():
             def fill(copy: Path) -> None:
-                shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__", PREBUILT))
                 for path in [copy, *copy.rglob("*")]:
                     executable = path.is_dir() or os.stat(path).st_mode & stat.S_IXUSR
                     os.chmod(path, 0o755 if executable else 0o644)
@@ -369,7 +370,7 @@ class BubblewrapBackend(ProcessLauncher):
         runtime = self._resolve_runtime(name)
         if runtime.family == "python" and runtime.interpreter.name.startswith("python"):
             _compile_runtime(runtime.folder, runtime.interpreter)
-        return runtime
+        return prebuilt(runtime, runtime)
 
     def _resolve_runtime(self, name: str) -> Runtime:
         runtime = resolve(name)

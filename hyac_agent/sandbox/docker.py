@@ -56,6 +56,7 @@ from hyac_agent.sandbox.base import (
     worker_environment,
 )
 from hyac_agent.sandbox.limits import ResourceLimits
+from hyac_agent.sandbox.prebuilt import prebuilt
 from hyac_common.errors import InvalidInput, SandboxUnavailable
 from hyac_common.paths import runtimes_dir
 
@@ -143,6 +144,17 @@ def _image_runtime(name: str) -> Runtime:
     major = declared.version.split(".")[0]
     interpreter = str(manifest["interpreter"]).format(version=declared.version, major=major)
     return replace(declared, interpreter=Path(interpreter), prefix=Path("/usr"), host_paths=())
+
+
+def _host_runtime(name: str) -> Runtime | None:
+    """The runtime as the host runs it, which builds its bootstrap (sandbox/prebuilt.py)
+    for the image's interpreter; None without one on the host."""
+    from hyac_agent import runtimes
+
+    try:
+        return runtimes.resolve(name)
+    except InvalidInput:
+        return None
 
 
 def _image_present(image: str) -> bool:
@@ -327,7 +339,7 @@ class DockerBackend(SandboxBackend):
                     f"runtime {name!r} has no image on this agent ({runtime.image}): build it "
                     f"with `hyac-agent images build --runtime {name}`"
                 )
-            return runtime
+            return prebuilt(runtime, _host_runtime(name))
         image = image_for(self.settings, name)
         version = image.rsplit(":", 1)[-1] if match.group(2) else match.group(1)
         if not _image_present(image):

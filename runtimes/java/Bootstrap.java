@@ -1,11 +1,13 @@
 // Hyac's Java worker (OpenJDK 17+): compiles one function's .java files in memory, loads
 // them and serves their invocations over the channel of docs/protocol.md.
 //
-// Started inside the sandbox as `java FLAGS RUNTIME_DIR/Bootstrap.java` (the JDK's
-// source-file mode: no build step, no jar to ship). The channel is the unix socket at
-// HYAC_CHANNEL_PATH (a JVM cannot adopt an inherited socket). `--check CODE_DIR ENTRY`
-// compiles a function without running it and prints the first error as JSON: the
-// agent's deploy-time check. No dependencies beyond the JDK.
+// Started inside the sandbox as `java FLAGS -cp PREBUILT Bootstrap`, from the classes
+// the agent builds once with `java Bootstrap.java --build Bootstrap.java OUT`
+// (where it cannot, workers run this file in the JDK's source-file mode, which compiles
+// it at every start). The channel is the unix socket at HYAC_CHANNEL_PATH (a JVM cannot
+// adopt an inherited socket). `--check CODE_DIR ENTRY` compiles a function without
+// running it and prints the first error as JSON: the agent's deploy-time check. No
+// dependencies beyond the JDK.
 //
 // The Context API a function sees is the public part of the Context class below; its
 // declaration for javac and IDEs is api/Context.java beside this file (tests hold the two
@@ -78,6 +80,9 @@ public class Bootstrap {
         if (args.length >= 3 && args[0].equals("--check")) {
             check(Paths.get(args[1]), args[2], args.length > 3 ? Paths.get(args[3]) : null);
             return;
+        }
+        if (args.length == 3 && args[0].equals("--build")) {
+            System.exit(Compiler.build(Paths.get(args[1]), Paths.get(args[2])) ? 0 : 1);
         }
         String path = System.getenv("HYAC_CHANNEL_PATH");
         if (path == null || path.isEmpty()) die(2, "no channel: HYAC_CHANNEL_PATH is not set");
@@ -174,6 +179,29 @@ final class Compiler {
                 return;  // only a warm-up: the real compile reports its own failures
             }
         }
+    }
+
+    /** Compile this file (``self``, run in source-file mode) into class files for Java 17
+     * under ``out``: the agent does it once, and its workers start from them instead of
+     * compiling the bootstrap at every JVM start. */
+    static boolean build(Path self, Path out) throws IOException {
+        String source = Files.readString(self);
+        // One file holding several public classes, as source-file mode allows.
+        JavaFileObject file = new SimpleJavaFileObject(self.toUri(), JavaFileObject.Kind.SOURCE) {
+            @Override
+            public CharSequence getCharContent(boolean ignore) {
+                return source;
+            }
+
+            @Override
+            public boolean isNameCompatible(String simpleName, JavaFileObject.Kind kind) {
+                return true;
+            }
+        };
+        List<String> options = List.of("--release", "17", "-g", "-proc:none", "-nowarn",
+                "-Xlint:none", "-d", out.toString());
+        return ToolProvider.getSystemJavaCompiler().getTask(null, null, null, options, null,
+                List.of(file)).call();
     }
 
     static List<String> options() throws IOException {

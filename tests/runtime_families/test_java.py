@@ -255,6 +255,25 @@ def test_an_exception_shows_only_the_users_java_lines(agent: RunningAgent) -> No
 
 
 @EVERY_BACKEND
+def test_workers_start_from_the_prebuilt_bootstrap(agent: RunningAgent) -> None:
+    """The agent builds the bootstrap once (hyac_agent/sandbox/prebuilt.py) and workers,
+    in a container too, start from its classes: the JVM's command is the class, not the
+    source-file launcher that compiled Bootstrap.java at every start."""
+    source = ("public class Started {\n"
+              "    public static Object handle(Context context) {\n"
+              "        return System.getProperty(\"sun.java.command\") + \"|\"\n"
+              "                + System.getProperty(\"java.class.path\");\n"
+              "    }\n"
+              "}\n")
+    assert deploy(agent, "started", {"functions/Started.java": source}).status_code == 201
+    result = invoke(agent, "started")
+    assert result["ok"], result
+    command, classpath = base64.b64decode(result["body_b64"]).decode().split("|")
+    assert command == "Bootstrap"
+    assert classpath.startswith("/runtime/.prebuilt/") and classpath.endswith("/classes")
+
+
+@EVERY_BACKEND
 def test_a_heap_exhausted_is_out_of_memory(agent: RunningAgent) -> None:
     """The JVM's heap, not the sandbox's memory limit, runs out first: the function gets
     Java's OutOfMemoryError (reported as out_of_memory), on docker and gvisor too, where
