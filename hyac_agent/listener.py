@@ -10,6 +10,7 @@ algorithm holds back a response's last segment until the client's delayed ACK, a
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 
@@ -29,3 +30,31 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def local_url(host: str, sock: socket.socket) -> str:
+    """The agent's URL for clients on this host (agent.json, ``hyac agent status``, the
+    console's sign-in link): ``host`` as given, unless ``sock`` is bound to a wildcard.
+
+    A wildcard says where to listen, not where to connect: ``[::]`` refuses a connection
+    (Errno 99) on a host without IPv6, and ``0.0.0.0`` reaches this host on Linux only.
+    A local client gets a loopback address the socket accepts on instead."""
+    port = sock.getsockname()[1]
+    address = connect_address(host, sock.getsockname()[0], v6only=(
+        sock.family == socket.AF_INET6
+        and sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) != 0))
+    return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+
+
+def connect_address(host: str, bound: str, v6only: bool) -> str:
+    """Where a client on this host connects to a socket asked for ``host`` and bound to
+    ``bound``: 127.0.0.1 for 0.0.0.0 and for a dual-stack ``::`` (``IPV6_V6ONLY`` off,
+    Linux's default: it takes IPv4 too, as IPv4-mapped addresses), ``::1`` for an
+    IPv6-only ``::``; any other address as it was given."""
+    try:
+        wildcard = ipaddress.ip_address(bound).is_unspecified
+    except ValueError:  # not an address (getsockname gives one; for safety)
+        wildcard = False
+    if not wildcard:
+        return host
+    return "::1" if v6only else "127.0.0.1"

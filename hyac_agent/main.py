@@ -91,7 +91,7 @@ def serve(
     from hyac_agent.api import create_app
     from hyac_agent.core import Agent
     from hyac_agent.edge import tls as edge_tls
-    from hyac_agent.listener import listening_socket
+    from hyac_agent.listener import listening_socket, local_url
     from hyac_common.paths import agent_state_path, write_private_json
 
     config = _base_config(data_dir, sandbox, insecure_no_sandbox, host=host, port=port,
@@ -104,9 +104,11 @@ def serve(
         sock = listening_socket(config.host, config.port)
     except OSError as exc:
         _fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror}")
-    bound_port = sock.getsockname()[1]
+    url = local_url(config.host, sock)
     shown_host = f"[{config.host}]" if ":" in config.host else config.host
-    url = f"http://{shown_host}:{bound_port}"
+    bound = f"{shown_host}:{sock.getsockname()[1]}"
+    # A wildcard is where the agent listens; its URL is where this host's clients connect.
+    listening = url if url.endswith(f"//{bound}") else f"{bound}, {url} on this host"
     state_path = agent_state_path(config.data_dir)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -130,7 +132,8 @@ def serve(
             state["https_port"] = edge_tls.https.port
         write_private_json(state_path, state)
         logging.getLogger("hyac.agent").info(
-            "listening on %s (sandbox: %s, data: %s)", url, agent.backend.name, config.data_dir
+            "listening on %s (sandbox: %s, data: %s)", listening, agent.backend.name,
+            config.data_dir
         )
 
     async def shutdown(sockets: list[socket.socket] | None = None) -> None:

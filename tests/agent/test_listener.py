@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hyac_agent.listener import listening_socket
+from hyac_agent.listener import connect_address, listening_socket, local_url
 from tests.conftest import RunningAgent, requires_bwrap, start_agent
 
 SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture (5.6+)
@@ -92,6 +92,61 @@ def test_a_taken_port_is_refused_and_closed() -> None:
         with pytest.raises(OSError) as caught:
             listening_socket("127.0.0.1", first.getsockname()[1])
     assert caught.value.errno == errno.EADDRINUSE
+
+
+# the URL local clients are given -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("host", "bound", "v6only", "expected"), [
+    ("0.0.0.0", "0.0.0.0", False, "127.0.0.1"),
+    ("::", "::", False, "127.0.0.1"),  # dual-stack: IPv4 reaches it on a host without IPv6
+    ("::", "::", True, "::1"),  # IPv6 only: 127.0.0.1 would be refused
+    ("0::0", "::", True, "::1"),
+    ("127.0.0.1", "127.0.0.1", False, "127.0.0.1"),
+    ("::1", "::1", True, "::1"),
+    ("::1", "::1", False, "::1"),
+    ("192.0.2.7", "192.0.2.7", False, "192.0.2.7"),
+    ("localhost", "127.0.0.1", False, "localhost"),  # a name stays as the user wrote it
+])
+def test_a_wildcard_is_advertised_as_a_loopback_address(host: str, bound: str, v6only: bool,
+                                                         expected: str) -> None:
+    assert connect_address(host, bound, v6only) == expected
+
+
+def wildcard_socket(host: str, v6only: bool | None) -> socket.socket:
+    if v6only is None:
+        return listening_socket(host, 0)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+    sock.bind((host, 0))
+    return sock
+
+
+@pytest.mark.parametrize(("host", "v6only", "loopback"), [
+    pytest.param("0.0.0.0", None, "127.0.0.1", id="0.0.0.0"),
+    pytest.param("::", None, "127.0.0.1", id="::"),  # listening_socket keeps the default
+    pytest.param("::", False, "127.0.0.1", id="::-dual-stack"),
+    pytest.param("::", True, "[::1]", id="::-ipv6-only"),
+])
+def test_the_url_of_a_wildcard_reaches_its_listener(host: str, v6only: bool | None,
+                                                     loopback: str) -> None:
+    """Read from the socket itself (``IPV6_V6ONLY`` decides), and connected to."""
+    if "::1" in loopback and ipv6_missing():
+        # The URL is still right ([::1]: an IPv6-only listener takes nothing else); only
+        # the connection cannot be made here.
+        with wildcard_socket(host, v6only) as sock:
+            assert local_url(host, sock) == f"http://[::1]:{sock.getsockname()[1]}"
+        pytest.skip(f"connecting to an IPv6-only listener NOT TESTED: {ipv6_missing()}")
+    with wildcard_socket(host, v6only) as listener:
+        listener.listen()
+        port = listener.getsockname()[1]
+        url = local_url(host, listener)
+        assert url == f"http://{loopback}:{port}"
+        address = url.rsplit(":", 1)[0].removeprefix("http://").strip("[]")
+        with socket.create_connection((address, port), timeout=10) as client:
+            server_side, peer = listener.accept()
+            server_side.close()
+            assert peer[1] == client.getsockname()[1]
 
 
 # the real agent --------------------------------------------------------------------------

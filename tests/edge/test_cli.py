@@ -83,6 +83,22 @@ def test_the_https_port_is_in_agent_json_and_agent_status(edge: Edge) -> None:
     assert f"HTTPS on port {edge.tls_port}" in said.stdout
 
 
+def test_an_agent_on_every_address_gives_this_hosts_clients_a_loopback_url(edge: Edge) -> None:
+    """Started with ``--host ::``: [::] is where it listens, not where to connect (refused
+    where the host has no IPv6); the dual-stack listener takes 127.0.0.1 everywhere."""
+    url = f"http://127.0.0.1:{edge.port}"
+    assert edge.agent.url == url  # agent.json, which the CLI reads
+    assert f"listening on [::]:{edge.port}, {url} on this host" in edge.agent.log_path.read_text()
+    with edge.owner() as owner:
+        assert owner.get("/v1/agent").json()["url"] == url
+    status = hyac(edge, "agent", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["url"] == url
+    link = hyac(edge, "console", "--print-url")
+    assert link.returncode == 0, link.stderr
+    assert link.stdout.startswith(f"{url}/console")
+
+
 def test_rm_names_the_domains_removed_with_the_function(edge: Edge) -> None:
     edge.echo("rmtenant", "bound")
     with edge.owner("rmtenant") as owner:
