@@ -26,6 +26,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     # the ACME server of the custom-domain certificate tests (tests/edge/test_acme.py)
     command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+    # the TLS client those tests and tests/edge/test_tls.py serve HTTPS to
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "services: installing ${missing[*]}"
         apt-get update -qq >/dev/null

@@ -108,11 +108,6 @@ def test_acme_issues_serves_and_renews(edge: Edge, pebble: Pebble, tmp_path: Pat
     assert made.status_code == 201, made.text
     first = eventually(lambda: certificate(edge, "acme", "www.acme.test"), timeout=120)
     assert first["source"] == "acme"
-    # pebble's roots sign what it issues: curl trusts them alone
-    trusting = ssl.create_default_context(cafile=str(pebble.ca_file))
-    root = httpx.get(f"{pebble.management}/roots/0", verify=trusting).text
-    (tmp_path / "root.pem").write_text(root)
-    assert curl_https(edge, "www.acme.test", tmp_path / "root.pem", "/hello")["path"] == "/hello"
     # renewal: a certificate within the renewal window is replaced by a new one
     with edge.owner() as owner:
         owner.patch("/v1/edge/settings", json={"acme_renew_before_days": 36500})
@@ -130,3 +125,8 @@ def test_acme_issues_serves_and_renews(edge: Edge, pebble: Pebble, tmp_path: Pat
     assert waited.returncode == 0, waited.stderr
     assert "certificate by ACME" in waited.stdout
     assert certificate(edge, "acme", "cli.acme.test")["source"] == "acme"
+    # served by SNI, and pebble's roots sign what it issues: curl trusts them alone
+    trusting = ssl.create_default_context(cafile=str(pebble.ca_file))
+    root = httpx.get(f"{pebble.management}/roots/0", verify=trusting).text
+    (tmp_path / "root.pem").write_text(root)
+    assert curl_https(edge, "www.acme.test", tmp_path / "root.pem", "/hello")["path"] == "/hello"

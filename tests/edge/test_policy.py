@@ -13,7 +13,7 @@ import pytest
 
 from hyac_agent.edge.signing import sign
 from tests.conftest import start_agent
-from tests.edge.conftest import ECHO, Edge
+from tests.edge.conftest import ECHO, IPV6_MISSING, Edge
 
 
 def rule(edge: Edge, tenant: str, action: str, cidr: str, **where: str) -> str:
@@ -51,21 +51,24 @@ def test_an_ipv6_allow_list_on_a_function_and_deny_winning_over_allow(edge: Edge
     edge.echo("ipv6", "only6")
     edge.echo("ipv6", "open")
     allowed = rule(edge, "ipv6", "allow", "::1/128", function="only6")
-    with edge.client("::1") as client:
-        assert client.get("/ipv6/only6").json()["client"] == "::1"
     with edge.client("127.0.0.1") as client:
         refused = client.get("/ipv6/only6")
         assert client.get("/ipv6/open").status_code == 200  # another function: no list
     assert refused.status_code == 403
     assert refused.json()["error"]["allow_rules"] == [allowed]
     assert refused.json()["error"]["level"] == "function"
-    # allow all loopback, deny one address in it: deny wins
+    # allow all loopback, deny one address in it (as the IPv4-mapped IPv6 address the
+    # dual-stack listener sees): deny wins
     rule(edge, "ipv6", "allow", "127.0.0.0/8", function="open")
     deny = rule(edge, "ipv6", "deny", "::ffff:127.0.0.9/128", function="open")
     with edge.client("127.0.0.9") as client:
         assert client.get("/ipv6/open").json()["error"]["rule"] == deny
     with edge.client("127.0.0.8") as client:
         assert client.get("/ipv6/open").status_code == 200
+    if IPV6_MISSING:
+        pytest.skip(f"a client from ::1 let in by the IPv6 allow list NOT TESTED: {IPV6_MISSING}")
+    with edge.client("::1") as client:
+        assert client.get("/ipv6/only6").json()["client"] == "::1"
 
 
 def test_forwarded_headers_are_ignored_unless_the_owner_trusts_the_proxy(edge: Edge) -> None:
