@@ -82,12 +82,16 @@ class Runtime:
     prebuilt: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
     #: what the worker runs in place of the bootstrap file once it is built (sandbox/prebuilt.py)
     main: tuple[str, ...] = ()
+    #: runtime.toml's ``memory_at_start``: the worker reads its memory (HYAC_MEMORY_BYTES)
+    #: once, when it starts (python3.12-wasm's engine caps its guest by it)
+    memory_at_start: bool = False
 
     @property
     def sized_at_start(self) -> bool:
-        """Whether the worker sizes itself from its memory at start (``{heap_mb}``): a
-        pooled one then cannot take a function with other memory."""
-        return any("{heap_mb}" in a for a in (*self.args, *(self.deps_args or ())))
+        """Whether the worker sizes itself from its memory at start (``{heap_mb}``, or
+        ``memory_at_start``): a pooled one then cannot take a function with other memory."""
+        return self.memory_at_start or any(
+            "{heap_mb}" in a for a in (*self.args, *(self.deps_args or ())))
 
     def command(
         self, runtime_mount: str, *, channel: str = "", deps: bool = False, code: str = "/code",
@@ -342,6 +346,7 @@ def _runtime_from_manifest(
         needs_cgroups=str(manifest.get("rlimits", {}).get("needs_cgroups", "")),
         prebuilt={key: tuple(str(a) for a in manifest.get("prebuilt", {}).get(key, []))
                   for key in ("build", "main") if manifest.get("prebuilt")},
+        memory_at_start=bool(manifest.get("memory_at_start", False)),
     )
 
 

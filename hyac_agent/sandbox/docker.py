@@ -454,7 +454,7 @@ class DockerBackend(SandboxBackend):
         )
         sandbox.limits = spec.limits
         # python3.12-wasm caps its store, a JVM its heap, by the memory they started with.
-        sandbox.fixed_memory = spec.runtime.name.endswith("-wasm") or spec.runtime.sized_at_start
+        sandbox.fixed_memory = spec.runtime.sized_at_start
         return sandbox
 
     def _run(self, spec: SandboxSpec, sandbox_id: str, host_dir: Path) -> Any:

@@ -68,7 +68,24 @@ MIN_GUEST_MEMORY = 48 * 1024 * 1024
 DEFAULT_MEMORY = 256 * 1024 * 1024
 #: slack past a deadline before the watcher looks again
 TICK = 0.02
+#: glibc malloc arenas the worker host may make (mallopt M_ARENA_MAX)
+MALLOC_ARENAS = 2
 EXIT_OK, EXIT_PROTOCOL_ERROR, EXIT_BROKEN = 0, 2, 3
+
+
+def limit_malloc_arenas() -> None:
+    """At most MALLOC_ARENAS arenas, set before any thread starts. Each thread (the engine's
+    runtime starts several) would otherwise get an arena reserving 64 MiB of address space
+    it never touches: under the sandbox's rlimit fallback, whose address-space cap leaves
+    512 MiB above the memory quota for such reservations, they took all of it, and a
+    192 MiB function could not grow its guest's memory by 16 MiB."""
+    import ctypes
+
+    m_arena_max = -8  # malloc.h
+    try:
+        ctypes.CDLL(None).mallopt(m_arena_max, MALLOC_ARENAS)
+    except (OSError, AttributeError):  # a libc without mallopt has no such arenas
+        pass
 
 
 def _wasmtime() -> Any:
@@ -340,6 +357,7 @@ def main() -> None:
     if sys.argv[1:2] == ["--check"]:
         check(HOME)
         return
+    limit_malloc_arenas()
     wasmtime = _wasmtime()
     if not os.path.isdir(os.environ.get("HYAC_CODE_DIR", "")):
         die(EXIT_PROTOCOL_ERROR, "python3.12-wasm: HYAC_CODE_DIR does not name the code directory")
