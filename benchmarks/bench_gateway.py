@@ -94,7 +94,8 @@ def run(ctx: Context) -> list[Figure]:
                 for name, url in (("bare", bare_url), ("hyac", hyac_url)):
                     load = run_load([url], ECHO_BODY, connections, duration, ctx.load_cpus, ctx.loadgen)
                     if load.errors:
-                        raise RuntimeError(f"{name} at {connections} connections: {load.errors} errors")
+                        raise RuntimeError(f"{name} at {connections} connections: {load.errors} "
+                                           f"errors ({load.error_detail or load.tool})")
                     samples.setdefault((name, connections), []).append(load)
     figures = [sanity(keep_alive["bare"], keep_alive["hyac"])]
     for connections in CONNECTIONS:

@@ -25,6 +25,8 @@ class Load:
     requests: int
     errors: int
     tool: str
+    #: what the errors were (the python client: statuses and the first error's body)
+    error_detail: str = ""
 
 
 def available_tool(preferred: str | None = None) -> str:
@@ -140,10 +142,12 @@ async def _drive(urls: list[str], body: bytes, connections: int, duration: float
     ]
     latencies: list[float] = []
     errors = 0
+    statuses: dict[int, int] = {}
+    first_error = b""
     stop_at = time.perf_counter() + duration
 
     async def connection(offset: int) -> None:
-        nonlocal errors
+        nonlocal errors, first_error
         reader, writer = await asyncio.open_connection(host, port)
         i = offset
         try:
@@ -161,17 +165,20 @@ async def _drive(urls: list[str], body: bytes, connections: int, duration: float
                         length = int(value)
                     elif name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
                         chunked = True
+                data = b""
                 if chunked:
                     while True:
                         size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-                        await reader.readexactly(size + 2)
+                        data += (await reader.readexactly(size + 2))[:size]
                         if size == 0:
                             break
                 else:
-                    await reader.readexactly(length)
+                    data = await reader.readexactly(length)
                 latencies.append(time.perf_counter() - started)
                 if status >= 400:
                     errors += 1
+                    statuses[status] = statuses.get(status, 0) + 1
+                    first_error = first_error or data[:300] or b"(no body)"
         finally:
             writer.close()
 
@@ -186,4 +193,6 @@ async def _drive(urls: list[str], body: bytes, connections: int, duration: float
         "p99": percentile(latencies, 99),
         "requests": len(latencies),
         "errors": errors,
+        "error_detail": f"statuses {statuses}, the first: {first_error.decode(errors='replace')}"
+                        if errors else "",
     }
