@@ -345,7 +345,7 @@ def _runtime_from_manifest(
         reserved_bytes=int(manifest.get("rlimits", {}).get("reserved_mb", 0)) * 1024 * 1024,
         needs_cgroups=str(manifest.get("rlimits", {}).get("needs_cgroups", "")),
         prebuilt={key: tuple(str(a) for a in manifest.get("prebuilt", {}).get(key, []))
-                  for key in ("build", "main") if manifest.get("prebuilt")},
+                  for key in ("build", "main", "train", "use") if manifest.get("prebuilt")},
         memory_at_start=bool(manifest.get("memory_at_start", False)),
     )
 

@@ -55,9 +55,11 @@ def run_sandboxed(
     argv: list[str], *, writable: Path, readable: list[Path], network: bool,
     input_text: str | None = None, timeout: float = 600.0, sandboxed: bool = True,
     cwd: Path | None = None, env: dict[str, str] | None = None,
+    mounts: dict[str, Path] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` with ``writable`` as its only writable directory (also its cwd);
-    with the host's network only when ``network`` (then no package code may run)."""
+    with the host's network only when ``network`` (then no package code may run).
+    ``mounts`` binds folders read-only at other paths (a runtime folder at /runtime)."""
     environ = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
     for key, value in os.environ.items():
         if key.startswith(_PASSED_ENV) and not key.startswith(("UV_CACHE_DIR",)):
@@ -92,6 +94,8 @@ def run_sandboxed(
         real = str(Path(path).resolve())
         if not any(real == d or real.startswith(d + "/") for d in _SYSTEM_DIRS):
             args += ["--ro-bind", real, real]
+    for target, source in (mounts or {}).items():
+        args += ["--ro-bind", str(source), target]
     for extra in ("/opt/wheels", "/opt/pypi", "/opt/pypi-more"):  # local indexes, if any
         if os.path.isdir(extra):
             args += ["--ro-bind", extra, extra]

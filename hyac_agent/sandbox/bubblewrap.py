@@ -52,7 +52,7 @@ from hyac_agent.sandbox.limits import (
     rlimit_prefix,
     rlimits_unenforceable,
 )
-from hyac_agent.sandbox.prebuilt import PREBUILT, prebuilt
+from hyac_agent.sandbox.prebuilt import PREBUILT, host_jvm, prebuilt, train_in_build_sandbox
 from hyac_agent.sandbox.uids import UidPool
 from hyac_common.errors import SandboxUnavailable
 
@@ -370,7 +370,7 @@ class BubblewrapBackend(ProcessLauncher):
         runtime = self._resolve_runtime(name)
         if runtime.family == "python" and runtime.interpreter.name.startswith("python"):
             _compile_runtime(runtime.folder, runtime.interpreter)
-        return prebuilt(runtime, runtime)
+        return prebuilt(runtime, runtime, host_jvm(runtime), train_in_build_sandbox)
 
     def _resolve_runtime(self, name: str) -> Runtime:
         runtime = resolve(name)

@@ -339,7 +339,8 @@ class DockerBackend(SandboxBackend):
                     f"runtime {name!r} has no image on this agent ({runtime.image}): build it "
                     f"with `hyac-agent images build --runtime {name}`"
                 )
-            return prebuilt(runtime, _host_runtime(name))
+            return prebuilt(runtime, _host_runtime(name), self._image_id(runtime.image),
+                            self._train)
         image = image_for(self.settings, name)
         version = image.rsplit(":", 1)[-1] if match.group(2) else match.group(1)
         if not _image_present(image):
@@ -357,6 +358,28 @@ class DockerBackend(SandboxBackend):
             name, "python", version, folder, runtimes.load_manifest(folder)
         )
         return replace(base, interpreter=Path("python3"), prefix=Path("/usr"))
+
+    def _image_id(self, image: str) -> str:
+        """What names an image's JVM exactly: the image's id (a rebuild changes it)."""
+        return str(self.client.images.get(image).id)
+
+    def _train(self, argv: list[str], runtime: Runtime, out: Path) -> bool:
+        """A training run (sandbox/prebuilt.py) in the runtime's image, as its workers run:
+        the runtime folder read-only at /runtime, no network, uid 1000, no capabilities,
+        ``out`` its only writable folder besides /tmp. A failure raises."""
+        options: dict[str, Any] = {}
+        if self.oci_runtime_for("none"):
+            options["runtime"] = self.oci_runtime_for("none")
+        self.client.containers.run(
+            runtime.image, command=argv, remove=True, user=CONTAINER_USER, working_dir="/tmp",
+            network_mode="none", read_only=True, cap_drop=["ALL"],
+            security_opt=self.security_opts(), mem_limit=512 * 1024 * 1024,
+            tmpfs={"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"},
+            volumes={str(runtime.folder): {"bind": RUNTIME_MOUNT, "mode": "ro"},
+                     str(out): {"bind": str(out), "mode": "rw"}},
+            **options,
+        )
+        return True
 
     def attach_networks(self, egress_of: Callable[[str], Any], scope: str) -> None:
         from hyac_agent.tenancy.network import TenantNetworks

@@ -1,10 +1,11 @@
 // Hyac's Java worker (OpenJDK 17+): compiles one function's .java files in memory, loads
 // them and serves their invocations over the channel of docs/protocol.md.
 //
-// Started inside the sandbox as `java FLAGS -cp PREBUILT Bootstrap`, from the classes
-// the agent builds once with `java Bootstrap.java --build Bootstrap.java OUT`
+// Started inside the sandbox as `java FLAGS -cp PREBUILT/bootstrap.jar Bootstrap`, from
+// the jar the agent builds once with `java Bootstrap.java --build Bootstrap.java OUT`
 // (where it cannot, workers run this file in the JDK's source-file mode, which compiles
-// it at every start). The channel is the unix socket at HYAC_CHANNEL_PATH (a JVM cannot
+// it at every start); `--train`, the bootstrap's own work without a function, is the
+// run whose classes the agent archives for class data sharing. The channel is the unix socket at HYAC_CHANNEL_PATH (a JVM cannot
 // adopt an inherited socket). `--check CODE_DIR ENTRY` compiles a function without
 // running it and prints the first error as JSON: the agent's deploy-time check. No
 // dependencies beyond the JDK.
@@ -43,6 +44,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
@@ -50,6 +52,8 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.jar.JarEntry;
+import java.util.jar.JarOutputStream;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import javax.tools.Diagnostic;
@@ -84,6 +88,10 @@ public class Bootstrap {
         if (args.length == 3 && args[0].equals("--build")) {
             System.exit(Compiler.build(Paths.get(args[1]), Paths.get(args[2])) ? 0 : 1);
         }
+        if (args.length == 1 && args[0].equals("--train")) {
+            train();
+            return;
+        }
         String path = System.getenv("HYAC_CHANNEL_PATH");
         if (path == null || path.isEmpty()) die(2, "no channel: HYAC_CHANNEL_PATH is not set");
         SocketChannel socket = SocketChannel.open(StandardProtocolFamily.UNIX);
@@ -103,6 +111,17 @@ public class Bootstrap {
             die(1, null);
         }
         channel.serve(worker);
+    }
+
+    /** Load what a worker loads, without a channel or a function: javac on a function of
+     * the bootstrap's own, JSON, the worker's classes. The agent archives the classes of
+     * this run (and of no run that saw a tenant's code) for class data sharing. */
+    static void train() throws Exception {
+        Compiler.warm();
+        Json.parse(Json.write(Map.of("type", "ready", "list", List.of(1, 2.5, "x", true))));
+        for (String name : List.of("Worker", "Channel", "Output", "Context", "Compiler$Memory")) {
+            Class.forName(name, false, Bootstrap.class.getClassLoader());
+        }
     }
 
     /** The deploy-time check: compile, print the first error as JSON, exit 1 on one; with
@@ -181,9 +200,10 @@ final class Compiler {
         }
     }
 
-    /** Compile this file (``self``, run in source-file mode) into class files for Java 17
-     * under ``out``: the agent does it once, and its workers start from them instead of
-     * compiling the bootstrap at every JVM start. */
+    /** Compile this file (``self``, run in source-file mode) for Java 17 into
+     * ``out/bootstrap.jar``: the agent does it once, and its workers start from it instead
+     * of compiling the bootstrap at every JVM start (a jar, since class data sharing
+     * archives classes from jars only). */
     static boolean build(Path self, Path out) throws IOException {
         String source = Files.readString(self);
         // One file holding several public classes, as source-file mode allows.
@@ -198,10 +218,19 @@ final class Compiler {
                 return true;
             }
         };
-        List<String> options = List.of("--release", "17", "-g", "-proc:none", "-nowarn",
-                "-Xlint:none", "-d", out.toString());
-        return ToolProvider.getSystemJavaCompiler().getTask(null, null, null, options, null,
-                List.of(file)).call();
+        List<String> options = List.of("--release", "17", "-g", "-proc:none", "-nowarn", "-Xlint:none");
+        JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
+        Memory memory = new Memory(javac.getStandardFileManager(null, Locale.ROOT, StandardCharsets.UTF_8));
+        if (!javac.getTask(null, memory, null, options, null, List.of(file)).call()) return false;
+        Files.createDirectories(out);
+        try (JarOutputStream jar = new JarOutputStream(Files.newOutputStream(out.resolve("bootstrap.jar")))) {
+            for (Map.Entry<String, ByteArrayOutputStream> e : new TreeMap<>(memory.classes).entrySet()) {
+                jar.putNextEntry(new JarEntry(e.getKey().replace('.', '/') + ".class"));
+                e.getValue().writeTo(jar);
+                jar.closeEntry();
+            }
+        }
+        return true;
     }
 
     static List<String> options() throws IOException {

@@ -257,20 +257,26 @@ def test_an_exception_shows_only_the_users_java_lines(agent: RunningAgent) -> No
 @EVERY_BACKEND
 def test_workers_start_from_the_prebuilt_bootstrap(agent: RunningAgent) -> None:
     """The agent builds the bootstrap once (hyac_agent/sandbox/prebuilt.py) and workers,
-    in a container too, start from its classes: the JVM's command is the class, not the
-    source-file launcher that compiled Bootstrap.java at every start."""
-    source = ("public class Started {\n"
+    in a container too, start from its jar, with the class data sharing archive their
+    own JVM dumped: the JVM's command is the class, not the source-file launcher that
+    compiled Bootstrap.java at every start."""
+    source = ("import java.lang.management.ManagementFactory;\n"
+              "public class Started {\n"
               "    public static Object handle(Context context) {\n"
               "        return System.getProperty(\"sun.java.command\") + \"|\"\n"
-              "                + System.getProperty(\"java.class.path\");\n"
+              "                + System.getProperty(\"java.class.path\") + \"|\" + String.join(\" \",\n"
+              "                ManagementFactory.getRuntimeMXBean().getInputArguments());\n"
               "    }\n"
               "}\n")
     assert deploy(agent, "started", {"functions/Started.java": source}).status_code == 201
     result = invoke(agent, "started")
     assert result["ok"], result
-    command, classpath = base64.b64decode(result["body_b64"]).decode().split("|")
+    command, classpath, flags = base64.b64decode(result["body_b64"]).decode().split("|")
     assert command == "Bootstrap"
-    assert classpath.startswith("/runtime/.prebuilt/") and classpath.endswith("/classes")
+    assert classpath.startswith("/runtime/.prebuilt/") and classpath.endswith("/bootstrap.jar")
+    build = classpath.rsplit("/", 1)[0]
+    archive = [f for f in flags.split() if f.startswith("-XX:SharedArchiveFile=")]
+    assert len(archive) == 1 and archive[0].startswith(f"-XX:SharedArchiveFile={build}/")
 
 
 @EVERY_BACKEND
