@@ -103,8 +103,9 @@ def test_deploys_are_scanned_blocked_rescanned_and_described(
     with agent.client() as client:
         summary = client.get("/v1/functions/fetch").json()
     assert summary["active_version"] == 1 and summary["versions"] == 1
-    assert json.loads(base64.b64decode(agent.invoke("fetch").json()["body_b64"])) == {
-        "requests": "2.19.0"}
+    served = agent.invoke("fetch")
+    assert served.status_code == 200 and served.json()["ok"], served.text
+    assert json.loads(base64.b64decode(served.json()["body_b64"])) == {"requests": "2.19.0"}
     blocked = hyac(agent, "scan", "--json")
     assert blocked.returncode == 1
     assert json.loads(blocked.stdout)[0]["blocked"] is True
