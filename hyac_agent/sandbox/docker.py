@@ -157,6 +157,13 @@ def _host_runtime(name: str) -> Runtime | None:
         return None
 
 
+def _no_image(name: str, image: str) -> InvalidInput:
+    return InvalidInput(
+        f"runtime {name!r} has no image on this agent ({image}): build it "
+        f"with `hyac-agent images build --runtime {name}`"
+    )
+
+
 def _image_present(image: str) -> bool:
     """Whether the engine has ``image``; an absence is asked again (it may be built since)."""
     if not _image_exists(image):
@@ -335,11 +342,8 @@ class DockerBackend(SandboxBackend):
         if not match:
             runtime = _image_runtime(name)
             if not _image_present(runtime.image):
-                raise InvalidInput(
-                    f"runtime {name!r} has no image on this agent ({runtime.image}): build it "
-                    f"with `hyac-agent images build --runtime {name}`"
-                )
-            return prebuilt(runtime, _host_runtime(name), self._image_id(runtime.image),
+                raise _no_image(name, runtime.image)
+            return prebuilt(runtime, _host_runtime(name), self._image_id(name, runtime.image),
                             self._train)
         image = image_for(self.settings, name)
         version = image.rsplit(":", 1)[-1] if match.group(2) else match.group(1)
@@ -359,9 +363,15 @@ class DockerBackend(SandboxBackend):
         )
         return replace(base, interpreter=Path("python3"), prefix=Path("/usr"))
 
-    def _image_id(self, image: str) -> str:
+    def _image_id(self, name: str, image: str) -> str:
         """What names an image's JVM exactly: the image's id (a rebuild changes it)."""
-        return str(self.client.images.get(image).id)
+        import docker.errors
+
+        try:
+            return str(self.client.images.get(image).id)
+        except docker.errors.ImageNotFound:  # removed since it was looked for
+            _image_exists.cache_clear()
+            raise _no_image(name, image) from None
 
     def _train(self, argv: list[str], runtime: Runtime, out: Path) -> bool:
         """A training run (sandbox/prebuilt.py) in the runtime's image, as its workers run:
