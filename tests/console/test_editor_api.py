@@ -127,13 +127,20 @@ def test_hostile_input_is_refused_with_json_errors(api_agent: AgentClient) -> No
         assert client.post("/v1/editor/diagnostics", json=deep).status_code == 400
         assert client.post("/v1/editor/diagnostics", json={
             "function": "edited", "file": ENTRY, "source": SOURCE}).json() == {"diagnostics": []}
-        # pathological sources: an answer or a 400 (nested too deeply), never a 500
+        # pathological sources: an answer, a 400 (nested too deeply) or, on a host too
+        # busy to finish within the cap, the analysis' own time-out; never a 500
         for source in ("(" * 5_000, "[" * 300 + "]" * 300):
             for path in ("complete", "hover", "diagnostics"):
                 answer = client.post(f"/v1/editor/{path}", json={
                     "function": "edited", "file": ENTRY, "source": source, "line": 1,
                     "column": len(source)})
-                assert answer.status_code in (200, 400), (source[:10], path, answer.text)
+                timed_out = answer.status_code == 503 and answer.json()["error"]["code"] == (
+                    "analysis_timeout")
+                assert answer.status_code in (200, 400) or timed_out, (
+                    source[:10], path, answer.text)
+        # and the agent still answers a plain source
+        assert client.post("/v1/editor/diagnostics", json={
+            "function": "edited", "file": ENTRY, "source": SOURCE}).json() == {"diagnostics": []}
 
 
 def test_save_deploys_and_refuses_a_stale_editor(api_agent: AgentClient) -> None:
