@@ -55,6 +55,10 @@ from _hyac_protocol import (  # noqa: E402
 DEFAULT_CHANNEL_FD = 3  # the agent may name another one in HYAC_CHANNEL_FD
 EXIT_OK, EXIT_INIT_ERROR, EXIT_PROTOCOL_ERROR = 0, 1, 2
 DEFAULT_WORKER_THREADS = 16
+#: a thread's stack where private memory is capped by RLIMIT_DATA (hosts without cgroups):
+#: the cap counts a stack's whole reservation, touched or not, and glibc reserves 8 MiB
+#: (ulimit -s), so 16 threads would take a 128 MiB quota by themselves
+CAPPED_THREAD_STACK = 2 * 1024 * 1024
 
 
 class MalformedRequest(ProtocolError):
@@ -207,7 +211,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._finished: asyncio.Future[int] = self._loop.create_future()
         threads = _worker_threads()
-        self._pool = SyncPool(threads, self._invoke_sync)
+        self._pool = SyncPool(threads, self._invoke_sync, self._refuse)
         self._channel.reader_thread = threading.get_ident()
         self._channel.pump = self._pump_until
         self._loop.add_reader(self._channel.fileno(), self._on_readable)
@@ -319,6 +323,14 @@ class Worker:
         finally:
             self._done()
 
+    def _refuse(self, job: Invocation, exc: BaseException) -> None:
+        """No thread could be started to run ``job``: it fails as out of memory."""
+        try:
+            error = MemoryError(f"no thread could be started to run the function ({exc})")
+            self._answer(job.id, self._failure(job.id, error))
+        finally:
+            self._done()
+
     def _invoke_sync(self, job: Invocation) -> None:
         """Pool thread: run a ``def`` handler and send its result from this thread."""
         try:
@@ -397,9 +409,12 @@ class SyncPool:
     semaphore per job.
     """
 
-    def __init__(self, size: int, run: Callable[[Any], None]) -> None:
+    def __init__(self, size: int, run: Callable[[Any], None],
+                 refuse: Callable[[Any, BaseException], None]) -> None:
         self._size = size
         self._run = run
+        #: answers a job no thread can run: the first thread could not be started
+        self._refuse = refuse
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
@@ -417,7 +432,21 @@ class SyncPool:
         self._jobs.put(job)
         if spawn:
             name = f"hyac-sync_{self._threads - 1}"
-            threading.Thread(target=self._serve, name=name, daemon=True).start()
+            try:
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+            except RuntimeError as exc:  # "can't start new thread": memory or processes
+                # The sandbox's limits leave no room for another thread: the running
+                # ones take the job when they are free. With none at all, it is refused
+                # now rather than left queued until its timeout.
+                with self._lock:
+                    self._threads -= 1
+                    orphaned = self._threads == 0
+                if orphaned:
+                    try:
+                        stranded = self._jobs.get_nowait()
+                    except queue.Empty:
+                        return
+                    self._refuse(stranded, exc)
 
     def _serve(self) -> None:
         get, run, lock = self._jobs.get, self._run, self._lock
@@ -490,8 +519,22 @@ def read_init(channel: Channel) -> dict[str, Any]:
     return init
 
 
+def _size_thread_stacks() -> None:
+    """Under an RLIMIT_DATA cap, give threads (the pool's and the function's own) smaller
+    stacks, so that the quota is the function's memory, not reserved address space."""
+    try:
+        import resource
+
+        capped = resource.getrlimit(resource.RLIMIT_DATA)[0] != resource.RLIM_INFINITY
+    except (ImportError, OSError, ValueError):
+        return
+    if capped:
+        threading.stack_size(CAPPED_THREAD_STACK)
+
+
 def main() -> None:
     """Read ``init``, load the function, then serve until shutdown or end of channel."""
+    _size_thread_stacks()
     channel = open_channel()
     try:
         worker = Worker(channel, read_init(channel))

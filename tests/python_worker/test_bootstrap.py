@@ -15,6 +15,7 @@ import re
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -1077,3 +1078,53 @@ def test_blocking_host_call_from_async_function_still_gets_its_reply(
     results = worker.results([first, second])
     assert json_of(results[first]) == {"value": "A"}
     assert json_of(results[second]) == {"value": "B"}
+
+
+POOL_WITHOUT_THREADS = """
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+import bootstrap
+
+ran, refused = [], []
+started, release = threading.Event(), threading.Event()
+
+def run(job):
+    ran.append(job)
+    if job == "first":
+        started.set()
+        release.wait(10)
+
+def failing_start(self):
+    raise RuntimeError("can't start new thread")
+
+real_start = threading.Thread.start
+pool = bootstrap.SyncPool(4, run, lambda job, exc: refused.append([job, str(exc)]))
+threading.Thread.start = failing_start
+pool.submit("orphan")  # not one thread can be started: refused at once
+threading.Thread.start = real_start
+pool.submit("first")
+started.wait(10)
+threading.Thread.start = failing_start
+pool.submit("queued")  # a thread runs: it takes the job once it is free
+threading.Thread.start = real_start
+release.set()
+deadline = time.monotonic() + 10
+while "queued" not in ran and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(json.dumps({"ran": ran, "refused": refused, "threads": pool._threads}))
+"""
+
+
+def test_a_pool_thread_that_cannot_start_loses_no_request(tmp_path: Path) -> None:
+    """Where the sandbox's limits leave no room for one more thread, the job waits for a
+    running thread; with none running it is answered at once (as out of memory), never
+    left queued until its timeout."""
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_WITHOUT_THREADS)
+    out = subprocess.run([sys.executable, str(script), str(RUNTIME_DIR)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["ran"] == ["first", "queued"], result
+    assert result["refused"] == [["orphan", "can't start new thread"]], result
+    assert result["threads"] == 1, result  # the failed starts are not counted as threads
