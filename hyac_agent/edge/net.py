@@ -6,6 +6,7 @@ Addresses are compared as ``ipaddress`` objects: an IPv4 address seen on an IPv6
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -30,6 +31,8 @@ def parse_network(text: str) -> Network:
     return network
 
 
+# Every gateway request parses its peer's address: the few a server sees are kept parsed.
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str | None) -> Address | None:
     """The address in ``text`` (None when it is none: a Unix socket, garbage)."""
     if not text:

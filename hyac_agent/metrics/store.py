@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, func, insert, select
 
@@ -37,7 +37,9 @@ class MetricsStore:
         invocations.create(self.engine, checkfirst=True)
 
     def append(self, records: Iterable[InvocationRecord]) -> None:
-        rows = [asdict(record) for record in records]
+        # A plain dict per record: dataclasses.asdict deep-copies every field, which
+        # under gateway load cost the event loop a tenth of its time (it holds the GIL).
+        rows = [dict(vars(record)) for record in records]
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(insert(invocations), rows)
