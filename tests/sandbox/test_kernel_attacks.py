@@ -388,9 +388,10 @@ def _sandbox_host_processes(target: Target) -> list[int]:
     for container in out:
         inspect = subprocess.run(
             ["docker", "inspect", "-f", "{{.State.Pid}} {{index .Config.Labels \"org.hyac.sandbox.run_dir\"}}",
-             container], capture_output=True, text=True, timeout=30, check=True,
+             container], capture_output=True, text=True, timeout=30,
         ).stdout.split()
-        if not inspect[1].startswith(str(target.agent.data_dir)):
+        # Another agent's container (tests run in parallel) may be gone since the listing.
+        if len(inspect) != 2 or not inspect[1].startswith(str(target.agent.data_dir)):
             continue
         lines = Path(f"/proc/{inspect[0]}/cgroup").read_text().splitlines()
         v1 = any(line.split(":")[1] == "pids" for line in lines)
