@@ -2,7 +2,10 @@
 answer) and a pool hit (a pre-started generic sandbox: load the code, first answer).
 
 Printed as ratios to baselines measured in the same run: spawning `python -c pass` for
-every backend, `docker run --rm IMAGE true` for docker's pool miss, and for gvisor
+every backend, bubblewrap itself starting the worker's interpreter for bwrap's pool miss
+(`bwrap --unshare-all --die-with-parent --ro-bind / / --proc /proc --dev /dev --tmpfs
+/tmp PYTHON -I -c pass`, bubblewrap's own minimal sandbox around the same interpreter),
+`docker run --rm IMAGE true` for docker's pool miss, and for gvisor
 `runsc --platform=P --network=none do true` (gVisor's own floor) and the docker
 backend's pool hit and miss of the same run.
 
@@ -157,6 +160,15 @@ def main() -> None:
             row["miss_vs_python_spawn"] = row["pool_miss"] / python_spawn
             if "jvm_start" in results["baselines"]:
                 row["miss_vs_jvm_start"] = row["pool_miss"] / results["baselines"]["jvm_start"]
+            if name == "bwrap" and not ENTRY.endswith(".java"):  # java: against a bare JVM
+                python = str(BACKENDS[name](SandboxSettings(run_dir=Path(tmp))).resolve_runtime(
+                    RUNTIME).interpreter)
+                bare_bwrap = timed(lambda python=python: subprocess.run(
+                    ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
+                     "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", python, "-I", "-c",
+                     "pass"], check=True, capture_output=True), runs * 2)
+                results["baselines"]["bare_bwrap"] = bare_bwrap
+                row["miss_vs_bare_bwrap"] = row["pool_miss"] / bare_bwrap
             if name == "docker":
                 image = image_for(SandboxSettings(run_dir=Path(tmp)), RUNTIME)
                 docker_run = timed(lambda image=image: subprocess.run(
@@ -170,6 +182,8 @@ def main() -> None:
     print(f"runtime {RUNTIME}; baseline python -c pass: {python_spawn * 1000:7.1f} ms")
     if "jvm_start" in results["baselines"]:
         print(f"baseline java -version:  {results['baselines']['jvm_start'] * 1000:7.1f} ms")
+    if "bare_bwrap" in results["baselines"]:
+        print(f"baseline bare bwrap python -c pass: {results['baselines']['bare_bwrap'] * 1000:6.1f} ms")
     if "docker_run_true" in results["baselines"]:
         print(f"baseline docker run true: {results['baselines']['docker_run_true'] * 1000:6.1f} ms")
     if "runsc_do_true" in results["baselines"]:

@@ -23,6 +23,7 @@ EXPECTED = [
     "cli.invoke",
     "cli.help",
     "cold.first_invoke",
+    "cold.bwrap.pool_miss_vs_bare_bwrap",  # bwrap is required above
     "deploy.noop",
     "deploy.one_line",
     "logs.p50",
