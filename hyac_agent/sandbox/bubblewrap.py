@@ -35,7 +35,7 @@ from typing import Any
 
 from hyac_agent import runtimes
 from hyac_agent.runtimes import Runtime, resolve
-from hyac_agent.sandbox import seccomp
+from hyac_agent.sandbox import seccomp, uids
 from hyac_agent.sandbox.base import (
     CODE_MOUNT,
     RUNTIME_MOUNT,
@@ -354,7 +354,10 @@ class BubblewrapBackend(ProcessLauncher):
     def __init__(self, settings=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(settings)
         self._shared_root: Path | None = None
-        self._uids = UidPool(*self.settings.sandbox_uids)
+        # As root, sandboxes run as uids of their own, held host-wide: every agent on
+        # the host draws from the same range.
+        self._uids = UidPool(*self.settings.sandbox_uids,
+                             lock_dir=uids.LOCK_DIR if os.geteuid() == 0 else None)
 
     def drops_privileges(self, runtime: Runtime) -> bool:
         """As root: whether bwrap runs as ``sandbox_uid`` for this runtime.

@@ -57,3 +57,84 @@ def test_uid_pool_hands_each_uid_to_one_holder() -> None:
     assert pool.take() == a
     with pytest.raises(SandboxUnavailable):
         pool.take()
+
+
+def test_a_uid_another_agent_holds_is_passed_over(tmp_path: Path) -> None:
+    """Every agent on a host draws from the same range: a uid is held host-wide."""
+    locks = tmp_path / "locks"
+    agent_a, agent_b = UidPool(5000, 2, lock_dir=locks), UidPool(5000, 2, lock_dir=locks)
+    assert agent_a.take() == 5000
+    assert agent_b.take() == 5001  # 5000 runs a sandbox of the other agent
+    with pytest.raises(SandboxUnavailable):
+        agent_b.take()
+    agent_a.give_back(5000)
+    assert agent_b.take() == 5000  # tried again once the other agent let it go
+    assert oct((locks).stat().st_mode & 0o777) == oct(0o700)
+
+
+HOLDER = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from hyac_agent.sandbox.uids import UidPool
+pool = UidPool(7000, 3, lock_dir=Path(sys.argv[1]))
+print(pool.take(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_agent_leaves_no_uid_held(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    locks = tmp_path / "locks"
+    repo = str(Path(__file__).resolve().parents[2])
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(locks), repo],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "7000"
+        here = UidPool(7000, 3, lock_dir=locks)
+        assert here.take() == 7001
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=20)
+        assert {here.take(), here.take()} == {7002, 7000}  # the lock went with its holder
+    finally:
+        holder.kill()
+        holder.wait(timeout=20)
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_a_lock_dir_others_can_write_is_not_trusted(tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o777)
+    locks.chmod(0o777)
+    pool = UidPool(5000, 1, lock_dir=locks)  # warns, and holds uids for itself only
+    assert pool.take() == 5000
+    assert not any(locks.iterdir())
+
+
+def test_two_agents_on_one_host_never_share_a_sandbox_uid(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import start_agent
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    if os.geteuid() != 0:
+        pytest.skip("host uids per sandbox: bubblewrap needs the agent to run as root")
+    agents = [start_agent(tmp_path / name / "data", "--sandbox", "bwrap") for name in ("a", "b")]
+    try:
+        uids = []
+        for agent in agents:
+            mark = "mark-" + secrets.token_hex(6)
+            agent.deploy("who", MARK)
+            answer = agent.invoke("who", query={"mark": mark})
+            assert answer.status_code == 200, answer.text
+            uids.append(host_uid_of_sandbox_with(mark))  # both workers are alive now
+        assert uids[0] != uids[1], uids
+    finally:
+        for agent in agents:
+            agent.kill()
