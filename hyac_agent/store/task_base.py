@@ -77,6 +77,13 @@ class TaskStore(Protocol):
         is not claimable (already running elsewhere, finished, not yet due)."""
 
     @abc.abstractmethod
+    def claim_found(
+        self, task_id: str, owner: str, request_id: str, now: float, lease: float
+    ) -> tuple[TaskRecord, TaskRecord] | None:
+        """``claim_task`` that also hands back the task as it was found, read in the same
+        transaction: (found, claimed), or None if it is not claimable."""
+
+    @abc.abstractmethod
     def claim_due(
         self, now: float, limit: int, exclude: Iterable[str], owner: str, lease: float,
         new_request_id: Callable[[], str],
@@ -98,10 +105,6 @@ class TaskStore(Protocol):
     def release_task(self, task_id: str, request_id: str, now: float) -> bool:
         """Put run ``request_id`` back in the queue, due at ``now``, its attempt not
         counted (its runner is stopping; nothing failed); False if it is not current."""
-
-    @abc.abstractmethod
-    def expire_task(self, task_id: str, now: float, error: str) -> bool:
-        """Mark a waiting task dead without running it (too old)."""
 
     @abc.abstractmethod
     def cancel_task(self, task_id: str, now: float) -> str | None:

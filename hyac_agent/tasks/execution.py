@@ -32,7 +32,7 @@ from hyac_agent.tasks import callbacks, destinations
 from hyac_agent.tasks.outcomes import TaskOutcomes
 from hyac_agent.tasks.settings import TaskSettings
 from hyac_common.errors import HyacError, InvocationFailed, NotFound
-from hyac_common.tasks import TASK_EXPIRED, TASK_LOST, UNFINISHED, TaskStatus
+from hyac_common.tasks import TASK_EXPIRED, TASK_LOST, TaskStatus
 from hyac_common.wire import InvokeRequest, TaskError, TaskInfo, TaskResult
 
 log = logging.getLogger("hyac.tasks")
@@ -132,26 +132,15 @@ class TaskExecutor:
     async def run(self, task_id: str) -> str | None:
         """Claim and run ``task_id`` once, if it is due; its status afterwards (None if
         this process did not run it)."""
-        record = await asyncio.to_thread(self.store.get_task, task_id)
-        if record is None or record.status not in UNFINISHED:
-            return None
-        version = await self._version(record)
-        if self._expired(record, version, time.time()):
-            error = self._expiry_error(version)
-            if await asyncio.to_thread(
-                self.store.expire_task, task_id, time.time(), error.model_dump_json()
-            ):
-                self._after_end(record, TaskStatus.DEAD)
-                return TaskStatus.DEAD
-            return None
-        request_id = new_request_id()
-        claimed = await asyncio.to_thread(
-            self.store.claim_task, task_id, self.owner, request_id, time.time(),
+        # Found and claimed in one trip to the store; one that waited past its max age
+        # then ends dead without its attempt counted (run_claimed), as a claim_due does.
+        found = await asyncio.to_thread(
+            self.store.claim_found, task_id, self.owner, new_request_id(), time.time(),
             self.settings.lease,
         )
-        if claimed is None:
+        if found is None:
             return None
-        return await self._run_after_claim(record, claimed, version)
+        return await self.run_claimed(*found)
 
     async def claim_due(self, limit: int, exclude: list[str]) -> list[tuple[TaskRecord, TaskRecord]]:
         """Claim up to ``limit`` due tasks at once (the embedded dispatcher's look): each

@@ -87,3 +87,22 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
         for _ in range(50):
             assert low <= backoff(failures, 1.0, 10.0) <= high
     assert len({backoff(3, 1.0, 10.0) for _ in range(20)}) > 1
+
+
+def test_claim_found_hands_back_the_task_as_found_and_as_claimed(store: SqlStore) -> None:
+    now = time.time()
+    store.create_task(queued("task_f", now))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(
+            lambda i: store.claim_found("task_f", f"runner{i}", f"req_{i}", now, 30), range(8)
+        ))
+    won = [c for c in claims if c is not None]
+    assert len(won) == 1  # still one claim among many
+    found, claimed = won[0]
+    assert (found.status, found.attempt, found.run_request_id) == ("queued", 0, None)
+    assert (claimed.status, claimed.attempt) == ("running", 1)
+    assert claimed.run_request_id is not None and claimed.lease_owner is not None
+    assert store.claim_found("task_f", "late", "req_x", now, 30) is None  # running, leased
+    assert store.claim_found("no_such_task", "x", "req_y", now, 30) is None
+    store.create_task(queued("task_later", now, run_at=now + 60))
+    assert store.claim_found("task_later", "x", "req_z", now, 30) is None  # not yet due
