@@ -15,10 +15,12 @@ from __future__ import annotations
 import ast
 import asyncio
 import builtins
+import concurrent.futures
 import contextlib
 import hashlib
 import symtable
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ MAX_ITEMS = 200
 HANDLER = "main"
 #: how long a request waits for the first analysis of the agent's life (``_warmed``)
 WARM_UP_WAIT = 60.0
+#: seconds between looks for a free slot
+SLOT_POLL = 0.02
 _WORD = "_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 T = TypeVar("T")
 
@@ -69,6 +73,12 @@ class EditorService:
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
+        # Jedi is not thread-safe: two analyses at once share its inference state and
+        # the subprocess that inspects compiled modules, and read each other's answers
+        # ("too many values to unpack" deep in jedi, a 500). Analyses run one at a time
+        # on a thread of their own, never on the event loop's shared executor, which
+        # requests waiting for a slot there once filled until nothing else could run.
+        self._jedi = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hyac-editor")
         self._base: Stubs | None = None
         self._tailored: dict[ProjectFacts, tuple[Stubs, Path]] = {}
         self._warm_up: asyncio.Future[Any] | None = None
@@ -97,10 +107,12 @@ class EditorService:
         """``work`` in a thread, under the time cap. A timed-out analysis keeps its slot
         until jedi returns, so pathological sources cannot pile up threads."""
         await self._warmed()
-        if not self._slots.acquire(blocking=False):
-            acquired = await asyncio.to_thread(self._slots.acquire, True, self.timeout)
-            if not acquired:
+        # A slot is waited for on the event loop, not by a thread.
+        deadline = time.monotonic() + self.timeout
+        while not self._slots.acquire(blocking=False):
+            if time.monotonic() >= deadline:
                 raise AnalysisTimeout("the editor is busy analysing other sources; try again")
+            await asyncio.sleep(SLOT_POLL)
 
         def guarded() -> T:
             try:
@@ -110,7 +122,7 @@ class EditorService:
             finally:
                 self._slots.release()
 
-        task = asyncio.ensure_future(asyncio.to_thread(guarded))
+        task = asyncio.get_running_loop().run_in_executor(self._jedi, guarded)
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except TimeoutError:
@@ -126,8 +138,8 @@ class EditorService:
         ``WARM_UP_WAIT``) before their own capped analysis begins."""
         if self._warm_up is None:
             query = Query(source=f"def {HANDLER}(context):\n    context.kv.\n", line=2, column=15)
-            self._warm_up = asyncio.ensure_future(
-                asyncio.to_thread(self.complete, query, None)
+            self._warm_up = asyncio.get_running_loop().run_in_executor(
+                self._jedi, self.complete, query, None
             )
         if not self._warm_up.done():
             with contextlib.suppress(Exception):

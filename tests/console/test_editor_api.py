@@ -233,3 +233,23 @@ def test_a_slow_analysis_is_cut_off_and_keeps_its_slot(tmp_path: Path) -> None:
         raise AssertionError("the slot never came back")
 
     assert asyncio.run(scenario()) == "done"
+
+
+def test_analyses_at_once_never_read_each_others_answers(tmp_path: Path) -> None:
+    """Jedi is not thread-safe: analyses that ran at once shared the subprocess that
+    inspects compiled modules and failed deep inside jedi (a 500 on a loaded host)."""
+    service = EditorService(tmp_path / "stubs", timeout=120, slots=4)
+    modules = ["math", "os", "json", "zlib", "array", "select", "binascii", "struct",
+               "itertools", "_socket", "time", "cmath"]
+
+    async def all_at_once() -> list[object]:
+        return await asyncio.gather(*(
+            service.run(lambda m=module: service.complete(
+                Query(source=f"import {m}\n{m}.", line=2, column=len(m) + 1), None))
+            for module in modules
+        ), return_exceptions=True)
+
+    answers = asyncio.run(all_at_once())
+    failures = [a for a in answers if isinstance(a, BaseException)]
+    assert failures == [], failures
+    assert all(answers), answers  # every module completed to something
