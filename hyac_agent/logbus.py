@@ -67,8 +67,13 @@ class LogBus(BatchWriter):
         # One flush at a time: a reader that flushes before querying must also wait for a
         # batch the background loop took a moment earlier and is still writing.
         self._flush_lock = asyncio.Lock()
+        #: tenants being removed: what their workers still log is dropped, not stored
+        #: after their rows are gone (where a tenant made again would read it)
+        self._removing: set[str] = set()
 
     def publish(self, record: LogRecord) -> None:
+        if record.tenant in self._removing:
+            return
         if len(record.message) > MAX_LINE:
             record.message = record.message[:MAX_LINE] + TRUNCATED
         record.message = self.redact(record.tenant, record.message)
@@ -114,6 +119,17 @@ class LogBus(BatchWriter):
                 yield await queue.get()
         finally:
             self._subscribers.discard(entry)
+
+    async def removing(self, tenant: str) -> None:
+        """From now until ``removed``, drop ``tenant``'s lines; on return none of them is
+        buffered or being written (a flush under way has ended)."""
+        self._removing.add(tenant)
+        async with self._flush_lock:
+            self._pending = [record for record in self._pending if record.tenant != tenant]
+
+    def removed(self, tenant: str) -> None:
+        """``tenant`` is gone: a tenant made again under its name logs from scratch."""
+        self._removing.discard(tenant)
 
     async def flush(self) -> None:
         """Store every line published so far; on return they are all queryable."""

@@ -73,13 +73,20 @@ async def delete_tenant(
     validate_name(name, "tenant")
     principal.require_owner()
     await agent.metrics.invocations.flush()  # its buffered records go with it too
-    await asyncio.to_thread(agent.tenancy.delete_tenant, name)
-    await forget_edge(request, name)
-    await agent.triggers.service.forget_tenant(name)
-    await agent.pool.retire_tenant(name)
-    networks = getattr(agent.backend, "networks", None)
-    if networks is not None:
-        await asyncio.to_thread(networks.drop, name)
-    for key in [k for k in agent.functions._active if k[0] == name]:
-        agent.functions._active.pop(key, None)
+    # Lines its workers log while it goes (a run ending, a worker draining) would be
+    # stored after its rows are deleted, and a tenant made again under the name would
+    # read them: they are dropped until the removal is over.
+    await agent.logbus.removing(name)
+    try:
+        await asyncio.to_thread(agent.tenancy.delete_tenant, name)
+        await forget_edge(request, name)
+        await agent.triggers.service.forget_tenant(name)
+        await agent.pool.retire_tenant(name)
+        networks = getattr(agent.backend, "networks", None)
+        if networks is not None:
+            await asyncio.to_thread(networks.drop, name)
+        for key in [k for k in agent.functions._active if k[0] == name]:
+            agent.functions._active.pop(key, None)
+    finally:
+        agent.logbus.removed(name)
     return Response(status_code=204)

@@ -44,3 +44,23 @@ def test_flush_waits_for_a_batch_already_being_written() -> None:
         return seen
 
     assert asyncio.run(scenario()) == ["first", "second"]
+
+
+def test_a_tenant_being_removed_logs_nothing_that_outlives_it() -> None:
+    """Lines of a tenant's workers logged while it is removed would be stored after its
+    rows are deleted, where a tenant made again under its name would read them."""
+    async def scenario() -> list[str]:
+        store = SlowStore()
+        store.slowed = True  # no slow first write here
+        bus = LogBus(store, LogRetention())  # type: ignore[arg-type]
+        bus.emit(tenant="gone", function="f", version=1, stream="stdout", message="buffered")
+        bus.emit(tenant="kept", function="f", version=1, stream="stdout", message="other")
+        await bus.removing("gone")
+        bus.emit(tenant="gone", function="f", version=1, stream="system", message="draining")
+        await bus.flush()
+        bus.removed("gone")
+        bus.emit(tenant="gone", function="f", version=1, stream="stdout", message="made again")
+        await bus.flush()
+        return list(store.lines)
+
+    assert asyncio.run(scenario()) == ["other", "made again"]
