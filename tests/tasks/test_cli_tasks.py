@@ -26,9 +26,9 @@ def test_invoke_async_then_watch_show_ls(task_agent: RunningAgent) -> None:
     task_agent.deploy("steps", """
 import time
 def main(context):
-    for i in range(4):
-        context.task.progress(i / 4, f"step {i + 1}")
-        time.sleep(0.2)
+    for i in range(10):  # long enough for the watching CLI to start on a loaded host
+        context.task.progress(i / 10, f"step {i + 1}")
+        time.sleep(0.4)
     return {"done": context.request.json()["name"]}
 """)
     queued = hyac(task_agent, "invoke", "steps", "--async", "--data", '{"name": "Ada"}')
