@@ -17,6 +17,11 @@ export async function auditView(root, { me }) {
   root.append(form, out);
 
   async function load() {
+    // Until the rows of this filter are in, there is nothing to export: a click right
+    // after "Filter" must not download the rows of the filter before.
+    const previous = exportLink.getAttribute("href") || "";
+    exportLink.removeAttribute("href");
+    if (previous.startsWith("blob:")) URL.revokeObjectURL(previous);
     const params = { limit: 2000, since: since.value ? new Date(since.value).getTime() / 1000 : undefined };
     if (me.owner && !me.scope) params.all = "true";
     let rows = await api("GET", "/v1/audit", { params });
@@ -26,8 +31,6 @@ export async function auditView(root, { me }) {
       && (!action.value || r.action.startsWith(action.value))
       && (!tenant.value || r.tenant === tenant.value))
       .sort((a, b) => b.ts - a.ts);
-    const previous = exportLink.href;
-    if (previous.startsWith("blob:")) URL.revokeObjectURL(previous);
     exportLink.href = URL.createObjectURL(new Blob([csv(rows)], { type: "text/csv" }));
     clear(out).append(table(["Time", "Actor", "Tenant", "Action", "Target", "Result", "Client"],
       rows.map((r) => [time(r.ts), r.actor, r.tenant || "-", r.action, r.target || "-", String(r.result), r.client || "-"])));
