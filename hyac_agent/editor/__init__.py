@@ -66,7 +66,8 @@ def check_query(source: str, line: int, column: int) -> None:
 
 
 class EditorService:
-    """Jedi on the agent, one analysis at a time per slot, each under a time cap."""
+    """Jedi on the agent: analyses one at a time on a thread of their own, at most ``slots``
+    running or waiting, each under a time cap."""
 
     def __init__(self, stubs_root: Path, timeout: float = 5.0, slots: int = 2) -> None:
         self.stubs_root = stubs_root
