@@ -144,8 +144,11 @@ class TaskService:
             raise Conflict(
                 f"task {task_id} {state}: only {' or '.join(RETRYABLE)} tasks can be retried"
             )
+        # The task as revived (queued): read before it is sent, so the answer does not
+        # depend on how soon a runner claims it.
+        revived = await self.get(tenant, task_id)
         await self.queue.submit(task_id, time.time())
-        return await self.get(tenant, task_id)
+        return revived
 
     async def _own(self, tenant: str, task_id: str) -> TaskRecord:
         record = await asyncio.to_thread(self.store.get_task, task_id)
