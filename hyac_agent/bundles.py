@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -159,6 +160,10 @@ def unpack(blob: bytes) -> dict[str, bytes]:
     return files
 
 
+#: held while a finished write is put in place (every store of this process)
+_PLACING = threading.Lock()
+
+
 class BlobSource(Protocol):
     """Where bundles are kept for every node (the shared store)."""
 
@@ -229,13 +234,24 @@ class BundleStore:
                 os.chmod(folder, 0o755)
             (tmp / "complete").write_text(sha256)
             os.chmod(tmp, 0o755)
-            if final.exists():  # a leftover of a crashed write: replace it
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+            self._put_in_place(tmp, final, sha256)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final / "code"
+
+    def _put_in_place(self, tmp: Path, final: Path, sha256: str) -> None:
+        """Rename a finished write to its place. Writes of the same bundle may
+        race (two deploys of the same code): the first one in wins and the
+        others drop theirs. A complete bundle is never removed, since a sandbox
+        may be reading it; only a crashed write's leftover (no `complete`) is."""
+        with _PLACING:
+            if self.exists(sha256):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
 
     def sweep_temporary(self) -> None:
         """Remove what a crash left behind mid-write."""

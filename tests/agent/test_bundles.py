@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -52,3 +55,38 @@ def test_write_is_atomic_and_idempotent(tmp_path: Path) -> None:
     assert store.exists("abc")
     assert store.write("abc", {"functions/f.py": b"changed"}) == code
     assert (code / "functions/f.py").read_bytes() == b"x"
+
+
+def test_racing_writes_of_one_bundle_keep_the_first(tmp_path: Path) -> None:
+    """Two deploys of the same code write the same bundle at once. The first write
+    in stays (a sandbox may already read it); the others drop theirs, none fails.
+    Before, a later write removed the bundle in place and a third one failed."""
+    store = BundleStore(tmp_path / "bundles")
+    sha = "a" * 64
+    files = {f"functions/f{i}.py": b"x" * 2048 for i in range(40)}
+    start = threading.Barrier(8)
+
+    def write() -> Path:
+        start.wait()
+        return store.write(sha, files)
+
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(lambda _: write(), range(8)))
+    assert set(paths) == {store.code_dir(sha)}
+    assert store.files_of(sha) == files
+    assert store.cached() == [sha]
+    assert not list((tmp_path / "bundles").glob(".tmp-*"))
+
+
+def test_a_write_keeps_a_complete_bundle_in_place(tmp_path: Path) -> None:
+    store = BundleStore(tmp_path / "bundles")
+    sha = "b" * 64
+    code = store.write(sha, {"a.py": b"1"})
+    inode = code.stat().st_ino
+    # A write that checked before the other had finished goes on to put its copy in place.
+    with mock.patch.object(BundleStore, "exists", side_effect=[False, True]):
+        assert store.write(sha, {"a.py": b"1"}) == code
+    assert code.stat().st_ino == inode and store.files_of(sha) == {"a.py": b"1"}
+    # A crashed write's leftover (no `complete` marker) is replaced.
+    (tmp_path / "bundles" / ("c" * 64) / "code").mkdir(parents=True)
+    assert (store.write("c" * 64, {"b.py": b"2"}) / "b.py").read_bytes() == b"2"
