@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +39,9 @@ from benchmarks.harness import (
     Agent,
     Context,
     Figure,
+    cpu_seconds,
     deploy,
+    descendants,
     figure,
     median,
     percentile,
@@ -58,6 +60,8 @@ class Burst:
     tasks: int
     enqueue_s: float  # first submission to the last one answered
     end_to_end_s: float  # first submission to the last success seen
+    #: CPU seconds the system under test used over the burst, by part (agent, worker...)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def enqueue_rate(self) -> float:
@@ -66,6 +70,29 @@ class Burst:
     @property
     def end_to_end_rate(self) -> float:
         return self.tasks / self.end_to_end_s
+
+
+#: a part of what is measured and the pids it runs as right now
+Parts = dict[str, Callable[[], list[int]]]
+
+
+def metered(parts: Parts, run: Callable[[], Burst]) -> Burst:
+    """``run()``, with the CPU time each part used over it. A process that ends during
+    the run loses what it used (its parent reaps it); the sandboxes and workers here
+    live for the whole burst."""
+    before = {name: cpu_seconds(pids()) for name, pids in parts.items()}
+    burst = run()
+    burst.cpu_s = {name: cpu_seconds(pids()) - before[name] for name, pids in parts.items()}
+    return burst
+
+
+def cpu_per_task(bursts: list[Burst]) -> dict[str, float]:
+    """Median CPU milliseconds per task of each part, and their sum as ``total``."""
+    shares = [{name: used / b.tasks * 1000 for name, used in b.cpu_s.items()} for b in bursts]
+    parts = {name: round(median([s[name] for s in shares]), 2) for name in shares[0]} if shares else {}
+    if parts:
+        parts["total"] = round(median([sum(s.values()) for s in shares]), 2)
+    return parts
 
 
 def in_threads(count: int, threads: int, submit: Callable[[Any], Any], make: Callable[[], Any],
@@ -174,9 +201,10 @@ class HyacTasks:
 
 
 @contextlib.contextmanager
-def celery_worker(ctx: Context) -> Iterator[Any]:
+def celery_worker(ctx: Context) -> Iterator[tuple[Any, Parts]]:
     """A prefork worker of 2 processes on the local Redis, pinned like the agent; the
-    ``noop`` task of ``benchmarks/celery_noop.py`` as the client side sees it."""
+    ``noop`` task of ``benchmarks/celery_noop.py`` as the client side sees it, and the
+    worker's processes."""
     queue = f"hyac-bench-{os.getpid()}-{time.monotonic_ns()}"
     os.environ["HYAC_BENCH_REDIS_URL"] = REDIS_URL
     os.environ["HYAC_BENCH_QUEUE"] = queue
@@ -198,7 +226,7 @@ def celery_worker(ctx: Context) -> Iterator[Any]:
         except Exception as exc:
             raise RuntimeError(f"the Celery worker did not answer ({exc}): "
                                f"{(home / 'worker.log').read_text()[-2000:]}") from exc
-        yield module.noop
+        yield module.noop, {"celery worker": lambda: [process.pid, *descendants(process.pid)]}
     finally:
         stop_process(process)
         with contextlib.suppress(Exception):
@@ -240,13 +268,14 @@ def redis_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def hyac_engine(ctx: Context, engine: str) -> Iterator[Agent]:
+def hyac_engine(ctx: Context, engine: str) -> Iterator[tuple[Agent, Parts]]:
     """An agent on the embedded queue, or on Celery (``HYAC_QUEUE=celery``, the local
     Redis, a queue of its own) with one ``hyac-agent worker`` beside it sharing its
-    data dir, both pinned to the system-under-test CPU."""
+    data dir, both pinned to the system-under-test CPU; and their processes."""
     if engine == "embedded":
         with running_agent(ctx, "queue") as agent:
-            yield agent
+            yield agent, {"agent": lambda: [agent.pid],
+                          "sandboxes": lambda: descendants(agent.pid)}
         return
     env = {"HYAC_QUEUE": "celery", "HYAC_BROKER_URL": REDIS_URL,
            "HYAC_CELERY_QUEUE": f"hyac-bench-agent-{os.getpid()}-{time.monotonic_ns()}"}
@@ -258,23 +287,26 @@ def hyac_engine(ctx: Context, engine: str) -> Iterator[Agent]:
                 preexec_fn=pinned(ctx.sut_cpus), start_new_session=True,
             )
         try:
-            yield agent
+            yield agent, {"agent": lambda: [agent.pid], "worker": lambda: [worker.pid],
+                          "sandboxes": lambda: descendants(agent.pid) + descendants(worker.pid)}
         finally:
             stop_process(worker)
 
 
-def measure(ctx: Context, noop: Any, engine: str, tasks: int, rounds: int,
+def measure(ctx: Context, baseline: tuple[Any, Parts], engine: str, tasks: int, rounds: int,
             singles: int) -> dict[str, Any]:
-    """Bursts of ``engine`` and of Celery in alternation; one-at-a-time overheads."""
+    """Bursts of ``engine`` and of Celery in alternation, with the CPU each side's parts
+    used; one-at-a-time overheads."""
+    noop, celery_parts = baseline
     hyac_bursts: list[Burst] = []
     celery_bursts: list[Burst] = []
-    with hyac_engine(ctx, engine) as agent:
+    with hyac_engine(ctx, engine) as (agent, hyac_parts):
         deploy(agent, "noop", NOOP_SOURCE)
         hyac = HyacTasks(agent, "noop")
         hyac.burst(20)  # warm: the worker and the store's pages
         for _ in range(rounds):
-            celery_bursts.append(celery_burst(noop, tasks))
-            hyac_bursts.append(hyac.burst(tasks))
+            celery_bursts.append(metered(celery_parts, lambda: celery_burst(noop, tasks)))
+            hyac_bursts.append(metered(hyac_parts, lambda: hyac.burst(tasks)))
         overhead = hyac.overhead(singles) if engine == "embedded" else []
     return {"hyac": hyac_bursts, "celery": celery_bursts, "overhead": overhead}
 
@@ -286,10 +318,11 @@ def run(ctx: Context) -> list[Figure]:
     tasks = ctx.pick(60, 300)
     rounds = ctx.pick(1, 3)
     singles = ctx.pick(20, 100)
-    with celery_worker(ctx) as noop:
+    with celery_worker(ctx) as baseline:
+        noop = baseline[0]
         celery_burst(noop, 20)  # warm
-        embedded = measure(ctx, noop, "embedded", tasks, rounds, singles)
-        on_celery = measure(ctx, noop, "celery", tasks, rounds, singles)
+        embedded = measure(ctx, baseline, "embedded", tasks, rounds, singles)
+        on_celery = measure(ctx, baseline, "celery", tasks, rounds, singles)
         round_trips = celery_round_trips(noop, singles)
     detail = {"tasks": tasks, "rounds": rounds, "client_threads": CLIENT_THREADS,
               "celery": "5.x prefork ×2, Redis broker and result backend",
@@ -305,16 +338,28 @@ def run(ctx: Context) -> list[Figure]:
     def rate(bursts: list[Burst], end_to_end: bool) -> float:
         return median([b.end_to_end_rate if end_to_end else b.enqueue_rate for b in bursts])
 
+    # Where the time goes: CPU per task of each side's parts (the sides share one CPU,
+    # so a part's milliseconds are what it takes from the others).
+    cpu = {"embedded": cpu_per_task(embedded["hyac"]), "celery": cpu_per_task(on_celery["hyac"]),
+           "baseline": cpu_per_task(embedded["celery"] + on_celery["celery"])}
+    for side, label in (("embedded", "Hyac, embedded queue"), ("celery", "Hyac on Celery"),
+                        ("baseline", "Celery + Redis")):
+        if cpu[side]:
+            parts = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu[side].items() if name != "total")
+            ctx.notes.append(f"queue CPU per task, {label}: {cpu[side]['total']:.2f} ms ({parts})")
+
     return [
         figure("queue.embedded.end_to_end", "tasks/s end to end (embedded queue)",
                rate(embedded["hyac"], True), "tasks/s", rate(embedded["celery"], True), name,
-               at_least=1.0, **detail),
+               at_least=1.0, cpu_ms_per_task=cpu["embedded"],
+               baseline_cpu_ms_per_task=cpu["baseline"], **detail),
         figure("queue.embedded.enqueue", "tasks/s enqueued (embedded queue)",
                rate(embedded["hyac"], False), "tasks/s", rate(embedded["celery"], False), name,
                **detail),
         figure("queue.celery.end_to_end", "tasks/s end to end (Hyac on Celery)",
                rate(on_celery["hyac"], True), "tasks/s", rate(on_celery["celery"], True), name,
-               at_least=0.7, hyac_workers="1 hyac-agent worker beside the agent", **detail),
+               at_least=0.7, hyac_workers="1 hyac-agent worker beside the agent",
+               cpu_ms_per_task=cpu["celery"], baseline_cpu_ms_per_task=cpu["baseline"], **detail),
         figure("queue.celery.enqueue", "tasks/s enqueued (Hyac on Celery)",
                rate(on_celery["hyac"], False), "tasks/s", rate(on_celery["celery"], False), name,
                **detail),
