@@ -81,7 +81,7 @@ async def delete_tenant(
         await asyncio.to_thread(agent.tenancy.delete_tenant, name)
         await forget_edge(request, name)
         await agent.triggers.service.forget_tenant(name)
-        await agent.pool.retire_tenant(name)
+        await agent.pool.stop_tenant(name, "its tenant was removed")
         networks = getattr(agent.backend, "networks", None)
         if networks is not None:
             await asyncio.to_thread(networks.drop, name)

@@ -151,13 +151,21 @@ class NodeCaches:
     async def tenant_changed(self, tenant: str) -> None:
         """Env, secrets, quotas or network: read again; its workers that started with
         something else restart to see them. Workers started since (the change was made
-        here, or seen through an earlier batch) are left alone."""
+        here, or seen through an earlier batch) are left alone. A tenant removed (on any
+        node) has its workers stopped at once, requests in flight included."""
+        seen = time.monotonic()
 
-        def reload() -> str:
+        def reload() -> str | None:
             self.tenancy.reload(tenant)
+            if not self.tenancy.exists(tenant):
+                return None
             return self.tenancy.worker_state(tenant)
 
-        await self.pool.retire_tenant(tenant, await asyncio.to_thread(reload))
+        state = await asyncio.to_thread(reload)
+        if state is None:
+            await self.pool.stop_tenant(tenant, "its tenant was removed", started_before=seen)
+        else:
+            await self.pool.retire_tenant(tenant, state)
 
 
 class ChangeFeed:

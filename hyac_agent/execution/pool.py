@@ -317,6 +317,21 @@ class WorkerPool:
             if current_state is None or worker.tenant_state != current_state:
                 worker.drain("the tenant's settings changed")
 
+    async def stop_tenant(self, tenant: str, reason: str, started_before: float | None = None
+                          ) -> None:
+        """Stop every worker of ``tenant`` now, draining ones and their requests in flight
+        included (those fail with ``reason``): the tenant is gone, and code it left
+        running must not go on calling the host under its name, where a tenant made
+        again under that name would meet it. With ``started_before`` (a monotonic time),
+        only workers started before it: a tenant made again since keeps its own."""
+        workers = [w for key, w in self._workers.items() if key[0] == tenant]
+        workers += [w for w in self._draining if w.spec.tenant == tenant]
+        if started_before is not None:
+            workers = [w for w in workers if w.started_at < started_before]
+        for worker in workers:
+            self.forget(worker)
+        await asyncio.gather(*(worker.kill(reason) for worker in workers), return_exceptions=True)
+
     def _drain(self, worker: Worker) -> None:
         """``worker`` takes no new requests: a fresh one serves its version from now on."""
         self.forget(worker)

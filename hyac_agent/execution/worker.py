@@ -70,7 +70,7 @@ class Worker:
         self.host_calls = host_calls
         self._on_drain = on_drain
         self.pending: dict[str, asyncio.Future[ResultFrame]] = {}
-        self.last_used = time.monotonic()
+        self.last_used = self.started_at = time.monotonic()
         self.dead = False
         self.death_reason = "the worker exited"
         self.death_error: type[WorkerCrashed] = WorkerCrashed

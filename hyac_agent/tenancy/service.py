@@ -324,6 +324,7 @@ class TenancyService:
     def reload(self, tenant: str) -> None:
         """Read ``tenant``'s env, secrets and quotas from the store again (another agent
         changed them)."""
+        self._known.discard(tenant)  # or removed it
         self._env.pop(tenant, None)
         self.secrets.refresh(tenant)
         self.quotas.forget(tenant)

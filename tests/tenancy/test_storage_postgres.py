@@ -1,7 +1,7 @@
 """Object storage on a PostgreSQL store shared by two agents: what one agent stores the
 other serves, byte for byte; both writing the same key at once is no error; removing the
-tenant on one removes its objects for both. Skipped, with the reason, without a server
-(see test_postgres_tenants.py)."""
+tenant on one removes its objects for both, and stops its code running on the other.
+Skipped, with the reason, without a server (see test_postgres_tenants.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from hyac_agent.tenancy.tenantdb import TenantDatabases
 from tests.conftest import start_agent
 from tests.tenancy.conftest import Platform, body
 from tests.tenancy.test_postgres_tenants import create_store, drop_store, pg_env, url_of
+from tests.tenancy.test_tenant_removal import check_code_in_flight_stops
 
 BINARY = bytes(range(256)) * 64
 
@@ -113,3 +114,10 @@ def test_removing_the_tenant_on_one_agent_removes_its_objects_for_both(
     one.tenant("pg-gone")
     with one.owner("pg-gone") as client:
         assert client.get("/v1/storage").json() == []
+
+
+def test_removing_the_tenant_on_one_agent_stops_its_code_in_flight_on_the_other(
+    pair: tuple[Platform, Platform]
+) -> None:
+    one, two = pair
+    check_code_in_flight_stops(one, two, "pg-ghost")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,53 @@ def test_counts_stored_while_a_tenant_is_removed_do_not_come_back(tmp_path: Path
             quotas_shown = api(owner, "/v1/quotas")["quotas"]
         assert quotas_shown["executions_per_day"]["use"] == 0
         assert quotas_shown["executions_per_minute"]["use"] == 0
+
+
+LINGER = '''
+import time
+def main(context):
+    print("in flight when its tenant goes")
+    time.sleep(6)
+    context.kv.set("left", "by the removed tenant's code")
+    print("still running after its tenant went")
+    return "finished"
+'''
+
+LEFT = '''
+def main(context):
+    return {"left": context.kv.get("left")}
+'''
+
+
+def test_code_in_flight_stops_with_its_tenant(platform: Platform) -> None:
+    """A removed tenant's requests in flight end with it. Left running, its code would go
+    on calling the host under the tenant's name, into a tenant made again under that
+    name (its key-value store here), and log into the new tenant's logs."""
+    check_code_in_flight_stops(platform, platform, "ghost")
+
+
+def check_code_in_flight_stops(runs_on: Platform, removes_on: Platform, tenant: str) -> None:
+    """The request runs on ``runs_on``; ``removes_on`` removes its tenant (another agent
+    on the same store, in the cluster suite)."""
+    runs_on.tenant(tenant)
+    assert runs_on.deploy("linger", LINGER, tenant, timeout=60).status_code == 201
+    answers: list[Any] = []
+    running = threading.Thread(target=lambda: answers.append(runs_on.invoke("linger", tenant)))
+    running.start()
+    with runs_on.owner(tenant) as owner:
+        eventually(lambda: api(owner, "/v1/logs", function="linger"))
+    started = time.monotonic()
+    with removes_on.owner() as owner:
+        assert owner.delete(f"/v1/tenants/{tenant}").status_code == 204
+    runs_on.tenant(tenant)  # made again at once
+    running.join(timeout=30)
+    assert answers, "the request in flight was not answered"
+    answer = answers[0]
+    assert answer.status_code != 200 or not answer.json()["ok"], answer.text
+    assert "its tenant was removed" in answer.text
+    assert runs_on.deploy("left", LEFT, tenant).status_code == 201
+    time.sleep(max(0.0, started + 8 - time.monotonic()))  # past the old code's sleep
+    assert json.loads(body(runs_on.invoke("left", tenant))) == {"left": None}
+    with runs_on.owner(tenant) as owner:
+        lines = [line["message"] for line in api(owner, "/v1/logs")]
+    assert not [line for line in lines if "tenant go" in line], lines
