@@ -10,7 +10,7 @@ from fastapi import Header, Request
 
 from hyac_agent.core import Agent
 from hyac_agent.tenancy import Principal
-from hyac_common.errors import Unauthorized
+from hyac_common.errors import HyacError, Unauthorized
 from hyac_common.names import validate_name
 
 # All async: a plain `def` dependency costs a thread-pool hop on every request.
@@ -37,6 +37,36 @@ async def get_principal(request: Request) -> Principal:
         principal = await asyncio.to_thread(agent.tenancy.auth.authenticate, token)
     request.state.principal = principal
     return principal
+
+
+#: how often a stream asks again whether its caller may still read it (seconds)
+RECHECK_INTERVAL = 5.0
+
+
+async def still_allowed(request: Request, tenant: str, minimum: str = "viewer") -> bool:
+    """Whether the caller of a long-lived request (a log or task stream) may still read
+    ``tenant``: its token, or its console session, is looked up again, and its role
+    checked. Streams ask as they go, so a revoked or expired token, a closed session, a
+    member removed or a tenant removed (its tokens go with it) ends them."""
+    agent: Agent = request.app.state.agent
+    try:
+        if getattr(request.state, "console_session", None) is not None:
+            # Imported here: the console package imports this one.
+            from hyac_agent.console.auth import principal_of
+            from hyac_agent.console.middleware import cookie_secret
+
+            secret = cookie_secret(request.scope)
+            session = None if secret is None else request.app.state.console_sessions.find(secret)
+            if session is None:
+                return False
+            principal = await principal_of(agent, session.identity)
+        else:
+            token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
+            principal = await asyncio.to_thread(agent.tenancy.auth.authenticate, token)
+        principal.require(tenant, minimum)
+    except HyacError:
+        return False
+    return True
 
 
 async def require_token(request: Request, authorization: str | None = Header(None)) -> None:

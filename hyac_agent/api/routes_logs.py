@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from hyac_agent.api.deps import get_agent, get_tenant, require_token
+from hyac_agent.api.deps import RECHECK_INTERVAL, get_agent, get_tenant, require_token, still_allowed
 from hyac_agent.core import Agent
 from hyac_common.names import validate_name
 from hyac_common.wire import LogRecord
 
 router = APIRouter(prefix="/v1/logs", dependencies=[Depends(require_token)], tags=["logs"])
-PING_INTERVAL = 15.0
+#: a quiet stream sends a ping this often (and checks its reader's access again then)
+PING_INTERVAL = RECHECK_INTERVAL
 
 
 @router.get("", response_model=list[LogRecord])
@@ -55,16 +57,25 @@ async def stream_logs(
         last_ts = backlog[-1].ts if backlog else None
         # A stopping agent ends the stream at once: the follower reconnects to the next.
         stopping = asyncio.ensure_future(agent.stopping.wait())
+        recheck = time.monotonic() + RECHECK_INTERVAL
         try:
             yield ": connected\n\n"
             for record in backlog:
                 yield f"data: {record.model_dump_json()}\n\n"
             while not await request.is_disconnected():
                 done, _ = await asyncio.wait(
-                    {pending, stopping}, timeout=PING_INTERVAL, return_when=asyncio.FIRST_COMPLETED
+                    {pending, stopping}, timeout=PING_INTERVAL,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if stopping in done:
                     return
+                if time.monotonic() >= recheck:
+                    # A revoked token, a removed member or tenant: the stream ends, and
+                    # the follower's reconnection is refused with the reason.
+                    if not await still_allowed(request, tenant):
+                        yield ": access ended\n\n"
+                        return
+                    recheck = time.monotonic() + RECHECK_INTERVAL
                 if not done:
                     yield ": ping\n\n"
                     continue

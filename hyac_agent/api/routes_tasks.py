@@ -8,9 +8,17 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from hyac_agent.api.deps import get_agent, get_tenant, require_token, tenant_role
+from hyac_agent.api.deps import (
+    RECHECK_INTERVAL,
+    get_agent,
+    get_tenant,
+    require_token,
+    still_allowed,
+    tenant_role,
+)
 from hyac_agent.core import Agent
 from hyac_agent.store import TaskRecord
+from hyac_common.errors import NotFound
 from hyac_common.tasks import TERMINAL, TaskStatus
 from hyac_common.wire import TaskInfo, TaskSubmitted
 
@@ -87,7 +95,7 @@ async def task_events(
     async def events() -> AsyncIterator[str]:
         info = first
         last = None
-        quiet = 0.0
+        quiet = checked = 0.0
         yield ": connected\n\n"
         while True:
             key = (info.status, info.attempt, info.progress, info.progress_message,
@@ -105,7 +113,17 @@ async def task_events(
             # A stopping agent ends the stream at once: the follower reconnects to the next.
             if agent.stopping.is_set() or await request.is_disconnected():
                 return
-            info = await agent.tasks.get(tenant, task_id)
+            checked += POLL_INTERVAL
+            if checked >= RECHECK_INTERVAL:  # as the log stream does
+                checked = 0.0
+                if not await still_allowed(request, tenant):
+                    yield ": access ended\n\n"
+                    return
+            try:
+                info = await agent.tasks.get(tenant, task_id)
+            except NotFound:  # removed with its tenant
+                yield ": the task is gone\n\n"
+                return
 
     return StreamingResponse(
         events(),

@@ -5,6 +5,7 @@ the CSRF header, and every console answer carries the security headers."""
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
 import pytest
@@ -196,3 +197,30 @@ def test_a_tenant_named_like_the_console_prefix_still_serves(console_agent: Runn
     answer = httpx.get(f"{console_agent.url}/consoles/hi",
                        headers={"Authorization": f"Bearer {console_agent.token}"}, timeout=60)
     assert answer.status_code == 200 and answer.text == "hi there"
+
+
+def test_signing_out_ends_the_sessions_log_stream(console_agent: RunningAgent) -> None:
+    """The console's live logs are a stream opened with the session's cookie: signing
+    out ends it (tests/tenancy/test_stream_access.py does the same for tokens)."""
+    browser = sign_in(console_agent)
+    ended = threading.Event()
+
+    def read() -> None:
+        headers = {"Cookie": f"{console_sessions.COOKIE}={browser.cookie}"}
+        try:
+            with httpx.stream("GET", f"{console_agent.url}/v1/logs/stream", headers=headers,
+                              timeout=httpx.Timeout(10, read=60)) as stream:
+                assert stream.status_code == 200
+                for _line in stream.iter_lines():
+                    opened.set()
+        except httpx.HTTPError:
+            pass
+        finally:
+            opened.set()
+            ended.set()
+
+    opened = threading.Event()
+    threading.Thread(target=read, daemon=True).start()
+    assert opened.wait(20) and not ended.is_set()
+    assert browser.request("DELETE", "/console/session").status_code == 200
+    assert ended.wait(30), "the stream went on after signing out"
