@@ -56,7 +56,8 @@ async def still_allowed(request: Request, tenant: str, minimum: str = "viewer") 
             from hyac_agent.console.middleware import cookie_secret
 
             secret = cookie_secret(request.scope)
-            session = None if secret is None else request.app.state.console_sessions.find(secret)
+            session = None if secret is None else request.app.state.console_sessions.find(
+                secret, touch=False)
             if session is None:
                 return False
             principal = await principal_of(agent, session.identity)

@@ -103,8 +103,9 @@ class ConsoleSessions:
         self._sessions[session.secret_hash] = session
         return secret, session
 
-    def find(self, secret: str) -> Session | None:
-        """The live session behind a cookie value, its idle clock restarted."""
+    def find(self, secret: str, touch: bool = True) -> Session | None:
+        """The live session behind a cookie value, its idle clock restarted unless
+        ``touch`` is false (a stream asking again is no sign of someone at the page)."""
         key = digest(secret)
         session = self._sessions.get(key)
         if session is None:
@@ -113,7 +114,8 @@ class ConsoleSessions:
         if session.expired(now):
             del self._sessions[key]
             return None
-        session.last_seen = now
+        if touch:
+            session.last_seen = now
         return session
 
     def close(self, session_id: str) -> Session | None:

@@ -79,7 +79,11 @@ def test_codes_expire_and_sessions_idle_out(monkeypatch: pytest.MonkeyPatch) -> 
     secret, session = store.open(identity, "127.0.0.1")
     now[0] += console_sessions.IDLE_TTL - 1
     assert store.find(secret) is session  # in use: the idle clock restarts
-    now[0] += console_sessions.IDLE_TTL + 1
+    now[0] += console_sessions.IDLE_TTL - 1
+    # An open log stream asking again whether it may go on does not keep it alive.
+    assert store.find(secret, touch=False) is session
+    now[0] += 2
+    assert store.find(secret, touch=False) is None
     assert store.find(secret) is None
     assert store.sessions() == []
 
