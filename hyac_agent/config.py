@@ -34,6 +34,7 @@ An empty variable counts as unset, except for the comma lists and plain strings.
 | maven_repos          | HYAC_MAVEN_REPOS            | /usr/share/maven-repo:~/.m2/repository (java17) |
 | agent_threads        | HYAC_AGENT_THREADS          | 32 threads for blocking work (store, SQL, files) |
 | tenant_host_calls    | HYAC_TENANT_HOST_CALLS      | 8 of them per tenant's host calls at once |
+| streams_per_user     | HYAC_STREAMS_PER_USER       | 16 log or task streams open per user (owner: any) |
 | smtp_url             | HYAC_SMTP_URL               | "" (no mail); smtp://user:pass@host:587, smtps://… |
 | mail_from            | HYAC_MAIL_FROM              | "" (the SMTP user name, if it is an address) |
 | smtp_timeout         | HYAC_SMTP_TIMEOUT           | 20 seconds per SMTP connect, command or reply |
@@ -163,6 +164,7 @@ class AgentConfig(BaseSettings):
     maven_repos: str = ""
     agent_threads: int = 32
     tenant_host_calls: int = 8
+    streams_per_user: int = Field(16, ge=1)
     smtp_url: str = ""
     mail_from: str = ""
     smtp_timeout: float = Field(20.0, gt=0)

@@ -255,6 +255,14 @@ class RateLimited(HyacError):
     status = 429
 
 
+class TooManyStreams(HyacError):
+    """The caller has as many log and task streams open as a user may
+    (``HYAC_STREAMS_PER_USER``); close one first."""
+
+    code = "too_many_streams"
+    status = 429
+
+
 class HttpError(HyacError):
     """Any other HTTP error of the web server itself (its status as sent)."""
 

@@ -31,6 +31,7 @@ from hyac_agent.api import (
 from hyac_agent.api.deps import get_agent, get_principal
 from hyac_agent.api.errors import COMMON_ERRORS, INVOKE_ERRORS, install_error_handlers
 from hyac_agent.api.limits import BodyLimitMiddleware
+from hyac_agent.api.streams import StreamSlots
 from hyac_agent.console import mount_console
 from hyac_agent.core import Agent
 from hyac_agent.edge import install_edge
@@ -53,6 +54,7 @@ def create_app(agent: Agent, url: str = "") -> FastAPI:
     app = FastAPI(title="Hyac agent", version=__version__, lifespan=lifespan,
                   responses=COMMON_ERRORS)
     app.state.agent = agent
+    app.state.stream_slots = StreamSlots(agent.config.streams_per_user)
     app.state.url = url
     install_error_handlers(app)
 

@@ -10,7 +10,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from hyac_agent.api.deps import RECHECK_INTERVAL, get_agent, get_tenant, require_token, still_allowed
+from hyac_agent.api.deps import (
+    RECHECK_INTERVAL,
+    get_agent,
+    get_principal,
+    get_tenant,
+    require_token,
+    still_allowed,
+)
 from hyac_agent.core import Agent
 from hyac_common.names import validate_name
 from hyac_common.wire import LogRecord
@@ -44,6 +51,7 @@ async def stream_logs(
 ) -> StreamingResponse:
     if function:
         validate_name(function)
+    principal = await get_principal(request)
     # Subscribe before reading the backlog, so nothing falls between the two.
     live: AsyncGenerator[LogRecord, None] = agent.logbus.subscribe(tenant, function)
     pending = asyncio.ensure_future(live.__anext__())
@@ -91,8 +99,14 @@ async def stream_logs(
                 await pending
             await live.aclose()
 
+    try:
+        held = request.app.state.stream_slots.hold(principal, events())
+    except BaseException:
+        pending.cancel()
+        await live.aclose()
+        raise
     return StreamingResponse(
-        events(),
+        held,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

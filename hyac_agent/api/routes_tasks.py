@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hyac_agent.api.deps import (
     RECHECK_INTERVAL,
     get_agent,
+    get_principal,
     get_tenant,
     require_token,
     still_allowed,
@@ -91,6 +92,7 @@ async def task_events(
     progress changes; the stream ends after the task reaches succeeded, dead or
     cancelled."""
     first = await agent.tasks.get(tenant, task_id)  # 404 before the stream starts
+    principal = await get_principal(request)
 
     async def events() -> AsyncIterator[str]:
         info = first
@@ -126,7 +128,7 @@ async def task_events(
                 return
 
     return StreamingResponse(
-        events(),
+        request.app.state.stream_slots.hold(principal, events()),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -118,3 +118,36 @@ def test_a_task_stream_ends_when_its_reader_loses_access(platform: Platform) -> 
         finally:
             reader.close()
             owner.post(f"/v1/tasks/{task}/cancel")
+
+
+def test_a_user_holds_only_so_many_streams_open(platform: Platform) -> None:
+    """An account opening streams until the agent runs out of file descriptors for
+    everyone: past HYAC_STREAMS_PER_USER (16) it gets 429, a one-line JSON error; a
+    stream it closes frees its slot; other users and the owner are not held back."""
+    tenant = "streams-cap"
+    platform.tenant(tenant)
+    greedy = platform.user("reader-greedy", tenant, "viewer")
+    other = platform.user("reader-other", tenant, "viewer")
+    readers = [Reader(platform, greedy, tenant, "/v1/logs/stream") for _ in range(16)]
+    try:
+        with platform.http(greedy, tenant) as client:
+            with client.stream("GET", "/v1/logs/stream") as refused:
+                assert refused.status_code == 429, "the 17th stream opened"
+                error = json.loads(refused.read())["error"]
+            assert error["code"] == "too_many_streams" and "16" in error["message"], error
+            assert client.get("/v1/logs").status_code == 200  # other requests still served
+        for token in (other, platform.agent.token):
+            extra = Reader(platform, token, tenant, "/v1/logs/stream")
+            assert not extra.ended.is_set()
+            extra.close()
+        readers.pop().close()
+
+        def reopened() -> bool:
+            with platform.http(greedy, tenant) as client, client.stream(
+                    "GET", "/v1/logs/stream") as stream:
+                return stream.status_code == 200
+
+        eventually(reopened)
+    finally:
+        for reader in readers:
+            reader.close()
