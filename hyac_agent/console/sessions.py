@@ -34,6 +34,10 @@ CSRF_HEADER = "x-hyac-csrf"
 #: what a new code or session is refused beyond: a flood of codes must not eat memory
 MAX_PENDING_CODES = 1000
 MAX_SESSIONS = 10_000
+#: one user's share of those, so that no account can use them up for everyone: codes
+#: past it are refused; a session past it ends that user's least recently used one
+MAX_CODES_PER_USER = 5
+MAX_SESSIONS_PER_USER = 20
 
 
 def digest(secret: str) -> str:
@@ -78,6 +82,10 @@ class ConsoleSessions:
     def issue_code(self, identity: Identity) -> str:
         now = time.time()
         self._codes = {h: v for h, v in self._codes.items() if v[1] > now}
+        if sum(1 for who, _ in self._codes.values() if who.name == identity.name) >= \
+                MAX_CODES_PER_USER:
+            raise Conflict(f"{identity.name} has {MAX_CODES_PER_USER} console sign-in codes "
+                           "waiting already; use one, or wait a minute")
         if len(self._codes) >= MAX_PENDING_CODES:
             raise Conflict("too many console sign-in codes are waiting; try again in a minute")
         code = secrets.token_urlsafe(24)
@@ -95,6 +103,10 @@ class ConsoleSessions:
     def open(self, identity: Identity, client: str | None) -> tuple[str, Session]:
         """A new session: (the cookie's secret, the session)."""
         self._sweep()
+        theirs = [s for s in self._sessions.values() if s.identity.name == identity.name]
+        if len(theirs) >= MAX_SESSIONS_PER_USER:
+            oldest = min(theirs, key=lambda s: s.last_seen)
+            del self._sessions[oldest.secret_hash]
         if len(self._sessions) >= MAX_SESSIONS:
             raise Conflict("too many console sessions are open; sign out elsewhere first")
         secret = secrets.token_urlsafe(32)

@@ -12,7 +12,7 @@ import pytest
 
 from hyac_agent.console import sessions as console_sessions
 from hyac_agent.console.sessions import ConsoleSessions, Identity
-from hyac_common.errors import Unauthorized
+from hyac_common.errors import Conflict, Unauthorized
 from tests.conftest import RunningAgent
 from tests.console.conftest import exchange, hyac, login_code, make_user, sign_in
 
@@ -228,3 +228,23 @@ def test_signing_out_ends_the_sessions_log_stream(console_agent: RunningAgent) -
     assert opened.wait(20) and not ended.is_set()
     assert browser.request("DELETE", "/console/session").status_code == 200
     assert ended.wait(30), "the stream went on after signing out"
+
+
+def test_no_user_can_use_up_sign_in_for_everyone() -> None:
+    """Codes and sessions have platform-wide caps (memory); one account minting codes or
+    opening sessions in a loop must not reach them and lock every other user out."""
+    store = ConsoleSessions()
+    mallory, ann = Identity("1" * 64, False, "mallory"), Identity("2" * 64, False, "ann")
+    for _ in range(console_sessions.MAX_CODES_PER_USER):
+        store.issue_code(mallory)
+    with pytest.raises(Conflict, match="mallory has 5"):
+        store.issue_code(mallory)
+    store.redeem_code(store.issue_code(ann))  # others still sign in
+    ann_secret, _ = store.open(ann, "10.0.0.2")
+    opened = [store.open(mallory, "10.0.0.1")[0]
+              for _ in range(console_sessions.MAX_SESSIONS_PER_USER * 3)]
+    # Each of mallory's sessions past the cap ended mallory's least recently used one.
+    mine = [s for s in store.sessions() if s.identity.name == "mallory"]
+    assert len(mine) == console_sessions.MAX_SESSIONS_PER_USER
+    assert store.find(opened[0]) is None and store.find(opened[-1]) is not None
+    assert store.find(ann_secret) is not None
