@@ -51,14 +51,20 @@ async def stream_logs(
 ) -> StreamingResponse:
     if function:
         validate_name(function)
-    principal = await get_principal(request)
+    # A slot first (429 past the caller's share), then the subscription.
+    release = request.app.state.stream_slots.take(await get_principal(request))
     # Subscribe before reading the backlog, so nothing falls between the two.
     live: AsyncGenerator[LogRecord, None] = agent.logbus.subscribe(tenant, function)
     pending = asyncio.ensure_future(live.__anext__())
     backlog: list[LogRecord] = []
     if since is not None:
-        await agent.logbus.flush()
-        backlog = await asyncio.to_thread(agent.store.query_logs, tenant, function, since, 1000)
+        try:
+            await agent.logbus.flush()
+            backlog = await asyncio.to_thread(agent.store.query_logs, tenant, function, since,
+                                              1000)
+        except BaseException:
+            release()
+            raise
 
     async def events() -> AsyncIterator[str]:
         nonlocal pending
@@ -99,14 +105,8 @@ async def stream_logs(
                 await pending
             await live.aclose()
 
-    try:
-        held = request.app.state.stream_slots.hold(principal, events())
-    except BaseException:
-        pending.cancel()
-        await live.aclose()
-        raise
     return StreamingResponse(
-        held,
+        request.app.state.stream_slots.holding(release, events()),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

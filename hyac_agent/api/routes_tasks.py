@@ -92,7 +92,7 @@ async def task_events(
     progress changes; the stream ends after the task reaches succeeded, dead or
     cancelled."""
     first = await agent.tasks.get(tenant, task_id)  # 404 before the stream starts
-    principal = await get_principal(request)
+    release = request.app.state.stream_slots.take(await get_principal(request))
 
     async def events() -> AsyncIterator[str]:
         info = first
@@ -128,7 +128,7 @@ async def task_events(
                 return
 
     return StreamingResponse(
-        request.app.state.stream_slots.hold(principal, events()),
+        request.app.state.stream_slots.holding(release, events()),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -41,10 +41,10 @@ class StreamSlots:
 
         return release
 
-    def hold(self, principal: Principal, events: AsyncIterator[str]) -> AsyncIterator[str]:
-        """``events`` holding a slot until it ends, or, if the client went before it
-        started (so its ``finally`` never runs), until it is collected."""
-        release = self.take(principal)
+    @staticmethod
+    def holding(release: Callable[[], None], events: AsyncIterator[str]) -> AsyncIterator[str]:
+        """``events``, holding the slot ``take`` gave until it ends, or, if the client
+        went before it started (so its ``finally`` never runs), until it is collected."""
 
         async def held() -> AsyncIterator[str]:
             try:

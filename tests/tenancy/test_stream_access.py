@@ -135,6 +135,8 @@ def test_a_user_holds_only_so_many_streams_open(platform: Platform) -> None:
                 assert refused.status_code == 429, "the 17th stream opened"
                 error = json.loads(refused.read())["error"]
             assert error["code"] == "too_many_streams" and "16" in error["message"], error
+            with client.stream("GET", "/v1/logs/stream", params={"since": "0"}) as refused:
+                assert refused.status_code == 429  # with a backlog to read too
             assert client.get("/v1/logs").status_code == 200  # other requests still served
         for token in (other, platform.agent.token):
             extra = Reader(platform, token, tenant, "/v1/logs/stream")
