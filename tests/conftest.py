@@ -34,6 +34,27 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(StrictSkips(allowed_patterns()), "hyac-strict-skips")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_containers_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the session, remove the sandbox containers of agents this session
+    started: an agent cleans up its run dir's containers when it starts again, and the
+    agents that tests SIGKILL never do (the host would keep them, exited, for good)."""
+    yield
+    if shutil.which("docker") is None:
+        return
+    base = str(tmp_path_factory.getbasetemp())
+    listed = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=org.hyac.sandbox.run_dir", "--format",
+         '{{.ID}} {{.Label "org.hyac.sandbox.run_dir"}}'],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    ours = [line.split(" ", 1)[0] for line in listed.stdout.splitlines()
+            if " " in line and line.split(" ", 1)[1].startswith(base + os.sep)]
+    if ours:
+        subprocess.run(["docker", "rm", "-f", *ours], capture_output=True, timeout=120,
+                       check=False)
+
+
 @pytest.fixture(autouse=True)
 def isolation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Own data/config dirs per test; no HYAC_* setting leaks in from the caller."""
