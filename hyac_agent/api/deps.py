@@ -26,17 +26,21 @@ async def get_principal(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
+    principal = await _bearer_principal(request)
+    request.state.principal = principal
+    return principal
+
+
+async def _bearer_principal(request: Request) -> Principal:
+    """The principal behind the request's bearer token, looked up now."""
     agent: Agent = request.app.state.agent
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing or invalid API token (Authorization: Bearer …)")
     if hmac.compare_digest(token, agent.token):
-        principal = agent.tenancy.auth.bootstrap
-    else:
-        principal = await asyncio.to_thread(agent.tenancy.auth.authenticate, token)
-    request.state.principal = principal
-    return principal
+        return agent.tenancy.auth.bootstrap
+    return await asyncio.to_thread(agent.tenancy.auth.authenticate, token)
 
 
 #: how often a stream asks again whether its caller may still read it (seconds)
@@ -62,8 +66,7 @@ async def still_allowed(request: Request, tenant: str, minimum: str = "viewer") 
                 return False
             principal = await principal_of(agent, session.identity)
         else:
-            token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
-            principal = await asyncio.to_thread(agent.tenancy.auth.authenticate, token)
+            principal = await _bearer_principal(request)
         principal.require(tenant, minimum)
     except HyacError:
         return False
