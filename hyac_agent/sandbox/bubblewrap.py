@@ -48,6 +48,7 @@ from hyac_agent.sandbox.launcher import CHANNEL_DIR, CHANNEL_NAME, Launch, Proce
 from hyac_agent.sandbox.limits import (
     CgroupSet,
     ResourceLimits,
+    can_adopt,
     cgroup_manager,
     rlimit_prefix,
     rlimits_unenforceable,
@@ -341,6 +342,19 @@ class BubblewrapBackend(ProcessLauncher):
         reason = missing_tools()
         return f"bubblewrap egress needs a network namespace per tenant: {reason}" if reason else None
 
+    def started(self, pid: int, launch: Launch) -> None:
+        """Put the sandbox's processes in its cgroup, before the worker gets its ``init``
+        (and with it the function's code): until then only bubblewrap and the runtime's
+        bootstrap run, and whatever they fork from now on is born in the group. When
+        bubblewrap has made the sandbox's cgroup namespace before the move, it is rooted
+        at the agent's group, and the worker sees its own as ``/hyac-<random>``: a name
+        that tells nothing about the host."""
+        if isinstance(launch.extra, CgroupSet) and can_adopt():  # else entered by a prefix
+            try:
+                launch.extra.adopt(pid)
+            except OSError as exc:
+                raise SandboxUnavailable(f"the sandbox could not be put in its cgroup: {exc}") from None
+
     def make_sandbox(self, process, channel, spec, sandbox_id, host_dir, launch):  # type: ignore[no-untyped-def]
         sandbox = BubblewrapSandbox(
             process, channel, self.code_mount(spec), sandbox_id=sandbox_id, host_dir=host_dir
@@ -411,8 +425,10 @@ class BubblewrapBackend(ProcessLauncher):
             manager, _ = cgroup_manager()
             cgroup = manager.create(spec.limits) if manager else None
             prefix_argv: list[str] = []
+            # The cgroup is entered once the process is started (``started``), not by a
+            # prefix: that is 10-15 ms quicker for every sandbox that boots.
             launch.extra = cgroup
-            if cgroup is not None:
+            if cgroup is not None and not can_adopt():
                 prefix_argv += cgroup.enter_prefix()
             deps = spec.deps_source
             # A tenant with egress: the sandbox joins the tenant's network namespace.

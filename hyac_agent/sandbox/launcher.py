@@ -84,6 +84,7 @@ class ProcessLauncher(SandboxBackend):
                 start_new_session=True,
                 cwd="/",
             )
+            await self._started(process, launch)
         except BaseException:
             agent_end.close()
             shutil.rmtree(host_dir, ignore_errors=True)
@@ -95,6 +96,21 @@ class ProcessLauncher(SandboxBackend):
             if launch is not None:
                 launch.close()
         return self.make_sandbox(process, agent_end, spec, sandbox_id, host_dir, launch)
+
+    def started(self, pid: int, launch: Launch) -> None:
+        """Called as soon as the process ``pid`` of ``launch`` runs, before the sandbox is
+        handed out; raising stops (and kills) it."""
+
+    async def _started(self, process: asyncio.subprocess.Process, launch: Launch) -> None:
+        try:
+            # A thread: moving a process between cgroups may wait on the kernel (memory
+            # cgroup v1 drains every CPU's page lists), and the sandbox boots meanwhile.
+            await asyncio.to_thread(self.started, process.pid, launch)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: the whole tree
+            await process.wait()
+            raise
 
     def abandon(self, launch: Launch) -> None:
         """Undo ``prepare`` when the process could not be started."""
@@ -123,6 +139,7 @@ class ProcessLauncher(SandboxBackend):
                 stderr=asyncio.subprocess.PIPE, env=launch.env, pass_fds=launch.pass_fds,
                 start_new_session=True, cwd="/",
             )
+            await self._started(process, launch)
             loop = asyncio.get_running_loop()
             accept = asyncio.ensure_future(loop.sock_accept(listener))
             exited = asyncio.ensure_future(process.wait())

@@ -1,9 +1,15 @@
 """Resource limits for process-based sandboxes: cgroups (v1 or v2) where the agent may
 create them, else rlimits.
 
-With cgroups each sandbox gets its own group under the agent's own (memory, pids, CPU),
-entered by a tiny shell prefix *before* bubblewrap starts, so nothing the sandbox forks
-can be outside it. The memory group also tells an OOM kill apart from a crash. Without
+With cgroups each sandbox gets its own group under the agent's own (memory, pids, CPU).
+The agent moves a started sandbox's processes in (``CgroupSet.adopt``) before the worker
+is sent any code, each process before its children are listed, so nothing the sandbox
+forks can be outside it; on a kernel whose /proc does not list children, a tiny shell
+prefix enters the group *before* bubblewrap starts instead (slower by 10-15 ms). Memory
+the interpreter touched before the move stays charged where it was (cgroups do not move
+charges with a process): the group's limit counts what the worker does from then on,
+the function's code included. The memory group also tells an OOM kill apart from a
+crash. Without
 writable cgroups the worker runs under rlimits: a private-memory cap (``RLIMIT_DATA`` at
 the memory quota, with ``RLIMIT_AS`` above it as a backstop), a per-sandbox process cap
 (``RLIMIT_NPROC`` counts per user namespace on Linux 5.14+, and each sandbox has its own)
@@ -162,11 +168,34 @@ class CgroupSet:
             self._write("", "cpu.max", f"{int(100_000 * limits.cpus)} 100000")
 
     def enter_prefix(self) -> list[str]:
-        """A command prefix that moves itself into the group(s), then execs the rest."""
+        """A command prefix that moves itself into the group(s), then execs the rest.
+
+        Slow for a sandbox: a process that moved itself into a fresh group started
+        bubblewrap and the worker's interpreter 10-15 ms later than one the agent moved
+        (cgroup v1, measured in benchmarks/README.md). Sandboxes use ``adopt`` where
+        /proc lists children (``can_adopt``)."""
         moves = " && ".join(
             f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.dirs.values()
         )
         return ["/bin/sh", "-c", f'{moves} && exec "$@"', "hyac-enter"]
+
+    def adopt(self, pid: int) -> None:
+        """Move process ``pid`` and every descendant it has into the group(s).
+
+        Each process is moved before its children are listed, so one forked meanwhile
+        is either born in the group or found in the list. A process that has exited is
+        passed over; any other failure raises OSError (the caller must not let the
+        process run outside its limits)."""
+        pending = [pid]
+        while pending:
+            current = pending.pop()
+            for d in self.dirs.values():
+                try:
+                    (d / "cgroup.procs").write_text(str(current))
+                except ProcessLookupError:  # gone: nothing left to confine
+                    break
+            else:
+                pending += _children(current)
 
     def oom_killed(self) -> bool:
         name = "memory.oom_control" if self.version == "v1" else "memory.events"
@@ -215,6 +244,27 @@ class CgroupSet:
                     time.sleep(0.02)
 
 
+@lru_cache(maxsize=1)
+def can_adopt() -> bool:
+    """Whether /proc lists each task's children (CONFIG_PROC_CHILDREN), which ``adopt``
+    relies on to find every process of a tree."""
+    return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def _children(pid: int) -> list[int]:
+    """The children of every thread of process ``pid`` (none once it has exited)."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in threads:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                found += [int(child) for child in fh.read().split()]
+    return found
+
+
 class CgroupManager:
     """Creates per-sandbox cgroups under the agent's own, when the host lets it."""
 
@@ -223,7 +273,9 @@ class CgroupManager:
         self.parents = parents
 
     def create(self, limits: ResourceLimits) -> CgroupSet:
-        name = f"hyac-{os.getpid()}-{secrets.token_hex(4)}"
+        # Random only: a sandbox moved in after bubblewrap made its cgroup namespace sees
+        # this name (``adopt``), so it must say nothing about the host (not the agent's pid).
+        name = f"hyac-{secrets.token_hex(8)}"
         dirs: dict[str, Path] = {}
         try:
             for controller, parent in self.parents.items():

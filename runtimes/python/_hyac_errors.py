@@ -7,10 +7,15 @@ its relative name, helper modules are imported with absolute paths).
 
 from __future__ import annotations
 
+# traceback is imported at start, not by the first failure: a function out of memory
+# fails with no memory left to import anything, and its error must still be described.
 import os
 import re
 import traceback
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time (see bootstrap.py)
+    from typing import Any
 
 MAIN_MODULE = "__hyac_main__"
 _MAIN_PREFIX = re.compile(r"^([ |+\-]*)" + re.escape(MAIN_MODULE) + r"\.", re.MULTILINE)
@@ -49,7 +54,11 @@ class UserTracebacks:
         if isinstance(exc, SyntaxError):
             where = self.user_path(exc.filename) or exc.filename
             message = f"{exc.msg} ({where}, line {exc.lineno})"
-        return {"type": type(exc).__qualname__, "message": message, "traceback": self.format(exc)}
+        try:
+            shown = self.format(exc)
+        except MemoryError:  # no memory left even to format it: the error without frames
+            shown = ""
+        return {"type": type(exc).__qualname__, "message": message, "traceback": shown}
 
     def _filter(self, te: traceback.TracebackException | None, seen: set[int]) -> None:
         if te is None or id(te) in seen:

@@ -18,10 +18,13 @@ import struct
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, NoReturn
 
 from hyac_context import _host_call_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time (see bootstrap.py)
+    from concurrent.futures import Future
+    from typing import Any, NoReturn
 
 #: the worker protocol this bootstrap speaks: hyac_common/protocol.py's, held to it by a test
 PROTOCOL_VERSION = "1.0"
@@ -115,20 +118,34 @@ class FrameBuffer:
         return messages
 
 
-class HostCallFuture(Future[Any]):
-    """A host call's answer.
+def _host_call_future() -> Future[Any]:
+    """A new host call future. ``concurrent.futures`` (with the ``logging`` it imports,
+    about 3 ms of a worker's start) is loaded by the first host call, not at every start."""
+    global HostCallFuture
+    if HostCallFuture is None:
+        from concurrent.futures import Future
 
-    The event loop reads the channel, so a blocking wait on the loop's own thread (an
-    ``async def`` function calling ``kv.get`` instead of ``await kv.aget``) would never
-    see the reply: there ``result()`` reads the channel itself until the reply is in.
-    """
+        class _HostCallFuture(Future):  # a Future[Any]: typing is not imported at run time
+            """A host call's answer.
 
-    _pump: Callable[[Future[Any]], None] | None = None
+            The event loop reads the channel, so a blocking wait on the loop's own thread
+            (an ``async def`` function calling ``kv.get`` instead of ``await kv.aget``)
+            would never see the reply: there ``result()`` reads the channel itself until
+            the reply is in.
+            """
 
-    def result(self, timeout: float | None = None) -> Any:
-        if self._pump is not None and not self.done():
-            self._pump(self)
-        return super().result(timeout)
+            _pump: Callable[[Future[Any]], None] | None = None
+
+            def result(self, timeout: float | None = None) -> Any:
+                if self._pump is not None and not self.done():
+                    self._pump(self)
+                return super().result(timeout)
+
+        HostCallFuture = _HostCallFuture
+    return HostCallFuture()
+
+
+HostCallFuture: Any = None  # the class, once the first host call has made it
 
 
 class Channel:
@@ -218,7 +235,7 @@ class Channel:
 
     def call(self, request_id: str, op: str, args: dict[str, Any]) -> Future[Any]:
         """Start host call ``op``; the future resolves when the agent answers."""
-        future: Future[Any] = HostCallFuture()
+        future = _host_call_future()
         if self.reader_thread is not None and threading.get_ident() == self.reader_thread:
             future._pump = self.pump  # type: ignore[attr-defined]
         with self._calls_lock:

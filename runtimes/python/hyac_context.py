@@ -11,7 +11,6 @@ stdlib-only and runs unchanged on Python 3.9 to 3.13.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import builtins
 import codecs
@@ -19,9 +18,17 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from types import MappingProxyType
-from typing import Any, Protocol
+
+# Neither asyncio nor typing is imported at run time: a worker starts without them
+# (see bootstrap.py), and an ``async`` method runs where asyncio already is.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+    from concurrent.futures import Future
+    from typing import Any, Protocol
+else:
+    Protocol = object
 
 __all__ = [
     "SHIM_NAMES",
@@ -384,7 +391,7 @@ class KV:
         return self._host.call(self._request_id, op, args)
 
     async def _acall(self, op: str, args: dict[str, Any]) -> Any:
-        return await asyncio.wrap_future(self._call(op, args))
+        return await _wrap_future(self._call(op, args))
 
 
 class ObjectInfo:
@@ -495,7 +502,7 @@ class Storage:
         return self._host.call(self._request_id, op, args)
 
     async def _acall(self, op: str, args: dict[str, Any]) -> Any:
-        return await asyncio.wrap_future(self._call(op, args))
+        return await _wrap_future(self._call(op, args))
 
 
 class Attachment:
@@ -578,7 +585,7 @@ class Mail:
     ) -> str:
         """Async ``send``: send one message; return its Message-ID."""
         args = _mail_args(to, subject, text, html, cc, bcc, reply_to, attachments, from_name)
-        return str((await asyncio.wrap_future(self._send(args)))["message_id"])
+        return str((await _wrap_future(self._send(args)))["message_id"])
 
     def _send(self, args: dict[str, Any]) -> Future[Any]:
         if self._host is None:
@@ -745,7 +752,7 @@ class Database:
         return self._host.call(self._request_id, op, args)
 
     async def _acall(self, op: str, args: dict[str, Any]) -> Any:
-        return await asyncio.wrap_future(self._call(op, args))
+        return await _wrap_future(self._call(op, args))
 
 
 class FunctionInfo:
@@ -815,7 +822,7 @@ class Task:
     async def aprogress(self, fraction: float, message: str = "") -> None:
         """Async ``progress``: report how far the task is, from 0.0 to 1.0."""
         args = _progress_args(fraction, message)
-        await asyncio.wrap_future(self._host.call(self._request_id, "task.progress", args))
+        await _wrap_future(self._host.call(self._request_id, "task.progress", args))
 
     def __repr__(self) -> str:
         """Show the task id and attempt."""
@@ -890,7 +897,7 @@ class FunctionContext:
 
     async def aenqueue(self, function: str, payload: Any = None, *, delay: float = 0.0) -> str:
         """Async ``enqueue``: queue a task of ``function``; return its task id."""
-        return str(await asyncio.wrap_future(self._enqueue_call(function, payload, delay)))
+        return str(await _wrap_future(self._enqueue_call(function, payload, delay)))
 
     def _enqueue_call(self, function: str, payload: Any, delay: float) -> Future[Any]:
         if self._host is None:
@@ -925,11 +932,7 @@ class FunctionContext:
         ``"not_found"``) if there is no such function. From ``async def main`` use
         ``await context.ainvoke(...)``.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:  # on the event loop: the wait would stop it serving the callee
+        if _on_event_loop():  # the wait would stop the loop serving the callee
             raise RuntimeError(
                 "context.invoke() would block the event loop; use await context.ainvoke() "
                 "in an async function"
@@ -949,7 +952,7 @@ class FunctionContext:
     ) -> InvokeResponse:
         """Async ``invoke``: run function ``name`` now and wait for its response."""
         future = self._invoke_call(name, payload, method, path, query, headers)
-        return _invoke_response(name, await asyncio.wrap_future(future))
+        return _invoke_response(name, await _wrap_future(future))
 
     def _invoke_call(
         self,
@@ -982,7 +985,7 @@ class FunctionContext:
 
     async def anotify(self, channel: str, text: str, **fields: str | int | float | bool) -> str:
         """Async ``notify``: send ``text`` to ``channel``; return its delivery id."""
-        return str((await asyncio.wrap_future(self._notify_call(channel, text, fields)))["id"])
+        return str((await _wrap_future(self._notify_call(channel, text, fields)))["id"])
 
     def _notify_call(self, channel: str, text: str, fields: dict[str, Any]) -> Future[Any]:
         if self._host is None:
@@ -1177,6 +1180,26 @@ def _invoke_args(
         "headers": sent,
         "body_b64": base64.b64encode(body).decode("ascii"),
     }
+
+
+def _wrap_future(future: Future[Any]) -> Awaitable[Any]:
+    """A host call's future as an awaitable of the running loop (an ``async`` method
+    runs on one, so asyncio is imported already)."""
+    import asyncio
+
+    return asyncio.wrap_future(future)
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an event loop (none can before asyncio is imported)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _host_call_error(error: object) -> HostCallError:

@@ -3,7 +3,7 @@
 Runs on CPython built for WASI, inside wasmtime, started by ``wasm_host.py``: the same
 frames as docs/protocol.md, read from stdin (fd 0) and written to stdout (fd 1), which
 the host relays to and from the agent. The function is loaded and run by the very
-``Worker`` of bootstrap.py, with the same ``hyac_context``, so a function's code and its
+``Worker`` of _hyac_worker.py, with the same ``hyac_context``, so a function's code and its
 stubs are the same as on ``python3.12``. What differs is how it is served: WASI has no
 threads and no sockets, so invocations run one at a time, a host call blocks on stdin
 until its answer comes, and ``async def main`` runs on a small event loop that needs no
@@ -32,7 +32,7 @@ if os.path.isdir(DEPS_DIR) and DEPS_DIR not in sys.path:
     sys.path.append(DEPS_DIR)
 
 import _hyac_protocol  # noqa: E402
-import bootstrap  # noqa: E402
+import _hyac_worker  # noqa: E402
 from _hyac_protocol import (  # noqa: E402
     PROTOCOL_VERSION,
     Channel,
@@ -107,7 +107,7 @@ class StdioChannel(Channel):
         if ok:
             future.set_result(message.get("value"))
         else:
-            future.set_exception(bootstrap.hyac_context._host_call_error(message.get("error")))
+            future.set_exception(_hyac_worker.hyac_context._host_call_error(message.get("error")))
 
 
 class _Sleeper:
@@ -138,8 +138,8 @@ class WasiLoop(asyncio.BaseEventLoop):
         return None
 
 
-class WasiWorker(bootstrap.Worker):
-    """bootstrap.Worker served one invocation at a time from stdin."""
+class WasiWorker(_hyac_worker.Worker):
+    """_hyac_worker.Worker served one invocation at a time from stdin."""
 
     def serve_stdin(self) -> int:
         channel = self._channel
@@ -153,8 +153,8 @@ class WasiWorker(bootstrap.Worker):
             kind = message.get("type")
             if kind == "invoke":
                 try:
-                    job = bootstrap.Invocation(message, self._timeout)
-                except bootstrap.MalformedRequest as exc:
+                    job = _hyac_worker.Invocation(message, self._timeout)
+                except _hyac_worker.MalformedRequest as exc:
                     self._answer(exc.request_id, self._failure(exc.request_id, exc))
                     continue
                 self._run_one(job)
@@ -165,13 +165,13 @@ class WasiWorker(bootstrap.Worker):
             else:
                 raise ProtocolError(f"unexpected frame type {kind!r}")
 
-    def _run_one(self, job: bootstrap.Invocation) -> None:
+    def _run_one(self, job: _hyac_worker.Invocation) -> None:
         token = current_request.set(job.id)
         try:
             try:
                 value = self._handler(self._make_context(job))
                 if inspect.isawaitable(value):
-                    value = self._loop.run_until_complete(bootstrap._wait_for(value))
+                    value = self._loop.run_until_complete(_hyac_worker._wait_for(value))
                 result = self._success(job.id, value)
             except BaseException as exc:  # whatever the function raised is its answer
                 if isinstance(exc, SystemExit):
@@ -185,7 +185,7 @@ class WasiWorker(bootstrap.Worker):
 def main() -> None:
     channel = StdioChannel()
     try:
-        worker = WasiWorker(channel, bootstrap.read_init(channel))
+        worker = WasiWorker(channel, _hyac_worker.read_init(channel))
     except (ProtocolError, ValueError, TypeError, AttributeError) as exc:
         die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
     if not worker.load():

@@ -39,7 +39,7 @@ if HOME and os.path.join(HOME, "site") not in sys.path:
 if RUNTIME_DIR not in sys.path:
     sys.path.insert(0, RUNTIME_DIR)
 
-import bootstrap  # noqa: E402
+import _hyac_worker  # noqa: E402
 from _hyac_protocol import (  # noqa: E402
     OUT_OF_MEMORY,
     PROTOCOL_VERSION,
@@ -275,7 +275,7 @@ class Host:
         code: CPython and the runtime load while the agent picks a function), then relay."""
         threading.Thread(target=self.run_guest, name="guest", daemon=True).start()
         try:
-            init = bootstrap.read_init(self.channel)
+            init = _hyac_worker.read_init(self.channel)
         except ProtocolError as exc:
             die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
         self.to_guest(dict(init, code_dir="/code"))  # the guest's own path of its code
@@ -361,7 +361,7 @@ def main() -> None:
     wasmtime = _wasmtime()
     if not os.path.isdir(os.environ.get("HYAC_CODE_DIR", "")):
         die(EXIT_PROTOCOL_ERROR, "python3.12-wasm: HYAC_CODE_DIR does not name the code directory")
-    channel = bootstrap.open_channel()
+    channel = _hyac_worker.open_channel()
     engine = make_engine(wasmtime)
     host = Host(wasmtime, engine, load_module(wasmtime, engine, HOME), channel)
     code = host.serve()

@@ -1,4 +1,5 @@
-"""The Python worker (runtimes/python/bootstrap.py), driven as the agent drives it.
+"""The Python worker (runtimes/python/bootstrap.py, the entry of _hyac_worker.py), driven as
+the agent drives it.
 
 Each test starts the bootstrap as a real subprocess with one end of a socketpair on
 fd 3, plays the agent's side of docs/protocol.md and checks what comes back. Every test
@@ -1025,6 +1026,117 @@ def test_sync_function_returning_a_coroutine_is_awaited(start: Callable[..., Wor
     assert [(m["id"], m["message"]) for m in worker.logs] == [(result["id"], "from the coroutine")]
 
 
+def test_coroutines_returned_by_a_sync_function_share_one_event_loop(
+    start: Callable[..., Worker],
+) -> None:
+    # The worker of a ``def`` function has no event loop of its own: the first coroutine
+    # one returns starts one, and every later coroutine runs on that same loop (state a
+    # function keeps between invocations, such as a client session, is bound to it).
+    source = """
+        import asyncio
+
+        async def later(context):
+            value = await context.kv.aget("k")
+            return {"loop": id(asyncio.get_running_loop()), "value": value}
+
+        def main(context):
+            return later(context)
+    """
+    worker = start({"functions/hello.py": source})
+    loops = []
+    for _ in range(3):
+        request_id = worker.invoke()
+        message = worker.recv()
+        assert message["type"] == "hostcall" and message["op"] == "kv.get"
+        worker.send({"type": "hostcall_result", "call": message["call"], "ok": True, "value": 7})
+        body = json_of(worker.results([request_id])[request_id])
+        assert body["value"] == 7
+        loops.append(body["loop"])
+    assert len(set(loops)) == 1
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_only_an_async_function_pays_for_asyncio(
+    start: Callable[..., Worker], python: str, flavour: str
+) -> None:
+    # asyncio, inspect and typing are most of a cold start's interpreter time: a ``def``
+    # function's worker starts and serves without importing them (beyond what the
+    # interpreter's own start-up imports, a site-packages .pth file for one).
+    heavy = ("asyncio", "inspect", "typing")
+    check = f"import sys; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    bare = subprocess.run([python, "-I", "-c", check], capture_output=True, text=True, check=True)
+    source = f"""
+        import sys
+
+        def main(context):
+            return sorted(m for m in {heavy!r} if m in sys.modules)
+    """
+    if flavour == "async":
+        source = source.replace("def main", "async def main")
+    worker = start({"functions/hello.py": source})
+    loaded = json_of(worker.call())
+    if flavour == "sync":
+        assert loaded == json.loads(bare.stdout.replace("'", '"'))
+    else:
+        assert "asyncio" in loaded
+
+
+def test_an_error_with_no_memory_left_to_format_it_is_still_answered(
+    start: Callable[..., Worker],
+) -> None:
+    # A function out of memory may leave none to format its traceback with: the answer
+    # is still its MemoryError, recognised as out of memory, without the frames.
+    source = """
+        import traceback
+
+        class NoRoom:
+            def __init__(self, *args, **kwargs):
+                raise MemoryError("nothing left to format with")
+
+        def main(context):
+            traceback.TracebackException = NoRoom
+            raise MemoryError("the hoard took it all")
+    """
+    worker = start({"functions/hello.py": source})
+    failed = worker.call()
+    assert failed["ok"] is False
+    assert failed["error"]["type"] == "MemoryError"
+    assert failed["error"]["code"] == "out_of_memory"
+    assert failed["error"]["message"] == "the hoard took it all"
+    assert failed["error"]["traceback"] == ""
+
+
+def test_what_a_worker_needs_only_later_is_imported_later(
+    start: Callable[..., Worker], python: str
+) -> None:
+    # concurrent.futures with logging (for a host call) are a sixth of a worker's imports:
+    # a worker that has not called the host has not loaded them; the first host call
+    # does, and works, and so does the first failure after it. (traceback is imported at
+    # start: a function out of memory leaves no memory to import it with.)
+    later = ("concurrent.futures", "logging")
+    check = f"import sys; print(sorted(m for m in {later!r} if m in sys.modules))"
+    bare = subprocess.run([python, "-I", "-c", check], capture_output=True, text=True, check=True)
+    source = f"""
+        import sys
+
+        def main(context):
+            if context.request.body == b"call":
+                return context.kv.get("k")
+            if context.request.body == b"fail":
+                raise KeyError("boom")
+            return sorted(m for m in {later!r} if m in sys.modules)
+    """
+    worker = start({"functions/hello.py": source})
+    assert json_of(worker.call()) == json.loads(bare.stdout.replace("'", '"'))
+    worker.kv["k"] = 7
+    assert json_of(worker.call(raw_body=b"call")) == 7
+    assert [call["op"] for call in worker.hostcalls] == ["kv.get"]
+    failed = worker.call(raw_body=b"fail")
+    assert failed["ok"] is False and failed["error"]["type"] == "KeyError"
+    assert 'raise KeyError("boom")' in failed["error"]["traceback"]
+    assert "functions/hello.py" in failed["error"]["traceback"]
+
+
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_context_variables_do_not_leak_between_invocations(
     start: Callable[..., Worker], flavour: str
@@ -1083,7 +1195,7 @@ def test_blocking_host_call_from_async_function_still_gets_its_reply(
 POOL_WITHOUT_THREADS = """
 import json, sys, threading, time
 sys.path.insert(0, sys.argv[1])
-import bootstrap
+import _hyac_worker
 
 ran, refused = [], []
 started, release = threading.Event(), threading.Event()
@@ -1098,7 +1210,7 @@ def failing_start(self):
     raise RuntimeError("can't start new thread")
 
 real_start = threading.Thread.start
-pool = bootstrap.SyncPool(4, run, lambda job, exc: refused.append([job, str(exc)]))
+pool = _hyac_worker.SyncPool(4, run, lambda job, exc: refused.append([job, str(exc)]))
 threading.Thread.start = failing_start
 pool.submit("orphan")  # not one thread can be started: refused at once
 threading.Thread.start = real_start

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 
@@ -115,6 +116,15 @@ bundles = attempt(lambda: os.listdir(q['bundles']))
 return {'found': found, 'bundles': bundles}
 """), query={"bundles": str(target.agent.data_dir / "bundles")})
     assert found["found"] == [] and failed(found["bundles"])
+
+
+def test_own_cgroup_path_tells_nothing_of_the_host(target: Target) -> None:
+    # bwrap: the agent moves a started sandbox into its cgroups, so the sandbox's cgroup
+    # namespace may be rooted at the agent's group and show the group's name.
+    seen = target.value(probe("return attempt(lambda: read('/proc/self/cgroup'))"))
+    assert isinstance(seen, dict) and seen["ran"], seen
+    text = str(seen.get("value", ""))
+    assert not re.search(rf"\b{target.agent.process.pid}\b", text), text
 
 
 def test_docker_socket_is_absent(target: Target) -> None:
