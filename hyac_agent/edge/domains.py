@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.edge.hosts import normalise_host
 from hyac_agent.edge.store import Domain
+from hyac_agent.tasks.destinations import LOOKUPS
 from hyac_common.errors import Conflict, DomainUnverified, Forbidden, InvalidInput, NotFound
 from hyac_common.names import validate_name
 
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from hyac_agent.edge.service import EdgeService
 
 CHALLENGE_PATH = "/.well-known/hyac-challenge/"
+#: seconds an ownership check waits for the name's lookup, and then for its answer
+CHECK_TIMEOUT = 10.0
+#: addresses of a name an ownership check tries, in the resolver's order
+MAX_CHECKED_ADDRESSES = 4
 
 
 def _resolve_overrides() -> dict[str, str]:
@@ -146,28 +151,44 @@ class Domains:
         return self.edge.snapshot().domains[host]
 
     async def _check_http(self, domain: Domain) -> str:
-        import httpx
-
-        address = self.resolve.get(domain.host, domain.host)
-        shown = f"[{address}]" if ":" in address else address
-        url = f"http://{shown}:{self.check_port}{CHALLENGE_PATH}{domain.challenge}"
         failed = (f"http://{domain.host}{CHALLENGE_PATH}{domain.challenge} did not answer the "
                   "token: point the name at this agent")
+        override = self.resolve.get(domain.host)
+        if override is not None:
+            addresses = [override]
+        else:
+            # Looked up on the lookup threads (the name's servers, the tenant's choice,
+            # decide how long that takes); httpx is given each address and looks up nothing.
+            try:
+                addresses = await LOOKUPS.addresses(domain.host, self.check_port,
+                                                    tenant=domain.tenant, timeout=CHECK_TIMEOUT)
+            except OSError:
+                return failed
+        for address in addresses[:MAX_CHECKED_ADDRESSES]:
+            if await self._answers_token(domain, address):
+                return ""
+        return failed
+
+    async def _answers_token(self, domain: Domain, address: str) -> bool:
+        import httpx
+
+        shown = f"[{address}]" if ":" in address else address
+        url = f"http://{shown}:{self.check_port}{CHALLENGE_PATH}{domain.challenge}"
         # What answered is not said, and at most 1 KiB of it is read: the check must not
         # be a probe of other hosts, nor a way to make the agent read without end.
         try:
-            async with httpx.AsyncClient(timeout=10, follow_redirects=False, trust_env=False) as client, \
+            async with httpx.AsyncClient(timeout=CHECK_TIMEOUT, follow_redirects=False,
+                                         trust_env=False) as client, \
                     client.stream("GET", url, headers={"Host": domain.host}) as answer:
                 body = b""
                 async for chunk in answer.aiter_bytes():
                     body += chunk
                     if len(body) > 1024:
-                        return failed
+                        return False
         except httpx.HTTPError:
-            return failed
-        if answer.status_code != 200 or body.decode(errors="replace").strip() != domain.challenge:
-            return failed
-        return ""
+            return False
+        return answer.status_code == 200 and \
+            body.decode(errors="replace").strip() == domain.challenge
 
     async def _check_dns(self, domain: Domain) -> str:
         try:
@@ -183,7 +204,7 @@ class Domains:
             resolver.port = int(port or 53)
         name = f"_hyac-challenge.{domain.host}"
         try:
-            answer = await resolver.resolve(name, "TXT", lifetime=10)
+            answer = await resolver.resolve(name, "TXT", lifetime=CHECK_TIMEOUT)
         except dns.exception.DNSException as exc:
             return f"no TXT record {name} ({type(exc).__name__})"
         texts = {b"".join(record.strings).decode(errors="replace") for record in answer}

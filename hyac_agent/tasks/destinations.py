@@ -14,11 +14,15 @@ a DNS answer that changes in between cannot move it).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from hyac_common.errors import InvalidInput, RefusedDestination
@@ -165,12 +169,70 @@ def choose_address(
                        resolved[0])
 
 
-def resolve(destination: Destination, allowed: Sequence[IPNetwork]) -> Destination:
-    """Resolve and check ``destination`` now (blocking): OSError if the name does not
-    resolve, RefusedDestination if an address is refused."""
-    answers = socket.getaddrinfo(destination.host, destination.port, type=socket.SOCK_STREAM)
-    resolved = list(dict.fromkeys(str(info[4][0]) for info in answers))
-    return choose_address(destination, resolved, allowed, local_addresses())
+class NameLookups:
+    """Looks up the host names tenants choose (callback, webhook and domain check URLs)
+    on threads of their own.
+
+    ``getaddrinfo`` holds a thread until the name's servers answer, and whoever runs
+    those servers decides how long that takes, up to the resolver's own limits (seconds
+    per server and attempt). On the agent's shared threads, which the store and the host
+    calls use, a tenant's callbacks to a slow name would hold all of them and stall
+    every tenant. Here lookups get ``threads`` threads; a tenant has at most
+    ``per_tenant`` lookups queued or running at once, and a caller waits at most its
+    ``timeout``. A lookup that outlives its caller goes on until the resolver gives up
+    and still counts against its tenant until then."""
+
+    def __init__(self, threads: int = 8, per_tenant: int = 2) -> None:
+        self.threads = threads
+        self.per_tenant = per_tenant
+        self._executor: ThreadPoolExecutor | None = None
+        self._gates: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Semaphore] = {}
+
+    async def addresses(self, host: str, port: int, *, tenant: str,
+                        timeout: float) -> list[str]:
+        """The addresses ``host`` resolves to, in the resolver's order; OSError if it
+        does not resolve or the answer takes longer than ``timeout`` seconds."""
+        try:
+            answers = await asyncio.wait_for(self._lookup(host, port, tenant), timeout)
+        except asyncio.TimeoutError:
+            raise OSError(f"looking up {host} took longer than {timeout:g} s") from None
+        return list(dict.fromkeys(str(info[4][0]) for info in answers))
+
+    async def _lookup(self, host: str, port: int, tenant: str) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        gate = self._gates.setdefault((loop, tenant), asyncio.Semaphore(self.per_tenant))
+        await gate.acquire()
+
+        def release(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                loop.call_soon_threadsafe(gate.release)
+
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="hyac-dns")
+        try:
+            looking = self._executor.submit(socket.getaddrinfo, host, port,
+                                            type=socket.SOCK_STREAM)
+        except BaseException:
+            gate.release()
+            raise
+        # Released when the lookup ends, or when it is dropped before it started.
+        looking.add_done_callback(release)
+        return await asyncio.wrap_future(looking)
+
+
+#: the agent's one set of lookup threads
+LOOKUPS = NameLookups()
+
+
+async def resolve(destination: Destination, allowed: Sequence[IPNetwork], *, tenant: str,
+                  timeout: float) -> Destination:
+    """Resolve ``tenant``'s ``destination`` (on ``LOOKUPS``) and check every address:
+    OSError if the name does not resolve in ``timeout`` seconds, RefusedDestination if
+    an address is refused."""
+    resolved = await LOOKUPS.addresses(destination.host, destination.port, tenant=tenant,
+                                       timeout=timeout)
+    own = await asyncio.to_thread(local_addresses)
+    return choose_address(destination, resolved, allowed, own)
 
 
 def local_addresses() -> set[IPAddress]:

@@ -438,9 +438,9 @@ class TaskExecutor:
         }
         delivered = refused = False
         try:
-            destination = await asyncio.to_thread(
-                destinations.resolve, destinations.parse_url(task.callback_url),
-                self.settings.callback_allowed,
+            destination = await destinations.resolve(
+                destinations.parse_url(task.callback_url), self.settings.callback_allowed,
+                tenant=task.tenant, timeout=CALLBACK_TIMEOUT,
             )
             status = await asyncio.wait_for(
                 callbacks.post(destination, headers, body, CALLBACK_TIMEOUT), CALLBACK_TIMEOUT * 2
