@@ -28,6 +28,7 @@ from sqlalchemy import Engine, delete, func, inspect, or_, select, text
 from hyac_agent.bundles import BundleStore, pack
 from hyac_agent.store import Store
 from hyac_agent.store import tables as t
+from hyac_agent.waiting import wake_or_timeout
 
 if TYPE_CHECKING:
     from hyac_agent.execution.pool import WorkerPool
@@ -256,8 +257,7 @@ class ChangeFeed:
     async def _run(self) -> None:
         next_tidy = time.monotonic()
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll)
+            await wake_or_timeout(self._wake, self.settings.poll)
             self._wake.clear()
             try:
                 await self.catch_up()

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hyac_agent.waiting import wake_or_timeout
+
 if TYPE_CHECKING:
     from hyac_agent.edge.service import EdgeService
 
@@ -79,10 +81,7 @@ class Acme:
                 await self.run_once()
             except Exception:  # the store or the ACME server is down: next round
                 log.exception("ACME round failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except asyncio.TimeoutError:
-                pass
+            await wake_or_timeout(self._wake, self.interval)
             self._wake.clear()
 
     def due(self) -> list[str]:

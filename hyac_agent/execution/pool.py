@@ -27,6 +27,7 @@ from hyac_agent.logbus import LogBus
 from hyac_agent.runtimes import Runtime
 from hyac_agent.sandbox import Sandbox, SandboxBackend, SandboxSpec
 from hyac_agent.store import VersionRecord
+from hyac_agent.waiting import wake_or_timeout
 from hyac_common.errors import WorkerCrashed
 from hyac_common.protocol import PROTOCOL_VERSION, InitFrame
 
@@ -263,8 +264,7 @@ class WorkerPool:
 
     async def _refill(self, runtime_name: str) -> None:
         now = self._refill_now[runtime_name]
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(now.wait(), self.settings.refill_delay)
+        await wake_or_timeout(now, self.settings.refill_delay)
         # A redeploy's take from here on is covered: the loop below refills up to size.
         now.clear()
         try:

@@ -42,6 +42,7 @@ from hyac_agent.notify.tables import deliveries
 from hyac_agent.tasks import callbacks, destinations
 from hyac_agent.tasks.destinations import IPNetwork
 from hyac_agent.tasks.execution import backoff
+from hyac_agent.waiting import wake_or_timeout
 from hyac_common.errors import HyacError, InvalidInput, MailNotConfigured, NotFound, RefusedDestination
 
 if TYPE_CHECKING:
@@ -208,8 +209,7 @@ class Deliverer:
             except Exception:  # the store may be away for a moment: try again soon
                 log.exception("could not read the notifications due")
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL)
+            await wake_or_timeout(self._wake, POLL)
 
     def prune(self, before: float) -> int:
         """Delete what was delivered or given up before ``before``; how many (blocking)."""
@@ -322,14 +322,15 @@ class Deliverer:
                 callbacks.TENANT_HEADER: signer,
                 "X-Hyac-Delivery": row.id,
             })
-        await self._post(channel.settings["url"], headers, body)
+        await self._post(channel.tenant, channel.settings["url"], headers, body)
 
-    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> None:
+    async def _post(self, tenant: str, url: str, headers: dict[str, str], body: bytes) -> None:
+        """POST to a webhook channel of ``tenant`` ("*": the platform owner's)."""
         timeout = self.settings.timeout
         try:
             target = destinations.parse_url(url, "the channel's URL")
-            destination = await asyncio.wait_for(
-                asyncio.to_thread(destinations.resolve, target, self.settings.allowed), timeout)
+            destination = await destinations.resolve(target, self.settings.allowed,
+                                                     tenant=tenant, timeout=timeout)
         except (RefusedDestination, InvalidInput) as exc:
             raise Permanent(exc.message) from None
         except OSError as exc:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hyac_agent.services.invoke import new_request_id
 from hyac_agent.tasks.base import TaskQueue
+from hyac_agent.waiting import wake_or_timeout
 
 if TYPE_CHECKING:
     from hyac_agent.store import TaskRecord, VersionRecord
@@ -99,8 +100,7 @@ class EmbeddedQueue(TaskQueue):
                 await self._dispatch_once()
             except Exception:  # a database hiccup must not stop the dispatcher for good
                 log.exception("task dispatch failed")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.executor.settings.poll_interval)
+            await wake_or_timeout(self._wake, self.executor.settings.poll_interval)
             self._wake.clear()
 
     async def _dispatch_once(self) -> None:
