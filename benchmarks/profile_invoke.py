@@ -73,6 +73,9 @@ IDLE_LEAVES = (
     "Runner.run (asyncio/runners.py", "asyncio_run (uvicorn/_compat.py", "Condition.wait (threading.py",
     "_worker (concurrent/futures/thread.py", "EpollSelector.select", "Channel._read_exactly",
     "select (selectors.py",
+    # a `def` function's worker: its threads waiting for a job, its main thread in the
+    # blocking read of the channel
+    "SyncPool._serve (_hyac_worker.py", "Channel.recv_nowait (_hyac_protocol.py",
 )
 
 
@@ -84,7 +87,7 @@ def summarise(path: Path, title: str, top: int) -> None:
     total = idle = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
+        if not stack or not count_text.isdigit():  # a frame name may hold a line break
             continue
         count = int(count_text)
         frames = [f for f in stack.split(";") if not f.startswith("thread (")]

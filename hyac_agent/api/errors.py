@@ -96,9 +96,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return error_response(InternalError.status, InternalError.code,
-                              "internal error; see the agent's log")
+        return unexpected_error(exc)
+
+
+def unexpected_error(exc: Exception) -> JSONResponse:
+    """A bug's answer: logged with its traceback here, never shown to the caller."""
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(InternalError.status, InternalError.code,
+                          "internal error; see the agent's log")
 
 
 def _problem(request: Request, err: Any) -> str:

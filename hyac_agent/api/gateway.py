@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hyac_agent.api.deps import get_agent
+from hyac_agent.api.errors import unexpected_error
+from hyac_agent.api.limits import BodyTooLarge
 from hyac_agent.core import Agent
 from hyac_agent.edge.install import Verdict, admit
 from hyac_agent.edge.routing import serve_domain
@@ -42,7 +44,8 @@ async def _run(request: Request, tenant: str, function: str, path: str, agent: A
 async def _invoke(request: Request, tenant: str, function: str, path: str, agent: Agent,
                   verdict: Verdict) -> Response:
     body = await request.body()
-    invoke = InvokeRequest(
+    # Every field is a str or a dict of them already: built without validation.
+    invoke = InvokeRequest.model_construct(
         method=request.method,
         path="/" + path,
         query=dict(request.query_params),
@@ -148,7 +151,13 @@ class GatewayFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await serve_domain(scope, receive, send, _run, _API_PREFIXES):  # custom domains
+        try:
+            if await serve_domain(scope, receive, send, _run, _API_PREFIXES):  # custom domains
+                return
+        except BodyTooLarge:
+            raise
+        except Exception as exc:
+            await unexpected_error(exc)(scope, receive, send)
             return
         path: str = scope.get("path", "")
         if scope["type"] != "http" or path.startswith(_API_PREFIXES) or scope["method"] not in METHODS:
@@ -164,4 +173,8 @@ class GatewayFastPath:
             response = await _run(request, parts[1], parts[2], parts[3] if len(parts) > 3 else "", agent)
         except HyacError as exc:
             response = JSONResponse(exc.to_json(), status_code=exc.status)
+        except BodyTooLarge:
+            raise  # answered by the body limit around this
+        except Exception as exc:  # answered as FastAPI's error handler answers the API's
+            response = unexpected_error(exc)
         await response(scope, receive, send)

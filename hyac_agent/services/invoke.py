@@ -168,7 +168,11 @@ class InvokeService:
                     request_id=request_id,
                 ), tenant, name, version.number, request_id)
             headers = response.get("headers") or {}
-            return InvokeResult(
+            if not isinstance(body, str):
+                raise TypeError(f"the worker answered a body of type {type(body).__name__}")
+            # Built without validation (a cost of every invocation): each field is
+            # converted here, from what the worker sent, to the type the model declares.
+            return InvokeResult.model_construct(
                 ok=True,
                 status=int(response.get("status", 200)),
                 headers={str(k): str(v) for k, v in headers.items()},
