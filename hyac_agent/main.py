@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -155,6 +157,9 @@ def serve(
 
     server.startup = startup  # type: ignore[method-assign]
     server.shutdown = shutdown  # type: ignore[method-assign]
+    # SIGUSR1 writes every thread's stack to stderr (the agent's log) and the agent goes
+    # on: what a stuck agent is doing, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         server.run(sockets=[sock])
     finally:

@@ -34,6 +34,23 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(StrictSkips(allowed_patterns()), "hyac-strict-skips")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test that fails while an agent of its own runs shows what that agent was doing:
+    its stacks (SIGUSR1, written to its log) and the end of its log."""
+    report = yield
+    if report.failed and call.when == "call":
+        agents = {id(v): v for v in getattr(item, "funcargs", {}).values()
+                  if isinstance(v, RunningAgent) and v.process.poll() is None}
+        for running in agents.values():
+            report.sections.append((f"agent {running.url} (pid {running.process.pid}): its "
+                                    f"stacks and last log lines", running.stacks_and_log()))
+    return report
+
+
+AGENT_LOG_LINES = 300
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_containers_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """At the end of the session, remove the sandbox containers of agents this session
@@ -123,18 +140,41 @@ class RunningAgent(AgentClient):
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=20)
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 20) -> None:
+        """Send ``sig`` and wait for the agent to exit. An agent still running after
+        ``timeout`` seconds is a failure that shows what it was doing (its stacks and the
+        end of its log), and is killed so no later test inherits it."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        shown = self.stacks_and_log()
+        self.process.kill()
+        self.process.wait(timeout=20)
+        pytest.fail(f"the agent (pid {self.process.pid}) was still running {timeout:g} s "
+                    f"after signal {sig}; its stacks and last log lines:\n{shown}",
+                    pytrace=False)
+
+    def stacks_and_log(self) -> str:
+        """Every thread's stack (SIGUSR1: the agent's faulthandler writes them to its log)
+        and the last ``AGENT_LOG_LINES`` lines of its log."""
+        self.process.send_signal(signal.SIGUSR1)
+        time.sleep(1)  # faulthandler writes at once; a loaded host may lag
+        return "\n".join(self.log().splitlines()[-AGENT_LOG_LINES:])
 
 
 def current_runtime() -> str:
     return f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def start_agent(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RunningAgent:
-    """Start `hyac-agent serve` on a free port and wait until it answers."""
+def start_agent(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
+                wrapper: tuple[str, ...] = ()) -> RunningAgent:
+    """Start `hyac-agent serve` on a free port and wait until it answers; ``wrapper``: a
+    command that sets something up and then execs the agent's (so the pid stays)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"agent-{time.monotonic_ns()}.log"
     state = data_dir / "agent.json"
@@ -142,7 +182,7 @@ def start_agent(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
     process_env = {**os.environ, "HYAC_DATA_DIR": str(data_dir), **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "hyac_agent", "serve", "--port", "0", *extra],
+            [*wrapper, sys.executable, "-m", "hyac_agent", "serve", "--port", "0", *extra],
             stdout=log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True,
         )
     deadline = time.monotonic() + 30

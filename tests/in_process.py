@@ -11,8 +11,12 @@ HTTP server or the process itself needs a real agent (``tests.conftest.start_age
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import io
+import sys
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
@@ -63,7 +67,29 @@ class LoopTransport(httpx.BaseTransport):
 
 
 def run_on(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run_coroutine_threadsafe(work, loop).result(timeout=REQUEST_CEILING)
+    future = asyncio.run_coroutine_threadsafe(work, loop)
+    try:
+        return future.result(timeout=REQUEST_CEILING)
+    except concurrent.futures.TimeoutError:
+        # What each of the agent's threads and tasks was doing: the failure then says
+        # where it hung, not only that it did.
+        raise TimeoutError(f"the agent did not finish within {REQUEST_CEILING:g}s\n"
+                           + _where_everything_is(loop)) from None
+
+
+def _where_everything_is(loop: asyncio.AbstractEventLoop) -> str:
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    parts = [f"--- thread {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
+             for ident, frame in sys._current_frames().items()]
+    try:
+        tasks = list(asyncio.all_tasks(loop))
+    except RuntimeError:  # changed while read from this thread
+        tasks = []
+    for task in tasks:
+        out = io.StringIO()
+        task.print_stack(limit=8, file=out)
+        parts.append(f"--- {out.getvalue()}")
+    return "\n".join(parts)
 
 
 @dataclass

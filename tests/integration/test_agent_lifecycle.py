@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -163,3 +164,14 @@ def test_agent_runs_on_postgresql(isolation: Path) -> None:
             assert served(agent, "pg") == "[1, 2]"
         finally:
             agent.kill()
+
+
+def test_sigusr1_writes_every_threads_stack_and_the_agent_goes_on(agent: RunningAgent) -> None:
+    before = len(agent.log())
+    agent.process.send_signal(signal.SIGUSR1)
+    eventually(lambda: "Current thread" in agent.log()[before:])
+    dumped = agent.log()[before:]
+    assert "uvicorn" in dumped and "serve" in dumped, dumped  # the loop's thread, named by frame
+    assert agent.process.poll() is None
+    with agent.client() as client:
+        assert client.get("/v1/agent").status_code == 200
