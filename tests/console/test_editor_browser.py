@@ -6,6 +6,7 @@ opened before another save is refused."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +15,7 @@ from tests.conftest import RunningAgent, current_runtime
 from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS, Watched
 
 try:  # test_browser has already skipped loudly without playwright or chromium
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
 except ImportError:
     pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40'",
                 allow_module_level=True)
@@ -74,9 +75,37 @@ def replace_all(page: Page, text: str) -> None:
 def test_completion_and_diagnostics(page: Watched) -> None:
     p = page.page
     open_editor(p)
+    asked: list[int] = []
+
+    def busy_once(route: Route) -> None:
+        """The agent's answer to an analysis over its time cap, for the first ask only."""
+        asked.append(len(asked))
+        if len(asked) == 1:
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(
+                {"error": {"code": "analysis_timeout", "message": "took longer than 5s"}}))
+        else:
+            route.continue_()
+
+    answers: list[str] = []  # what each completion got, for a failure to show
+
+    def answered(response: Response) -> None:
+        if "/v1/editor/complete" in response.url:
+            sent = json.loads(response.request.post_data or "{}")
+            typed = (sent.get("source") or "").split("\n")[sent.get("line", 1) - 1]
+            answers.append(f"{response.status} for {typed[:sent.get('column', 0)]!r}: "
+                           f"{response.text()[:200]}")
+
+    p.on("response", answered)
+    p.on("requestfailed", lambda request: answers.append(f"failed: {request.failure}"))
+    p.route("**/v1/editor/complete", busy_once)
     replace_line(p, 2, "context.")
     popup = p.locator(".cm-tooltip-autocomplete")
-    expect(popup).to_be_visible()
+    try:  # asked again: a loaded agent's first analysis can run over
+        expect(popup).to_be_visible()
+    except AssertionError as exc:
+        raise AssertionError(f"no completion popup; the completions' answers: {answers}") from exc
+    assert len(asked) >= 2, asked
+    p.unroute("**/v1/editor/complete")
     for member in ("kv", "storage", "mail", "env", "secrets", "invoke"):
         expect(popup.get_by_text(member, exact=True).first).to_be_visible()
     p.keyboard.press("Escape")
@@ -119,3 +148,30 @@ def test_save_makes_the_next_version_and_a_stale_editor_is_refused(page: Watched
         versions = client.get("/v1/functions/edited/versions").json()
     assert [v["version"] for v in versions if v["active"]] == [3]
     assert page.errors == [] and page.dialogs == [], (page.errors, page.dialogs)
+
+
+def test_a_request_that_hangs_is_sent_again(page: Watched, agent: RunningAgent) -> None:
+    """A GET whose answer never comes (a connection that hung on the way) is given up
+    after the console's timeout and sent once more: the view loads instead of showing
+    "Loading…" for good. A GET that hangs twice ends in an error on the page."""
+    browser = page.page.context.browser
+    assert browser is not None
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    p = Watched(context.new_page()).page
+    held: list[str] = []
+
+    def lost(route: Route) -> None:
+        held.append(route.request.url)  # never answered: the page's timeout ends it
+
+    p.route("**/v1/tenants", lambda route: lost(route) if not held else route.continue_())
+    p.goto(f"{agent.url}/console/")
+    p.get_by_label("API token").fill(agent.token)
+    p.get_by_role("button", name="Sign in").click()
+    expect(p.locator("main h1")).to_have_text("Overview", timeout=60_000)
+    assert len(held) == 1, held
+    p.unroute("**/v1/tenants")
+    p.route("**/v1/functions?*", lost)
+    p.route("**/v1/functions", lost)
+    p.goto(p.url.split("#")[0] + "#/functions")
+    expect(p.get_by_role("alert")).to_contain_text("did not answer /v1/functions", timeout=60_000)
+    context.close()

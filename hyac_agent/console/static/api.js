@@ -39,13 +39,34 @@ async function failure(response) {
   return new ApiError(response.status, code, message);
 }
 
+// A GET with no answer after this long is sent once more, then given up with an error:
+// a request lost on its way (a connection that hung) never leaves a view "Loading…".
+// Changes are not repeated: the first may have been carried out.
+const GET_TIMEOUT_MS = 15000;
+
+async function send(method, target, init) {
+  if (method !== "GET") return fetch(target, init);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(target, { ...init, signal: AbortSignal.timeout(GET_TIMEOUT_MS) });
+    } catch (error) {
+      if (error.name !== "TimeoutError") throw error;
+      if (attempt === 2) {
+        const path = target.split("?")[0];
+        throw new ApiError(0, "timeout",
+          `The agent did not answer ${path} within ${GET_TIMEOUT_MS / 1000} s, twice.`);
+      }
+    }
+  }
+}
+
 export async function api(method, path, { body, params, tenant } = {}) {
   const init = { method, credentials: "same-origin", headers: headers({}, tenant) };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
   }
-  const response = await fetch(url(path, params), init);
+  const response = await send(method, url(path, params), init);
   if (!response.ok) throw await failure(response);
   if (response.status === 204) return null;
   return response.json();
@@ -97,7 +118,7 @@ export async function signIn(body) {
 }
 
 export async function whoami() {
-  const response = await fetch("/console/session", { credentials: "same-origin" });
+  const response = await send("GET", "/console/session", { credentials: "same-origin" });
   if (response.status === 401) return null;
   if (!response.ok) throw await failure(response);
   return response.json();

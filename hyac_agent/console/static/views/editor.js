@@ -7,6 +7,11 @@ import { ApiError, api } from "../api.js";
 import { b64, clear, h, num, say, section, unb64 } from "../dom.js";
 import { createEditor } from "../vendor/codemirror.js";
 
+// A completion the agent refused as busy is asked again this often, this long apart.
+const COMPLETE_RETRY_MS = 500;
+const COMPLETE_RETRIES = 3;
+const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
 export async function editorView(root, { rest }) {
   const name = rest[0];
   if (!name) {
@@ -37,6 +42,24 @@ export async function editorView(root, { rest }) {
   const quietly = async (path, body, pick) => {
     try { return pick(await api("POST", path, { body })); } catch { return null; }
   };
+  // The agent refuses an analysis (503) when its time cap runs out or its slots are busy:
+  // on a loaded host, the first analysis of an agent's life alone can take longer. Such
+  // a completion is asked again, while it is still the latest (jedi keeps what the first
+  // try inferred); otherwise the popup would stay away until the next keystroke.
+  let asked = 0;
+  const complete = async (source, line, column) => {
+    const mine = ++asked;
+    for (let attempt = 0; attempt <= COMPLETE_RETRIES; attempt++) {
+      if (attempt) await pause(COMPLETE_RETRY_MS);
+      if (mine !== asked) return null;  // a later keystroke asks instead
+      try {
+        return (await api("POST", "/v1/editor/complete", { body: query({ source, line, column }) })).items;
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 503)) return null;
+      }
+    }
+    return null;
+  };
   const open = (file) => {
     if (state.editor) state.texts[state.file] = state.editor.text();
     if (state.editor) state.editor.destroy();
@@ -44,8 +67,7 @@ export async function editorView(root, { rest }) {
     state.editor = createEditor({
       parent: host, doc: state.texts[file], language,
       onChange: (text) => { state.texts[state.file] = text; },
-      complete: python ? (source, line, column) => quietly("/v1/editor/complete",
-        query({ source, line, column }), (r) => r.items) : null,
+      complete: python ? complete : null,
       hover: python ? (source, line, column) => quietly("/v1/editor/hover",
         query({ source, line, column }), (r) => r.hover) : null,
       diagnose: python ? (source) => quietly("/v1/editor/diagnostics",
@@ -125,7 +147,7 @@ export async function editorView(root, { rest }) {
           clear(logs).append(lines.length ? lines.map((line) => `${line.level || line.stream}  ${line.message}\n`) : "(none)");
           break;
         }
-        await new Promise((resolve) => { setTimeout(resolve, 300); });
+        await pause(300);
       }
     } catch (error) {
       clear(output).append(h("p", { class: "error", role: "alert" }, error.message));
