@@ -72,6 +72,8 @@ FUNCTIONS: dict[str, tuple[str, dict[str, Any]]] = {
 #: operation → weight in the mix (out of 100)
 MIX = {"invoke": 62, "logs": 10, "task": 12, "cancel": 6, "timeout": 4, "deploy": 6}
 MIN_THROUGHPUT, MAX_RSS_GROWTH, MAX_FD_GROWTH, FD_SLACK = 0.8, 1.10, 1.10, 8
+#: the longest warm-up: after it, the load is counted whichever operations have finished
+WARM_UP_CAP = 120.0
 
 
 @dataclass
@@ -194,12 +196,23 @@ def sample(agent: Agent, at: float) -> Sample:
 
 async def load(agent: Agent, seconds: float, connections: int, window: float,
                mix: dict[str, int], seed: int) -> tuple[Soak, list[Sample]]:
-    """The mix for ``seconds``, after a window of the same load that is not counted (the
-    pool starts its sandboxes then)."""
+    """The mix for ``seconds``, after a warm-up of the same load that is not counted: at
+    least a window, and until every kind of operation has finished once (the pool starts
+    its sandboxes then; a loaded host can take longer than a window for that)."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with agent.async_client(timeout=60, limits=limits) as client:
-        soak = Soak(agent, client, started=time.perf_counter() + window)
+        soak = Soak(agent, client, started=time.perf_counter() + WARM_UP_CAP)
         samples: list[Sample] = []
+        counting = asyncio.Event()
+
+        async def warm_up() -> None:
+            began = time.perf_counter()
+            while time.perf_counter() - began < WARM_UP_CAP:
+                if time.perf_counter() - began >= window and set(mix) <= {d.op for d in soak.done}:
+                    break
+                await asyncio.sleep(0.05)
+            soak.started = time.perf_counter()
+            counting.set()
 
         async def connection(number: int) -> None:
             rng = random.Random(seed * 1000 + number)
@@ -208,13 +221,15 @@ async def load(agent: Agent, seconds: float, connections: int, window: float,
                 await soak.run(rng.choice(ops))
 
         async def watch() -> None:
-            await asyncio.sleep(-soak.now())
+            await counting.wait()
             while soak.now() < seconds:
                 samples.append(sample(agent, soak.now()))
                 await asyncio.sleep(window - soak.now() % window)
 
+        warming = asyncio.create_task(warm_up())
         watcher = asyncio.create_task(watch())
         await asyncio.gather(*(connection(n) for n in range(connections)))
+        await warming
         watcher.cancel()
         samples.append(sample(agent, soak.now()))
         soak.done = [d for d in soak.done if d.at >= 0]  # not the warm-up's
