@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.conftest import RunningAgent, current_runtime
 from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS, Watched
 
 try:  # test_browser has already skipped loudly without playwright or chromium
-    from playwright.sync_api import Browser, Page, Response, Route, expect, sync_playwright
+    from playwright.sync_api import Browser, Page, Request, Response, Route, expect, sync_playwright
 except ImportError:
     pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40'",
                 allow_module_level=True)
@@ -72,6 +73,35 @@ def replace_all(page: Page, text: str) -> None:
     page.keyboard.insert_text(text)
 
 
+class Completions:
+    """Every answer the page's completions got, for a failure to show (the popup's own
+    state says little: a stale one looks like a fresh one)."""
+
+    def __init__(self, page: Page) -> None:
+        self.answers: list[str] = []
+        page.on("response", self._answered)
+        page.on("requestfailed", self._failed)
+
+    def _answered(self, response: Response) -> None:
+        if "/v1/editor/complete" not in response.url:
+            return
+        sent = json.loads(response.request.post_data or "{}")
+        typed = (sent.get("source") or "").split("\n")[sent.get("line", 1) - 1]
+        self.answers.append(f"{response.status} for {typed[:sent.get('column', 0)]!r}: "
+                            f"{response.text()[:120]}")
+
+    def _failed(self, request: Request) -> None:
+        if "/v1/editor/complete" in request.url:
+            self.answers.append(f"failed: {request.failure}")
+
+    @contextmanager
+    def reported(self) -> Iterator[None]:
+        try:
+            yield
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nthe completions' answers: {self.answers}") from None
+
+
 def test_completion_and_diagnostics(page: Watched) -> None:
     p = page.page
     open_editor(p)
@@ -86,36 +116,57 @@ def test_completion_and_diagnostics(page: Watched) -> None:
         else:
             route.continue_()
 
-    answers: list[str] = []  # what each completion got, for a failure to show
-
-    def answered(response: Response) -> None:
-        if "/v1/editor/complete" in response.url:
-            sent = json.loads(response.request.post_data or "{}")
-            typed = (sent.get("source") or "").split("\n")[sent.get("line", 1) - 1]
-            answers.append(f"{response.status} for {typed[:sent.get('column', 0)]!r}: "
-                           f"{response.text()[:200]}")
-
-    p.on("response", answered)
-    p.on("requestfailed", lambda request: answers.append(f"failed: {request.failure}"))
+    completions = Completions(p)
     p.route("**/v1/editor/complete", busy_once)
-    replace_line(p, 2, "context.")
-    popup = p.locator(".cm-tooltip-autocomplete")
-    try:  # asked again: a loaded agent's first analysis can run over
-        expect(popup).to_be_visible()
-    except AssertionError as exc:
-        raise AssertionError(f"no completion popup; the completions' answers: {answers}") from exc
-    assert len(asked) >= 2, asked
-    p.unroute("**/v1/editor/complete")
-    for member in ("kv", "storage", "mail", "env", "secrets", "invoke"):
-        expect(popup.get_by_text(member, exact=True).first).to_be_visible()
-    p.keyboard.press("Escape")
-    p.keyboard.type('env["', delay=30)
-    expect(popup.get_by_text("REGION", exact=True)).to_be_visible()
-    p.keyboard.press("Escape")
+    with completions.reported():
+        replace_line(p, 2, "context.")
+        popup = p.locator(".cm-tooltip-autocomplete")
+        # asked again after the busy answer: a loaded agent's first analysis can run over
+        for member in ("kv", "storage", "mail", "env", "secrets", "invoke"):
+            expect(popup.get_by_text(member, exact=True).first).to_be_visible()
+        assert len(asked) >= 2, asked
+        p.unroute("**/v1/editor/complete")
+        p.keyboard.press("Escape")
+        p.keyboard.type('env["', delay=30)
+        expect(popup.get_by_text("REGION", exact=True)).to_be_visible()
+        p.keyboard.press("Escape")
     # a misspelt member: underlined by the debounced diagnostics
     # one line: leading spaces typed into the page arrive as no-break spaces
     replace_all(p, "def main(context): return context.kvv.get('a')\n")
     expect(p.locator("#editor .cm-lintRange-error")).to_have_text("kvv")
+    assert page.errors == [], page.errors
+
+
+def test_a_completion_that_fails_while_typing_is_asked_again(page: Watched) -> None:
+    """An ask that fails after more was typed leaves CodeMirror's completion pending (a
+    greyed-out old popup, or none) until the next keystroke: the editor asks again, for
+    the text as it is now."""
+    p = page.page
+    open_editor(p)
+    held: list[Route] = []
+
+    def hold_first(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)  # answered below, once more has been typed
+
+    completions = Completions(p)
+    p.route("**/v1/editor/complete", hold_first)
+    with completions.reported():
+        replace_line(p, 2, "contex")
+        for _ in range(120):  # the route's handler runs while the page is waited on
+            if held:
+                break
+            p.wait_for_timeout(250)
+        assert held, "the editor never asked for completions"
+        p.keyboard.type("t.", delay=30)
+        held[0].fulfill(status=500, content_type="application/json", body=json.dumps(
+            {"error": {"code": "internal", "message": "lost"}}))
+        popup = p.locator(".cm-tooltip-autocomplete")
+        for member in ("kv", "storage", "invoke"):
+            expect(popup.get_by_text(member, exact=True).first).to_be_visible()
+    p.unroute("**/v1/editor/complete")
     assert page.errors == [], page.errors
 
 

@@ -2,7 +2,9 @@
 // scripts/build-editor.sh. The view (static/views/editor.js) passes the callbacks that
 // reach /v1/editor; nothing here talks to the network or evaluates code.
 
-import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
+import {
+  autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap, startCompletion,
+} from "@codemirror/autocomplete";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { javascript } from "@codemirror/lang-javascript";
 import { python } from "@codemirror/lang-python";
@@ -27,6 +29,13 @@ function offset(state, line, column) {
   return Math.min(at.from + Math.max(column, 0), at.to);
 }
 
+// Asks made again by the editor itself (below), in a row, before it waits for a keystroke.
+const MAX_ASKS_AGAIN = 3;
+// How long after a busy answer the editor asks again.
+const BUSY_RETRY_MS = 500;
+
+// `complete(source, line, column)` answers the completion items, null (nothing to show),
+// or { busy: true } when the agent could not analyse the source now (ask again soon).
 export function createEditor({ parent, doc, language, complete, hover, diagnose, onChange, delay = 400 }) {
   const extensions = [
     lineNumbers(), highlightActiveLineGutter(), history(), drawSelection(),
@@ -40,6 +49,17 @@ export function createEditor({ parent, doc, language, complete, hover, diagnose,
     EditorView.updateListener.of((update) => { if (update.docChanged && onChange) onChange(update.state.doc.toString()); }),
   ];
   if (complete) {
+    let askedAgain = 0;
+    // CodeMirror asks again by itself when text typed during an ask makes its result stale,
+    // but not when the ask gave nothing: the completion then stays pending (an old popup
+    // greyed out) until the next keystroke. So the editor asks again, for the text as it
+    // is by then: at once when it changed meanwhile, a little later when the agent was busy.
+    const askAgain = (view, later) => {
+      if (!view || askedAgain >= MAX_ASKS_AGAIN) return;
+      askedAgain += 1;
+      // after CodeMirror has taken this ask's null (at once, once the promise settles)
+      setTimeout(() => startCompletion(view), later ? BUSY_RETRY_MS : 20);
+    };
     extensions.push(autocompletion({
       activateOnTyping: true,
       override: [async (context) => {
@@ -47,7 +67,13 @@ export function createEditor({ parent, doc, language, complete, hover, diagnose,
         if (!context.explicit && !/[\w."'\[(]/.test(typed)) return null;
         const at = where(context.state, context.pos);
         const items = await complete(context.state.doc.toString(), at.line, at.column);
-        if (!items || context.aborted) return null;
+        if (context.aborted) return null;
+        if (!Array.isArray(items)) {
+          const changed = context.view && context.view.state.doc !== context.state.doc;
+          if ((items && items.busy) || changed) askAgain(context.view, !changed);
+          return null;
+        }
+        askedAgain = 0;
         return {
           from: context.pos,
           filter: false,

@@ -7,9 +7,6 @@ import { ApiError, api } from "../api.js";
 import { b64, clear, h, num, say, section, unb64 } from "../dom.js";
 import { createEditor } from "../vendor/codemirror.js";
 
-// A completion the agent refused as busy is asked again this often, this long apart.
-const COMPLETE_RETRY_MS = 500;
-const COMPLETE_RETRIES = 3;
 const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 export async function editorView(root, { rest }) {
@@ -43,22 +40,14 @@ export async function editorView(root, { rest }) {
     try { return pick(await api("POST", path, { body })); } catch { return null; }
   };
   // The agent refuses an analysis (503) when its time cap runs out or its slots are busy:
-  // on a loaded host, the first analysis of an agent's life alone can take longer. Such
-  // a completion is asked again, while it is still the latest (jedi keeps what the first
-  // try inferred); otherwise the popup would stay away until the next keystroke.
-  let asked = 0;
+  // on a loaded host, the first analyses of an agent's life alone can take longer. The
+  // editor then asks again for the text as it is by then (createEditor).
   const complete = async (source, line, column) => {
-    const mine = ++asked;
-    for (let attempt = 0; attempt <= COMPLETE_RETRIES; attempt++) {
-      if (attempt) await pause(COMPLETE_RETRY_MS);
-      if (mine !== asked) return null;  // a later keystroke asks instead
-      try {
-        return (await api("POST", "/v1/editor/complete", { body: query({ source, line, column }) })).items;
-      } catch (error) {
-        if (!(error instanceof ApiError && error.status === 503)) return null;
-      }
+    try {
+      return (await api("POST", "/v1/editor/complete", { body: query({ source, line, column }) })).items;
+    } catch (error) {
+      return error instanceof ApiError && error.status === 503 ? { busy: true } : null;
     }
-    return null;
   };
   const open = (file) => {
     if (state.editor) state.texts[state.file] = state.editor.text();
