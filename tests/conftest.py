@@ -195,6 +195,7 @@ def start_agent(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
                 return RunningAgent(info["url"], info["token"], data_dir, process, log_path, list(extra))
         time.sleep(0.05)
     process.kill()
+    process.wait(timeout=30)  # reaped here: not a later test's "still running" warning
     raise RuntimeError(f"agent did not start: {log_path.read_text()}")
 
 

@@ -93,6 +93,31 @@ def _probe_error() -> str | None:
     return None
 
 
+#: the first Docker release with the fix for libnetwork's lock-order deadlock between a
+#: container's network leave and an endpoint's delete (moby/moby#46661, #42545)
+DEADLOCK_FIXED = (20, 10, 27)
+
+
+def daemon_version() -> str | None:
+    """The Docker daemon's version ("20.10.24+dfsg1"), None when it does not answer."""
+    try:
+        return str(_client(timeout=5).version().get("Version") or "") or None
+    except Exception:
+        return None
+
+
+def deadlock_warning(version: str | None) -> str | None:
+    """What to do when ``version`` (the daemon's) has libnetwork's known deadlock: under
+    container churn every docker command, and so every sandbox start, can hang for good."""
+    numbers = re.match(r"(\d+)\.(\d+)\.(\d+)", version or "")
+    if numbers is None or tuple(int(n) for n in numbers.groups()) >= DEADLOCK_FIXED:
+        return None
+    return (f"upgrade Docker to {'.'.join(map(str, DEADLOCK_FIXED))} or later (Docker's own "
+            f"packages; Debian 12's docker.io is 20.10.24): {version} can deadlock under "
+            "container churn (moby/moby#46661), and every docker command then hangs until "
+            "dockerd is restarted")
+
+
 def image_for(settings: SandboxSettings, runtime_name: str) -> str:
     match = _RUNTIME_RE.match(runtime_name)
     if not match:

@@ -67,6 +67,12 @@ def report(config: AgentConfig | None = None) -> dict[str, Any]:
             except Exception as exc:  # the report must not die on one backend
                 info["isolation"] = {"error": str(exc)}
         info["install"] = _hints(name, reason)
+        if name == "docker" and reason is None:
+            from hyac_agent.sandbox.docker import daemon_version, deadlock_warning
+
+            warning = deadlock_warning(daemon_version())
+            if warning:
+                info["install"].append(warning)
         backends[name] = info
     if config.sandbox == "auto":
         chosen, why = auto_choice(settings)
