@@ -154,6 +154,20 @@ def serve(
             logging.getLogger("hyac.agent").exception("could not hand tasks back")
         await edge_tls.https.stop()
         await original_shutdown(sockets=sockets)
+        # Here, not only after run(): uvicorn raises a SIGTERM or SIGINT again once it
+        # has served, and the default handler ends the process before run() returns.
+        forget_state()
+
+    def forget_state() -> None:
+        """agent.json goes with the agent that wrote it (not with one started since)."""
+        try:
+            from hyac_common.paths import read_agent_state
+
+            state = read_agent_state(config.data_dir)
+            if state and state.get("pid") == os.getpid():
+                state_path.unlink()
+        except OSError:
+            pass
 
     server.startup = startup  # type: ignore[method-assign]
     server.shutdown = shutdown  # type: ignore[method-assign]
@@ -163,14 +177,7 @@ def serve(
     try:
         server.run(sockets=[sock])
     finally:
-        try:
-            from hyac_common.paths import read_agent_state
-
-            state = read_agent_state(config.data_dir)
-            if state and state.get("pid") == os.getpid():
-                state_path.unlink()
-        except OSError:
-            pass
+        forget_state()
     if not server.started:
         sys.exit(1)
 

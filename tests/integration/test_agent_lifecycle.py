@@ -175,3 +175,17 @@ def test_sigusr1_writes_every_threads_stack_and_the_agent_goes_on(agent: Running
     assert agent.process.poll() is None
     with agent.client() as client:
         assert client.get("/v1/agent").status_code == 200
+
+
+@requires_bwrap
+def test_an_agent_stopped_by_a_signal_removes_its_agent_json(isolation: Path) -> None:
+    """uvicorn raises SIGTERM again once it has served, which ends the process before the
+    agent's own cleanup after serving would run: agent.json, the sign that an agent is up
+    and where, must still go (a stale one sends the CLI to a dead address)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        agent = start_agent(isolation / "data")
+        state = isolation / "data" / "agent.json"
+        assert state.exists()
+        agent.process.send_signal(sig)
+        agent.process.wait(timeout=60)
+        assert not state.exists(), f"agent.json left after {sig.name}"
