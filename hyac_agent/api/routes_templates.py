@@ -97,7 +97,7 @@ async def list_templates(
     words = q.lower().split()
     for source in await asyncio.to_thread(registry.sources):
         try:
-            listed = await asyncio.to_thread(remote.remote_listing, source)
+            listed = await remote.listing(source)
         except (HyacError, OSError, ValueError) as exc:
             unreachable.append({"source": source, "reason": str(exc)[:300]})
             continue
@@ -199,7 +199,7 @@ async def _from_sources(registry: TemplateRegistry, name: str, version: str | No
     """The first remote source's copy of ``name``; NotFound if none has it."""
     for source in await asyncio.to_thread(registry.sources):
         try:
-            found = await asyncio.to_thread(remote.remote_install, source, name, version)
+            found = await remote.install(source, name, version)
         except (NotFound, remote.SourceUnreachable):
             continue  # the next source may have it
         files = {path: base64.b64decode(data) for path, data in found["files_b64"].items()}

@@ -4,13 +4,22 @@ An agent shares its approved templates at ``/v1/templates/public`` when its owne
 ``HYAC_TEMPLATES_PUBLIC=1``. A source is only read: a listing and a template's files,
 each answer bounded in size and time, and a template's files checked here as a publish
 checks them, its hash compared with the one the source announced.
+
+A source is another party's server, and its owner decides how slowly it answers (or its
+name's DNS servers do): reads run on threads of their own (``FETCHES``), never the
+agent's shared ones, each within ``TOTAL_SECONDS`` overall, and a source's listing is read
+once for every request that wants it at the same time, then kept ``LISTING_TTL`` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -20,6 +29,13 @@ from hyac_common.errors import InvalidInput, InvalidTemplate, NotFound
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+#: the longest a read of a source takes, however slowly it sends its answer
+TOTAL_SECONDS = 20.0
+#: how long a source's listing (or its failure) is kept
+LISTING_TTL = 30.0
+#: the threads that read sources: a slow source holds these, and only these
+FETCHES = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="hyac-templates")
+T = TypeVar("T")
 
 
 def public_enabled() -> bool:
@@ -42,6 +58,7 @@ class SourceUnreachable(InvalidInput):
 
 
 def _get(url: str) -> Any:
+    deadline = time.monotonic() + TOTAL_SECONDS
     try:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client, \
                 client.stream("GET", url, headers={"Accept": "application/json"}) as response:
@@ -54,6 +71,8 @@ def _get(url: str) -> Any:
                 body += chunk
                 if len(body) > MAX_ANSWER_BYTES:
                     raise SourceUnreachable(f"{url} answered more than {MAX_ANSWER_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise SourceUnreachable(f"{url} took longer than {TOTAL_SECONDS:g}s to answer")
     except httpx.HTTPError as exc:
         raise SourceUnreachable(f"{url} could not be read: {exc}") from None
     try:
@@ -93,3 +112,39 @@ def remote_install(source: str, name: str, version: str | None) -> dict[str, Any
         raise InvalidTemplate(f"the files {source} sent for {name} do not match their hash")
     return {**manifest.model_dump(), "sha256": sha256, "source": source,
             "files_b64": answer["files_b64"]}
+
+
+async def _on_fetch_threads(work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` on ``FETCHES``; a caller waits at most a little over one read's
+    time, queued behind others included, then the source counts as unreachable."""
+    future = asyncio.get_running_loop().run_in_executor(FETCHES, work, *args)
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), TOTAL_SECONDS + 15.0)
+    except asyncio.TimeoutError:
+        raise SourceUnreachable("template sources are slow to answer now; try again later") from None
+
+
+#: (the event loop, a source) -> when its listing was asked for, and the answer
+_listings: dict[tuple[asyncio.AbstractEventLoop, str],
+                tuple[float, asyncio.Future[list[dict[str, Any]]]]] = {}
+
+
+async def listing(source: str) -> list[dict[str, Any]]:
+    """``remote_listing(source)``, read once for every request that asks meanwhile, and
+    kept ``LISTING_TTL`` seconds (a failure too: a source that is down is not asked again
+    by every request)."""
+    now, key = time.monotonic(), (asyncio.get_running_loop(), source)
+    kept = _listings.get(key)
+    if kept is None or now - kept[0] > LISTING_TTL:
+        if len(_listings) > 256:
+            _listings.clear()
+        future = asyncio.ensure_future(_on_fetch_threads(remote_listing, source))
+        # marked as read: a failure kept for later waiters is not "never retrieved"
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        kept = _listings[key] = (now, future)
+    return await asyncio.shield(kept[1])
+
+
+async def install(source: str, name: str, version: str | None) -> dict[str, Any]:
+    """``remote_install`` on the fetch threads."""
+    return await _on_fetch_threads(remote_install, source, name, version)
