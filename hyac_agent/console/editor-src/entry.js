@@ -57,8 +57,9 @@ export function createEditor({ parent, doc, language, complete, hover, diagnose,
     const askAgain = (view, later) => {
       if (!view || askedAgain >= MAX_ASKS_AGAIN) return;
       askedAgain += 1;
-      // after CodeMirror has taken this ask's null (at once, once the promise settles)
-      setTimeout(() => startCompletion(view), later ? BUSY_RETRY_MS : 20);
+      // after CodeMirror has taken this ask's null (at once, once the promise settles);
+      // not into an editor closed meanwhile (another file opened)
+      setTimeout(() => { if (view.dom.isConnected) startCompletion(view); }, later ? BUSY_RETRY_MS : 20);
     };
     extensions.push(autocompletion({
       activateOnTyping: true,
