@@ -116,10 +116,11 @@ def remote_install(source: str, name: str, version: str | None) -> dict[str, Any
 
 async def _on_fetch_threads(work: Callable[..., T], *args: Any) -> T:
     """``work(*args)`` on ``FETCHES``; a caller waits at most a little over one read's
-    time, queued behind others included, then the source counts as unreachable."""
+    time, queued behind others included, then the source counts as unreachable (and a
+    read still queued is dropped)."""
     future = asyncio.get_running_loop().run_in_executor(FETCHES, work, *args)
     try:
-        return await asyncio.wait_for(asyncio.shield(future), TOTAL_SECONDS + 15.0)
+        return await asyncio.wait_for(future, TOTAL_SECONDS + 15.0)
     except asyncio.TimeoutError:
         raise SourceUnreachable("template sources are slow to answer now; try again later") from None
 
