@@ -170,6 +170,34 @@ def test_a_completion_that_fails_while_typing_is_asked_again(page: Watched) -> N
     assert page.errors == [], page.errors
 
 
+def test_a_view_finishing_late_does_not_take_the_editors_focus(page: Watched) -> None:
+    """The function's page shows its "Open in the editor" link before its last request
+    (the scan) has answered. Opened from there, the editor keeps the keyboard when that
+    page finishes later: its focus call once moved the focus away from the editor the
+    user had clicked into, and the typing went nowhere."""
+    p = page.page
+    held: list[Route] = []
+    p.route("**/v1/functions/edited/scan", lambda route: held.append(route))
+    p.goto(p.url.split("#")[0] + "#/functions/edited")
+    p.get_by_role("link", name="Open in the editor").click()
+    expect(p.locator("main h1")).to_have_text("Edit edited")
+    expect(p.locator("#editor .cm-content")).to_contain_text("def main(context):")
+    for _ in range(120):  # the function page's scan is asked for, and held
+        if held:
+            break
+        p.wait_for_timeout(250)
+    assert held, "the function page never asked for its scan"
+    p.locator("#editor .cm-line").nth(1).click()
+    with p.expect_response("**/v1/functions/edited/scan"):
+        held[0].continue_()
+    p.wait_for_timeout(200)  # the late page's own turn of the event loop, after its answer
+    p.keyboard.press("End")
+    p.keyboard.type("  # typed", delay=20)
+    expect(p.locator("#editor .cm-line").nth(1)).to_contain_text("# typed")
+    p.unroute("**/v1/functions/edited/scan")
+    assert page.errors == [], page.errors
+
+
 def test_save_makes_the_next_version_and_a_stale_editor_is_refused(page: Watched,
                                                                   agent: RunningAgent) -> None:
     p = page.page

@@ -146,10 +146,15 @@ async function boot() {
     setCsrf(null);
     signInPage("Signed out.");
   });
+  let navigation = 0;
   window.addEventListener("hashchange", async () => {
     if (!state.me) return;
+    const mine = ++navigation;
     await show();
-    main().focus();  // keyboard and screen-reader users land on the new view, not the nav
+    // Keyboard and screen-reader users land on the new view, not the nav; but not when
+    // the user has moved on meanwhile (a slow view finishing late), nor away from where
+    // they already clicked inside the view (the editor).
+    if (mine === navigation && !main().contains(document.activeElement)) main().focus();
   });
   window.addEventListener("hyac:signed-out", () => {
     if (state.me) { state.me = null; signInPage("Your session ended; sign in again."); }
