@@ -8,21 +8,25 @@ are serialised by one lock and each is one blocking ``sendall`` of a whole frame
 
 from __future__ import annotations
 
+# A worker's start imports what serves the first invocation and no more (see
+# bootstrap.py): the C modules under socket, threading and json, not those packages,
+# whose enum and re make most of an interpreter's start. traceback is imported by the
+# first failure or once the first invocation is answered (_hyac_errors.py).
+import _socket
+import _thread
 import contextvars
 import io
 import itertools
-import json
 import os
-import socket
 import struct
-import threading
-import traceback
-from collections.abc import Callable
 
+import _hyac_json
 from hyac_context import _host_call_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (see bootstrap.py)
+    import socket
+    from collections.abc import Callable
     from concurrent.futures import Future
     from typing import Any, NoReturn
 
@@ -34,7 +38,7 @@ OUT_OF_MEMORY = "out_of_memory"
 MAX_FRAME = 64 * 1024 * 1024
 MAX_LOG_LINE = 256 * 1024
 _HEADER = struct.Struct(">I")
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 RECV_SIZE = 256 * 1024
 
 current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -51,15 +55,10 @@ class FrameTooLarge(ValueError):
     """A frame we were about to send is larger than MAX_FRAME."""
 
 
-# One encoder for every frame: json.dumps with options builds a new one on each call.
-_encode_json = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False
-).encode
-
-
 def encode_frame(message: dict[str, Any]) -> bytes:
     """Serialise one message into a frame; raises FrameTooLarge past the limit."""
-    data = _encode_json(message).encode("utf-8")
+    data = _hyac_json.dumps(message, ensure_ascii=False, separators=(",", ":"),
+                            allow_nan=False).encode("utf-8")
     if len(data) > MAX_FRAME:
         raise FrameTooLarge(f"message of {len(data)} bytes exceeds the 64 MiB frame limit")
     return _HEADER.pack(len(data)) + data
@@ -68,7 +67,7 @@ def encode_frame(message: dict[str, Any]) -> bytes:
 def decode_payload(payload: bytes | bytearray) -> dict[str, Any]:
     """Parse one frame's payload; ProtocolError unless it is a JSON object with a type."""
     try:
-        message = json.loads(payload.decode("utf-8"))
+        message = _hyac_json.loads(payload.decode("utf-8"))
     except ValueError as exc:
         raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
@@ -151,13 +150,13 @@ HostCallFuture: Any = None  # the class, once the first host call has made it
 class Channel:
     """The channel socket: sends frames, receives them, and tracks pending host calls."""
 
-    def __init__(self, sock: socket.socket, on_lost: Callable[[], None]) -> None:
+    def __init__(self, sock: socket.socket | _socket.socket, on_lost: Callable[[], None]) -> None:
         self._sock = sock
         self._on_lost = on_lost
-        self._send_lock = threading.Lock()
+        self._send_lock = _thread.allocate_lock()
         self._recv_buf = bytearray(RECV_SIZE)
         self._recv_view = memoryview(self._recv_buf)
-        self._calls_lock = threading.Lock()
+        self._calls_lock = _thread.allocate_lock()
         self.reader_thread: int | None = None
         """Ident of the thread that reads the channel (the event loop's), once it does."""
         self.pump: Callable[[Future[Any]], None] | None = None
@@ -236,7 +235,7 @@ class Channel:
     def call(self, request_id: str, op: str, args: dict[str, Any]) -> Future[Any]:
         """Start host call ``op``; the future resolves when the agent answers."""
         future = _host_call_future()
-        if self.reader_thread is not None and threading.get_ident() == self.reader_thread:
+        if self.reader_thread is not None and _thread.get_ident() == self.reader_thread:
             future._pump = self.pump  # type: ignore[attr-defined]
         with self._calls_lock:
             call = next(self._call_ids)
@@ -268,6 +267,8 @@ class Channel:
 
 
 def _plain_format(exc: BaseException) -> str:
+    import traceback
+
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
@@ -282,7 +283,7 @@ class LogStream(io.TextIOBase):
         self._channel = channel
         self._name = name
         # Re-entrant: a finaliser or signal handler may print while a write is under way.
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._partial: dict[str | None, str] = {}
 
     @property

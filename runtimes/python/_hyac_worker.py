@@ -13,22 +13,24 @@ Exit codes: 0 after ``shutdown`` or when the channel closes, 1 after ``init_erro
 
 from __future__ import annotations
 
-import base64
+import _queue
+import _socket
+import binascii
 import contextvars
-import io
-import linecache
 import os
-import queue
-import socket
 import sys
 import threading
 import time
-import tokenize
 import types
 
-# asyncio, inspect and typing are not imported at start: together they are most of a
-# cold start's interpreter time, and a ``def`` handler's worker serves without them.
-# An ``async def`` handler's worker imports asyncio when it starts serving.
+# A worker imports at start what serves its first invocation, and no more: each
+# import here is paid by every sandbox that boots, before the function's first answer.
+# asyncio, inspect and typing are not imported: together they were most of a cold
+# start's interpreter time, and a ``def`` handler's worker serves without them (an
+# ``async def`` handler's worker imports asyncio when it starts serving). Nor are
+# socket, json, base64, queue and traceback, which bring enum and re (8-10 ms more):
+# their C modules serve instead, and traceback is imported once the first invocation is
+# answered (_hyac_errors.py). threading is: it must first be imported on the main thread.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
@@ -86,7 +88,7 @@ class Invocation:
         if not isinstance(request, dict):
             raise MalformedRequest(request_id, f"invoke {request_id}: 'request' must be an object")
         try:
-            body = base64.b64decode(request.get("body_b64") or "", validate=True)
+            body = _b64decode(request.get("body_b64") or "")
             self.request = hyac_context.Request(
                 method=str(request.get("method", "GET")),
                 path=str(request.get("path", "/")),
@@ -151,6 +153,7 @@ class Worker:
         #: handler, started on a thread of its own if it ever returns a coroutine
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
+        self._answered = False  # whether an invocation has been answered yet
 
     @property
     def code_dir(self) -> str:
@@ -183,9 +186,7 @@ class Worker:
             source = f.read()
         # The entry is compiled under its relative name: tracebacks and linecache show
         # "functions/hello.py", and nothing is prepended, so line numbers stay true.
-        encoding = tokenize.detect_encoding(io.BytesIO(source).readline)[0]
-        lines = source.decode(encoding, "replace").splitlines(True)
-        linecache.cache[self._entry] = (len(source), None, lines, path)
+        self._errors.entry_source = (source, path)
         code = compile(source, self._entry, "exec", dont_inherit=True)
         module = types.ModuleType(MAIN_MODULE)
         module.__file__ = path
@@ -387,7 +388,7 @@ class Worker:
         response = {
             "status": status,
             "headers": headers,
-            "body_b64": base64.b64encode(body).decode("ascii"),
+            "body_b64": binascii.b2a_base64(body, newline=False).decode("ascii"),
         }
         return {"type": "result", "id": request_id, "ok": True, "response": response}
 
@@ -399,6 +400,11 @@ class Worker:
         except FrameTooLarge as exc:
             too_large = ValueError(f"response too large: {exc}")
             self._channel.send(self._failure(request_id, too_large, OUTPUT_TOO_LARGE))
+        if not self._answered:
+            # After the first answer, not before it: what a failure needs to be described
+            # is ready before a function can run out of memory with it still missing.
+            self._answered = True
+            self._errors.prepare()
 
     def _failure(
         self, request_id: str, exc: BaseException, code: str | None = None
@@ -446,7 +452,7 @@ class SyncPool:
         self._run = run
         #: answers a job no thread can run: the first thread could not be started
         self._refuse = refuse
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._jobs: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0  # threads waiting for a job, less the jobs already promised to them
@@ -475,7 +481,7 @@ class SyncPool:
                 if orphaned:
                     try:
                         stranded = self._jobs.get_nowait()
-                    except queue.Empty:
+                    except _queue.Empty:
                         return
                     self._refuse(stranded, exc)
 
@@ -485,6 +491,16 @@ class SyncPool:
             run(get())
             with lock:
                 self._idle += 1
+
+
+def _b64decode(data: str) -> bytes:
+    """``base64.b64decode(data, validate=True)``, without importing base64 (and re)
+    where binascii validates by itself (3.11+)."""
+    if sys.version_info >= (3, 11):
+        return binascii.a2b_base64(data, strict_mode=True)
+    import base64
+
+    return base64.b64decode(data, validate=True)
 
 
 def _missing_handler(context: Any) -> Any:
@@ -552,11 +568,11 @@ def open_channel() -> Channel:
     try:
         if channel_path:
             # Containers: the agent listens on a unix socket mounted into the sandbox.
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             sock.connect(channel_path)
         else:
-            sock = socket.socket(fileno=int(raw_fd))
-        sock.set_inheritable(False)  # programs the function runs must not reach the agent
+            sock = _socket.socket(fileno=int(raw_fd))
+        os.set_inheritable(sock.fileno(), False)  # programs the function runs must not reach the agent
     except (OSError, ValueError) as exc:
         where = channel_path or f"fd {raw_fd!r}"
         die(EXIT_PROTOCOL_ERROR, f"no channel socket on {where}: {exc}")

@@ -11,14 +11,15 @@ stdlib-only and runs unchanged on Python 3.9 to 3.13.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import builtins
 import codecs
-import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
+
+import _hyac_json as json  # json.loads and json.dumps, without the json package's start
 
 # Neither asyncio nor typing is imported at run time: a worker starts without them
 # (see bootstrap.py), and an ``async`` method runs where asyncio already is.
@@ -1103,7 +1104,7 @@ def _put_args(key: object, data: object, content_type: object) -> dict[str, Any]
         raise TypeError(f"storage data must be bytes or str, not {type(data).__name__}")
     if content_type is not None and not isinstance(content_type, str):
         raise TypeError(f"content_type must be str, not {type(content_type).__name__}")
-    return {"key": _check_key(key, "storage"), "data_b64": base64.b64encode(data).decode("ascii"),
+    return {"key": _check_key(key, "storage"), "data_b64": _b64encode(data),
             "content_type": content_type}
 
 
@@ -1131,7 +1132,7 @@ def _mail_args(
         if not isinstance(item, Attachment):
             raise TypeError("mail attachments are Attachment objects or (filename, data) pairs")
         files.append({"filename": item.filename, "content_type": item.content_type,
-                      "data_b64": base64.b64encode(item.data).decode("ascii")})
+                      "data_b64": _b64encode(item.data)})
     return {"to": _addresses(to, "to"), "cc": _addresses(cc, "cc"), "bcc": _addresses(bcc, "bcc"),
             "reply_to": _addresses(reply_to, "reply_to"), "subject": subject, "text": text,
             "html": html, "attachments": files, "from_name": from_name}
@@ -1143,7 +1144,7 @@ def _object_info(value: Any) -> ObjectInfo:
 
 
 def _object_bytes(value: Any) -> bytes | None:
-    return None if value is None else base64.b64decode(value["data_b64"])
+    return None if value is None else binascii.a2b_base64(value["data_b64"])
 
 
 def _invoke_args(
@@ -1178,8 +1179,13 @@ def _invoke_args(
         "path": path,
         "query": {str(k): str(v) for k, v in (query or {}).items()},
         "headers": sent,
-        "body_b64": base64.b64encode(body).decode("ascii"),
+        "body_b64": _b64encode(body),
     }
+
+
+def _b64encode(data: bytes | bytearray | memoryview) -> str:
+    """``base64.b64encode(data).decode()``, without importing base64 (and re)."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def _wrap_future(future: Future[Any]) -> Awaitable[Any]:
@@ -1220,7 +1226,7 @@ def _invoke_response(name: str, value: Any) -> InvokeResponse:
     return InvokeResponse(
         status=int(value.get("status", 200)),
         headers=value.get("headers") or {},
-        body=base64.b64decode(value.get("body_b64") or ""),
+        body=binascii.a2b_base64(value.get("body_b64") or ""),
         function=name,
         version=int(value.get("version") or 0),
         request_id=str(value.get("request_id", "")),

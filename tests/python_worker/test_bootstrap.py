@@ -73,6 +73,7 @@ class Worker:
         *,
         fd3: bool = False,
         channel_path: Path | None = None,
+        interpreter_args: tuple[str, ...] = ("-I", "-B"),
     ) -> None:
         listener = None
         if channel_path is not None:
@@ -105,7 +106,7 @@ class Worker:
             process_env["HYAC_CHANNEL_FD"] = str(child_fd)
             fd_options = {"pass_fds": (child_fd,)}
         self.proc = subprocess.Popen(
-            [python, "-I", "-B", str(BOOTSTRAP)],
+            [python, *interpreter_args, str(BOOTSTRAP)],
             env=process_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -270,13 +271,15 @@ def start(python: str, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
         expect_ready: bool = True,
         fd3: bool = False,
         channel_path: Path | None = None,
+        interpreter_args: tuple[str, ...] = ("-I", "-B"),
     ) -> Worker:
         code_dir = tmp_path / "code"
         for name, source in files.items():
             target = code_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(textwrap.dedent(source))
-        worker = Worker(python, code_dir, process_env or {}, fd3=fd3, channel_path=channel_path)
+        worker = Worker(python, code_dir, process_env or {}, fd3=fd3, channel_path=channel_path,
+                        interpreter_args=interpreter_args)
         workers.append(worker)
         worker.init(entry, env=env, handler=handler)
         if expect_ready:
