@@ -20,8 +20,7 @@ import itertools
 import os
 import struct
 
-import _hyac_json
-from hyac_context import _host_call_error
+from hyac_context import _host_call_error, _json_dumps, _json_loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (see bootstrap.py)
@@ -57,7 +56,7 @@ class FrameTooLarge(ValueError):
 
 def encode_frame(message: dict[str, Any]) -> bytes:
     """Serialise one message into a frame; raises FrameTooLarge past the limit."""
-    data = _hyac_json.dumps(message, ensure_ascii=False, separators=(",", ":"),
+    data = _json_dumps(message, ensure_ascii=False, separators=(",", ":"),
                             allow_nan=False).encode("utf-8")
     if len(data) > MAX_FRAME:
         raise FrameTooLarge(f"message of {len(data)} bytes exceeds the 64 MiB frame limit")
@@ -67,7 +66,7 @@ def encode_frame(message: dict[str, Any]) -> bytes:
 def decode_payload(payload: bytes | bytearray) -> dict[str, Any]:
     """Parse one frame's payload; ProtocolError unless it is a JSON object with a type."""
     try:
-        message = _hyac_json.loads(payload.decode("utf-8"))
+        message = _json_loads(payload.decode("utf-8"))
     except ValueError as exc:
         raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):

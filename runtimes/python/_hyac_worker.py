@@ -404,7 +404,10 @@ class Worker:
             # After the first answer, not before it: what a failure needs to be described
             # is ready before a function can run out of memory with it still missing.
             self._answered = True
-            self._errors.prepare()
+            try:
+                self._errors.prepare()
+            except Exception:  # MemoryError too: the next failure tries again
+                pass
 
     def _failure(
         self, request_id: str, exc: BaseException, code: str | None = None

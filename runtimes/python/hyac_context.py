@@ -19,8 +19,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 
-import _hyac_json as json  # json.loads and json.dumps, without the json package's start
-
 # Neither asyncio nor typing is imported at run time: a worker starts without them
 # (see bootstrap.py), and an ``async`` method runs where asyncio already is.
 TYPE_CHECKING = False
@@ -908,7 +906,7 @@ class FunctionContext:
         if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
             raise ValueError(f"enqueue delay must be a number of seconds >= 0, not {delay!r}")
         try:
-            json.dumps(payload, allow_nan=False)
+            _json_dumps(payload, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"task payloads must be JSON-serialisable: {exc}") from None
         args = {"function": function, "payload": payload, "delay": float(delay)}
@@ -1015,7 +1013,7 @@ def _parse_json(body: bytes, what: str) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        return _json_loads(body)
     except ValueError as exc:
         raise ValueError(f"{what} is not valid JSON: {exc}") from None
 
@@ -1042,7 +1040,7 @@ def _check_key(key: object, what: str = "kv") -> str:
 
 def _check_json(value: object) -> object:
     try:
-        json.dumps(value, allow_nan=False)
+        _json_dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"kv values must be JSON-serialisable: {exc}") from None
     return value
@@ -1068,7 +1066,7 @@ def _sql_args(sql: object, params: object) -> dict[str, Any]:
     if not isinstance(params, (list, dict)):
         raise TypeError(f"params must be a list, tuple or dict, not {type(params).__name__}")
     try:
-        json.dumps(params, allow_nan=False)
+        _json_dumps(params, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"params must be JSON-serialisable: {exc}") from None
     return {"sql": sql, "params": params}
@@ -1169,7 +1167,7 @@ def _invoke_args(
         sent.setdefault("content-type", "application/octet-stream")
     else:
         try:
-            body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            body = _json_dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise TypeError(f"invoke payloads must be bytes or JSON-serialisable: {exc}") from None
         sent.setdefault("content-type", "application/json")
@@ -1243,7 +1241,7 @@ def _encode_body(body: Any) -> tuple[bytes, str | None]:
         return body.encode("utf-8"), "text/plain; charset=utf-8"
     if isinstance(body, (dict, list, tuple, int, float, bool)):
         try:
-            text = json.dumps(body, ensure_ascii=False, allow_nan=False)
+            text = _json_dumps(body, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"the returned value is not JSON-serialisable: {exc}") from None
         return text.encode("utf-8"), "application/json"
@@ -1265,3 +1263,100 @@ def _to_wire_response(value: Any) -> tuple[int, dict[str, str], bytes]:
         return value.status, headers, body
     body, implied = _encode_body(value)
     return 200, ({"content-type": implied} if implied else {}), body
+
+
+# -- JSON without the json package ------------------------------------------------------
+# ``import json`` compiles the package's regular expressions, and with them imports ``re``
+# and ``enum``: about 5 ms of every sandbox's start. Parsing and serialising are done by
+# ``_json``, the C accelerator that ``json`` itself uses, so these drive it directly, with
+# the settings ``json.loads`` and ``json.dumps`` give it. Every input ``_json`` does not
+# take as it is (byte order marks, other encodings, errors), and any interpreter without
+# ``_json``, goes to the ``json`` package: results and error messages are ``json``'s.
+# (The worker's framing uses them too, from _hyac_protocol.py; this module stays whole
+# by itself, as editor tools load it.)
+
+_JSON_WHITESPACE = " \t\n\r"
+
+
+def _json_package() -> Any:
+    import json
+
+    return json
+
+
+def _json_not_serialisable(value: object) -> Any:
+    """``json.JSONEncoder.default``: what it raises, word for word."""
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+class _JSONDecoderSettings:
+    """What the C scanner reads from a ``json.JSONDecoder``: ``json.loads``'s defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {
+        "-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan"),
+    }.__getitem__
+
+
+try:
+    from _json import encode_basestring as _json_encode_str
+    from _json import encode_basestring_ascii as _json_encode_ascii
+    from _json import make_encoder as _json_make_encoder
+    from _json import make_scanner as _json_make_scanner
+
+    _json_scan = _json_make_scanner(_JSONDecoderSettings())
+    # The C encoder as json.JSONEncoder builds it, once to prove this interpreter's takes
+    # these arguments (a later interpreter may not: then the json package serves).
+    _json_make_encoder({}, _json_not_serialisable, _json_encode_str, None, ":", ",",
+                       False, False, False)
+except (ImportError, TypeError, AttributeError):  # pragma: no cover - every CPython has it
+    _json_scan = None
+
+
+def _json_loads(text: str | bytes | bytearray) -> Any:
+    """``json.loads(text)``."""
+    if _json_scan is None:
+        return _json_package().loads(text)
+    if not isinstance(text, str):
+        # json.loads reads UTF-16 and UTF-32 too, told by a byte order mark or zero bytes.
+        if (not isinstance(text, (bytes, bytearray)) or b"\x00" in text[:4]
+                or text[:3] == b"\xef\xbb\xbf" or text[:2] in (b"\xff\xfe", b"\xfe\xff")):
+            return _json_package().loads(text)
+        try:
+            text = text.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return _json_package().loads(text)  # raises json's own error
+    if text.startswith("\ufeff"):
+        return _json_package().loads(text)
+    start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
+    try:
+        value, end = _json_scan(text, start)
+    except (StopIteration, ValueError, SystemError):
+        # json's own error, with its line and column. (The scanner of 3.10 and 3.11 takes
+        # its error class from json.decoder only when that is imported already, and
+        # fails with a SystemError when it is not.)
+        return _json_package().loads(text)
+    if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
+        return _json_package().loads(text)  # "Extra data"
+    return value
+
+
+def _json_dumps(value: Any, *, ensure_ascii: bool = True, allow_nan: bool = True,
+                separators: tuple[str, str] | None = None) -> str:
+    """``json.dumps(value, ensure_ascii=..., allow_nan=..., separators=...)``."""
+    if _json_scan is None:
+        return str(_json_package().dumps(value, ensure_ascii=ensure_ascii,
+                                         allow_nan=allow_nan, separators=separators))
+    item_separator, key_separator = separators or (", ", ": ")
+    # A new encoder per call, as json.dumps makes one: its record of the containers
+    # being encoded (which finds circular references) belongs to one call.
+    encode = _json_make_encoder(
+        {}, _json_not_serialisable, _json_encode_ascii if ensure_ascii else _json_encode_str,
+        None, key_separator, item_separator, False, False, allow_nan,
+    )
+    chunks = encode(value, 0)
+    return chunks if isinstance(chunks, str) else "".join(chunks)

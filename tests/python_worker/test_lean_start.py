@@ -3,8 +3,8 @@
 Every sandbox that boots pays its worker's imports before the function's first answer,
 so the worker imports the C modules under ``socket``, ``json``, ``base64`` and ``queue``
 rather than those packages (which bring ``enum`` and ``re``), and ``traceback`` only
-once the first invocation is answered. ``_hyac_json`` drives ``json``'s own C
-accelerator; these tests hold it to ``json`` itself, results and errors alike, on every
+once the first invocation is answered. ``hyac_context``'s ``_json_loads`` and
+``_json_dumps`` drive ``json``'s own C accelerator; these tests hold it to ``json`` itself, results and errors alike, on every
 supported interpreter, in a fresh process where ``json`` is not imported yet.
 """
 
@@ -18,14 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.python_worker.test_bootstrap import (  # noqa: F401 (fixtures)
-    RUNTIME_DIR,
-    Worker,
-    body_of,
-    json_of,
-    python,
-    start,
-)
+from tests.python_worker.test_bootstrap import RUNTIME_DIR, Worker, body_of, json_of
 
 #: modules a worker must not have imported when it sends ``ready``: each costs every
 #: cold start milliseconds (enum and re most of all)
@@ -42,13 +35,12 @@ RAW = [b"\xff\xfe[\x001\x00]\x00", "[1]".encode("utf-16-le"), "[1]".encode("utf-
        b"\xef\xbb\xbf[1]", '{"\xe9": 1}'.encode()]
 
 COMPARE = r"""
-import json, sys
+import json, sys  # (the next test checks errors where json is not imported)
 sys.path.insert(0, sys.argv[1])
-import _hyac_json  # before json: its errors must not depend on json being imported
+import hyac_context
 
 texts, raw = json.loads(sys.argv[2]), [bytes.fromhex(h) for h in json.loads(sys.argv[3])]
-assert "json" not in sys.modules or "json.decoder" in sys.modules
-assert _hyac_json._scan is not None, "the C accelerator was not used"
+assert hyac_context._json_scan is not None, "the C accelerator was not used"
 
 def outcome(call, *args, **kwargs):
     try:
@@ -56,9 +48,9 @@ def outcome(call, *args, **kwargs):
     except Exception as exc:
         return ["error", type(exc).__name__, str(exc)]
 
-mine = [outcome(_hyac_json.loads, t) for t in texts]
-mine += [outcome(_hyac_json.loads, t.encode("utf-8", "surrogatepass")) for t in texts]
-mine += [outcome(_hyac_json.loads, r) for r in raw]
+mine = [outcome(hyac_context._json_loads, t) for t in texts]
+mine += [outcome(hyac_context._json_loads, t.encode("utf-8", "surrogatepass")) for t in texts]
+mine += [outcome(hyac_context._json_loads, r) for r in raw]
 
 class Text(str): pass
 class Number(int): pass
@@ -69,7 +61,7 @@ values = [{"a": [1, 2.5, None, True, "\u00e9\U0001F600", Text("x"), Number(3)], 
           object(), circular, [set()], 10 ** 20, -0.0]
 options = [{}, {"ensure_ascii": False, "allow_nan": False},
            {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}]
-mine += [outcome(_hyac_json.dumps, v, **o) for v in values for o in options]
+mine += [outcome(hyac_context._json_dumps, v, **o) for v in values for o in options]
 
 theirs = [outcome(json.loads, t) for t in texts]
 theirs += [outcome(json.loads, t.encode("utf-8", "surrogatepass")) for t in texts]
@@ -94,8 +86,8 @@ def test_the_codec_answers_as_json_does(python: str) -> None:
 
 def test_a_broken_text_is_a_json_error_before_json_is_imported(python: str) -> None:
     """3.10 and 3.11's scanner fails with a SystemError when json.decoder is not loaded."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _hyac_json\n"
-            "try:\n    _hyac_json.loads(b'{nope')\n"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import hyac_context\n"
+            "try:\n    hyac_context._json_loads(b'{nope')\n"
             "except ValueError as exc:\n    print(type(exc).__name__, exc)\n")
     done = subprocess.run([python, "-I", "-c", code, str(RUNTIME_DIR)],
                           capture_output=True, text=True, timeout=60)
@@ -118,7 +110,7 @@ def test_the_worker_starts_without_the_heavy_modules(start: Callable[..., Worker
     worker = start({"functions/hello.py": SNAPSHOT}, interpreter_args=("-I", "-S", "-B"))
     loaded = set(json_of(worker.call()))
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
-    assert {"_json", "_socket", "_hyac_json"} <= loaded
+    assert {"_json", "_socket"} <= loaded
 
 
 FAILS_FIRST = """
@@ -168,3 +160,4 @@ def test_bodies_cross_base64_unchanged(start: Callable[..., Worker], body: bytes
     worker = start({"functions/hello.py":
                     "def main(context):\n    return Response(body=context.request.body)\n"})
     assert body_of(worker.call(raw_body=body)) == body
+
