@@ -77,6 +77,10 @@ class Runtime:
     reserved_bytes: int = 0
     #: why rlimits cannot hold this runtime's memory quota: without cgroups it refuses to start
     needs_cgroups: str = ""
+    #: ``[rlimits] applied_by_worker``: where cgroups hold the quota, the worker sets the
+    #: other rlimits (file size, core, descriptors) on itself from ``HYAC_RLIMITS`` before
+    #: it reads its function, instead of a ``prlimit`` exec ahead of it in every sandbox
+    applies_rlimits: bool = False
     #: runtime.toml's ``[prebuilt]``: ``build`` (the interpreter's arguments that build the
     #: bootstrap into ``{out}``) and ``main`` (what starts a worker from ``{prebuilt}``)
     prebuilt: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
@@ -344,6 +348,7 @@ def _runtime_from_manifest(
         ),
         reserved_bytes=int(manifest.get("rlimits", {}).get("reserved_mb", 0)) * 1024 * 1024,
         needs_cgroups=str(manifest.get("rlimits", {}).get("needs_cgroups", "")),
+        applies_rlimits=bool(manifest.get("rlimits", {}).get("applied_by_worker", False)),
         prebuilt={key: tuple(str(a) for a in manifest.get("prebuilt", {}).get(key, []))
                   for key in ("build", "main", "train", "use") if manifest.get("prebuilt")},
         memory_at_start=bool(manifest.get("memory_at_start", False)),

@@ -52,6 +52,7 @@ from hyac_agent.sandbox.limits import (
     cgroup_manager,
     rlimit_prefix,
     rlimits_unenforceable,
+    worker_rlimits,
 )
 from hyac_agent.sandbox.prebuilt import PREBUILT, host_jvm, prebuilt, train_in_build_sandbox
 from hyac_agent.sandbox.uids import UidPool
@@ -509,10 +510,16 @@ class BubblewrapBackend(ProcessLauncher):
             env = worker_environment(
                 spec, self.code_mount(spec), None if channel_fd < 0 else channel_fd, channel_path
             )
+            command: list[str] = []
+            if cgroup is not None and spec.runtime.applies_rlimits:
+                # The worker sets them on itself before it reads its function; without
+                # cgroups the rlimits are the quota, and prlimit sets them as before.
+                env["HYAC_RLIMITS"] = worker_rlimits(limits)
+            else:
+                command += rlimit_prefix(limits, cgroups=cgroup is not None,
+                                         reserved_bytes=spec.runtime.reserved_bytes)
             for key, value in env.items():
                 args += ["--setenv", key, value]
-            command = rlimit_prefix(limits, cgroups=cgroup is not None,
-                                    reserved_bytes=spec.runtime.reserved_bytes)
             command += spec.runtime.command(
                 RUNTIME_MOUNT, channel=channel_path, deps=deps is not None, code=CODE_MOUNT,
                 memory_bytes=limits.memory_bytes,

@@ -50,12 +50,23 @@ class ResourceLimits:
         return replace(self, memory_bytes=memory_bytes) if memory_bytes else self
 
 
+def base_rlimits(limits: ResourceLimits) -> dict[str, int]:
+    """The rlimits every sandbox gets, cgroups or not, by prlimit's option names."""
+    # 1024 descriptors, as Docker gives: enough for any function, and the kernel memory
+    # each open file pins stays small.
+    return {"fsize": limits.file_bytes, "core": 0, "nofile": 1024}
+
+
+def worker_rlimits(limits: ResourceLimits) -> str:
+    """``base_rlimits`` as ``HYAC_RLIMITS`` gives them to a worker that sets them on
+    itself before it reads its function (``[rlimits] applied_by_worker``): ``fsize:N,…``."""
+    return ",".join(f"{name}:{value}" for name, value in base_rlimits(limits).items())
+
+
 def rlimit_prefix(limits: ResourceLimits, cgroups: bool, reserved_bytes: int = 0) -> list[str]:
     """``prlimit … --`` run inside the sandbox just before the worker; ``reserved_bytes``:
     address space the runtime reserves without touching it (``Runtime.reserved_bytes``)."""
-    # 1024 descriptors, as Docker gives: enough for any function, and the kernel memory
-    # each open file pins stays small.
-    args = ["prlimit", f"--fsize={limits.file_bytes}", "--core=0", "--nofile=1024"]
+    args = ["prlimit", *(f"--{name}={value}" for name, value in base_rlimits(limits).items())]
     if not cgroups:
         # RLIMIT_DATA (private writable memory: heap, anonymous maps, thread stacks) is
         # what binds the quota: it tracks a worker's resident size closely, and malloc

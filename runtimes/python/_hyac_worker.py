@@ -605,8 +605,32 @@ def _size_thread_stacks() -> None:
         threading.stack_size(CAPPED_THREAD_STACK)
 
 
+#: HYAC_RLIMITS' names (prlimit's) and the limits they set
+_RLIMIT_NAMES = {"fsize": "RLIMIT_FSIZE", "core": "RLIMIT_CORE", "nofile": "RLIMIT_NOFILE"}
+
+
+def _apply_rlimits() -> None:
+    """Set the limits the agent names in ``HYAC_RLIMITS`` (``fsize:N,core:0,nofile:1024``)
+    on this process, soft and hard alike, as ``prlimit`` would have before it started:
+    first of all, so that everything the function starts inherits them. A limit that
+    cannot be set ends the worker (exit 2) before it reads its function."""
+    spec = os.environ.pop("HYAC_RLIMITS", "")
+    if not spec:
+        return
+    try:
+        import resource
+
+        for item in spec.split(","):
+            name, _, value = item.partition(":")
+            limit = int(value)
+            resource.setrlimit(getattr(resource, _RLIMIT_NAMES[name]), (limit, limit))
+    except (ImportError, KeyError, ValueError, OSError) as exc:
+        die(EXIT_PROTOCOL_ERROR, f"cannot set the limits HYAC_RLIMITS={spec!r}: {exc}")
+
+
 def main() -> None:
     """Read ``init``, load the function, then serve until shutdown or end of channel."""
+    _apply_rlimits()
     _size_thread_stacks()
     channel = open_channel()
     try:

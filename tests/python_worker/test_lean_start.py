@@ -161,3 +161,30 @@ def test_bodies_cross_base64_unchanged(start: Callable[..., Worker], body: bytes
                     "def main(context):\n    return Response(body=context.request.body)\n"})
     assert body_of(worker.call(raw_body=body)) == body
 
+
+LIMITS = """
+import os, resource
+def main(context):
+    return {name: list(resource.getrlimit(getattr(resource, name)))
+            for name in ("RLIMIT_FSIZE", "RLIMIT_CORE", "RLIMIT_NOFILE")} | {
+        "env": "HYAC_RLIMITS" in os.environ}
+"""
+
+
+def test_the_worker_sets_the_limits_it_is_given(start: Callable[..., Worker]) -> None:
+    """HYAC_RLIMITS: soft and hard alike, set before the function loads (a process the
+    function starts inherits them), and not left in the function's environment."""
+    worker = start({"functions/hello.py": LIMITS},
+                   process_env={"HYAC_RLIMITS": "fsize:1048576,core:0,nofile:256"})
+    seen = json_of(worker.call())
+    assert seen == {"RLIMIT_FSIZE": [1048576, 1048576], "RLIMIT_CORE": [0, 0],
+                    "RLIMIT_NOFILE": [256, 256], "env": False}
+
+
+@pytest.mark.parametrize("spec", ["fsize:lots", "stack:1", "nofile:99999999999"])
+def test_limits_that_cannot_be_set_stop_the_worker(start: Callable[..., Worker], spec: str) -> None:
+    """Fail closed: the function never runs without the limits it was meant to have."""
+    worker = start({"functions/hello.py": "def main(context):\n    return 1\n"},
+                   process_env={"HYAC_RLIMITS": spec}, expect_ready=False)
+    assert worker.wait() == 2
+    assert b"cannot set the limits" in worker.proc.stderr.read()

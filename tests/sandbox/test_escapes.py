@@ -213,6 +213,28 @@ return out
     assert all(failed(r) for r in seen.values()), seen
 
 
+def test_file_core_and_descriptor_limits_bind_the_function_and_its_children(target: Target) -> None:
+    """Soft and hard: the function cannot raise them, and a process it starts has them
+    too (bubblewrap's Python worker sets them on itself before it loads the function;
+    docker and gVisor get them from the container)."""
+    seen = target.value(probe("""
+import resource, subprocess, sys
+mine = {name: resource.getrlimit(getattr(resource, name))
+        for name in ('RLIMIT_FSIZE', 'RLIMIT_CORE', 'RLIMIT_NOFILE')}
+child = subprocess.run([sys.executable, '-c', 'import resource; print(resource.getrlimit(resource.RLIMIT_NOFILE)[1])'],
+                       capture_output=True, text=True).stdout.strip()
+raise_nofile = attempt(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096)))
+return {'mine': mine, 'child_nofile': child, 'raise_nofile': raise_nofile,
+        'env': sorted(k for k in os.environ if k.startswith('HYAC_RLIMIT'))}
+"""))
+    assert seen["mine"]["RLIMIT_FSIZE"] == [64 * 1024 * 1024] * 2, seen
+    assert seen["mine"]["RLIMIT_CORE"] == [0, 0], seen
+    assert seen["mine"]["RLIMIT_NOFILE"] == [1024, 1024], seen
+    assert seen["child_nofile"] == "1024", seen
+    assert failed(seen["raise_nofile"]), seen
+    assert seen["env"] == [], seen
+
+
 def test_fill_tmp_past_its_cap(target: Target) -> None:
     seen = target.value(probe("""
 written = 0
