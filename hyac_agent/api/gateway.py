@@ -59,7 +59,8 @@ async def _invoke(request: Request, tenant: str, function: str, path: str, agent
 
         return submitted(await agent.tasks.submit(tenant, function, invoke, client_ip=client))
     try:
-        result = await agent.invoker.invoke(tenant, function, invoke, client_ip=client)
+        result = await agent.invoker.invoke(tenant, function, invoke, client_ip=client,
+                                            version=version)
     except FunctionLoadError as exc:  # its message names the user's files: not for anyone
         return _function_error(exc.code, str(exc.details.get("type", "Error")),
                                f"function {function!r} failed to load",
