@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +55,15 @@ class TaskStore(Protocol):
 
     @abc.abstractmethod
     def create_task(self, record: TaskRecord) -> None: ...
+
+    @abc.abstractmethod
+    def create_tasks(self, records: Sequence[TaskRecord]) -> None:
+        """Store every one of ``records`` in one transaction, or none of them."""
+
+    @abc.abstractmethod
+    def finish_runs(self, runs: Sequence[tuple[str, str, dict[str, Any]]]) -> list[bool]:
+        """``finish_run`` of each (task id, request id, values), in one transaction; for
+        each, whether it applied."""
 
     @abc.abstractmethod
     def get_task(self, task_id: str) -> TaskRecord | None: ...

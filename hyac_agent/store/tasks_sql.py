@@ -7,7 +7,7 @@ processes: whoever's UPDATE matched a row owns the transition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -62,6 +62,10 @@ class SqlTaskStore(TaskStore):
     def create_task(self, record: TaskRecord) -> None:
         with self.engine.begin() as conn:
             conn.execute(_INSERT, asdict(record))
+
+    def create_tasks(self, records: Sequence[TaskRecord]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_INSERT, [asdict(record) for record in records])
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         with self.engine.connect() as conn:
@@ -145,10 +149,13 @@ class SqlTaskStore(TaskStore):
             ).rowcount == 1
 
     def finish_run(self, task_id: str, request_id: str, values: dict[str, Any]) -> bool:
+        return self.finish_runs([(task_id, request_id, values)])[0]
+
+    def finish_runs(self, runs: Sequence[tuple[str, str, dict[str, Any]]]) -> list[bool]:
         with self.engine.begin() as conn:
-            return conn.execute(_OF_RUN, {
+            return [conn.execute(_OF_RUN, {
                 "b_id": task_id, "b_request": request_id, "lease_expires": None, **values,
-            }).rowcount == 1
+            }).rowcount == 1 for task_id, request_id, values in runs]
 
     def release_task(self, task_id: str, request_id: str, now: float) -> bool:
         with self.engine.begin() as conn:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hyac_agent.batching import GroupWriter
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.services.invoke import InvokeService, new_request_id
 from hyac_agent.store import Store, TaskRecord, VersionRecord
@@ -126,6 +127,14 @@ class TaskExecutor:
         self._background: set[asyncio.Task[Any]] = set()
         #: the queue engine's submit: carries a task to be retried at the given time
         self.resubmit = resubmit
+        # Runs that end together record their outcomes in one transaction.
+        store = parts.store
+        self._finishes: GroupWriter[tuple[str, str, dict[str, Any]], bool] = GroupWriter(
+            store.finish_runs, lambda run: store.finish_run(*run))
+
+    async def _finish_run(self, task_id: str, request_id: str, values: dict[str, Any]) -> bool:
+        """``store.finish_run``, grouped with the runs ending at the same time."""
+        return await self._finishes.write((task_id, request_id, values))
 
     # one run --------------------------------------------------------------------------
 
@@ -157,7 +166,7 @@ class TaskExecutor:
         if self._expired(before, version, time.time()):
             assert claimed.run_request_id is not None and version is not None
             now = time.time()
-            if await asyncio.to_thread(self.store.finish_run, claimed.id, claimed.run_request_id, {
+            if await self._finish_run(claimed.id, claimed.run_request_id, {
                 # as if it had never been claimed: it did not run
                 "status": TaskStatus.DEAD, "attempt": before.attempt,
                 "started_at": before.started_at, "lease_owner": before.lease_owner,
@@ -294,7 +303,7 @@ class TaskExecutor:
             return await self._record_failure(task, request_id, error, retry=True)
         outcome = TaskResult(status=result.status, headers=result.headers, body_b64=result.body_b64)
         now = time.time()
-        if await asyncio.to_thread(self.store.finish_run, task.id, request_id, {
+        if await self._finish_run(task.id, request_id, {
             "status": TaskStatus.SUCCEEDED, "result": outcome.model_dump_json(), "error": None,
             "progress": 1.0,
             "finished_at": now, "updated_at": now, **self._callback_values(task, now),
@@ -313,7 +322,7 @@ class TaskExecutor:
             "status": TaskStatus.QUEUED, "run_at": run_at, "dispatched_at": now, "updated_at": now,
             "attempt": max(task.attempt - 1, 0), "error": error.model_dump_json(),
         }
-        if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
+        if not await self._finish_run(task.id, request_id, values):
             return None
         await self.resubmit(task.id, run_at)
         return TaskStatus.QUEUED
@@ -330,12 +339,12 @@ class TaskExecutor:
             config = version.config
             run_at = now + backoff(failures, config.retry_backoff, config.retry_backoff_max)
             values.update(status=TaskStatus.FAILED, run_at=run_at, dispatched_at=now)
-            if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
+            if not await self._finish_run(task.id, request_id, values):
                 return None
             await self.resubmit(task.id, run_at)
             return TaskStatus.FAILED
         values.update(status=TaskStatus.DEAD, finished_at=now, **self._callback_values(task, now))
-        if not await asyncio.to_thread(self.store.finish_run, task.id, request_id, values):
+        if not await self._finish_run(task.id, request_id, values):
             return None
         self._after_end(task, TaskStatus.DEAD)
         return TaskStatus.DEAD

@@ -11,6 +11,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from hyac_agent.batching import GroupWriter
 from hyac_agent.ids import random_hex
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.store import Store, TaskRecord
@@ -48,6 +49,14 @@ class TaskService:
         self.store = store
         self.functions = functions
         self.queue = queue
+        # Tasks submitted together are stored in one transaction: a burst of submissions
+        # pays one commit and one hop to a thread per group, not one each.
+        self._creates: GroupWriter[TaskRecord, None] = GroupWriter(
+            self._create_many, store.create_task)
+
+    def _create_many(self, records: list[TaskRecord]) -> list[None]:
+        self.store.create_tasks(records)
+        return [None] * len(records)
 
     def check_callback_url(self, url: str | None) -> str | None:
         """``url`` if callbacks may be sent there as far as can be told now (a literal
@@ -100,13 +109,13 @@ class TaskService:
                 run_request_id=reserved,
             )
             try:
-                await asyncio.to_thread(self.store.create_task, claimed)
+                await self._creates.write(claimed)
             except BaseException:
                 self.queue.release(reserved)
                 raise
             self.queue.start_reserved(claimed, version)
             return record
-        await asyncio.to_thread(self.store.create_task, record)
+        await self._creates.write(record)
         await self.queue.submit(record.id, record.run_at)
         return record
 
