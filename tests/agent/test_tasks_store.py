@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from hyac_agent.store import SqlStore, TaskRecord
 from hyac_agent.tasks import backoff
@@ -106,3 +107,24 @@ def test_claim_found_hands_back_the_task_as_found_and_as_claimed(store: SqlStore
     assert store.claim_found("no_such_task", "x", "req_y", now, 30) is None
     store.create_task(queued("task_later", now, run_at=now + 60))
     assert store.claim_found("task_later", "x", "req_z", now, 30) is None  # not yet due
+
+
+def test_tasks_created_together_are_stored_all_or_none(store: SqlStore) -> None:
+    now = time.time()
+    store.create_tasks([queued("task_a", now), queued("task_b", now)])
+    assert store.get_task("task_a") is not None and store.get_task("task_b") is not None
+    with pytest.raises(IntegrityError):  # task_a again: the whole group is refused
+        store.create_tasks([queued("task_c", now), queued("task_a", now)])
+    assert store.get_task("task_c") is None
+
+
+def test_runs_finished_together_say_each_whether_it_applied(store: SqlStore) -> None:
+    now = time.time()
+    store.create_tasks([queued(f"task_{i}", now, status="running", run_request_id=f"req_{i}")
+                        for i in range(3)])
+    done = {"status": "succeeded", "finished_at": now, "updated_at": now}
+    applied = store.finish_runs([("task_0", "req_0", done), ("task_1", "req_other", done),
+                                 ("task_2", "req_2", done)])
+    assert applied == [True, False, True]  # task_1's run is not req_other
+    statuses = [store.get_task(f"task_{i}").status for i in range(3)]  # type: ignore[union-attr]
+    assert statuses == ["succeeded", "running", "succeeded"]
