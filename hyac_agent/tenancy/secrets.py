@@ -18,6 +18,8 @@ from hyac_agent.tenancy.store import TenancyStore
 from hyac_common.errors import InvalidInput, NotFound
 
 KEY_FILE = "secrets.key"
+#: reads of a tenant's secrets a refresh makes while changes here overtake it
+_REFRESH_TRIES = 5
 MAX_SECRET = 64 * 1024
 #: values shorter than this are not redacted (they would mangle ordinary words)
 MIN_REDACTED = 4
@@ -147,19 +149,28 @@ class SecretService:
         """Read ``tenant``'s values again (another agent changed them). A value that
         changed or went stays redacted while a worker that may hold it lives, as with a
         change made here; there is no moment without redaction."""
-        if tenant not in self._cache:
-            return  # never loaded here: the first values() reads the store
-        loaded = self._load(tenant)
-        with self._lock:
-            current = self._cache.get(tenant, {})
-            generation = self._generation.get(tenant, 0) + 1
-            retired = self._retired.setdefault(tenant, {})
-            for name, old in current.items():
-                if loaded.get(name) != old:
-                    retired[old] = generation
-            self._cache[tenant] = loaded
-            self._generation[tenant] = generation
-            self._rebuild(tenant)
+        for attempt in range(_REFRESH_TRIES):
+            with self._lock:
+                if tenant not in self._cache:
+                    return  # never loaded here: the first values() reads the store
+                seen = self._generation.get(tenant, 0)
+            loaded = self._load(tenant)
+            with self._lock:
+                if self._generation.get(tenant, 0) != seen and attempt < _REFRESH_TRIES - 1:
+                    # A change made here while the store was read (its write may have
+                    # come after the read) put newer values in the cache already: read
+                    # again rather than put older ones back over them.
+                    continue
+                current = self._cache.get(tenant, {})
+                generation = self._generation.get(tenant, 0) + 1
+                retired = self._retired.setdefault(tenant, {})
+                for name, old in current.items():
+                    if loaded.get(name) != old:
+                        retired[old] = generation
+                self._cache[tenant] = loaded
+                self._generation[tenant] = generation
+                self._rebuild(tenant)
+                return
 
     def forget(self, tenant: str) -> None:
         """Drop ``tenant``'s values (it is gone); its workers' values stay redacted."""

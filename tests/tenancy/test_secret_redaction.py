@@ -49,3 +49,35 @@ def test_a_change_made_by_another_agent_leaves_no_moment_without_redaction(tmp_p
     assert here.redact("t", line) == "first-value ***"
     here.refresh("never-loaded")                      # nothing to do, nothing read
     assert here.redact("never-loaded", line) == line
+
+
+def test_a_refresh_that_read_the_store_before_a_change_here_does_not_undo_it(
+    tmp_path: Path,
+) -> None:
+    """The change feed's refresh reads the store; a secret set here meanwhile, written
+    after that read, must not be lost when the refresh lands (the function then found
+    no such secret: KeyError)."""
+    import threading
+
+    secrets = service(tmp_path)
+    secrets.set("t", "OTHER", "x")                     # the tenant's values are loaded
+    read_started, go_on = threading.Event(), threading.Event()
+    original = secrets.store.secrets_of
+    held = {"first": True}
+
+    def slow_read(tenant: str) -> dict[str, str]:
+        found = original(tenant)                       # before the change below
+        if held.pop("first", False):
+            read_started.set()
+            go_on.wait(10)
+        return found
+
+    secrets.store.secrets_of = slow_read  # type: ignore[method-assign]
+    refresher = threading.Thread(target=secrets.refresh, args=("t",))
+    refresher.start()
+    assert read_started.wait(10)
+    secrets.set("t", "ROTATED", "new-value")            # written after the refresh's read
+    go_on.set()
+    refresher.join(10)
+    assert secrets.get("t", "ROTATED") == "new-value"
+    assert secrets.names("t") == ["OTHER", "ROTATED"]
