@@ -43,7 +43,10 @@ class UserTracebacks:
             if self.entry_source is not None:
                 # Compiled under its relative name: tracebacks show "functions/hello.py".
                 source, path = self.entry_source
-                encoding = tokenize.detect_encoding(iter(source.splitlines(True)).__next__)[0]
+                try:
+                    encoding = tokenize.detect_encoding(iter(source.splitlines(True)).__next__)[0]
+                except SyntaxError:  # an unknown coding: compiling it failed the same way
+                    encoding = "utf-8"
                 lines = source.decode(encoding, "replace").splitlines(True)
                 linecache.cache[self._entry] = (len(source), None, lines, path)
             prefix = re.compile(r"^([ |+\-]*)" + re.escape(MAIN_MODULE) + r"\.", re.MULTILINE)

@@ -9,9 +9,10 @@ are serialised by one lock and each is one blocking ``sendall`` of a whole frame
 from __future__ import annotations
 
 # A worker's start imports what serves the first invocation and no more (see
-# bootstrap.py): the C modules under socket, threading and json, not those packages,
-# whose enum and re make most of an interpreter's start. traceback is imported by the
-# first failure or once the first invocation is answered (_hyac_errors.py).
+# _hyac_worker.py): the C modules under socket and threading, and hyac_context's JSON
+# codec, not the socket and json packages, whose enum and re make most of an
+# interpreter's start. traceback is imported by the first failure or once the first
+# invocation is answered (_hyac_errors.py).
 import _socket
 import _thread
 import contextvars
@@ -57,7 +58,7 @@ class FrameTooLarge(ValueError):
 def encode_frame(message: dict[str, Any]) -> bytes:
     """Serialise one message into a frame; raises FrameTooLarge past the limit."""
     data = _json_dumps(message, ensure_ascii=False, separators=(",", ":"),
-                            allow_nan=False).encode("utf-8")
+                       allow_nan=False).encode("utf-8")
     if len(data) > MAX_FRAME:
         raise FrameTooLarge(f"message of {len(data)} bytes exceeds the 64 MiB frame limit")
     return _HEADER.pack(len(data)) + data

@@ -131,6 +131,17 @@ def test_the_first_failure_has_its_full_traceback(start: Callable[..., Worker]) 
     assert "raise ValueError('first call')" in error["traceback"], error
 
 
+def test_an_entry_in_an_unknown_coding_is_an_init_error(start: Callable[..., Worker]) -> None:
+    """The worker reads the entry's coding only when it formats a failure; a coding that
+    does not exist is the function's load error, not a crash of the worker."""
+    worker = start({"functions/hello.py": "# -*- coding: no-such-codec -*-\n"
+                    "def main(context):\n    return 1\n"}, expect_ready=False)
+    answer = worker.startup()
+    assert answer["type"] == "init_error", answer
+    assert answer["error"]["type"] == "SyntaxError"
+    assert "no-such-codec" in answer["error"]["message"]
+
+
 def test_bare_format_without_traceback() -> None:
     """Out of memory before traceback could be imported: the report still names the
     user's frames and the error, without source lines."""
