@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import _queue
 import _socket
-import binascii
 import contextvars
 import os
 import sys
@@ -88,7 +87,7 @@ class Invocation:
         if not isinstance(request, dict):
             raise MalformedRequest(request_id, f"invoke {request_id}: 'request' must be an object")
         try:
-            body = _b64decode(request.get("body_b64") or "")
+            body = hyac_context._b64decode_strict(request.get("body_b64") or "")
             self.request = hyac_context.Request(
                 method=str(request.get("method", "GET")),
                 path=str(request.get("path", "/")),
@@ -388,7 +387,7 @@ class Worker:
         response = {
             "status": status,
             "headers": headers,
-            "body_b64": binascii.b2a_base64(body, newline=False).decode("ascii"),
+            "body_b64": hyac_context._b64encode(body),
         }
         return {"type": "result", "id": request_id, "ok": True, "response": response}
 
@@ -494,16 +493,6 @@ class SyncPool:
             run(get())
             with lock:
                 self._idle += 1
-
-
-def _b64decode(data: str) -> bytes:
-    """``base64.b64decode(data, validate=True)``, without importing base64 (and re)
-    where binascii validates by itself (3.11+)."""
-    if sys.version_info >= (3, 11):
-        return binascii.a2b_base64(data, strict_mode=True)
-    import base64
-
-    return base64.b64decode(data, validate=True)
 
 
 def _missing_handler(context: Any) -> Any:

@@ -1186,6 +1186,16 @@ def _b64encode(data: bytes | bytearray | memoryview) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
+def _b64decode_strict(data: str) -> bytes:
+    """``base64.b64decode(data, validate=True)``, without importing base64 (and re)
+    where binascii validates by itself (3.11+)."""
+    if sys.version_info >= (3, 11):
+        return binascii.a2b_base64(data, strict_mode=True)
+    import base64
+
+    return base64.b64decode(data, validate=True)
+
+
 def _wrap_future(future: Future[Any]) -> Awaitable[Any]:
     """A host call's future as an awaitable of the running loop (an ``async`` method
     runs on one, so asyncio is imported already)."""
