@@ -235,6 +235,20 @@ return {'mine': mine, 'child_nofile': child, 'raise_nofile': raise_nofile,
     assert seen["env"] == [], seen
 
 
+def test_a_function_env_naming_the_limits_raises_none_of_them(target: Target) -> None:
+    """HYAC_RLIMITS in the function's own env (hyac.toml) comes after the worker has set
+    its limits: the function sees its value, and the limits stay where they were."""
+    seen = target.value(probe("""
+import resource
+return {'nofile': resource.getrlimit(resource.RLIMIT_NOFILE),
+        'fsize': resource.getrlimit(resource.RLIMIT_FSIZE)[1],
+        'env': os.environ.get('HYAC_RLIMITS')}
+"""), env={"HYAC_RLIMITS": "nofile:65536,fsize:-1"})
+    assert seen["nofile"] == [1024, 1024], seen
+    assert seen["fsize"] == 64 * 1024 * 1024, seen
+    assert seen["env"] == "nofile:65536,fsize:-1", seen
+
+
 def test_fill_tmp_past_its_cap(target: Target) -> None:
     seen = target.value(probe("""
 written = 0
