@@ -12,9 +12,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
-from hyac_agent.execution.channel import ProtocolError, encode_frame, read_frame
+from hyac_agent.execution.channel import FrameProtocol, ProtocolError, encode_frame
 from hyac_agent.logbus import LogBus
 from hyac_agent.logframes import LogBudget
 from hyac_agent.sandbox import Sandbox, SandboxSpec
@@ -88,8 +88,9 @@ class Worker:
             asyncio.get_running_loop().create_future()
         )
         self._tasks: list[asyncio.Task[Any]] = []
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.WriteTransport | None = None
         self._outbox: list[bytes] | None = None  # frames to write at the loop's next turn
+        self._killing = False
 
     @property
     def in_flight(self) -> int:
@@ -103,10 +104,14 @@ class Worker:
     # life cycle --------------------------------------------------------------------------
 
     async def start(self, init: InitFrame) -> None:
-        reader, self._writer = await asyncio.open_unix_connection(sock=self.sandbox.channel)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_unix_connection(
+            lambda: FrameProtocol(self._dispatch_frame, self._channel_ended),
+            sock=self.sandbox.channel,
+        )
+        self._writer = cast(asyncio.WriteTransport, transport)
         process = self.sandbox.process
         self._tasks = [
-            asyncio.create_task(self._read_channel(reader)),
             asyncio.create_task(self._read_output(process.stdout, "stdout")),
             asyncio.create_task(self._read_output(process.stderr, "stderr")),
             asyncio.create_task(self._watch_exit()),
@@ -141,6 +146,7 @@ class Worker:
         if not self.dead:
             self.dead = True
             self.death_reason = reason
+        self._killing = True  # the channel's end that closing it brings is ours
         self._fail_pending()
         if self._writer is not None:
             # Close the transport before the socket goes: a socket closed under a live
@@ -241,28 +247,44 @@ class Worker:
         if self._outbox is not None:
             self._outbox.append(frame)
             return
+        loop = asyncio.get_running_loop()
+        if not getattr(loop, "_ready", True):
+            # Nothing else is to run in this turn of the loop (asyncio's queue of ready
+            # callbacks is empty), so no frame can join this one: it leaves now, not a
+            # turn later (a lone request's latency).
+            self._writer.write(frame)
+            return
         # Frames sent in one turn of the event loop leave in one write: under load, one
         # wake-up of the worker for the requests that arrived together, not one each.
         self._outbox = [frame]
-        asyncio.get_running_loop().call_soon(self._flush)
+        loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         frames, self._outbox = self._outbox or [], None
         if frames and self._writer is not None and not self._writer.is_closing():
             self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
-    async def _read_channel(self, reader: asyncio.StreamReader) -> None:
+    def _dispatch_frame(self, message: WorkerFrame) -> None:
+        """A whole frame from the channel, in the turn of the loop it arrived in."""
         try:
-            while True:
-                message = await read_frame(reader)
-                if message is None:
-                    break
-                self._dispatch(message)
-        except ProtocolError as exc:
-            log.warning("worker %s broke the protocol: %s", self.sandbox.pid, exc)
-            self._system_log(f"worker broke the protocol: {exc}")
-        except (ConnectionError, OSError):
-            pass
+            self._dispatch(message)
+        except ProtocolError:
+            raise  # ends the channel (_channel_ended)
+        except Exception:  # a bug of ours: the worker and its requests go, loudly
+            log.exception("worker %s: a frame could not be handled", self.sandbox.pid)
+            raise ProtocolError("a frame could not be handled") from None
+
+    def _channel_ended(self, error: ProtocolError | None) -> None:
+        if self._killing:
+            return
+        if error is not None:
+            log.warning("worker %s broke the protocol: %s", self.sandbox.pid, error)
+            self._system_log(f"worker broke the protocol: {error}")
+        task = asyncio.create_task(self._after_channel())
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    async def _after_channel(self) -> None:
         if not self.dead:
             # The channel usually closes just before the exit is seen: learn why it died.
             with contextlib.suppress(asyncio.TimeoutError):

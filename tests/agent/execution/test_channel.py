@@ -59,3 +59,84 @@ def test_a_burst_leaves_in_one_write_and_every_answer_finds_its_request(
     # in the order they were sent: call 0 first
     positions = [frames.index(base64.b64encode(f"call {i}".encode())) for i in range(BURST)]
     assert positions == sorted(positions)
+
+
+def test_a_lone_request_leaves_in_the_turn_it_was_sent(agent: InProcessAgent) -> None:
+    """Nothing else to run in the loop's turn: the frame is written at once, from the
+    invocation's own step, not by a callback a turn later (each turn is a trip through
+    the selector: a lone request's latency)."""
+    agent.deploy("echo", SOURCE)
+    assert agent.invoke("echo").status_code == 200
+    (worker,) = agent.agent.pool._workers.values()
+    writers: list[Any] = []
+    original = worker._writer.write
+
+    def counted(data: bytes) -> None:
+        if b'"invoke"' in data:
+            writers.append(asyncio.current_task())
+        original(data)
+
+    worker._writer.write = counted
+    for _ in range(3):
+        result = agent.run(agent.agent.invoker.invoke(
+            "default", "echo", InvokeRequest(body_b64=base64.b64encode(b"alone").decode())))
+        assert base64.b64decode(result.body_b64) == b"alone"
+    assert len(writers) == 3 and all(task is not None for task in writers), writers
+
+
+def _frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload
+
+
+class _Ends:
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+        self.ends: list[Any] = []
+
+
+def _protocol() -> tuple[Any, _Ends]:
+    from hyac_agent.execution.channel import FrameProtocol
+
+    ends = _Ends()
+    return FrameProtocol(ends.frames.append, ends.ends.append), ends
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 4096])
+def test_frames_are_handed_on_whole_however_the_bytes_are_cut(chunk: int) -> None:
+    protocol, ends = _protocol()
+    stream = b"".join(_frame(b'{"type":"log","n":%d}' % i) for i in range(5))
+    stream += _frame(b'{"type":"result","body":"' + b"x" * 10_000 + b'"}')
+    for start in range(0, len(stream), chunk):
+        protocol.data_received(stream[start:start + chunk])
+    assert [f.get("n") for f in ends.frames[:5]] == [0, 1, 2, 3, 4]
+    assert ends.frames[5]["type"] == "result" and len(ends.frames[5]["body"]) == 10_000
+    assert ends.ends == []
+    protocol.eof_received()
+    assert ends.ends == [None]  # a clean end: nothing was left half read
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    (_frame(b"not json"), "not valid JSON"),
+    (_frame(b"[1, 2]"), "JSON object with a 'type'"),
+    (_frame(b'{"type": 3}'), "JSON object with a 'type'"),
+    (_frame(b""), "not valid JSON"),
+    ((64 * 1024 * 1024 + 1).to_bytes(4, "big") + b"{", "exceeds"),
+])
+def test_a_broken_frame_ends_the_channel_once(data: bytes, problem: str) -> None:
+    protocol, ends = _protocol()
+    protocol.data_received(_frame(b'{"type":"log"}') + data + _frame(b'{"type":"log"}'))
+    # what came before the broken frame was handed on; nothing after it
+    assert [f["type"] for f in ends.frames] == ["log"]
+    (error,) = ends.ends
+    assert problem in str(error)
+    protocol.data_received(_frame(b'{"type":"log"}'))
+    protocol.connection_lost(None)
+    assert len(ends.frames) == 1 and len(ends.ends) == 1
+
+
+def test_a_stream_that_stops_inside_a_frame_is_a_broken_frame() -> None:
+    protocol, ends = _protocol()
+    protocol.data_received(_frame(b'{"type":"log"}')[:-2])
+    protocol.eof_received()
+    (error,) = ends.ends
+    assert "ended inside a frame" in str(error)
