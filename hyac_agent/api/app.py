@@ -31,6 +31,7 @@ from hyac_agent.api import (
 )
 from hyac_agent.api.deps import get_agent, get_principal
 from hyac_agent.api.errors import COMMON_ERRORS, INVOKE_ERRORS, install_error_handlers
+from hyac_agent.api.fast_invoke import InvokeFastPath
 from hyac_agent.api.limits import BodyLimitMiddleware
 from hyac_agent.api.streams import StreamSlots
 from hyac_agent.console import mount_console
@@ -46,7 +47,8 @@ from hyac_common.wire import AgentInfo
 class AgentApp(FastAPI):
     """FastAPI with a front of the agent's own ahead of FastAPI's middleware stack:
     request body limits, custom domains and the gateway, which answers its own errors
-    (``gateway.GatewayFastPath``). What the front does not answer goes on through
+    (``gateway.GatewayFastPath``), and the plain invoke API request
+    (``fast_invoke.InvokeFastPath``). What the front does not answer goes on through
     FastAPI (``inner``). On the gateway, the hottest path, each layer of FastAPI's stack
     (error, telemetry and body-limit middleware, each wrapping ``send``) was a cost of
     every request."""
@@ -128,7 +130,7 @@ def create_app(agent: Agent, url: str = "") -> AgentApp:
     app.include_router(gateway.router, responses=INVOKE_ERRORS)
     app.add_middleware(AuditMiddleware)
     app.front = BodyLimitMiddleware(
-        gateway.GatewayFastPath(app.inner),
+        gateway.GatewayFastPath(InvokeFastPath(app.inner)),
         body_limit=agent.config.max_body_bytes,
         bundle_limit=agent.config.max_bundle_bytes,
         uploads={"/v1/system/vulndb/import": (
