@@ -48,7 +48,7 @@ async def _invoke(request: Request, tenant: str, function: str, path: str, agent
     invoke = InvokeRequest.model_construct(
         method=request.method,
         path="/" + path,
-        query=dict(request.query_params),
+        query=dict(request.query_params) if request.scope.get("query_string") else {},
         headers=verdict.headers,
         body_b64=base64.b64encode(body).decode(),
     )

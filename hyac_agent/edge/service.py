@@ -155,7 +155,8 @@ class EdgeService:
     async def admit(self, request: Any, tenant: str, function: str,
                     domain: str | None = None) -> Verdict:
         view = await self.view()
-        peer = request.client.host if request.client else ""
+        client = request.client
+        peer = client.host if client else ""
         headers = dict(request.headers)
         address = client_address(peer, headers, view.trusted)
         verdict = Verdict(str(address) if address is not None else peer, headers)

@@ -129,6 +129,7 @@ class QuotaService:
         #: the wall clock the minute and day windows are cut by (a test drives it)
         self.clock = clock
         self._limits: dict[str, dict[str, float]] = {}
+        self._merged: dict[str, dict[str, float | None]] = {}  # _limits_cached
         self._counts: dict[tuple[str, str], int] = {}
         self._pending: dict[tuple[str, str], int] = {}
         self._loaded_windows: set[str] = set()
@@ -145,6 +146,7 @@ class QuotaService:
         executions and mails (it is being removed: a tenant made under its name starts at
         0). Blocking with ``usage``: a store of its counts in flight ends first, so the
         caller deletes the stored ones after it."""
+        self._merged.clear()
         if tenant is None or tenant == PLATFORM:
             self._limits.clear()
         else:
@@ -239,36 +241,9 @@ class QuotaService:
         if use + max(growth, 0) > limit:
             raise exceeded("storage", limit, use, 413)
 
-    @contextlib.asynccontextmanager
-    async def execution(self, tenant: str) -> AsyncIterator[None]:
+    def execution(self, tenant: str) -> AbstractAsyncContextManager[None]:
         """Admit one invocation of ``tenant`` (or 429), and count it while it runs."""
-        limits = self._limits_cached(tenant)
-        if limits is None:
-            limits = await asyncio.to_thread(self.limits, tenant)
-        minute, day = _windows(self.clock())
-        if minute not in self._loaded_windows or day not in self._loaded_windows:
-            await asyncio.to_thread(self._load_windows, [minute, day])
-        if self.shared is not None and any(limits[name] is not None for name in SHARED):
-            async with self._shared_execution(tenant, limits, minute, day):
-                yield
-            return
-        running = self._running.get(tenant, 0)
-        if limits["concurrency"] is not None and running >= limits["concurrency"]:
-            raise exceeded("concurrency", limits["concurrency"], running, 429)
-        for name, window in (("executions_per_minute", minute), ("executions_per_day", day)):
-            used = self._counts.get((tenant, window), 0)
-            limit = limits[name]
-            if limit is not None and used >= limit:
-                raise exceeded(name, limit, used, 429)
-        for window in (minute, day):
-            key = (tenant, window)
-            self._counts[key] = self._counts.get(key, 0) + 1
-            self._pending[key] = self._pending.get(key, 0) + 1
-        self._running[tenant] = running + 1
-        try:
-            yield
-        finally:
-            self._running[tenant] = max(0, self._running.get(tenant, 1) - 1)
+        return _Execution(self, tenant)
 
     def mail(self, tenant: str) -> AbstractAsyncContextManager[None]:
         """Admit one message of ``tenant`` (or 429); it counts once it has been sent."""
@@ -318,9 +293,12 @@ class QuotaService:
                 await asyncio.to_thread(self.shared.release, lease)
 
     def _limits_cached(self, tenant: str) -> dict[str, float | None] | None:
-        if tenant in self._limits and PLATFORM in self._limits:
-            return self.limits(tenant)
-        return None
+        """The limits in force for ``tenant`` if they are known without the store (kept
+        until ``forget``; read-only: every invocation looks them up), else None."""
+        merged = self._merged.get(tenant)
+        if merged is None and tenant in self._limits and PLATFORM in self._limits:
+            merged = self._merged[tenant] = self.limits(tenant)
+        return merged
 
     def _load_windows(self, windows: list[str]) -> None:
         fresh = [w for w in windows if w not in self._loaded_windows]
@@ -370,3 +348,51 @@ class QuotaService:
             await asyncio.to_thread(self.flush)
             if self.shared is not None:
                 await asyncio.to_thread(self.shared.renew)
+
+
+class _Execution:
+    """``QuotaService.execution``: a class, not a generator-based context manager (its
+    machinery was a cost of every invocation)."""
+
+    __slots__ = ("_quotas", "_tenant", "_shared")
+
+    def __init__(self, quotas: QuotaService, tenant: str) -> None:
+        self._quotas = quotas
+        self._tenant = tenant
+        self._shared: AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> None:
+        quotas, tenant = self._quotas, self._tenant
+        limits = quotas._limits_cached(tenant)
+        if limits is None:
+            limits = await asyncio.to_thread(quotas.limits, tenant)
+        minute, day = _windows(quotas.clock())
+        if minute not in quotas._loaded_windows or day not in quotas._loaded_windows:
+            await asyncio.to_thread(quotas._load_windows, [minute, day])
+        if quotas.shared is not None and any(limits[name] is not None for name in SHARED):
+            shared = quotas._shared_execution(tenant, limits, minute, day)
+            await shared.__aenter__()
+            self._shared = shared
+            return
+        running = quotas._running.get(tenant, 0)
+        if limits["concurrency"] is not None and running >= limits["concurrency"]:
+            raise exceeded("concurrency", limits["concurrency"], running, 429)
+        counts = quotas._counts
+        for name, window in (("executions_per_minute", minute), ("executions_per_day", day)):
+            used = counts.get((tenant, window), 0)
+            limit = limits[name]
+            if limit is not None and used >= limit:
+                raise exceeded(name, limit, used, 429)
+        pending = quotas._pending
+        for window in (minute, day):
+            key = (tenant, window)
+            counts[key] = counts.get(key, 0) + 1
+            pending[key] = pending.get(key, 0) + 1
+        quotas._running[tenant] = running + 1
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        if self._shared is not None:
+            return await self._shared.__aexit__(*exc_info)
+        running = self._quotas._running
+        running[self._tenant] = max(0, running.get(self._tenant, 1) - 1)
+        return None
