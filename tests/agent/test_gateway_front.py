@@ -8,6 +8,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shutil
+import signal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -110,3 +113,60 @@ def test_a_result_of_the_wrong_shape_from_a_worker_is_a_500_and_the_agent_serves
         assert answer.status_code == 500, answer.text
         assert answer.json()["error"]["code"] == "internal"
     assert after.status_code == 200 and after.text == "hi"
+
+
+def _raw_request(url: str, head: bytes, body_parts: list[bytes]) -> bytes:
+    """Send a hand-made HTTP/1.1 request; what came back before the agent closed or
+    stopped answering."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for part in body_parts:
+                sock.sendall(part)
+        except OSError:  # the agent answered and closed before the body was all sent
+            pass
+        answer = b""
+        sock.settimeout(5)
+        try:
+            while b"\r\n\r\n" not in answer or len(answer) < 2048:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except (TimeoutError, OSError):
+            pass
+    return answer
+
+
+def test_a_small_content_length_beside_a_chunked_body_does_not_pass_the_limit(
+    tmp_path: Path,
+) -> None:
+    """The body limit trusts a Content-Length only when nothing else frames the body: a
+    request that declares a few bytes and then sends a chunked body over the limit is
+    refused, whichever header comes first, and the function never sees that body."""
+    from tests.conftest import start_agent
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    running = start_agent(tmp_path / "data", env={"HYAC_MAX_BODY_BYTES": "4096"})
+    try:
+        running.deploy("size", "def main(context):\n    return str(len(context.request.body))\n")
+        chunk = b"x" * 4096
+        body = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 4 + [b"0\r\n\r\n"]
+        for headers in (b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n",
+                        b"Transfer-Encoding: chunked\r\nContent-Length: 10\r\n"):
+            head = (b"POST /default/size HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers +
+                    b"Connection: close\r\n\r\n")
+            answer = _raw_request(running.url, head, body)
+            status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else b""
+            assert status in (b"400", b"413"), answer[:300]
+            assert b"16384" not in answer
+        with httpx.Client(base_url=running.url, timeout=30) as client:
+            fine = client.post("/default/size", content=b"x" * 100)
+        assert fine.status_code == 200 and fine.text == "100"
+    finally:
+        running.kill(signal.SIGTERM)
