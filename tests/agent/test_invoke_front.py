@@ -157,3 +157,18 @@ def test_a_body_over_the_limit_is_refused(api_agent: InProcessAgent) -> None:
         fast, slow = _both(client, "echo", "mode=async", json=big)
     assert fast.status_code == 413 and slow.status_code == 413, (fast.text, slow.text)
     assert fast.json()["error"]["code"] == slow.json()["error"]["code"]
+
+
+def test_two_authorization_headers_get_the_routes_answer(api_agent: InProcessAgent) -> None:
+    """Which header counts is the route's business (the first): the front's look at
+    the headers only picks the path, never the caller."""
+    api_agent.deploy("echo", ECHO)
+    good = f"Bearer {api_agent.token}"
+    for first, second in ((good, "Basic dTpw"), ("Basic dTpw", good),
+                          (good, "Bearer hyac_" + "0" * 40), ("Bearer hyac_" + "0" * 40, good)):
+        headers = [("Authorization", first), ("Authorization", second),
+                   ("Content-Type", "application/json")]
+        with httpx.Client(transport=api_agent._transport(), base_url=api_agent.url) as client:
+            fast, slow = _both(client, "echo", "mode=sync", content=b"{}", headers=headers)
+        assert fast.status_code == (200 if first == good else 401), (first, fast.text)
+        _same(fast, slow)
