@@ -53,6 +53,9 @@ from benchmarks.harness import (
 NOOP_SOURCE = "def main(context):\n    return None\n"
 CLIENT_THREADS = 8
 REDIS_URL = "redis://127.0.0.1:6379/13"
+#: both Celery workers, the baseline's and ``hyac-agent worker``, log at this level: no
+#: line per task on either side
+CELERY_LOGLEVEL = "WARNING"
 
 
 @dataclass
@@ -214,7 +217,7 @@ def celery_worker(ctx: Context) -> Iterator[tuple[Any, Parts]]:
     celery = shutil.which("celery", path=str(Path(sys.executable).parent)) or "celery"
     with (home / "worker.log").open("wb") as log:
         process = subprocess.Popen(
-            [celery, "-A", "celery_noop", "worker", "--concurrency", "2", "--loglevel", "WARNING",
+            [celery, "-A", "celery_noop", "worker", "--concurrency", "2", "--loglevel", CELERY_LOGLEVEL,
              "-Q", queue],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO / "benchmarks",
             env={**os.environ, "HYAC_BENCH_QUEUE": queue}, preexec_fn=pinned(ctx.sut_cpus),
@@ -282,7 +285,9 @@ def hyac_engine(ctx: Context, engine: str) -> Iterator[tuple[Agent, Parts]]:
     with running_agent(ctx, "queue-celery", env=env) as agent:
         with (agent.data_dir.parent / "worker.log").open("wb") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "hyac_agent", "worker"], stdout=log,
+                # at the log level its Celery baseline runs at (no line per task)
+                [sys.executable, "-m", "hyac_agent", "worker", "--loglevel", CELERY_LOGLEVEL],
+                stdout=log,
                 stderr=subprocess.STDOUT, env=agent.env, cwd=agent.data_dir.parent,
                 preexec_fn=pinned(ctx.sut_cpus), start_new_session=True,
             )

@@ -239,6 +239,10 @@ def worker(
     data_dir: DataDirOption = None,
     sandbox: SandboxOption = None,
     insecure_no_sandbox: InsecureOption = False,
+    loglevel: str = typer.Option(
+        "INFO", "--loglevel", "-l",
+        help="DEBUG, INFO (a line per task received and ended), WARNING, ERROR or CRITICAL.",
+    ),
 ) -> None:
     """Run background tasks from the broker (HYAC_QUEUE=celery), on this or any host.
 
@@ -247,7 +251,11 @@ def worker(
     from hyac_agent.core import Agent
     from hyac_agent.tasks.celery_queue import run_worker
 
+    level = loglevel.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        _fail(f"--loglevel: {loglevel!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     config = _base_config(data_dir, sandbox, insecure_no_sandbox, task_concurrency=concurrency)
+    logging.getLogger().setLevel(level)
     if config.tasks.engine != "celery":
         _fail("hyac-agent worker runs tasks from a broker: set HYAC_QUEUE=celery "
               "(and HYAC_BROKER_URL, HYAC_DATABASE_URL); the embedded queue needs no worker")
@@ -261,7 +269,7 @@ def worker(
         agent = Agent(config)
     except HyacError as exc:
         _fail(exc.message)
-    run_worker(agent, config.tasks.concurrency)
+    run_worker(agent, config.tasks.concurrency, loglevel=level)
 
 
 @app.command()

@@ -81,6 +81,18 @@ def test_a_bad_command_line_value_is_refused_as_well(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == ["Error: HYAC_PORT must be at most 65535"]
 
 
+def test_a_bad_worker_log_level_is_refused_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hyac_agent", "worker", "--loglevel", "loud"],
+        env={**os.environ, "HYAC_DATA_DIR": str(tmp_path / "data"), "HYAC_QUEUE": "celery"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: --loglevel: 'loud' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"]
+    assert not (tmp_path / "data").exists()  # refused before anything was made
+
+
 def test_defaults_are_the_documented_ones(environ: pytest.MonkeyPatch) -> None:
     config = AgentConfig()
     assert (config.host, config.port, config.sandbox) == ("127.0.0.1", 8040, "auto")
