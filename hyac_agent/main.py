@@ -26,6 +26,8 @@ app = typer.Typer(
 
 
 if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
+
     from hyac_agent.config import AgentConfig
 
 # Options shared by `serve` and `worker`.
@@ -127,6 +129,14 @@ def serve(
 
     async def startup(sockets: list[socket.socket] | None = None) -> None:
         await original_startup(sockets=sockets)
+        # SIGUSR1 also lists the event loop's tasks with where each one waits (after the
+        # threads' stacks, which faulthandler writes even when the loop is stuck).
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        faulthandler.unregister(signal.SIGUSR1)  # registered again below, on top of this
+        loop.add_signal_handler(signal.SIGUSR1, _write_task_stacks, loop)
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
         await edge_tls.https.start(server.config.app, config.host)  # HYAC_TLS_PORT
         # Written only once the socket accepts requests: its presence means "ready".
         state = {"url": url, "token": agent.token, "pid": os.getpid(), "version": __version__,
@@ -180,6 +190,20 @@ def serve(
         forget_state()
     if not server.started:
         sys.exit(1)
+
+
+def _write_task_stacks(loop: AbstractEventLoop) -> None:
+    """Every task of ``loop`` and where it waits, to stderr (the agent's log)."""
+    import asyncio
+    import io
+
+    tasks = list(asyncio.all_tasks(loop))
+    out = io.StringIO()
+    out.write(f"asyncio tasks ({len(tasks)}):\n")
+    for task in tasks:
+        task.print_stack(limit=8, file=out)
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
 
 
 @app.command()

@@ -170,8 +170,12 @@ def test_sigusr1_writes_every_threads_stack_and_the_agent_goes_on(agent: Running
     before = len(agent.log())
     agent.process.send_signal(signal.SIGUSR1)
     eventually(lambda: "Current thread" in agent.log()[before:])
+    eventually(lambda: "asyncio tasks (" in agent.log()[before:])
     dumped = agent.log()[before:]
     assert "uvicorn" in dumped and "serve" in dumped, dumped  # the loop's thread, named by frame
+    # then the loop's tasks, each with where it waits (uvicorn's server task among them)
+    tasks = dumped[dumped.index("asyncio tasks ("):]
+    assert "Stack for <Task" in tasks and "serve" in tasks, tasks
     assert agent.process.poll() is None
     with agent.client() as client:
         assert client.get("/v1/agent").status_code == 200
