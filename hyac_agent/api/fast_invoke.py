@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,16 +61,16 @@ class InvokeFastPath:
             await self.app(scope, receive, send)
             return
         name, mode = plain
-        body = await _read_body(receive)  # BodyTooLarge goes up to the body limit
-        if body is None:  # the client went away
+        request = Request(scope, receive)
+        try:
+            body = await request.body()  # BodyTooLarge goes up to the body limit
+        except ClientDisconnect:
             return
         try:
             invoke = InvokeRequest.model_validate(json.loads(body))
         except (ValueError, ValidationError):  # answered by FastAPI, as ever
             await self.app(scope, _replay(body, receive), send)
             return
-        request = Request(scope, receive)
-        request._body = body
         try:
             tenant = await _tenant(request, request.headers.get("x-hyac-tenant"),
                                    _role_for(request))
@@ -87,17 +87,6 @@ class InvokeFastPath:
         except Exception as exc:  # answered as FastAPI's error handler answers the API's
             response = unexpected_error(exc)
         await response(scope, receive, send)
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
