@@ -45,6 +45,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for running in agents.values():
             report.sections.append((f"agent {running.url} (pid {running.process.pid}): its "
                                     f"stacks and last log lines", running.stacks_and_log()))
+        # A module's browser pages (WATCHED): the requests they sent that had no answer
+        # yet, so a view left "Loading…" names what it waited for. Last: a shortened
+        # report keeps its end.
+        for watched in getattr(item.module, "WATCHED", ()):
+            waiting = watched.unfinished()
+            if waiting:
+                report.sections.append(("requests a browser page was still waiting for",
+                                        "\n".join(waiting)))
     return report
 
 
@@ -160,11 +168,25 @@ class RunningAgent(AgentClient):
                     pytrace=False)
 
     def stacks_and_log(self) -> str:
-        """Every thread's stack (SIGUSR1: the agent's faulthandler writes them to its log)
-        and the last ``AGENT_LOG_LINES`` lines of its log."""
+        """The end of the agent's log, then every thread's stack and every event-loop
+        task (SIGUSR1: the agent writes them to its log), the main thread's stack last:
+        a report cut short keeps its head and its end."""
+        before = self.log_path.stat().st_size
         self.process.send_signal(signal.SIGUSR1)
         time.sleep(1)  # faulthandler writes at once; a loaded host may lag
-        return "\n".join(self.log().splitlines()[-AGENT_LOG_LINES:])
+        with self.log_path.open("rb") as log:
+            earlier = log.read(before).decode(errors="replace").splitlines()
+            dump = log.read().decode(errors="replace")
+        cut = dump.find("asyncio tasks (")
+        if cut < 0:
+            tasks = "(no task list within 1 s: the event loop did not run its handler)"
+        else:
+            dump, tasks = dump[:cut], dump[cut:]
+        threads = dump.strip().split("\n\n")
+        current = [block for block in threads if block.startswith("Current thread")]
+        ordered = [block for block in threads if block not in current] + [tasks] + current
+        tail = earlier[-AGENT_LOG_LINES // 3:]
+        return "\n".join([*tail, "---- stacks ----", "\n\n".join(ordered)])
 
 
 def current_runtime() -> str:

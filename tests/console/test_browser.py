@@ -34,7 +34,7 @@ SHOTS = Path(os.environ.get("HYAC_CONSOLE_SHOTS") or Path(tempfile.gettempdir())
 WAIT = 30_000  # ms: how long the page may take to show what a step waits for
 
 try:
-    from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+    from playwright.sync_api import Browser, Dialog, Page, Request, expect, sync_playwright
 except ImportError:
     pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40' "
                 "(never `playwright install`: the tests use Debian's chromium)",
@@ -71,6 +71,9 @@ def main(context):
     return {"done": True}
 """
 
+
+#: every page a test here opens (tests/conftest.py reports a failing test's waiting requests)
+WATCHED: list[Watched] = []
 
 #: hello's sample request (hyac.toml's sample, or any request through the API)
 SAMPLE = {"method": "POST", "path": "/", "query": {"name": "sample"},
@@ -112,15 +115,28 @@ def browser() -> Iterator[Browser]:
 
 
 class Watched:
-    """A page, and the dialogs and script errors it met (none may happen)."""
+    """A page, and the dialogs and script errors it met (none may happen). The requests
+    it sent and has no answer to yet are kept: a failing test shows them (WATCHED)."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        self.sent: dict[Request, float] = {}
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("request", lambda request: self.sent.setdefault(request, time.monotonic()))
+        page.on("requestfinished", lambda request: self.sent.pop(request, None))
+        page.on("requestfailed", lambda request: self.sent.pop(request, None))
         page.set_default_timeout(WAIT)
+        WATCHED.append(self)
+
+    def unfinished(self) -> list[str]:
+        if self.page.is_closed():
+            return []
+        now = time.monotonic()
+        return [f"{request.method} {request.url} sent {now - at:.1f} s ago by the page at "
+                f"{self.page.url}" for request, at in self.sent.items()]
 
     def _dialog(self, dialog: Dialog) -> None:
         self.dialogs.append(dialog.message)
@@ -277,6 +293,9 @@ def test_a_viewer_sees_no_admin_views(browser: Browser, deployed: RunningAgent) 
     try:
         page.goto(f"{deployed.url}/console/")
         expect(page.get_by_role("heading", name="Sign in to Hyac")).to_be_visible()
+        # nobody is signed in: no tenant to pick, nothing to sign out of
+        expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+        expect(page.get_by_label("Tenant")).to_be_hidden()
         shot(page, "sign-in")
         page.get_by_label("API token").fill(token)
         page.get_by_role("button", name="Sign in").click()
@@ -349,8 +368,7 @@ def test_screenshots_of_every_page(owner: Watched, browser: Browser, deployed: R
     expect(audit_rows.first).to_be_visible()
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     try:
-        small = phone.new_page()
-        small.set_default_timeout(WAIT)
+        small = Watched(phone.new_page()).page
         answer = small.request.post(f"{deployed.url}/console/session",
                                     data={"token": deployed.token})
         assert answer.ok
