@@ -4,6 +4,10 @@ echo app on uvicorn: throughput and p50/p99 latency at 1, 16 and 64 connections.
 Both servers are up at once on the same CPU and measured in alternation, round after
 round, so a noisy neighbour hits both; each figure is the median over the rounds.
 
+Beside requests/s, each run counts the CPU time the server's processes used (the agent
+with its sandboxes, the bare app): CPU per request does not move with what the host
+does between runs as much as requests/s does, and it says which side got dearer.
+
 The sanity line is absolute: the p50 of single requests, one after another, over one
 keep-alive connection (``http.client``, as a script would send them), for both
 servers. A stall both sides share (Nagle against a delayed ACK costs ~40 ms) leaves
@@ -23,7 +27,9 @@ from benchmarks.harness import (
     ECHO_SOURCE,
     Context,
     Figure,
+    cpu_seconds,
     deploy,
+    descendants,
     figure,
     median,
     percentile,
@@ -80,28 +86,41 @@ def sanity(bare: list[float], hyac: list[float]) -> Figure:
 def run(ctx: Context) -> list[Figure]:
     duration = ctx.pick(1, 5)
     rounds = ctx.pick(1, 3)
-    with running_bare_app(ctx) as bare_url, running_agent(ctx, "gateway") as agent:
+    with running_bare_app(ctx) as bare_app, running_agent(ctx, "gateway") as agent:
         deploy(agent, "echo", ECHO_SOURCE)
-        hyac_url = agent.gateway("echo")
-        warm_up(bare_url, ctx)
-        warm_up(hyac_url, ctx)
+        servers = {"bare": (bare_app.url, bare_app.pid), "hyac": (agent.gateway("echo"), agent.pid)}
+        for url, _pid in servers.values():
+            warm_up(url, ctx)
         samples: dict[tuple[str, int], list[Load]] = {}
+        cpu: dict[tuple[str, int], list[float]] = {}  # seconds per request
         keep_alive: dict[str, list[float]] = {"bare": [], "hyac": []}
         for _ in range(rounds):
-            for name, url in (("bare", bare_url), ("hyac", hyac_url)):
+            for name, (url, _pid) in servers.items():
                 keep_alive[name] += keep_alive_latencies(url, ctx.pick(200, 1000))
             for connections in CONNECTIONS:
-                for name, url in (("bare", bare_url), ("hyac", hyac_url)):
+                for name, (url, pid) in servers.items():
+                    processes = [pid, *descendants(pid)]
+                    before = cpu_seconds(processes)
                     load = run_load([url], ECHO_BODY, connections, duration, ctx.load_cpus, ctx.loadgen)
+                    used = cpu_seconds(processes) - before
                     if load.errors:
                         raise RuntimeError(f"{name} at {connections} connections: {load.errors} "
                                            f"errors ({load.error_detail or load.tool})")
                     samples.setdefault((name, connections), []).append(load)
+                    cpu.setdefault((name, connections), []).append(used / max(load.requests, 1))
     figures = [sanity(keep_alive["bare"], keep_alive["hyac"])]
     for connections in CONNECTIONS:
         bare, hyac = samples[("bare", connections)], samples[("hyac", connections)]
+        hyac_cpu, bare_cpu = median(cpu[("hyac", connections)]), median(cpu[("bare", connections)])
         detail = {"rounds": rounds, "seconds_each": duration, "tool": hyac[0].tool,
-                  "requests": sum(s.requests for s in hyac)}
+                  "requests": sum(s.requests for s in hyac),
+                  "cpu_us_per_request": round(hyac_cpu * 1e6, 1),
+                  "baseline_cpu_us_per_request": round(bare_cpu * 1e6, 1)}
+        if hyac_cpu > 0:
+            ctx.notes.append(
+                f"gateway CPU per request at {connections} conn: Hyac {hyac_cpu * 1e6:.0f} µs "
+                f"(agent and sandboxes), bare app {bare_cpu * 1e6:.0f} µs: "
+                f"{bare_cpu / hyac_cpu:.2f}× as a throughput ratio")
         figures += [
             figure(f"gateway.c{connections}.throughput", f"gateway rps, {connections} conn",
                    median([s.rps for s in hyac]), "req/s", median([s.rps for s in bare]),

@@ -321,8 +321,18 @@ def answers(url: str) -> bool:
         return False
 
 
+@dataclass
+class BareApp:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
 @contextlib.contextmanager
-def running_bare_app(ctx: Context) -> Iterator[str]:
+def running_bare_app(ctx: Context) -> Iterator[BareApp]:
     """The baseline: a plain Starlette echo app started as its docs say
     (``uvicorn bare_app:app --port N``), pinned like the agent."""
     home = ctx.scratch("bare")
@@ -345,7 +355,7 @@ def running_bare_app(ctx: Context) -> Iterator[str]:
                     raise RuntimeError(f"bare app did not start: {(home / 'bare.log').read_text()}")
                 time.sleep(0.05)
             if process.poll() is None:
-                yield url
+                yield BareApp(url, process)
                 return
         finally:
             stop_process(process)
