@@ -147,7 +147,6 @@ class Worker:
         self._in_flight_lock = threading.Lock()
         self._stopping = False
         self._frames = FrameBuffer()  # what the reading thread has read of the channel
-        self._read_lock = threading.Lock()  # one reader at a time (``_read``)
         self._deferred: list[dict[str, Any]] = []  # frames read while it waited on a host call
         #: the event loop: the reader of an ``async def`` handler's worker; for a ``def``
         #: handler, started on a thread of its own if it ever returns a coroutine
@@ -211,19 +210,13 @@ class Worker:
         """Serve until ``shutdown`` (exit 0 once every invocation is answered); the end
         of the channel and protocol errors exit directly.
 
-        For a ``def`` handler, the thread that reads an invocation runs it itself when
-        nothing else arrived with it (``_start_first_reader``): no hand-off to another
-        thread, and no event loop at all; what arrives meanwhile is read by the main
-        thread and run by the pool, whose threads send their own results. Where that
-        cannot be set up, the main thread reads and the pool runs every invocation. For
-        an ``async def`` handler an event loop reads the channel, and each invocation
-        starts as a task where its frame is parsed.
+        The main thread reads the channel. For a ``def`` handler it blocks in the read
+        and hands each invocation to the pool, whose thread sends the result: one thread
+        hop per invocation, and no event loop at all. For an ``async def`` handler an
+        event loop reads it, and each invocation starts as a task where its frame is
+        parsed.
         """
         self._pool = SyncPool(_worker_threads(), self._invoke_sync, self._refuse)
-        if not self._is_async:
-            behind = self._start_first_reader()
-            if behind is not None:
-                self._read_behind(behind)  # never returns: the worker ends with die()
         self._channel.reader_thread = threading.get_ident()
         self._channel.pump = self._pump_until
         if not self._is_async:
@@ -233,69 +226,6 @@ class Worker:
 
         asyncio.run(self._serve_on_loop())
         die(EXIT_PROTOCOL_ERROR, "the event loop stopped")  # it does not: die() ends the worker
-
-    # -- a ``def`` handler: the first reader runs an invocation itself ----------------
-
-    def _start_first_reader(self) -> Any:
-        """Read the channel from two threads, each in an epoll of its own holding the
-        channel with EPOLLEXCLUSIVE: the kernel wakes the first one registered whenever
-        it is waiting, the other only when it is not. That first reader (a thread of its
-        own, never the main thread, where a function's code never runs) runs the last
-        invocation of what it read itself, with no hand-off to a pool thread; the
-        main thread reads only while it is busy, and hands what it reads to the pool.
-        None (one reader, the main thread, as before) where that cannot be set up."""
-        try:
-            import select
-
-            events = select.EPOLLIN | select.EPOLLEXCLUSIVE
-            ahead, behind = select.epoll(), select.epoll()
-        except (ImportError, AttributeError, OSError):
-            return None
-        try:
-            ahead.register(self._channel.fileno(), events)  # first: woken first
-            behind.register(self._channel.fileno(), events)
-            threading.Thread(target=self._read_ahead, args=(ahead,), name="hyac-sync_first",
-                             daemon=True).start()
-        except (OSError, ValueError, RuntimeError):  # no EPOLLEXCLUSIVE here; no thread
-            ahead.close()
-            behind.close()
-            return None
-        return behind
-
-    def _read_ahead(self, ahead: Any) -> None:
-        """The first reader: waits for the channel, reads what is there and runs the last
-        invocation it read (then any that wait for a thread) before it waits again."""
-        while True:
-            ahead.poll()
-            job = self._read(run_one=True)
-            while job is not None:
-                self._invoke_sync(job)
-                job = self._pool.release()
-
-    def _read_behind(self, behind: Any) -> NoReturn:
-        """The main thread: reads what comes while the first reader is busy."""
-        while True:
-            behind.poll()
-            self._read(run_one=False)
-
-    def _read(self, run_one: bool) -> Invocation | None:
-        """Read all the channel holds now and dispatch it, one reader at a time; with
-        ``run_one``, the last invocation is handed back to run on this thread (when the
-        pool's limit leaves room for it) instead of going to the pool."""
-        with self._read_lock:
-            messages: list[dict[str, Any]] = []
-            while True:  # all of it: what stays unread would wait until the next arrival
-                wanted = self._frames.wanted
-                try:
-                    data = self._channel.recv_nowait(wanted)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:
-                    die(EXIT_OK, f"channel read failed: {exc}")
-                messages += self._frames_of(data)
-                if len(data) < wanted:  # a short read: the channel held no more
-                    break
-            return self._dispatch(messages, run_one)
 
     async def _serve_on_loop(self) -> None:
         import asyncio
@@ -317,11 +247,6 @@ class Worker:
             return []
         except OSError as exc:
             die(EXIT_OK, f"channel read failed: {exc}")
-        return self._frames_of(data)
-
-    def _frames_of(self, data: bytes) -> list[dict[str, Any]]:
-        """The frames ``data`` completes; b"" (the end of the channel) or a broken frame
-        ends the worker."""
         if not data:
             if self._frames:
                 die(EXIT_PROTOCOL_ERROR, "protocol error: channel closed in the middle of a frame")
@@ -350,16 +275,9 @@ class Worker:
         messages, self._deferred = self._deferred, []
         self._dispatch(messages)
 
-    def _dispatch(self, messages: list[dict[str, Any]], run_one: bool = False) -> Invocation | None:
-        """Act on each frame in order; with ``run_one``, the last invocation is counted
-        in flight in its place but handed back (see ``_read``) rather than started."""
-        last = -1
-        if run_one:
-            last = next((i for i in range(len(messages) - 1, -1, -1)
-                         if messages[i]["type"] == "invoke"), -1)
-        kept = None
+    def _dispatch(self, messages: list[dict[str, Any]]) -> None:
         try:
-            for i, message in enumerate(messages):
+            for message in messages:
                 kind = message["type"]
                 if kind == "invoke":
                     try:
@@ -367,12 +285,7 @@ class Worker:
                     except MalformedRequest as exc:
                         self._answer(exc.request_id, self._failure(exc.request_id, exc))
                         continue
-                    if i == last and self._pool.reserve():
-                        with self._in_flight_lock:  # here, before a shutdown read after it
-                            self._in_flight += 1
-                        kept = job
-                    else:
-                        self._start(job)
+                    self._start(job)
                 elif kind == "hostcall_result":
                     self._channel.resolve(message)  # wakes the caller's thread or task
                 elif kind == "shutdown":
@@ -381,7 +294,6 @@ class Worker:
                     raise ProtocolError(f"unexpected frame type {kind!r}")
         except ProtocolError as exc:
             die(EXIT_PROTOCOL_ERROR, f"protocol error: {exc}")
-        return kept
 
     def _start(self, job: Invocation) -> None:
         with self._in_flight_lock:
@@ -533,8 +445,7 @@ class SyncPool:
 
     Leaner than ThreadPoolExecutor on the hot path: a submit is one short lock and a
     SimpleQueue put, with no Future (the job sends its own result) and no Python-level
-    semaphore per job. A thread outside the pool may run jobs too (the worker's first
-    reader): ``reserve`` before each, ``release`` after; ``size`` bounds them all.
+    semaphore per job.
     """
 
     def __init__(self, size: int, run: Callable[[Any], None],
@@ -547,26 +458,6 @@ class SyncPool:
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0  # threads waiting for a job, less the jobs already promised to them
-        self._waiting = 0  # jobs queued with no thread promised to them (all were busy)
-        self._outside = 0  # jobs running on threads outside the pool (``reserve``)
-
-    def reserve(self) -> bool:
-        """Room for one more job, run by the calling thread: False at ``size``."""
-        with self._lock:
-            if self._threads - self._idle + self._outside >= self._size:
-                return False
-            self._outside += 1
-            return True
-
-    def release(self) -> Any:
-        """The job a reserving thread has done; the next job waiting for a thread, for
-        the caller to run in the same place, or None (the place is given back)."""
-        with self._lock:
-            if not self._waiting:
-                self._outside -= 1
-                return None
-            self._waiting -= 1
-        return self._jobs.get()
 
     def submit(self, job: Any) -> None:
         with self._lock:
@@ -574,11 +465,9 @@ class SyncPool:
                 self._idle -= 1
                 spawn = False
             else:
-                spawn = self._threads + self._outside < self._size
+                spawn = self._threads < self._size
                 if spawn:
                     self._threads += 1
-                else:
-                    self._waiting += 1
         self._jobs.put(job)
         if spawn:
             name = f"hyac-sync_{self._threads - 1}"
@@ -590,9 +479,7 @@ class SyncPool:
                 # now rather than left queued until its timeout.
                 with self._lock:
                     self._threads -= 1
-                    orphaned = self._threads == 0 and self._outside == 0
-                    if not orphaned:
-                        self._waiting += 1
+                    orphaned = self._threads == 0
                 if orphaned:
                     try:
                         stranded = self._jobs.get_nowait()
@@ -605,10 +492,7 @@ class SyncPool:
         while True:
             run(get())
             with lock:
-                if self._waiting:  # a job queued for the first free thread: this one
-                    self._waiting -= 1
-                else:
-                    self._idle += 1
+                self._idle += 1
 
 
 def _missing_handler(context: Any) -> Any:

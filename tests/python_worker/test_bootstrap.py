@@ -437,76 +437,6 @@ def test_worker_threads_setting_limits_sync_pool(start: Callable[..., Worker]) -
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(runs)), runs
 
 
-def next_result(worker: Worker) -> dict[str, Any]:
-    """The next result frame (log lines before it are kept in ``worker.logs``)."""
-    while True:
-        message = worker.recv()
-        if message["type"] == "result":
-            return message
-        assert message["type"] == "log", message
-        worker.logs.append(message)
-
-
-def wait_for_line(worker: Worker, text: str) -> None:
-    while not any(text in line["message"] for line in worker.logs):
-        message = worker.recv()
-        assert message["type"] == "log", message
-        worker.logs.append(message)
-
-
-SLOW_OR_QUICK = """
-    import json, time
-    def main(context):
-        started = time.monotonic()
-        if context.request.query.get("slow"):
-            print("slow started", flush=True)
-            time.sleep(float(context.request.query["slow"]))
-        return json.dumps([started, time.monotonic()])
-"""
-
-
-def test_a_request_arriving_while_a_handler_runs_is_served_meanwhile(
-    start: Callable[..., Worker],
-) -> None:
-    """A request that comes alone runs on the thread that read it; one that comes while
-    it runs is read by another thread and runs beside it, not after it."""
-    worker = start({"functions/hello.py": SLOW_OR_QUICK})
-    slow = worker.invoke(query={"slow": "2"})
-    wait_for_line(worker, "slow started")
-    quick = worker.invoke()
-    assert next_result(worker)["id"] == quick  # a worker serving one at a time answers slow first
-    assert next_result(worker)["id"] == slow
-
-
-def test_the_thread_limit_counts_the_handler_on_the_reading_thread(
-    start: Callable[..., Worker],
-) -> None:
-    worker = start({"functions/hello.py": SLOW_OR_QUICK}, process_env={"HYAC_WORKER_THREADS": "1"})
-    slow = worker.invoke(query={"slow": "0.3"})
-    wait_for_line(worker, "slow started")
-    quick = worker.invoke()
-    results = worker.results([slow, quick])
-    slow_run, quick_run = (json.loads(body_of(results[i])) for i in (slow, quick))
-    assert quick_run[0] >= slow_run[1], (slow_run, quick_run)  # after it, on the worker's clock
-
-
-def test_a_function_never_runs_on_the_main_thread(start: Callable[..., Worker]) -> None:
-    """Alone (run by the thread that read it) or in a burst (the pool): never the main
-    thread, where a function could install signal handlers only some of the time."""
-    source = """
-        import threading
-        def main(context):
-            return [threading.current_thread() is threading.main_thread(),
-                    threading.current_thread().name]
-    """
-    worker = start({"functions/hello.py": source})
-    alone = [json_of(worker.call()) for _ in range(3)]
-    burst = worker.results([worker.invoke() for _ in range(6)])
-    runs = alone + [json_of(result) for result in burst.values()]
-    assert all(on_main is False for on_main, _name in runs), runs
-    assert all(name.startswith("hyac-sync_") for _on_main, name in runs), runs
-
-
 # return values
 
 
@@ -1300,61 +1230,16 @@ print(json.dumps({"ran": ran, "refused": refused, "threads": pool._threads}))
 """
 
 
-POOL_AND_A_RUNNER_OUTSIDE = """
-import json, sys, threading, time
-sys.path.insert(0, sys.argv[1])
-import _hyac_worker
-
-ran, release = [], threading.Event()
-
-def run(job):
-    release.wait(10)
-    ran.append(job)
-
-pool = _hyac_worker.SyncPool(2, run, lambda job, exc: None)
-first = pool.reserve()         # the reader runs one itself: 1 place of 2
-pool.submit("a")               # a pool thread takes the other
-full = not pool.reserve()      # no third place for the reader
-pool.submit("b")               # waits: every place is taken
-handed = pool.release()        # the reader is done: its place goes to "b"
-release.set()
-run(handed)
-again = pool.release()         # nothing waits now: the place is given back
-deadline = time.monotonic() + 10
-while len(ran) < 2 and time.monotonic() < deadline:
-    time.sleep(0.01)
-print(json.dumps({"first": first, "full": full, "handed": handed, "again": again,
-                  "ran": sorted(ran), "threads": pool._threads, "room": pool.reserve()}))
-"""
-
-
-def run_pool_script(tmp_path: Path, source: str) -> dict[str, Any]:
-    """Run ``source`` (a script exercising SyncPool alone) and read the JSON it prints."""
-    script = tmp_path / "pool.py"
-    script.write_text(source)
-    out = subprocess.run([sys.executable, str(script), str(RUNTIME_DIR)], capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
-
-
-def test_a_runner_outside_the_pool_counts_against_its_size(tmp_path: Path) -> None:
-    """The thread that reads the channel may run a job itself (``reserve``): the pool
-    then starts one thread fewer, a job that finds every place taken waits, and the
-    first place to free up (the pool's thread or the reader's) takes it."""
-    result = run_pool_script(tmp_path, POOL_AND_A_RUNNER_OUTSIDE)
-    assert result["first"] is True and result["full"] is True, result
-    assert result["handed"] == "b" and result["again"] is None, result
-    assert result["ran"] == ["a", "b"], result
-    assert result["threads"] == 1, result  # "b" took the reader's place, not a second thread
-    assert result["room"] is True, result  # once all is done, the reader has room again
-
-
 def test_a_pool_thread_that_cannot_start_loses_no_request(tmp_path: Path) -> None:
     """Where the sandbox's limits leave no room for one more thread, the job waits for a
     running thread; with none running it is answered at once (as out of memory), never
     left queued until its timeout."""
-    result = run_pool_script(tmp_path, POOL_WITHOUT_THREADS)
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_WITHOUT_THREADS)
+    out = subprocess.run([sys.executable, str(script), str(RUNTIME_DIR)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
     assert result["ran"] == ["first", "queued"], result
     assert result["refused"] == [["orphan", "can't start new thread"]], result
     assert result["threads"] == 1, result  # the failed starts are not counted as threads
