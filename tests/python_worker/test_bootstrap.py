@@ -437,6 +437,76 @@ def test_worker_threads_setting_limits_sync_pool(start: Callable[..., Worker]) -
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(runs)), runs
 
 
+def next_result(worker: Worker) -> dict[str, Any]:
+    """The next result frame (log lines before it are kept in ``worker.logs``)."""
+    while True:
+        message = worker.recv()
+        if message["type"] == "result":
+            return message
+        assert message["type"] == "log", message
+        worker.logs.append(message)
+
+
+def wait_for_line(worker: Worker, text: str) -> None:
+    while not any(text in line["message"] for line in worker.logs):
+        message = worker.recv()
+        assert message["type"] == "log", message
+        worker.logs.append(message)
+
+
+SLOW_OR_QUICK = """
+    import json, time
+    def main(context):
+        started = time.monotonic()
+        if context.request.query.get("slow"):
+            print("slow started", flush=True)
+            time.sleep(float(context.request.query["slow"]))
+        return json.dumps([started, time.monotonic()])
+"""
+
+
+def test_a_request_arriving_while_a_handler_runs_is_served_meanwhile(
+    start: Callable[..., Worker],
+) -> None:
+    """A request that comes while another runs is read at once and runs beside it, not
+    after it: a worker must never stop reading its channel while a handler runs."""
+    worker = start({"functions/hello.py": SLOW_OR_QUICK})
+    slow = worker.invoke(query={"slow": "2"})
+    wait_for_line(worker, "slow started")
+    quick = worker.invoke()
+    assert next_result(worker)["id"] == quick  # a worker serving one at a time answers slow first
+    assert next_result(worker)["id"] == slow
+
+
+def test_the_thread_limit_holds_for_requests_arriving_one_by_one(
+    start: Callable[..., Worker],
+) -> None:
+    worker = start({"functions/hello.py": SLOW_OR_QUICK}, process_env={"HYAC_WORKER_THREADS": "1"})
+    slow = worker.invoke(query={"slow": "0.3"})
+    wait_for_line(worker, "slow started")
+    quick = worker.invoke()
+    results = worker.results([slow, quick])
+    slow_run, quick_run = (json.loads(body_of(results[i])) for i in (slow, quick))
+    assert quick_run[0] >= slow_run[1], (slow_run, quick_run)  # after it, on the worker's clock
+
+
+def test_a_function_never_runs_on_the_main_thread(start: Callable[..., Worker]) -> None:
+    """Alone or in a burst: never the main thread (which reads the channel), where a
+    function could install signal handlers only some of the time."""
+    source = """
+        import threading
+        def main(context):
+            return [threading.current_thread() is threading.main_thread(),
+                    threading.current_thread().name]
+    """
+    worker = start({"functions/hello.py": source})
+    alone = [json_of(worker.call()) for _ in range(3)]
+    burst = worker.results([worker.invoke() for _ in range(6)])
+    runs = alone + [json_of(result) for result in burst.values()]
+    assert all(on_main is False for on_main, _name in runs), runs
+    assert all(name.startswith("hyac-sync_") for _on_main, name in runs), runs
+
+
 # return values
 
 
