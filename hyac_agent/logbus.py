@@ -18,6 +18,7 @@ from typing import Protocol
 from hyac_agent.batching import BatchWriter
 from hyac_agent.logframes import MAX_LINE, TRUNCATED
 from hyac_agent.store import LOG_LINE_OVERHEAD, LogRetention, Store
+from hyac_agent.store.text import storable
 from hyac_common.wire import LogRecord
 
 log = logging.getLogger("hyac.logbus")
@@ -76,7 +77,7 @@ class LogBus(BatchWriter):
             return
         if len(record.message) > MAX_LINE:
             record.message = record.message[:MAX_LINE] + TRUNCATED
-        record.message = self.redact(record.tenant, record.message)
+        record.message = self.redact(record.tenant, storable(record.message))
         self._pending.append(record)
         for queue, tenant, function in list(self._subscribers):
             if record.tenant == tenant and function in (None, record.function):

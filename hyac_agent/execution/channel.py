@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -33,7 +34,30 @@ def decode_payload(payload: bytes | bytearray) -> WorkerFrame:
         raise ProtocolError("frame is not valid JSON") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("frame is not a JSON object with a 'type'")
+    if b"\\ud" in payload or b"\\uD" in payload:  # a surrogate's escape, maybe a lone one
+        try:
+            message = _without_lone_surrogates(message)
+        except RecursionError:
+            raise ProtocolError("frame is nested too deeply") from None
     return cast(WorkerFrame, message)
+
+
+#: a UTF-16 surrogate: in a str that json.loads made, only a lone one (a pair becomes
+#: the character it encodes)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with each lone surrogate replaced by U+FFFD. JSON lets a frame escape
+    one ("\\ud800"), but no UTF-8 encoder takes it: in an answer, a log line or a task's
+    error it failed the response, the store write or the batch it was part of."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    return value
 
 
 class FrameProtocol(asyncio.Protocol):

@@ -32,6 +32,8 @@ def _key(args: dict[str, Any], name: str = "key") -> str:
         raise InvalidInput(f"kv {name} must be a non-empty string")
     if len(key.encode()) > MAX_KEY:
         raise InvalidInput(f"kv {name} is longer than {MAX_KEY} bytes")
+    if "\x00" in key:  # PostgreSQL keeps no NUL in text: refused alike on every store
+        raise InvalidInput(f"kv {name} must not contain NUL")
     return key
 
 
@@ -109,6 +111,8 @@ class HostCalls:
         prefix = args.get("prefix") or ""
         if not isinstance(prefix, str):
             raise InvalidInput("kv prefix must be a string")
+        if "\x00" in prefix:
+            raise InvalidInput("kv prefix must not contain NUL")
         limit = args.get("limit", 1000)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidInput("kv list limit must be a positive integer")

@@ -15,6 +15,7 @@ from hyac_agent.batching import GroupWriter
 from hyac_agent.ids import random_hex
 from hyac_agent.services.functions import FunctionService
 from hyac_agent.store import Store, TaskRecord
+from hyac_agent.store.text import storable
 from hyac_agent.tasks.destinations import check_submitted
 from hyac_agent.tasks.execution import task_info
 from hyac_common.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
@@ -203,7 +204,7 @@ class TaskService:
             raise InvalidInput("context.task.progress() works only inside a background task")
         found = await asyncio.to_thread(
             self.store.set_task_progress, request_id, min(max(float(fraction), 0.0), 1.0),
-            message[:MAX_PROGRESS_MESSAGE],
+            storable(message[:MAX_PROGRESS_MESSAGE]),
         )
         if found is None:
             raise InvalidInput("context.task.progress() works only inside a background task")

@@ -57,8 +57,14 @@ class FrameTooLarge(ValueError):
 
 def encode_frame(message: dict[str, Any]) -> bytes:
     """Serialise one message into a frame; raises FrameTooLarge past the limit."""
-    data = _json_dumps(message, ensure_ascii=False, separators=(",", ":"),
-                       allow_nan=False).encode("utf-8")
+    try:
+        data = _json_dumps(message, ensure_ascii=False, separators=(",", ":"),
+                           allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate in some text (a str made from "\ud800" or by surrogateescape)
+        # has no UTF-8 form: escaped instead, as JSON allows. Without this the frame
+        # was never sent and its request waited out its timeout.
+        data = _json_dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii")
     if len(data) > MAX_FRAME:
         raise FrameTooLarge(f"message of {len(data)} bytes exceeds the 64 MiB frame limit")
     return _HEADER.pack(len(data)) + data

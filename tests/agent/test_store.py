@@ -203,3 +203,26 @@ def test_claim_due_claims_each_due_task_once_under_its_own_request(store: SqlSto
     claimed = [after.id for batch in batches for _, after in batch]
     assert sorted(claimed) == ["task_0", "task_3", "task_4", "task_5"]
     assert store.claim_due(now, 10, [], "me", 30, lambda: next(ids)) == []
+
+
+def test_a_line_no_store_can_keep_does_not_lose_the_other_tenants_lines(store: SqlStore) -> None:
+    """A function's output is the tenant's bytes: a NUL (PostgreSQL refuses it in text)
+    or a lone surrogate (what JSON's "\\ud800" decodes to; no UTF-8 encoder takes it)
+    failed the whole flush, and with it every tenant's lines of that moment."""
+    import asyncio
+    import json
+
+    from hyac_agent.logbus import LogBus
+
+    async def scenario() -> None:
+        bus = LogBus(store, LogRetention())
+        for message in (json.loads('"lone \\ud800 surrogate"'), "nul \x00 byte",
+                        json.loads('"pair \\ud83d\\ude00 kept"')):
+            bus.emit(tenant="attacker", function="f", version=1, stream="stdout", message=message)
+        bus.emit(tenant="victim", function="g", version=1, stream="stdout", message="mine")
+        await bus.flush()
+
+    asyncio.run(scenario())
+    assert [r.message for r in store.query_logs("victim", None, None, 10)] == ["mine"]
+    assert [r.message for r in store.query_logs("attacker", None, None, 10)] == [
+        "lone \ufffd surrogate", "nul \ufffd byte", "pair \U0001f600 kept"]

@@ -641,6 +641,33 @@ def test_logs_are_tagged_with_their_request(start: Callable[..., Worker], flavou
         assert last_log < worker.order.index(("result", rid))
 
 
+def test_text_without_a_utf8_form_is_answered_not_lost(start: Callable[..., Worker]) -> None:
+    """A lone surrogate (what "\\ud800" in JSON, or surrogateescape, makes) has no UTF-8
+    form: in an exception's message, a print or a log call it made the frame unsendable,
+    the request was never answered, and the thread that ran it was gone."""
+    source = """
+        import logging
+
+        def main(context):
+            bad = "x" + chr(0xD800) + "y"
+            if context.request.query.get("raise"):
+                raise ValueError(bad)
+            print(bad)
+            context.logger.warning("logged %s", bad)
+            return {"ok": True}
+    """
+    worker = start({"functions/hello.py": source},
+                   process_env={"HYAC_WORKER_THREADS": "1"})
+    for _ in range(3):  # the one thread answers each time, so it survived each
+        failed = worker.call(query={"raise": "1"})
+        assert failed["ok"] is False and failed["error"]["type"] == "ValueError"
+        assert failed["error"]["message"] == "x\ud800y"  # escaped in the frame, as JSON allows
+    rid = worker.invoke()
+    assert json_of(worker.results([rid])[rid]) == {"ok": True}
+    mine = [m["message"] for m in worker.logs if m["id"] == rid]
+    assert mine == ["x\ud800y", "logged x\ud800y"]
+
+
 def test_module_level_output_has_no_request_id(start: Callable[..., Worker]) -> None:
     source = """
         print("loading")

@@ -141,6 +141,53 @@ def test_forged_log_frames_are_held_to_the_requests_budget(platform: Platform) -
     assert any(r["message"] == "victim line 2" for r in logs(platform, "logvictim"))
 
 
+UNSTORABLE = """
+import json, struct, sys
+
+def frame(message):
+    data = json.dumps(message).encode()    # ensure_ascii: "\\ud800" stays an escape
+    return struct.pack(">I", len(data)) + data
+
+def main(context):
+    bad = "x" + chr(0xD800) + "y\\x00z"
+    own = context.function.request_id
+    channel = sys.stdout._channel
+    with channel._send_lock:
+        channel._sock.sendall(frame({"type": "log", "id": own, "stream": "stdout",
+                                     "message": "FORGED " + bad}))
+    print("PRINTED", bad)
+    raise ValueError("RAISED " + bad)
+"""
+
+
+def test_text_no_store_keeps_neither_hangs_the_request_nor_loses_others_lines(
+    platform: Platform,
+) -> None:
+    """A lone surrogate ("\\ud800" in a frame's JSON, or chr(0xD800) printed) has no UTF-8
+    form and a NUL no place in PostgreSQL's text: one such line failed the log batch that
+    held every tenant's lines of that moment, and one in an exception's message left the
+    request unanswered until its timeout."""
+    platform.tenant("unstorable")
+    platform.tenant("bystander")
+    assert platform.deploy("victim", VICTIM, "bystander").status_code == 201
+    assert platform.deploy("bad", UNSTORABLE, "unstorable").status_code == 201
+    for n in range(3):
+        failed = platform.invoke("bad", "unstorable")
+        assert failed.status_code == 200, failed.text  # answered at once, as a failure
+        error = failed.json()["error"]
+        assert error["type"] == "ValueError"
+        assert error["message"] == "RAISED x\ufffdy\x00z"
+        assert body(platform.invoke("victim", "bystander", query={"n": f"beside-{n}"})) == b"ok"
+    with platform.http(None, "unstorable") as client:
+        gateway = client.post("/unstorable/bad")
+    assert gateway.status_code == 500 and gateway.json()["error"]["type"] == "ValueError"
+    mine = [r["message"] for r in logs(platform, "unstorable", "bad")]
+    assert mine.count("FORGED x\ufffdy\ufffdz") == 4 and mine.count("PRINTED x\ufffdy\ufffdz") == 4
+    theirs = [r["message"] for r in logs(platform, "bystander", "victim")]
+    for n in range(3):
+        assert f"victim line beside-{n}" in theirs
+
+
 # 2. secrets ---------------------------------------------------------------------------
 
 OLD_VALUE = "old-secret-4f1c9a7e"

@@ -140,3 +140,28 @@ def test_a_stream_that_stops_inside_a_frame_is_a_broken_frame() -> None:
     protocol.eof_received()
     (error,) = ends.ends
     assert "ended inside a frame" in str(error)
+
+
+def test_a_frames_lone_surrogates_become_replacement_characters() -> None:
+    """A worker runs the tenant's code and may write any frame: JSON lets it escape a
+    lone surrogate, which no UTF-8 encoder takes (an answer, a task's error or a log
+    batch holding it failed). Pairs stay the character they encode."""
+    from hyac_agent.execution.channel import ProtocolError, decode_payload
+
+    frame = decode_payload(
+        b'{"type":"result","id":"r","error":{"message":"a\\ud800b\\uDFFF",'
+        b'"traceback":["\\ud83d\\ude00"],"\\udc00key":1}}')
+    assert frame == {"type": "result", "id": "r", "error": {
+        "message": "a\ufffdb\ufffd", "traceback": ["\U0001f600"], "\ufffdkey": 1}}
+    plain = b'{"type":"log","message":"no escape \\\\ud800 here"}'  # an escaped backslash
+    assert decode_payload(plain)["message"] == "no escape \\ud800 here"
+    deep = b'{"type":"log","m":' + b"[" * 900 + b'"\\ud800"' + b"]" * 900 + b"}"
+    try:
+        decoded = decode_payload(deep)
+    except ProtocolError as exc:  # refused as a broken frame: the worker goes, not the agent
+        assert "nested" in str(exc) or "JSON" in str(exc)
+    else:
+        inner = decoded["m"]
+        while isinstance(inner, list):
+            inner = inner[0]
+        assert inner == "\ufffd"
