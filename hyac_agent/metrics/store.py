@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, select
 
 from hyac_agent.metrics.tables import invocations
 from hyac_agent.store import tables as store_tables
+from hyac_agent.store.bulk import insert_rows
 
 
 @dataclass(frozen=True)
@@ -32,29 +33,17 @@ class InvocationRecord:
 class MetricsStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # On SQLite the rows go to the driver's executemany as tuples: SQLAlchemy's
-        # per-row parameter processing, on a thread holding the GIL against the event
-        # loop, was most of the cost of writing a second's records under gateway load.
-        columns = ", ".join(f'"{name}"' for name in _FIELDS)
-        values = ", ".join("?" for _ in _FIELDS)
-        self._sqlite_insert = f"INSERT INTO {invocations.name} ({columns}) VALUES ({values})" \
-            if engine.dialect.name == "sqlite" else None
 
     def create_schema(self) -> None:
         invocations.create(self.engine, checkfirst=True)
 
     def append(self, records: Iterable[InvocationRecord]) -> None:
-        # Plain tuples or dicts: dataclasses.asdict deep-copies every field, which under
-        # gateway load cost the event loop a tenth of its time (it holds the GIL).
+        # Plain tuples: dataclasses.asdict deep-copies every field, which under gateway
+        # load cost the event loop a tenth of its time (this thread holds the GIL).
         rows = [tuple(vars(record).values()) for record in records]
-        if not rows:
-            return
-        with self.engine.begin() as conn:
-            if self._sqlite_insert is not None:
-                conn.exec_driver_sql(self._sqlite_insert, rows)
-            else:
-                conn.execute(insert(invocations), [dict(zip(_FIELDS, row, strict=True))
-                                                   for row in rows])
+        if rows:
+            with self.engine.begin() as conn:
+                insert_rows(conn, invocations, _FIELDS, rows)
 
     def expire(self, before: float) -> int:
         """Delete the records that ended before ``before``; how many went."""

@@ -33,9 +33,13 @@ from hyac_agent.store.base import (
     VersionRecord,
     owned_elsewhere,
 )
+from hyac_agent.store.bulk import insert_rows
 from hyac_agent.store.tasks_sql import SqlTaskStore
 from hyac_common.errors import NotFound
 from hyac_common.wire import FunctionConfig, LogRecord, SampleRequest
+
+#: the columns of a log line, in the order append_logs gives them
+_LOG_COLUMNS = ("ts", "tenant", "function", "version", "request_id", "stream", "level", "message")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -333,10 +337,12 @@ class SqlStore(SqlTaskStore, Store):
     # logs -------------------------------------------------------------------------------
 
     def append_logs(self, records: Iterable[LogRecord]) -> None:
-        rows = [r.model_dump() for r in records]
+        # Tuples, not model_dump() (a dict per line, on a thread holding the GIL)
+        rows = [(r.ts, r.tenant, r.function, r.version, r.request_id, r.stream, r.level,
+                 r.message) for r in records]
         if rows:
             with self.engine.begin() as conn:
-                conn.execute(insert(t.logs), rows)
+                insert_rows(conn, t.logs, _LOG_COLUMNS, rows)
 
     def query_logs(
         self, tenant: str, function: str | None, since: float | None, limit: int

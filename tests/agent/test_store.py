@@ -205,6 +205,57 @@ def test_claim_due_claims_each_due_task_once_under_its_own_request(store: SqlSto
     assert store.claim_due(now, 10, [], "me", 30, lambda: next(ids)) == []
 
 
+def test_many_rows_go_in_few_statements_and_come_back_exactly(store: SqlStore) -> None:
+    """A second's batch of log lines and invocation records under load: every row
+    stored once, in order, byte for byte (quotes, SQL, non-ASCII included), and on
+    SQLite in one statement run per ~100 rows rather than one per row (each run hands
+    the interpreter lock back and forth with the event loop)."""
+    from sqlalchemy import event
+
+    from hyac_agent.metrics import InvocationRecord, MetricsStore
+
+    hostile = ["'); DROP TABLE logs; --", "a\\x00b", "\u00e9\u4e2d\U0001f600", "?", "%s", ""]
+    lines = [LogRecord(ts=float(i), tenant="t", function="f", version=1,
+                       request_id=None if i % 3 else f"req_{i}", stream="stdout",
+                       level=None if i % 2 else "INFO", message=hostile[i % len(hostile)] + str(i))
+             for i in range(2500)]
+    metrics = MetricsStore(store.engine)
+    records = [InvocationRecord(float(i), "t", "f", 1, i / 7, bool(i % 2), "ok", 200, i, 2 * i)
+               for i in range(1000)]
+    runs: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda *args: runs.append(args[2]) if "INSERT" in args[2] else None)
+    store.append_logs(lines)
+    metrics.append(records)
+    store.append_logs([])
+    metrics.append([])
+    back = store.query_logs("t", None, None, 10_000)
+    assert [(r.ts, r.request_id, r.level, r.message) for r in back] == [
+        (r.ts, r.request_id, r.level, r.message) for r in lines]
+    assert metrics.query(["t"], None, 0) == records
+    if store.engine.dialect.name == "sqlite":
+        # 8 columns: 124 lines a statement (21 runs); 10 columns: 99 records (11 runs)
+        assert len(runs) == 21 + 11, len(runs)
+
+
+def test_a_bad_row_stores_nothing_of_its_batch(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from hyac_agent.store import tables
+    from hyac_agent.store.bulk import insert_rows
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'hyac.db'}")
+    store.create_schema()
+    columns = ("ts", "tenant", "function", "version", "stream", "message")
+    good = [(float(i), "t", "f", 1, "stdout", "x") for i in range(300)]
+    with pytest.raises(ValueError, match="does not have 6 values"):
+        with store.engine.begin() as conn:
+            insert_rows(conn, tables.logs, columns, [*good, (1.0, "t")])
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.logs)).scalar() == 0
+    store.close()
+
+
 def test_a_line_no_store_can_keep_does_not_lose_the_other_tenants_lines(store: SqlStore) -> None:
     """A function's output is the tenant's bytes: a NUL (PostgreSQL refuses it in text)
     or a lone surrogate (what JSON's "\\ud800" decodes to; no UTF-8 encoder takes it)
