@@ -301,6 +301,16 @@ class OutputTooLarge(HyacError):
     status = 502
 
 
+class BadFunctionResponse(HyacError):
+    """The function answered the gateway with a response no HTTP server may send: a
+    header name or value that is not valid HTTP (a line break, a NUL, text beyond
+    Latin-1), or one that would reach into the console sharing the agent's origin (its
+    cookie set, or Clear-Site-Data)."""
+
+    code = "bad_function_response"
+    status = 502
+
+
 class WorkerCrashed(HyacError):
     """The worker running the function died."""
 

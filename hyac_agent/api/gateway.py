@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,10 +13,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hyac_agent.api.deps import get_agent
 from hyac_agent.api.errors import unexpected_error
 from hyac_agent.api.limits import BodyTooLarge
+from hyac_agent.console.sessions import COOKIE as CONSOLE_COOKIE
 from hyac_agent.core import Agent
 from hyac_agent.edge.install import Verdict, admit
 from hyac_agent.edge.routing import serve_domain
 from hyac_common.errors import (
+    BadFunctionResponse,
     FunctionLoadError,
     HyacError,
     InvocationFailed,
@@ -38,7 +41,38 @@ async def _run(request: Request, tenant: str, function: str, path: str, agent: A
     verdict = await admit(request, tenant, function, domain)
     if verdict.response is not None:
         return verdict.response
-    return verdict.finish(await _invoke(request, tenant, function, path, agent, verdict))
+    cookie = verdict.headers.get("cookie")
+    if cookie is not None and CONSOLE_COOKIE in cookie:
+        _without_console_cookie(verdict.headers, cookie)
+    response = verdict.finish(await _invoke(request, tenant, function, path, agent, verdict))
+    if domain is None:
+        if "clear-site-data" in response.headers:  # the console's session and storage too
+            return _bad_response(function, response.headers.get("x-hyac-request-id", ""),
+                                 "it clears the site's data, which is the console's too")
+        # On the agent's own origin, which the console and the API share with every
+        # tenant's functions, a function's page runs in an opaque origin of its own: its
+        # scripts run, but can neither send the console's session cookie with a request
+        # nor read an answer of the API's (a function that serves a web app needing
+        # cookies or storage of its own gets a custom domain: its own origin).
+        response.raw_headers.append(_SANDBOX)
+    return response
+
+
+#: CSP's sandbox without allow-same-origin: the page's origin is opaque (an extra CSP
+#: header of a function's own still applies too: browsers enforce every policy given)
+_SANDBOX = (b"content-security-policy",
+            b"sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads")
+
+
+def _without_console_cookie(headers: dict[str, str], cookie: str) -> None:
+    """The request's cookies as the function gets them: never the console's session
+    (a browser signed in to the console sends it with every request to this origin)."""
+    kept = [pair for pair in cookie.split(";")
+            if pair.split("=", 1)[0].strip() != CONSOLE_COOKIE]
+    if kept:
+        headers["cookie"] = ";".join(kept).strip()
+    else:
+        del headers["cookie"]
 
 
 async def _invoke(request: Request, tenant: str, function: str, path: str, agent: Agent,
@@ -72,7 +106,39 @@ async def _invoke(request: Request, tenant: str, function: str, path: str, agent
     headers = {k: v for k, v in result.headers.items() if k.lower() not in _DROP}
     headers["X-Hyac-Request-Id"] = result.request_id
     content = base64.b64decode(result.body_b64) if result.body_b64 else b""
-    return Response(content, status_code=result.status, headers=headers)
+    try:
+        response = Response(content, status_code=result.status, headers=headers)
+    except UnicodeEncodeError:  # a header value beyond Latin-1
+        return _bad_response(function, result.request_id, "a header value is not Latin-1 text")
+    for name, value in response.raw_headers:
+        if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(value):
+            return _bad_response(function, result.request_id,
+                                 f"header {name.decode('latin-1')!r} is not valid HTTP")
+        if name == b"set-cookie" and \
+                value.split(b"=", 1)[0].strip().decode("latin-1") == CONSOLE_COOKIE:
+            return _bad_response(function, result.request_id,
+                                 f"it sets the console's cookie ({CONSOLE_COOKIE})")
+    return response
+
+
+#: an HTTP header name (RFC 9110's token), and what no header value may hold
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNSAFE_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _bad_response(function: str, request_id: str, why: str) -> Response:
+    """What a proxy answers for an upstream's broken response: 502, and why, rather than
+    a dropped connection (a header no HTTP server may send) or an error of the agent's."""
+    return Response(
+        json.dumps({"error": {
+            "code": BadFunctionResponse.code,
+            "message": f"function {function!r} answered a response the gateway cannot send: {why}",
+            "request_id": request_id,
+        }}),
+        status_code=BadFunctionResponse.status,
+        media_type="application/json",
+        headers={"X-Hyac-Request-Id": request_id},
+    )
 
 
 def _function_error(code: str, kind: str, message: str, request_id: str) -> Response:

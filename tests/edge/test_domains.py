@@ -47,7 +47,12 @@ def test_the_gateway_routes_by_host_and_the_api_stays_the_api(edge: Edge) -> Non
         assert client.request("TRACE", "/x", headers={"Host": "api.example.test"}).status_code in (
             404, 405)
         # other names still reach the path gateway
-        assert client.get("/shop/echo/x").json()["path"] == "/x"
+        on_path = client.get("/shop/echo/x")
+        assert on_path.json()["path"] == "/x"
+        # a domain is the function's own origin: no sandbox, which the agent's own origin
+        # (shared with the console) puts on every function response
+        assert "content-security-policy" not in routed.headers
+        assert on_path.headers["content-security-policy"].startswith("sandbox ")
     with edge.owner("shop") as owner:
         listed = {d["host"]: d for d in owner.get("/v1/domains").json()}
     assert listed["api.example.test"]["status"] == "active"

@@ -1,0 +1,181 @@
+"""A tenant's function against the console it shares an origin with (`/{tenant}/{fn}`
+beside `/console/` and `/v1/` on the agent's address): it never gets the console's
+session cookie, cannot set it, and a page it serves runs in an opaque origin of its own,
+so a signed-in owner who opens it lends it nothing. A function's response with headers
+no HTTP server may send is a 502 that says why, not a dropped connection. The attacks
+run on a real agent and, for the page, in Debian's chromium (never a downloaded one)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import RunningAgent
+from tests.console.conftest import COOKIE, sign_in
+
+#: serves a page whose script tries what a hostile tenant would with a signed-in owner's
+#: browser; the page shows the Cookie header the function itself was given
+THIEF = r'''
+import html
+
+PAGE = """<!doctype html><title>thief</title>
+<p id="given">%s</p><p id="out">running</p>
+<script>
+(async () => {
+  const out = {};
+  for (const path of ["/console/session", "/v1/agent", "/v1/tenants"]) {
+    try {
+      const answer = await fetch(path, {credentials: "include"});
+      out[path] = answer.status + " " + (await answer.text()).slice(0, 300);
+    } catch (error) { out[path] = "blocked: " + error; }
+  }
+  try { out.cookie = "read: " + document.cookie; } catch (error) { out.cookie = "blocked: " + error; }
+  try { localStorage.setItem("k", "v"); out.storage = "used"; } catch (error) { out.storage = "blocked"; }
+  document.getElementById("out").textContent = JSON.stringify(out);
+})();
+</script>"""
+
+def main(context):
+    given = context.request.headers.get("cookie", "(none)")
+    return Response(body=PAGE % html.escape(given), headers={"content-type": "text/html"})
+'''
+
+HEADERS = '''
+import json
+
+def main(context):
+    return Response(200, headers=json.loads(context.request.query["h"]), body=b"ok")
+'''
+
+ECHO_COOKIE = '''
+def main(context):
+    return {"cookie": context.request.headers.get("cookie")}
+'''
+
+
+@pytest.fixture(scope="module")
+def deployed(console_agent: RunningAgent) -> RunningAgent:
+    with console_agent.client() as owner:
+        assert owner.post("/v1/tenants", json={"name": "mallory"}).status_code == 201
+    for name, source in (("thief", THIEF), ("headers", HEADERS), ("cookie", ECHO_COOKIE)):
+        console_agent.deploy(name, source, tenant="mallory")
+    return console_agent
+
+
+def test_the_console_cookie_never_reaches_a_function(deployed: RunningAgent) -> None:
+    url = f"{deployed.url}/mallory/cookie"
+    seen = {}
+    for sent in (f"{COOKIE}=s3cret", f"theirs=1; {COOKIE}=s3cret; other=2", "theirs=1",
+                 f"{COOKIE}x=kept; x{COOKIE}=kept"):
+        answer = httpx.get(url, headers={"Cookie": sent}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        seen[sent] = answer.json()["cookie"]
+    assert seen == {
+        f"{COOKIE}=s3cret": None,
+        f"theirs=1; {COOKIE}=s3cret; other=2": "theirs=1; other=2",
+        "theirs=1": "theirs=1",
+        f"{COOKIE}x=kept; x{COOKIE}=kept": f"{COOKIE}x=kept; x{COOKIE}=kept",
+    }
+
+
+@pytest.mark.parametrize(("headers", "why"), [
+    ({"x-a": "a\r\nset-cookie: evil=1"}, "'x-a' is not valid HTTP"),
+    ({"x-a": "a\nb"}, "'x-a' is not valid HTTP"),
+    ({"x-a": "a\x00b"}, "'x-a' is not valid HTTP"),
+    ({"bad name": "v"}, "'bad name' is not valid HTTP"),
+    ({"": "v"}, "'' is not valid HTTP"),
+    ({"x-a": "caf\u00e9 \u4e2d"}, "not Latin-1"),
+    ({"Set-Cookie": f"{COOKIE}=fixed; Path=/"}, f"sets the console's cookie ({COOKIE})"),
+    ({"set-cookie": f" {COOKIE} =fixed"}, f"sets the console's cookie ({COOKIE})"),
+    ({"Clear-Site-Data": '"cookies", "storage"'}, "clears the site's data"),
+])
+def test_a_response_no_server_may_send_is_a_502_that_says_why(
+    deployed: RunningAgent, headers: dict[str, str], why: str
+) -> None:
+    answer = httpx.get(f"{deployed.url}/mallory/headers", params={"h": json.dumps(headers)},
+                       timeout=30)
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "bad_function_response"
+    assert why in error["message"], error
+    assert answer.headers["x-hyac-request-id"] == error["request_id"]
+    assert "set-cookie" not in answer.headers and "x-a" not in answer.headers
+    assert "Exception in ASGI application" not in deployed.log()
+
+
+def test_what_a_function_may_send_still_goes_through(deployed: RunningAgent) -> None:
+    fine = {"x-a": "tab\there, Latin-1 \u00e9", "Set-Cookie": "theirs=1; Path=/mallory/",
+            "Content-Security-Policy": "default-src 'self'"}
+    answer = httpx.get(f"{deployed.url}/mallory/headers", params={"h": json.dumps(fine)},
+                       timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-a"].encode("latin-1") == fine["x-a"].encode("latin-1")
+    assert answer.headers["set-cookie"] == "theirs=1; Path=/mallory/"
+    # the function's own policy and the gateway's sandbox both apply
+    policies = answer.headers.get_list("content-security-policy")
+    assert "default-src 'self'" in policies
+    assert any(p.startswith("sandbox allow-scripts") and "allow-same-origin" not in p
+               for p in policies), policies
+
+
+# in a real browser --------------------------------------------------------------------
+
+try:
+    from playwright.sync_api import Browser, expect, sync_playwright
+except ImportError:
+    Browser = None  # type: ignore[assignment,misc]
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if Browser is None:
+        pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40' "
+                    "(never `playwright install`: the tests use Debian's chromium)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    from tests.console.test_browser import CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_a_signed_in_owner_opening_a_tenants_page_lends_it_nothing(
+    deployed: RunningAgent, browser: Browser
+) -> None:
+    owner = sign_in(deployed)
+    context = browser.new_context()
+    try:
+        context.add_cookies([{"name": COOKIE, "value": owner.cookie, "url": deployed.url,
+                              "httpOnly": True, "sameSite": "Strict"}])
+        page = context.new_page()
+        # First as the owner does: the console, signed in (the cookie works here)...
+        page.goto(f"{deployed.url}/console/")
+        with page.expect_response(lambda r: r.url.endswith("/console/session")) as session:
+            page.reload()
+        assert session.value.status == 200
+        # ...then the tenant's page, from a link on the same site.
+        page.goto(f"{deployed.url}/mallory/thief")
+        out = page.locator("#out")
+        expect(out).not_to_have_text("running", timeout=30_000)
+        tried = json.loads(out.text_content() or "{}")
+        given = page.locator("#given").text_content() or ""
+    finally:
+        context.close()
+    assert owner.cookie not in given and COOKIE not in given, given
+    # The script ran (the sandbox allows scripts), but in an opaque origin: the API and
+    # the console's session are another origin's, read by nothing it fetches...
+    assert set(tried) == {"/console/session", "/v1/agent", "/v1/tenants", "cookie", "storage"}
+    for path in ("/console/session", "/v1/agent", "/v1/tenants"):
+        assert tried[path].startswith("blocked"), tried
+        assert owner.csrf not in tried[path]
+    # ...and it has no cookies or storage of the agent's origin.
+    assert tried["cookie"].startswith("blocked") and tried["storage"] == "blocked", tried
+    # The owner's session is untouched and still theirs.
+    assert owner.request("GET", "/v1/agent").status_code == 200
