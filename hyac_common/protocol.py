@@ -26,7 +26,8 @@ MAX_FRAME = 64 * 1024 * 1024
 #: for them; without a code the error is the function's own (``function_error``)
 OUTPUT_TOO_LARGE = "output_too_large"  # the response could not be framed (MAX_FRAME)
 OUT_OF_MEMORY = "out_of_memory"  # the function ran out of memory (Python: MemoryError)
-RESULT_ERROR_CODES = (OUTPUT_TOO_LARGE, OUT_OF_MEMORY)
+TIMED_OUT = "timeout"  # the runtime stopped the function at its deadline
+RESULT_ERROR_CODES = (OUTPUT_TOO_LARGE, OUT_OF_MEMORY, TIMED_OUT)
 
 
 def major(version: object) -> int | None:

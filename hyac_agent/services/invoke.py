@@ -187,6 +187,14 @@ class InvokeService:
                 f"function {name!r} ran out of memory ({error.get('type', 'Error')})",
                 request_id=request_id,
             ), tenant, name, version.number, request_id)
+        if error.get("code") == protocol.TIMED_OUT:
+            # The runtime stopped the function at the deadline the agent sent (the engine
+            # of python3.12-wasm does): the same timeout as when the agent's own timer
+            # is first, whichever notices it.
+            raise self._logged(FunctionTimeout(
+                f"function {name!r} timed out after {limit:g}s",
+                request_id=request_id,
+            ), tenant, name, version.number, request_id)
         if error.get("code") == protocol.OUTPUT_TOO_LARGE:  # the response could not be framed
             raise self._logged(OutputTooLarge(
                 f"function {name!r} returned more than the 64 MiB frame limit",

@@ -35,6 +35,7 @@ PROTOCOL_VERSION = "1.0"
 #: the codes a result's error may carry (hyac_common/protocol.py); none: the function raised
 OUTPUT_TOO_LARGE = "output_too_large"
 OUT_OF_MEMORY = "out_of_memory"
+TIMED_OUT = "timeout"  # the runtime itself stopped the function at its deadline
 MAX_FRAME = 64 * 1024 * 1024
 MAX_LOG_LINE = 256 * 1024
 _HEADER = struct.Struct(">I")

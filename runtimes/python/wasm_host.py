@@ -43,6 +43,7 @@ import _hyac_worker  # noqa: E402
 from _hyac_protocol import (  # noqa: E402
     OUT_OF_MEMORY,
     PROTOCOL_VERSION,
+    TIMED_OUT,
     Channel,
     FrameBuffer,
     ProtocolError,
@@ -216,7 +217,7 @@ class Host:
             self.running.clear()
         for request_id in running:
             if request_id == self.timed_out:
-                error = {"type": "TimeoutError", "traceback": "",
+                error = {"type": "TimeoutError", "traceback": "", "code": TIMED_OUT,
                          "message": "hyac: the function ran past its deadline and the "
                                     "WebAssembly engine stopped it"}
             elif "memory" in str(trap) or "unreachable" in str(trap):

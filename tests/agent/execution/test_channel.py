@@ -165,3 +165,34 @@ def test_a_frames_lone_surrogates_become_replacement_characters() -> None:
         while isinstance(inner, list):
             inner = inner[0]
         assert inner == "\ufffd"
+
+
+RUNTIME_STOPPED_IT = '''
+import json, struct, sys, time
+
+def main(context):
+    own = context.function.request_id
+    data = json.dumps({"type": "result", "id": own, "ok": False, "error": {
+        "type": "TimeoutError", "message": "stopped at its deadline", "code": "timeout"}}).encode()
+    channel = sys.stdout._channel
+    with channel._send_lock:
+        channel._sock.sendall(struct.pack(">I", len(data)) + data)
+    time.sleep(0.5)  # its real answer comes after: nobody waits for it any more
+    return "late"
+'''
+
+
+def test_a_runtime_that_stopped_a_function_at_its_deadline_answers_a_timeout(
+    agent: InProcessAgent,
+) -> None:
+    """python3.12-wasm's engine stops a guest at the deadline the agent sent and says so
+    (code "timeout"): a 504 timeout, the same as when the agent's own timer is first,
+    where it was a 200 with a TimeoutError when the engine noticed first. The worker is
+    not drained for it: the runtime stopped the code itself."""
+    agent.deploy("stopped", RUNTIME_STOPPED_IT, timeout=5)
+    for _ in range(2):
+        answer = agent.invoke("stopped")
+        assert answer.status_code == 504, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "timeout" and "timed out after 5s" in error["message"], error
+    assert len(agent.agent.pool._workers) == 1  # the same worker served both
