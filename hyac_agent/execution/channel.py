@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+from hyac_agent.store.text import LONE_SURROGATE
 from hyac_common.protocol import MAX_FRAME, WorkerFrame
 
 _HEADER = struct.Struct(">I")
@@ -42,17 +42,12 @@ def decode_payload(payload: bytes | bytearray) -> WorkerFrame:
     return cast(WorkerFrame, message)
 
 
-#: a UTF-16 surrogate: in a str that json.loads made, only a lone one (a pair becomes
-#: the character it encodes)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _without_lone_surrogates(value: Any) -> Any:
     """``value`` with each lone surrogate replaced by U+FFFD. JSON lets a frame escape
     one ("\\ud800"), but no UTF-8 encoder takes it: in an answer, a log line or a task's
     error it failed the response, the store write or the batch it was part of."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
         return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):

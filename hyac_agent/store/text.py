@@ -7,6 +7,9 @@ import re
 #: what no store keeps in a text column: NUL (PostgreSQL refuses it) and lone surrogates
 #: (which no UTF-8 encoder takes; JSON's "\ud800" escapes decode to them)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: a UTF-16 surrogate: in a str that json.loads made, only a lone one (a pair becomes
+#: the character it encodes)
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def storable(text: str) -> str:

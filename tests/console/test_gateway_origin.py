@@ -128,7 +128,6 @@ try:
     from playwright.sync_api import Browser, expect, sync_playwright
 except ImportError:
     Browser = None  # type: ignore[assignment,misc]
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +135,10 @@ def browser() -> Iterator[Browser]:
     if Browser is None:
         pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40' "
                     "(never `playwright install`: the tests use Debian's chromium)")
-    if not os.path.exists(CHROMIUM):
+    if not os.path.exists("/usr/bin/chromium"):
         pytest.skip("chromium is not installed: apt-get install -y chromium")
-    from tests.console.test_browser import CHROMIUM_ARGS
+    # imported here: that module skips itself whole without playwright or chromium
+    from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
