@@ -46,12 +46,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"agent {running.url} (pid {running.process.pid}): its "
                                     f"stacks and last log lines", running.stacks_and_log()))
         # A module's browser pages (WATCHED): the requests they sent that had no answer
-        # yet, so a view left "Loading…" names what it waited for. Last: a shortened
-        # report keeps its end.
+        # yet, and their last events, so a view left "Loading…" names what it waited
+        # for or what went wrong. Last: a shortened report keeps its end.
         for watched in getattr(item.module, "WATCHED", ()):
             waiting = watched.unfinished()
             if waiting:
-                report.sections.append(("requests a browser page was still waiting for",
+                report.sections.append(("a browser page: requests still waiting, last events",
                                         "\n".join(waiting)))
     return report
 

@@ -8,6 +8,7 @@ docs/console/."""
 from __future__ import annotations
 
 import base64
+import collections
 import csv
 import io
 import json
@@ -116,27 +117,50 @@ def browser() -> Iterator[Browser]:
 
 class Watched:
     """A page, and the dialogs and script errors it met (none may happen). The requests
-    it sent and has no answer to yet are kept: a failing test shows them (WATCHED)."""
+    it sent and has no answer to yet are kept, and its last events (answers, failed
+    requests, console lines, script errors), closed or not: a failing test shows them
+    (WATCHED)."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.sent: dict[Request, float] = {}
+        self.events: collections.deque[str] = collections.deque(maxlen=30)
+        self.opened = time.monotonic()
         page.on("dialog", self._dialog)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on("request", lambda request: self.sent.setdefault(request, time.monotonic()))
+        page.on("pageerror", self._error)
+        page.on("request", self._sent)
         page.on("requestfinished", lambda request: self.sent.pop(request, None))
-        page.on("requestfailed", lambda request: self.sent.pop(request, None))
+        page.on("requestfailed", self._failed)
+        page.on("response", lambda answer: self._event(
+            f"{answer.status} {answer.request.method} {answer.url}"))
+        page.on("console", lambda line: self._event(f"console.{line.type}: {line.text}"))
         page.set_default_timeout(WAIT)
         WATCHED.append(self)
 
     def unfinished(self) -> list[str]:
-        if self.page.is_closed():
-            return []
         now = time.monotonic()
-        return [f"{request.method} {request.url} sent {now - at:.1f} s ago by the page at "
-                f"{self.page.url}" for request, at in self.sent.items()]
+        waiting = [] if self.page.is_closed() else [
+            f"{request.method} {request.url} sent {now - at:.1f} s ago by the page at "
+            f"{self.page.url}" for request, at in self.sent.items()]
+        return waiting + [f"  last events of a page opened {now - self.opened:.1f} s ago:",
+                          *self.events]
+
+    def _event(self, text: str) -> None:
+        self.events.append(f"  {time.monotonic() - self.opened:7.2f} s  {text}")
+
+    def _sent(self, request: Request) -> None:
+        self.sent.setdefault(request, time.monotonic())
+        self._event(f"-> {request.method} {request.url}")
+
+    def _failed(self, request: Request) -> None:
+        self.sent.pop(request, None)
+        self._event(f"failed {request.method} {request.url}: {request.failure}")
+
+    def _error(self, error: object) -> None:
+        self.errors.append(str(error))
+        self._event(f"script error: {error}")
 
     def _dialog(self, dialog: Dialog) -> None:
         self.dialogs.append(dialog.message)
