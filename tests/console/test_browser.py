@@ -22,26 +22,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import WAIT, browser_missing, chromium
 from tests.conftest import RunningAgent, current_runtime
 from tests.console.conftest import hyac, make_user
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 # Every run takes a screenshot of each page; they go to docs/console only when asked
 # (HYAC_CONSOLE_SHOTS=docs/console), so an ordinary run leaves the tree as it was.
 SHOTS = Path(os.environ.get("HYAC_CONSOLE_SHOTS") or Path(tempfile.gettempdir()) / "hyac-console-shots")
-WAIT = 30_000  # ms: how long the page may take to show what a step waits for
 
-try:
-    from playwright.sync_api import Browser, Dialog, Page, Request, expect, sync_playwright
-except ImportError:
-    pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40' "
-                "(never `playwright install`: the tests use Debian's chromium)",
-                allow_module_level=True)
-if not os.path.exists(CHROMIUM):
-    pytest.skip("chromium is not installed: apt-get install -y chromium", allow_module_level=True)
+missing = browser_missing()
+if missing:
+    pytest.skip(missing, allow_module_level=True)
+from playwright.sync_api import Browser, Dialog, Page, Request, expect  # noqa: E402
+
 expect.set_options(timeout=WAIT)
 
 HELLO = """
@@ -109,10 +102,8 @@ def deployed(backend_agent: RunningAgent) -> RunningAgent:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 class Watched:

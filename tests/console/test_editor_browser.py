@@ -12,11 +12,12 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.browser import chromium
 from tests.conftest import RunningAgent, current_runtime
-from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS, Watched
+from tests.console.test_browser import Watched
 
 try:  # test_browser has already skipped loudly without playwright or chromium
-    from playwright.sync_api import Browser, Page, Request, Response, Route, expect, sync_playwright
+    from playwright.sync_api import Page, Request, Response, Route, expect
 except ImportError:
     pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40'",
                 allow_module_level=True)
@@ -37,8 +38,7 @@ def agent(console_agent: RunningAgent) -> RunningAgent:
 
 @pytest.fixture(scope="module")
 def page(agent: RunningAgent) -> Iterator[Watched]:
-    with sync_playwright() as playwright:
-        browser: Browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         watched = Watched(context.new_page())
         watched.page.goto(f"{agent.url}/console/")
@@ -47,7 +47,6 @@ def page(agent: RunningAgent) -> Iterator[Watched]:
         expect(watched.page.locator("main h1")).to_have_text("Overview")
         yield watched
         context.close()
-        browser.close()
 
 
 def open_editor(page: Page) -> None:

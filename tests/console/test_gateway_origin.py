@@ -8,12 +8,13 @@ run on a real agent and, for the page, in Debian's chromium (never a downloaded 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
+from tests.browser import browser_missing, chromium
 from tests.conftest import RunningAgent
 from tests.console.conftest import COOKIE, sign_in
 
@@ -124,31 +125,24 @@ def test_what_a_function_may_send_still_goes_through(deployed: RunningAgent) -> 
 
 # in a real browser --------------------------------------------------------------------
 
-try:
-    from playwright.sync_api import Browser, expect, sync_playwright
-except ImportError:
-    Browser = None  # type: ignore[assignment,misc]
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if Browser is None:
-        pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40' "
-                    "(never `playwright install`: the tests use Debian's chromium)")
-    if not os.path.exists("/usr/bin/chromium"):
-        pytest.skip("chromium is not installed: apt-get install -y chromium")
-    # imported here: that module skips itself whole without playwright or chromium
-    from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    missing = browser_missing()
+    if missing:
+        pytest.skip(missing)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def test_a_signed_in_owner_opening_a_tenants_page_lends_it_nothing(
     deployed: RunningAgent, browser: Browser
 ) -> None:
+    from playwright.sync_api import expect
+
     owner = sign_in(deployed)
     context = browser.new_context()
     try:

@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser import browser_missing, chromium, signed_in_page
 from tests.edge.conftest import Edge
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = "/usr/bin/chromium"
-WAIT = 30_000  # ms
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed: .venv/bin/pip install "
-    "'playwright>=1.40' (never `playwright install`: the tests use Debian's chromium)")
-if shutil.which(CHROMIUM) is None:
-    pytest.skip("chromium is not installed: apt-get install -y chromium", allow_module_level=True)
+missing = browser_missing()
+if missing:
+    pytest.skip(missing, allow_module_level=True)
+from playwright.sync_api import expect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def page(edge: Edge) -> Iterator[Page]:
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            tab = browser.new_page()
-            tab.set_default_timeout(WAIT)
-            tab.on("dialog", lambda dialog: dialog.accept())
-            assert tab.request.post(f"{edge.url()}/console/session",
-                                    data={"token": edge.agent.token}).ok
-            yield tab
-        finally:
-            browser.close()
+    with chromium() as browser:
+        tab = signed_in_page(browser, edge.url(), edge.agent.token)
+        tab.on("dialog", lambda dialog: dialog.accept())
+        yield tab
 
 
 def test_domains_and_ip_rules_from_the_console(edge: Edge, page: Page) -> None:
-    expect = playwright_api.expect
     edge.echo("default", "echo")
     page.goto(f"{edge.url()}/console/#/domains")
     expect(page.locator("main h1")).to_have_text("Domains & IP rules")

@@ -3,13 +3,13 @@ channel, sending a test and seeing its delivery; the URL is never shown back."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser import browser_missing, chromium, signed_in_page
 from tests.conftest import RunningAgent, start_agent
 from tests.notify.conftest import Receiver
 from tests.waiting import eventually
@@ -17,13 +17,10 @@ from tests.waiting import eventually
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = "/usr/bin/chromium"
-WAIT = 30_000  # ms
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed: .venv/bin/pip install "
-    "'playwright>=1.40' (never `playwright install`: the tests use Debian's chromium)")
-if shutil.which(CHROMIUM) is None:
-    pytest.skip("chromium is not installed: apt-get install -y chromium", allow_module_level=True)
+missing = browser_missing()
+if missing:
+    pytest.skip(missing, allow_module_level=True)
+from playwright.sync_api import expect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +34,11 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
 
 @pytest.fixture(scope="module")
 def page(agent: RunningAgent) -> Iterator[Page]:
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            tab = browser.new_page()
-            tab.set_default_timeout(WAIT)
-            assert tab.request.post(f"{agent.url}/console/session",
-                                    data={"token": agent.token}).ok
-            yield tab
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield signed_in_page(browser, agent.url, agent.token)
 
 
 def test_add_a_channel_test_it_and_see_the_delivery(agent: RunningAgent, page: Page) -> None:
-    expect = playwright_api.expect
     receiver = Receiver()
     try:
         page.goto(f"{agent.url}/console/#/notifications")

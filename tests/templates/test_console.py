@@ -4,34 +4,26 @@ needs and its scan result, rate it, and approve a user's template as the platfor
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.browser import WAIT, browser_missing, chromium
 from tests.templates.conftest import files_b64
 from tests.templates.test_registry import template
 from tests.tenancy.conftest import Platform
 
-CHROMIUM = "/usr/bin/chromium"
-WAIT = 30_000  # ms
+missing = browser_missing()
+if missing:
+    pytest.skip(missing, allow_module_level=True)
+from playwright.sync_api import Page, expect  # noqa: E402
 
-try:
-    from playwright.sync_api import Page, expect, sync_playwright
-except ImportError:
-    pytest.skip("playwright is not installed: .venv/bin/pip install 'playwright>=1.40' "
-                "(never `playwright install`: the tests use Debian's chromium)",
-                allow_module_level=True)
-if not os.path.exists(CHROMIUM):
-    pytest.skip("chromium is not installed: apt-get install -y chromium", allow_module_level=True)
 expect.set_options(timeout=WAIT)
 
 
 @pytest.fixture(scope="module")
 def page(platform: Platform) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+    with chromium() as browser:
         opened = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         opened.set_default_timeout(WAIT)
         dialogs: list[str] = []
@@ -42,7 +34,6 @@ def page(platform: Platform) -> Iterator[Page]:
         expect(opened.locator("main h1")).to_have_text("Overview")
         yield opened
         assert dialogs == []  # no script of a template ever ran
-        browser.close()
 
 
 def test_browse_search_read_and_rate(page: Page, platform: Platform) -> None:
