@@ -41,8 +41,11 @@ async function failure(response) {
 
 // A GET with no answer after this long is sent once more, then given up with an error:
 // a request lost on its way (a connection that hung) never leaves a view "Loading…".
+// A GET the network dropped (the browser aborts requests in flight when a network
+// interface changes, as Docker's do when containers start) is sent once more too.
 // Changes are not repeated: the first may have been carried out.
 const GET_TIMEOUT_MS = 15000;
+const RETRY_AFTER_MS = 250;
 
 async function send(method, target, init) {
   if (method !== "GET") return fetch(target, init);
@@ -50,12 +53,15 @@ async function send(method, target, init) {
     try {
       return await fetch(target, { ...init, signal: AbortSignal.timeout(GET_TIMEOUT_MS) });
     } catch (error) {
-      if (error.name !== "TimeoutError") throw error;
+      const timedOut = error.name === "TimeoutError";
+      if (!timedOut && error.name !== "TypeError") throw error;  // TypeError: the network failed
       if (attempt === 2) {
         const path = target.split("?")[0];
+        if (!timedOut) throw new ApiError(0, "network", `${path} could not be reached (${error.message}), twice.`);
         throw new ApiError(0, "timeout",
           `The agent did not answer ${path} within ${GET_TIMEOUT_MS / 1000} s, twice.`);
       }
+      if (!timedOut) await new Promise((resolve) => setTimeout(resolve, RETRY_AFTER_MS));
     }
   }
 }

@@ -1,7 +1,7 @@
 // The console's shell: sign-in, navigation between views, the tenant picker.
 
 import { api, setCsrf, setTenant, signIn, signOut, whoami } from "./api.js";
-import { clear, h, say } from "./dom.js";
+import { clear, h } from "./dom.js";
 import { adminView } from "./views/admin.js";
 import { auditView } from "./views/audit.js";
 import { domainsView } from "./views/domains.js";
@@ -170,10 +170,23 @@ async function boot() {
       return;
     }
   }
+  await starting();
+}
+
+// Signed-in state could not be read (the agent down, the network gone): say so where the
+// page would be, with a way to try again, not "Loading…" for good.
+async function starting() {
   try {
     await start();
   } catch (error) {
-    say(error.message, "error");
+    const again = h("button", { type: "button" }, "Try again");
+    again.addEventListener("click", () => {
+      clear(main()).append(h("p", { class: "muted" }, "Loading…"));
+      starting();
+    });
+    clear(main()).append(h("div", { class: "card" },
+      h("p", { class: "error", role: "alert" }, `The console could not start: ${error.message}`),
+      again));
   }
 }
 

@@ -25,6 +25,7 @@ export async function logsView(root, { rest }) {
   let held = [];
   let lastTs = null;
   let stop = null;
+  const key = (r) => `${r.ts}|${r.request_id}|${r.stream}|${r.message}`;
 
   const visible = (r) => (!streamSel.value || r.stream === streamSel.value)
     && (!level.value || (r.level || "").toUpperCase() === level.value)
@@ -47,7 +48,6 @@ export async function logsView(root, { rest }) {
   function add(records) {
     for (const r of records) {
       list.append(line(r));
-      lastTs = r.ts;
     }
     while (list.childElementCount > MAX_LINES) list.firstElementChild.remove();
     const doc = document.scrollingElement;
@@ -68,7 +68,6 @@ export async function logsView(root, { rest }) {
     const ticket = ++picked;
     const stored = await api("GET", "/v1/logs", { params: { function: fn.value, limit: 10000 } });
     if (ticket !== picked || requestId.value.trim() !== rid) return;
-    const key = (r) => `${r.ts}|${r.request_id}|${r.stream}|${r.message}`;
     const lines = new Map([...list.children].map((item) => [key(item.record), item.record]));
     const before = lines.size;
     for (const r of stored) if (r.request_id === rid && !lines.has(key(r))) lines.set(key(r), r);
@@ -77,24 +76,60 @@ export async function logsView(root, { rest }) {
     for (const r of [...lines.values()].sort((a, b) => a.ts - b.ts)) list.append(line(r));
   }
 
+  // Each line is shown once: a tail that reconnects asks for what came since the newest
+  // line it received, and the agent sends that line again, with any of the same instant.
+  // Lines of concurrent requests may arrive slightly out of order: none is dropped for it.
+  const SEEN = 5000;
+  let seen = new Set();
+  function fresh(r) {
+    const k = key(r);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    if (seen.size > SEEN) seen.delete(seen.values().next().value);
+    if (lastTs === null || r.ts > lastTs) lastTs = r.ts;
+    return true;
+  }
+
   // Only the newest connection fills the list: a change of function while the previous
-  // tail is still loading must not leave both tails in it.
+  // tail is still loading must not leave both tails in it. A tail the network or a
+  // stopping agent ended reconnects on its own, waiting longer after each failure.
   let connection = 0;
+  let again = null;
+  function halt() {
+    if (stop) { stop(); stop = null; }
+    clearTimeout(again);
+  }
   async function connect() {
     const ticket = ++connection;
-    if (stop) { stop(); stop = null; }
+    halt();
     const params = { function: fn.value, limit: 200 };
     const recent = await api("GET", "/v1/logs", { params });
     if (ticket !== connection) return;
     clear(list);
     held = [];
     lastTs = null;
-    add(recent.sort((a, b) => a.ts - b.ts));
-    state.textContent = "live";
+    seen = new Set();
+    add(recent.sort((a, b) => a.ts - b.ts).filter(fresh));
+    follow(ticket, 0);
+  }
+  function follow(ticket, failures) {
+    state.textContent = paused ? "paused" : "live";
     stop = stream("/v1/logs/stream", { function: fn.value, since: lastTs ?? undefined }, (_event, record) => {
-      if (lastTs !== null && record.ts <= lastTs && recent.length) return;
+      failures = 0;
+      if (!fresh(record)) return;
       if (paused) { held.push(record); state.textContent = `paused (${held.length} waiting)`; } else add([record]);
-    }, (error) => { state.textContent = error ? `disconnected: ${error.message}` : "ended"; });
+    }, (error) => {
+      if (ticket !== connection || !root.isConnected) return;
+      stop = null;
+      // Refused (signed out, access removed, a bad filter): reconnecting would not help.
+      if (error && error.status >= 400 && error.status < 500 && error.status !== 429) {
+        state.textContent = `disconnected: ${error.message}`;
+        return;
+      }
+      const seconds = Math.min(2 ** failures, 15);
+      state.textContent = `reconnecting in ${seconds} s (${error ? error.message : "the stream ended"})`;
+      again = setTimeout(() => { if (ticket === connection) follow(ticket, failures + 1); }, seconds * 1000);
+    });
   }
 
   pause.addEventListener("click", () => {
@@ -107,5 +142,5 @@ export async function logsView(root, { rest }) {
   for (const input of [streamSel, level, requestId, text]) input.addEventListener("input", refilter);
   requestId.addEventListener("change", showRequest);
   await connect();
-  return () => { if (stop) stop(); };
+  return () => { connection++; halt(); };
 }
