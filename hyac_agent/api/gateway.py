@@ -110,6 +110,13 @@ async def _invoke(request: Request, tenant: str, function: str, path: str, agent
         response = Response(content, status_code=result.status, headers=headers)
     except UnicodeEncodeError:  # a header value beyond Latin-1
         return _bad_response(function, result.request_id, "a header value is not Latin-1 text")
+    # Set-Cookie holds one cookie a line: each is a header of its own (cookies are the
+    # one header HTTP cannot join with commas).
+    if any(name == b"set-cookie" and b"\n" in value for name, value in response.raw_headers):
+        response.raw_headers[:] = [
+            (name, line) for name, value in response.raw_headers
+            for line in (value.split(b"\n") if name == b"set-cookie" else (value,))
+            if line or name != b"set-cookie"]
     for name, value in response.raw_headers:
         if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(value):
             return _bad_response(function, result.request_id,

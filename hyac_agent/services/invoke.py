@@ -175,7 +175,7 @@ class InvokeService:
             return InvokeResult.model_construct(
                 ok=True,
                 status=int(response.get("status", 200)),
-                headers={str(k): str(v) for k, v in headers.items()},
+                headers={str(k): _header_value(k, v) for k, v in headers.items()},
                 body_b64=body,
                 **base,
             )
@@ -294,3 +294,15 @@ def _nested_request(args: dict[str, Any], max_body_bytes: int) -> InvokeRequest:
         method=method.upper(), path=path, query=maps["query"], headers=maps["headers"],
         body_b64=body,
     )
+
+
+def _header_value(name: object, value: object) -> str:
+    """A response header as a runtime may send it: a string, or a list of values (one
+    each), which becomes what the runtimes of docs/protocol.md send: Set-Cookie's values
+    a line each (the gateway sends each as a header of its own), any other's joined by
+    ", ", as HTTP combines repeated headers."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ("\n" if str(name).lower() == "set-cookie" else ", ").join(map(str, value))
+    return str(value)

@@ -72,8 +72,8 @@ type HyacBody = string | Uint8Array | ArrayBuffer | object | number | boolean | 
 
 /** An HTTP response with an explicit status and headers. */
 declare class HyacResponse {
-  constructor(status?: number, headers?: Record<string, string>, body?: HyacBody);
-  constructor(init: { status?: number; headers?: Record<string, string>; body?: HyacBody });
+  constructor(status?: number, headers?: Record<string, string | string[]>, body?: HyacBody);
+  constructor(init: { status?: number; headers?: Record<string, string | string[]>; body?: HyacBody });
   status: number;
   headers: Record<string, string>;
   body: HyacBody;

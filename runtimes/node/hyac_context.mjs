@@ -112,7 +112,9 @@ export class Request {
 /** An HTTP response with an explicit status and headers.
  *
  * `new Response(201, {"x-a": "b"}, {made: true})` or `new Response({status, headers, body})`;
- * body may be a string, a Uint8Array/Buffer, a plain object or array (JSON), or null. */
+ * body may be a string, a Uint8Array/Buffer, a plain object or array (JSON), or null. A
+ * header's value may be an array: `{"set-cookie": ["a=1", "b=2"]}` sends each cookie as a
+ * Set-Cookie header of its own; other headers' values are joined by ", ". */
 export class Response {
   constructor(status = 200, headers = {}, body = null) {
     if (status !== null && typeof status === "object") {
@@ -122,9 +124,17 @@ export class Response {
       throw new TypeError(`Response status must be an integer between 100 and 599, not ${status}`);
     }
     this.status = status;
-    this.headers = Object.fromEntries(Object.entries(headers || {}).map(([k, v]) => [k, String(v)]));
+    this.headers = Object.fromEntries(Object.entries(headers || {}).map(([k, v]) => [k, headerValue(k, v)]));
     this.body = body;
   }
+}
+
+/** A response header's value as it goes on the wire: an array gives one value per item,
+ * Set-Cookie's kept apart by a newline (no header value can hold one, and the agent sends
+ * each as a header of its own), any other header's joined by ", ". */
+function headerValue(name, value) {
+  if (!Array.isArray(value)) return String(value);
+  return value.map(String).join(String(name).toLowerCase() === "set-cookie" ? "\n" : ", ");
 }
 
 /** Log lines for this invocation, tagged with its request id and level.
@@ -406,8 +416,11 @@ export async function toWireResponse(value) {
     return [value.status, headers, body];
   }
   if (typeof globalThis.Response === "function" && value instanceof globalThis.Response) {
+    // Headers yields each Set-Cookie apart (the one header HTTP cannot join): a line each.
     const headers = {};
-    value.headers.forEach((v, k) => { headers[k] = v; });
+    const cookies = [];
+    value.headers.forEach((v, k) => { if (k === "set-cookie") cookies.push(v); else headers[k] = v; });
+    if (cookies.length) headers["set-cookie"] = cookies.join("\n");
     return [value.status, headers, Buffer.from(await value.arrayBuffer())];
   }
   const [body, implied] = encodeBody(value);

@@ -203,14 +203,21 @@ class Response:
     status: int
     """HTTP status code, 100 to 599."""
     headers: dict[str, str]
-    """Response headers; a content-type is added from the body type when missing."""
+    """Response headers; a content-type is added from the body type when missing. Set-Cookie
+    holds one cookie per line (each is sent as a header of its own)."""
     body: Any
     """The body: bytes, str, dict, list or None."""
 
     def __init__(
-        self, status: int = 200, headers: Mapping[str, str] | None = None, body: Any = b""
+        self, status: int = 200, headers: Mapping[str, str | Sequence[str]] | None = None,
+        body: Any = b"",
     ) -> None:
-        """Build a response; raises TypeError or ValueError at once on bad arguments."""
+        """Build a response; raises TypeError or ValueError at once on bad arguments.
+
+        A header's value may be a list: ``{"set-cookie": ["a=1", "b=2"]}`` sends each cookie
+        as a Set-Cookie header of its own; any other header's values are joined by ", ",
+        as HTTP combines repeated headers.
+        """
         if not isinstance(status, int) or isinstance(status, bool):
             raise TypeError(f"Response status must be an int, not {type(status).__name__}")
         if not 100 <= status <= 599:
@@ -224,12 +231,21 @@ class Response:
         for name, value in (headers or {}).items():
             if not isinstance(name, str):
                 raise TypeError(f"header names must be str, not {type(name).__name__}")
-            self.headers[name] = str(value)
+            self.headers[name] = _header_value(name, value)
         self.body = body
 
     def __repr__(self) -> str:
         """Show the status and body type."""
         return f"<Response {self.status} body={type(self.body).__name__}>"
+
+
+def _header_value(name: str, value: Any) -> str:
+    """A response header's value as it goes on the wire: a list or tuple gives one value
+    per item, Set-Cookie's kept apart by a newline (no header value can hold one, and the
+    agent sends each as a header of its own), any other header's joined by ", "."""
+    if isinstance(value, (list, tuple)):
+        return ("\n" if name.lower() == "set-cookie" else ", ").join(str(v) for v in value)
+    return str(value)
 
 
 class InvokeResponse:

@@ -92,10 +92,15 @@ def test_the_console_cookie_never_reaches_a_function(deployed: RunningAgent) -> 
     ({"x-a": "caf\u00e9 \u4e2d"}, "not Latin-1"),
     ({"Set-Cookie": f"{COOKIE}=fixed; Path=/"}, f"sets the console's cookie ({COOKIE})"),
     ({"set-cookie": f" {COOKIE} =fixed"}, f"sets the console's cookie ({COOKIE})"),
+    # several cookies are a header each: the console's may hide in none of them
+    ({"set-cookie": ["theirs=1", f"{COOKIE}=fixed"]}, f"sets the console's cookie ({COOKIE})"),
+    ({"set-cookie": f"theirs=1\n{COOKIE}=fixed"}, f"sets the console's cookie ({COOKIE})"),
+    ({"set-cookie": ["theirs=1\r", "b=2"]}, "'set-cookie' is not valid HTTP"),
+    ({"x-a": ["a", "b\nc"]}, "'x-a' is not valid HTTP"),
     ({"Clear-Site-Data": '"cookies", "storage"'}, "clears the site's data"),
 ])
 def test_a_response_no_server_may_send_is_a_502_that_says_why(
-    deployed: RunningAgent, headers: dict[str, str], why: str
+    deployed: RunningAgent, headers: dict[str, str | list[str]], why: str
 ) -> None:
     answer = httpx.get(f"{deployed.url}/mallory/headers", params={"h": json.dumps(headers)},
                        timeout=30)
@@ -116,6 +121,12 @@ def test_what_a_function_may_send_still_goes_through(deployed: RunningAgent) -> 
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-a"].encode("latin-1") == fine["x-a"].encode("latin-1")
     assert answer.headers["set-cookie"] == "theirs=1; Path=/mallory/"
+    several = {"set-cookie": ["one=1; Path=/mallory/", "", "two=2"], "x-b": ["p", "q"]}
+    each = httpx.get(f"{deployed.url}/mallory/headers", params={"h": json.dumps(several)},
+                     timeout=30)
+    assert each.status_code == 200, each.text
+    assert each.headers.get_list("set-cookie") == ["one=1; Path=/mallory/", "two=2"]
+    assert each.headers.get_list("x-b") == ["p, q"]
     # the function's own policy and the gateway's sandbox both apply
     policies = answer.headers.get_list("content-security-policy")
     assert "default-src 'self'" in policies

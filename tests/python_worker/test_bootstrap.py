@@ -524,7 +524,8 @@ RETURNS = """
         if kind == "none":
             return None
         if kind == "response":
-            return Response(status=201, headers={"X-Id": 7}, body={"ok": True})
+            return Response(status=201, headers={"X-Id": 7, "Set-Cookie": ["a=1", "b=2"],
+                                                 "x-several": ("one", 2)}, body={"ok": True})
         if kind == "response_text":
             return context.Response(404, body="missing")
         if kind == "response_typed":
@@ -567,6 +568,9 @@ def test_return_values_map_to_responses(
     assert body_of(result) == body
     if kind == "response":
         assert headers["x-id"] == "7"
+        # a list: Set-Cookie a line each (the agent sends each apart), others joined
+        assert headers["set-cookie"] == "a=1\nb=2"
+        assert headers["x-several"] == "one, 2"
 
 
 @pytest.mark.parametrize(

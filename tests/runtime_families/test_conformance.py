@@ -16,6 +16,7 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from tests.conftest import RunningAgent, current_runtime
@@ -40,6 +41,8 @@ def main(context):
         return fail()
     if context.request.path == "/sleep":
         time.sleep(60)
+    if context.request.path == "/cookies":
+        return Response(200, {"set-cookie": ["a=1; Path=/", "b=2"], "x-several": ["one", "two"]}, "ok")
     payload = context.request.json()
     key = "conformance/" + context.function.name
     context.logger.info("conformance %s", payload["name"])
@@ -63,6 +66,14 @@ function fail() {
 export async function main(context/*: any*/) {
   if (context.request.path === "/boom") return fail();
   if (context.request.path === "/sleep") await new Promise((wake) => setTimeout(wake, 60000));
+  if (context.request.path === "/cookies") {
+    return new context.Response(200, { "set-cookie": ["a=1; Path=/", "b=2"], "x-several": ["one", "two"] }, "ok");
+  }
+  if (context.request.path === "/web-cookies") {  // the web platform's Response
+    const headers = new Headers([["set-cookie", "a=1; Path=/"], ["set-cookie", "b=2"],
+      ["x-several", "one"], ["x-several", "two"]]);
+    return new Response("ok", { status: 200, headers });
+  }
   const payload = context.request.json();
   const key = "conformance/" + context.function.name;
   context.logger.info("conformance %s", payload.name);
@@ -90,6 +101,10 @@ public class Conformance {
     public static Object handle(Context context) throws Exception {
         if (context.request.path.equals("/boom")) return fail();
         if (context.request.path.equals("/sleep")) Thread.sleep(60_000);
+        if (context.request.path.equals("/cookies")) {  // headers are strings: a cookie a line
+            return new Context.Response(200, Map.of("set-cookie", "a=1; Path=/\\nb=2",
+                                                    "x-several", "one, two"), "ok");
+        }
         Map<?, ?> payload = (Map<?, ?>) context.request.json();
         String key = "conformance/" + context.function.name;
         context.logger.info("conformance %s", payload.get("name"));
@@ -215,6 +230,20 @@ def test_an_error_names_the_users_file_and_lines(case: Case) -> None:
     assert (entry, line_of(source, "return fail()")) in frames, trace
     assert {path for path, _ in frames} == {entry}, trace
     assert "bootstrap" not in trace.lower() and "/runtime/" not in trace, trace
+
+
+def test_several_cookies_are_a_header_each(case: Case) -> None:
+    # node20 and deno also answer with the web platform's Response
+    web = ["/web-cookies"] if case.runtime in ("node20", "deno") else []
+    for path in ["/cookies", *web]:
+        answer = httpx.get(f"{case.agent.url}/default/{case.name}{path}", timeout=60)
+        assert answer.status_code == 200, (path, answer.text)
+        assert answer.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2"], path
+        assert answer.headers.get_list("x-several") == ["one, two"], path
+        assert answer.text == "ok"
+        # the API shows them as the function sent them: a cookie a line
+        result = invoke_result(case.agent, case.name, path=path)
+        assert result["headers"]["set-cookie"] == "a=1; Path=/\nb=2", (path, result)
 
 
 def test_a_timeout_ends_the_invocation(case: Case) -> None:

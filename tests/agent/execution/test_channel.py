@@ -196,3 +196,34 @@ def test_a_runtime_that_stopped_a_function_at_its_deadline_answers_a_timeout(
         error = answer.json()["error"]
         assert error["code"] == "timeout" and "timed out after 5s" in error["message"], error
     assert len(agent.agent.pool._workers) == 1  # the same worker served both
+
+
+RAW_HEADERS = '''
+import json, struct, sys, time
+
+def main(context):
+    own = context.function.request_id
+    data = json.dumps({"type": "result", "id": own, "ok": True, "response": {
+        "status": 200, "body_b64": "",
+        "headers": {"set-cookie": ["a=1", "b=2"], "x-list": ["p", 3], "x-n": 7}}}).encode()
+    channel = sys.stdout._channel
+    with channel._send_lock:
+        channel._sock.sendall(struct.pack(">I", len(data)) + data)
+    time.sleep(0.5)  # its real answer comes after: nobody waits for it any more
+    return "late"
+'''
+
+
+def test_a_runtime_may_send_a_headers_values_as_a_list(agent: InProcessAgent) -> None:
+    """A runtime of its own may frame several values of a header as a JSON list (the ones
+    shipped join them before): Set-Cookie's become a line each, as the gateway sends them,
+    any other's are joined by ", ", and a number is its text."""
+    agent.deploy("raw", RAW_HEADERS, timeout=5)
+    answer = agent.invoke("raw")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["headers"] == {"set-cookie": "a=1\nb=2", "x-list": "p, 3", "x-n": "7"}
+    with agent.client() as client:
+        served = client.get("/default/raw")
+    assert served.status_code == 200, served.text
+    assert served.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert served.headers["x-list"] == "p, 3" and served.headers["x-n"] == "7"
