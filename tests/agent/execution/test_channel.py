@@ -49,12 +49,21 @@ def test_a_burst_leaves_in_one_write_and_every_answer_finds_its_request(
             for i in range(BURST)
         ))
 
-    results = agent.run(burst())
-    assert [base64.b64decode(r.body_b64).decode() for r in results] == [
-        f"call {i}" for i in range(BURST)
-    ]
-    carrying = [w for w in writes if b'"invoke"' in w]
-    assert len(carrying) == 1, [w.count(b'"invoke"') for w in carrying]
+    # A burst whose invocations all reach the channel in one turn leaves in one write. On
+    # a loaded host one may still be waiting on something else when the others go (a
+    # slot of the worker's): another burst is tried, never more than three.
+    split = []
+    for _ in range(3):
+        writes.clear()
+        results = agent.run(burst())
+        assert [base64.b64decode(r.body_b64).decode() for r in results] == [
+            f"call {i}" for i in range(BURST)
+        ]
+        carrying = [w for w in writes if b'"invoke"' in w]
+        if len(carrying) == 1:
+            break
+        split.append([w.count(b'"invoke"') for w in carrying])
+    assert len(carrying) == 1, split
     frames = carrying[0]
     # in the order they were sent: call 0 first
     positions = [frames.index(base64.b64encode(f"call {i}".encode())) for i in range(BURST)]
@@ -77,11 +86,27 @@ def test_a_lone_request_leaves_in_the_turn_it_was_sent(agent: InProcessAgent) ->
         original(data)
 
     worker._writer.write = counted
-    for _ in range(3):
+    # Whether the loop had nothing else ready when each frame was sent: only then can it
+    # leave at once (something else ready, e.g. a flush timer due on a loaded host, and it
+    # leaves with that turn's other frames).
+    alone: list[bool] = []
+    send = worker._send
+
+    def watched(message: Any) -> None:
+        alone.append(not asyncio.get_running_loop()._ready)  # type: ignore[attr-defined]
+        send(message)
+
+    worker._send = watched  # type: ignore[method-assign]
+    for _ in range(20):
         result = agent.run(agent.agent.invoker.invoke(
             "default", "echo", InvokeRequest(body_b64=base64.b64encode(b"alone").decode())))
         assert base64.b64decode(result.body_b64) == b"alone"
-    assert len(writers) == 3 and all(task is not None for task in writers), writers
+        if alone.count(True) >= 3:
+            break
+    assert len(writers) == len(alone) and alone.count(True) >= 3, alone
+    for lone, task in zip(alone, writers, strict=True):
+        if lone:
+            assert task is not None, (alone, writers)  # written by the invocation itself
 
 
 def _frame(payload: bytes) -> bytes:
