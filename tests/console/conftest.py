@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from typing import Any
 
 import httpx
 import pytest
@@ -87,6 +88,13 @@ def sign_in(agent: RunningAgent, token: str | None = None) -> Browser:
     jar.load(answer.headers["set-cookie"])
     return Browser(agent.url, jar[COOKIE].value, answer.json()["csrf"],
                    answer.headers["set-cookie"])
+
+
+def give_cookie(context: Any, agent: RunningAgent, session: Browser) -> None:
+    """Hand a signed-in ``session``'s cookie to a Playwright browser ``context``, as the
+    browser that signed in holds it."""
+    context.add_cookies([{"name": COOKIE, "value": session.cookie, "url": agent.url,
+                          "httpOnly": True, "sameSite": "Strict"}])
 
 
 def make_user(agent: AgentClient, name: str, tenant: str, role: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.browser import WAIT, browser_missing, chromium
 from tests.conftest import RunningAgent
-from tests.console.conftest import COOKIE, sign_in
+from tests.console.conftest import give_cookie, sign_in
 
 missing = browser_missing()
 if missing:
@@ -66,12 +66,6 @@ def drop(page: Page, pattern: str, times: int | None = 1) -> list[str]:
 
     page.route(pattern, handle)
     return matched
-
-
-def signed_in(context: BrowserContext, agent: RunningAgent) -> None:
-    session = sign_in(agent)
-    context.add_cookies([{"name": COOKIE, "value": session.cookie, "url": agent.url,
-                          "httpOnly": True, "sameSite": "Strict"}])
 
 
 def test_a_module_the_network_dropped_loads_on_the_next_try(
@@ -127,7 +121,7 @@ def test_without_any_script_the_page_points_to_a_reload_after_a_while(
 def test_a_session_read_the_network_dropped_is_sent_again(
     context: BrowserContext, agent: RunningAgent
 ) -> None:
-    signed_in(context, agent)
+    give_cookie(context, agent, sign_in(agent))
     page = Watched(context.new_page()).page
     boots = drop(page, "**/console/static/boot.js", times=0)
     reads = drop(page, "**/console/session")
@@ -139,7 +133,7 @@ def test_a_session_read_the_network_dropped_is_sent_again(
 def test_an_agent_out_of_reach_at_start_is_said_with_a_way_to_try_again(
     context: BrowserContext, agent: RunningAgent
 ) -> None:
-    signed_in(context, agent)
+    give_cookie(context, agent, sign_in(agent))
     page = Watched(context.new_page()).page
     reads = drop(page, "**/console/session", times=None)
     page.goto(f"{agent.url}/console/")
@@ -155,7 +149,7 @@ def test_an_agent_out_of_reach_at_start_is_said_with_a_way_to_try_again(
 def test_a_live_tail_the_network_dropped_reconnects_and_shows_each_line_once(
     context: BrowserContext, agent: RunningAgent
 ) -> None:
-    signed_in(context, agent)
+    give_cookie(context, agent, sign_in(agent))
     page = Watched(context.new_page()).page
     before = f"before-{time.monotonic_ns()}"
     agent.invoke("hello", query={"name": before})

@@ -16,7 +16,7 @@ import pytest
 
 from tests.browser import browser_missing, chromium
 from tests.conftest import RunningAgent
-from tests.console.conftest import COOKIE, sign_in
+from tests.console.conftest import COOKIE, give_cookie, sign_in
 
 #: serves a page whose script tries what a hostile tenant would with a signed-in owner's
 #: browser; the page shows the Cookie header the function itself was given
@@ -157,8 +157,7 @@ def test_a_signed_in_owner_opening_a_tenants_page_lends_it_nothing(
     owner = sign_in(deployed)
     context = browser.new_context()
     try:
-        context.add_cookies([{"name": COOKIE, "value": owner.cookie, "url": deployed.url,
-                              "httpOnly": True, "sameSite": "Strict"}])
+        give_cookie(context, deployed, owner)
         page = context.new_page()
         # First as the owner does: the console, signed in (the cookie works here)...
         page.goto(f"{deployed.url}/console/")

@@ -2,6 +2,7 @@
 // when a piece does not arrive (a dropped connection, or the browser aborting requests
 // because a network interface changed under it, as Docker's do when containers start)
 // the page says so and loads itself again, instead of staying on "Loading…" for good.
+// It imports nothing (dom.js neither): it must run when nothing else arrived.
 
 const KEY = "hyac-console-load-failures";
 const AUTOMATIC = 3;  // reloads on their own before the page asks the user
