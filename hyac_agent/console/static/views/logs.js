@@ -113,7 +113,7 @@ export async function logsView(root, { rest }) {
     follow(ticket, 0);
   }
   function follow(ticket, failures) {
-    state.textContent = paused ? "paused" : "live";
+    state.textContent = !paused ? "live" : held.length ? `paused (${held.length} waiting)` : "paused";
     stop = stream("/v1/logs/stream", { function: fn.value, since: lastTs ?? undefined }, (_event, record) => {
       failures = 0;
       if (!fresh(record)) return;
